@@ -1,0 +1,43 @@
+"""Argument checks shared by every public function, with Keras' one error template.
+
+Every message reads `Invalid value received for argument `x`. Expected ... Received: x=...`,
+so tests and users can match the start of it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+
+def invalid_argument(argument: str, expected: str, received: Any) -> ValueError:
+    """Returns (does not raise) a ValueError in the shared template."""
+    return ValueError(
+        f"Invalid value received for argument `{argument}`. "
+        f"Expected {expected}. Received: {argument}={received!r}"
+    )
+
+
+def is_number(value: Any) -> bool:
+    # bool is an int subclass; `dropout=True` is a mistake, not a rate of 1.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_rate(value: Any, argument: str = "rate") -> float:
+    """Returns `value` as a float if it is a valid dropout rate in [0, 1)."""
+    if not is_number(value) or math.isnan(value) or not 0.0 <= value < 1.0:
+        raise invalid_argument(argument, "a float in [0, 1)", value)
+    return float(value)
+
+
+def check_positive_int(value: Any, argument: str, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise invalid_argument(argument, f"an integer >= {minimum}", value)
+    return value
+
+
+def check_choice(value: Any, argument: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise invalid_argument(argument, f"one of {listed}", value)
+    return value

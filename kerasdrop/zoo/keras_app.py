@@ -1,0 +1,119 @@
+"""`keras_app:<Name>`: any keras.applications backbone with kerasdrop's Dense + Dropout head.
+
+The backbone is built with `include_top=False` on the model's own `images` input, and is preceded by
+the preprocessing its weights expect, so the model still takes raw pixels in `input_range`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kerasdrop._validation import invalid_argument
+from kerasdrop.zoo._blocks import spatial_dropout
+from kerasdrop.zoo.head import classifier_head
+
+# What each keras.applications module's `preprocess_input` does, keyed by module name.
+#   caffe: RGB->BGR, subtract ImageNet means on 0-255;  tf: scale to [-1, 1];
+#   torch: [0, 1] then ImageNet mean/std;                model: the backbone preprocesses 0-255 itself.
+PREPROCESSING = {
+    "resnet": "caffe", "vgg16": "caffe", "vgg19": "caffe",
+    "mobilenet": "tf", "mobilenet_v2": "tf", "resnet_v2": "tf", "inception_v3": "tf",
+    "inception_resnet_v2": "tf", "xception": "tf", "nasnet": "tf",
+    "densenet": "torch",
+    "efficientnet": "model", "efficientnet_v2": "model", "convnext": "model", "mobilenet_v3": "model",
+}
+_IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+# Backbones designed for a larger input than 224 (their keras.applications default).
+_DEFAULT_SIZE = {"InceptionV3": 299, "InceptionResNetV2": 299, "Xception": 299, "NASNetLarge": 331}
+_DEFAULT_DENSE_UNITS = (1024,)
+_DEFAULT_DROPOUT = 0.5
+
+
+def backbone_names() -> list[str]:
+    """Names of the keras.applications constructors this Keras provides (`ResNet50`, ...)."""
+    import keras
+
+    return sorted(
+        name for name in dir(keras.applications)
+        if name[:1].isupper() and _module_of(getattr(keras.applications, name)) in PREPROCESSING
+    )
+
+
+def _module_of(constructor) -> str:
+    return getattr(constructor, "__module__", "").rsplit(".", 1)[-1]
+
+
+def keras_app_info(backbone: str):
+    from kerasdrop.zoo.registry import ModelInfo
+
+    known = backbone_names()
+    if backbone not in known:
+        import difflib
+
+        close = difflib.get_close_matches(backbone, known, n=3, cutoff=0.5)
+        hint = f"Did you mean: {', '.join('keras_app:' + c for c in close)}? " if close else ""
+        raise invalid_argument("model_name", f"keras_app:<Name> with a keras.applications backbone. {hint}"
+                               f"Backbones: {', '.join(known)}", f"keras_app:{backbone}")
+    size = _DEFAULT_SIZE.get(backbone, 224)
+    return ModelInfo(
+        name=f"keras_app:{backbone}", family="keras_app", default_input_shape=(size, size, 3),
+        default_dense_units=_DEFAULT_DENSE_UNITS, default_dropout=_DEFAULT_DROPOUT,
+        # keras.applications refuses inputs under 32 pixels (75 or 71 for Inception/Xception; it says so).
+        min_spatial_size=32, family_options=("weights",), description=f"keras.applications.{backbone} backbone, FC 1024 with dropout",
+    )
+
+
+def _preprocess(x, mode: str, input_range: tuple[float, float]):
+    """Maps raw pixels in `input_range` to what the backbone's weights were trained on."""
+    import keras
+    import numpy as np
+
+    low, high = input_range
+    if mode == "tf":
+        return keras.layers.Rescaling(2.0 / (high - low), offset=-1.0 - 2.0 * low / (high - low), name="input_rescaling")(x)
+    if mode == "torch":
+        x = keras.layers.Rescaling(1.0 / (high - low), offset=-low / (high - low), name="input_rescaling")(x)
+        return keras.layers.Normalization(
+            mean=[0.485, 0.456, 0.406], variance=[s * s for s in _IMAGENET_STD_RGB], name="imagenet_normalization"
+        )(x)
+    x = keras.layers.Rescaling(255.0 / (high - low), offset=-255.0 * low / (high - low), name="input_rescaling")(x)
+    if mode == "caffe":
+        # RGB->BGR and mean subtraction as one frozen 1x1 conv: a built-in layer, so the model loads
+        # with safe_mode and needs no custom class registered.
+        channel_flip = keras.layers.Conv2D(3, 1, trainable=False, name="caffe_preprocessing")
+        x = channel_flip(x)
+        kernel = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)
+        bias = -np.array(_IMAGENET_MEAN_RGB[::-1], dtype="float32")
+        channel_flip.set_weights([kernel, bias])
+    return x
+
+
+def create_keras_app(backbone, *, num_classes, input_shape, head, conv_dropout, input_range, name, weights=None):
+    """Builds `keras_app:<backbone>`. `weights`: None, a local `.h5`/`.weights.h5` file, or `"imagenet"`."""
+    import keras
+
+    if weights is not None and weights != "imagenet" and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
+        raise invalid_argument("weights", "None, 'imagenet' or the path of an existing weights file", weights)
+    constructor = getattr(keras.applications, backbone)
+    mode = PREPROCESSING[_module_of(constructor)]
+    if input_shape[-1] not in (1, 3):
+        raise invalid_argument(
+            "input_shape", f"1 (grayscale) or 3 (RGB) channels for keras_app:{backbone}", input_shape
+        )
+    images = keras.Input(shape=input_shape, name="images")
+    x = images
+    if input_shape[-1] == 1:
+        # ImageNet backbones are RGB; a built-in Concatenate (not a Lambda) keeps safe_mode loading.
+        x = keras.layers.Concatenate(name="grayscale_to_rgb")([images, images, images])
+    x = _preprocess(x, mode, input_range)
+    try:
+        backbone_model = constructor(
+            include_top=False, weights=None if weights is None else os.fspath(weights), input_tensor=x, pooling=None
+        )
+    except ValueError as error:
+        raise invalid_argument("input_shape", f"a shape keras.applications.{backbone} accepts ({error})", input_shape) from None
+    x = spatial_dropout(backbone_model.output, conv_dropout, "backbone_dropout")
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = classifier_head(x, num_classes=num_classes, head=head)
+    return keras.Model(images, outputs, name=name)
