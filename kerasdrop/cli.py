@@ -98,7 +98,84 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("name", help="model name from `kerasdrop models`")
     _add_model_options(describe)
     describe.set_defaults(handler=_cmd_describe)
+
+    train = commands.add_parser(
+        "train", help="train a zoo model from a recipe file and/or flags; saves a reproducible run directory",
+        description="Train from RECIPE (e.g. models/lenet5_digits.toml) and/or flags; flags and --set override "
+                    "the recipe. With neither, trains lenet5 on digits.",
+    )
+    train.add_argument("recipe", nargs="?", help="recipe TOML file (default: none, flags and defaults only)")
+    _add_training_options(train)
+    train.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the interrupted run in --out from its last completed epoch")
+    train.set_defaults(handler=_cmd_train)
+
+    sweep = commands.add_parser(
+        "sweep", help="the dropout study: train at several dropout rates and seeds, compare gaps",
+        description="Train the same model at each rate (and seed); writes sweep.json, sweep.md and sweep.png.",
+    )
+    sweep.add_argument("recipe", nargs="?", help="recipe TOML file to start from (default: none)")
+    _add_training_options(sweep)
+    sweep.add_argument("--rates", type=_float_list("--rates"), required=True, metavar="R,R,...",
+                       help="dropout rates after each hidden Dense, e.g. 0,0.25,0.5")
+    sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
+    sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
+    sweep.set_defaults(handler=_cmd_sweep)
     return parser
+
+
+# Flag -> recipe key. Flags left unset do not override the recipe.
+_TRAINING_FLAGS = {
+    "model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir", "image_size": "data.image_size",
+    "epochs": "training.epochs", "batch_size": "training.batch_size", "dense_units": "model.dense_units",
+    "dropout": "model.dropout", "dropout_kind": "model.dropout_kind", "optimizer": "training.optimizer",
+    "lr": "training.learning_rate", "seed": "training.seed", "strategy": "training.strategy",
+    "steps_per_execution": "training.steps_per_execution", "early_stopping": "training.early_stopping_patience",
+}
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_values",
+                        help="override any recipe key, e.g. --set training.epochs=5 (repeatable)")
+    parser.add_argument("--model", help="zoo model name (default: the recipe's, else lenet5)")
+    parser.add_argument("--dataset", help="digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path> "
+                                          "(default: the recipe's, else digits)")
+    parser.add_argument("--data-dir", help="TFDS data directory with prepared data sets")
+    parser.add_argument("--image-size", type=_int_list("--image-size"), metavar="H,W",
+                        help="resize images, for models that need larger inputs (default: native size)")
+    parser.add_argument("--epochs", type=int, help="epochs (default: 20)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (default: 64)")
+    parser.add_argument("--dense-units", type=_int_list("--dense-units"), metavar="N,N",
+                        help="hidden Dense widths of the head (default: the model's)")
+    parser.add_argument("--dropout", type=_float_list("--dropout"), metavar="R[,R]",
+                        help="dropout after each hidden Dense: one rate or one per layer (default: the model's)")
+    parser.add_argument("--dropout-kind", choices=("standard", "gaussian", "alpha", "none"),
+                        help="dropout layer kind (default: standard)")
+    parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"), help="optimizer (default: adam)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: 1e-3)")
+    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--steps-per-execution", type=int, help="batches per compiled step (default: 32)")
+    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                        help="stop after PATIENCE epochs without improvement (default: off)")
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+                        help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)")
+
+
+def _training_overrides(args: argparse.Namespace) -> list:
+    from kerasdrop.train.recipe import parse_override
+
+    overrides = [parse_override(text) for text in args.set_values]
+    for flag, key in _TRAINING_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if flag == "dropout":
+            value = value[0] if len(value) == 1 else list(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        overrides.append((key, value))
+    return overrides
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -152,6 +229,38 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     model.summary()
     print("head: " + describe_head(model))
     print(f"dropout layers in the head: {len(head_dropout_layers(model))}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from kerasdrop.train import train
+
+    overrides = _training_overrides(args)
+    if args.resume:
+        run = train(args.recipe, out=args.out, resume=True, overrides=overrides)
+    else:
+        run = train(args.recipe, out=args.out, overrides=overrides)
+    metrics = run.metrics
+    print(f"\nrun saved to {run.directory}/  ({', '.join(sorted(p.name for p in run.directory.iterdir()))})")
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}; "
+          f"train {metrics['train_accuracy']:.4f} vs validation {metrics['validation_accuracy']:.4f} "
+          f"(gap {metrics['generalization_gap']:+.4f}); {metrics['epochs_completed']} epochs in {metrics['seconds']:.1f}s")
+    expected = run.recipe.expect.test_accuracy
+    if expected is not None:
+        verdict = "meets" if metrics["test_accuracy"] >= expected else "is BELOW"
+        print(f"test accuracy {verdict} the recipe's expected {expected:.4f}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from kerasdrop.train.sweep import sweep
+
+    result = sweep(args.recipe, rates=list(args.rates), seeds=args.seeds, out=args.out,
+                   overrides=_training_overrides(args))
+    print(result.table())
+    print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0
 
 

@@ -1,0 +1,8 @@
+"""Data sets as `tf.data` pipelines plus the metadata the model and the export need.
+
+`load_dataset("digits" | "synthetic[:HxWxC[:classes]]" | "tfds:<name>[:<split>]" | "folder:<path>")`.
+"""
+
+from kerasdrop.data.core import DatasetInfo, Datasets, load_dataset, parse_dataset_spec
+
+__all__ = ["DatasetInfo", "Datasets", "load_dataset", "parse_dataset_spec"]

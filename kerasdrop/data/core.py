@@ -1,0 +1,194 @@
+"""The dataset dispatcher and the pipeline every source shares (cache, shuffle, batch, prefetch).
+
+Each source returns NumPy arrays or unbatched `tf.data` datasets of `(image, label)` in the source's
+native pixel range; this module turns them into three batched pipelines and a `DatasetInfo`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from kerasdrop._validation import invalid_argument
+
+SOURCES = ("digits", "synthetic", "tfds:<name>[:<split>]", "folder:<path>")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What the model and the export need to know about a data set."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    # Range of the raw pixels: the model rescales them itself, so a served request carries these.
+    pixel_range: tuple[float, float]
+    num_train: int
+    num_validation: int
+    num_test: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Datasets:
+    """Batched `tf.data` pipelines of `(images float32, labels int32)` and their metadata."""
+
+    train: Any
+    validation: Any
+    test: Any
+    info: DatasetInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One source's unbatched splits before the shared pipeline is applied."""
+
+    train: Any
+    validation: Any
+    test: Any
+    num_train: int
+    num_validation: int
+    num_test: int
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    pixel_range: tuple[float, float]
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, str]:
+    """Splits `"tfds:mnist:train[:50%]"` into `("tfds", "mnist:train[:50%]")`; checks the kind."""
+    if not isinstance(spec, str) or not spec:
+        raise invalid_argument("dataset", f"one of {', '.join(SOURCES)}", spec)
+    kind, _, rest = spec.partition(":")
+    if kind not in ("digits", "synthetic", "tfds", "folder"):
+        raise invalid_argument("dataset", f"one of {', '.join(SOURCES)}", spec)
+    if kind in ("tfds", "folder") and not rest:
+        raise invalid_argument("dataset", f"{kind}:<{'name' if kind == 'tfds' else 'path'}>", spec)
+    if kind == "digits" and rest:
+        raise invalid_argument("dataset", "digits with no options", spec)
+    return kind, rest
+
+
+def load_dataset(
+    spec: str,
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    data_dir: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    shuffle_buffer: int = 10_000,
+    cache: bool = True,
+) -> Datasets:
+    """Loads a data set as train/validation/test pipelines.
+
+    Args:
+        spec: `digits`, `synthetic[:HxWxC[:classes]]`, `tfds:<name>[:<split>]`, `folder:<path>`.
+        batch_size: examples per batch (global batch under a distribution strategy).
+        seed: fixes the split of sources without a validation/test split and the shuffle order.
+        validation_fraction: share of the training examples held out for validation.
+        test_fraction: share held out for testing when the source has no test split.
+        data_dir: TFDS data directory (prepared data sets only; nothing is downloaded).
+        image_size: `(height, width)` to resize to, for models whose pooling needs larger inputs.
+        shuffle_buffer: shuffle buffer size for the training pipeline.
+        cache: keep decoded examples in memory after the first epoch.
+
+    Returns:
+        A `Datasets` with batched, prefetched pipelines and a `DatasetInfo`.
+    """
+    kind, rest = parse_dataset_spec(spec)
+    for argument, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value < 0.5:
+            raise invalid_argument(argument, "a fraction in (0, 0.5)", value)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise invalid_argument("batch_size", "an integer >= 1", batch_size)
+    if image_size is not None and (
+        len(image_size) != 2 or not all(isinstance(v, int) and v >= 1 for v in image_size)
+    ):
+        raise invalid_argument("image_size", "(height, width) as two positive ints", image_size)
+
+    if kind == "digits":
+        from kerasdrop.data.digits import load_digits_split
+
+        split = load_digits_split(seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
+    elif kind == "synthetic":
+        from kerasdrop.data.synthetic import load_synthetic_split
+
+        split = load_synthetic_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
+    elif kind == "tfds":
+        from kerasdrop.data.tfds import load_tfds_split
+
+        split = load_tfds_split(rest, data_dir=data_dir, seed=seed, validation_fraction=validation_fraction)
+    else:
+        from kerasdrop.data.folder import load_folder_split
+
+        split = load_folder_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
+
+    input_shape = split.input_shape
+    if image_size is not None:
+        input_shape = (image_size[0], image_size[1], input_shape[2])
+    pipelines = [
+        _pipeline(dataset, batch_size=batch_size, seed=seed, shuffle=(name == "train"), cache=cache,
+                  image_size=image_size, shuffle_buffer=shuffle_buffer)
+        for name, dataset in (("train", split.train), ("validation", split.validation), ("test", split.test))
+    ]
+    info = DatasetInfo(
+        name=spec, input_shape=tuple(input_shape), class_names=tuple(split.class_names),
+        pixel_range=tuple(float(v) for v in split.pixel_range),
+        num_train=split.num_train, num_validation=split.num_validation, num_test=split.num_test,
+    )
+    return Datasets(*pipelines, info=info)
+
+
+def _pipeline(dataset, *, batch_size, seed, shuffle, cache, image_size, shuffle_buffer):
+    import tensorflow as tf
+
+    def to_model_input(image, label):
+        image = tf.cast(image, tf.float32)
+        if image_size is not None:
+            # Bilinear resize keeps the native pixel range the model expects.
+            image = tf.image.resize(image, image_size)
+        return image, tf.cast(label, tf.int32)
+
+    dataset = dataset.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def split_arrays(images, labels, *, seed, validation_fraction, test_fraction, stratify=True):
+    """Deterministic stratified train/validation/test split of in-memory arrays."""
+    from sklearn.model_selection import train_test_split
+
+    rest_images, test_images, rest_labels, test_labels = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels if stratify else None
+    )
+    # validation_fraction is of the whole set, so rescale it to what is left after the test split.
+    train_images, val_images, train_labels, val_labels = train_test_split(
+        rest_images, rest_labels, test_size=validation_fraction / (1 - test_fraction), random_state=seed,
+        stratify=rest_labels if stratify else None,
+    )
+    return (train_images, train_labels), (val_images, val_labels), (test_images, test_labels)
+
+
+def split_from_arrays(images, labels, *, class_names, pixel_range, seed, validation_fraction, test_fraction) -> Split:
+    import tensorflow as tf
+
+    train, validation, test = split_arrays(
+        images, labels, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction
+    )
+    return Split(
+        train=tf.data.Dataset.from_tensor_slices(train),
+        validation=tf.data.Dataset.from_tensor_slices(validation),
+        test=tf.data.Dataset.from_tensor_slices(test),
+        num_train=len(train[1]), num_validation=len(validation[1]), num_test=len(test[1]),
+        input_shape=tuple(images.shape[1:]), class_names=tuple(class_names), pixel_range=pixel_range,
+    )

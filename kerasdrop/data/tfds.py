@@ -1,0 +1,83 @@
+"""`tfds:<name>[:<split>]`: a prepared TensorFlow Datasets data set (nothing is downloaded).
+
+`<split>` is the training split (default `train`, any TFDS split spec such as `train[:10%]`);
+validation is carved off its end, and the test split is `test` when the data set has one.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kerasdrop._validation import invalid_argument
+from kerasdrop.data.core import Split
+
+_RANGE_BY_DTYPE = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
+
+
+class DatasetNotPreparedError(ValueError):
+    """The TFDS data set exists in the catalogue but its files are not in the data directory."""
+
+
+def _not_prepared_message(name: str, data_dir: str | None) -> str:
+    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    return (
+        f"TFDS data set {name!r} is not prepared in {where} and kerasdrop does not download. "
+        f"On a machine with internet run `tfds build {name} --data_dir DIR` (or "
+        f"`tfds.builder({name!r}, data_dir=DIR).download_and_prepare()`), copy DIR here and pass "
+        f"--data-dir DIR (or set TFDS_DATA_DIR)."
+    )
+
+
+def load_tfds_split(options: str, *, data_dir, seed, validation_fraction) -> Split:
+    import numpy as np
+    import tensorflow_datasets as tfds
+
+    name, _, train_split = options.partition(":")
+    train_split = train_split or "train"
+    try:
+        train, info = tfds.load(
+            name, split=train_split, data_dir=data_dir, download=False, as_supervised=True,
+            with_info=True, shuffle_files=False,
+        )
+    except tfds.core.registered.DatasetNotFoundError:
+        raise invalid_argument("dataset", "tfds:<name> with a name from the TFDS catalogue", f"tfds:{options}") from None
+    except AssertionError as error:
+        if "could not find data" in str(error):
+            raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from None
+        raise
+    except ValueError as error:
+        raise invalid_argument("dataset", f"a valid TFDS split spec for {name} ({error})", f"tfds:{options}") from None
+
+    image_feature = info.features[info.supervised_keys[0]]
+    label_feature = info.features[info.supervised_keys[1]]
+    shape = tuple(image_feature.shape)
+    if len(shape) != 3 or None in shape:
+        raise invalid_argument("dataset", "a TFDS image data set with a fixed (height, width, channels)", f"tfds:{options}")
+    class_names = tuple(getattr(label_feature, "names", None) or [str(i) for i in range(label_feature.num_classes)])
+    # Integer images use their dtype's full range; float images are taken to be in [0, 1].
+    pixel_range = _RANGE_BY_DTYPE.get(np.dtype(image_feature.np_dtype).name, (0.0, 1.0))
+
+    count = _count(train)
+    num_validation = max(1, round(count * validation_fraction))
+    validation, train = train.take(num_validation), train.skip(num_validation)
+    try:
+        test = tfds.load(name, split="test", data_dir=data_dir, download=False, as_supervised=True, shuffle_files=False)
+        num_test = _count(test)
+    except ValueError:
+        # No test split: hold out as many examples again from the training split.
+        test, train = train.take(num_validation), train.skip(num_validation)
+        num_test = num_validation
+    num_train = _count(train)
+    return Split(
+        train=train, validation=validation, test=test, num_train=num_train, num_validation=num_validation,
+        num_test=num_test, input_shape=shape, class_names=class_names, pixel_range=pixel_range,
+    )
+
+
+def _count(dataset) -> int:
+    import tensorflow as tf
+
+    cardinality = int(dataset.cardinality())
+    if cardinality >= 0:
+        return cardinality
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))

@@ -1,0 +1,61 @@
+"""What a run directory holds besides the models: history, metrics and training curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pathlib
+import tempfile
+
+RUN_FILES = ("model.keras", "best.keras", "recipe.toml", "history.json", "history.csv", "metrics.json", "curves.png")
+
+
+def read_history_csv(path: pathlib.Path) -> list[dict]:
+    """Rows of Keras' CSVLogger as dicts of floats (epoch as int); [] when the file is absent."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()} for row in rows]
+
+
+def write_json(path: pathlib.Path, data) -> None:
+    """Writes JSON atomically (temp file + rename), so a killed run never leaves half a file."""
+    path = pathlib.Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(data, stream, indent=2, allow_nan=True)
+        stream.write("\n")
+    os.replace(temporary, path)
+
+
+def best_epoch(history: list[dict], monitor: str) -> dict | None:
+    scored = [row for row in history if monitor in row and not math.isnan(row[monitor])]
+    if not scored:
+        return None
+    pick = min if "loss" in monitor else max
+    return pick(scored, key=lambda row: row[monitor])
+
+
+def plot_curves(history: list[dict], path: pathlib.Path, title: str) -> None:
+    """Loss and accuracy, train vs validation, per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] + 1 for row in history]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        axis.plot(epochs, [row.get(metric, math.nan) for row in history], marker="o", label=f"train {metric} (dropout on)")
+        axis.plot(epochs, [row.get(f"val_{metric}", math.nan) for row in history], marker="o", label=f"validation {metric}")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,240 @@
+"""Training recipes: a dataclass per TOML section, loaded strictly and written back fully resolved.
+
+A recipe file (`models/lenet5_digits.toml`) has `[model]`, `[data]`, `[training]` and `[expect]`
+sections; a run directory's `recipe.toml` adds `[provenance]` (versions, seed, command line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+import os
+import pathlib
+import tomllib
+import types
+import typing
+from typing import Any, Optional, Union
+
+from kerasdrop._validation import invalid_argument
+
+
+class RecipeError(ValueError):
+    """A recipe file or override that cannot be used; the message names the key and the fix."""
+
+
+@dataclasses.dataclass
+class ModelSection:
+    name: str = "lenet5"  # a name from `kerasdrop models`
+    dense_units: Optional[list[int]] = None  # None: the model's default head
+    dropout: Optional[Union[float, list[float]]] = None  # one rate, or one per hidden Dense
+    dropout_kind: Optional[str] = None  # standard | gaussian | alpha | none (None: standard)
+    conv_dropout: Optional[float] = None  # SpatialDropout2D after conv blocks (None: off)
+    options: dict = dataclasses.field(default_factory=dict)  # family options, e.g. {batch_norm = true}
+
+
+@dataclasses.dataclass
+class DataSection:
+    dataset: str = "digits"  # digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path>
+    data_dir: Optional[str] = None  # TFDS data directory (prepared data only; nothing is downloaded)
+    image_size: Optional[list[int]] = None  # [height, width] to resize to, for models that need larger inputs
+    validation_fraction: float = 0.1  # of the training data, held out for validation and best.keras
+    test_fraction: float = 0.2  # held out for the test metrics when the source has no test split
+
+
+@dataclasses.dataclass
+class TrainingSection:
+    epochs: int = 20
+    batch_size: int = 64  # global batch: split across replicas under a distribution strategy
+    optimizer: str = "adam"  # adam | adamw | sgd | rmsprop
+    learning_rate: float = 1e-3
+    seed: int = 0  # seeds Python, NumPy, TF and the data split; with op determinism, same seed -> same run
+    # Batches per compiled step: on a 2-core CPU small models spend most of a step in Python
+    # dispatch, so running several per call is the largest single speed-up (bench/train_throughput.py).
+    steps_per_execution: int = 32
+    early_stopping_patience: Optional[int] = None  # epochs without improvement of `monitor`; None: off
+    monitor: str = "val_accuracy"  # the metric best.keras and early stopping follow (maximised)
+    strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG)
+
+
+@dataclasses.dataclass
+class ExpectSection:
+    test_accuracy: Optional[float] = None  # what this recipe reaches, measured with this repo's command
+
+
+@dataclasses.dataclass
+class Recipe:
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    training: TrainingSection = dataclasses.field(default_factory=TrainingSection)
+    expect: ExpectSection = dataclasses.field(default_factory=ExpectSection)
+
+    def to_dict(self) -> dict:
+        """Nested dict with None values dropped (TOML has no null)."""
+        return {
+            section.name: {key: value for key, value in dataclasses.asdict(getattr(self, section.name)).items()
+                           if value is not None}
+            for section in dataclasses.fields(self)
+        }
+
+    def set(self, key: str, value: Any) -> None:
+        """Sets `"training.epochs"` (or a bare unique key like `"epochs"`) after checking its type."""
+        section_name, name, annotation = _resolve_key(key)
+        setattr(getattr(self, section_name), name, _coerce(value, annotation, f"{section_name}.{name}"))
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+_SECTIONS = {field.name: field.type for field in dataclasses.fields(Recipe)}
+# Sections a run directory adds; accepted on load and not used for training.
+_INFORMATIONAL_SECTIONS = ("provenance",)
+
+
+@functools.cache
+def _section_fields(section_name: str) -> dict[str, Any]:
+    """`{key: type hint}` of one section, in declaration order."""
+    section_class = typing.get_type_hints(Recipe)[section_name]
+    hints = typing.get_type_hints(section_class)
+    return {field.name: hints[field.name] for field in dataclasses.fields(section_class)}
+
+
+def valid_keys() -> list[str]:
+    return [f"{section}.{name}" for section in _SECTIONS for name in _section_fields(section)]
+
+
+def _resolve_key(key: str) -> tuple[str, str, Any]:
+    """`"epochs"` or `"training.epochs"` -> `("training", "epochs", int)`."""
+    section_name, dot, name = key.partition(".")
+    if not dot:
+        # A bare key is accepted when exactly one section has it (`epochs` -> `training.epochs`).
+        owners = [section for section in _SECTIONS if key in _section_fields(section)]
+        if len(owners) == 1:
+            return owners[0], key, _section_fields(owners[0])[key]
+        section_name, name = "", key
+    fields = _section_fields(section_name) if section_name in _SECTIONS else {}
+    if name not in fields:
+        by_name = {full.rsplit(".", 1)[1]: full for full in valid_keys()}
+        close = difflib.get_close_matches(key, valid_keys(), n=3, cutoff=0.6) or [
+            by_name[match] for match in difflib.get_close_matches(name, by_name, n=3, cutoff=0.6)
+        ]
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise RecipeError(f"Unknown recipe key {key!r}.{hint} Valid keys: {', '.join(valid_keys())}")
+    return section_name, name, fields[name]
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Returns `value` converted to `annotation` (int -> float allowed), or raises RecipeError."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except RecipeError:
+                continue
+        raise _type_error(key, annotation, value)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, annotation, value)
+        return [_coerce(item, item_type, key) for item in value]
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+            raise _type_error(key, annotation, value)
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(key, annotation, value)
+        return value
+    if annotation in (str, bool, dict):
+        if not isinstance(value, annotation):
+            raise _type_error(key, annotation, value)
+        return value
+    raise TypeError(f"recipe field {key} has an unsupported annotation {annotation!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(option) for option in typing.get_args(annotation) if option is not type(None))
+    if origin is list:
+        item = typing.get_args(annotation)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(item, str(item))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}.get(
+        annotation, str(annotation)
+    )
+
+
+def _type_error(key: str, annotation: Any, value: Any) -> RecipeError:
+    return RecipeError(f"Invalid value received for recipe key `{key}`. Expected {_type_name(annotation)}. "
+                       f"Received: {key}={value!r}")
+
+
+def recipe_from_dict(data: dict, *, source: str = "recipe") -> Recipe:
+    """Builds a Recipe from nested sections; unknown sections/keys and wrong types are errors."""
+    recipe = Recipe()
+    for section_name, values in data.items():
+        if section_name in _INFORMATIONAL_SECTIONS:
+            continue
+        if section_name not in _SECTIONS:
+            raise RecipeError(f"Unknown section [{section_name}] in {source}. Valid sections: "
+                              f"{', '.join('[' + s + ']' for s in _SECTIONS)}")
+        if not isinstance(values, dict):
+            raise RecipeError(f"[{section_name}] in {source} must be a table of keys, received {values!r}")
+        for key, value in values.items():
+            recipe.set(f"{section_name}.{key}", value)
+    check_recipe(recipe)
+    return recipe
+
+
+def load_recipe(path: str | os.PathLike) -> Recipe:
+    """Reads a recipe TOML file strictly (see `recipe_from_dict`)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise RecipeError(f"Recipe file not found: {path}. Expected a TOML file such as models/lenet5_digits.toml.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise RecipeError(f"{path} is not valid TOML: {error}") from None
+    return recipe_from_dict(data, source=str(path))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`"training.epochs=5"` -> `("training.epochs", 5)`; a value that is not TOML is a string."""
+    key, equals, raw = text.partition("=")
+    if not equals or not key.strip():
+        raise RecipeError(f"Invalid --set {text!r}. Expected key=value, e.g. --set training.epochs=5")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.strip(), value
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Value checks beyond types, in the shared template, so a bad recipe fails before any training."""
+    training = recipe.training
+    for key in ("epochs", "batch_size", "steps_per_execution"):
+        if getattr(training, key) < 1:
+            raise invalid_argument(f"training.{key}", "an integer >= 1", getattr(training, key))
+    if training.optimizer not in OPTIMIZERS:
+        raise invalid_argument("training.optimizer", f"one of {', '.join(OPTIMIZERS)}", training.optimizer)
+    if training.strategy not in STRATEGIES:
+        raise invalid_argument("training.strategy", f"one of {', '.join(STRATEGIES)}", training.strategy)
+    if not training.learning_rate > 0 or math.isinf(training.learning_rate):
+        raise invalid_argument("training.learning_rate", "a positive finite number", training.learning_rate)
+    if training.early_stopping_patience is not None and training.early_stopping_patience < 1:
+        raise invalid_argument("training.early_stopping_patience", "an integer >= 1 or unset", training.early_stopping_patience)
+    if training.monitor not in ("val_accuracy", "val_loss", "accuracy", "loss"):
+        raise invalid_argument("training.monitor", "val_accuracy, val_loss, accuracy or loss", training.monitor)
+    from kerasdrop.data import parse_dataset_spec
+
+    parse_dataset_spec(recipe.data.dataset)
+    from kerasdrop.zoo.registry import model_info
+
+    model_info(recipe.model.name)

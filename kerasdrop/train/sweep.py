@@ -1,0 +1,158 @@
+"""The dropout study: train one model at several dropout rates (and seeds) and compare the gaps.
+
+Writes `sweep.json` (every run's metrics, mean and sd per rate), `sweep.md` (the table) and
+`sweep.png` (validation vs training curves per rate, and the generalisation gap against the rate).
+Finished runs in the output directory are reused, so an interrupted sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import statistics
+from typing import Any, Sequence
+
+from kerasdrop._validation import check_positive_int, check_rate, invalid_argument
+from kerasdrop.train import artifacts
+from kerasdrop.train.loop import Run, resolve_recipe, train
+
+COLUMNS = ("train_accuracy", "validation_accuracy", "generalization_gap", "test_accuracy")
+
+
+@dataclasses.dataclass
+class SweepResult:
+    directory: pathlib.Path
+    summary: dict
+
+    def table(self) -> str:
+        return markdown_table(self.summary)
+
+
+def sweep(
+    recipe_or_kwargs: Any = None,
+    *,
+    rates: Sequence[float],
+    seeds: int = 1,
+    out: str | pathlib.Path,
+    overrides: Sequence[tuple[str, Any]] = (),
+    verbose: int | str = 0,
+) -> SweepResult:
+    """Trains the recipe once per (rate, seed) and summarises train/validation/test accuracy.
+
+    Args:
+        recipe_or_kwargs: as for `train`; its `model.dropout` is replaced by each rate.
+        rates: dropout rates, each in [0, 1), applied after every hidden Dense.
+        seeds: runs per rate, with seeds `training.seed`, `training.seed + 1`, ...
+        out: sweep directory; each run goes to `rate-<rate>/seed-<seed>/`.
+    """
+    rates = [check_rate(rate, "rates") for rate in rates]
+    if not rates or len(set(rates)) != len(rates):
+        raise invalid_argument("rates", "one or more distinct rates", rates)
+    seeds = check_positive_int(seeds, "seeds")
+    base = resolve_recipe(recipe_or_kwargs, overrides)
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results = []
+    for rate in rates:
+        runs = []
+        for offset in range(seeds):
+            seed = base.training.seed + offset
+            run_dir = out / f"rate-{rate:g}" / f"seed-{seed}"
+            if (run_dir / "metrics.json").is_file():
+                run = Run.load(run_dir)
+            else:
+                if run_dir.exists():
+                    # An interrupted run of this sweep: continue it rather than refuse.
+                    run = train(out=run_dir, resume=True, verbose=verbose)
+                else:
+                    run = train(base, out=run_dir, verbose=verbose,
+                                overrides=[("model.dropout", rate), ("training.seed", seed)])
+            runs.append(run)
+        results.append(_summarise_rate(rate, runs))
+
+    summary = {
+        "model": base.model.name,
+        "dataset": base.data.dataset,
+        "epochs": base.training.epochs,
+        "seeds": seeds,
+        "rates": results,
+    }
+    artifacts.write_json(out / "sweep.json", summary)
+    (out / "sweep.md").write_text(markdown_table(summary) + "\n")
+    plot_sweep(summary, out / "sweep.png")
+    return SweepResult(out, summary)
+
+
+def _summarise_rate(rate: float, runs: list[Run]) -> dict:
+    entry = {"rate": rate, "runs": [], "mean": {}, "sd": {}, "curves": {}}
+    for run in runs:
+        entry["runs"].append({"directory": str(run.directory), "seed": run.recipe.training.seed,
+                              **{column: run.metrics[column] for column in COLUMNS}})
+    for column in COLUMNS:
+        values = [run.metrics[column] for run in runs]
+        entry["mean"][column] = statistics.fmean(values)
+        entry["sd"][column] = statistics.stdev(values) if len(values) > 1 else 0.0
+    # Per-epoch curves averaged over seeds (runs of one sweep share the epoch count).
+    for metric in ("accuracy", "val_accuracy", "loss", "val_loss"):
+        length = min(len(run.history) for run in runs)
+        entry["curves"][metric] = [statistics.fmean(run.history[i][metric] for run in runs) for i in range(length)]
+    return entry
+
+
+def markdown_table(summary: dict) -> str:
+    seeds = summary["seeds"]
+    header = (f"| dropout | train acc | validation acc | gap (train − val) | test acc |\n"
+              f"|---:|---:|---:|---:|---:|")
+    rows = []
+    for entry in summary["rates"]:
+        cells = [f"{entry['rate']:g}"]
+        for column in COLUMNS:
+            mean, sd = entry["mean"][column], entry["sd"][column]
+            cells.append(f"{mean:.3f} ± {sd:.3f}" if seeds > 1 else f"{mean:.3f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    caption = (f"{summary['model']} on {summary['dataset']}, {summary['epochs']} epochs, "
+               f"mean ± sd over {seeds} seed{'s' if seeds > 1 else ''}; train accuracy measured with dropout off")
+    return "\n".join([caption, "", header, *rows])
+
+
+def plot_sweep(summary: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (curves, gaps) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = plt.cm.viridis([i / max(len(summary["rates"]) - 1, 1) for i in range(len(summary["rates"]))])
+    for colour, entry in zip(colours, summary["rates"]):
+        epochs = range(1, len(entry["curves"]["accuracy"]) + 1)
+        curves.plot(epochs, entry["curves"]["accuracy"], color=colour, linestyle="--",
+                    label=f"rate {entry['rate']:g} train (dropout on)")
+        curves.plot(epochs, entry["curves"]["val_accuracy"], color=colour, label=f"rate {entry['rate']:g} validation")
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("accuracy")
+    curves.set_title("accuracy per epoch (mean over seeds)")
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=7)
+
+    rates = [entry["rate"] for entry in summary["rates"]]
+    gaps.errorbar(rates, [e["mean"]["generalization_gap"] for e in summary["rates"]],
+                  yerr=[e["sd"]["generalization_gap"] for e in summary["rates"]], marker="o", capsize=4,
+                  label="gap: train acc (dropout off) − validation acc")
+    gaps.axhline(0, color="grey", linewidth=0.8)
+    gaps.set_xlabel("dropout rate after each hidden Dense")
+    gaps.set_ylabel("generalisation gap")
+    test_axis = gaps.twinx()
+    test_axis.errorbar(rates, [e["mean"]["test_accuracy"] for e in summary["rates"]],
+                       yerr=[e["sd"]["test_accuracy"] for e in summary["rates"]], marker="s", capsize=4,
+                       color="tab:green", label="test accuracy")
+    test_axis.set_ylabel("test accuracy", color="tab:green")
+    handles = gaps.get_legend_handles_labels()[0] + test_axis.get_legend_handles_labels()[0]
+    gaps.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
+    gaps.set_title("gap and test accuracy against dropout rate")
+    gaps.grid(alpha=0.3)
+    figure.suptitle(f"{summary['model']} on {summary['dataset']}: dropout sweep ({summary['seeds']} seeds, "
+                    f"{summary['epochs']} epochs)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
