@@ -132,6 +132,7 @@ _TRAINING_FLAGS = {
     "dropout": "model.dropout", "dropout_kind": "model.dropout_kind", "optimizer": "training.optimizer",
     "lr": "training.learning_rate", "seed": "training.seed", "strategy": "training.strategy",
     "steps_per_execution": "training.steps_per_execution", "early_stopping": "training.early_stopping_patience",
+    "precision": "training.precision",
 }
 
 
@@ -158,6 +159,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-execution", type=int, help="batches per compiled step (default: 32)")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                         help="stop after PATIENCE epochs without improvement (default: off)")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
+                        help="compute precision while training; saved models are float32 (default: float32)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
                         help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)")
 
@@ -241,6 +244,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run = train(args.recipe, out=args.out, resume=True, overrides=overrides)
     else:
         run = train(args.recipe, out=args.out, overrides=overrides)
+    from kerasdrop.train.distribute import is_chief
+
+    if not is_chief():
+        print(f"\nworker finished; the chief writes the run to {run.directory}/")
+        return 0
     metrics = run.metrics
     print(f"\nrun saved to {run.directory}/  ({', '.join(sorted(p.name for p in run.directory.iterdir()))})")
     print(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}; "

@@ -62,3 +62,39 @@ def test_unparsable_list_is_a_usage_error(capsys):
         main(["describe", "mlp", "--dense-units", "512,abc"])
     assert raised.value.code == 2
     assert "Expected comma-separated integers" in capsys.readouterr().err
+
+
+def test_train_from_flags_reports_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--model", "mlp", "--dataset", "synthetic", "--epochs", "1", "--dense-units", "16",
+            "--dropout", "0.3", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"run saved to {out}/" in printed and "test accuracy" in printed
+    assert (out / "model.keras").is_file()
+
+
+def test_train_recipe_with_set_override_and_expectation(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[model]\nname = "mlp"\ndense_units = [16]\n[data]\ndataset = "synthetic"\n'
+                      "[training]\nepochs = 5\n[expect]\ntest_accuracy = 0.5\n")
+    assert main(["train", str(recipe), "--set", "training.epochs=2", "--out", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 epochs in" in printed and "meets the recipe's expected 0.5000" in printed
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--set", "training.epoch=1"], "Unknown recipe key 'training.epoch'. Did you mean: training.epochs"),
+        (["train", "--set", "epochs"], "Expected key=value"),
+        (["train", "no/such/recipe.toml"], "Recipe file not found: no/such/recipe.toml"),
+        (["train", "--resume"], "--resume needs --out"),
+        (["train", "--dataset", "imagenet"], "Invalid value received for argument `dataset`"),
+        (["train", "--epochs", "0"], "Expected an integer >= 1"),
+        (["sweep", "--rates", "0,1.5", "--out", "x"], "Invalid value received for argument `rates`"),
+    ],
+)
+def test_bad_training_input_exits_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

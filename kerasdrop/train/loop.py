@@ -97,11 +97,11 @@ def _prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool) -> None:
         if (out / "metrics.json").is_file():
             raise RecipeError(f"--resume: the run in {out} already finished (metrics.json exists); nothing to resume.")
         return
+    if not chief:
+        return  # other workers write to scratch space; the chief checks and creates the directory
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RecipeError(f"Run directory {out} already exists and is not empty; nothing in it was changed. "
                           f"Use --resume to continue that run, or choose another --out.")
-    if not chief:
-        return
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -150,6 +150,23 @@ def _optimizer(name: str, learning_rate: float):
     if name == "sgd":
         return classes[name](learning_rate=learning_rate, momentum=0.9)
     return classes[name](learning_rate=learning_rate)
+
+
+def compile_for_training(model, training, *, steps_per_epoch: int) -> None:
+    """Compiles with the recipe's optimizer, sparse cross-entropy on the softmax output, and accuracy."""
+    model.compile(
+        optimizer=_optimizer(training.optimizer, training.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        # More steps per execution than an epoch has would overshoot Keras' progress bar. Keras 3.15's
+        # multi-step loop fails under MultiWorkerMirroredStrategy ("You must feed a value for
+        # placeholder tensor 'while/.../Placeholder'"), so multi-worker runs one step per call.
+        steps_per_execution=1 if training.strategy == "multi_worker"
+        else min(training.steps_per_execution, max(1, steps_per_epoch)),
+        # XLA measured slower than plain graphs for these models on CPU (bench/train_throughput.py),
+        # and Keras turns it off anyway under op determinism.
+        jit_compile=False,
+    )
 
 
 def train(
@@ -226,23 +243,23 @@ def train(
     # --- model --------------------------------------------------------------------------------
     from kerasdrop.zoo import create_model
 
-    dropout = recipe.model.dropout
-    with strategy.scope():
-        model = create_model(
-            recipe.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
-            input_range=info.pixel_range,
-            dense_units=tuple(recipe.model.dense_units) if recipe.model.dense_units is not None else None,
-            dropout=dropout, dropout_kind=recipe.model.dropout_kind, conv_dropout=recipe.model.conv_dropout,
-            **recipe.model.options,
-        )
-        model.compile(
-            optimizer=_optimizer(recipe.training.optimizer, recipe.training.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            # More steps per execution than an epoch has would overshoot Keras' progress bar.
-            steps_per_execution=min(recipe.training.steps_per_execution,
-                                    max(1, math.ceil(info.num_train / recipe.training.batch_size))),
-        )
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(recipe.training.precision)
+    try:
+        with strategy.scope():
+            model = create_model(
+                recipe.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
+                input_range=info.pixel_range,
+                dense_units=tuple(recipe.model.dense_units) if recipe.model.dense_units is not None else None,
+                dropout=recipe.model.dropout, dropout_kind=recipe.model.dropout_kind,
+                conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
+            )
+            compile_for_training(model, recipe.training,
+                                 steps_per_epoch=math.ceil(info.num_train / recipe.training.batch_size))
+            if recipe.training.strategy == "multi_worker":
+                _prebuild_for_multi_worker(model, data.train)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
 
     # --- callbacks ----------------------------------------------------------------------------
     monitor = recipe.training.monitor
@@ -271,10 +288,14 @@ def train(
 
     # --- final model, history, metrics, curves ------------------------------------------------
     history = artifacts.read_history_csv(history_csv)
+    mixed_precision = recipe.training.precision != "float32"
+    if mixed_precision:
+        model = _saved_as_float32(model, write_dir, recipe.training)
     metrics = _evaluate(model, data, history, monitor)
     metrics["seconds"] = round(seconds, 2)
     if chief:
-        model.save(write_dir / "model.keras")
+        if not mixed_precision:  # _saved_as_float32 already wrote model.keras
+            model.save(write_dir / "model.keras")
         artifacts.write_json(write_dir / "history.json", history)
         artifacts.write_json(write_dir / "metrics.json", metrics)
         artifacts.plot_curves(history, write_dir / "curves.png",
@@ -285,6 +306,60 @@ def train(
         raise FloatingPointError(f"Training stopped: the loss became NaN (history in {out}). "
                                  "Lower training.learning_rate or check the data's pixel range.")
     return Run(out, recipe, metrics, history)
+
+
+def _prebuild_for_multi_worker(model, train_pipeline) -> None:
+    """Works around two Keras 3.15 defects that stop `fit` under MultiWorkerMirroredStrategy.
+
+    1. `fit` pre-builds by reducing the first distributed batch with `strategy.reduce("MEAN", ...)`,
+       which fails eagerly ("Attempt to convert a value (PerReplica...) to a Tensor"). The build only
+       needs shapes, so one undistributed batch does the same job.
+    2. Each step's logs are reduced with `strategy.reduce("MEAN", v, axis=0)`, which fails for the
+       scalar loss and metrics ("Invalid reduction dimension 0 for input with 0 dimensions").
+       Scalars are reduced over replicas only (axis=None).
+    """
+    from keras.src.backend.tensorflow import trainer as tensorflow_trainer
+
+    images, labels = next(iter(train_pipeline))
+    model._symbolic_build(data_batch=(images, labels))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+    original = tensorflow_trainer.reduce_per_replica
+    if getattr(original, "kerasdrop_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tensorflow_trainer._collective_all_reduce_multi_worker(strategy):
+            import tensorflow as tf
+
+            def reduce(value):
+                if not isinstance(value, tf.distribute.DistributedValues):
+                    return value
+                rank = strategy.experimental_local_results(value)[0].shape.rank
+                return strategy.reduce("MEAN", value, axis=None if rank == 0 else 0)
+
+            return tf.nest.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.kerasdrop_patched = True
+    tensorflow_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _saved_as_float32(model, write_dir: pathlib.Path, training):
+    """Converts the final model and best.keras to float32 computation, so exports are float32."""
+    import keras
+
+    from kerasdrop.zoo.rewire import as_float32
+
+    best = write_dir / "best.keras"
+    if best.is_file():
+        as_float32(keras.saving.load_model(best, compile=False)).save(best)
+    converted = as_float32(model)
+    # Saved before compiling: the optimizer state of a mixed run does not carry over to the copy,
+    # and an unbuilt optimizer in the file only makes Keras warn on every load.
+    converted.save(write_dir / "model.keras")
+    compile_for_training(converted, training, steps_per_epoch=1)
+    return converted
 
 
 def _evaluate(model, data, history: list[dict], monitor: str) -> dict:

@@ -56,6 +56,9 @@ class TrainingSection:
     early_stopping_patience: Optional[int] = None  # epochs without improvement of `monitor`; None: off
     monitor: str = "val_accuracy"  # the metric best.keras and early stopping follow (maximised)
     strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG)
+    # float32 | mixed_bfloat16. bfloat16 compute doubles conv throughput on CPUs with AVX512-BF16/AMX
+    # (bench/train_throughput.py); saved models are converted back to float32 either way.
+    precision: str = "float32"
 
 
 @dataclasses.dataclass
@@ -86,6 +89,7 @@ class Recipe:
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16")
 _SECTIONS = {field.name: field.type for field in dataclasses.fields(Recipe)}
 # Sections a run directory adds; accepted on load and not used for training.
 _INFORMATIONAL_SECTIONS = ("provenance",)
@@ -226,6 +230,8 @@ def check_recipe(recipe: Recipe) -> None:
         raise invalid_argument("training.optimizer", f"one of {', '.join(OPTIMIZERS)}", training.optimizer)
     if training.strategy not in STRATEGIES:
         raise invalid_argument("training.strategy", f"one of {', '.join(STRATEGIES)}", training.strategy)
+    if training.precision not in PRECISIONS:
+        raise invalid_argument("training.precision", f"one of {', '.join(PRECISIONS)}", training.precision)
     if not training.learning_rate > 0 or math.isinf(training.learning_rate):
         raise invalid_argument("training.learning_rate", "a positive finite number", training.learning_rate)
     if training.early_stopping_patience is not None and training.early_stopping_patience < 1:

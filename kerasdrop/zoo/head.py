@@ -89,4 +89,5 @@ def classifier_head(x: Any, *, num_classes: int, head: HeadConfig) -> Any:
             units, activation=head.activation, kernel_initializer=head.kernel_initializer, name=f"fc{index}"
         )(x)
         x = dropout_layer(head.kind, rate, f"fc{index}_dropout")(x)
-    return keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # float32 even under a mixed-precision policy: softmax probabilities and the loss need it.
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)

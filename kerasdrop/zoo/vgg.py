@@ -36,7 +36,7 @@ def _create_vgg(variant, *, num_classes, input_shape, head, conv_dropout, input_
         prefix = f"block{block}_conv{conv}"
         if batch_norm:
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=prefix)(x)
-            x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(x)  # as resnet.py: small data
             x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
         else:
             x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=prefix)(x)

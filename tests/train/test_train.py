@@ -148,3 +148,18 @@ def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
     with pytest.raises(FloatingPointError, match="loss became NaN"):
         train(dict(FAST, optimizer="sgd", lr=1e12, epochs=3), out=tmp_path / "run", verbose=0)
     assert (tmp_path / "run" / "history.json").is_file()
+
+
+def test_mixed_bfloat16_training_saves_float32_models(tmp_path):
+    import keras
+
+    run = train(dict(FAST, epochs=2, precision="mixed_bfloat16"), out=tmp_path / "run", verbose=0)
+    assert keras.mixed_precision.global_policy().name == "float32", "the global policy is restored"
+    for model in (run.model, run.best_model):
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert run.metrics["test_accuracy"] > 0.9
+
+
+def test_mirrored_strategy_trains(tmp_path):
+    run = train(dict(FAST, epochs=1, strategy="mirrored"), out=tmp_path / "run", verbose=0)
+    assert run.metrics["epochs_completed"] == 1

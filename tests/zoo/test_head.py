@@ -74,3 +74,17 @@ def test_resnet_stem_option(stem, first_pool):
 
 def test_custom_model_name():
     assert kerasdrop.create_model("mlp", num_classes=3, input_shape=(4, 4, 1), name="my_mlp").name == "my_mlp"
+
+
+def test_keras_app_batch_norm_momentum_option_reaches_every_backbone_batch_norm(tmp_path):
+    import keras
+
+    model = kerasdrop.create_model("keras_app:MobileNetV2", num_classes=3, input_shape=(32, 32, 3),
+                                   dense_units=(8,), batch_norm_momentum=0.9)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == 0.9 for layer in norms)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert {layer.momentum for layer in reloaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+    with pytest.raises(ValueError, match="^Invalid value received for argument `batch_norm_momentum`"):
+        kerasdrop.create_model("keras_app:MobileNetV2", num_classes=3, input_shape=(32, 32, 3), batch_norm_momentum=1.5)
