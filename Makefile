@@ -13,9 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job on the embedded digits data set; runs/demo is the demo's own run directory.
 demo: $(STAMP)
 	$(BIN)/kerasdrop models
 	$(BIN)/python -m kerasdrop.demo
+	rm -rf runs/demo
+	$(BIN)/kerasdrop train models/lenet5_digits.toml --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -2,7 +2,9 @@
 
 The same model (simple_cnn, the keras-io MNIST convnet), data (10,000 synthetic 28x28x1 images,
 10 classes) and batch size (keras-io's 128). Each configuration is warmed up (tracing), then the
-three are timed in interleaved rounds and the median is reported, so machine noise hits all alike.
+three are timed in interleaved rounds. This shared 2-core machine swings between two speed regimes
+(about 3,900 and 7,000+ images/s for the same configuration), so the best round of each is compared
+(as timeit does) and every round is printed.
 Goal: ratio >= 2.0. The float32 default and the opt-in bfloat16 path are both printed.
 
     .venv/bin/python bench/train_throughput.py [--rounds 3] [--epochs 1] [--batch-size 128]
@@ -11,13 +13,12 @@ Goal: ratio >= 2.0. The float32 default and the opt-in bfloat16 path are both pr
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default: 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default: 5)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timed fit (default: 1)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--examples", type=int, default=10_000)
@@ -71,17 +72,17 @@ def main() -> None:
             started = time.perf_counter()
             model.fit(epochs=args.epochs, verbose=0, **fit_args)
             rates[name].append(examples * args.epochs / (time.perf_counter() - started))
-    median = {name: statistics.median(values) for name, values in rates.items()}
+    best = {name: max(values) for name, values in rates.items()}
 
-    print(f"simple_cnn, {examples} images 28x28x1, batch {args.batch_size}; median of {args.rounds} interleaved "
+    print(f"simple_cnn, {examples} images 28x28x1, batch {args.batch_size}; best of {args.rounds} interleaved "
           f"rounds of {args.epochs} epoch(s); TF {tf.__version__}, Keras {keras.__version__}")
     print(f"  plain model.fit (NumPy; Keras defaults: jit_compile={plain.jit_compile}, "
-          f"steps_per_execution={plain.steps_per_execution})  {median['plain']:8.0f} images/s")
+          f"steps_per_execution={plain.steps_per_execution})  {best['plain']:8.0f} images/s")
     print(f"  kerasdrop train path (cached tf.data; jit_compile={ours.jit_compile}, "
-          f"steps_per_execution={ours.steps_per_execution}) {median['float32']:8.0f} images/s")
-    print(f"  kerasdrop train path + precision=mixed_bfloat16 (opt-in)          {median['mixed_bfloat16']:8.0f} images/s")
-    print(f"  ratio kerasdrop float32 / plain:        {median['float32'] / median['plain']:.2f}  (goal >= 2.0)")
-    print(f"  ratio kerasdrop mixed_bfloat16 / plain: {median['mixed_bfloat16'] / median['plain']:.2f}  (goal >= 2.0)")
+          f"steps_per_execution={ours.steps_per_execution}) {best['float32']:8.0f} images/s")
+    print(f"  kerasdrop train path + precision=mixed_bfloat16 (opt-in)          {best['mixed_bfloat16']:8.0f} images/s")
+    print(f"  ratio kerasdrop float32 / plain:        {best['float32'] / best['plain']:.2f}  (goal >= 2.0)")
+    print(f"  ratio kerasdrop mixed_bfloat16 / plain: {best['mixed_bfloat16'] / best['plain']:.2f}  (goal >= 2.0)")
     print("  all rounds (images/s): " + "; ".join(f"{name} " + ", ".join(f"{v:.0f}" for v in values)
                                               for name, values in rates.items()))
 
