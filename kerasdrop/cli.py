@@ -122,6 +122,36 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
     sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
     sweep.set_defaults(handler=_cmd_sweep)
+
+    verify = commands.add_parser(
+        "verify", help="prove inference is deterministic and batch independent (.keras, SavedModel dir, .onnx)",
+        description="Checks structure, graph ops, repeatability, batch independence and runtime parity. "
+                    "Exit 0: clean; 1: findings; 2: unusable input.",
+    )
+    verify.add_argument("path", help="a .keras file, a SavedModel directory, or an .onnx file")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    verify.add_argument("--probe-range", type=_float_list("--probe-range"), metavar="LOW,HIGH",
+                        help="range of the probe inputs (default: the model's pixel range, else 0,1)")
+    verify.set_defaults(handler=_cmd_verify)
+
+    export = commands.add_parser(
+        "export", help="verify a .keras model, then publish SavedModel + ONNX into a TF Serving repository",
+        description="Nothing is published unless the model and the written artefacts pass verification. "
+                    "Exit 0: published; 1: refused (the report says why); 2: unusable input.",
+    )
+    export.add_argument("model", help="the .keras file (e.g. runs/demo/model.keras)")
+    export.add_argument("--name", required=True, help="model name in the repository and in serving URLs")
+    export.add_argument("--repo", default="export", help="model repository directory (default: export)")
+    export.add_argument("--version", type=int, help="version to publish (default: the next integer; never overwrites)")
+    export.add_argument("--formats", default="savedmodel,onnx", help="savedmodel[,onnx] (default: savedmodel,onnx)")
+    export.add_argument("--mc-samples", type=int, metavar="N",
+                        help="add an mc_dropout signature: mean and stddev over N passes with dropout on (default: off)")
+    export.add_argument("--models-config", default="serve/models.config",
+                        help="ModelServerConfig file kept listing every model (default: serve/models.config)")
+    export.add_argument("--base-path", default="/models",
+                        help="where TF Serving mounts the repository, for --models-config (default: /models)")
+    export.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    export.set_defaults(handler=_cmd_export)
     return parser
 
 
@@ -269,6 +299,52 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                    overrides=_training_overrides(args))
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
+    return 0
+
+
+def _print_report(report, as_json: bool) -> None:
+    if as_json:
+        print(report.to_json())
+    else:
+        report.print()
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from kerasdrop.verify import UnusableInputError, verify
+
+    try:
+        report = verify(args.path, probe_range=tuple(args.probe_range) if args.probe_range else None)
+    except UnusableInputError as error:
+        print(f"kerasdrop verify: unusable input: {error}", file=sys.stderr)
+        return 2
+    _print_report(report, args.json)
+    return report.exit_code
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from kerasdrop.export import ExportRefusedError, export
+    from kerasdrop.verify import UnusableInputError
+
+    try:
+        result = export(args.model, name=args.name, repo=args.repo, version=args.version,
+                        formats=[fmt.strip() for fmt in args.formats.split(",") if fmt.strip()],
+                        mc_samples=args.mc_samples, models_config=args.models_config, base_path=args.base_path)
+    except UnusableInputError as error:
+        print(f"kerasdrop export: unusable input: {error}", file=sys.stderr)
+        return 2
+    except ExportRefusedError as refused:
+        _print_report(refused.report, args.json)
+        print(f"kerasdrop export: refused: {refused}", file=sys.stderr)
+        for finding in refused.report.errors:
+            print(f"  - [{finding.check}] {finding.location}: {finding.message}. To fix: {finding.action}",
+                  file=sys.stderr)
+        return 1
+    _print_report(result.report, args.json)
+    if not args.json:
+        print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
+              f"models config: {args.models_config}")
     return 0
 
 

@@ -1,0 +1,153 @@
+"""`export(model, name)`: verify, write SavedModel + ONNX into staging, re-verify, publish atomically.
+
+Nothing is published until the Keras model and every written artefact have passed the verifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import time
+from typing import Sequence
+
+from kerasdrop._validation import check_positive_int, invalid_argument
+from kerasdrop.export import repository
+from kerasdrop.verify.report import Report
+
+FORMATS = ("savedmodel", "onnx")
+
+
+class ExportRefusedError(Exception):
+    """The model or its artefacts failed verification; `report` says why (exit status 1)."""
+
+    def __init__(self, message: str, report: Report):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass
+class ExportResult:
+    path: pathlib.Path
+    name: str
+    version: int
+    report: Report
+    seconds: dict
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    formats = tuple(formats)
+    unknown = [fmt for fmt in formats if fmt not in FORMATS]
+    if unknown or not formats:
+        raise invalid_argument("formats", f"a comma-separated subset of {', '.join(FORMATS)}", ",".join(formats))
+    if "savedmodel" not in formats:
+        raise invalid_argument("formats", "a list including savedmodel (a TF Serving version directory needs "
+                               "saved_model.pb; ONNX is written beside it)", ",".join(formats))
+    return formats
+
+
+def export(
+    model_or_path,
+    *,
+    name: str,
+    repo: str | pathlib.Path = "export",
+    version: int | None = None,
+    formats: Sequence[str] = FORMATS,
+    mc_samples: int | None = None,
+    models_config: str | pathlib.Path | None = "serve/models.config",
+    base_path: str = "/models",
+) -> ExportResult:
+    """Verifies a Keras model, writes it in TF Serving's layout and publishes it atomically.
+
+    Args:
+        model_or_path: a `keras.Model` or a `.keras` file (loaded in safe mode).
+        name: the model name in the repository and in serving URLs.
+        repo: the model repository directory.
+        version: the version to publish (default: the next integer). Never overwrites.
+        formats: `savedmodel` and optionally `onnx` (written as `model.onnx` beside it).
+        mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
+        models_config: ModelServerConfig text file to keep listing every model (None: leave alone).
+        base_path: where the repository is mounted for TF Serving, for `models_config`.
+
+    Returns:
+        An `ExportResult` with the published path and the full verification report.
+
+    Raises:
+        ExportRefusedError: verification failed; nothing was published.
+        UnusableInputError: the model file is missing, corrupt or unsafe to load.
+    """
+    import keras
+
+    from kerasdrop.export.onnx import write_onnx
+    from kerasdrop.export.savedmodel import write_savedmodel
+    from kerasdrop.export.warmup import write_warmup
+    from kerasdrop.verify import numerical, parity, runtimes
+    from kerasdrop.verify.api import verify_keras, verify_saved_model
+
+    # --- arguments, checked before any work ----------------------------------------------------
+    name = repository.check_model_name(name)
+    formats = check_formats(formats)
+    if mc_samples is not None:
+        mc_samples = check_positive_int(mc_samples, "mc_samples", minimum=2)
+    repo = pathlib.Path(repo)
+    model_dir = repo / name
+    version = repository.resolve_version(model_dir, version)
+    seconds = {}
+
+    # --- 1. verify the Keras model ---------------------------------------------------------------
+    started = time.perf_counter()
+    if isinstance(model_or_path, keras.Model):
+        model, target = model_or_path, model_or_path.name
+    else:
+        model, target = runtimes.load_keras_model(model_or_path), str(model_or_path)
+    report = Report(target=target, kind="export")
+    report.extend(verify_keras(model))
+    seconds["verify_keras"] = time.perf_counter() - started
+    if not report.ok:
+        raise ExportRefusedError(f"{target} failed inference-mode verification; nothing was exported.", report)
+
+    # --- 2. write every format into a staging directory ------------------------------------------
+    model_dir.mkdir(parents=True, exist_ok=True)
+    repository.remove_stale_staging(model_dir)
+    staging = repository.staging_dir(model_dir, version)
+    low, high = numerical.keras_probe_range(model)
+    try:
+        started = time.perf_counter()
+        write_savedmodel(model, staging, mc_samples=mc_samples)
+        write_warmup(staging, name, model.input_shape[1:], low, high)
+        seconds["savedmodel"] = time.perf_counter() - started
+        if "onnx" in formats:
+            started = time.perf_counter()
+            write_onnx(model, staging / "model.onnx")
+            seconds["onnx"] = time.perf_counter() - started
+
+        # --- 3. re-verify the written artefacts, and their parity with Keras ---------------------
+        started = time.perf_counter()
+        artefacts = Report(target=str(staging), kind="savedmodel")
+        verify_saved_model(staging, probe_range=(low, high), report=artefacts)
+        loaded = runtimes.load_saved_model(staging)
+        runs = {"keras": runtimes.keras_runtime(model),
+                "savedmodel": runtimes.saved_model_runtime(loaded.signatures["serving_default"], "images")}
+        if "onnx" in formats:
+            session = runtimes.onnx_session(staging / "model.onnx")
+            runs["onnxruntime"] = runtimes.onnx_runtime(session, "images")
+        row_shape = model.input_shape[1:]
+        parity.check_parity(runs, {size: numerical.probe_images(row_shape, low, high, batch=size, seed=size)
+                                   for size in parity.BATCH_SIZES}, artefacts)
+        report.extend(artefacts)
+        seconds["reverify"] = time.perf_counter() - started
+        if not report.ok:
+            raise ExportRefusedError(f"The written artefacts of {target} failed verification; nothing was published.",
+                                     report)
+        report.save(staging / "verification.json")
+
+        # --- 4. publish --------------------------------------------------------------------------
+        path = repository.publish(staging, model_dir, version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.target = str(path)
+    report.save(path / "verification.json")
+    if models_config is not None:
+        repository.write_models_config(repo, pathlib.Path(models_config), base_path)
+    return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds)

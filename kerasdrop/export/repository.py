@@ -1,0 +1,124 @@
+"""The TF Serving model repository: `<repo>/<name>/<version>/`, published only by atomic rename.
+
+TF Serving loads any directory whose name is an integer as soon as it appears, so a version is
+written under `<repo>/<name>/.staging-<version>-<pid>/` (not a number: ignored by TF Serving) and
+renamed into place complete. A staging directory left by a killed export is removed by the next.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+
+from kerasdrop._validation import invalid_argument
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+STAGING_PREFIX = ".staging-"
+
+
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise invalid_argument("name", "a model name of letters, digits, '_', '.' and '-' (it becomes a URL path "
+                               "and a directory)", name)
+    return name
+
+
+def versions(model_dir: pathlib.Path) -> list[int]:
+    """Published versions: numeric sub-directories, as TF Serving sees them."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(entry.name) for entry in model_dir.iterdir() if entry.is_dir() and entry.name.isdigit())
+
+
+def resolve_version(model_dir: pathlib.Path, version: int | None) -> int:
+    existing = versions(model_dir)
+    if version is None:
+        return (existing[-1] + 1) if existing else 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise invalid_argument("version", "a positive integer", version)
+    if version in existing:
+        raise invalid_argument("version", f"a version not yet published (existing: {existing}; versions are never "
+                               f"overwritten, omit --version for {existing[-1] + 1})", version)
+    return version
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(model_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Deletes staging directories whose exporting process is gone (killed mid-export)."""
+    removed = []
+    if not model_dir.is_dir():
+        return removed
+    for entry in model_dir.iterdir():
+        match = re.fullmatch(rf"{re.escape(STAGING_PREFIX)}\d+-(\d+)", entry.name)
+        if match and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def staging_dir(model_dir: pathlib.Path, version: int) -> pathlib.Path:
+    return model_dir / f"{STAGING_PREFIX}{version}-{os.getpid()}"
+
+
+def _fsync_tree(directory: pathlib.Path) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        descriptor = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def publish(staging: pathlib.Path, model_dir: pathlib.Path, version: int) -> pathlib.Path:
+    """Atomically renames a complete staging directory to `<model_dir>/<version>`."""
+    target = model_dir / str(version)
+    _fsync_tree(staging)
+    if target.exists():
+        raise FileExistsError(f"{target} appeared while exporting; nothing was overwritten (staging kept at {staging}).")
+    os.rename(staging, target)
+    descriptor = os.open(model_dir, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return target
+
+
+def models_config_text(repo: pathlib.Path, base_path: str = "/models") -> str:
+    """A ModelServerConfig (text proto) listing every model with a published version in `repo`."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    for model_dir in sorted(path for path in pathlib.Path(repo).iterdir() if path.is_dir()):
+        if versions(model_dir):
+            entry = config.model_config_list.config.add()
+            entry.name = model_dir.name
+            entry.base_path = f"{base_path.rstrip('/')}/{model_dir.name}"
+            entry.model_platform = "tensorflow"
+    header = (f"# Written by `kerasdrop export` from the model repository {repo}: every model with a published\n"
+              f"# version. TF Serving reads it with --model_config_file (serve/docker-compose.yml).\n")
+    return header + text_format.MessageToString(config)
+
+
+def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str = "/models") -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(models_config_text(repo, base_path))
+    os.replace(temporary, path)
+    return path

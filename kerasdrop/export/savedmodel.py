@@ -1,0 +1,79 @@
+"""SavedModel for TF Serving: `serving_default` traced with training=False, optional `mc_dropout`.
+
+Signatures (method `tensorflow/serving/predict`): `serving_default(images) -> {probabilities,
+class_ids}`; with `mc_samples`, `mc_dropout(images) -> {mean, stddev}` over that many passes with
+dropout active and everything else (BatchNorm included) in inference mode.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+SERVING_SIGNATURE = "serving_default"
+MC_SIGNATURE = "mc_dropout"
+INPUT_NAME = "images"
+
+
+def input_signature(model):
+    import tensorflow as tf
+
+    return [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)]
+
+
+def serving_function(model):
+    """`images -> {"probabilities", "class_ids"}` with the model called in inference mode, explicitly."""
+    import tensorflow as tf
+
+    def serve(images):
+        probabilities = model(images, training=False)
+        return {"probabilities": probabilities, "class_ids": tf.argmax(probabilities, axis=-1)}
+
+    return serve
+
+
+def monte_carlo_model(model):
+    """The same layers and weights, rewired so dropout layers run in training mode and all else in inference.
+
+    Called without a `training` argument, the pinned flags hold (Keras 3 lets an explicit outer
+    `training` override them, so `mc_dropout` must never pass one).
+    """
+    import keras
+
+    from kerasdrop.verify.structure import layer_kind
+
+    dropout_classes = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
+
+    def call_layer(layer, *args, **kwargs):
+        active = isinstance(layer, dropout_classes) and layer_kind(layer) == "random"
+        return layer(*args, **{**kwargs, "training": active})
+
+    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_layer, recursive=True)
+
+
+def monte_carlo_function(model, samples: int):
+    """`images -> {"mean", "stddev"}` of the probabilities over `samples` stochastic passes."""
+    import tensorflow as tf
+
+    stochastic = monte_carlo_model(model)
+
+    def mc_dropout(images):
+        batch = tf.shape(images)[0]
+        # One pass over `samples` stacked copies: every copy draws its own dropout mask.
+        repeated = tf.tile(images, tf.concat([[samples], tf.ones([tf.rank(images) - 1], tf.int32)], axis=0))
+        probabilities = stochastic(repeated)
+        probabilities = tf.reshape(probabilities, tf.concat([[samples, batch], tf.shape(probabilities)[1:]], axis=0))
+        return {"mean": tf.reduce_mean(probabilities, axis=0), "stddev": tf.math.reduce_std(probabilities, axis=0)}
+
+    return mc_dropout
+
+
+def write_savedmodel(model, directory: pathlib.Path, *, mc_samples: int | None = None) -> None:
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = input_signature(model)
+    archive.add_endpoint(SERVING_SIGNATURE, serving_function(model), input_signature=signature)
+    if mc_samples:
+        archive.add_endpoint(MC_SIGNATURE, monte_carlo_function(model, mc_samples), input_signature=signature)
+    archive.write_out(str(directory), verbose=False)

@@ -1,0 +1,124 @@
+"""The verification report: findings from every check, one serialisable object.
+
+Saved as `verification.json` beside each exported version and printed as a table. A finding of
+severity `error` means the artefact is not safe to serve; `warning` needs a human look; `info`
+records what was checked and found fine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+SEVERITIES = ("error", "warning", "info")
+
+
+class UnusableInputError(ValueError):
+    """The thing to verify is missing, corrupt or cannot be loaded (exit status 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    check: str  # structure | graph | numerical | parity
+    severity: str  # error | warning | info
+    location: str  # layer, op or node the finding is about
+    message: str  # what was found
+    action: str = ""  # what the user should do about it
+
+    def __post_init__(self):
+        assert self.severity in SEVERITIES, self.severity
+
+
+@dataclasses.dataclass
+class CheckRun:
+    """One check that ran on one target, with how long it took."""
+
+    check: str
+    target: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class Report:
+    target: str
+    kind: str  # keras | savedmodel | onnx | export
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+    checks: list[CheckRun] = dataclasses.field(default_factory=list)
+    tolerances: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def add(self, check: str, severity: str, location: str, message: str, action: str = "") -> None:
+        self.findings.append(Finding(check, severity, location, message, action))
+
+    def extend(self, other: "Report") -> None:
+        self.findings.extend(other.findings)
+        self.checks.extend(other.checks)
+        self.tolerances.update(other.tolerances)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "ok": self.ok,
+            "summary": {severity: sum(f.severity == severity for f in self.findings) for severity in SEVERITIES},
+            "findings": [dataclasses.asdict(finding) for finding in self.findings],
+            "checks": [dataclasses.asdict(check) for check in self.checks],
+            "tolerances": self.tolerances,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Report":
+        return cls(
+            target=data["target"], kind=data["kind"],
+            findings=[Finding(**finding) for finding in data["findings"]],
+            checks=[CheckRun(**check) for check in data.get("checks", [])],
+            tolerances=data.get("tolerances", {}),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path: str | pathlib.Path) -> None:
+        pathlib.Path(path).write_text(self.to_json() + "\n")
+
+    def print(self, console=None, *, show_info: bool = True) -> None:
+        """Prints errors and warnings as a table, then one line per passed check."""
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        console = console or Console()
+        verdict = "[bold green]PASS[/]" if self.ok else "[bold red]FAIL[/]"
+        console.print(f"kerasdrop verify — {escape(self.target)} ({self.kind}): {verdict}")
+        problems = [finding for finding in self.findings if finding.severity != "info"]
+        if problems:
+            table = Table(show_lines=True)
+            for column in ("severity", "check", "location", "finding", "what to do"):
+                table.add_column(column, overflow="fold")
+            for finding in sorted(problems, key=lambda f: SEVERITIES.index(f.severity)):
+                colour = "red" if finding.severity == "error" else "yellow"
+                table.add_row(f"[{colour}]{finding.severity}[/]", finding.check, escape(finding.location),
+                              escape(finding.message), escape(finding.action))
+            console.print(table)
+        if show_info:
+            for finding in self.findings:
+                if finding.severity == "info":
+                    console.print(f"  [green]✓[/] [dim]{finding.check:<9}[/] {escape(finding.location)}: "
+                                  f"{escape(finding.message)}", highlight=False)
+        counts = self.to_dict()["summary"]
+        console.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} passed "
+                      f"({len(self.checks)} check runs, {sum(c.seconds for c in self.checks):.1f}s)")
