@@ -13,3 +13,14 @@ def _seeded():
 
     keras.utils.set_random_seed(1234)
     yield
+
+
+@pytest.fixture(scope="session")
+def shared_testdata():
+    """TF Serving's own test servables, read from ../shared (CI has it beside the clone)."""
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "tf_serving"
+    if not path.is_dir():
+        pytest.fail(f"TF Serving test data not found at {path}; it is expected beside the repository")
+    return path

@@ -51,8 +51,11 @@ def verify_keras(model, *, probe_range=None, target: str | None = None) -> Repor
     # pinned to training=True and augmentation layers stay active.
     numerical.check_function(lambda batch: model(batch, training=False), images, report,
                              location=f"{model.name} called with training=False")
+    # kerasdrop export never serves this path, so a failure here is a warning about other exporters;
+    # layers pinned to training=True are errors already (structure check).
     numerical.check_function(lambda batch: model(batch), images, report,
-                             location=f"{model.name} called without training (as model.export traces it)")
+                             location=f"{model.name} called without training (as model.export traces it)",
+                             severity="warning")
     numerical.check_keras_twin(model, images, report)
     return report
 

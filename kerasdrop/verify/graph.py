@@ -11,7 +11,9 @@ from __future__ import annotations
 import pathlib
 import time
 
-from kerasdrop.verify.ops import ONNX_RANDOM_OPS, TF_BATCH_NORM_OPS, TF_STATEFUL_RANDOM_OPS, TF_STATELESS_RANDOM_OPS
+from kerasdrop.verify.ops import (
+    ONNX_RANDOM_OPS, TF_BATCH_NORM_OPS, TF_STATE_MUTATION_OPS, TF_STATEFUL_RANDOM_OPS, TF_STATELESS_RANDOM_OPS,
+)
 from kerasdrop.verify.report import CheckRun, Report, UnusableInputError
 from kerasdrop.verify.structure import STOCHASTIC_ACTION
 
@@ -104,6 +106,12 @@ def check_saved_model_graph(directory: pathlib.Path, report: Report) -> list[str
             if not random_ops:
                 report.add(CHECK, "info", f"signature {name}", f"no random op among {len(ops)} ops (nested functions "
                            "included)")
+        if name not in STOCHASTIC_SIGNATURES:
+            for location, op in [(location, op) for location, op, _ in ops if op in TF_STATE_MUTATION_OPS]:
+                report.add(CHECK, "error", f"signature {name}: {location}", f"{op} writes a variable while serving: "
+                           "inference changes the model's state (training-mode BatchNormalization updating its "
+                           "moving statistics, or a random seed advancing)",
+                           "call BatchNormalization and dropout layers without training=True before exporting")
         for location in training_norms:
             report.add(CHECK, "error", f"signature {name}: {location}", "batch normalization with is_training=true: "
                        "uses the batch's statistics, so a prediction depends on the rest of the batch",

@@ -36,8 +36,7 @@ def keras_probe_range(model) -> tuple[float, float]:
     except ValueError:
         return (0.0, 1.0)
     scale, offset = float(layer.scale), float(layer.offset)
-    # x -> x * scale + offset maps `low` to 0; [low, low + 1/scale] is inside the model's input range
-    # for every zoo family (all of it for those that rescale to [0, 1]).
+    # Every zoo model's `input_rescaling` maps [low, high] to [0, 1]: x -> x * scale + offset.
     low = -offset / scale
     return (low, low + 1.0 / scale)
 
@@ -65,22 +64,27 @@ def _close(left: dict, right: dict) -> bool:
 
 
 def check_function(function: Callable, images: np.ndarray, report: Report, *, location: str,
-                   expect_stochastic: bool = False) -> None:
-    """Repeatability and batch independence of `function(images) -> outputs`."""
+                   expect_stochastic: bool = False, severity: str = "error") -> None:
+    """Repeatability and batch independence of `function(images) -> outputs`.
+
+    `severity` is what a failure counts as: "warning" for call paths kerasdrop never serves.
+    """
     started = time.perf_counter()
     first, second = _as_dict(function(images)), _as_dict(function(images))
     key, difference = _max_difference(first, second)
     if expect_stochastic:
         if difference == 0.0:
             report.add(CHECK, "error", location, "expected stochastic outputs (Monte Carlo dropout) but two calls "
-                       "on the same batch returned identical results", "check that dropout layers exist and mc_samples > 1")
+                       "on the same batch returned identical results",
+                       "check that the model has dropout layers with rate > 0 and that its outputs depend on them "
+                       "(an untrained model with vanishing activations does not)")
         else:
             report.add(CHECK, "info", location, f"stochastic as intended: two calls differ by up to {difference:.3g} "
                        f"in {key!r}")
         report.checks.append(CheckRun(CHECK, location, time.perf_counter() - started, "stochastic signature"))
         return
     if not _close(first, second):
-        report.add(CHECK, "error", location, f"two calls on the same batch differ by up to {difference:.3g} in "
+        report.add(CHECK, severity, location, f"two calls on the same batch differ by up to {difference:.3g} in "
                    f"{key!r}: inference is random", STOCHASTIC_ACTION)
         # Batch independence means nothing for outputs that change on every call anyway.
         report.checks.append(CheckRun(CHECK, location, time.perf_counter() - started, "repeat"))
@@ -91,7 +95,7 @@ def check_function(function: Callable, images: np.ndarray, report: Report, *, lo
     alone = {key: np.concatenate([row[key] for row in rows]) for key in first}
     key, difference = _max_difference(first, alone)
     if not _close(first, alone):
-        report.add(CHECK, "error", location, f"batch dependent: rows predicted alone differ from the same rows in a "
+        report.add(CHECK, severity, location, f"batch dependent: rows predicted alone differ from the same rows in a "
                    f"batch by up to {difference:.3g} in {key!r} (BatchNormalization on batch statistics?)",
                    "call BatchNormalization (and any layer using batch statistics) without training=True")
     else:

@@ -23,5 +23,11 @@ TF_STATELESS_RANDOM_OPS = frozenset({
 })
 # Batch normalisation ops whose `is_training` attribute makes them use the batch's statistics.
 TF_BATCH_NORM_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
+# Ops that write variables: a serving signature that runs one changes the model as it serves
+# (training-mode BatchNormalization updating its moving statistics, a random seed advancing).
+TF_STATE_MUTATION_OPS = frozenset({
+    "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp", "Assign", "AssignAdd", "AssignSub",
+    "ResourceScatterUpdate", "ResourceScatterAdd", "ResourceScatterSub", "ScatterUpdate", "ScatterAdd",
+})
 ONNX_RANDOM_OPS = frozenset({"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike",
                              "Bernoulli", "Multinomial"})

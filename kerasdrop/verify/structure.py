@@ -73,16 +73,15 @@ def check_structure(model, report: Report) -> None:
                            "inference: predictions are random (or use a fixed mask once exported)", STOCHASTIC_ACTION)
             else:
                 report.add(CHECK, "info", path, f"{cls} follows the caller's training flag: identity at inference")
-        elif kind == "augmentation":
-            if pin is True:
-                report.add(CHECK, "error", path, f"{cls} is called with training=True: it augments every "
-                           "served request", "remove augmentation from the inference model, or call it without "
-                           "training=True")
-            elif pin is None:
-                report.add(CHECK, "warning", path, f"{cls} defaults to training=True: it is active wherever the "
-                           "model is called without training=False, as `model.export` traces it",
-                           "kerasdrop export traces with training=False, which turns it off; with other exporters "
-                           "move augmentation into the input pipeline")
+        elif kind == "augmentation" and pin is not False:
+            # Keras records an augmentation layer's default (training=True) as if pinned, so the
+            # two cannot be told apart; both are active wherever the model is called without
+            # training=False. An explicit outer training=False (kerasdrop export) turns it off.
+            report.add(CHECK, "warning", path, f"{cls} runs with training=True unless the caller passes "
+                       "training=False: it augments served requests wherever the model is traced without it, "
+                       "as `model.export` does",
+                       "kerasdrop export traces with training=False, which turns it off; with other exporters "
+                       "move augmentation into the input pipeline")
         elif kind == "batch_norm":
             if pin is True:
                 report.add(CHECK, "error", path, "BatchNormalization is called with training=True: it uses the "

@@ -65,19 +65,23 @@ def keras_app_info(backbone: str):
 
 
 def _preprocess(x, mode: str, input_range: tuple[float, float]):
-    """Maps raw pixels in `input_range` to what the backbone's weights were trained on."""
+    """Maps raw pixels in `input_range` to what the backbone's weights were trained on.
+
+    The first layer is `input_rescaling` to [0, 1], as in every zoo family (the verifier reads the
+    model's pixel range from it); a second step maps [0, 1] to the backbone's own range.
+    """
     import keras
     import numpy as np
 
     low, high = input_range
+    x = keras.layers.Rescaling(1.0 / (high - low), offset=-low / (high - low), name="input_rescaling")(x)
     if mode == "tf":
-        return keras.layers.Rescaling(2.0 / (high - low), offset=-1.0 - 2.0 * low / (high - low), name="input_rescaling")(x)
+        return keras.layers.Rescaling(2.0, offset=-1.0, name="backbone_rescaling")(x)
     if mode == "torch":
-        x = keras.layers.Rescaling(1.0 / (high - low), offset=-low / (high - low), name="input_rescaling")(x)
         return keras.layers.Normalization(
             mean=[0.485, 0.456, 0.406], variance=[s * s for s in _IMAGENET_STD_RGB], name="imagenet_normalization"
         )(x)
-    x = keras.layers.Rescaling(255.0 / (high - low), offset=-255.0 * low / (high - low), name="input_rescaling")(x)
+    x = keras.layers.Rescaling(255.0, name="backbone_rescaling")(x)
     if mode == "caffe":
         # RGB->BGR and mean subtraction as one frozen 1x1 conv: a built-in layer, so the model loads
         # with safe_mode and needs no custom class registered.
