@@ -16,9 +16,13 @@ $(STAMP): pyproject.toml
 # The main job on the embedded digits data set; runs/demo is the demo's own run directory.
 demo: $(STAMP)
 	$(BIN)/kerasdrop models
-	$(BIN)/python -m kerasdrop.demo
+	$(BIN)/python -m kerasdrop.demo tour
 	rm -rf runs/demo
 	$(BIN)/kerasdrop train models/lenet5_digits.toml --out runs/demo
+	$(BIN)/kerasdrop export runs/demo/model.keras --name lenet5
+	@echo "--- the classic mistake, Dropout called with training=True, is refused (exit 1):"
+	$(BIN)/python -m kerasdrop.demo make-broken runs/demo/model.keras runs/demo/broken.keras
+	$(BIN)/kerasdrop export runs/demo/broken.keras --name lenet5_broken; test $$? -eq 1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,6 +1,7 @@
-"""`make demo`: a tour of the zoo — one model per family, its head, and a forward pass.
+"""Helpers for `make demo`: a tour of the zoo, and the classic serving mistake to show export refuse it.
 
-Later stages (train, export, serve) extend this tour as they land.
+    python -m kerasdrop.demo tour
+    python -m kerasdrop.demo make-broken runs/demo/model.keras runs/demo/broken.keras
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ TOUR = [
 ]
 
 
-def main() -> None:
-    from kerasdrop._quiet import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
+def tour() -> None:
     import numpy as np
 
     import kerasdrop
@@ -42,6 +40,44 @@ def main() -> None:
         print(f"  predicted classes {inference.argmax(axis=1).tolist()}, "
               f"inference repeatable: {np.array_equal(inference, repeat)}, "
               f"training-mode call differs: {not np.allclose(inference, training)}")
+
+
+def make_broken(source: str, target: str) -> None:
+    """Saves a copy of a model whose head dropout layers are pinned to `training=True`.
+
+    The mistake this reproduces: `Dropout(rate)(x, training=True)` in a functional model, which
+    serves predictions with dropout on wherever the model is traced without `training=False`.
+    """
+    import keras
+
+    from kerasdrop.zoo.rewire import head_dropout_layers
+
+    model = keras.saving.load_model(source)
+    pinned = {layer.name for layer in head_dropout_layers(model)}
+
+    def call_layer(layer, *args, **kwargs):
+        if layer.name in pinned:
+            kwargs["training"] = True
+        return layer(*args, **kwargs)
+
+    broken = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_layer)
+    broken.save(target)
+    print(f"wrote {target}: {model.name} with {', '.join(sorted(pinned))} called with training=True")
+
+
+def main(argv=None) -> None:
+    import sys
+
+    from kerasdrop._quiet import import_tensorflow_quietly
+
+    argv = sys.argv[1:] if argv is None else argv
+    import_tensorflow_quietly()
+    if argv[:1] == ["make-broken"] and len(argv) == 3:
+        make_broken(argv[1], argv[2])
+    elif argv in ([], ["tour"]):
+        tour()
+    else:
+        raise SystemExit("usage: python -m kerasdrop.demo [tour | make-broken SOURCE.keras TARGET.keras]")
 
 
 if __name__ == "__main__":

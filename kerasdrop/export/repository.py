@@ -111,7 +111,7 @@ def models_config_text(repo: pathlib.Path, base_path: str = "/models") -> str:
             entry.base_path = f"{base_path.rstrip('/')}/{model_dir.name}"
             entry.model_platform = "tensorflow"
     header = (f"# Written by `kerasdrop export` from the model repository {repo}: every model with a published\n"
-              f"# version. TF Serving reads it with --model_config_file (serve/docker-compose.yml).\n")
+              f"# version. TF Serving reads it with --model_config_file.\n")
     return header + text_format.MessageToString(config)
 
 

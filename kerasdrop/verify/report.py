@@ -107,12 +107,14 @@ class Report:
         problems = [finding for finding in self.findings if finding.severity != "info"]
         if problems:
             table = Table(show_lines=True)
-            for column in ("severity", "check", "location", "finding", "what to do"):
-                table.add_column(column, overflow="fold")
+            table.add_column("severity")
+            table.add_column("check")
+            table.add_column("location", overflow="fold", max_width=20)
+            table.add_column("finding → what to do", overflow="fold", ratio=1)
             for finding in sorted(problems, key=lambda f: SEVERITIES.index(f.severity)):
                 colour = "red" if finding.severity == "error" else "yellow"
-                table.add_row(f"[{colour}]{finding.severity}[/]", finding.check, escape(finding.location),
-                              escape(finding.message), escape(finding.action))
+                text = escape(finding.message) + (f"\n[bold]→[/] {escape(finding.action)}" if finding.action else "")
+                table.add_row(f"[{colour}]{finding.severity}[/]", finding.check, escape(finding.location), text)
             console.print(table)
         if show_info:
             for finding in self.findings:
