@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 from typing import Callable, Sequence
 
@@ -152,6 +153,36 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where TF Serving mounts the repository, for --models-config (default: /models)")
     export.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     export.set_defaults(handler=_cmd_export)
+
+    serve = commands.add_parser(
+        "serve", help="serve a model repository over TF Serving's REST and gRPC APIs",
+        description="TF Serving's protocol over the repository `kerasdrop export` writes. Defaults as TF Serving's.",
+    )
+    serve.add_argument("--repo", default="export", help="model repository (default: export)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--rest-port", type=int, default=8501, help="REST port (default: 8501)")
+    serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (default: 8500)")
+    serve.add_argument("--backend", choices=("tf", "onnx"), default="tf",
+                       help="tf: SavedModel signatures; onnx: model.onnx in ONNX Runtime (default: tf)")
+    serve.add_argument("--version-policy", default="latest", help="latest | all | specific:1,2 (default: latest)")
+    serve.add_argument("--poll-seconds", type=float, default=2.0,
+                       help="how often to look for new versions; 0 turns polling off (default: 2)")
+    serve.add_argument("--models-config", help="ModelServerConfig file for version labels (default: none)")
+    serve.add_argument("--enable-batching", action="store_true", help="server-side dynamic batching (default: off)")
+    serve.add_argument("--max-batch-size", type=int, default=64, help="rows per batch (default: 64)")
+    serve.add_argument("--batch-timeout-micros", type=int, default=1000,
+                       help="how long a request waits for others (default: 1000)")
+    serve.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
+                       help="largest REST request body (default: 64 MiB)")
+    serve.set_defaults(handler=_cmd_serve)
+
+    predict = commands.add_parser("predict", help="send images to a TF Serving server; print class and probabilities")
+    predict.add_argument("files", nargs="+", help="PNG/JPEG images (resized to the model input) or .npy arrays")
+    predict.add_argument("--url", default="http://127.0.0.1:8501",
+                         help="http://HOST:PORT (REST) or grpc://HOST:PORT (default: http://127.0.0.1:8501)")
+    predict.add_argument("--model", required=True, help="model name on the server")
+    predict.add_argument("--version", type=int, help="model version (default: the server's latest)")
+    predict.set_defaults(handler=_cmd_predict)
     return parser
 
 
@@ -346,6 +377,82 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
               f"models config: {args.models_config}")
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    import logging
+
+    from kerasdrop.serving.server import ServeConfig, Server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for flag in ("max_batch_size", "batch_timeout_micros", "max_body_bytes"):
+        if getattr(args, flag) < (0 if flag == "batch_timeout_micros" else 1):
+            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a positive integer. "
+                             f"Received: {getattr(args, flag)}")
+    config = ServeConfig(repo=args.repo, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
+                         backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
+                         enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
+                         batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
+                         max_body_bytes=args.max_body_bytes)
+    if not pathlib.Path(args.repo).is_dir():
+        raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
+                         "kerasdrop export MODEL.keras --name NAME")
+    server = Server(config).start()
+    loaded = {name: sorted(versions) for name, versions in server.manager._loaded.items()}
+    print(f"kerasdrop serve: REST http://{args.host}:{server.rest_port}  gRPC {args.host}:{server.grpc_port}  "
+          f"backend {args.backend}  models {loaded or 'none yet (polling)'}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from kerasdrop.serving.client import ServingClient, ServingClientError, load_images
+
+    client = ServingClient(args.url)
+    try:
+        metadata = client._get(f"/v1/models/{args.model}/metadata") if client.protocol == "rest" else None
+    except ServingClientError as error:
+        print(f"kerasdrop predict: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"kerasdrop predict: cannot reach {args.url}: {error}", file=sys.stderr)
+        return 1
+    row_shape = _input_shape(metadata) if metadata else None
+    if row_shape is None:
+        row_shape = _grpc_input_shape(args.url, args.model)
+    images = load_images(args.files, row_shape)
+    try:
+        outputs = client.predict(args.model, images, version=args.version)
+    except ServingClientError as error:
+        print(f"kerasdrop predict: {error}", file=sys.stderr)
+        return 1
+    import numpy as np
+
+    for path, probabilities in zip(args.files, outputs["probabilities"]):
+        top = int(np.argmax(probabilities))
+        print(f"{path}: class {top} ({probabilities[top]:.4f})  probabilities "
+              + " ".join(f"{p:.3f}" for p in probabilities))
+    return 0
+
+
+def _input_shape(metadata: dict):
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    dims = signature["inputs"]["images"]["tensor_shape"]["dim"]
+    return tuple(int(dim["size"]) for dim in dims[1:])
+
+
+def _grpc_input_shape(url: str, model: str):
+    import grpc
+    from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(url[len("grpc://"):]))
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = model
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    stub.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(signature_map)
+    dims = signature_map.signature_def["serving_default"].inputs["images"].tensor_shape.dim
+    return tuple(dim.size for dim in dims[1:])
 
 
 def describe_head(model) -> str:

@@ -1,0 +1,89 @@
+"""Backends that run one model version: `tf` (SavedModel signatures) and `onnx` (ONNX Runtime).
+
+Both expose the SavedModel's SignatureDefs (what TF Serving reports as metadata) and
+`run(signature, {input: array}) -> {output: array}`.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+
+import numpy as np
+
+from kerasdrop.serving.errors import ServingError, invalid, not_found
+
+
+def read_signature_defs(version_dir: pathlib.Path):
+    """The `serve` MetaGraph's signature_def map, exactly as stored (TF Serving serves this)."""
+    from kerasdrop.verify.graph import read_saved_model
+
+    return read_saved_model(version_dir).signature_def
+
+
+class TensorFlowBackend:
+    name = "tf"
+
+    def __init__(self, version_dir: pathlib.Path):
+        import tensorflow as tf
+
+        self.signature_defs = read_signature_defs(version_dir)
+        self._loaded = tf.saved_model.load(str(version_dir))
+        self._functions = dict(self._loaded.signatures)
+
+    def signature_names(self) -> list[str]:
+        return [name for name in self.signature_defs if not name.startswith("__")]
+
+    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        function = self._functions.get(signature_name)
+        if function is None:
+            raise not_found(f"Serving signature name: \"{signature_name}\" not found in signature def")
+        try:
+            outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            raise invalid(str(error).splitlines()[0]) from None
+        return {key: value.numpy() for key, value in outputs.items()}
+
+
+class OnnxBackend:
+    """`model.onnx` in ONNX Runtime behind the same API; only `serving_default` (no mc_dropout)."""
+
+    name = "onnx"
+
+    def __init__(self, version_dir: pathlib.Path):
+        import onnxruntime
+
+        path = pathlib.Path(version_dir) / "model.onnx"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: the onnx backend serves versions exported with ONNX")
+        all_defs = read_signature_defs(version_dir)
+        self.signature_defs = {"serving_default": all_defs["serving_default"]}
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # one request per thread; the server runs several
+        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._outputs = [output.name for output in self._session.get_outputs()]
+        self._lock = threading.Lock()
+
+    def signature_names(self) -> list[str]:
+        return ["serving_default"]
+
+    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if signature_name != "serving_default":
+            raise not_found(f"Serving signature name: \"{signature_name}\" not found in signature def "
+                            "(the onnx backend serves serving_default only; mc_dropout needs --backend tf)")
+        try:
+            results = self._session.run(self._outputs, inputs)
+        except Exception as error:  # onnxruntime raises its own exception types for bad feeds
+            raise invalid(str(error).splitlines()[0]) from None
+        return dict(zip(self._outputs, results))
+
+
+BACKENDS = {"tf": TensorFlowBackend, "onnx": OnnxBackend}
+
+
+def load_backend(kind: str, version_dir: pathlib.Path):
+    if kind not in BACKENDS:
+        raise ServingError("INVALID_ARGUMENT", f"Unknown backend {kind!r}; expected one of {', '.join(BACKENDS)}")
+    return BACKENDS[kind](version_dir)

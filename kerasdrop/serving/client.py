@@ -1,0 +1,114 @@
+"""A small client for TF Serving's REST and gRPC APIs (kerasdrop serve or real TF Serving)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+
+class ServingClientError(RuntimeError):
+    """The server answered with an error; `status` is the HTTP status or gRPC code name."""
+
+    def __init__(self, status, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class ServingClient:
+    """`ServingClient("http://127.0.0.1:8501")` or `ServingClient("grpc://127.0.0.1:8500")`."""
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.protocol = "grpc" if self.url.startswith("grpc://") else "rest"
+        if self.protocol == "rest" and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"Invalid value received for argument `url`. Expected http://HOST:PORT or "
+                             f"grpc://HOST:PORT. Received: url={url!r}")
+        self._stub = None
+
+    def predict(self, model: str, images: np.ndarray, *, signature: str = "serving_default",
+                version: int | None = None) -> dict[str, np.ndarray]:
+        """Runs `images` (a batch) through the model; returns `{output name: array}`."""
+        images = np.asarray(images, dtype="float32")
+        if self.protocol == "grpc":
+            return self._predict_grpc(model, images, signature, version)
+        path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + ":predict"
+        body = {"signature_name": signature, "inputs": {"images": images.tolist()}}
+        outputs = self._post(path, body)["outputs"]
+        return {key: np.asarray(value) for key, value in outputs.items()}
+
+    def status(self, model: str) -> dict:
+        return self._get(f"/v1/models/{model}")
+
+    def _get(self, path: str) -> dict:
+        return self._request(urllib.request.Request(self.url + path))
+
+    def _post(self, path: str, body: dict) -> dict:
+        data = json.dumps(body).encode()
+        return self._request(urllib.request.Request(self.url + path, data=data,
+                                                    headers={"Content-Type": "application/json"}))
+
+    def _request(self, request) -> dict:
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            try:
+                message = json.loads(error.read()).get("error", "")
+            except ValueError:
+                message = error.reason
+            raise ServingClientError(error.code, message) from None
+
+    def _predict_grpc(self, model, images, signature, version):
+        import grpc
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        if self._stub is None:
+            channel = grpc.insecure_channel(self.url[len("grpc://"):])
+            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = signature
+        if version is not None:
+            request.model_spec.version.value = version
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+        try:
+            response = self._stub.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ServingClientError(error.code().name, error.details()) from None
+        return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+
+
+def load_images(paths, row_shape) -> np.ndarray:
+    """PNG/JPEG (resized to the model's input, native 0..255 values) or .npy files, as one batch."""
+    import pathlib
+
+    from PIL import Image
+
+    height, width, channels = row_shape
+    batch = []
+    for path in map(pathlib.Path, paths):
+        if not path.is_file():
+            raise ValueError(f"Image file not found: {path}")
+        if path.suffix == ".npy":
+            array = np.load(path).astype("float32")
+            if array.shape == tuple(row_shape):
+                batch.append(array)
+            elif array.ndim == 4 and array.shape[1:] == tuple(row_shape):
+                batch.extend(array)
+            else:
+                raise ValueError(f"{path} holds shape {array.shape}; expected {tuple(row_shape)} or (N, *{tuple(row_shape)})")
+            continue
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L" if channels == 1 else "RGB").resize((width, height))
+                array = np.asarray(image, dtype="float32")
+        except OSError as error:
+            raise ValueError(f"{path} is not a readable PNG/JPEG image: {error}") from None
+        batch.append(array.reshape(height, width, channels))
+    return np.stack(batch)

@@ -1,0 +1,84 @@
+"""Prometheus text metrics: request counts, latency histograms and batch sizes per model and version.
+
+Metric names follow TF Serving's (`:tensorflow:serving:request_count`, `...:request_latency`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import defaultdict
+
+LATENCY_BUCKETS_US = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class _Histogram:
+    def __init__(self, buckets):
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+def _labels(**labels) -> str:
+    return "{" + ",".join(f'{key}="{value}"' for key, value in labels.items()) + "}"
+
+
+class Metrics:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._requests = defaultdict(int)
+        self._latency = {}
+        self._batch_sizes = {}
+
+    def record_request(self, model: str, version, api: str, status: str, seconds: float) -> None:
+        with self._lock:
+            self._requests[(model, str(version or ""), api, status)] += 1
+            key = (model, str(version or ""), api)
+            histogram = self._latency.setdefault(key, _Histogram(LATENCY_BUCKETS_US))
+            histogram.observe(seconds * 1e6)
+
+    def record_batch(self, model: str, version, size: int) -> None:
+        with self._lock:
+            histogram = self._batch_sizes.setdefault((model, str(version)), _Histogram(BATCH_BUCKETS))
+            histogram.observe(size)
+
+    def request_count(self, model: str, api: str, status: str = "OK") -> int:
+        with self._lock:
+            return sum(count for (m, _, a, s), count in self._requests.items() if (m, a, s) == (model, api, status))
+
+    def render(self) -> str:
+        lines = []
+        with self._lock:
+            lines += ["# HELP :tensorflow:serving:request_count Total requests, by model, version, API and status.",
+                      "# TYPE :tensorflow:serving:request_count counter"]
+            for (model, version, api, status), count in sorted(self._requests.items()):
+                lines.append(f":tensorflow:serving:request_count"
+                             f"{_labels(model_name=model, version=version, API=api, status=status)} {count}")
+            lines += ["# HELP :tensorflow:serving:request_latency Request latency in microseconds.",
+                      "# TYPE :tensorflow:serving:request_latency histogram"]
+            for (model, version, api), histogram in sorted(self._latency.items()):
+                lines += _histogram_lines(":tensorflow:serving:request_latency", histogram,
+                                          model_name=model, version=version, API=api)
+            lines += ["# HELP :tensorflow:serving:batching_session:batch_size Rows per executed batch.",
+                      "# TYPE :tensorflow:serving:batching_session:batch_size histogram"]
+            for (model, version), histogram in sorted(self._batch_sizes.items()):
+                lines += _histogram_lines(":tensorflow:serving:batching_session:batch_size", histogram,
+                                          model_name=model, version=version)
+        return "\n".join(lines) + "\n"
+
+
+def _histogram_lines(name: str, histogram: _Histogram, **labels) -> list[str]:
+    lines, cumulative = [], 0
+    for bound, count in zip(list(histogram.buckets) + ["+Inf"], histogram.counts):
+        cumulative += count
+        lines.append(f"{name}_bucket{_labels(**labels, le=bound)} {cumulative}")
+    lines.append(f"{name}_sum{_labels(**labels)} {histogram.total:g}")
+    lines.append(f"{name}_count{_labels(**labels)} {histogram.count}")
+    return lines
