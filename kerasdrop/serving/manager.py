@@ -234,6 +234,16 @@ def _batchable(signature_def) -> bool:
         not t.tensor_shape.unknown_rank and t.tensor_shape.dim and t.tensor_shape.dim[0].size == -1 for t in tensors)
 
 
+def _scalar_rows(dims: list[int], received: tuple) -> bool:
+    """TF Serving passes `[2.0, 3.0]` to an input declared `[?, 1]` and the graph computes per row.
+
+    Allowed only for vector/matrix inputs (rank <= 2) whose missing trailing dims are 1: elementwise
+    and MatMul ops reject what they cannot take, unlike image kernels.
+    """
+    return (len(dims) <= 2 and len(received) < len(dims) and all(d == 1 for d in dims[len(received):])
+            and all(d in (-1, r) for d, r in zip(dims, received)))
+
+
 def numpy_dtype(dtype_enum):
     import tensorflow as tf
 
@@ -254,18 +264,23 @@ def validate_inputs(signature_def, inputs: dict) -> dict[str, np.ndarray]:
         dtype = tf.dtypes.as_dtype(info.dtype)
         try:
             array = np.asarray(value, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
-        except (ValueError, TypeError, OverflowError):
-            raise invalid(f"Input {key!r} expects {dtype.name} values; received {np.asarray(value).dtype} "
-                          "that cannot be converted") from None
+        except (ValueError, TypeError, OverflowError) as error:
+            raise invalid(f"Input {key!r} expects a rectangular array of {dtype.name} values; received values "
+                          f"that cannot be converted ({str(error).split('.')[0]})") from None
         if dtype.is_floating and not np.isfinite(array).all():
             raise invalid(f"Input {key!r} contains NaN or infinity; expected finite {dtype.name} values")
         shape = info.tensor_shape
-        # Dimensions are checked when the rank matches; a different rank is left to the graph, as TF
-        # Serving does (half_plus_two's x is [?, 1] yet {"instances": [2.0, 3.0]} is served).
-        if not shape.unknown_rank and array.ndim == len(shape.dim):
+        if not shape.unknown_rank:
             dims = [dim.size for dim in shape.dim]
-            if any(d != -1 and d != a for d, a in zip(dims, array.shape)):
-                pretty = "[" + ", ".join("?" if d == -1 else str(d) for d in dims) + "]"
-                raise invalid(f"Input {key!r} expects shape {pretty}; received shape {list(array.shape)}")
+            pretty = "[" + ", ".join("?" if d == -1 else str(d) for d in dims) + "]"
+            if array.ndim == len(dims):
+                if any(d != -1 and d != a for d, a in zip(dims, array.shape)):
+                    raise invalid(f"Input {key!r} expects shape {pretty}; received shape {list(array.shape)}")
+            elif not _scalar_rows(dims, array.shape):
+                # A wrong rank must never reach the graph: convolution kernels abort the process on it.
+                raise invalid(f"Input {key!r} expects shape {pretty} (rank {len(dims)}); received shape "
+                              f"{list(array.shape)} (rank {array.ndim})")
+            if array.ndim and array.shape[0] == 0 and dims and dims[0] == -1:
+                raise invalid(f"Input {key!r} has no rows; send at least one")
         checked[key] = array
     return checked

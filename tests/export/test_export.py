@@ -221,3 +221,11 @@ def test_zoo_models_with_batch_norm_export_without_findings(name, options, mc_sa
     result = export(model, name="zoo", repo=tmp_path, mc_samples=mc_samples, models_config=None)
     assert result.report.ok and not [f for f in result.report.findings if f.severity == "warning"]
     assert (result.path / "model.onnx").is_file()
+
+
+def test_the_same_model_object_exports_twice(tmp_path):
+    # The mc_dropout clone shares the model's layers; its training=True calls must not count as the model's.
+    model = kerasdrop.create_model("mlp", num_classes=3, input_shape=(4, 4, 1), dense_units=(8,))
+    first = export(model, name="twice", repo=tmp_path, mc_samples=4, models_config=None)
+    second = export(model, name="twice", repo=tmp_path, mc_samples=4, models_config=None)
+    assert (first.version, second.version) == (1, 2) and second.report.ok
