@@ -46,12 +46,13 @@ def iter_layer_calls(model, prefix: str = ""):
     import keras
 
     # Only this model's own calls: a layer shared with another model (an inference twin, the
-    # mc_dropout clone) also lists the other model's calls among its inbound nodes.
+    # mc_dropout clone) also lists the other model's calls among its inbound nodes. Keras' Function
+    # keys the nodes it owns as "<id(layer)>_ib-<index in layer._inbound_nodes>".
     own_nodes = getattr(model, "_nodes", None)
     for layer in model.layers:
         path = f"{prefix}{layer.name}"
-        nodes = [node for node in getattr(layer, "_inbound_nodes", [])
-                 if node.arguments is not None and (own_nodes is None or node in own_nodes)]
+        nodes = [node for index, node in enumerate(getattr(layer, "_inbound_nodes", []))
+                 if node.arguments is not None and (own_nodes is None or f"{id(layer)}_ib-{index}" in own_nodes)]
         pins = [node.arguments.kwargs.get("training") for node in nodes] or [None]
         for pin in pins:
             yield path, layer, pin
