@@ -23,6 +23,8 @@ demo: $(STAMP)
 	@echo "--- the classic mistake, Dropout called with training=True, is refused (exit 1):"
 	$(BIN)/python -m kerasdrop.demo make-broken runs/demo/model.keras runs/demo/broken.keras
 	$(BIN)/kerasdrop export runs/demo/broken.keras --name lenet5_broken; test $$? -eq 1
+	@echo "--- serve the exported model over TF Serving's REST and gRPC APIs, ask it about a test digit:"
+	$(BIN)/python -m kerasdrop.demo serve-and-predict export lenet5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -410,6 +410,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from kerasdrop.serving.client import ServingClient, ServingClientError, load_images
 
     client = ServingClient(args.url)
+    if client.protocol == "grpc":
+        _quiet_tensorflow()  # the gRPC path builds TensorProtos with TensorFlow
     try:
         metadata = client._get(f"/v1/models/{args.model}/metadata") if client.protocol == "rest" else None
     except ServingClientError as error:

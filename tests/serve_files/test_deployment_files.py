@@ -1,0 +1,69 @@
+"""serve/: the real TF Serving deployment, validated as files (no Docker engine or cluster here)."""
+
+import pathlib
+
+import pytest
+import yaml
+
+from kerasdrop.serving.configs import parse_text
+
+SERVE = pathlib.Path(__file__).resolve().parents[2] / "serve"
+
+
+def test_tf_servings_own_config_files_parse(shared_testdata):
+    batching = parse_text(shared_testdata / "batching_config.txt", "BatchingParameters")
+    assert batching.max_batch_size.value == 128 and batching.num_batch_threads.value == 8
+    monitoring = parse_text(shared_testdata / "monitoring_config.txt", "MonitoringConfig")
+    assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+
+
+def test_serve_configs_parse_with_tf_serving_messages():
+    batching = parse_text(SERVE / "batching.config", "BatchingParameters")
+    assert (batching.max_batch_size.value, batching.batch_timeout_micros.value) == (64, 1000)
+    assert parse_text(SERVE / "monitoring.config", "MonitoringConfig").prometheus_config.enable
+    models = parse_text(SERVE / "models.config", "ModelServerConfig")
+    assert [(c.name, c.base_path) for c in models.model_config_list.config] == [("lenet5", "/models/lenet5")]
+
+
+def test_a_typo_in_a_config_is_caught(tmp_path):
+    from google.protobuf import text_format
+
+    (tmp_path / "bad.config").write_text("max_batch_sise { value: 64 }\n")
+    with pytest.raises(text_format.ParseError, match="max_batch_sise"):
+        parse_text(tmp_path / "bad.config", "BatchingParameters")
+
+
+def test_docker_compose_runs_tf_serving_on_the_export_repository():
+    compose = yaml.safe_load((SERVE / "docker-compose.yml").read_text())
+    service = compose["services"]["tf-serving"]
+    assert service["image"].startswith("tensorflow/serving:")
+    assert "../export:/models:ro" in service["volumes"]
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in service["command"])
+    assert flags["model_config_file"] == "/config/models.config"
+    assert flags["enable_batching"] == "true" and flags["enable_model_warmup"] == "true"
+    mounted = {volume.split(":")[1] for volume in service["volumes"]}
+    for flag in ("model_config_file", "batching_parameters_file", "monitoring_config_file"):
+        assert flags[flag] in mounted, f"{flag} points at a file the compose file does not mount"
+    for volume in service["volumes"]:
+        source = volume.split(":")[0]
+        assert (SERVE / source).exists(), f"{source} is mounted but missing"
+
+
+def test_kubernetes_manifests():
+    documents = list(yaml.safe_load_all((SERVE / "k8s" / "tf-serving.yaml").read_text()))
+    kinds = {document["kind"]: document for document in documents}
+    assert set(kinds) == {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"}
+    deployment = kinds["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"] == labels == kinds["Service"]["spec"]["selector"]
+    assert kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = kinds["ConfigMap"]["data"]
+    text_format.Parse(config["models.config"], model_server_config_pb2.ModelServerConfig())
+    for name in ("batching.config", "monitoring.config"):  # the ConfigMap carries the same files
+        assert config[name].strip() == "\n".join(
+            line for line in (SERVE / name).read_text().splitlines() if not line.startswith("#")).strip()
+    (inference,) = yaml.safe_load_all((SERVE / "k8s" / "inferenceservice.yaml").read_text())
+    assert inference["kind"] == "InferenceService" and "tensorflow" in inference["spec"]["predictor"]

@@ -1,0 +1,67 @@
+"""`kerasdrop serve` and `kerasdrop predict` as a user runs them: separate processes on loopback."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_predict_and_graceful_shutdown(exported_repo, tmp_path):
+    repo, model = exported_repo
+    rest_port, grpc_port = _free_port(), _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo),
+                               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/lenet5", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.3)
+        image = np.random.default_rng(0).uniform(0, 16, (8, 8, 1)).astype("float32")
+        np.save(tmp_path / "digit.npy", image)
+        expected = int(np.argmax(model(image[None], training=False)))
+        for url in (f"http://127.0.0.1:{rest_port}", f"grpc://127.0.0.1:{grpc_port}"):
+            result = subprocess.run([sys.executable, "-m", "kerasdrop.cli", "predict", "--url", url, "--model",
+                                     "lenet5", str(tmp_path / "digit.npy")], capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            assert f"digit.npy: class {expected} (" in result.stdout
+        missing = subprocess.run([sys.executable, "-m", "kerasdrop.cli", "predict", "--url",
+                                  f"http://127.0.0.1:{rest_port}", "--model", "nope", str(tmp_path / "digit.npy")],
+                                 capture_output=True, text=True, timeout=120)
+        assert missing.returncode == 1 and "404" in missing.stderr and "Servable not found" in missing.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+    assert code == 0, "SIGTERM shuts the server down cleanly"
+
+
+def test_serve_refuses_a_missing_repository(tmp_path, capsys):
+    from kerasdrop.cli import main
+
+    assert main(["serve", "--repo", str(tmp_path / "none")]) == 2
+    assert "does not exist. Export a model first" in capsys.readouterr().err
+
+
+def test_bad_version_policy_is_a_clear_error(tmp_path, capsys):
+    from kerasdrop.cli import main
+
+    tmp_path.mkdir(exist_ok=True)
+    assert main(["serve", "--repo", str(tmp_path), "--version-policy", "newest"]) == 2
+    assert "Expected latest, all or specific:1,2" in capsys.readouterr().err
