@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -177,6 +178,13 @@ def handle(manager, method: str, path: str, body: bytes) -> tuple[int, dict | st
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
     server_version = "kerasdrop-serve"
+    # Headers and body leave in one buffered write (flushed after each request), and Nagle is off:
+    # separate small writes met the client's delayed ACK and cost 40 ms a request (measured).
+    wbufsize = -1
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
         pass
