@@ -19,7 +19,6 @@ import json
 import pathlib
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

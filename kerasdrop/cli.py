@@ -6,7 +6,6 @@ Nothing heavy is imported at module level, so `kerasdrop --help` answers without
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 from typing import Callable, Sequence

@@ -68,7 +68,6 @@ def make_broken(source: str, target: str) -> None:
 
 def serve_and_predict(repo: str, model: str, rest_port: int = 8501, grpc_port: int = 8500) -> None:
     """Starts `kerasdrop serve`, sends a digits test image over REST and gRPC, stops the server."""
-    import os
     import pathlib
     import signal
     import subprocess

@@ -38,10 +38,6 @@ def serialized_examples(examples) -> np.ndarray:
     return np.array([example.SerializeToString() for example in examples], dtype=object)
 
 
-def method_of(signature_def) -> str:
-    return signature_def.method_name
-
-
 def check_method(signature_def, signature_name: str, expected: str) -> None:
     if signature_def.method_name != expected:
         raise invalid(f"Expected {expected.rsplit('/', 1)[-1]} signature method_name to be {expected}. Was: "

@@ -51,7 +51,6 @@ def _examples(request_input):
 
 
 def make_servicers(manager):
-    import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                          model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,

@@ -11,13 +11,12 @@ import dataclasses
 import logging
 import pathlib
 import threading
-import time
 
 import numpy as np
 
 from kerasdrop.serving.backends import load_backend
 from kerasdrop.serving.batching import Batcher
-from kerasdrop.serving.errors import ServingError, invalid, not_found
+from kerasdrop.serving.errors import invalid, not_found
 from kerasdrop.serving.metrics import Metrics
 
 log = logging.getLogger("kerasdrop.serve")
@@ -242,12 +241,6 @@ def _scalar_rows(dims: list[int], received: tuple) -> bool:
     """
     return (len(dims) <= 2 and len(received) < len(dims) and all(d == 1 for d in dims[len(received):])
             and all(d in (-1, r) for d, r in zip(dims, received)))
-
-
-def numpy_dtype(dtype_enum):
-    import tensorflow as tf
-
-    return tf.dtypes.as_dtype(dtype_enum).as_numpy_dtype
 
 
 def validate_inputs(signature_def, inputs: dict) -> dict[str, np.ndarray]:

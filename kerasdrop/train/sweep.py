@@ -102,8 +102,8 @@ def _summarise_rate(rate: float, runs: list[Run]) -> dict:
 
 def markdown_table(summary: dict) -> str:
     seeds = summary["seeds"]
-    header = (f"| dropout | train acc | validation acc | gap (train − val) | test acc |\n"
-              f"|---:|---:|---:|---:|---:|")
+    header = ("| dropout | train acc | validation acc | gap (train − val) | test acc |\n"
+              "|---:|---:|---:|---:|---:|")
     rows = []
     for entry in summary["rates"]:
         cells = [f"{entry['rate']:g}"]

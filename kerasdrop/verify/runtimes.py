@@ -52,8 +52,6 @@ def load_saved_model(directory: str | pathlib.Path):
 
 def float_batch_input(signature) -> tuple[str, tuple] | None:
     """`(input name, per-row shape)` when a signature takes one float tensor with a leading batch dim."""
-    import tensorflow as tf
-
     _, inputs = signature.structured_input_signature
     if len(inputs) != 1:
         return None

@@ -13,7 +13,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from kerasdrop._validation import check_positive_int, check_rate, invalid_argument, is_number
-from kerasdrop.zoo.head import HeadConfig, resolve_head
+from kerasdrop.zoo.head import resolve_head
 
 _model_entrypoints: dict[str, Callable[..., Any]] = {}
 _model_info: dict[str, "ModelInfo"] = {}

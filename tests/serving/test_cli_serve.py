@@ -1,6 +1,5 @@
 """`kerasdrop serve` and `kerasdrop predict` as a user runs them: separate processes on loopback."""
 
-import os
 import signal
 import socket
 import subprocess

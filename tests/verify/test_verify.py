@@ -1,8 +1,6 @@
 """The verifier catches every broken model in every format, and passes every zoo model."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
