@@ -14,16 +14,22 @@ _LAZY = {
     "set_dropout": "kerasdrop.zoo",
 }
 
-__all__ = sorted(_LAZY)
+# Subpackages that are also the function of the same name: `kerasdrop.train(recipe) -> Run`,
+# `kerasdrop.verify(path_or_model) -> Report`, `kerasdrop.export(model, name=...) -> ExportResult`.
+_CALLABLE_SUBPACKAGES = ("train", "verify", "export")
+
+__all__ = sorted([*_LAZY, *_CALLABLE_SUBPACKAGES])
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _CALLABLE_SUBPACKAGES:
+        return importlib.import_module(f"kerasdrop.{name}")
     raise AttributeError(f"module 'kerasdrop' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + __all__)

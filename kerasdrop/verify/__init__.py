@@ -8,3 +8,8 @@ from kerasdrop.verify.report import CheckRun, Finding, Report, UnusableInputErro
 
 __all__ = ["CheckRun", "Finding", "Report", "UnusableInputError", "verify", "verify_keras", "verify_onnx",
            "verify_saved_model"]
+
+from kerasdrop._callable_module import make_module_callable  # noqa: E402
+
+# `kerasdrop.verify(...)` calls `verify`; `kerasdrop.verify.<name>` still reaches the package.
+make_module_callable(__name__, verify)
