@@ -63,7 +63,9 @@ def make_servicers(manager):
                 name = getattr(getattr(request, "model_spec", None), "name", "")
                 try:
                     response = function(self, request, context)
-                    manager.metrics.record_request(name, "", f"grpc:{api}", "OK", time.perf_counter() - started)
+                    spec = getattr(response, "model_spec", None)
+                    version = spec.version.value if spec is not None and spec.HasField("version") else ""
+                    manager.metrics.record_request(name, version, f"grpc:{api}", "OK", time.perf_counter() - started)
                     return response
                 except ServingError as error:
                     manager.metrics.record_request(name, "", f"grpc:{api}", error.code, time.perf_counter() - started)

@@ -127,8 +127,12 @@ def metadata_response(loaded) -> dict:
     }
 
 
-def handle(manager, method: str, path: str, body: bytes) -> tuple[int, dict | str]:
-    """Routes one request; returns `(status, JSON object or Prometheus text)`."""
+def handle(manager, method: str, path: str, body: bytes, served: dict | None = None) -> tuple[int, dict | str]:
+    """Routes one request; returns `(status, JSON object or Prometheus text)`.
+
+    `served`, when given, receives the version that answered (for the metrics).
+    """
+    served = {} if served is None else served
     if method == "GET" and path == METRICS_PATH:
         return 200, manager.metrics.render()
     match = _MODEL_PATH.match(path.split("?", 1)[0])
@@ -142,7 +146,9 @@ def handle(manager, method: str, path: str, body: bytes) -> tuple[int, dict | st
         version = int(match["version"])
     if method == "GET" and verb is None:
         if match["metadata"]:
-            return 200, metadata_response(manager.resolve(name, version, label))
+            loaded = manager.resolve(name, version, label)
+            served["version"] = loaded.version
+            return 200, metadata_response(loaded)
         return 200, {"model_version_status": manager.status(name, version, label)}
     if method != "POST" or verb is None:
         raise ServingError("INVALID_ARGUMENT" if method == "POST" else "NOT_FOUND",
@@ -151,6 +157,7 @@ def handle(manager, method: str, path: str, body: bytes) -> tuple[int, dict | st
     if not isinstance(request, dict):
         raise invalid("Request body must be a JSON object")
     loaded = manager.resolve(name, version, label)
+    served["version"] = loaded.version
     signature = request.get("signature_name", "serving_default")
     if not isinstance(signature, str):
         raise invalid("'signature_name' must be a string")
@@ -207,6 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         match = _MODEL_PATH.match(self.path.split("?", 1)[0])
         model = match["name"] if match else ""
         api = f"{match['verb'] or ('metadata' if match['metadata'] else 'status')}" if match else "other"
+        served = {}
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length > self.server.max_body_bytes:
@@ -214,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ServingError("RESOURCE_EXHAUSTED", f"Request body of {length} bytes exceeds the limit of "
                                                          f"{self.server.max_body_bytes} bytes")
             body = self.rfile.read(length) if length else b""
-            status, payload = handle(manager, method, self.path, body)
+            status, payload = handle(manager, method, self.path, body, served)
             code = "OK"
         except ServingError as error:
             status, payload, code = error.status, {"error": error.message}, error.code
@@ -222,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, code = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}, "INTERNAL"
         self._respond(status, payload)
         if match:
-            manager.metrics.record_request(model, match["version"] or "", f"rest:{api}", code,
+            manager.metrics.record_request(model, served.get("version", match["version"] or ""), f"rest:{api}", code,
                                            time.perf_counter() - started)
 
     def do_GET(self):  # noqa: N802 - the stdlib's naming

@@ -41,7 +41,8 @@ def test_prometheus_metrics(half_plus_two):
     rest(half_plus_two, "POST", "/v1/models/default:predict", {"instances": [1.0]})
     status, text = rest(half_plus_two, "GET", "/monitoring/prometheus/metrics")
     assert status == 200 and "# TYPE" in text
-    assert ':tensorflow:serving:request_count{model_name="default",version="",API="rest:predict",status="OK"}' in text
+    # The version that answered, not the one asked for (the request asked for the latest).
+    assert ':tensorflow:serving:request_count{model_name="default",version="123",API="rest:predict",status="OK"}' in text
     assert ":tensorflow:serving:request_latency_bucket" in text
 
 
@@ -131,3 +132,16 @@ def test_version_policies_on_zero_padded_versions(shared_testdata, policy, versi
         assert [entry["version"] for entry in body["model_version_status"]] == versions
         assert rest(server, "GET", f"/v1/models/two/versions/{versions[0]}/metadata")[1]["model_spec"]["version"] == \
             versions[0]
+
+
+def test_grpc_metrics_name_the_version_that_answered(half_plus_two):
+    from tensorflow_serving.apis import regression_pb2
+
+    stub, _ = grpc_stubs(half_plus_two)
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "default"
+    request.model_spec.signature_name = "regress_x_to_y"
+    request.input.example_list.examples.append(_example(1.0))
+    stub.Regress(request, timeout=30)
+    text = rest(half_plus_two, "GET", "/monitoring/prometheus/metrics")[1]
+    assert ':tensorflow:serving:request_count{model_name="default",version="123",API="grpc:regress",status="OK"}' in text
