@@ -5,16 +5,23 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 
+def input_rescaling(input_range: tuple[float, float]):
+    """The `input_rescaling` layer every zoo model starts with: raw pixels in `input_range` to [0, 1].
+
+    A contract: the verifier reads a model's pixel range back from this layer's scale and offset.
+    """
+    import keras
+
+    low, high = input_range
+    return keras.layers.Rescaling(scale=1.0 / (high - low), offset=-low / (high - low), name="input_rescaling")
+
+
 def model_input(input_shape: tuple[int, int, int], input_range: tuple[float, float]) -> tuple[Any, Any]:
     """Returns `(images, rescaled)`: the `images` Input and its values mapped from `input_range` to [0, 1]."""
     import keras
 
     images = keras.Input(shape=input_shape, name="images")
-    low, high = input_range
-    rescaled = keras.layers.Rescaling(
-        scale=1.0 / (high - low), offset=-low / (high - low), name="input_rescaling"
-    )(images)
-    return images, rescaled
+    return images, input_rescaling(input_range)(images)
 
 
 def output_size(size: int, kernel: int, stride: int, padding: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from kerasdrop._validation import invalid_argument
-from kerasdrop.zoo._blocks import spatial_dropout
+from kerasdrop.zoo._blocks import input_rescaling, spatial_dropout
 from kerasdrop.zoo.head import classifier_head
 
 # What each keras.applications module's `preprocess_input` does, keyed by module name.
@@ -73,8 +73,7 @@ def _preprocess(x, mode: str, input_range: tuple[float, float]):
     import keras
     import numpy as np
 
-    low, high = input_range
-    x = keras.layers.Rescaling(1.0 / (high - low), offset=-low / (high - low), name="input_rescaling")(x)
+    x = input_rescaling(input_range)(x)
     if mode == "tf":
         return keras.layers.Rescaling(2.0, offset=-1.0, name="backbone_rescaling")(x)
     if mode == "torch":
