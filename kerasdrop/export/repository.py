@@ -12,6 +12,7 @@ import pathlib
 import re
 import shutil
 
+from kerasdrop._files import atomic_write_text
 from kerasdrop._validation import invalid_argument
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -118,7 +119,4 @@ def models_config_text(repo: pathlib.Path, base_path: str = "/models") -> str:
 def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str = "/models") -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(models_config_text(repo, base_path))
-    os.replace(temporary, path)
-    return path
+    return atomic_write_text(path, models_config_text(repo, base_path))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import pathlib
-import tempfile
+
+from kerasdrop._files import atomic_write_text
 
 RUN_FILES = ("model.keras", "best.keras", "recipe.toml", "history.json", "history.csv", "metrics.json", "curves.png")
 
@@ -23,12 +23,7 @@ def read_history_csv(path: pathlib.Path) -> list[dict]:
 
 def write_json(path: pathlib.Path, data) -> None:
     """Writes JSON atomically (temp file + rename), so a killed run never leaves half a file."""
-    path = pathlib.Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(data, stream, indent=2, allow_nan=True)
-        stream.write("\n")
-    os.replace(temporary, path)
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
 
 
 def best_epoch(history: list[dict], monitor: str) -> dict | None:
