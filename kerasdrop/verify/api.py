@@ -60,8 +60,13 @@ def verify_keras(model, *, probe_range=None, target: str | None = None) -> Repor
     return report
 
 
-def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Report | None = None) -> Report:
-    """Checks 2 and 3 on every signature; with `model.onnx` beside it, the ONNX file and their parity."""
+def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Report | None = None,
+                       reference: dict | None = None) -> Report:
+    """Checks 2 and 3 on every signature; with `model.onnx` beside it, the ONNX file and their parity.
+
+    `reference`: `{name: run}` the written artefacts must also agree with (the export passes the
+    Keras model), checked on the runtimes loaded here rather than loading them a second time.
+    """
     report = report or Report(target=str(directory), kind="savedmodel")
     signature_names = graph.check_saved_model_graph(directory, report)
     loaded = runtimes.load_saved_model(directory)
@@ -82,13 +87,19 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
         if name == "serving_default":
             serving = (run, row_shape)
     onnx_path = pathlib.Path(directory) / "model.onnx"
-    if onnx_path.is_file():
-        onnx_run = verify_onnx(onnx_path, probe_range=(low, high), report=report)
-        if serving is not None and onnx_run is not None:
-            run, row_shape = serving
-            parity.check_parity({"savedmodel": run, "onnxruntime": onnx_run},
-                                {size: numerical.probe_images(row_shape, low, high, batch=size, seed=size)
-                                 for size in parity.BATCH_SIZES}, report)
+    onnx_run = verify_onnx(onnx_path, probe_range=(low, high), report=report) if onnx_path.is_file() else None
+    if serving is None:
+        if reference:
+            report.add(parity.CHECK, "error", "signature serving_default", "no serving_default signature taking one "
+                       "float batch input, so the artefact cannot be compared with the model", "re-export")
+        return report
+    run, row_shape = serving
+    batches = {size: numerical.probe_images(row_shape, low, high, batch=size, seed=size) for size in parity.BATCH_SIZES}
+    if onnx_run is not None:
+        parity.check_parity({"savedmodel": run, "onnxruntime": onnx_run}, batches, report)
+    if reference:
+        written = {"savedmodel": run, **({"onnxruntime": onnx_run} if onnx_run is not None else {})}
+        parity.check_parity({**reference, **written}, batches, report)
     return report
 
 
