@@ -127,15 +127,22 @@ def metadata_response(loaded) -> dict:
     }
 
 
-def handle(manager, method: str, path: str, body: bytes, served: dict | None = None) -> tuple[int, dict | str]:
+def route(path: str):
+    """The model URL's parts (name, version, label, metadata, verb), or None."""
+    return _MODEL_PATH.match(path.split("?", 1)[0])
+
+
+def handle(manager, method: str, path: str, body: bytes, served: dict | None = None,
+           match=None) -> tuple[int, dict | str]:
     """Routes one request; returns `(status, JSON object or Prometheus text)`.
 
-    `served`, when given, receives the version that answered (for the metrics).
+    `served`, when given, receives the version that answered (for the metrics); `match` is
+    `route(path)` when the caller already has it.
     """
     served = {} if served is None else served
     if method == "GET" and path == METRICS_PATH:
         return 200, manager.metrics.render()
-    match = _MODEL_PATH.match(path.split("?", 1)[0])
+    match = match or route(path)
     if not match:
         raise not_found(f"Malformed request: {method} {path}")
     name, label, verb = match["name"], match["label"], match["verb"]
@@ -210,19 +217,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         started = time.perf_counter()
         manager = self.server.manager
-        api = "rest"
-        match = _MODEL_PATH.match(self.path.split("?", 1)[0])
-        model = match["name"] if match else ""
-        api = f"{match['verb'] or ('metadata' if match['metadata'] else 'status')}" if match else "other"
+        match = route(self.path)
         served = {}
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self.close_connection = True
+                raise ServingError("INVALID_ARGUMENT", "Content-Length must be a non-negative integer; received "
+                                                       f"{self.headers.get('Content-Length')!r}")
             if length > self.server.max_body_bytes:
                 self.close_connection = True
                 raise ServingError("RESOURCE_EXHAUSTED", f"Request body of {length} bytes exceeds the limit of "
                                                          f"{self.server.max_body_bytes} bytes")
             body = self.rfile.read(length) if length else b""
-            status, payload = handle(manager, method, self.path, body, served)
+            status, payload = handle(manager, method, self.path, body, served, match)
             code = "OK"
         except ServingError as error:
             status, payload, code = error.status, {"error": error.message}, error.code
@@ -230,8 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, code = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}, "INTERNAL"
         self._respond(status, payload)
         if match:
-            manager.metrics.record_request(model, served.get("version", match["version"] or ""), f"rest:{api}", code,
-                                           time.perf_counter() - started)
+            api = match["verb"] or ("metadata" if match["metadata"] else "status")
+            manager.metrics.record_request(match["name"], served.get("version", match["version"] or ""),
+                                           f"rest:{api}", code, time.perf_counter() - started)
 
     def do_GET(self):  # noqa: N802 - the stdlib's naming
         self._serve("GET")

@@ -96,6 +96,23 @@ def test_oversized_body_is_413(exported_repo):
         assert status == 413 and "exceeds the limit of 1000 bytes" in body["error"]
 
 
+def test_bad_content_length_is_400_not_a_server_error(exported_repo):
+    import http.client
+
+    repo, _ = exported_repo
+    with running_server(repo=str(repo)) as server:
+        for value in ("abc", "-5"):
+            connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+            connection.putrequest("POST", "/v1/models/lenet5:predict")
+            connection.putheader("Content-Length", value)
+            connection.endheaders()
+            response = connection.getresponse()
+            assert response.status == 400
+            assert "Content-Length must be a non-negative integer" in json.loads(response.read())["error"]
+            connection.close()
+        assert rest(server, "GET", "/v1/models/lenet5")[0] == 200
+
+
 def test_bad_grpc_requests_get_the_matching_status(served):
     import grpc
     import tensorflow as tf
