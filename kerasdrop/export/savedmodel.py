@@ -39,13 +39,11 @@ def monte_carlo_model(model):
     """
     import keras
 
-    from kerasdrop.verify.structure import layer_kind
-
+    # Dropout covers SpatialDropout1D/2D/3D (its subclasses); GaussianNoise is not dropout and stays off.
     dropout_classes = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
 
     def call_layer(layer, *args, **kwargs):
-        active = isinstance(layer, dropout_classes) and layer_kind(layer) == "random"
-        return layer(*args, **{**kwargs, "training": active})
+        return layer(*args, **{**kwargs, "training": isinstance(layer, dropout_classes)})
 
     return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_layer, recursive=True)
 

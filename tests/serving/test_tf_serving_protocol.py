@@ -54,15 +54,21 @@ def _example(value):
     return example
 
 
+def _examples_request(request_class, signature, value):
+    """A Classify/Regress request for model `default` with one tf.Example `x=value`."""
+    request = request_class()
+    request.model_spec.name = "default"
+    request.model_spec.signature_name = signature
+    request.input.example_list.examples.append(_example(value))
+    return request
+
+
 def test_grpc_classify(half_plus_two):
     from tensorflow_serving.apis import classification_pb2
 
     stub, _ = grpc_stubs(half_plus_two)
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = "default"
-    request.model_spec.signature_name = "classify_x_to_y"
-    request.input.example_list.examples.append(_example(2.0))
-    response = stub.Classify(request, timeout=30)
+    response = stub.Classify(_examples_request(classification_pb2.ClassificationRequest, "classify_x_to_y", 2.0),
+                             timeout=30)
     assert len(response.result.classifications) == 1
     assert len(response.result.classifications[0].classes) == 1
     assert response.result.classifications[0].classes[0].score == pytest.approx(3.0)
@@ -74,11 +80,7 @@ def test_grpc_regress(half_plus_two):
     from tensorflow_serving.apis import regression_pb2
 
     stub, _ = grpc_stubs(half_plus_two)
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = "default"
-    request.model_spec.signature_name = "regress_x_to_y"
-    request.input.example_list.examples.append(_example(2.0))
-    response = stub.Regress(request, timeout=30)
+    response = stub.Regress(_examples_request(regression_pb2.RegressionRequest, "regress_x_to_y", 2.0), timeout=30)
     assert len(response.result.regressions) == 1
     assert response.result.regressions[0].value == pytest.approx(3.0)
 
@@ -138,10 +140,6 @@ def test_grpc_metrics_name_the_version_that_answered(half_plus_two):
     from tensorflow_serving.apis import regression_pb2
 
     stub, _ = grpc_stubs(half_plus_two)
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = "default"
-    request.model_spec.signature_name = "regress_x_to_y"
-    request.input.example_list.examples.append(_example(1.0))
-    stub.Regress(request, timeout=30)
+    stub.Regress(_examples_request(regression_pb2.RegressionRequest, "regress_x_to_y", 1.0), timeout=30)
     text = rest(half_plus_two, "GET", "/monitoring/prometheus/metrics")[1]
     assert ':tensorflow:serving:request_count{model_name="default",version="123",API="grpc:regress",status="OK"}' in text
