@@ -286,6 +286,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_describe(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.zoo import create_model
+    from kerasdrop.zoo.head import describe_head
     from kerasdrop.zoo.rewire import head_dropout_layers
 
     model = create_model(args.name, **_model_kwargs(args))
@@ -454,21 +455,6 @@ def _grpc_input_shape(url: str, model: str):
     stub.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(signature_map)
     dims = signature_map.signature_def["serving_default"].inputs["images"].tensor_shape.dim
     return tuple(dim.size for dim in dims[1:])
-
-
-def describe_head(model) -> str:
-    """One line: `fc1 Dense(512, relu) -> fc1_dropout Dropout(0.5) -> ... -> predictions Dense(10, softmax)`."""
-    parts = []
-    for layer in model.layers:
-        if layer.name.startswith("fc") or layer.name == "predictions":
-            config = layer.get_config()
-            if "units" in config:
-                parts.append(f"{layer.name} Dense({config['units']}, {config['activation']})")
-            elif "rate" in config:
-                parts.append(f"{layer.name} {type(layer).__name__}({config['rate']:g})")
-            else:
-                parts.append(f"{layer.name} {type(layer).__name__}")
-    return " -> ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
