@@ -67,3 +67,28 @@ def test_kubernetes_manifests():
             line for line in (SERVE / name).read_text().splitlines() if not line.startswith("#")).strip()
     (inference,) = yaml.safe_load_all((SERVE / "k8s" / "inferenceservice.yaml").read_text())
     assert inference["kind"] == "InferenceService" and "tensorflow" in inference["spec"]["predictor"]
+
+
+def _compose_healthcheck(port: int, model: str) -> list[str]:
+    test = yaml.safe_load((SERVE / "docker-compose.yml").read_text())["services"]["tf-serving"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    return [part.replace("8501", str(port)).replace("lenet5", model) for part in test[1:]]
+
+
+def test_compose_healthcheck_needs_only_what_the_tensorflow_serving_image_ships(shared_testdata):
+    import shutil
+    import subprocess
+
+    from tests.serving.conftest import running_server
+
+    command = _compose_healthcheck(8501, "lenet5")
+    # tensorflow_serving/tools/docker/Dockerfile: ubuntu + ca-certificates + the server; bash runs its entrypoint.
+    assert command[0] == "bash" and not {"curl", "wget"} & set(" ".join(command).split())
+    assert shutil.which("bash")
+    with running_server(models={"lenet5": shared_testdata / "saved_model_half_plus_two_cpu"}) as server:
+        healthy = subprocess.run(_compose_healthcheck(server.rest_port, "lenet5"), timeout=10)
+        unknown_model = subprocess.run(_compose_healthcheck(server.rest_port, "not_served"), timeout=10)
+        port = server.rest_port
+    assert healthy.returncode == 0
+    assert unknown_model.returncode != 0
+    assert subprocess.run(_compose_healthcheck(port, "lenet5"), timeout=10, stderr=subprocess.DEVNULL).returncode != 0
