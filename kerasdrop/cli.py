@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
     train.add_argument("--resume", action="store_true",
                        help="continue the interrupted run in --out from its last completed epoch")
+    train.add_argument("--quiet", action="store_true",
+                       help="no per-epoch progress, only the result lines (for scripts; default: progress)")
     train.set_defaults(handler=_cmd_train)
 
     sweep = commands.add_parser(
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dropout rates after each hidden Dense, e.g. 0,0.25,0.5")
     sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
     sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
+    sweep.add_argument("--quiet", action="store_true",
+                       help="no progress lines, only the result table (for scripts; default: a line per run and epoch)")
     sweep.set_defaults(handler=_cmd_sweep)
 
     verify = commands.add_parser(
@@ -298,12 +302,18 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.train import train
+    from kerasdrop.train.loop import TrainingInterrupted
 
     overrides = _training_overrides(args)
-    if args.resume:
-        run = train(args.recipe, out=args.out, resume=True, overrides=overrides)
-    else:
-        run = train(args.recipe, out=args.out, overrides=overrides)
+    verbose = _keras_verbosity(args.quiet)
+    try:
+        if args.resume:
+            run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose)
+        else:
+            run = train(args.recipe, out=args.out, overrides=overrides, verbose=verbose)
+    except TrainingInterrupted as interrupted:
+        print(_interrupted_line(interrupted), file=sys.stderr)
+        return 130  # as a shell reports a command ended by SIGINT
     from kerasdrop.train.distribute import is_chief
 
     if not is_chief():
@@ -316,9 +326,33 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"(gap {metrics['generalization_gap']:+.4f}); {metrics['epochs_completed']} epochs in {metrics['seconds']:.1f}s")
     expected = run.recipe.expect.test_accuracy
     if expected is not None:
-        verdict = "meets" if metrics["test_accuracy"] >= expected else "is BELOW"
-        print(f"test accuracy {verdict} the recipe's expected {expected:.4f}")
+        print(accuracy_verdict(metrics["test_accuracy"], expected))
     return 0
+
+
+def _keras_verbosity(quiet: bool) -> int:
+    """0 with --quiet; Keras' live bar on a terminal; else one plain line per epoch (its bar writes ANSI codes)."""
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def accuracy_verdict(accuracy: float, expected: float) -> str:
+    """Compares the 4-decimal figures it prints, so `0.9500 is BELOW 0.9500` cannot be printed."""
+    shown, wanted = f"{accuracy:.4f}", f"{expected:.4f}"
+    verdict = "meets" if float(shown) >= float(wanted) else "is BELOW"
+    return f"test accuracy {shown} {verdict} the recipe's expected {wanted}"
+
+
+def _interrupted_line(interrupted) -> str:
+    import shlex
+
+    if interrupted.removed:
+        return (f"kerasdrop train: interrupted before the first epoch completed; {interrupted.directory} was "
+                f"removed, so the same command starts afresh")
+    resume = f"kerasdrop train --resume --out {shlex.quote(str(interrupted.directory))}"
+    return (f"kerasdrop train: interrupted; last completed epoch {interrupted.completed_epochs} of "
+            f"{interrupted.epochs}; continue with: {resume}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -326,10 +360,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from kerasdrop.train.sweep import sweep
 
     result = sweep(args.recipe, rates=list(args.rates), seeds=args.seeds, out=args.out,
-                   overrides=_training_overrides(args))
+                   overrides=_training_overrides(args), progress=None if args.quiet else _print_flushed)
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0
+
+
+def _print_flushed(line: str) -> None:
+    print(line, flush=True)  # progress must show as it happens, also when stdout is a pipe
 
 
 def _print_report(report, as_json: bool) -> None:
