@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--formats", default="savedmodel,onnx", help="savedmodel[,onnx] (default: savedmodel,onnx)")
     export.add_argument("--mc-samples", type=int, metavar="N",
                         help="add an mc_dropout signature: mean and stddev over N passes with dropout on (default: off)")
-    export.add_argument("--models-config", default="serve/models.config",
-                        help="ModelServerConfig file kept listing every model (default: serve/models.config)")
+    export.add_argument("--models-config", default="{repo}/models.config",
+                        help="ModelServerConfig file kept listing every model; hand-written entries and fields "
+                             "are kept (default: models.config inside --repo)")
     export.add_argument("--base-path", default="/models",
                         help="where TF Serving mounts the repository, for --models-config (default: /models)")
     export.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
@@ -412,7 +413,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     _print_report(result.report, args.json)
     if not args.json:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
-              f"models config: {args.models_config}")
+              f"models config: {result.models_config}")
     return 0
 
 
