@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="http://HOST:PORT (REST) or grpc://HOST:PORT (default: http://127.0.0.1:8501)")
     predict.add_argument("--model", required=True, help="model name on the server")
     predict.add_argument("--version", type=int, help="model version (default: the server's latest)")
+    predict.add_argument("--signature", default="serving_default",
+                         help="signature to call, e.g. mc_dropout; its outputs are printed (default: serving_default)")
     predict.set_defaults(handler=_cmd_predict)
     return parser
 
@@ -445,44 +447,67 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from kerasdrop.serving.client import ServingClient, ServingClientError, load_images
+    from kerasdrop.serving.client import ServingClient, ServingClientError
 
     client = ServingClient(args.url)
     if client.protocol == "grpc":
         _quiet_tensorflow()  # the gRPC path builds TensorProtos with TensorFlow
     try:
-        metadata = client._get(f"/v1/models/{args.model}/metadata") if client.protocol == "rest" else None
+        signatures = _signature_inputs(client, args.url, args.model)
+        row_shape = _input_row_shape(signatures, args.signature)
+        images, labels = _images_with_labels(args.files, row_shape)
+        outputs = client.predict(args.model, images, signature=args.signature, version=args.version)
     except ServingClientError as error:
         print(f"kerasdrop predict: {error}", file=sys.stderr)
         return 1
     except OSError as error:
         print(f"kerasdrop predict: cannot reach {args.url}: {error}", file=sys.stderr)
         return 1
-    row_shape = _input_shape(metadata) if metadata else None
-    if row_shape is None:
-        row_shape = _grpc_input_shape(args.url, args.model)
-    images = load_images(args.files, row_shape)
-    try:
-        outputs = client.predict(args.model, images, version=args.version)
-    except ServingClientError as error:
-        print(f"kerasdrop predict: {error}", file=sys.stderr)
-        return 1
-    import numpy as np
-
-    for path, probabilities in zip(args.files, outputs["probabilities"]):
-        top = int(np.argmax(probabilities))
-        print(f"{path}: class {top} ({probabilities[top]:.4f})  probabilities "
-              + " ".join(f"{p:.3f}" for p in probabilities))
+    for row, label in enumerate(labels):
+        print(f"{label}: {_describe_outputs({name: values[row] for name, values in outputs.items()})}")
     return 0
 
 
-def _input_shape(metadata: dict):
-    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
-    dims = signature["inputs"]["images"]["tensor_shape"]["dim"]
-    return tuple(int(dim["size"]) for dim in dims[1:])
+def _images_with_labels(files, row_shape):
+    """One batch of every image, and one label per row: `file` for an image, `file[row]` for N-row .npy files."""
+    import numpy as np
+
+    from kerasdrop.serving.client import load_images
+
+    batches, labels = [], []
+    for path in files:
+        batch = load_images([path], row_shape)
+        batches.append(batch)
+        is_stack = str(path).endswith(".npy") and np.load(path, mmap_mode="r").ndim == len(row_shape) + 1
+        labels += [f"{path}[{row}]" for row in range(len(batch))] if is_stack else [path]
+    return np.concatenate(batches), labels
 
 
-def _grpc_input_shape(url: str, model: str):
+def _describe_outputs(outputs: dict) -> str:
+    """`class 7 (0.9999)  probabilities ...` for a classifier's output; every other output by its name."""
+    import numpy as np
+
+    parts = []
+    for name in sorted(outputs, key=lambda name: (name != "probabilities", name)):
+        values = np.atleast_1d(np.asarray(outputs[name]))
+        if name == "class_ids" and "probabilities" in outputs:
+            continue  # shown as the class of the probabilities
+        if name in ("probabilities", "mean") and values.ndim == 1 and values.size > 1:
+            top = int(np.argmax(values))
+            parts.append(f"class {top} ({values[top]:.4f})")
+        shown = " ".join(f"{value:.3f}" if np.issubdtype(values.dtype, np.floating) else str(value)
+                         for value in values.ravel())
+        parts.append(f"{name} {shown}")
+    return "  ".join(parts)
+
+
+def _signature_inputs(client, url: str, model: str) -> dict:
+    """`{signature name: {input name: (dims, ...)}}` from the model's metadata, over REST or gRPC."""
+    if client.protocol == "rest":
+        signature_map = client._get(f"/v1/models/{model}/metadata")["metadata"]["signature_def"]["signature_def"]
+        return {name: {key: tuple(int(dim["size"]) for dim in spec["tensor_shape"].get("dim", []))
+                       for key, spec in signature.get("inputs", {}).items()}
+                for name, signature in signature_map.items()}
     import grpc
     from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
 
@@ -490,9 +515,26 @@ def _grpc_input_shape(url: str, model: str):
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = model
     signature_map = get_model_metadata_pb2.SignatureDefMap()
-    stub.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(signature_map)
-    dims = signature_map.signature_def["serving_default"].inputs["images"].tensor_shape.dim
-    return tuple(dim.size for dim in dims[1:])
+    try:
+        stub.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(signature_map)
+    except grpc.RpcError as error:
+        from kerasdrop.serving.client import ServingClientError
+
+        raise ServingClientError(error.code().name, error.details()) from None
+    return {name: {key: tuple(dim.size for dim in spec.tensor_shape.dim) for key, spec in signature.inputs.items()}
+            for name, signature in signature_map.signature_def.items()}
+
+
+def _input_row_shape(signatures: dict, signature: str) -> tuple:
+    available = sorted(name for name in signatures if not name.startswith("__"))
+    if signature not in signatures:
+        raise UsageError(f"Invalid value received for --signature. Expected one of the model's signatures: "
+                         f"{', '.join(available)}. Received: {signature!r}")
+    inputs = signatures[signature]
+    if "images" not in inputs:
+        raise UsageError(f"Signature {signature!r} takes {', '.join(sorted(inputs)) or 'no inputs'}; "
+                         "kerasdrop predict sends images to an input named `images`")
+    return inputs["images"][1:]
 
 
 def describe_head(model) -> str:
