@@ -206,6 +206,9 @@ _TRAINING_FLAGS = {
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_values",
                         help="override any recipe key, e.g. --set training.epochs=5 (repeatable)")
+    parser.add_argument("--no-recipe", action="store_true",
+                        help="without RECIPE, start from the defaults even where models/<model>_<dataset>.toml "
+                             "exists (default: start from that recipe)")
     parser.add_argument("--model", help="zoo model name (default: the recipe's, else lenet5)")
     parser.add_argument("--dataset", help="digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path> "
                                           "(default: the recipe's, else digits)")
@@ -230,6 +233,20 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="compute precision while training; saved models are float32 (default: float32)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
                         help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)")
+
+
+def _recipe_or_shipped(args: argparse.Namespace):
+    """The RECIPE argument; without one, the shipped recipe for --model on --dataset, which the flags override."""
+    if args.recipe is not None or args.no_recipe:
+        return args.recipe
+    from kerasdrop.train.recipe import find_recipe
+
+    model, dataset = args.model or "lenet5", args.dataset or "digits"
+    found = find_recipe(model, dataset)
+    if found is not None:
+        print(f"starting from the recipe {found} for {model} on {dataset}; flags override it "
+              "(--no-recipe: start from the defaults)", flush=True)
+    return found
 
 
 def _training_overrides(args: argparse.Namespace) -> list:
@@ -313,7 +330,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose)
         else:
-            run = train(args.recipe, out=args.out, overrides=overrides, verbose=verbose)
+            run = train(_recipe_or_shipped(args), out=args.out, overrides=overrides, verbose=verbose)
     except TrainingInterrupted as interrupted:
         print(_interrupted_line(interrupted), file=sys.stderr)
         return 130  # as a shell reports a command ended by SIGINT
@@ -362,7 +379,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.train.sweep import sweep
 
-    result = sweep(args.recipe, rates=list(args.rates), seeds=args.seeds, out=args.out,
+    result = sweep(_recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
                    overrides=_training_overrides(args), progress=None if args.quiet else _print_flushed)
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")

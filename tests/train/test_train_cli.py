@@ -94,3 +94,29 @@ def test_sweep_reports_each_run_and_epoch_with_an_eta(tmp_path, capsys):
     assert main(["sweep", *flags, "--quiet"]) == 0  # every run is reused; --quiet prints only the table
     quiet = capsys.readouterr().out
     assert "run 1/2" not in quiet and "| dropout |" in quiet
+
+
+def test_model_and_dataset_flags_start_from_the_shipped_recipe(tmp_path, capsys, monkeypatch):
+    import tomllib
+
+    monkeypatch.chdir(tmp_path)  # found from the checkout, not only from the current directory
+    out = tmp_path / "run"
+    assert main(["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("starting from the recipe ") and "lenet5_digits.toml for lenet5 on digits" in first
+    saved = tomllib.loads((out / "recipe.toml").read_text())
+    assert saved["training"]["learning_rate"] == 0.002 and saved["training"]["batch_size"] == 32  # the recipe's
+    assert saved["training"]["epochs"] == 1  # the flag's
+    assert saved["expect"]["test_accuracy"] == 0.95
+
+
+def test_no_recipe_and_unmatched_flags_start_from_the_defaults(tmp_path):
+    import argparse
+
+    from kerasdrop.cli import _recipe_or_shipped
+
+    flags = dict(recipe=None, no_recipe=False, model="lenet5", dataset="digits")
+    assert _recipe_or_shipped(argparse.Namespace(**flags)).name == "lenet5_digits.toml"
+    assert _recipe_or_shipped(argparse.Namespace(**{**flags, "no_recipe": True})) is None
+    assert _recipe_or_shipped(argparse.Namespace(**{**flags, "dataset": "synthetic"})) is None
