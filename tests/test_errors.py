@@ -46,7 +46,6 @@ def test_cli_turns_a_kerasdrop_error_into_one_line_and_exit_2(monkeypatch, capsy
     def refuse(args):
         raise InvalidArgumentError("Invalid value received for argument `x`. Expected 1. Received: x=2")
 
-    monkeypatch.setattr(cli, "_cmd_describe", refuse)
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: _with_handler(parser, "describe", refuse))
     assert cli.main(["describe", "mlp"]) == 2

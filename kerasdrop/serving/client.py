@@ -46,6 +46,36 @@ class ServingClient:
     def status(self, model: str) -> dict:
         return self._get(f"/v1/models/{model}")
 
+    def signature_inputs(self, model: str) -> dict:
+        """`{signature name: {input name: (dims, ...)}}` from the model's metadata, over REST or gRPC."""
+        if self.protocol == "rest":
+            signature_map = self._get(f"/v1/models/{model}/metadata")["metadata"]["signature_def"]["signature_def"]
+            return {name: {key: tuple(int(dim["size"]) for dim in spec["tensor_shape"].get("dim", []))
+                           for key, spec in signature.get("inputs", {}).items()}
+                    for name, signature in signature_map.items()}
+        import grpc
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = model
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        try:
+            self._grpc_stub().GetModelMetadata(request, timeout=self.timeout).metadata["signature_def"].Unpack(
+                signature_map)
+        except grpc.RpcError as error:
+            raise ServingClientError(error.code().name, error.details()) from None
+        return {name: {key: tuple(dim.size for dim in spec.tensor_shape.dim) for key, spec in signature.inputs.items()}
+                for name, signature in signature_map.signature_def.items()}
+
+    def _grpc_stub(self):
+        if self._stub is None:
+            import grpc
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+            channel = grpc.insecure_channel(self.url[len("grpc://"):])
+            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return self._stub
+
     def _get(self, path: str) -> dict:
         return self._request(urllib.request.Request(self.url + path))
 
@@ -68,11 +98,8 @@ class ServingClient:
     def _predict_grpc(self, model, images, signature, version):
         import grpc
         import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+        from tensorflow_serving.apis import predict_pb2
 
-        if self._stub is None:
-            channel = grpc.insecure_channel(self.url[len("grpc://"):])
-            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = signature
@@ -80,7 +107,7 @@ class ServingClient:
             request.model_spec.version.value = version
         request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
         try:
-            response = self._stub.Predict(request, timeout=self.timeout)
+            response = self._grpc_stub().Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise ServingClientError(error.code().name, error.details()) from None
         return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}

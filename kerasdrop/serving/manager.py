@@ -190,6 +190,11 @@ class ModelManager:
 
     # --- requests -------------------------------------------------------------------------------
 
+    def loaded_versions(self) -> dict[str, list[int]]:
+        """`{model name: [versions being served]}`, sorted, as of now."""
+        with self._lock:
+            return {name: sorted(versions) for name, versions in self._loaded.items()}
+
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> LoadedVersion:
         with self._lock:
             versions = self._loaded.get(name)

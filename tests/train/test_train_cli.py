@@ -6,7 +6,8 @@ import shlex
 
 import pytest
 
-from kerasdrop.cli import accuracy_verdict, main
+from kerasdrop.cli import main
+from kerasdrop.cli.training import accuracy_verdict
 
 FAST_FLAGS = ["--model", "mlp", "--dataset", "synthetic", "--batch-size", "32", "--dense-units", "16"]
 
@@ -114,7 +115,7 @@ def test_model_and_dataset_flags_start_from_the_shipped_recipe(tmp_path, capsys,
 def test_no_recipe_and_unmatched_flags_start_from_the_defaults(tmp_path):
     import argparse
 
-    from kerasdrop.cli import _recipe_or_shipped
+    from kerasdrop.cli.training import recipe_or_shipped as _recipe_or_shipped
 
     flags = dict(recipe=None, no_recipe=False, model="lenet5", dataset="digits")
     assert _recipe_or_shipped(argparse.Namespace(**flags)).name == "lenet5_digits.toml"

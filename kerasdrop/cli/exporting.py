@@ -1,0 +1,56 @@
+"""`kerasdrop export`: verify, then publish SavedModel + ONNX into a TF Serving model repository."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kerasdrop.cli._options import print_report, quiet_tensorflow
+
+
+def register(commands) -> None:
+    export = commands.add_parser(
+        "export", help="verify a .keras model, then publish SavedModel + ONNX into a TF Serving repository",
+        description="Nothing is published unless the model and the written artefacts pass verification. "
+                    "Exit 0: published; 1: refused (the report says why); 2: unusable input.",
+    )
+    export.add_argument("model", help="the .keras file (e.g. runs/demo/model.keras)")
+    export.add_argument("--name", required=True, help="model name in the repository and in serving URLs")
+    export.add_argument("--repo", default="export", help="model repository directory (default: export)")
+    export.add_argument("--version", type=int, help="version to publish (default: the next integer; never overwrites)")
+    export.add_argument("--formats", default="savedmodel,onnx", help="savedmodel[,onnx] (default: savedmodel,onnx)")
+    export.add_argument("--mc-samples", type=int, metavar="N",
+                        help="add an mc_dropout signature: mean and stddev over N passes with dropout on (default: off)")
+    export.add_argument("--models-config", default="{repo}/models.config",
+                        help="ModelServerConfig file kept listing every model; hand-written entries and fields "
+                             "are kept (default: models.config inside --repo)")
+    export.add_argument("--base-path", default="/models",
+                        help="where TF Serving mounts the repository, for --models-config (default: /models)")
+    export.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    export.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    quiet_tensorflow()
+    from kerasdrop.export import ExportRefusedError, export
+    from kerasdrop.verify import UnusableInputError
+
+    try:
+        result = export(args.model, name=args.name, repo=args.repo, version=args.version,
+                        formats=[fmt.strip() for fmt in args.formats.split(",") if fmt.strip()],
+                        mc_samples=args.mc_samples, models_config=args.models_config, base_path=args.base_path)
+    except UnusableInputError as error:
+        print(f"kerasdrop export: unusable input: {error}", file=sys.stderr)
+        return 2
+    except ExportRefusedError as refused:
+        print_report(refused.report, args.json)
+        print(f"kerasdrop export: refused: {refused}", file=sys.stderr)
+        for finding in refused.report.errors:
+            print(f"  - [{finding.check}] {finding.location}: {finding.message}. To fix: {finding.action}",
+                  file=sys.stderr)
+        return 1
+    print_report(result.report, args.json)
+    if not args.json:
+        print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
+              f"models config: {result.models_config}")
+    return 0

@@ -1,0 +1,87 @@
+"""`kerasdrop predict`: send images to a TF Serving server and print each one's outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kerasdrop.cli._options import UsageError, quiet_tensorflow
+
+
+def register(commands) -> None:
+    predict = commands.add_parser("predict", help="send images to a TF Serving server; print class and probabilities")
+    predict.add_argument("files", nargs="+", help="PNG/JPEG images (resized to the model input) or .npy arrays")
+    predict.add_argument("--url", default="http://127.0.0.1:8501",
+                         help="http://HOST:PORT (REST) or grpc://HOST:PORT (default: http://127.0.0.1:8501)")
+    predict.add_argument("--model", required=True, help="model name on the server")
+    predict.add_argument("--version", type=int, help="model version (default: the server's latest)")
+    predict.add_argument("--signature", default="serving_default",
+                         help="signature to call, e.g. mc_dropout; its outputs are printed (default: serving_default)")
+    predict.set_defaults(handler=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from kerasdrop.serving.client import ServingClient, ServingClientError
+
+    client = ServingClient(args.url)
+    if client.protocol == "grpc":
+        quiet_tensorflow()  # the gRPC path builds TensorProtos with TensorFlow
+    try:
+        signatures = client.signature_inputs(args.model)
+        row_shape = _input_row_shape(signatures, args.signature)
+        images, labels = _images_with_labels(args.files, row_shape)
+        outputs = client.predict(args.model, images, signature=args.signature, version=args.version)
+    except ServingClientError as error:
+        print(f"kerasdrop predict: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"kerasdrop predict: cannot reach {args.url}: {error}", file=sys.stderr)
+        return 1
+    for row, label in enumerate(labels):
+        print(f"{label}: {_describe_outputs({name: values[row] for name, values in outputs.items()})}")
+    return 0
+
+
+def _images_with_labels(files, row_shape):
+    """One batch of every image, and one label per row: `file` for an image, `file[row]` for N-row .npy files."""
+    import numpy as np
+
+    from kerasdrop.serving.client import load_images
+
+    batches, labels = [], []
+    for path in files:
+        batch = load_images([path], row_shape)
+        batches.append(batch)
+        is_stack = str(path).endswith(".npy") and np.load(path, mmap_mode="r").ndim == len(row_shape) + 1
+        labels += [f"{path}[{row}]" for row in range(len(batch))] if is_stack else [path]
+    return np.concatenate(batches), labels
+
+
+def _describe_outputs(outputs: dict) -> str:
+    """`class 7 (0.9999)  probabilities ...` for a classifier's output; every other output by its name."""
+    import numpy as np
+
+    parts = []
+    for name in sorted(outputs, key=lambda name: (name != "probabilities", name)):
+        values = np.atleast_1d(np.asarray(outputs[name]))
+        if name == "class_ids" and "probabilities" in outputs:
+            continue  # shown as the class of the probabilities
+        if name in ("probabilities", "mean") and values.ndim == 1 and values.size > 1:
+            top = int(np.argmax(values))
+            parts.append(f"class {top} ({values[top]:.4f})")
+        shown = " ".join(f"{value:.3f}" if np.issubdtype(values.dtype, np.floating) else str(value)
+                         for value in values.ravel())
+        parts.append(f"{name} {shown}")
+    return "  ".join(parts)
+
+
+def _input_row_shape(signatures: dict, signature: str) -> tuple:
+    available = sorted(name for name in signatures if not name.startswith("__"))
+    if signature not in signatures:
+        raise UsageError(f"Invalid value received for --signature. Expected one of the model's signatures: "
+                         f"{', '.join(available)}. Received: {signature!r}")
+    inputs = signatures[signature]
+    if "images" not in inputs:
+        raise UsageError(f"Signature {signature!r} takes {', '.join(sorted(inputs)) or 'no inputs'}; "
+                         "kerasdrop predict sends images to an input named `images`")
+    return inputs["images"][1:]

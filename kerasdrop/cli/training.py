@@ -1,0 +1,174 @@
+"""`kerasdrop train` (one run from a recipe and/or flags) and `kerasdrop sweep` (the dropout study)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kerasdrop.cli._options import add_head_options, dropout_value, float_list, int_list, print_flushed, quiet_tensorflow
+
+# Flag -> recipe key. Flags left unset do not override the recipe.
+TRAINING_FLAGS = {
+    "model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir", "image_size": "data.image_size",
+    "epochs": "training.epochs", "batch_size": "training.batch_size", "dense_units": "model.dense_units",
+    "dropout": "model.dropout", "dropout_kind": "model.dropout_kind", "optimizer": "training.optimizer",
+    "lr": "training.learning_rate", "seed": "training.seed", "strategy": "training.strategy",
+    "steps_per_execution": "training.steps_per_execution", "early_stopping": "training.early_stopping_patience",
+    "precision": "training.precision",
+}
+
+
+def register(commands) -> None:
+    train = commands.add_parser(
+        "train", help="train a zoo model from a recipe file and/or flags; saves a reproducible run directory",
+        description="Train from RECIPE (e.g. models/lenet5_digits.toml) and/or flags; flags and --set override "
+                    "the recipe. With neither, trains lenet5 on digits.",
+    )
+    train.add_argument("recipe", nargs="?", help="recipe TOML file (default: none, flags and defaults only)")
+    add_training_options(train)
+    train.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the interrupted run in --out from its last completed epoch")
+    train.add_argument("--quiet", action="store_true",
+                       help="no per-epoch progress, only the result lines (for scripts; default: progress)")
+    train.set_defaults(handler=run_train)
+
+    sweep = commands.add_parser(
+        "sweep", help="the dropout study: train at several dropout rates and seeds, compare gaps",
+        description="Train the same model at each rate (and seed); writes sweep.json, sweep.md and sweep.png.",
+    )
+    sweep.add_argument("recipe", nargs="?", help="recipe TOML file to start from (default: none)")
+    add_training_options(sweep)
+    sweep.add_argument("--rates", type=float_list("--rates"), required=True, metavar="R,R,...",
+                       help="dropout rates after each hidden Dense, e.g. 0,0.25,0.5")
+    sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
+    sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
+    sweep.add_argument("--quiet", action="store_true",
+                       help="no progress lines, only the result table (for scripts; default: a line per run and epoch)")
+    sweep.set_defaults(handler=run_sweep)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    from kerasdrop.train.recipe import OPTIMIZERS, PRECISIONS, STRATEGIES
+
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_values",
+                        help="override any recipe key, e.g. --set training.epochs=5 (repeatable)")
+    parser.add_argument("--no-recipe", action="store_true",
+                        help="without RECIPE, start from the defaults even where models/<model>_<dataset>.toml "
+                             "exists (default: start from that recipe)")
+    parser.add_argument("--model", help="zoo model name (default: the recipe's, else lenet5)")
+    parser.add_argument("--dataset", help="digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path> "
+                                          "(default: the recipe's, else digits)")
+    parser.add_argument("--data-dir", help="TFDS data directory with prepared data sets")
+    parser.add_argument("--image-size", type=int_list("--image-size"), metavar="H,W",
+                        help="resize images, for models that need larger inputs (default: native size)")
+    parser.add_argument("--epochs", type=int, help="epochs (default: 20)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (default: 64)")
+    add_head_options(parser)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default: {OPTIMIZERS[0]})")
+    parser.add_argument("--lr", type=float, help="learning rate (default: 1e-3)")
+    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--steps-per-execution", type=int, help="batches per compiled step (default: 32)")
+    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                        help="stop after PATIENCE epochs without improvement (default: off)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help=f"compute precision while training; saved models are float32 (default: {PRECISIONS[0]})")
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help=f"tf.distribute strategy; multi_worker reads TF_CONFIG (default: {STRATEGIES[0]})")
+
+
+def recipe_or_shipped(args: argparse.Namespace):
+    """The RECIPE argument; without one, the shipped recipe for --model on --dataset, which the flags override."""
+    if args.recipe is not None or args.no_recipe:
+        return args.recipe
+    from kerasdrop.train.recipe import find_recipe
+
+    model, dataset = args.model or "lenet5", args.dataset or "digits"
+    found = find_recipe(model, dataset)
+    if found is not None:
+        print(f"starting from the recipe {found} for {model} on {dataset}; flags override it "
+              "(--no-recipe: start from the defaults)", flush=True)
+    return found
+
+
+def training_overrides(args: argparse.Namespace) -> list:
+    from kerasdrop.train.recipe import parse_override
+
+    overrides = [parse_override(text) for text in args.set_values]
+    for flag, key in TRAINING_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if flag == "dropout":
+            value = dropout_value(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        overrides.append((key, value))
+    return overrides
+
+
+def run_train(args: argparse.Namespace) -> int:
+    quiet_tensorflow()
+    from kerasdrop.train import train
+    from kerasdrop.train.loop import TrainingInterrupted
+
+    overrides = training_overrides(args)
+    verbose = keras_verbosity(args.quiet)
+    try:
+        if args.resume:
+            run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose)
+        else:
+            run = train(recipe_or_shipped(args), out=args.out, overrides=overrides, verbose=verbose)
+    except TrainingInterrupted as interrupted:
+        print(interrupted_line(interrupted), file=sys.stderr)
+        return 130  # as a shell reports a command ended by SIGINT
+    from kerasdrop.train.distribute import is_chief
+
+    if not is_chief():
+        print(f"\nworker finished; the chief writes the run to {run.directory}/")
+        return 0
+    metrics = run.metrics
+    print(f"\nrun saved to {run.directory}/  ({', '.join(sorted(p.name for p in run.directory.iterdir()))})")
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}; "
+          f"train {metrics['train_accuracy']:.4f} vs validation {metrics['validation_accuracy']:.4f} "
+          f"(gap {metrics['generalization_gap']:+.4f}); {metrics['epochs_completed']} epochs in {metrics['seconds']:.1f}s")
+    expected = run.recipe.expect.test_accuracy
+    if expected is not None:
+        print(accuracy_verdict(metrics["test_accuracy"], expected))
+    return 0
+
+
+def keras_verbosity(quiet: bool) -> int:
+    """0 with --quiet; Keras' live bar on a terminal; else one plain line per epoch (its bar writes ANSI codes)."""
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def accuracy_verdict(accuracy: float, expected: float) -> str:
+    """Compares the 4-decimal figures it prints, so `0.9500 is BELOW 0.9500` cannot be printed."""
+    shown, wanted = f"{accuracy:.4f}", f"{expected:.4f}"
+    verdict = "meets" if float(shown) >= float(wanted) else "is BELOW"
+    return f"test accuracy {shown} {verdict} the recipe's expected {wanted}"
+
+
+def interrupted_line(interrupted) -> str:
+    import shlex
+
+    if interrupted.removed:
+        return (f"kerasdrop train: interrupted before the first epoch completed; {interrupted.directory} was "
+                f"removed, so the same command starts afresh")
+    resume = f"kerasdrop train --resume --out {shlex.quote(str(interrupted.directory))}"
+    return (f"kerasdrop train: interrupted; last completed epoch {interrupted.completed_epochs} of "
+            f"{interrupted.epochs}; continue with: {resume}")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    quiet_tensorflow()
+    from kerasdrop.train.sweep import sweep
+
+    result = sweep(recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
+                   overrides=training_overrides(args), progress=None if args.quiet else print_flushed)
+    print(result.table())
+    print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
+    return 0

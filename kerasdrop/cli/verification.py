@@ -1,0 +1,34 @@
+"""`kerasdrop verify`: prove inference mode for a .keras file, a SavedModel or an ONNX file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kerasdrop.cli._options import float_list, print_report, quiet_tensorflow
+
+
+def register(commands) -> None:
+    verify = commands.add_parser(
+        "verify", help="prove inference is deterministic and batch independent (.keras, SavedModel dir, .onnx)",
+        description="Checks structure, graph ops, repeatability, batch independence and runtime parity. "
+                    "Exit 0: clean; 1: findings; 2: unusable input.",
+    )
+    verify.add_argument("path", help="a .keras file, a SavedModel directory, or an .onnx file")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    verify.add_argument("--probe-range", type=float_list("--probe-range"), metavar="LOW,HIGH",
+                        help="range of the probe inputs (default: the model's pixel range, else 0,1)")
+    verify.set_defaults(handler=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    quiet_tensorflow()
+    from kerasdrop.verify import UnusableInputError, verify
+
+    try:
+        report = verify(args.path, probe_range=tuple(args.probe_range) if args.probe_range else None)
+    except UnusableInputError as error:
+        print(f"kerasdrop verify: unusable input: {error}", file=sys.stderr)
+        return 2
+    print_report(report, args.json)
+    return report.exit_code
