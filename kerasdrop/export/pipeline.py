@@ -101,7 +101,7 @@ def export(
     else:
         model, target = runtimes.load_keras_model(model_or_path), str(model_or_path)
     report = Report(target=target, kind="export")
-    report.extend(verify_keras(model))
+    report.extend(verify_keras(model, for_export=True))
     seconds["verify_keras"] = time.perf_counter() - started
     if not report.ok:
         raise ExportRefusedError(f"{target} failed inference-mode verification; nothing was exported.", report)
