@@ -103,8 +103,16 @@ def verify_onnx(path: pathlib.Path, *, probe_range=None, report: Report | None =
     """Checks 2 and 3 on an ONNX file. Returns the report, or (inside a SavedModel check) the runtime."""
     standalone = report is None
     report = report or Report(target=str(path), kind="onnx")
+    errors = len(report.errors)
     onnx_graph.check_onnx_graph(path, report)
-    session = runtimes.onnx_session(path)
+    try:
+        session = runtimes.onnx_session(path)
+    except UnusableInputError as error:
+        if len(report.errors) == errors:
+            raise
+        # Already refused by the graph scan: the verdict stands, with the load failure beside it.
+        report.add(numerical.CHECK, "error", f"onnx {path.name}", f"not run: {error}")
+        return report if standalone else None
     specs = runtimes.onnx_input_specs(session)
     run = None
     if specs is None:

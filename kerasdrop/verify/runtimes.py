@@ -80,13 +80,19 @@ def _numpy_dtype(tf_dtype) -> np.dtype:
 
 
 def signature_def_specs(signature_def) -> list[InputSpec] | None:
-    """Input specs from a SignatureDef's TensorInfo (what TF Serving reads); None for sparse/unknown."""
+    """Input specs from a SignatureDef's TensorInfo (what TF Serving reads); None for sparse inputs.
+
+    An input of unknown rank is probed as a batch of scalars (serialized tf.Examples are).
+    """
     import tensorflow as tf
 
     specs = []
     for key, info in sorted(signature_def.inputs.items()):
-        if info.WhichOneof("encoding") != "name" or info.tensor_shape.unknown_rank:
+        if info.WhichOneof("encoding") != "name":
             return None
+        if info.tensor_shape.unknown_rank:
+            specs.append(InputSpec(key, _numpy_dtype(tf.dtypes.as_dtype(info.dtype)), ()))
+            continue
         dims = [None if dim.size < 0 else dim.size for dim in info.tensor_shape.dim]
         dtype = tf.dtypes.as_dtype(info.dtype)
         batched = bool(dims) and dims[0] is None
@@ -111,11 +117,13 @@ class SessionRuntime:
 
     def __init__(self, directory: pathlib.Path):
         import tensorflow as tf
+        from tensorflow.python.util import deprecation
 
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
         try:
-            with self.graph.as_default():
+            # The TF1 loader is deprecated for new code; here it is the point: TF Serving loads this way.
+            with self.graph.as_default(), deprecation.silence():
                 self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(directory))
         except Exception as error:
             self.session.close()

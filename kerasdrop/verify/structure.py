@@ -56,7 +56,10 @@ def layer_kind(layer) -> str | None:
 
     if isinstance(layer, keras.layers.BatchNormalization):
         return "batch_norm"
-    if _owns_seed_generator(layer):
+    # Keras' own dropout layers skip their SeedGenerator when the rate is 0; still dropout layers.
+    dropout_classes = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.GaussianNoise,
+                       keras.layers.AlphaDropout)
+    if _owns_seed_generator(layer) or isinstance(layer, dropout_classes):
         # Augmentation layers (preprocessing layers, or any whose call defaults to training=True)
         # are on unless the caller says otherwise; dropout-like layers are off unless told.
         preprocessing = "preprocessing" in type(layer).__module__
@@ -153,7 +156,9 @@ def _stochastic(call: LayerCall, kind: str, report: Report) -> None:
 
 def _augmentation(call: LayerCall, report: Report, for_export: bool) -> list[dict]:
     name = type(call.layer).__name__
-    why = ("it defaults to training=True" if call.pinned is not True else "its call passes training=True")
+    # Keras records an augmentation layer's default as if its call site passed training=True.
+    why = "it defaults to training=True" if _call_default_training(call.layer) is True else \
+        "its call passes training=True"
     if for_export:
         # kerasdrop export traces with training=False, which Keras 3 propagates over every flag in a
         # functional graph; a plain `model.export` passes nothing and keeps it active.
