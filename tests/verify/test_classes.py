@@ -51,6 +51,15 @@ def test_batch_dependence_at_the_declared_pixel_range_is_caught():
     assert any("batch dependent" in f.message for f in _errors(report, "numerical")), _messages(report.findings)
 
 
+def test_a_training_run_s_recorded_pixel_range_is_the_probe_range(tmp_path):
+    from kerasdrop.verify.probes import run_recorded_range
+
+    # What `kerasdrop train` writes beside model.keras (recipe.toml, [provenance.dataset]).
+    (tmp_path / "recipe.toml").write_text('[provenance.dataset]\npixel_range = [0.0, 16.0]\n')
+    assert run_recorded_range(tmp_path / "model.keras") == (0.0, 16.0)
+    assert run_recorded_range(tmp_path / "elsewhere" / "model.keras") is None
+
+
 # --- Keras: clean classes ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("build", [artefacts.zero_rate_dropout_pinned, artefacts.rnn_dropout_at_default,
