@@ -43,11 +43,12 @@ def test_sub_model_pinned_dropout_is_caught_in_its_model_export(tmp_path):
     assert any("random op" in f.message for f in _errors(report, "graph")), _messages(report.findings)
 
 
-def test_batch_dependence_at_the_declared_pixel_range_is_caught():
-    model = artefacts.batch_statistics_only_at_pixel_range()
+@pytest.mark.parametrize("first", ["rescaling", "normalization"])
+def test_batch_dependence_at_the_declared_pixel_range_is_caught(first):
+    model = artefacts.batch_statistics_only_at_pixel_range(first)
     at_unit_range = verify(model, probe_range=(0.0, 1.0))
     assert not _errors(at_unit_range, "numerical"), "probes in [0, 1] never cross the threshold"
-    report = verify(model)  # the Rescaling(1/255) layer declares 0..255
+    report = verify(model)  # the first layer declares 0..255
     assert any("batch dependent" in f.message for f in _errors(report, "numerical")), _messages(report.findings)
 
 
