@@ -141,7 +141,8 @@ def _check(function, inputs, report, location, expect_stochastic, severity, batc
     size = probes.batch_size(inputs_by_name)
     batch_major = [name for name, value in first.items() if value.ndim and len(value) == size]
     if not batch_test or size < 2 or not batch_major:
-        report.add(CHECK, "info", location, "fixed batch shape: batch independence not applicable")
+        why = "a batch of one" if batch_test and size < 2 else "fixed batch shape"
+        report.add(CHECK, "info", location, f"{why}: batch independence not applicable")
         return
     rows = [call(function, probes.row(inputs_by_name, index)[""] if unwrap else probes.row(inputs_by_name, index))
             for index in range(size)]

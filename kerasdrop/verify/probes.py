@@ -33,7 +33,8 @@ class InputSpec:
             return "string"
         if self.dtype == np.bool_:
             return "bool"
-        return "float" if np.issubdtype(self.dtype, np.floating) else "int"
+        # Everything not an integer is probed as a float (float16/32/64, bfloat16, complex).
+        return "int" if np.issubdtype(self.dtype, np.integer) else "float"
 
 
 def all_batched(specs: list[InputSpec]) -> bool:
