@@ -316,3 +316,12 @@ def onnx_two_inputs_double_and_int64(path):
                                     helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3])],
                       [helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["batch", 3]),
                        helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])])
+
+
+def onnx_string_in_and_out(path):
+    """Clean: a string tensor in, the same strings out (compared exactly)."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Identity", ["words"], ["echo"], name="echo")]
+    return _onnx_save(path, nodes, [helper.make_tensor_value_info("words", TensorProto.STRING, ["batch", 2])],
+                      [helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch", 2])])

@@ -178,8 +178,9 @@ def test_onnx_dropout_training_mode_is_constant_folded(tmp_path, folds_to):
         assert any("training_mode constant true" in f.message for f in _errors(report, "graph"))
 
 
-def test_onnx_two_inputs_of_double_and_int64_are_judged(tmp_path):
-    report = verify(artefacts.onnx_two_inputs_double_and_int64(tmp_path / "model.onnx"))
+@pytest.mark.parametrize("build", [artefacts.onnx_two_inputs_double_and_int64, artefacts.onnx_string_in_and_out])
+def test_onnx_inputs_of_other_dtypes_are_judged(tmp_path, build):
+    report = verify(build(tmp_path / "model.onnx"))
     assert report.ok, _messages(report.errors)
     assert any("batch independent" in f.message for f in report.findings if f.check == "numerical")
 
