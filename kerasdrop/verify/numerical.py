@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from kerasdrop.errors import KerasdropError
 from kerasdrop.verify import probes
 from kerasdrop.verify.probes import keras_declared_range
 from kerasdrop.verify.report import CheckRun, Report
@@ -25,7 +26,7 @@ TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 BATCH = probes.BATCH
 
 
-class ProbeFailed(Exception):
+class ProbeFailed(KerasdropError):
     """The servable raised on probes of its own declared dtypes and shapes."""
 
 
