@@ -10,7 +10,9 @@ import time
 from concurrent import futures
 
 from kerasdrop.serving import examples
+from kerasdrop.serving.backends import find_signature, signature_def_map
 from kerasdrop.serving.errors import ServingError, invalid
+from kerasdrop.serving.tensors import tensor_to_array
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -50,6 +52,23 @@ def _examples(request_input):
     raise invalid("Input must hold example_list or example_list_with_context")
 
 
+def _timeout(context) -> float | None:
+    remaining = context.time_remaining()
+    return remaining if remaining is not None and remaining < 1e6 else None
+
+
+def _predict_inputs(manager, loaded, signature: str, request) -> dict:
+    signature_def = find_signature(loaded.backend, signature, "grpc")
+    order = sorted(signature_def.inputs)
+    inputs = {}
+    for key, proto in request.inputs.items():
+        if key not in signature_def.inputs:
+            continue  # validate_inputs names every unexpected input in one message
+        inputs[key] = tensor_to_array(key, order.index(key), proto, signature_def.inputs[key],
+                                      manager.admission.max_elements)
+    return inputs | {key: None for key in request.inputs if key not in signature_def.inputs}
+
+
 def make_servicers(manager):
     import tensorflow as tf
     from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
@@ -65,10 +84,10 @@ def make_servicers(manager):
                     response = function(self, request, context)
                     spec = getattr(response, "model_spec", None)
                     version = spec.version.value if spec is not None and spec.HasField("version") else ""
-                    manager.metrics.record_request(name, version, f"grpc:{api}", "OK", time.perf_counter() - started)
+                    manager.record_request(name, version, f"grpc:{api}", "OK", time.perf_counter() - started)
                     return response
                 except ServingError as error:
-                    manager.metrics.record_request(name, "", f"grpc:{api}", error.code, time.perf_counter() - started)
+                    manager.record_request(name, "", f"grpc:{api}", error.code, time.perf_counter() - started)
                     context.abort(_status_code(error.code), error.message)
             return method
         return wrap
@@ -78,11 +97,8 @@ def make_servicers(manager):
         def Predict(self, request, context):  # noqa: N802 - the proto's names
             loaded = _spec(manager, request.model_spec)
             signature = request.model_spec.signature_name or "serving_default"
-            try:
-                inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
-            except (TypeError, ValueError) as error:
-                raise invalid(f"Cannot read input tensors: {error}") from None
-            outputs = manager.run(loaded, signature, inputs)
+            inputs = _predict_inputs(manager, loaded, signature, request)
+            outputs = manager.run(loaded, signature, inputs, "grpc", _timeout(context))
             wanted = list(request.output_filter) or list(outputs)
             unknown = [key for key in wanted if key not in outputs]
             if unknown:
@@ -93,20 +109,18 @@ def make_servicers(manager):
                 response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
             return response
 
-        def _run_examples(self, request, method: str):
+        def _run_examples(self, request, context, method: str):
             loaded = _spec(manager, request.model_spec)
             signature = request.model_spec.signature_name or "serving_default"
-            signature_def = loaded.backend.signature_defs.get(signature)
-            if signature_def is None:
-                raise ServingError("NOT_FOUND", f"Serving signature name: \"{signature}\" not found in signature def")
+            signature_def = find_signature(loaded.backend, signature, "grpc")
             examples.check_method(signature_def, signature, method)
             (input_name,) = list(signature_def.inputs)
             serialized = examples.serialized_examples(_examples(request.input))
-            return loaded, signature, manager.run(loaded, signature, {input_name: serialized})
+            return loaded, signature, manager.run(loaded, signature, {input_name: serialized}, "grpc", _timeout(context))
 
         @guarded("classify")
         def Classify(self, request, context):  # noqa: N802
-            loaded, signature, outputs = self._run_examples(request, "tensorflow/serving/classify")
+            loaded, signature, outputs = self._run_examples(request, context, "tensorflow/serving/classify")
             response = classification_pb2.ClassificationResponse()
             _echo(response.model_spec, loaded, signature)
             for row in examples.classification_results(outputs):
@@ -117,7 +131,7 @@ def make_servicers(manager):
 
         @guarded("regress")
         def Regress(self, request, context):  # noqa: N802
-            loaded, signature, outputs = self._run_examples(request, "tensorflow/serving/regress")
+            loaded, signature, outputs = self._run_examples(request, context, "tensorflow/serving/regress")
             response = regression_pb2.RegressionResponse()
             _echo(response.model_spec, loaded, signature)
             for value in examples.regression_results(outputs):
@@ -130,9 +144,7 @@ def make_servicers(manager):
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
                 raise invalid(f"Metadata field(s) {fields} not supported; expected exactly ['signature_def']")
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for name, signature in loaded.backend.signature_defs.items():
-                signature_map.signature_def[name].CopyFrom(signature)
+            signature_map = signature_def_map(loaded.backend)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             _echo(response.model_spec, loaded, "")
             response.model_spec.ClearField("signature_name")
@@ -155,16 +167,27 @@ def make_servicers(manager):
     return PredictionService(), ModelService()
 
 
+class PortInUseError(OSError):
+    """A port another process (or server) already listens on; `kerasdrop serve` exits 2 naming it."""
+
+
 def make_grpc_server(manager, address: str, workers: int = 16):
     import grpc
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kerasdrop-grpc"), options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        # gRPC turns SO_REUSEPORT on by default: a second server would then bind the same port and
+        # silently take half the traffic. One port, one server.
+        ("grpc.so_reuseport", 0)])
     prediction, model = make_servicers(manager)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises RuntimeError("Failed to bind to address ...")
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen for gRPC on {address}")
+        raise PortInUseError(f"gRPC port {address.rsplit(':', 1)[1]} on {address.rsplit(':', 1)[0]} is already in "
+                             "use (or cannot be bound); choose another with --grpc-port")
     return server, port
