@@ -49,7 +49,7 @@ class HttpApp:
         try:
             body = await self._read_body(scope, receive)
         except BodyTooLarge as error:
-            # The rest of the body is not read: the connection closes after this answer.
+            await self._discard_rest(receive)
             status, data, headers = _json_error(413, str(error), [(b"connection", b"close")])
             return status, data, "application/json", headers
         loop = asyncio.get_running_loop()
@@ -57,24 +57,53 @@ class HttpApp:
             self.executor, functools.partial(router.answer, method, path, body))
         return status, data, content_type, []
 
-    async def _read_body(self, scope, receive) -> bytes:
-        limit = self.max_body_bytes
+    async def _read_body(self, scope, receive) -> bytearray:
+        """The body in one buffer sized from Content-Length when given (no second copy of a large
+        body); refused as soon as it passes the limit."""
+        limit, declared = self.max_body_bytes, None
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise BodyTooLarge(f"Request body of {int(value)} bytes exceeds the limit of {limit} bytes")
-        chunks, size = [], 0
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+                if declared > limit:
+                    raise BodyTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
+        body = bytearray(declared) if declared else bytearray()
+        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 break
             chunk = message.get("body", b"")
+            if size + len(chunk) > limit:
+                raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes (read {size + len(chunk)} "
+                                   "so far)")
+            if declared is not None and size + len(chunk) <= declared:
+                body[size:size + len(chunk)] = chunk
+            else:
+                body += chunk
             size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes (read {size} so far)")
-            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return b"".join(chunks)
+        del body[size:]
+        return body
+
+    async def _discard_rest(self, receive, seconds: float = 2.0) -> None:
+        """Reads (and drops) what the client is still sending, for a bounded time and size, so that
+        closing the connection does not reset it before the 413 arrives (a close with unread input
+        makes the kernel send RST, which discards the answer)."""
+        budget = 4 * self.max_body_bytes
+
+        async def drain():
+            nonlocal budget
+            while budget > 0:
+                message = await receive()
+                budget -= len(message.get("body", b""))
+                if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                    return
+
+        try:
+            await asyncio.wait_for(drain(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
     async def _lifespan(self, receive, send):
         while True:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kerasdrop.serving.admission import too_many_elements
 from kerasdrop.serving.errors import invalid
 
 
@@ -35,8 +36,6 @@ def _as_array(key: str, value, dtype, max_elements: int | None) -> np.ndarray:
     import tensorflow as tf
 
     if max_elements is not None:
-        from kerasdrop.serving.admission import too_many_elements
-
         size = value.size if isinstance(value, np.ndarray) else nested_size(value)
         if size > max_elements:
             raise too_many_elements(key, size, max_elements)

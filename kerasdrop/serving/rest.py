@@ -187,6 +187,8 @@ def handle(manager, method: str, path: str, body: bytes, served: dict | None = N
         raise ServingError("INVALID_ARGUMENT" if method == "POST" else "NOT_FOUND",
                            f"Malformed request: {method} {path}", http_status=None if method in ("GET", "POST") else 405)
     request = parse_json(body)
+    if isinstance(body, bytearray):
+        body.clear()  # the caller's buffer, no longer needed: a large request is not held twice
     if not isinstance(request, dict):
         raise invalid("Request body must be a JSON object")
     loaded = manager.resolve(name, version, label)

