@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="elements per input tensor of one request (default: 16777216)")
     serve.add_argument("--request-timeout", type=float, default=30.0,
                        help="seconds before an unanswered request gets 504 / DEADLINE_EXCEEDED (default: 30)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="REST worker processes sharing the port; gRPC runs in the first (default: 1)")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
     serve.set_defaults(handler=_cmd_serve)
@@ -396,7 +398,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for flag in ("max_batch_size", "batch_timeout_micros", "max_body_bytes", "max_inflight", "max_elements",
-                 "request_timeout", "drain_seconds"):
+                 "request_timeout", "drain_seconds", "workers"):
         if getattr(args, flag) < (0 if flag in ("batch_timeout_micros", "drain_seconds") else 1):
             raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a positive number. "
                              f"Received: {getattr(args, flag)}")
@@ -406,7 +408,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
                          max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
                          max_elements=args.max_elements, request_timeout=args.request_timeout,
-                         drain_seconds=args.drain_seconds)
+                         drain_seconds=args.drain_seconds, workers=args.workers)
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")

@@ -43,6 +43,8 @@ class ServeConfig:
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
+    workers: int = 1  # REST processes sharing the listening socket (gRPC runs in the first)
+    rest_fd: int | None = None  # set in a worker: the inherited REST socket; the worker runs no gRPC
 
 
 def bind_rest_socket(host: str, port: int) -> socket.socket:
@@ -88,21 +90,41 @@ class Server:
         self._rest_thread = None
         self._rest_socket = None
         self._stopped = False
+        self._workers: list = []
 
     def start(self) -> "Server":
-        self._rest_socket = bind_rest_socket(self.config.host, self.config.rest_port)
-        try:
-            self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{self.config.host}:{self.config.grpc_port}")
-        except Exception:
-            self._rest_socket.close()
-            raise
+        if self.config.rest_fd is not None:  # a worker: the parent bound the socket and runs gRPC
+            self._rest_socket = socket.socket(fileno=self.config.rest_fd)
+        else:
+            self._rest_socket = bind_rest_socket(self.config.host, self.config.rest_port)
+            try:
+                self.grpc, self.grpc_port = make_grpc_server(self.manager,
+                                                             f"{self.config.host}:{self.config.grpc_port}")
+            except Exception:
+                self._rest_socket.close()
+                raise
         self.rest_port = self._rest_socket.getsockname()[1]
         self.manager.sync()
         self._start_rest()
-        self.grpc.start()
+        if self.grpc:
+            self.grpc.start()
         if self.config.poll_seconds > 0:
             self.manager.start_polling(self.config.poll_seconds)
+        if self.config.rest_fd is None:
+            self._workers = [self._spawn_worker() for _ in range(self.config.workers - 1)]
         return self
+
+    def _spawn_worker(self):
+        import json
+        import subprocess
+        import sys
+
+        fields = dataclasses.asdict(self.config) | {"rest_fd": self._rest_socket.fileno(), "workers": 1,
+                                                    "rest_port": self.rest_port}
+        if fields["models"] is not None:
+            fields["models"] = {name: str(path) for name, path in fields["models"].items()}
+        return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(fields)],
+                                pass_fds=[self._rest_socket.fileno()])
 
     def _start_rest(self) -> None:
         import uvicorn
@@ -143,6 +165,8 @@ class Server:
             return
         self._stopped = True
         grace = self.config.drain_seconds if grace is None else grace
+        for worker in self._workers:  # they drain in parallel with this process
+            worker.send_signal(signal.SIGTERM)
         grpc_done = self.grpc.stop(grace) if self.grpc else None
         if self._uvicorn:
             self._uvicorn.config.timeout_graceful_shutdown = grace
@@ -152,6 +176,11 @@ class Server:
             self._rest_thread.join(timeout=grace + 5)
         if grpc_done is not None:
             grpc_done.wait(grace + 5)
+        for worker in self._workers:
+            try:
+                worker.wait(timeout=grace + 5)
+            except Exception:  # subprocess.TimeoutExpired: a worker that does not drain is ended
+                worker.kill()
         self.manager.stop()
 
     def serve_forever(self) -> None:

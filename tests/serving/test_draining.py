@@ -150,3 +150,49 @@ def test_sigterm_drains_in_flight_requests_on_both_protocols_and_exits_0(exporte
     assert [r for r in results if not isinstance(r, tuple)] == [], "every in-flight request is answered"
     assert len(results) == 16
     assert code == 0
+
+
+def _children(pid: int) -> list[int]:
+    import pathlib
+
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_workers_share_the_rest_port_and_stop_together(exported_repo):
+    from kerasdrop.serving.client import ServingClient
+    from tests.serving.test_cli_serve import _free_port
+
+    repo, _ = exported_repo
+    rest_port, grpc_port = _free_port(), _free_port()
+    server = _start_server(repo, rest_port, grpc_port, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (worker,) = _children(server.pid)
+        time.sleep(5)  # the worker loads the model before it accepts
+        client = ServingClient(f"http://127.0.0.1:{rest_port}", timeout=20)
+        shapes = {client.predict("lenet5", IMAGE)["class_ids"].shape for _ in range(20)}  # new connection each
+        assert shapes == {(1,)}
+        assert ServingClient(f"grpc://127.0.0.1:{grpc_port}").predict("lenet5", IMAGE)["class_ids"].shape == (1,)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+    assert code == 0
+    time.sleep(0.5)
+    assert not pathlib_exists(f"/proc/{worker}/stat") or "Z" in open(f"/proc/{worker}/stat").read().split(")")[1][:3]
+
+
+def pathlib_exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)
