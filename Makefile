@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")'
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the end-to-end tests marked slow (CI runs them all, through `make test`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # The serving benchmark loads the servers with C load generators (wrk, h2load from nghttp2-client)
 # and compares against a bare Starlette app (the `bench` extra).

@@ -33,6 +33,7 @@ class ExportResult:
     version: int
     report: Report
     seconds: dict
+    models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
 
 
 def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -54,7 +55,7 @@ def export(
     version: int | None = None,
     formats: Sequence[str] = FORMATS,
     mc_samples: int | None = None,
-    models_config: str | pathlib.Path | None = "serve/models.config",
+    models_config: str | pathlib.Path | None = repository.MODELS_CONFIG_BESIDE_REPO,
     base_path: str = "/models",
 ) -> ExportResult:
     """Verifies a Keras model, writes it in TF Serving's layout and publishes it atomically.
@@ -66,7 +67,8 @@ def export(
         version: the version to publish (default: the next integer). Never overwrites.
         formats: `savedmodel` and optionally `onnx` (written as `model.onnx` beside it).
         mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
-        models_config: ModelServerConfig text file to keep listing every model (None: leave alone).
+        models_config: ModelServerConfig text file to keep listing every model, merged into: what is
+            there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
         base_path: where the repository is mounted for TF Serving, for `models_config`.
 
     Returns:
@@ -81,7 +83,7 @@ def export(
     from kerasdrop.export.onnx import write_onnx
     from kerasdrop.export.savedmodel import write_savedmodel
     from kerasdrop.export.warmup import write_warmup
-    from kerasdrop.verify import numerical, runtimes
+    from kerasdrop.verify import numerical, probes, runtimes
     from kerasdrop.verify.api import verify_keras, verify_saved_model
 
     # --- arguments, checked before any work ----------------------------------------------------
@@ -92,16 +94,20 @@ def export(
     repo = pathlib.Path(repo)
     model_dir = repo / name
     version = repository.resolve_version(model_dir, version)
+    models_config = repository.models_config_path(repo, models_config)
+    repository.read_models_config(models_config)  # one that cannot be merged into refuses the export now
     seconds = {}
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
     started = time.perf_counter()
     if isinstance(model_or_path, keras.Model):
-        model, target = model_or_path, model_or_path.name
+        model, target, recorded_range = model_or_path, model_or_path.name, None
     else:
         model, target = runtimes.load_keras_model(model_or_path), str(model_or_path)
+        recorded_range = probes.run_recorded_range(model_or_path)
     report = Report(target=target, kind="export")
-    report.extend(verify_keras(model))
+    # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
+    report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
     seconds["verify_keras"] = time.perf_counter() - started
     if not report.ok:
         raise ExportRefusedError(f"{target} failed inference-mode verification; nothing was exported.", report)
@@ -141,5 +147,6 @@ def export(
     report.target = str(path)
     report.save(path / "verification.json")
     if models_config is not None:
-        repository.write_models_config(repo, pathlib.Path(models_config), base_path)
-    return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds)
+        repository.write_models_config(repo, models_config, base_path)
+    return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
+                        models_config=models_config)
