@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from kerasdrop.errors import KerasdropError
 
-class ServingError(Exception):
+
+class ServingError(KerasdropError):
     """A request that cannot be served. `code` is the TF Serving / gRPC status name.
 
     `http_status` overrides the REST status where HTTP has a more precise one than the code's

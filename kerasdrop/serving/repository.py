@@ -10,12 +10,13 @@ import dataclasses
 import logging
 import pathlib
 
+from kerasdrop.errors import InvalidArgumentError, KerasdropError
 from kerasdrop.export.repository import version_directories
 
 log = logging.getLogger("kerasdrop.serve")
 
 
-class ConfigError(ValueError):
+class ConfigError(KerasdropError, ValueError):
     """A models.config that cannot be used; the message names the file and line."""
 
 
@@ -40,7 +41,7 @@ class VersionPolicy:
             return cls("specific", values)
         if kind == "latest" and len(values) == 1 and values[0] > 0:
             return cls("latest", num_versions=values[0])
-        raise ValueError(f"Invalid value received for --version-policy. Expected latest, latest:N, all or "
+        raise InvalidArgumentError(f"Invalid value received for --version-policy. Expected latest, latest:N, all or "
                          f"specific:1,2. Received: {text!r}")
 
     @classmethod
