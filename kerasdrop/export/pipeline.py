@@ -81,7 +81,7 @@ def export(
     import keras
 
     from kerasdrop.export.onnx import write_onnx
-    from kerasdrop.export.savedmodel import write_savedmodel
+    from kerasdrop.export.savedmodel import check_classifier, write_savedmodel
     from kerasdrop.export.warmup import write_warmup
     from kerasdrop.verify import numerical, runtimes
     from kerasdrop.verify.api import verify_keras, verify_saved_model
@@ -104,6 +104,7 @@ def export(
         model, target = model_or_path, model_or_path.name
     else:
         model, target = runtimes.load_keras_model(model_or_path), str(model_or_path)
+    check_classifier(model)
     report = Report(target=target, kind="export")
     report.extend(verify_keras(model))
     seconds["verify_keras"] = time.perf_counter() - started
