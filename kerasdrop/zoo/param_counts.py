@@ -43,16 +43,17 @@ def fingerprint(model_name: str) -> str:
     digest = hashlib.sha256(repr(dataclasses.replace(info, description="")).encode())
     here = pathlib.Path(__file__).parent
     sources = [here / "head.py", here / "_blocks.py"]
-    if model_name.startswith(registry.KERAS_APP_PREFIX):
-        sources.append(here / "keras_app.py")
+    resolver = registry._resolver_for(model_name)
+    if resolver is not None:  # a parametric family (keras_app:<Name>): its backbones come from Keras
+        entry = resolver.create
         digest.update(keras_version().encode())
     else:
         entry = registry._model_entrypoints[model_name]
-        module_file = getattr(sys.modules.get(entry.__module__), "__file__", None)
-        if module_file:
-            sources.append(pathlib.Path(module_file))
-        else:  # registered from a script or notebook: its code is what there is
-            digest.update(entry.__code__.co_code)
+    module_file = getattr(sys.modules.get(entry.__module__), "__file__", None)
+    if module_file:
+        sources.append(pathlib.Path(module_file))
+    else:  # registered from a script or notebook: its code is what there is
+        digest.update(entry.__code__.co_code)
     for source in sources:
         digest.update(source.read_bytes())
     return f"{model_name}@{digest.hexdigest()[:16]}"
