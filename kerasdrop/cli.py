@@ -10,8 +10,10 @@ import pathlib
 import sys
 from typing import Callable, Sequence
 
+from kerasdrop.errors import KerasdropError
 
-class UsageError(ValueError):
+
+class UsageError(KerasdropError, ValueError):
     """Bad command-line input: reported in one line, exit status 2."""
 
 
@@ -576,8 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, ValueError, TypeError) as error:
-        # Library functions raise ValueError/TypeError for bad input, in the one error template.
+    except KerasdropError as error:
+        # Only kerasdrop's own errors (bad input, refused operations) become one line; anything
+        # else is a bug and keeps its traceback.
         print(f"kerasdrop {args.command}: error: {error}", file=sys.stderr)
         return 2
 

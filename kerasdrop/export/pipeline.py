@@ -12,13 +12,14 @@ import time
 from typing import Sequence
 
 from kerasdrop._validation import check_positive_int, invalid_argument
+from kerasdrop.errors import KerasdropError
 from kerasdrop.export import repository
 from kerasdrop.verify.report import Report
 
 FORMATS = ("savedmodel", "onnx")
 
 
-class ExportRefusedError(Exception):
+class ExportRefusedError(KerasdropError):
     """The model or its artefacts failed verification; `report` says why (exit status 1)."""
 
     def __init__(self, message: str, report: Report):
