@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (default: 8500)")
     serve.add_argument("--backend", choices=("tf", "onnx"), default="tf",
                        help="tf: SavedModel signatures; onnx: model.onnx in ONNX Runtime (default: tf)")
-    serve.add_argument("--version-policy", default="latest", help="latest | all | specific:1,2 (default: latest)")
+    serve.add_argument("--version-policy", default="latest",
+                       help="latest | latest:N | all | specific:1,2; a models.config policy wins (default: latest)")
     serve.add_argument("--poll-seconds", type=float, default=2.0,
                        help="how often to look for new versions; 0 turns polling off (default: 2)")
     serve.add_argument("--models-config", help="ModelServerConfig file for version labels (default: none)")
@@ -179,7 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-timeout-micros", type=int, default=1000,
                        help="how long a request waits for others (default: 1000)")
     serve.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
-                       help="largest REST request body (default: 64 MiB)")
+                       help="largest REST request body, enforced while reading (default: 64 MiB)")
+    serve.add_argument("--max-inflight", type=int, default=128,
+                       help="requests running or queued per model; beyond it 429 / RESOURCE_EXHAUSTED (default: 128)")
+    serve.add_argument("--max-elements", type=int, default=1 << 24,
+                       help="elements per input tensor of one request (default: 16777216)")
+    serve.add_argument("--request-timeout", type=float, default=30.0,
+                       help="seconds before an unanswered request gets 504 / DEADLINE_EXCEEDED (default: 30)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="REST worker processes sharing the port; gRPC runs in the first (default: 1)")
+    serve.add_argument("--drain-seconds", type=float, default=10.0,
+                       help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
     serve.set_defaults(handler=_cmd_serve)
 
     predict = commands.add_parser("predict", help="send images to a TF Serving server; print class and probabilities")
@@ -276,33 +287,33 @@ def _quiet_tensorflow() -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
-    import keras
-
-    from kerasdrop.zoo import create_model, list_models, model_info
+    from kerasdrop.zoo import list_models, model_info
+    from kerasdrop.zoo.param_counts import parameter_counts
 
     include = True if args.keras_apps else None
     names = list_models(args.pattern, include_keras_apps=include)
     if not names:
         raise UsageError(f"No model matches {args.pattern!r}. Run `kerasdrop models` to list them all.")
+    counts = parameter_counts(names, args.num_classes)  # cached: builds only models no cache knows
     table = Table(title=f"kerasdrop zoo — parameters for {args.num_classes} classes at the default input")
     for column in ("name", "family", "input", "hidden Dense", "dropout", "params"):
-        table.add_column(column, justify="right" if column in ("dropout", "params") else "left")
+        table.add_column(column, justify="right" if column in ("dropout", "params") else "left", no_wrap=True)
     for name in names:
         info = model_info(name)
-        model = create_model(name, num_classes=args.num_classes)
-        params = model.count_params()
-        del model
-        keras.backend.clear_session()
         table.add_row(
             name, info.family, "x".join(str(d) for d in info.default_input_shape),
             "-".join(str(units) for units in info.default_dense_units) or "none",
-            f"{info.default_dropout:g}", f"{params / 1e6:,.2f}M",
+            f"{info.default_dropout:g}", f"{counts[name] / 1e6:,.2f}M",
         )
-    Console().print(table)
+    console = Console()
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum  # unclamped
+    if needed > console.width:  # a narrow terminal or a pipe must not cut names: wider lines instead
+        console = Console(width=needed)
+    console.print(table)
     if not args.keras_apps and not args.pattern.startswith("keras_app:"):
         print("Also: keras_app:<Name> puts the same head on any keras.applications backbone "
               "(`kerasdrop models 'keras_app:*'`).")
@@ -382,8 +393,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.train.sweep import sweep
 
-    result = sweep(_recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
-                   overrides=_training_overrides(args), progress=None if args.quiet else _print_flushed)
+    from kerasdrop.train.loop import TrainingInterrupted
+
+    try:
+        result = sweep(_recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
+                       overrides=_training_overrides(args), progress=None if args.quiet else _print_flushed)
+    except TrainingInterrupted as interrupted:
+        print(f"kerasdrop sweep: interrupted in {interrupted.directory} after {interrupted.completed_epochs} "
+              f"epoch(s); finished runs are kept and the same command continues the sweep", file=sys.stderr)
+        return 130
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0
@@ -442,6 +460,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
               f"models config: {result.models_config}")
+        signatures = "serving_default: images -> probabilities, class_ids (argmax of the softmax)"
+        if args.mc_samples:
+            signatures += f"; mc_dropout: images -> mean, stddev over {args.mc_samples} passes"
+        print(f"signatures {signatures}")
     return 0
 
 
@@ -449,25 +471,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     import logging
 
+    from kerasdrop.serving.grpc_api import PortInUseError
     from kerasdrop.serving.server import ServeConfig, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for flag in ("max_batch_size", "batch_timeout_micros", "max_body_bytes"):
-        if getattr(args, flag) < (0 if flag == "batch_timeout_micros" else 1):
-            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a positive integer. "
+    for flag in ("max_batch_size", "batch_timeout_micros", "max_body_bytes", "max_inflight", "max_elements",
+                 "request_timeout", "drain_seconds", "workers"):
+        if getattr(args, flag) < (0 if flag in ("batch_timeout_micros", "drain_seconds") else 1):
+            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a positive number. "
                              f"Received: {getattr(args, flag)}")
     config = ServeConfig(repo=args.repo, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                          backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
                          enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
-                         max_body_bytes=args.max_body_bytes)
+                         max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
+                         max_elements=args.max_elements, request_timeout=args.request_timeout,
+                         drain_seconds=args.drain_seconds, workers=args.workers)
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")
-    server = Server(config).start()
-    loaded = {name: sorted(versions) for name, versions in server.manager._loaded.items()}
+    try:
+        server = Server(config).start()
+    except PortInUseError as error:
+        raise UsageError(str(error)) from None
     print(f"kerasdrop serve: REST http://{args.host}:{server.rest_port}  gRPC {args.host}:{server.grpc_port}  "
-          f"backend {args.backend}  models {loaded or 'none yet (polling)'}", flush=True)
+          f"backend {args.backend}  models {server.manager.loaded_versions() or 'none yet (polling)'}", flush=True)
     server.serve_forever()
     return 0
 

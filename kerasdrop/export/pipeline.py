@@ -82,7 +82,7 @@ def export(
     import keras
 
     from kerasdrop.export.onnx import write_onnx
-    from kerasdrop.export.savedmodel import write_savedmodel
+    from kerasdrop.export.savedmodel import check_classifier, write_savedmodel
     from kerasdrop.export.warmup import write_warmup
     from kerasdrop.verify import numerical, probes, runtimes
     from kerasdrop.verify.api import verify_keras, verify_saved_model
@@ -106,6 +106,7 @@ def export(
     else:
         model, target = runtimes.load_keras_model(model_or_path), str(model_or_path)
         recorded_range = probes.run_recorded_range(model_or_path)
+    check_classifier(model)
     report = Report(target=target, kind="export")
     # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
     report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
