@@ -11,8 +11,9 @@ import kerasdrop
 from kerasdrop import cli
 from kerasdrop.errors import InvalidArgumentError, KerasdropError
 
-# Exceptions that are deliberately not errors: Ctrl-C stays a KeyboardInterrupt (the CLI exits 130).
-NOT_ERRORS = {"TrainingInterrupted"}
+# Deliberately not KerasdropErrors: Ctrl-C stays a KeyboardInterrupt (the CLI exits 130), and the
+# verifier's internal signal that a probe could not run, which it catches and reports as a finding.
+NOT_ERRORS = {"TrainingInterrupted", "ProbeFailed"}
 
 
 def _kerasdrop_exception_classes():

@@ -305,6 +305,7 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     history_csv = write_dir / "history.csv"
     checkpoint = keras.callbacks.ModelCheckpoint(write_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True)
     earlier = artifacts.best_epoch(artifacts.read_history_csv(history_csv), monitor) if resume else None
+    resumed_after = artifacts.record_resume(write_dir, len(artifacts.read_history_csv(history_csv))) if resume else []
     if earlier is not None:
         checkpoint.best = earlier[monitor]  # so a resumed run does not replace a better best.keras
     run_callbacks = [
@@ -332,13 +333,15 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
             model = _saved_as_float32(model, write_dir, recipe.training)
         metrics = _evaluate(model, data, history, monitor)
     metrics["seconds"] = round(seconds, 2)
+    metrics["resumed_after_epochs"] = resumed_after
     if chief:
         if not mixed_precision:  # _saved_as_float32 already wrote model.keras
             model.save(write_dir / "model.keras")
         artifacts.write_json(write_dir / "history.json", history)
         artifacts.write_json(write_dir / "metrics.json", metrics)
         artifacts.plot_curves(history, write_dir / "curves.png",
-                              f"{recipe.model.name} on {recipe.data.dataset} (dropout {_describe_dropout(model)})")
+                              f"{recipe.model.name} on {recipe.data.dataset} (dropout {_describe_dropout(model)})",
+                              best_epoch=metrics["best_epoch"], resumed_after=resumed_after)
     else:
         shutil.rmtree(write_dir, ignore_errors=True)
     if metrics["status"] == "nan":
