@@ -44,6 +44,21 @@ def _float_list(flag: str) -> Callable[[str], tuple[float, ...]]:
     return parse
 
 
+def _train_sizes(text: str) -> tuple[int | None, ...]:
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            sizes.append(None)
+        elif part.isdigit() and int(part) >= 1:
+            sizes.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"Invalid value received for --train-sizes. Expected comma-separated integers >= 1 and/or 'all', "
+                f"e.g. 50,100,all. Received: {text!r}")
+    return tuple(sizes)
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that builds a zoo model."""
     parser.add_argument("--input-shape", type=_int_list("--input-shape"), metavar="H,W,C",
@@ -121,7 +136,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dropout rates after each hidden Dense, e.g. 0,0.25,0.5")
     sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
     sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
+    sweep.add_argument("--train-sizes", type=_train_sizes, metavar="N,N,...,all",
+                       help="the data-size study: train on stratified subsets of these sizes ('all': the whole "
+                            "training split), validate and test on the whole splits (default: off)")
     sweep.set_defaults(handler=_cmd_sweep)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="calibration (NLL, Brier, ECE, reliability) and MC averaging vs weight scaling of a run",
+        description="On the run's own test split: NLL, Brier score, ECE (15 bins) and reliability diagrams for the "
+                    "deterministic model, MC dropout and temperature scaling (fitted on validation); and test error "
+                    "of the mean of k stochastic passes against weight scaling. Writes calibration.json, "
+                    "reliability.png, mc_averaging.json, mc_averaging.png into RUN_DIR and the figures into its "
+                    "metrics.json.",
+    )
+    calibrate.add_argument("run_dir", help="a run directory written by `kerasdrop train` (e.g. runs/demo)")
+    calibrate.add_argument("--mc-samples", type=int, default=50, help="passes for MC dropout's calibration (default: 50)")
+    calibrate.add_argument("--ks", type=_int_list("--ks"), default=(1, 2, 5, 10, 20, 50, 100), metavar="K,K,...",
+                           help="passes averaged for the MC-averaging curve (default: 1,2,5,10,20,50,100)")
+    calibrate.add_argument("--repeats", type=int, default=10, help="independent draws per k (default: 10)")
+    calibrate.add_argument("--seed", type=int, default=0, help="seeds the dropout masks (default: 0)")
+    calibrate.set_defaults(handler=_cmd_calibrate)
 
     verify = commands.add_parser(
         "verify", help="prove inference is deterministic and batch independent (.keras, SavedModel dir, .onnx)",
@@ -325,10 +359,37 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.train.sweep import sweep
 
+    train_sizes = list(args.train_sizes) if args.train_sizes is not None else None
     result = sweep(args.recipe, rates=list(args.rates), seeds=args.seeds, out=args.out,
-                   overrides=_training_overrides(args))
-    print(result.table())
+                   overrides=_training_overrides(args), train_sizes=train_sizes)
+    if train_sizes is not None:
+        from kerasdrop.train.datasize import markdown_table
+
+        print(markdown_table(result.summary))
+    else:
+        print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from kerasdrop.train.studies import calibrate
+
+    results = calibrate(args.run_dir, mc_samples=args.mc_samples, ks=args.ks, repeats=args.repeats, seed=args.seed)
+    summary, averaging = results["calibration"], results["mc_averaging"]
+    print(f"calibration on the test split of {args.run_dir} (temperature fitted on validation: "
+          f"T={summary['temperature']:.3f})")
+    print("| method | accuracy | NLL | Brier | ECE (15 bins) |\n|---|---:|---:|---:|---:|")
+    for method, scores in summary["methods"].items():
+        print(f"| {method} | {scores['accuracy']:.4f} | {scores['nll']:.4f} | {scores['brier']:.4f} | {scores['ece']:.4f} |")
+    print(f"\nMC averaging ({averaging['repeats']} repeats; weight scaling test error "
+          f"{100 * averaging['weight_scaling_error']:.2f}%)")
+    print("| k | test error (%) mean ± sd |\n|---:|---:|")
+    for row in averaging["ks"]:
+        print(f"| {row['k']} | {100 * row['error_mean']:.2f} ± {100 * row['error_sd']:.2f} |")
+    print(f"\nwrote {args.run_dir}/calibration.json, reliability.png, mc_averaging.json, mc_averaging.png and "
+          f"metrics.json[\"calibration\"] in {summary['seconds']:.1f}s")
     return 0
 
 

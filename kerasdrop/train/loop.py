@@ -142,6 +142,18 @@ def write_recipe(recipe: Recipe, path: pathlib.Path, extra: dict | None = None) 
                     + tomli_w.dumps(data))
 
 
+def recipe_datasets(recipe: Recipe):
+    """The recipe's train/validation/test pipelines, split exactly as its run was."""
+    from kerasdrop.data import load_dataset
+
+    return load_dataset(
+        recipe.data.dataset, batch_size=recipe.training.batch_size, seed=recipe.training.seed,
+        validation_fraction=recipe.data.validation_fraction, test_fraction=recipe.data.test_fraction,
+        data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
+        train_size=recipe.data.train_size, split_seed=recipe.data.split_seed,
+    )
+
+
 def _optimizer(name: str, learning_rate: float):
     import keras
 
@@ -228,17 +240,12 @@ def train(
     tf.config.experimental.enable_op_determinism()
 
     # --- data ---------------------------------------------------------------------------------
-    from kerasdrop.data import load_dataset
-
-    data = load_dataset(
-        recipe.data.dataset, batch_size=recipe.training.batch_size, seed=recipe.training.seed,
-        validation_fraction=recipe.data.validation_fraction, test_fraction=recipe.data.test_fraction,
-        data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
-    )
+    data = recipe_datasets(recipe)
     info = data.info
     if chief and not resume:
         write_recipe(recipe, write_dir / "recipe.toml",
-                     {"provenance": {**provenance(recipe), "dataset": info.to_dict()}})
+                     {"provenance": {**provenance(recipe), "dataset": {key: value for key, value in info.to_dict().items()
+                                                                       if value is not None}}})
 
     # --- model --------------------------------------------------------------------------------
     from kerasdrop.zoo import create_model
@@ -255,7 +262,7 @@ def train(
                 conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
             )
             compile_for_training(model, recipe.training,
-                                 steps_per_epoch=math.ceil(info.num_train / recipe.training.batch_size))
+                                 steps_per_epoch=math.ceil((info.num_train_full or info.num_train) / recipe.training.batch_size))
             if recipe.training.strategy == "multi_worker":
                 _prebuild_for_multi_worker(model, data.train)
     finally:

@@ -2,6 +2,8 @@
 
 Writes `sweep.json` (every run's metrics, mean and sd per rate), `sweep.md` (the table) and
 `sweep.png` (validation vs training curves per rate, and the generalisation gap against the rate).
+With `train_sizes` it is the data-size study of Srivastava et al. 2014 (figure 10): the same per
+size, on stratified training subsets, with a test-error-against-size figure.
 Finished runs in the output directory are reused, so an interrupted sweep continues where it stopped.
 """
 
@@ -36,6 +38,7 @@ def sweep(
     out: str | pathlib.Path,
     overrides: Sequence[tuple[str, Any]] = (),
     verbose: int | str = 0,
+    train_sizes: Sequence[int | None] | None = None,
 ) -> SweepResult:
     """Trains the recipe once per (rate, seed) and summarises train/validation/test accuracy.
 
@@ -44,6 +47,9 @@ def sweep(
         rates: dropout rates, each in [0, 1), applied after every hidden Dense.
         seeds: runs per rate, with seeds `training.seed`, `training.seed + 1`, ...
         out: sweep directory; each run goes to `rate-<rate>/seed-<seed>/`.
+        train_sizes: the data-size study: training-subset sizes (None: the whole split); each run
+            goes to `size-<n|all>/rate-<rate>/seed-<seed>/`, and every run shares the split of
+            `training.seed`, so validation and test are the same whole, fixed splits throughout.
     """
     rates = [check_rate(rate, "rates") for rate in rates]
     if not rates or len(set(rates)) != len(rates):
@@ -52,23 +58,17 @@ def sweep(
     base = resolve_recipe(recipe_or_kwargs, overrides)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if train_sizes is not None:
+        from kerasdrop.train.datasize import datasize_study
+
+        return SweepResult(out, datasize_study(base, rates=rates, seeds=seeds, out=out,
+                                               train_sizes=train_sizes, verbose=verbose))
 
     results = []
     for rate in rates:
-        runs = []
-        for offset in range(seeds):
-            seed = base.training.seed + offset
-            run_dir = out / f"rate-{rate:g}" / f"seed-{seed}"
-            if (run_dir / "metrics.json").is_file():
-                run = Run.load(run_dir)
-            else:
-                if run_dir.exists():
-                    # An interrupted run of this sweep: continue it rather than refuse.
-                    run = train(out=run_dir, resume=True, verbose=verbose)
-                else:
-                    run = train(base, out=run_dir, verbose=verbose,
-                                overrides=[("model.dropout", rate), ("training.seed", seed)])
-            runs.append(run)
+        runs = [run_once(base, out / f"rate-{rate:g}" / f"seed-{base.training.seed + offset}", verbose=verbose,
+                         overrides=[("model.dropout", rate), ("training.seed", base.training.seed + offset)])
+                for offset in range(seeds)]
         results.append(_summarise_rate(rate, runs))
 
     summary = {
@@ -82,6 +82,16 @@ def sweep(
     (out / "sweep.md").write_text(markdown_table(summary) + "\n")
     plot_sweep(summary, out / "sweep.png")
     return SweepResult(out, summary)
+
+
+def run_once(base, run_dir: pathlib.Path, *, overrides, verbose) -> Run:
+    """The finished run in `run_dir`: loaded if done, resumed if interrupted, else trained."""
+    if (run_dir / "metrics.json").is_file():
+        return Run.load(run_dir)
+    if run_dir.exists():
+        # An interrupted run of this sweep: continue it rather than refuse.
+        return train(out=run_dir, resume=True, verbose=verbose)
+    return train(base, out=run_dir, verbose=verbose, overrides=overrides)
 
 
 def _summarise_rate(rate: float, runs: list[Run]) -> dict:
