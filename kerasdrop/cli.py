@@ -187,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     export.set_defaults(handler=_cmd_export)
 
+    card = commands.add_parser(
+        "card", help="print the model card of an exported version (MODEL_CARD.md, or --json)",
+        description="PATH: a version directory (export/NAME/VERSION), a model directory (its latest version) or "
+                    "a model_card.json. Exit 2 when there is no card there.",
+    )
+    card.add_argument("path", help="e.g. export/lenet5 or export/lenet5/1")
+    card.add_argument("--json", action="store_true", help="print model_card.json instead of the Markdown")
+    card.set_defaults(handler=_cmd_card)
+
     serve = commands.add_parser(
         "serve", help="serve a model repository over TF Serving's REST and gRPC APIs",
         description="TF Serving's protocol over the repository `kerasdrop export` writes. Defaults as TF Serving's.",
@@ -436,6 +445,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
               f"models config: {args.models_config}")
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    import json
+
+    from kerasdrop.export.model_card import load_model_card, render_markdown
+
+    card = load_model_card(args.path)
+    print(json.dumps(card, indent=2) if args.json else render_markdown(card), end="" if not args.json else "\n")
     return 0
 
 

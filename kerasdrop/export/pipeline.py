@@ -78,6 +78,7 @@ def export(
     """
     import keras
 
+    from kerasdrop.export.model_card import build_model_card, write_model_card
     from kerasdrop.export.onnx import write_onnx
     from kerasdrop.export.savedmodel import write_savedmodel
     from kerasdrop.export.warmup import write_warmup
@@ -97,9 +98,9 @@ def export(
     # --- 1. verify the Keras model ---------------------------------------------------------------
     started = time.perf_counter()
     if isinstance(model_or_path, keras.Model):
-        model, target = model_or_path, model_or_path.name
+        model, target, source = model_or_path, model_or_path.name, None
     else:
-        model, target = runtimes.load_keras_model(model_or_path), str(model_or_path)
+        model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
     report = Report(target=target, kind="export")
     report.extend(verify_keras(model))
     seconds["verify_keras"] = time.perf_counter() - started
@@ -132,6 +133,8 @@ def export(
             raise ExportRefusedError(f"The written artefacts of {target} failed verification; nothing was published.",
                                      report)
         report.save(staging / "verification.json")
+        write_model_card(staging, build_model_card(model, name=name, version=version, source=source, report=report,
+                                                   formats=formats, mc_samples=mc_samples))
 
         # --- 4. publish --------------------------------------------------------------------------
         path = repository.publish(staging, model_dir, version)
