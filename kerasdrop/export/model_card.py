@@ -69,12 +69,20 @@ def _input_contract(model) -> dict:
             "preprocessing_inside_model": preprocessing}
 
 
-def _verification(report) -> dict:
+def _check_target(target: str, version: int) -> str:
+    from kerasdrop.export.repository import STAGING_PREFIX
+
+    name = pathlib.Path(target).name or target
+    # The written SavedModel was checked in the staging directory that became this version.
+    return f"version {version} (SavedModel)" if name.startswith(STAGING_PREFIX) else name
+
+
+def _verification(report, version: int) -> dict:
     data = report.to_dict()
     return {
         "ok": data["ok"],
         "summary": data["summary"],
-        "checks": [{"check": c["check"], "target": pathlib.Path(c["target"]).name or c["target"],
+        "checks": [{"check": c["check"], "target": _check_target(c["target"], version),
                     "seconds": round(c["seconds"], 3), "detail": c["detail"]} for c in data["checks"]],
         "passed": [f"{f['check']}: {f['location']}: {f['message']}" for f in data["findings"] if f["severity"] == "info"],
         "tolerances": data["tolerances"],
@@ -117,14 +125,14 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
         "provenance": provenance,
         "evaluation": None if metrics is None else {key: metrics.get(key) for key in EVALUATION_KEYS},
         "calibration": calibration,
-        "verification": _verification(report),
+        "verification": _verification(report, version),
         "export": {"formats": list(formats), "signatures": signatures,
                    "files": ["saved_model.pb", "variables/", "assets.extra/tf_serving_warmup_requests",
                              *(["model.onnx"] if "onnx" in formats else []), "verification.json",
                              CARD_MARKDOWN, CARD_JSON]},
     }
     card["intended_use"] = _intended_use(card)
-    card["unknown"] = {field: reason for field, reason in _unknown(card, why_no_run).items()}
+    card["unknown"] = _unknown(card, why_no_run)
     return card
 
 
