@@ -368,15 +368,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.train.sweep import sweep
 
-    train_sizes = list(args.train_sizes) if args.train_sizes is not None else None
     result = sweep(args.recipe, rates=list(args.rates), seeds=args.seeds, out=args.out,
-                   overrides=_training_overrides(args), train_sizes=train_sizes)
-    if train_sizes is not None:
-        from kerasdrop.train.datasize import markdown_table
-
-        print(markdown_table(result.summary))
-    else:
-        print(result.table())
+                   overrides=_training_overrides(args),
+                   train_sizes=list(args.train_sizes) if args.train_sizes is not None else None)
+    print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0
 

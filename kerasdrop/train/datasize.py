@@ -13,6 +13,7 @@ from typing import Sequence
 
 from kerasdrop._validation import invalid_argument
 from kerasdrop.train import artifacts
+from kerasdrop.train.loop import Run, train
 
 COLUMNS = ("test_accuracy", "generalization_gap", "train_accuracy", "validation_accuracy")
 
@@ -34,8 +35,6 @@ def size_label(size: int | None) -> str:
 def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
                    train_sizes: Sequence[int | None], verbose=0) -> dict:
     """Trains every (size, rate, seed) in one process (TensorFlow and the data loaded once) and summarises."""
-    from kerasdrop.train.sweep import _summarise_rate, run_once
-
     sizes = check_train_sizes(train_sizes)
     started = time.perf_counter()
     entries = []
@@ -47,10 +46,7 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
                              overrides=[("model.dropout", rate), ("training.seed", base.training.seed + offset),
                                         ("data.train_size", size), ("data.split_seed", base.training.seed)])
                     for offset in range(seeds)]
-            summary = _summarise_rate(rate, runs)
-            summary.pop("curves")
-            summary["fit_seconds"] = sum(run.metrics["seconds"] for run in runs)
-            per_rate.append(summary)
+            per_rate.append(_summarise_runs(rate, runs))
         num_train = runs[0].metrics["dataset"]["num_train"]
         entries.append({"train_size": size_label(size), "num_train": num_train, "rates": per_rate})
     summary = {
@@ -69,6 +65,29 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
     (out / "sweep.md").write_text(markdown_table(summary) + "\n")
     plot_datasize(summary, out / "sweep.png")
     return summary
+
+
+def run_once(base, run_dir: pathlib.Path, *, overrides, verbose) -> Run:
+    """The finished run in `run_dir`: loaded if done, resumed if interrupted, else trained."""
+    if (run_dir / "metrics.json").is_file():
+        return Run.load(run_dir)
+    if run_dir.exists():
+        # An interrupted run of this study: continue it rather than refuse.
+        return train(out=run_dir, resume=True, verbose=verbose)
+    return train(base, out=run_dir, verbose=verbose, overrides=overrides)
+
+
+def _summarise_runs(rate: float, runs: list[Run]) -> dict:
+    entry = {"rate": rate, "runs": [], "mean": {}, "sd": {},
+             "fit_seconds": sum(run.metrics["seconds"] for run in runs)}
+    for run in runs:
+        entry["runs"].append({"directory": str(run.directory), "seed": run.recipe.training.seed,
+                              **{column: run.metrics[column] for column in COLUMNS}})
+    for column in COLUMNS:
+        values = [run.metrics[column] for run in runs]
+        entry["mean"][column] = statistics.fmean(values)
+        entry["sd"][column] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return entry
 
 
 def markdown_table(summary: dict) -> str:

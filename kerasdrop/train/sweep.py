@@ -27,6 +27,10 @@ class SweepResult:
     summary: dict
 
     def table(self) -> str:
+        if self.summary.get("study") == "datasize":
+            from kerasdrop.train import datasize
+
+            return datasize.markdown_table(self.summary)
         return markdown_table(self.summary)
 
 
@@ -66,9 +70,20 @@ def sweep(
 
     results = []
     for rate in rates:
-        runs = [run_once(base, out / f"rate-{rate:g}" / f"seed-{base.training.seed + offset}", verbose=verbose,
-                         overrides=[("model.dropout", rate), ("training.seed", base.training.seed + offset)])
-                for offset in range(seeds)]
+        runs = []
+        for offset in range(seeds):
+            seed = base.training.seed + offset
+            run_dir = out / f"rate-{rate:g}" / f"seed-{seed}"
+            if (run_dir / "metrics.json").is_file():
+                run = Run.load(run_dir)
+            else:
+                if run_dir.exists():
+                    # An interrupted run of this sweep: continue it rather than refuse.
+                    run = train(out=run_dir, resume=True, verbose=verbose)
+                else:
+                    run = train(base, out=run_dir, verbose=verbose,
+                                overrides=[("model.dropout", rate), ("training.seed", seed)])
+            runs.append(run)
         results.append(_summarise_rate(rate, runs))
 
     summary = {
@@ -82,16 +97,6 @@ def sweep(
     (out / "sweep.md").write_text(markdown_table(summary) + "\n")
     plot_sweep(summary, out / "sweep.png")
     return SweepResult(out, summary)
-
-
-def run_once(base, run_dir: pathlib.Path, *, overrides, verbose) -> Run:
-    """The finished run in `run_dir`: loaded if done, resumed if interrupted, else trained."""
-    if (run_dir / "metrics.json").is_file():
-        return Run.load(run_dir)
-    if run_dir.exists():
-        # An interrupted run of this sweep: continue it rather than refuse.
-        return train(out=run_dir, resume=True, verbose=verbose)
-    return train(base, out=run_dir, verbose=verbose, overrides=overrides)
 
 
 def _summarise_rate(rate: float, runs: list[Run]) -> dict:

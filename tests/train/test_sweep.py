@@ -99,6 +99,7 @@ def test_datasize_summary_table_and_figure(datasize_sweep):
     table = (datasize_sweep.directory / "sweep.md").read_text()
     assert "| train examples | test acc, dropout 0 | gap, dropout 0 | test acc, dropout 0.5 | gap, dropout 0.5 |" in table
     assert "\n| 20 | " in table and " (all) | " in table
+    assert datasize_sweep.table() + "\n" == table  # what `kerasdrop sweep --train-sizes` prints
     assert (datasize_sweep.directory / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
