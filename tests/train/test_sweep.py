@@ -116,3 +116,17 @@ def test_cli_train_sizes_flag_refuses_bad_sizes(capsys):
         main(["sweep", "--rates", "0", "--out", "x", "--train-sizes", "50,lots"])
     assert exit_info.value.code == 2
     assert "Expected comma-separated integers >= 1 and/or 'all'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_datasize_runs_skip_the_backup_and_an_interrupted_run_is_trained_again(datasize_sweep):
+    out = datasize_sweep.directory
+    run = out / "size-20" / "rate-0" / "seed-0"
+    assert not (run / "backup").exists()
+    finished = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").unlink()  # as if killed before the end
+    again = sweep(dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None], out=out)
+    retrained = json.loads((run / "metrics.json").read_text())
+    # Seeded and deterministic: the retrained run measures what the first one did.
+    assert retrained["test_accuracy"] == finished["test_accuracy"]
+    assert again.summary["sizes"][0]["rates"][0]["mean"] == datasize_sweep.summary["sizes"][0]["rates"][0]["mean"]
