@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
     train.add_argument("--resume", action="store_true",
                        help="continue the interrupted run in --out from its last completed epoch")
+    train.add_argument("--quiet", action="store_true",
+                       help="no per-epoch progress, only the result lines (for scripts; default: progress)")
     train.set_defaults(handler=_cmd_train)
 
     sweep = commands.add_parser(
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dropout rates after each hidden Dense, e.g. 0,0.25,0.5")
     sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
     sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
+    sweep.add_argument("--quiet", action="store_true",
+                       help="no progress lines, only the result table (for scripts; default: a line per run and epoch)")
     sweep.add_argument("--train-sizes", type=_train_sizes, metavar="N,N,...,all",
                        help="the data-size study: train on stratified subsets of these sizes ('all': the whole "
                             "training split), validate and test on the whole splits (default: off)")
@@ -180,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--formats", default="savedmodel,onnx", help="savedmodel[,onnx] (default: savedmodel,onnx)")
     export.add_argument("--mc-samples", type=int, metavar="N",
                         help="add an mc_dropout signature: mean and stddev over N passes with dropout on (default: off)")
-    export.add_argument("--models-config", default="serve/models.config",
-                        help="ModelServerConfig file kept listing every model (default: serve/models.config)")
+    export.add_argument("--models-config", default="{repo}/models.config",
+                        help="ModelServerConfig file kept listing every model; hand-written entries and fields "
+                             "are kept (default: models.config inside --repo)")
     export.add_argument("--base-path", default="/models",
                         help="where TF Serving mounts the repository, for --models-config (default: /models)")
     export.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
@@ -224,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="http://HOST:PORT (REST) or grpc://HOST:PORT (default: http://127.0.0.1:8501)")
     predict.add_argument("--model", required=True, help="model name on the server")
     predict.add_argument("--version", type=int, help="model version (default: the server's latest)")
+    predict.add_argument("--signature", default="serving_default",
+                         help="signature to call, e.g. mc_dropout; its outputs are printed (default: serving_default)")
     predict.set_defaults(handler=_cmd_predict)
     return parser
 
@@ -242,6 +249,9 @@ _TRAINING_FLAGS = {
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_values",
                         help="override any recipe key, e.g. --set training.epochs=5 (repeatable)")
+    parser.add_argument("--no-recipe", action="store_true",
+                        help="without RECIPE, start from the defaults even where models/<model>_<dataset>.toml "
+                             "exists (default: start from that recipe)")
     parser.add_argument("--model", help="zoo model name (default: the recipe's, else lenet5)")
     parser.add_argument("--dataset", help="digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path> "
                                           "(default: the recipe's, else digits)")
@@ -266,6 +276,20 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="compute precision while training; saved models are float32 (default: float32)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
                         help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)")
+
+
+def _recipe_or_shipped(args: argparse.Namespace):
+    """The RECIPE argument; without one, the shipped recipe for --model on --dataset, which the flags override."""
+    if args.recipe is not None or args.no_recipe:
+        return args.recipe
+    from kerasdrop.train.recipe import find_recipe
+
+    model, dataset = args.model or "lenet5", args.dataset or "digits"
+    found = find_recipe(model, dataset)
+    if found is not None:
+        print(f"starting from the recipe {found} for {model} on {dataset}; flags override it "
+              "(--no-recipe: start from the defaults)", flush=True)
+    return found
 
 
 def _training_overrides(args: argparse.Namespace) -> list:
@@ -341,12 +365,18 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.train import train
+    from kerasdrop.train.loop import TrainingInterrupted
 
     overrides = _training_overrides(args)
-    if args.resume:
-        run = train(args.recipe, out=args.out, resume=True, overrides=overrides)
-    else:
-        run = train(args.recipe, out=args.out, overrides=overrides)
+    verbose = _keras_verbosity(args.quiet)
+    try:
+        if args.resume:
+            run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose)
+        else:
+            run = train(_recipe_or_shipped(args), out=args.out, overrides=overrides, verbose=verbose)
+    except TrainingInterrupted as interrupted:
+        print(_interrupted_line(interrupted), file=sys.stderr)
+        return 130  # as a shell reports a command ended by SIGINT
     from kerasdrop.train.distribute import is_chief
 
     if not is_chief():
@@ -359,21 +389,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"(gap {metrics['generalization_gap']:+.4f}); {metrics['epochs_completed']} epochs in {metrics['seconds']:.1f}s")
     expected = run.recipe.expect.test_accuracy
     if expected is not None:
-        verdict = "meets" if metrics["test_accuracy"] >= expected else "is BELOW"
-        print(f"test accuracy {verdict} the recipe's expected {expected:.4f}")
+        print(accuracy_verdict(metrics["test_accuracy"], expected))
     return 0
+
+
+def _keras_verbosity(quiet: bool) -> int:
+    """0 with --quiet; Keras' live bar on a terminal; else one plain line per epoch (its bar writes ANSI codes)."""
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def accuracy_verdict(accuracy: float, expected: float) -> str:
+    """Compares the 4-decimal figures it prints, so `0.9500 is BELOW 0.9500` cannot be printed."""
+    shown, wanted = f"{accuracy:.4f}", f"{expected:.4f}"
+    verdict = "meets" if float(shown) >= float(wanted) else "is BELOW"
+    return f"test accuracy {shown} {verdict} the recipe's expected {wanted}"
+
+
+def _interrupted_line(interrupted) -> str:
+    import shlex
+
+    if interrupted.removed:
+        return (f"kerasdrop train: interrupted before the first epoch completed; {interrupted.directory} was "
+                f"removed, so the same command starts afresh")
+    resume = f"kerasdrop train --resume --out {shlex.quote(str(interrupted.directory))}"
+    return (f"kerasdrop train: interrupted; last completed epoch {interrupted.completed_epochs} of "
+            f"{interrupted.epochs}; continue with: {resume}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.train.sweep import sweep
 
-    result = sweep(args.recipe, rates=list(args.rates), seeds=args.seeds, out=args.out,
-                   overrides=_training_overrides(args),
+    result = sweep(_recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
+                   overrides=_training_overrides(args), progress=None if args.quiet else _print_flushed,
                    train_sizes=list(args.train_sizes) if args.train_sizes is not None else None)
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0
+
+
+def _print_flushed(line: str) -> None:
+    print(line, flush=True)  # progress must show as it happens, also when stdout is a pipe
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -439,7 +497,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     _print_report(result.report, args.json)
     if not args.json:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
-              f"models config: {args.models_config}")
+              f"models config: {result.models_config}")
     return 0
 
 
@@ -481,44 +539,67 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from kerasdrop.serving.client import ServingClient, ServingClientError, load_images
+    from kerasdrop.serving.client import ServingClient, ServingClientError
 
     client = ServingClient(args.url)
     if client.protocol == "grpc":
         _quiet_tensorflow()  # the gRPC path builds TensorProtos with TensorFlow
     try:
-        metadata = client._get(f"/v1/models/{args.model}/metadata") if client.protocol == "rest" else None
+        signatures = _signature_inputs(client, args.url, args.model)
+        row_shape = _input_row_shape(signatures, args.signature)
+        images, labels = _images_with_labels(args.files, row_shape)
+        outputs = client.predict(args.model, images, signature=args.signature, version=args.version)
     except ServingClientError as error:
         print(f"kerasdrop predict: {error}", file=sys.stderr)
         return 1
     except OSError as error:
         print(f"kerasdrop predict: cannot reach {args.url}: {error}", file=sys.stderr)
         return 1
-    row_shape = _input_shape(metadata) if metadata else None
-    if row_shape is None:
-        row_shape = _grpc_input_shape(args.url, args.model)
-    images = load_images(args.files, row_shape)
-    try:
-        outputs = client.predict(args.model, images, version=args.version)
-    except ServingClientError as error:
-        print(f"kerasdrop predict: {error}", file=sys.stderr)
-        return 1
-    import numpy as np
-
-    for path, probabilities in zip(args.files, outputs["probabilities"]):
-        top = int(np.argmax(probabilities))
-        print(f"{path}: class {top} ({probabilities[top]:.4f})  probabilities "
-              + " ".join(f"{p:.3f}" for p in probabilities))
+    for row, label in enumerate(labels):
+        print(f"{label}: {_describe_outputs({name: values[row] for name, values in outputs.items()})}")
     return 0
 
 
-def _input_shape(metadata: dict):
-    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
-    dims = signature["inputs"]["images"]["tensor_shape"]["dim"]
-    return tuple(int(dim["size"]) for dim in dims[1:])
+def _images_with_labels(files, row_shape):
+    """One batch of every image, and one label per row: `file` for an image, `file[row]` for N-row .npy files."""
+    import numpy as np
+
+    from kerasdrop.serving.client import load_images
+
+    batches, labels = [], []
+    for path in files:
+        batch = load_images([path], row_shape)
+        batches.append(batch)
+        is_stack = str(path).endswith(".npy") and np.load(path, mmap_mode="r").ndim == len(row_shape) + 1
+        labels += [f"{path}[{row}]" for row in range(len(batch))] if is_stack else [path]
+    return np.concatenate(batches), labels
 
 
-def _grpc_input_shape(url: str, model: str):
+def _describe_outputs(outputs: dict) -> str:
+    """`class 7 (0.9999)  probabilities ...` for a classifier's output; every other output by its name."""
+    import numpy as np
+
+    parts = []
+    for name in sorted(outputs, key=lambda name: (name != "probabilities", name)):
+        values = np.atleast_1d(np.asarray(outputs[name]))
+        if name == "class_ids" and "probabilities" in outputs:
+            continue  # shown as the class of the probabilities
+        if name in ("probabilities", "mean") and values.ndim == 1 and values.size > 1:
+            top = int(np.argmax(values))
+            parts.append(f"class {top} ({values[top]:.4f})")
+        shown = " ".join(f"{value:.3f}" if np.issubdtype(values.dtype, np.floating) else str(value)
+                         for value in values.ravel())
+        parts.append(f"{name} {shown}")
+    return "  ".join(parts)
+
+
+def _signature_inputs(client, url: str, model: str) -> dict:
+    """`{signature name: {input name: (dims, ...)}}` from the model's metadata, over REST or gRPC."""
+    if client.protocol == "rest":
+        signature_map = client._get(f"/v1/models/{model}/metadata")["metadata"]["signature_def"]["signature_def"]
+        return {name: {key: tuple(int(dim["size"]) for dim in spec["tensor_shape"].get("dim", []))
+                       for key, spec in signature.get("inputs", {}).items()}
+                for name, signature in signature_map.items()}
     import grpc
     from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
 
@@ -526,9 +607,26 @@ def _grpc_input_shape(url: str, model: str):
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = model
     signature_map = get_model_metadata_pb2.SignatureDefMap()
-    stub.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(signature_map)
-    dims = signature_map.signature_def["serving_default"].inputs["images"].tensor_shape.dim
-    return tuple(dim.size for dim in dims[1:])
+    try:
+        stub.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(signature_map)
+    except grpc.RpcError as error:
+        from kerasdrop.serving.client import ServingClientError
+
+        raise ServingClientError(error.code().name, error.details()) from None
+    return {name: {key: tuple(dim.size for dim in spec.tensor_shape.dim) for key, spec in signature.inputs.items()}
+            for name, signature in signature_map.signature_def.items()}
+
+
+def _input_row_shape(signatures: dict, signature: str) -> tuple:
+    available = sorted(name for name in signatures if not name.startswith("__"))
+    if signature not in signatures:
+        raise UsageError(f"Invalid value received for --signature. Expected one of the model's signatures: "
+                         f"{', '.join(available)}. Received: {signature!r}")
+    inputs = signatures[signature]
+    if "images" not in inputs:
+        raise UsageError(f"Signature {signature!r} takes {', '.join(sorted(inputs)) or 'no inputs'}; "
+                         "kerasdrop predict sends images to an input named `images`")
+    return inputs["images"][1:]
 
 
 def describe_head(model) -> str:

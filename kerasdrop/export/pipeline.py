@@ -33,6 +33,7 @@ class ExportResult:
     version: int
     report: Report
     seconds: dict
+    models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
 
 
 def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -54,7 +55,7 @@ def export(
     version: int | None = None,
     formats: Sequence[str] = FORMATS,
     mc_samples: int | None = None,
-    models_config: str | pathlib.Path | None = "serve/models.config",
+    models_config: str | pathlib.Path | None = repository.MODELS_CONFIG_BESIDE_REPO,
     base_path: str = "/models",
 ) -> ExportResult:
     """Verifies a Keras model, writes it in TF Serving's layout and publishes it atomically.
@@ -66,7 +67,8 @@ def export(
         version: the version to publish (default: the next integer). Never overwrites.
         formats: `savedmodel` and optionally `onnx` (written as `model.onnx` beside it).
         mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
-        models_config: ModelServerConfig text file to keep listing every model (None: leave alone).
+        models_config: ModelServerConfig text file to keep listing every model, merged into: what is
+            there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
         base_path: where the repository is mounted for TF Serving, for `models_config`.
 
     Returns:
@@ -93,6 +95,8 @@ def export(
     repo = pathlib.Path(repo)
     model_dir = repo / name
     version = repository.resolve_version(model_dir, version)
+    models_config = repository.models_config_path(repo, models_config)
+    repository.read_models_config(models_config)  # one that cannot be merged into refuses the export now
     seconds = {}
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
@@ -144,5 +148,6 @@ def export(
     report.target = str(path)
     report.save(path / "verification.json")
     if models_config is not None:
-        repository.write_models_config(repo, pathlib.Path(models_config), base_path)
-    return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds)
+        repository.write_models_config(repo, models_config, base_path)
+    return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
+                        models_config=models_config)

@@ -99,24 +99,82 @@ def publish(staging: pathlib.Path, model_dir: pathlib.Path, version: int) -> pat
     return target
 
 
-def models_config_text(repo: pathlib.Path, base_path: str = "/models") -> str:
-    """A ModelServerConfig (text proto) listing every model with a published version in `repo`."""
+# The default `models_config`: beside the repository, so `--repo elsewhere` never writes into the
+# current directory, and TF Serving finds it in the mounted repository (`/models/models.config`).
+MODELS_CONFIG_BESIDE_REPO = "{repo}/models.config"
+
+
+def models_config_path(repo: pathlib.Path, models_config) -> pathlib.Path | None:
+    """The file `models_config` names (`{repo}` stands for the repository), or None to leave it alone."""
+    if models_config is None:
+        return None
+    return pathlib.Path(str(models_config).replace("{repo}", str(repo)))
+
+
+def read_models_config(path: pathlib.Path | None):
+    """`(leading comment lines, ModelServerConfig)` of an existing file; empty when there is none.
+
+    A file that does not parse, or holds a `custom_model_config`, is refused before anything is written.
+    """
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
     config = model_server_config_pb2.ModelServerConfig()
+    if path is None or not path.is_file():
+        return "", config
+    text = path.read_text()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise invalid_argument("models_config", "a ModelServerConfig text file (TF Serving's --model_config_file) "
+                               f"to merge into; it is left as it is. Parse error: {error}", str(path)) from None
+    if config.WhichOneof("config") == "custom_model_config":
+        raise invalid_argument("models_config", "a ModelServerConfig with a model_config_list (this one has a "
+                               "custom_model_config, which export cannot merge into)", str(path))
+    header = "".join(line + "\n" for line in _leading_comments(text))
+    return header, config
+
+
+def _leading_comments(text: str) -> list[str]:
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return lines
+
+
+def models_config_text(repo: pathlib.Path, base_path: str = "/models", existing: pathlib.Path | None = None) -> str:
+    """`existing` (a ModelServerConfig text file) with an entry for every model published in `repo`.
+
+    Every entry and field already there is kept (version_labels, model_version_policy, a hand-set
+    base_path, models from elsewhere); a model of `repo` without an entry gets one, and an entry
+    without a base_path or platform gets export's.
+    """
+    from google.protobuf import text_format
+
+    header, config = read_models_config(existing)
+    entries = {entry.name: entry for entry in config.model_config_list.config}
     for model_dir in sorted(path for path in pathlib.Path(repo).iterdir() if path.is_dir()):
-        if versions(model_dir):
+        if not versions(model_dir):
+            continue
+        entry = entries.get(model_dir.name)
+        if entry is None:
             entry = config.model_config_list.config.add()
             entry.name = model_dir.name
+        if not entry.base_path:
             entry.base_path = f"{base_path.rstrip('/')}/{model_dir.name}"
+        if not entry.model_platform:
             entry.model_platform = "tensorflow"
-    header = (f"# Written by `kerasdrop export` from the model repository {repo}: every model with a published\n"
-              f"# version. TF Serving reads it with --model_config_file.\n")
+    header = header or (f"# Kept by `kerasdrop export` for the model repository {repo}: every model with a published\n"
+                        f"# version; entries and fields written by hand are kept. TF Serving reads it with "
+                        f"--model_config_file.\n")
     return header + text_format.MessageToString(config)
 
 
 def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str = "/models") -> pathlib.Path:
+    """Merges `repo`'s models into the ModelServerConfig at `path` (created when missing)."""
     path = pathlib.Path(path)
+    text = models_config_text(repo, base_path, existing=path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, models_config_text(repo, base_path))
+    return atomic_write_text(path, text)

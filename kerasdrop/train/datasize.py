@@ -34,19 +34,24 @@ def size_label(size: int | None) -> str:
 
 
 def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
-                   train_sizes: Sequence[int | None], verbose=0) -> dict:
+                   train_sizes: Sequence[int | None], verbose=0, progress=None) -> dict:
     """Trains every (size, rate, seed) in one process (TensorFlow and the data loaded once) and summarises."""
+    from kerasdrop.train.progress import SweepProgress
+
     sizes = check_train_sizes(train_sizes)
+    reporter = SweepProgress(progress, len(sizes) * len(rates) * seeds)
     started = time.perf_counter()
     entries = []
     for size in sizes:
         per_rate = []
         for rate in rates:
-            runs = [run_once(base, out / f"size-{size_label(size)}" / f"rate-{rate:g}" / f"seed-{base.training.seed + offset}",
-                             verbose=verbose,
-                             overrides=[("model.dropout", rate), ("training.seed", base.training.seed + offset),
-                                        ("data.train_size", size), ("data.split_seed", base.training.seed)])
-                    for offset in range(seeds)]
+            runs = []
+            for seed in range(base.training.seed, base.training.seed + seeds):
+                runs.append(run_once(
+                    base, out / f"size-{size_label(size)}" / f"rate-{rate:g}" / f"seed-{seed}", verbose=verbose,
+                    reporter=reporter, label=f"size {size_label(size)}, rate {rate:g}, seed {seed}",
+                    overrides=[("model.dropout", rate), ("training.seed", seed), ("data.train_size", size),
+                               ("data.split_seed", base.training.seed)]))
             per_rate.append(_summarise_runs(rate, runs))
         num_train = runs[0].metrics["dataset"]["num_train"]
         entries.append({"train_size": size_label(size), "num_train": num_train, "rates": per_rate})
@@ -68,17 +73,21 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
     return summary
 
 
-def run_once(base, run_dir: pathlib.Path, *, overrides, verbose) -> Run:
+def run_once(base, run_dir: pathlib.Path, *, overrides, verbose, reporter, label: str) -> Run:
     """The finished run in `run_dir`: loaded if done, else trained (an interrupted one again, from the start).
 
     Study runs are short, so they skip the per-epoch backup that `--resume` needs: it was about
     half of each run's fit time on digits.
     """
     if (run_dir / "metrics.json").is_file():
+        reporter.reused(label)
         return Run.load(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)  # interrupted: only this study wrote it, and it holds no finished result
-    return train(base, out=run_dir, verbose=verbose, overrides=overrides, backup=False)
+    callbacks = reporter.start(label, base.training.epochs)
+    run = train(base, out=run_dir, verbose=verbose, overrides=overrides, backup=False, callbacks=callbacks)
+    reporter.finish()
+    return run
 
 
 def _summarise_runs(rate: float, runs: list[Run]) -> dict:

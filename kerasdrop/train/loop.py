@@ -231,7 +231,46 @@ def train(
     chief = is_chief()
     # The strategy must exist before other TensorFlow work (MultiWorkerMirroredStrategy requires it).
     strategy = make_strategy(recipe.training.strategy)
+    existed = out.exists()
     _prepare_run_dir(out, resume=resume, chief=chief)
+    try:
+        return _train_in(recipe, out, strategy, chief=chief, resume=resume, verbose=verbose, callbacks=callbacks)
+    except BaseException as error:
+        completed = len(artifacts.read_history_csv(out / "history.csv"))
+        # A new run that ends before its first epoch holds nothing worth resuming: leave no directory
+        # behind that would refuse the same --out next time.
+        removed = chief and not resume and completed == 0 and _remove_run_files(out, keep_directory=existed)
+        if isinstance(error, KeyboardInterrupt):
+            raise TrainingInterrupted(out, completed, recipe.training.epochs, removed=removed) from None
+        raise
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `train`: how many epochs were completed, and whether the run directory was kept."""
+
+    def __init__(self, directory: pathlib.Path, completed_epochs: int, epochs: int, *, removed: bool):
+        super().__init__(f"training interrupted after {completed_epochs} of {epochs} epochs")
+        self.directory = directory
+        self.completed_epochs = completed_epochs
+        self.epochs = epochs
+        self.removed = removed
+
+
+def _remove_run_files(out: pathlib.Path, *, keep_directory: bool) -> bool:
+    if not out.is_dir():
+        return False
+    for entry in out.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if not keep_directory:
+        out.rmdir()
+    return True
+
+
+def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resume: bool, verbose, callbacks) -> Run:
+    """The run itself, in a prepared run directory `out` (see `train`)."""
     # Non-chief workers still run every callback; they write into a scratch directory.
     write_dir = out if chief else pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-worker-"))
 

@@ -251,3 +251,24 @@ def check_recipe(recipe: Recipe) -> None:
     from kerasdrop.zoo.registry import model_info
 
     model_info(recipe.model.name)
+
+
+def recipe_directories() -> list[pathlib.Path]:
+    """Where `models/<model>_<dataset>.toml` recipes are looked up: ./models, then the checkout's models/."""
+    checkout = pathlib.Path(__file__).resolve().parents[2] / "models"
+    candidates = [pathlib.Path("models"), checkout]
+    return [path for index, path in enumerate(candidates)
+            if path.is_dir() and path.resolve() not in [c.resolve() for c in candidates[:index]]]
+
+
+def find_recipe(model: str, dataset: str) -> pathlib.Path | None:
+    """The recipe file that trains exactly `model` on `dataset`, if one ships (None otherwise)."""
+    for directory in recipe_directories():
+        for path in sorted(directory.glob("*.toml")):
+            try:
+                data = tomllib.loads(path.read_text())
+            except (OSError, tomllib.TOMLDecodeError):
+                continue
+            if data.get("model", {}).get("name") == model and data.get("data", {}).get("dataset") == dataset:
+                return path
+    return None

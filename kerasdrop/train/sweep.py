@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import statistics
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from kerasdrop._validation import check_positive_int, check_rate, invalid_argument
 from kerasdrop.train import artifacts
 from kerasdrop.train.loop import Run, resolve_recipe, train
+from kerasdrop.train.progress import SweepProgress
 
 COLUMNS = ("train_accuracy", "validation_accuracy", "generalization_gap", "test_accuracy")
 
@@ -42,6 +43,7 @@ def sweep(
     out: str | pathlib.Path,
     overrides: Sequence[tuple[str, Any]] = (),
     verbose: int | str = 0,
+    progress: Callable[[str], None] | None = None,
     train_sizes: Sequence[int | None] | None = None,
 ) -> SweepResult:
     """Trains the recipe once per (rate, seed) and summarises train/validation/test accuracy.
@@ -51,6 +53,7 @@ def sweep(
         rates: dropout rates, each in [0, 1), applied after every hidden Dense.
         seeds: runs per rate, with seeds `training.seed`, `training.seed + 1`, ...
         out: sweep directory; each run goes to `rate-<rate>/seed-<seed>/`.
+        progress: called with one line per run (rate, seed, ETA) and per epoch; None: silent.
         train_sizes: the data-size study: training-subset sizes (None: the whole split); each run
             goes to `size-<n|all>/rate-<rate>/seed-<seed>/`, and every run shares the split of
             `training.seed`, so validation and test are the same whole, fixed splits throughout.
@@ -65,24 +68,29 @@ def sweep(
     if train_sizes is not None:
         from kerasdrop.train.datasize import datasize_study
 
-        return SweepResult(out, datasize_study(base, rates=rates, seeds=seeds, out=out,
-                                               train_sizes=train_sizes, verbose=verbose))
+        return SweepResult(out, datasize_study(base, rates=rates, seeds=seeds, out=out, train_sizes=train_sizes,
+                                               verbose=verbose, progress=progress))
 
     results = []
+    reporter = SweepProgress(progress, len(rates) * seeds)
     for rate in rates:
         runs = []
         for offset in range(seeds):
             seed = base.training.seed + offset
             run_dir = out / f"rate-{rate:g}" / f"seed-{seed}"
+            label = f"rate {rate:g}, seed {seed}"
             if (run_dir / "metrics.json").is_file():
+                reporter.reused(label)
                 run = Run.load(run_dir)
             else:
+                callbacks = reporter.start(label, base.training.epochs)
                 if run_dir.exists():
                     # An interrupted run of this sweep: continue it rather than refuse.
-                    run = train(out=run_dir, resume=True, verbose=verbose)
+                    run = train(out=run_dir, resume=True, verbose=verbose, callbacks=callbacks)
                 else:
-                    run = train(base, out=run_dir, verbose=verbose,
+                    run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks,
                                 overrides=[("model.dropout", rate), ("training.seed", seed)])
+                reporter.finish()
             runs.append(run)
         results.append(_summarise_rate(rate, runs))
 

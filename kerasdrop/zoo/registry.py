@@ -64,7 +64,7 @@ def register_model(
         _model_entrypoints[name] = fn
         _model_info[name] = ModelInfo(
             name=name,
-            family=fn.__module__.rsplit(".", 1)[-1],
+            family=_family_of(fn),
             default_input_shape=tuple(default_input_shape),
             default_dense_units=tuple(default_dense_units),
             default_dropout=default_dropout,
@@ -75,6 +75,12 @@ def register_model(
         return fn
 
     return decorator
+
+
+def _family_of(fn: Callable[..., Any]) -> str:
+    # A model registered from a script or notebook has no family module: it is its own family.
+    module = getattr(fn, "__module__", None) or "__main__"
+    return fn.__name__ if module == "__main__" else module.rsplit(".", 1)[-1]
 
 
 def _ensure_families_loaded() -> None:

@@ -21,8 +21,7 @@ def test_serve_configs_parse_with_tf_serving_messages():
     batching = parse_text(SERVE / "batching.config", "BatchingParameters")
     assert (batching.max_batch_size.value, batching.batch_timeout_micros.value) == (64, 1000)
     assert parse_text(SERVE / "monitoring.config", "MonitoringConfig").prometheus_config.enable
-    models = parse_text(SERVE / "models.config", "ModelServerConfig")
-    assert [(c.name, c.base_path) for c in models.model_config_list.config] == [("lenet5", "/models/lenet5")]
+    assert not (SERVE / "models.config").exists(), "export keeps models.config beside the repository"
 
 
 def test_a_typo_in_a_config_is_caught(tmp_path):
@@ -39,10 +38,11 @@ def test_docker_compose_runs_tf_serving_on_the_export_repository():
     assert service["image"].startswith("tensorflow/serving:")
     assert "../export:/models:ro" in service["volumes"]
     flags = dict(arg.lstrip("-").split("=", 1) for arg in service["command"])
-    assert flags["model_config_file"] == "/config/models.config"
+    # The file `kerasdrop export` keeps beside the repository (its default --models-config).
+    assert flags["model_config_file"] == "/models/models.config"
     assert flags["enable_batching"] == "true" and flags["enable_model_warmup"] == "true"
     mounted = {volume.split(":")[1] for volume in service["volumes"]}
-    for flag in ("model_config_file", "batching_parameters_file", "monitoring_config_file"):
+    for flag in ("batching_parameters_file", "monitoring_config_file"):
         assert flags[flag] in mounted, f"{flag} points at a file the compose file does not mount"
     for volume in service["volumes"]:
         source = volume.split(":")[0]
@@ -67,3 +67,28 @@ def test_kubernetes_manifests():
             line for line in (SERVE / name).read_text().splitlines() if not line.startswith("#")).strip()
     (inference,) = yaml.safe_load_all((SERVE / "k8s" / "inferenceservice.yaml").read_text())
     assert inference["kind"] == "InferenceService" and "tensorflow" in inference["spec"]["predictor"]
+
+
+def _compose_healthcheck(port: int, model: str) -> list[str]:
+    test = yaml.safe_load((SERVE / "docker-compose.yml").read_text())["services"]["tf-serving"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    return [part.replace("8501", str(port)).replace("lenet5", model) for part in test[1:]]
+
+
+def test_compose_healthcheck_needs_only_what_the_tensorflow_serving_image_ships(shared_testdata):
+    import shutil
+    import subprocess
+
+    from tests.serving.conftest import running_server
+
+    command = _compose_healthcheck(8501, "lenet5")
+    # tensorflow_serving/tools/docker/Dockerfile: ubuntu + ca-certificates + the server; bash runs its entrypoint.
+    assert command[0] == "bash" and not {"curl", "wget"} & set(" ".join(command).split())
+    assert shutil.which("bash")
+    with running_server(models={"lenet5": shared_testdata / "saved_model_half_plus_two_cpu"}) as server:
+        healthy = subprocess.run(_compose_healthcheck(server.rest_port, "lenet5"), timeout=10)
+        unknown_model = subprocess.run(_compose_healthcheck(server.rest_port, "not_served"), timeout=10)
+        port = server.rest_port
+    assert healthy.returncode == 0
+    assert unknown_model.returncode != 0
+    assert subprocess.run(_compose_healthcheck(port, "lenet5"), timeout=10, stderr=subprocess.DEVNULL).returncode != 0
