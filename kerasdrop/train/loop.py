@@ -234,7 +234,8 @@ def train(
     existed = out.exists()
     _prepare_run_dir(out, resume=resume, chief=chief)
     try:
-        return _train_in(recipe, out, strategy, chief=chief, resume=resume, verbose=verbose, callbacks=callbacks)
+        return _train_in(recipe, out, strategy, chief=chief, resume=resume, verbose=verbose, callbacks=callbacks,
+                         backup=backup)
     except BaseException as error:
         completed = len(artifacts.read_history_csv(out / "history.csv"))
         # A new run that ends before its first epoch holds nothing worth resuming: leave no directory
@@ -269,7 +270,8 @@ def _remove_run_files(out: pathlib.Path, *, keep_directory: bool) -> bool:
     return True
 
 
-def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resume: bool, verbose, callbacks) -> Run:
+def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resume: bool, verbose, callbacks,
+              backup: bool = True) -> Run:
     """The run itself, in a prepared run directory `out` (see `train`)."""
     # Non-chief workers still run every callback; they write into a scratch directory.
     write_dir = out if chief else pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-worker-"))

@@ -125,7 +125,11 @@ def test_datasize_runs_skip_the_backup_and_an_interrupted_run_is_trained_again(d
     assert not (run / "backup").exists()
     finished = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").unlink()  # as if killed before the end
-    again = sweep(dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None], out=out)
+    lines = []
+    again = sweep(dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None], out=out, progress=lines.append)
+    runs = [line for line in lines if line.startswith("run ")]
+    assert runs[0].startswith("run 1/8: size 20, rate 0, seed 0: training 2 epochs")
+    assert len(runs) == 8 and sum("finished earlier, reused" in line for line in runs) == 7
     retrained = json.loads((run / "metrics.json").read_text())
     # Seeded and deterministic: the retrained run measures what the first one did.
     assert retrained["test_accuracy"] == finished["test_accuracy"]
