@@ -353,6 +353,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_describe(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.zoo import create_model
+    from kerasdrop.zoo.head import describe_head
     from kerasdrop.zoo.rewire import head_dropout_layers
 
     model = create_model(args.name, **_model_kwargs(args))
@@ -470,6 +471,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         report = verify(args.path, probe_range=tuple(args.probe_range) if args.probe_range else None)
     except UnusableInputError as error:
         print(f"kerasdrop verify: unusable input: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # never a traceback: anything the verifier could not handle is unusable input
+        from kerasdrop.verify.numerical import one_line
+
+        print(f"kerasdrop verify: could not verify {args.path}: {one_line(error)}", file=sys.stderr)
         return 2
     _print_report(report, args.json)
     return report.exit_code
@@ -627,21 +633,6 @@ def _input_row_shape(signatures: dict, signature: str) -> tuple:
         raise UsageError(f"Signature {signature!r} takes {', '.join(sorted(inputs)) or 'no inputs'}; "
                          "kerasdrop predict sends images to an input named `images`")
     return inputs["images"][1:]
-
-
-def describe_head(model) -> str:
-    """One line: `fc1 Dense(512, relu) -> fc1_dropout Dropout(0.5) -> ... -> predictions Dense(10, softmax)`."""
-    parts = []
-    for layer in model.layers:
-        if layer.name.startswith("fc") or layer.name == "predictions":
-            config = layer.get_config()
-            if "units" in config:
-                parts.append(f"{layer.name} Dense({config['units']}, {config['activation']})")
-            elif "rate" in config:
-                parts.append(f"{layer.name} {type(layer).__name__}({config['rate']:g})")
-            else:
-                parts.append(f"{layer.name} {type(layer).__name__}")
-    return " -> ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,7 @@ def tour() -> None:
     import numpy as np
 
     import kerasdrop
-    from kerasdrop.cli import describe_head
+    from kerasdrop.zoo.head import describe_head
 
     print(f"kerasdrop zoo: {', '.join(kerasdrop.list_models())} (+ keras_app:<Name>)\n")
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ Pixels are integers 0..16 (4x4 blocks of a 32x32 bitmap counted); the split is s
 
 from __future__ import annotations
 
-from kerasdrop.data.core import Split, split_from_arrays
+from kerasdrop.data.split import Split, split_from_arrays
 
 PIXEL_RANGE = (0.0, 16.0)
 

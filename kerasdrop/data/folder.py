@@ -11,7 +11,7 @@ import os
 import pathlib
 
 from kerasdrop._validation import invalid_argument
-from kerasdrop.data.core import Split, split_arrays
+from kerasdrop.data.split import Split, split_arrays
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 

@@ -7,7 +7,7 @@ so tests can assert that training works without any download.
 from __future__ import annotations
 
 from kerasdrop._validation import invalid_argument
-from kerasdrop.data.core import Split, split_from_arrays
+from kerasdrop.data.split import Split, split_from_arrays
 
 DEFAULT_SHAPE = (16, 16, 1)
 DEFAULT_CLASSES = 4

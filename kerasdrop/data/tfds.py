@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from kerasdrop._validation import invalid_argument
-from kerasdrop.data.core import Split
+from kerasdrop.data.split import Split
 
 _RANGE_BY_DTYPE = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
 

@@ -84,7 +84,7 @@ def export(
     from kerasdrop.export.onnx import write_onnx
     from kerasdrop.export.savedmodel import write_savedmodel
     from kerasdrop.export.warmup import write_warmup
-    from kerasdrop.verify import numerical, runtimes
+    from kerasdrop.verify import numerical, probes, runtimes
     from kerasdrop.verify.api import verify_keras, verify_saved_model
 
     # --- arguments, checked before any work ----------------------------------------------------
@@ -102,11 +102,13 @@ def export(
     # --- 1. verify the Keras model ---------------------------------------------------------------
     started = time.perf_counter()
     if isinstance(model_or_path, keras.Model):
-        model, target, source = model_or_path, model_or_path.name, None
+        model, target, recorded_range, source = model_or_path, model_or_path.name, None, None
     else:
         model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
+        recorded_range = probes.run_recorded_range(model_or_path)
     report = Report(target=target, kind="export")
-    report.extend(verify_keras(model))
+    # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
+    report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
     seconds["verify_keras"] = time.perf_counter() - started
     if not report.ok:
         raise ExportRefusedError(f"{target} failed inference-mode verification; nothing was exported.", report)

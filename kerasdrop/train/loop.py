@@ -7,6 +7,7 @@ and curves. Only the chief process writes the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -21,6 +22,7 @@ import tempfile
 import time
 from typing import Any, Sequence
 
+from kerasdrop._keras_compat import MULTI_WORKER_STEPS_PER_EXECUTION, multi_worker_fit
 from kerasdrop.train import artifacts
 from kerasdrop.train.recipe import Recipe, RecipeError, check_recipe, load_recipe, recipe_from_dict
 
@@ -170,10 +172,8 @@ def compile_for_training(model, training, *, steps_per_epoch: int) -> None:
         optimizer=_optimizer(training.optimizer, training.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        # More steps per execution than an epoch has would overshoot Keras' progress bar. Keras 3.15's
-        # multi-step loop fails under MultiWorkerMirroredStrategy ("You must feed a value for
-        # placeholder tensor 'while/.../Placeholder'"), so multi-worker runs one step per call.
-        steps_per_execution=1 if training.strategy == "multi_worker"
+        # More steps per execution than an epoch has would overshoot Keras' progress bar.
+        steps_per_execution=MULTI_WORKER_STEPS_PER_EXECUTION if training.strategy == "multi_worker"
         else min(training.steps_per_execution, max(1, steps_per_epoch)),
         # XLA measured slower than plain graphs for these models on CPU (bench/train_throughput.py),
         # and Keras turns it off anyway under op determinism.
@@ -307,8 +307,6 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
             )
             compile_for_training(model, recipe.training,
                                  steps_per_epoch=math.ceil((info.num_train_full or info.num_train) / recipe.training.batch_size))
-            if recipe.training.strategy == "multi_worker":
-                _prebuild_for_multi_worker(model, data.train)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -332,17 +330,18 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
                                                            patience=recipe.training.early_stopping_patience))
 
     # --- fit ----------------------------------------------------------------------------------
-    started = time.perf_counter()
-    model.fit(data.train, validation_data=data.validation, epochs=recipe.training.epochs,
-              callbacks=run_callbacks, verbose=verbose, shuffle=False)  # the pipeline shuffles, seeded
-    seconds = time.perf_counter() - started
+    with _distributed_fit_context(recipe.training.strategy, strategy, model, data.train):
+        started = time.perf_counter()
+        model.fit(data.train, validation_data=data.validation, epochs=recipe.training.epochs,
+                  callbacks=run_callbacks, verbose=verbose, shuffle=False)  # the pipeline shuffles, seeded
+        seconds = time.perf_counter() - started
 
-    # --- final model, history, metrics, curves ------------------------------------------------
-    history = artifacts.read_history_csv(history_csv)
-    mixed_precision = recipe.training.precision != "float32"
-    if mixed_precision:
-        model = _saved_as_float32(model, write_dir, recipe.training)
-    metrics = _evaluate(model, data, history, monitor)
+        # --- final model, history, metrics, curves --------------------------------------------
+        history = artifacts.read_history_csv(history_csv)
+        mixed_precision = recipe.training.precision != "float32"
+        if mixed_precision:
+            model = _saved_as_float32(model, write_dir, recipe.training)
+        metrics = _evaluate(model, data, history, monitor)
     metrics["seconds"] = round(seconds, 2)
     if chief:
         if not mixed_precision:  # _saved_as_float32 already wrote model.keras
@@ -359,41 +358,14 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     return Run(out, recipe, metrics, history)
 
 
-def _prebuild_for_multi_worker(model, train_pipeline) -> None:
-    """Works around two Keras 3.15 defects that stop `fit` under MultiWorkerMirroredStrategy.
-
-    1. `fit` pre-builds by reducing the first distributed batch with `strategy.reduce("MEAN", ...)`,
-       which fails eagerly ("Attempt to convert a value (PerReplica...) to a Tensor"). The build only
-       needs shapes, so one undistributed batch does the same job.
-    2. Each step's logs are reduced with `strategy.reduce("MEAN", v, axis=0)`, which fails for the
-       scalar loss and metrics ("Invalid reduction dimension 0 for input with 0 dimensions").
-       Scalars are reduced over replicas only (axis=None).
-    """
-    from keras.src.backend.tensorflow import trainer as tensorflow_trainer
-
-    images, labels = next(iter(train_pipeline))
-    model._symbolic_build(data_batch=(images, labels))
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-
-    original = tensorflow_trainer.reduce_per_replica
-    if getattr(original, "kerasdrop_patched", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and tensorflow_trainer._collective_all_reduce_multi_worker(strategy):
-            import tensorflow as tf
-
-            def reduce(value):
-                if not isinstance(value, tf.distribute.DistributedValues):
-                    return value
-                rank = strategy.experimental_local_results(value)[0].shape.rank
-                return strategy.reduce("MEAN", value, axis=None if rank == 0 else 0)
-
-            return tf.nest.map_structure(reduce, values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.kerasdrop_patched = True
-    tensorflow_trainer.reduce_per_replica = reduce_per_replica
+def _distributed_fit_context(strategy_name: str, strategy, model, train_pipeline):
+    """Where fit and evaluate run: with Keras' workarounds (restored on exit) only under multi-worker."""
+    if strategy_name != "multi_worker":
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(strategy.scope())  # the pre-build creates variables, so inside the strategy
+    stack.enter_context(multi_worker_fit(model, train_pipeline))
+    return stack
 
 
 def _saved_as_float32(model, write_dir: pathlib.Path, training):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pathlib
 
-from kerasdrop.verify import graph, numerical, parity, runtimes, structure
+from kerasdrop.verify import graph, numerical, onnx_graph, parity, probes, runtimes, signatures, structure
 from kerasdrop.verify.report import Report, UnusableInputError
 
 
@@ -15,8 +15,8 @@ def verify(target, *, probe_range: tuple[float, float] | None = None) -> Report:
     Args:
         target: a `keras.Model`, a `.keras` file, a SavedModel directory (with `model.onnx` beside it,
             as kerasdrop exports write, both are checked and compared), or an `.onnx` file.
-        probe_range: `(low, high)` of the probe inputs; default: the model's own pixel range when it
-            has an `input_rescaling` layer, else [0, 1].
+        probe_range: `(low, high)` of the probe inputs; default: the range the model declares (its
+            Rescaling layer, the training run's recorded pixel range, its warmup requests), else [0, 1].
 
     Returns:
         A `Report`; `report.ok` is False when any check found an error.
@@ -34,71 +34,67 @@ def verify(target, *, probe_range: tuple[float, float] | None = None) -> Report:
     if path.is_dir():
         return verify_saved_model(path, probe_range=probe_range)
     if path.suffix == ".keras":
-        return verify_keras(runtimes.load_keras_model(path), probe_range=probe_range, target=str(path))
+        model = runtimes.load_keras_model(path)
+        return verify_keras(model, probe_range=probe_range or probes.run_recorded_range(path), target=str(path))
     if path.suffix == ".onnx":
         return verify_onnx(path, probe_range=probe_range)
     raise UnusableInputError(f"Cannot verify {path}: expected a .keras file, a SavedModel directory or an .onnx file.")
 
 
-def verify_keras(model, *, probe_range=None, target: str | None = None) -> Report:
-    """Checks 1 and 3 on a Keras model: structure, repeatability, batch independence, twin parity."""
+def verify_keras(model, *, probe_range=None, target: str | None = None, for_export: bool = False) -> Report:
+    """Checks 1 and 3 on a Keras model: structure, repeatability, batch independence, twin parity.
+
+    `for_export`: judged as `kerasdrop export` serves it (traced with training=False), so layers that
+    only a call without `training` activates (augmentation) are warnings, listed in
+    `report.neutralised`; for `kerasdrop verify` they are errors, as `model(x)` and `model.export` are.
+    """
     report = Report(target=target or model.name, kind="keras")
-    structure.check_structure(model, report)
-    low, high = probe_range or numerical.keras_probe_range(model)
-    images = numerical.probe_images(model.input_shape[1:], low, high)
-    # Both ways a model gets traced for serving: kerasdrop export passes training=False (which Keras 3
-    # propagates over pinned flags); `model.export` and most other exporters pass nothing, so layers
-    # pinned to training=True and augmentation layers stay active.
-    numerical.check_function(lambda batch: model(batch, training=False), images, report,
-                             location=f"{model.name} called with training=False")
-    # kerasdrop export never serves this path, so a failure here is a warning about other exporters;
-    # layers pinned to training=True are errors already (structure check).
-    numerical.check_function(lambda batch: model(batch), images, report,
+    report.neutralised = structure.check_structure(model, report, for_export=for_export)
+    specs = probes.keras_input_specs(model)
+    low, high = probes.integer_range(specs, *(probe_range or numerical.keras_probe_range(model)))
+    inputs = probes.probe_inputs(specs, low, high)
+    batch_test = probes.all_batched(specs)
+    numerical.check_function(lambda batch: runtimes.call_keras(model, batch, False), inputs, report,
+                             location=f"{model.name} called with training=False", batch_test=batch_test)
+    # `model(x)` is what `model.export`, `tf.saved_model.save` and most exporters trace.
+    numerical.check_function(lambda batch: runtimes.call_keras(model, batch, None), inputs, report,
                              location=f"{model.name} called without training (as model.export traces it)",
-                             severity="warning")
-    numerical.check_keras_twin(model, images, report)
+                             severity="warning" if for_export else "error", batch_test=batch_test)
+    numerical.check_keras_twin(model, runtimes.call_keras, inputs, report)
     return report
 
 
 def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Report | None = None,
                        reference: dict | None = None) -> Report:
-    """Checks 2 and 3 on every signature; with `model.onnx` beside it, the ONNX file and their parity.
+    """Checks 2 to 4 on every signature; with `model.onnx` beside it, the ONNX file and their parity.
 
-    `reference`: `{name: run}` the written artefacts must also agree with (the export passes the
-    Keras model), checked on the runtimes loaded here rather than loading them a second time.
+    The graph is scanned before anything runs: an op that could act outside the process (file
+    system, network, unknown state) stops the verification there. `reference`: `{name: run}` the
+    written artefacts must also agree with (the export passes the Keras model).
     """
     report = report or Report(target=str(directory), kind="savedmodel")
-    signature_names = graph.check_saved_model_graph(directory, report)
-    loaded = runtimes.load_saved_model(directory)
-    low, high = probe_range or (0.0, 1.0)
-    serving = None
-    for name in signature_names:
-        signature = loaded.signatures.get(name)
-        batch_input = runtimes.float_batch_input(signature) if signature is not None else None
-        if batch_input is None:
-            report.add(numerical.CHECK, "info", f"signature {name}", "not a single float batch input: numerical "
-                       "checks skipped (the graph scan covered it)")
-            continue
-        input_name, row_shape = batch_input
-        run = runtimes.saved_model_runtime(signature, input_name)
-        images = numerical.probe_images(row_shape, low, high)
-        numerical.check_function(run, images, report, location=f"signature {name}",
-                                 expect_stochastic=name in graph.STOCHASTIC_SIGNATURES)
-        if name == "serving_default":
-            serving = (run, row_shape)
+    scan = graph.check_saved_model_graph(directory, report)
     onnx_path = pathlib.Path(directory) / "model.onnx"
-    onnx_run = verify_onnx(onnx_path, probe_range=(low, high), report=report) if onnx_path.is_file() else None
+    if not scan.runnable:
+        report.add(numerical.CHECK, "info", str(directory), "not run: the graph scan refused it before any execution")
+        if onnx_path.is_file():
+            onnx_graph.check_onnx_graph(onnx_path, report)
+        return report
+    served = signatures.check_signatures(directory, scan, report, probe_range=probe_range)
+    serving = served.get("serving_default")
+    low, high = probe_range or probes.DEFAULT_RANGE
+    onnx_run = verify_onnx(onnx_path, probe_range=probe_range, report=report) if onnx_path.is_file() else None
     if serving is None:
         if reference:
-            report.add(parity.CHECK, "error", "signature serving_default", "no serving_default signature taking one "
-                       "float batch input, so the artefact cannot be compared with the model", "re-export")
+            report.add(parity.CHECK, "error", "signature serving_default", "no serving_default signature that runs, so "
+                       "the artefact cannot be compared with the model", "re-export")
         return report
-    run, row_shape = serving
-    batches = {size: numerical.probe_images(row_shape, low, high, batch=size, seed=size) for size in parity.BATCH_SIZES}
+    batches = {size: probes.probe_inputs(serving.specs, low, high, batch=size, seed=size)
+               for size in parity.BATCH_SIZES}
     if onnx_run is not None:
-        parity.check_parity({"savedmodel": run, "onnxruntime": onnx_run}, batches, report)
+        parity.check_parity({"savedmodel": serving.run, "onnxruntime": onnx_run}, batches, report)
     if reference:
-        written = {"savedmodel": run, **({"onnxruntime": onnx_run} if onnx_run is not None else {})}
+        written = {"savedmodel": serving.run, **({"onnxruntime": onnx_run} if onnx_run is not None else {})}
         parity.check_parity({**reference, **written}, batches, report)
     return report
 
@@ -107,17 +103,25 @@ def verify_onnx(path: pathlib.Path, *, probe_range=None, report: Report | None =
     """Checks 2 and 3 on an ONNX file. Returns the report, or (inside a SavedModel check) the runtime."""
     standalone = report is None
     report = report or Report(target=str(path), kind="onnx")
-    graph.check_onnx_graph(path, report)
-    session = runtimes.onnx_session(path)
-    batch_input = runtimes.onnx_batch_input(session)
+    errors = len(report.errors)
+    onnx_graph.check_onnx_graph(path, report)
+    try:
+        session = runtimes.onnx_session(path)
+    except UnusableInputError as error:
+        if len(report.errors) == errors:
+            raise
+        # Already refused by the graph scan: the verdict stands, with the load failure beside it.
+        report.add(numerical.CHECK, "error", f"onnx {path.name}", f"not run: {error}")
+        return report if standalone else None
+    specs = runtimes.onnx_input_specs(session)
     run = None
-    if batch_input is None:
-        report.add(numerical.CHECK, "info", f"onnx {path.name}", "not a single float batch input: numerical checks "
-                   "skipped (the graph scan covered it)")
+    if specs is None:
+        report.add(numerical.CHECK, "warning", f"onnx {path.name}", "an input is not a plain tensor (sequence or "
+                   "map): numerical checks skipped (the graph scan covered it)")
     else:
-        input_name, row_shape = batch_input
-        low, high = probe_range or (0.0, 1.0)
-        run = runtimes.onnx_runtime(session, input_name)
-        numerical.check_function(run, numerical.probe_images(row_shape, low, high), report,
-                                 location=f"onnxruntime {path.name}")
+        low, high = probes.integer_range(specs, *(probe_range or probes.DEFAULT_RANGE))
+        run = runtimes.onnx_runtime(session)
+        inputs = signatures.accepted_probes(run, specs, [], low, high)
+        numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}",
+                                 batch_test=probes.all_batched(specs))
     return report if standalone else run

@@ -1,25 +1,34 @@
-"""Check 2: scan the written graphs for random ops and training-mode batch norm.
+"""Check 2 (SavedModel): scan every op a served signature can execute, before anything runs.
 
-SavedModel: every node reachable from each signature's outputs, and every op of every function
-those nodes call, recursively (the body of a Keras model lives in nested functions). ONNX: every
-node, including subgraphs of If/Loop/Scan, plus Dropout nodes whose `training_mode` is not a
-constant false (ONNX Runtime drops Dropout nodes regardless, so its outputs cannot reveal this).
+Every node reachable from each signature's outputs, every op of every function those nodes call
+(recursively: a Keras model's body lives in nested functions), and the init ops a loader runs.
+Each op is judged by TensorFlow's own op registry (`OpDef.is_stateful`, seed attributes, written
+resource inputs) against an allowlist of read-only state ops, not by a list of known bad names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 
-from kerasdrop.verify.ops import (
-    ONNX_RANDOM_OPS, TF_BATCH_NORM_OPS, TF_STATE_MUTATION_OPS, TF_STATEFUL_RANDOM_OPS, TF_STATELESS_RANDOM_OPS,
-)
+from kerasdrop.verify import ops as tf_ops
 from kerasdrop.verify.report import CheckRun, Report, UnusableInputError
 from kerasdrop.verify.structure import STOCHASTIC_ACTION
 
 CHECK = "graph"
 # Signatures allowed (and expected) to be random: kerasdrop's opt-in Monte Carlo dropout.
 STOCHASTIC_SIGNATURES = ("mc_dropout",)
+# What a SavedModel loader runs before any signature: TF2's init signature and TF1's collections.
+INIT_SIGNATURE = "__saved_model_init_op"
+INIT_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "table_initializer", "saved_model_legacy_init_op")
+
+
+@dataclasses.dataclass
+class GraphScan:
+    signatures: list[str]  # every signature TF Serving would serve
+    runnable: bool = True  # False: an op may act outside the process; nothing may be executed
+    writes: dict = dataclasses.field(default_factory=dict)  # signature -> [(location, op)] state writes
 
 
 def read_saved_model(directory: pathlib.Path):
@@ -48,22 +57,20 @@ def _called_functions(node, functions) -> list[str]:
     return names
 
 
-def signature_ops(meta_graph, signature_name: str) -> list[tuple[str, str, object]]:
-    """`(location, op type, NodeDef)` of every op a signature can execute."""
+def reachable_ops(meta_graph, roots: list[str]) -> list[tuple[str, object]]:
+    """`(location, NodeDef)` of every op reachable from `roots` (node names), into every called function."""
     graph = meta_graph.graph_def
     functions = {function.signature.name: function for function in graph.library.function}
     nodes = {node.name: node for node in graph.node}
-    signature = meta_graph.signature_def[signature_name]
-    pending = [tensor.name.split(":")[0].lstrip("^") for tensor in signature.outputs.values()]
-    seen_nodes, seen_functions, found = set(), set(), []
-    function_queue = []
+    pending = [name.split(":")[0].lstrip("^") for name in roots]
+    seen_nodes, seen_functions, found, function_queue = set(), set(), [], []
     while pending:
         name = pending.pop()
         if name in seen_nodes or name not in nodes:
             continue
         seen_nodes.add(name)
         node = nodes[name]
-        found.append((name, node.op, node))
+        found.append((name, node))
         pending.extend(entry.split(":")[0].lstrip("^") for entry in node.input)
         function_queue.extend(_called_functions(node, functions))
     while function_queue:
@@ -72,121 +79,99 @@ def signature_ops(meta_graph, signature_name: str) -> list[tuple[str, str, objec
             continue
         seen_functions.add(function_name)
         for node in functions[function_name].node_def:
-            found.append((f"{function_name}/{node.name}", node.op, node))
+            found.append((f"{function_name}/{node.name}", node))
             function_queue.extend(_called_functions(node, functions))
-    return found
+    return [(location, node) for location, node in found if node.op not in functions]
 
 
-def check_saved_model_graph(directory: pathlib.Path, report: Report) -> list[str]:
-    """Scans every signature; returns the signature names."""
+def signature_ops(meta_graph, signature_name: str) -> list[tuple[str, str, object]]:
+    """`(location, op type, NodeDef)` of every op a signature can execute."""
+    signature = meta_graph.signature_def[signature_name]
+    roots = [tensor.name for tensor in signature.outputs.values()]
+    return [(location, node.op, node) for location, node in reachable_ops(meta_graph, roots)]
+
+
+def init_ops(meta_graph) -> list[tuple[str, str, object]]:
+    """Ops a loader runs on load (TF2 init signature, TF1 main/legacy init and table initializers)."""
+    roots = []
+    if INIT_SIGNATURE in meta_graph.signature_def:
+        roots += [tensor.name for tensor in meta_graph.signature_def[INIT_SIGNATURE].outputs.values()]
+    for key in INIT_COLLECTIONS:
+        if key in meta_graph.collection_def:
+            roots += list(meta_graph.collection_def[key].node_list.value)
+    return [(location, node.op, node) for location, node in reachable_ops(meta_graph, roots)]
+
+
+def served_signatures(meta_graph) -> list[str]:
+    # `__saved_model_init_op` and friends are TF's own bookkeeping; TF Serving serves every other key.
+    return sorted(name for name in meta_graph.signature_def if not name.startswith("__"))
+
+
+def check_saved_model_graph(directory: pathlib.Path, report: Report) -> GraphScan:
+    """Scans the init ops and every signature. `scan.runnable` is False when nothing may be executed."""
     started = time.perf_counter()
     meta_graph = read_saved_model(directory)
-    # `__saved_model_init_op` and friends are TF's own bookkeeping, not servable signatures.
-    names = sorted(name for name in meta_graph.signature_def if not name.startswith("__"))
+    scan = GraphScan(served_signatures(meta_graph))
     total = 0
-    for name in names:
+    for location, op, node in init_ops(meta_graph):
+        total += 1
+        if tf_ops.classify_tf_op(node) in tf_ops.NOT_RUNNABLE:
+            scan.runnable = False
+            _refuse(report, "init op (run on load)", location, op, tf_ops.classify_tf_op(node))
+    for name in scan.signatures:
         ops = signature_ops(meta_graph, name)
         total += len(ops)
-        random_ops = [(location, op) for location, op, _ in ops
-                      if op in TF_STATEFUL_RANDOM_OPS or op in TF_STATELESS_RANDOM_OPS]
-        training_norms = [location for location, op, node in ops
-                          if op in TF_BATCH_NORM_OPS and "is_training" in node.attr and node.attr["is_training"].b]
-        if name in STOCHASTIC_SIGNATURES:
-            if random_ops:
-                report.add(CHECK, "info", f"signature {name}", f"{len(random_ops)} random ops, as Monte Carlo dropout "
-                           "requires; this signature is opt-in and never the default")
-            else:
-                report.add(CHECK, "error", f"signature {name}", "has no random op: Monte Carlo dropout cannot vary",
-                           "re-export with --mc-samples on a model that has dropout layers")
-        else:
-            for location, op in random_ops:
-                kind = "stateless (fixed seed: the same mask on every call)" if op in TF_STATELESS_RANDOM_OPS else "stateful"
-                report.add(CHECK, "error", f"signature {name}: {location}", f"{kind} random op {op} in a serving "
-                           "signature", STOCHASTIC_ACTION)
-            if not random_ops:
-                report.add(CHECK, "info", f"signature {name}", f"no random op among {len(ops)} ops (nested functions "
-                           "included)")
-        if name not in STOCHASTIC_SIGNATURES:
-            for location, op in [(location, op) for location, op, _ in ops if op in TF_STATE_MUTATION_OPS]:
-                report.add(CHECK, "error", f"signature {name}: {location}", f"{op} writes a variable while serving: "
-                           "inference changes the model's state (training-mode BatchNormalization updating its "
-                           "moving statistics, or a random seed advancing)",
-                           "call BatchNormalization and dropout layers without training=True before exporting")
-        for location in training_norms:
+        _check_signature(name, ops, report, scan)
+    report.checks.append(CheckRun(CHECK, str(directory), time.perf_counter() - started,
+                                  f"{len(scan.signatures)} signatures, {total} ops"))
+    return scan
+
+
+def _refuse(report: Report, where: str, location: str, op: str, hazard: str) -> None:
+    what = ("is not a registered TensorFlow op (TF Serving cannot load it either)" if hazard == tf_ops.UNREGISTERED
+            else "is stateful with effects outside the model (file system, network, I/O or unknown state)")
+    report.add(CHECK, "error", f"{where}: {location}", f"{op} {what}: refused before running anything",
+               "remove the op from the served graph; a servable must not act outside the model")
+
+
+def _check_signature(name: str, ops: list, report: Report, scan: GraphScan) -> None:
+    stochastic = name in STOCHASTIC_SIGNATURES
+    random_ops, writes = [], []
+    for location, op, node in ops:
+        hazard = tf_ops.classify_tf_op(node)
+        if hazard in tf_ops.NOT_RUNNABLE:
+            scan.runnable = False
+            _refuse(report, f"signature {name}", location, op, hazard)
+        elif hazard in (tf_ops.RANDOM, tf_ops.FIXED_SEED):
+            random_ops.append((location, op, hazard))
+        elif hazard == tf_ops.STATE_WRITE:
+            writes.append((location, op))
+        if op in tf_ops.TF_BATCH_NORM_OPS and "is_training" in node.attr and node.attr["is_training"].b:
             report.add(CHECK, "error", f"signature {name}: {location}", "batch normalization with is_training=true: "
                        "uses the batch's statistics, so a prediction depends on the rest of the batch",
                        "call BatchNormalization without training=True before exporting")
-    report.checks.append(CheckRun(CHECK, str(directory), time.perf_counter() - started,
-                                  f"{len(names)} signatures, {total} ops"))
-    return names
-
-
-def read_onnx(path: pathlib.Path):
-    import onnx
-
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise UnusableInputError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as error:  # onnx raises DecodeError and friends
-        raise UnusableInputError(f"{path} is not a readable ONNX model: {error}") from None
-
-
-def _onnx_nodes(graph, prefix=""):
-    import onnx
-
-    for node in graph.node:
-        location = f"{prefix}{node.name or node.op_type}"
-        yield location, node, graph
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _onnx_nodes(attribute.g, prefix=f"{location}/")
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for subgraph in attribute.graphs:
-                    yield from _onnx_nodes(subgraph, prefix=f"{location}/")
-
-
-def _constant_values(model) -> dict[str, object]:
-    import onnx.numpy_helper
-
-    values = {}
-    graphs = [model.graph] + [g for _, node, _ in _onnx_nodes(model.graph) for a in node.attribute
-                              for g in ([a.g] if a.HasField("g") else list(a.graphs))]
-    for graph in graphs:
-        for initializer in graph.initializer:
-            values[initializer.name] = onnx.numpy_helper.to_array(initializer)
-        for node in graph.node:
-            if node.op_type == "Constant":
-                for attribute in node.attribute:
-                    if attribute.name == "value":
-                        values[node.output[0]] = onnx.numpy_helper.to_array(attribute.t)
-    return values
-
-
-def check_onnx_graph(path: pathlib.Path, report: Report) -> None:
-    started = time.perf_counter()
-    model = read_onnx(path)
-    constants = _constant_values(model)
-    count, problems = 0, 0
-    for location, node, _ in _onnx_nodes(model.graph):
-        count += 1
-        if node.op_type in ONNX_RANDOM_OPS:
-            problems += 1
-            report.add(CHECK, "error", f"onnx node {location}", f"random op {node.op_type}", STOCHASTIC_ACTION)
-        elif node.op_type == "Dropout" and len(node.input) >= 3 and node.input[2]:
-            value = constants.get(node.input[2])
-            if value is None or bool(value.reshape(-1)[0]):
-                problems += 1
-                state = "a runtime input" if value is None else "constant true"
-                report.add(CHECK, "error", f"onnx node {location}", f"Dropout with training_mode {state}: runtimes that "
-                           "honour it drop units at inference (ONNX Runtime deletes Dropout, so it cannot show this)",
-                           "re-export with training_mode false, or remove the Dropout node")
-        elif node.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i for a in node.attribute):
-            problems += 1
-            report.add(CHECK, "error", f"onnx node {location}", "BatchNormalization with training_mode=1 uses batch "
-                       "statistics", "export BatchNormalization in inference mode")
-    if not problems:
-        report.add(CHECK, "info", f"onnx {pathlib.Path(path).name}", f"no random op, no training-mode Dropout or "
-                   f"BatchNormalization among {count} nodes")
-    report.checks.append(CheckRun(CHECK, str(path), time.perf_counter() - started, f"{count} ONNX nodes"))
+    scan.writes[name] = writes
+    if stochastic:
+        if random_ops:
+            report.add(CHECK, "info", f"signature {name}", f"{len(random_ops)} random ops, as Monte Carlo dropout "
+                       "requires; this signature is opt-in and never the default")
+        else:
+            report.add(CHECK, "error", f"signature {name}", "has no random op: Monte Carlo dropout cannot vary",
+                       "re-export with --mc-samples on a model that has dropout layers")
+        if writes:
+            report.add(CHECK, "info", f"signature {name}", f"{len(writes)} state writes ({writes[0][1]}, ...): run "
+                       "below to prove they leave serving_default's variables and answers unchanged")
+        return
+    for location, op, hazard in random_ops:
+        kind = ("stateless random op {op} in a served signature: the same mask on every call unless a variable "
+                "write advances its seed") if hazard == tf_ops.FIXED_SEED else \
+            "stateful random op {op} in a served signature: it samples on every call"
+        report.add(CHECK, "error", f"signature {name}: {location}", kind.format(op=op), STOCHASTIC_ACTION)
+    for location, op in writes:
+        report.add(CHECK, "error", f"signature {name}: {location}", f"{op} writes a variable while serving: "
+                   "inference changes the model's state (training-mode BatchNormalization updating its "
+                   "moving statistics, or a random seed advancing)",
+                   "call BatchNormalization and dropout layers without training=True before exporting")
+    if not random_ops and not writes:
+        report.add(CHECK, "info", f"signature {name}", f"no random op or state write among {len(ops)} ops (nested "
+                   "functions included)")

@@ -31,3 +31,59 @@ TF_STATE_MUTATION_OPS = frozenset({
 })
 ONNX_RANDOM_OPS = frozenset({"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike",
                              "Bernoulli", "Multinomial"})
+
+# --- classifying any TensorFlow op by TensorFlow's own op registry ---------------------------------
+# Stateful ops that only read state, or create or call something scanned on its own. Every other
+# stateful op (OpDef.is_stateful) either writes state, samples, or has effects outside the process.
+TF_READ_ONLY_STATE_OPS = frozenset({
+    "ReadVariableOp", "_ReadVariablesOp", "VarHandleOp", "_VarHandlesOp", "VarIsInitializedOp", "VariableShape",
+    "ResourceGather", "ResourceGatherNd", "Variable", "VariableV2", "DestroyResourceOp", "IsVariableInitialized",
+    "HashTable", "HashTableV2", "AnonymousHashTable", "MutableHashTable", "MutableHashTableV2",
+    "MutableHashTableOfTensors", "MutableHashTableOfTensorsV2", "MutableDenseHashTable", "MutableDenseHashTableV2",
+    "LookupTableFind", "LookupTableFindV2", "LookupTableSize", "LookupTableSizeV2", "LookupTableExport",
+    "LookupTableExportV2", "GuaranteeConst", "_Arg", "_Retval", "_DeviceArg", "_DeviceRetval", "MutexV2",
+    "MutexLock", "ConsumeMutexLock",
+    # Scratch memory local to one call (TF1 TensorArray/Stack): written and read within the call.
+    "TensorArray", "TensorArrayV2", "TensorArrayV3", "TensorArrayGrad", "TensorArrayGradV2", "TensorArrayGradV3",
+    "TensorArrayWriteV3", "TensorArrayReadV3", "TensorArrayGatherV3", "TensorArrayScatterV3",
+    "TensorArraySizeV3", "TensorArrayConcatV3", "TensorArraySplitV3", "TensorArrayCloseV3", "Stack", "StackV2",
+    "StackPushV2", "StackPopV2", "StackCloseV2",
+})
+# Calls and control flow: their bodies are functions, scanned like the rest.
+TF_CALL_OPS = frozenset({"StatefulPartitionedCall", "PartitionedCall", "If", "While", "Case", "StatelessIf",
+                         "StatelessWhile", "StatelessCase", "_If", "_While", "For", "SymbolicGradient"})
+# Stateful only because they may fail or log to stderr; harmless while serving.
+TF_CHECK_OPS = frozenset({"Assert", "CheckNumerics", "CheckNumericsV2", "Print", "PrintV2"})
+# Resource or reference inputs that name the state an op writes (variables, tables, optimizer slots).
+TF_WRITTEN_STATE_INPUTS = frozenset({"resource", "var", "ref", "table_handle", "handle", "accum", "accum_update",
+                                     "m", "v", "ms", "mom", "mg", "linear", "vhat", "gradient_accumulator",
+                                     "gradient_squared_accumulator", "resource_handle"})
+
+RANDOM, FIXED_SEED, STATE_WRITE, SIDE_EFFECT, UNREGISTERED = (
+    "random", "fixed-seed random", "state write", "side effect", "unregistered")
+# Findings of these kinds are refused before anything is run: running them could act outside the process.
+NOT_RUNNABLE = (SIDE_EFFECT, UNREGISTERED)
+
+
+def classify_tf_op(node) -> str | None:
+    """The hazard of one NodeDef: RANDOM, FIXED_SEED, STATE_WRITE, SIDE_EFFECT, UNREGISTERED or None."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node.op)
+    if op_def is None:
+        return UNREGISTERED
+    attrs = {attr.name for attr in op_def.attr}
+    inputs = {arg.name for arg in op_def.input_arg}
+    if node.op in TF_STATEFUL_RANDOM_OPS or "seed" in attrs or "seed2" in attrs:
+        return RANDOM
+    if node.op in TF_STATELESS_RANDOM_OPS or "seed" in inputs or {"key", "counter"} <= inputs:
+        return FIXED_SEED
+    if not op_def.is_stateful or node.op in TF_READ_ONLY_STATE_OPS or node.op in TF_CALL_OPS:
+        return None
+    if node.op in TF_CHECK_OPS:
+        stream = node.attr["output_stream"].s.decode() if "output_stream" in node.attr else "stderr"
+        return SIDE_EFFECT if stream.startswith("file://") else None
+    if node.op in TF_STATE_MUTATION_OPS or any(
+            (arg.type == 20 or arg.is_ref) and arg.name in TF_WRITTEN_STATE_INPUTS for arg in op_def.input_arg):
+        return STATE_WRITE  # 20: DT_RESOURCE
+    return SIDE_EFFECT

@@ -1,8 +1,9 @@
-"""Check 4: the written artefacts agree with the Keras model, and with each other.
+"""Check 4: the runtimes that serve an artefact agree with each other.
 
-Keras vs reloaded SavedModel vs ONNX Runtime, on probe batches of two sizes (so the dynamic batch
-dimension is exercised), within stated tolerances. `class_ids` must match exactly except where the
-top two probabilities are closer than the tolerance.
+Keras vs the TF2 SavedModel loader vs TF Serving's TF1 Session path vs ONNX Runtime, on probe
+batches of two sizes (so the dynamic batch dimension is exercised), within stated tolerances. Every
+output is compared; non-float outputs exactly, except `class_ids` where the top two probabilities
+are closer than the tolerance.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from kerasdrop.verify.numerical import ProbeFailed, call, differences
 from kerasdrop.verify.report import CheckRun, Report
 
 CHECK = "parity"
@@ -19,43 +21,54 @@ TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 BATCH_SIZES = (1, 7)
 
 
-def check_parity(runtimes: dict[str, Callable], images_by_size: dict[int, np.ndarray], report: Report) -> None:
-    """`runtimes`: name -> function(images) -> {output name: array}; the first is the reference."""
+def _class_mismatch(actual, expected, probabilities) -> int:
+    mismatch = actual != expected
+    if probabilities is not None and mismatch.any() and probabilities.shape[:-1] == mismatch.shape:
+        top_two = np.sort(probabilities, axis=-1)[..., -2:]
+        mismatch &= (top_two[..., 1] - top_two[..., 0]) > TOLERANCE["atol"]
+    return int(mismatch.sum())
+
+
+def _compare(name: str, reference_name: str, reference: dict, outputs: dict, size, report: Report) -> None:
+    missing = sorted(set(reference) - set(outputs))
+    if missing:
+        report.add(CHECK, "error", f"{name} batch {size}", f"outputs {missing} missing (has {sorted(outputs)})",
+                   "export with the same output names in every format")
+        return
+    for key, expected in reference.items():
+        actual = np.asarray(outputs[key])
+        if actual.shape != expected.shape:
+            report.add(CHECK, "error", f"{name} {key} batch {size}", f"shape {actual.shape} differs from "
+                       f"{reference_name}'s {expected.shape}", "re-export; check the dynamic batch dimension")
+        elif np.issubdtype(expected.dtype, np.integer) and np.issubdtype(actual.dtype, np.integer):
+            mismatched = _class_mismatch(actual, expected, reference.get("probabilities"))
+            if mismatched:
+                report.add(CHECK, "error", f"{name} {key} batch {size}", f"{mismatched} of {actual.size} values "
+                           f"differ from {reference_name}", "re-export; the converted graph computes something else")
+        else:
+            _, difference, close = differences({key: expected}, {key: actual})
+            if not close:
+                report.add(CHECK, "error", f"{name} {key} batch {size}", f"differs from {reference_name} by "
+                           f"{difference:.3g} (tolerance atol {TOLERANCE['atol']}, rtol {TOLERANCE['rtol']}; non-float "
+                           "outputs exactly)", "re-export; the converted graph computes something else")
+
+
+def check_parity(runtimes: dict[str, Callable], inputs_by_size: dict, report: Report, *, location: str = "") -> None:
+    """`runtimes`: name -> function(inputs) -> {output name: array}; the first is the reference."""
     started = time.perf_counter()
     names = list(runtimes)
     reference_name = names[0]
-    for size, images in images_by_size.items():
-        reference = runtimes[reference_name](images)
-        for name in names[1:]:
-            outputs = runtimes[name](images)
-            missing = sorted(set(reference) - set(outputs))
-            if missing:
-                report.add(CHECK, "error", f"{name} batch {size}", f"outputs {missing} missing (has {sorted(outputs)})",
-                           "export with the same output names in every format")
-                continue
-            for key, expected in reference.items():
-                actual = np.asarray(outputs[key])
-                if actual.shape != expected.shape:
-                    report.add(CHECK, "error", f"{name} {key} batch {size}", f"shape {actual.shape} differs from "
-                               f"{reference_name}'s {expected.shape}", "re-export; check the dynamic batch dimension")
-                    continue
-                if np.issubdtype(expected.dtype, np.integer):
-                    probabilities = reference.get("probabilities")
-                    mismatch = actual != expected
-                    if probabilities is not None and mismatch.any():
-                        top_two = np.sort(probabilities, axis=-1)[..., -2:]
-                        mismatch &= (top_two[..., 1] - top_two[..., 0]) > TOLERANCE["atol"]
-                    if mismatch.any():
-                        report.add(CHECK, "error", f"{name} {key} batch {size}", f"{int(mismatch.sum())} of "
-                                   f"{mismatch.size} predicted classes differ from {reference_name}",
-                                   "re-export; the converted graph computes something else")
-                    continue
-                difference = float(np.max(np.abs(actual.astype("float64") - expected.astype("float64"))))
-                if not np.allclose(actual, expected, **TOLERANCE):
-                    report.add(CHECK, "error", f"{name} {key} batch {size}", f"differs from {reference_name} by up to "
-                               f"{difference:.3g} (tolerance atol {TOLERANCE['atol']}, rtol {TOLERANCE['rtol']})",
-                               "re-export; the converted graph computes something else")
-        report.add(CHECK, "info", f"batch {size}", f"{', '.join(names[1:])} agree with {reference_name}")
+    prefix = f"{location} " if location else ""
+    for size, inputs in inputs_by_size.items():
+        try:
+            reference = call(runtimes[reference_name], inputs)
+            for name in names[1:]:
+                _compare(f"{prefix}{name}", reference_name, reference, call(runtimes[name], inputs), size, report)
+        except ProbeFailed as failure:
+            report.add(CHECK, "error", f"{prefix}batch {size}", f"a runtime raised on probes: {failure}",
+                       "make every runtime accept inputs of the signature's dtypes and shapes")
+            continue
+        report.add(CHECK, "info", f"{prefix}batch {size}", f"{', '.join(names[1:])} agree with {reference_name}")
     report.tolerances["parity"] = dict(TOLERANCE)
-    report.checks.append(CheckRun(CHECK, " vs ".join(names), time.perf_counter() - started,
-                                  f"batches of {', '.join(str(size) for size in images_by_size)}"))
+    report.checks.append(CheckRun(CHECK, f"{prefix}{' vs '.join(names)}", time.perf_counter() - started,
+                                  f"batches of {', '.join(str(size) for size in inputs_by_size)}"))

@@ -48,6 +48,9 @@ class Report:
     findings: list[Finding] = dataclasses.field(default_factory=list)
     checks: list[CheckRun] = dataclasses.field(default_factory=list)
     tolerances: dict = dataclasses.field(default_factory=dict)
+    # Layers `kerasdrop export` turned off by tracing training=False (a plain model.export would not):
+    # [{"layer": path, "class": class name, "reason": why it is active otherwise}].
+    neutralised: list = dataclasses.field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -68,6 +71,7 @@ class Report:
         self.findings.extend(other.findings)
         self.checks.extend(other.checks)
         self.tolerances.update(other.tolerances)
+        self.neutralised.extend(other.neutralised)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class Report:
             "findings": [dataclasses.asdict(finding) for finding in self.findings],
             "checks": [dataclasses.asdict(check) for check in self.checks],
             "tolerances": self.tolerances,
+            "neutralised": self.neutralised,
         }
 
     @classmethod
@@ -86,7 +91,7 @@ class Report:
             target=data["target"], kind=data["kind"],
             findings=[Finding(**finding) for finding in data["findings"]],
             checks=[CheckRun(**check) for check in data.get("checks", [])],
-            tolerances=data.get("tolerances", {}),
+            tolerances=data.get("tolerances", {}), neutralised=data.get("neutralised", []),
         )
 
     def to_json(self) -> str:
@@ -121,6 +126,10 @@ class Report:
                 if finding.severity == "info":
                     console.print(f"  [green]✓[/] [dim]{finding.check:<9}[/] {escape(finding.location)}: "
                                   f"{escape(finding.message)}", highlight=False)
+        for layer in self.neutralised:
+            console.print(f"  [yellow]neutralised[/] {escape(layer['layer'])} ({escape(layer['class'])}): "
+                          f"{escape(layer['reason'])}; this export traced training=False, a plain model.export "
+                          "would keep it active", highlight=False)
         counts = self.to_dict()["summary"]
         console.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} passed "
                       f"({len(self.checks)} check runs, {sum(c.seconds for c in self.checks):.1f}s)")

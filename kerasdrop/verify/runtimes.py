@@ -1,4 +1,9 @@
-"""Loading what is verified, and calling it the way it will be served: Keras, SavedModel, ONNX Runtime."""
+"""Loading what is verified, and calling it the way it will be served.
+
+Keras; the TF2 SavedModel loader; TF Serving's own path (the TF1 SavedModel loader into a graph and
+a Session, signatures run by their TensorInfo names); ONNX Runtime. Every runner takes and returns
+`{name: array}`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,13 @@ import pathlib
 
 import numpy as np
 
+from kerasdrop.verify.probes import InputSpec
 from kerasdrop.verify.report import UnusableInputError
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
 
 
 def load_keras_model(path: str | pathlib.Path):
@@ -25,16 +36,31 @@ def load_keras_model(path: str | pathlib.Path):
                 f"{path} contains a Lambda layer (arbitrary Python code), which Keras safe_mode refuses to load. "
                 "Rebuild the model with built-in layers or a registered custom layer instead of Lambda."
             ) from None
-        raise UnusableInputError(f"{path} cannot be loaded as a Keras model: {text}") from None
+        raise UnusableInputError(f"{path} cannot be loaded as a Keras model: {text.splitlines()[0] if text else ''}") \
+            from None
     except Exception as error:  # zip, h5 and JSON errors of a corrupt file
-        raise UnusableInputError(f"{path} cannot be loaded as a Keras model ({type(error).__name__}: {error})") from None
+        raise UnusableInputError(f"{path} cannot be loaded as a Keras model ({_first_line(error)})") from None
+
+
+def call_keras(model, inputs: dict, training):
+    """Calls `model` on `{input name: array}` in the model's own input structure."""
+    import keras
+
+    names = [tensor.name for tensor in model.inputs]
+    # Probes named by a signature (e.g. `images`) rather than by Keras' input names: match by order.
+    flat = [inputs[name] for name in names] if set(names) <= set(inputs) else list(inputs.values())
+    structure = getattr(model, "_inputs_struct", None)
+    packed = flat[0] if len(flat) == 1 and not isinstance(structure, (list, tuple, dict)) else \
+        keras.tree.pack_sequence_as(structure, flat)
+    return model(packed, training=training) if training is not None else model(packed)
 
 
 def keras_runtime(model):
+    """The Keras model as kerasdrop's `serving_default` computes it: probabilities and class ids."""
     import tensorflow as tf
 
-    def run(images):
-        probabilities = np.asarray(model(images, training=False))
+    def run(inputs):
+        probabilities = np.asarray(call_keras(model, inputs, False))
         return {"probabilities": probabilities, "class_ids": np.asarray(tf.argmax(probabilities, axis=-1))}
 
     return run
@@ -46,29 +72,76 @@ def load_saved_model(directory: str | pathlib.Path):
     try:
         return tf.saved_model.load(str(directory))
     except Exception as error:
-        raise UnusableInputError(f"{directory} cannot be loaded as a SavedModel: {type(error).__name__}: "
-                                 f"{str(error).splitlines()[0] if str(error) else ''}") from None
+        raise UnusableInputError(f"{directory} cannot be loaded as a SavedModel: {_first_line(error)}") from None
 
 
-def float_batch_input(signature) -> tuple[str, tuple] | None:
-    """`(input name, per-row shape)` when a signature takes one float tensor with a leading batch dim."""
-    _, inputs = signature.structured_input_signature
-    if len(inputs) != 1:
-        return None
-    (name, spec), = inputs.items()
-    if not spec.dtype.is_floating or spec.shape.rank is None or spec.shape.rank < 1 or spec.shape[0] is not None:
-        return None
-    return name, tuple(spec.shape[1:])
+def _numpy_dtype(tf_dtype) -> np.dtype:
+    return np.dtype(object) if tf_dtype.name == "string" else np.dtype(tf_dtype.as_numpy_dtype)
 
 
-def saved_model_runtime(signature, input_name: str):
+def signature_def_specs(signature_def) -> list[InputSpec] | None:
+    """Input specs from a SignatureDef's TensorInfo (what TF Serving reads); None for sparse inputs.
+
+    An input of unknown rank is probed as a batch of scalars (serialized tf.Examples are).
+    """
     import tensorflow as tf
 
-    def run(images):
-        outputs = signature(**{input_name: tf.constant(images)})
-        return {key: value.numpy() for key, value in outputs.items()}
+    specs = []
+    for key, info in sorted(signature_def.inputs.items()):
+        if info.WhichOneof("encoding") != "name":
+            return None
+        if info.tensor_shape.unknown_rank:
+            specs.append(InputSpec(key, _numpy_dtype(tf.dtypes.as_dtype(info.dtype)), ()))
+            continue
+        dims = [None if dim.size < 0 else dim.size for dim in info.tensor_shape.dim]
+        dtype = tf.dtypes.as_dtype(info.dtype)
+        batched = bool(dims) and dims[0] is None
+        specs.append(InputSpec(key, _numpy_dtype(dtype), tuple(dims[1:] if batched else dims), batched))
+    return specs
+
+
+def tf2_signature_runtime(signature):
+    import tensorflow as tf
+
+    _, declared = signature.structured_input_signature
+
+    def run(inputs):
+        tensors = {name: tf.constant(value, dtype=declared[name].dtype) for name, value in inputs.items()}
+        return {key: value.numpy() for key, value in signature(**tensors).items()}
 
     return run
+
+
+class SessionRuntime:
+    """TF Serving's load path: `tf.compat.v1` SavedModel loader, `Session.run` on TensorInfo names."""
+
+    def __init__(self, directory: pathlib.Path):
+        import tensorflow as tf
+        from tensorflow.python.util import deprecation
+
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        try:
+            # The TF1 loader is deprecated for new code; here it is the point: TF Serving loads this way.
+            with self.graph.as_default(), deprecation.silence():
+                self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(directory))
+        except Exception as error:
+            self.session.close()
+            raise UnusableInputError(f"{directory} cannot be loaded the way TF Serving loads it (TF1 SavedModel "
+                                     f"loader, tag 'serve'): {_first_line(error)}") from None
+
+    def runner(self, signature_name: str):
+        signature = self.meta_graph.signature_def[signature_name]
+        fetches = {key: info.name for key, info in signature.outputs.items()}
+        feeds = {key: info.name for key, info in signature.inputs.items()}
+
+        def run(inputs):
+            return self.session.run(fetches, feed_dict={feeds[key]: value for key, value in inputs.items()})
+
+        return run
+
+    def close(self) -> None:
+        self.session.close()
 
 
 def onnx_session(path: str | pathlib.Path):
@@ -77,23 +150,32 @@ def onnx_session(path: str | pathlib.Path):
     try:
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:
-        raise UnusableInputError(f"{path} cannot be loaded by ONNX Runtime: {error}") from None
+        raise UnusableInputError(f"{path} cannot be loaded by ONNX Runtime: {_first_line(error)}") from None
 
 
-def onnx_batch_input(session) -> tuple[str, tuple] | None:
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or "float" not in inputs[0].type:
-        return None
-    shape = inputs[0].shape
-    if not shape or isinstance(shape[0], int):
-        return None
-    return inputs[0].name, tuple(dim if isinstance(dim, int) else None for dim in shape[1:])
+_ONNX_TYPES = {"float": "float32", "double": "float64", "float16": "float16", "int64": "int64", "int32": "int32",
+               "int16": "int16", "int8": "int8", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
+               "uint64": "uint64", "bool": "bool", "string": "object"}
 
 
-def onnx_runtime(session, input_name: str):
+def onnx_input_specs(session) -> list[InputSpec] | None:
+    """Input specs of an ONNX Runtime session; None when an input is not a plain tensor."""
+    specs = []
+    for tensor in session.get_inputs():
+        element = tensor.type.removeprefix("tensor(").removesuffix(")")
+        if not tensor.type.startswith("tensor(") or element not in _ONNX_TYPES:
+            return None
+        dims = [dim if isinstance(dim, int) and dim >= 0 else None for dim in tensor.shape]
+        batched = bool(dims) and dims[0] is None
+        specs.append(InputSpec(tensor.name, np.dtype(_ONNX_TYPES[element]), tuple(dims[1:] if batched else dims),
+                               batched))
+    return specs
+
+
+def onnx_runtime(session):
     names = [output.name for output in session.get_outputs()]
 
-    def run(images):
-        return dict(zip(names, session.run(names, {input_name: images})))
+    def run(inputs):
+        return dict(zip(names, session.run(names, inputs)))
 
     return run

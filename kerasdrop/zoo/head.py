@@ -91,3 +91,18 @@ def classifier_head(x: Any, *, num_classes: int, head: HeadConfig) -> Any:
         x = dropout_layer(head.kind, rate, f"fc{index}_dropout")(x)
     # float32 even under a mixed-precision policy: softmax probabilities and the loss need it.
     return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def describe_head(model) -> str:
+    """One line: `fc1 Dense(512, relu) -> fc1_dropout Dropout(0.5) -> ... -> predictions Dense(10, softmax)`."""
+    parts = []
+    for layer in model.layers:
+        if layer.name.startswith("fc") or layer.name == "predictions":
+            config = layer.get_config()
+            if "units" in config:
+                parts.append(f"{layer.name} Dense({config['units']}, {config['activation']})")
+            elif "rate" in config:
+                parts.append(f"{layer.name} {type(layer).__name__}({config['rate']:g})")
+            else:
+                parts.append(f"{layer.name} {type(layer).__name__}")
+    return " -> ".join(parts)

@@ -11,6 +11,9 @@ import os
 from kerasdrop._validation import invalid_argument
 from kerasdrop.zoo._blocks import input_rescaling, spatial_dropout
 from kerasdrop.zoo.head import classifier_head
+from kerasdrop.zoo.registry import ModelInfo, register_model_prefix
+
+PREFIX = "keras_app:"
 
 # What each keras.applications module's `preprocess_input` does, keyed by module name.
 #   caffe: RGB->BGR, subtract ImageNet means on 0-255;  tf: scale to [-1, 1];
@@ -44,20 +47,18 @@ def _module_of(constructor) -> str:
     return getattr(constructor, "__module__", "").rsplit(".", 1)[-1]
 
 
-def keras_app_info(backbone: str):
-    from kerasdrop.zoo.registry import ModelInfo
-
+def keras_app_info(backbone: str) -> ModelInfo:
     known = backbone_names()
     if backbone not in known:
         import difflib
 
         close = difflib.get_close_matches(backbone, known, n=3, cutoff=0.5)
-        hint = f"Did you mean: {', '.join('keras_app:' + c for c in close)}? " if close else ""
+        hint = f"Did you mean: {', '.join(PREFIX + c for c in close)}? " if close else ""
         raise invalid_argument("model_name", f"keras_app:<Name> with a keras.applications backbone. {hint}"
-                               f"Backbones: {', '.join(known)}", f"keras_app:{backbone}")
+                               f"Backbones: {', '.join(known)}", f"{PREFIX}{backbone}")
     size = _DEFAULT_SIZE.get(backbone, 224)
     return ModelInfo(
-        name=f"keras_app:{backbone}", family="keras_app", default_input_shape=(size, size, 3),
+        name=f"{PREFIX}{backbone}", family="keras_app", default_input_shape=(size, size, 3),
         default_dense_units=_DEFAULT_DENSE_UNITS, default_dropout=_DEFAULT_DROPOUT,
         # keras.applications refuses inputs under 32 pixels (75 or 71 for Inception/Xception; it says so).
         min_spatial_size=32, family_options=("weights", "batch_norm_momentum"), description=f"keras.applications.{backbone} backbone, FC 1024 with dropout",
@@ -140,3 +141,6 @@ def create_keras_app(
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = classifier_head(x, num_classes=num_classes, head=head)
     return keras.Model(images, outputs, name=name)
+
+
+register_model_prefix(PREFIX, names=backbone_names, info=keras_app_info, create=create_keras_app)

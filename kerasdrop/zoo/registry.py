@@ -1,7 +1,8 @@
 """The model registry: `register_model`, `list_models` and `create_model`.
 
 Like timm's `_registry.py`: a few private module-level tables filled by a decorator keyed on the
-entry function's name. `keras_app:<Name>` is a parametric entry resolved by `keras_app.py`.
+entry function's name. A leaf: it imports no family. Families register themselves when
+`kerasdrop.zoo` imports them; a parametric family (`keras_app:<Name>`) registers a prefix resolver.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -17,7 +19,7 @@ from kerasdrop.zoo.head import resolve_head
 
 _model_entrypoints: dict[str, Callable[..., Any]] = {}
 _model_info: dict[str, "ModelInfo"] = {}
-KERAS_APP_PREFIX = "keras_app:"
+_prefix_resolvers: dict[str, "PrefixResolver"] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,29 @@ class ModelInfo:
     # Keyword arguments only this family takes (`batch_norm` for VGG), with their defaults.
     family_options: tuple[str, ...] = ()
     description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefixResolver:
+    """A parametric family: `<prefix><Name>` for every name `names()` returns (`keras_app:ResNet50`)."""
+
+    prefix: str
+    names: Callable[[], Sequence[str]]  # the valid <Name>s
+    info: Callable[[str], ModelInfo]  # <Name> -> ModelInfo; raises a ValueError naming close matches
+    create: Callable[..., Any]  # (<Name>, **create_model's resolved arguments) -> keras.Model
+
+
+def register_model_prefix(prefix: str, *, names, info, create) -> None:
+    """Registers a parametric family: model names `<prefix><Name>` resolved by the given functions."""
+    if prefix in _prefix_resolvers:
+        raise ValueError(f"Model prefix {prefix!r} is already registered.")
+    _prefix_resolvers[prefix] = PrefixResolver(prefix, names, info, create)
+
+
+def _resolver_for(model_name: Any) -> PrefixResolver | None:
+    if not isinstance(model_name, str):
+        return None
+    return next((r for prefix, r in _prefix_resolvers.items() if model_name.startswith(prefix)), None)
 
 
 def register_model(
@@ -83,47 +108,38 @@ def _family_of(fn: Callable[..., Any]) -> str:
     return fn.__name__ if module == "__main__" else module.rsplit(".", 1)[-1]
 
 
-def _ensure_families_loaded() -> None:
-    # Importing the family modules runs their @register_model decorators.
-    from kerasdrop.zoo import alexnet, lenet, mlp, resnet, simple_cnn, vgg  # noqa: F401
-
-
 def list_models(pattern: str | Sequence[str] = "*", *, include_keras_apps: bool | None = None) -> list[str]:
     """Returns the registered model names matching a shell pattern, sorted.
 
     Args:
         pattern: a shell pattern (`"vgg*"`) or a list of them.
-        include_keras_apps: also list `keras_app:<Name>` for every keras.applications backbone.
-            Defaults to True only when a pattern starts with `keras_app:`, as there are dozens.
+        include_keras_apps: also list `keras_app:<Name>` for every keras.applications backbone (and
+            every other prefix-registered family). Defaults to True only for a pattern that starts
+            with a registered prefix, as there are dozens.
     """
-    _ensure_families_loaded()
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     candidates = list(_model_entrypoints)
-    if include_keras_apps is None:
-        include_keras_apps = any(p.startswith(KERAS_APP_PREFIX) for p in patterns)
-    if include_keras_apps:
-        from kerasdrop.zoo.keras_app import backbone_names
-
-        candidates += [KERAS_APP_PREFIX + backbone for backbone in backbone_names()]
+    for prefix, resolver in _prefix_resolvers.items():
+        wanted = any(p.startswith(prefix) for p in patterns) if include_keras_apps is None else include_keras_apps
+        if wanted:
+            candidates += [prefix + name for name in resolver.names()]
     return sorted(name for name in candidates if any(fnmatch.fnmatchcase(name, p) for p in patterns))
 
 
 def model_info(model_name: str) -> ModelInfo:
     """Returns the registry's `ModelInfo` for `model_name` (raises a ValueError naming close matches)."""
-    _ensure_families_loaded()
     if model_name in _model_info:
         return _model_info[model_name]
-    if isinstance(model_name, str) and model_name.startswith(KERAS_APP_PREFIX):
-        from kerasdrop.zoo.keras_app import keras_app_info
-
-        return keras_app_info(model_name[len(KERAS_APP_PREFIX):])
+    resolver = _resolver_for(model_name)
+    if resolver is not None:
+        return resolver.info(model_name[len(resolver.prefix):])
     known = list(_model_entrypoints)
     close = difflib.get_close_matches(str(model_name), known, n=3, cutoff=0.5)
     hint = f"Did you mean: {', '.join(close)}? " if close else ""
     raise invalid_argument(
         "model_name",
-        f"a registered model name. {hint}Known models: {', '.join(sorted(known))}, "
-        f"or keras_app:<Name> for a keras.applications backbone",
+        f"a registered model name. {hint}Known models: {', '.join(sorted(known))}"
+        + "".join(f", or {prefix}<Name>" for prefix in _prefix_resolvers),
         model_name,
     )
 
@@ -181,10 +197,9 @@ def create_model(
         raise invalid_argument(
             unknown[0], f"an option of the {info.family} family (its options: {options})", family_kwargs[unknown[0]]
         )
-    if model_name.startswith(KERAS_APP_PREFIX):
-        from kerasdrop.zoo.keras_app import create_keras_app
-
-        entry = lambda **kwargs: create_keras_app(model_name[len(KERAS_APP_PREFIX):], **kwargs)  # noqa: E731
+    resolver = _resolver_for(model_name)
+    if resolver is not None:
+        entry = functools.partial(resolver.create, model_name[len(resolver.prefix):])
     else:
         entry = _model_entrypoints[model_name]
     return entry(

@@ -107,3 +107,20 @@ def test_set_dropout_keeps_weights_and_changes_rates(built):
     np.testing.assert_array_equal(
         np.asarray(model(images, training=False)), np.asarray(rewired(images, training=False)), err_msg=name
     )
+
+
+@pytest.mark.slow
+def test_one_training_step_gives_a_finite_loss_and_changes_the_weights(built):
+    """timm's per-model forward+backward: every registered model can actually be trained."""
+    import keras
+
+    name, model, images = built
+    model = keras.models.clone_model(model)  # the module-scoped model stays untrained for the other tests
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
+    labels = np.arange(BATCH) % 5
+    before = [np.array(weight) for weight in model.trainable_weights]
+    loss = model.train_on_batch(images, labels)
+    after = [np.array(weight) for weight in model.trainable_weights]
+    assert np.isfinite(loss), f"{name}: loss {loss}"
+    changed = sum(not np.array_equal(old, new) for old, new in zip(before, after))
+    assert changed == len(before), f"{name}: {len(before) - changed} of {len(before)} trainable weights did not change"

@@ -1,0 +1,145 @@
+"""The import graph of kerasdrop/, read with `ast` (nothing imported): no cycles, and data flows one way.
+
+Layers, bottom to top, as ../shared/ARCHITECTURE.md draws them: the private utility modules, then
+`zoo` and `data`, then `train` and `verify`, then `export`, then `serving`, then `cli` and `demo`.
+A module may import its own package and any package of a lower layer, never a higher one nor a
+sibling of its own layer. An import inside a function counts: it runs too, only later.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "kerasdrop"
+
+# The top-level part of each module name (kerasdrop.<part>...) and its layer.
+LAYERS = {
+    "_util": 0,  # kerasdrop/_*.py and the lazy kerasdrop/__init__.py
+    "zoo": 1, "data": 1,
+    "train": 2, "verify": 2,
+    "export": 3,
+    "serving": 4,
+    "cli": 5, "demo": 5,
+}
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE_ROOT.rglob("*.py"))}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the kerasdrop modules it imports (`from package import submodule` names the submodule)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                for alias in node.names:
+                    submodule = f"{base}.{alias.name}"
+                    targets.add(submodule if submodule in modules else base)
+        graph[name] = {target for target in targets if target in modules and target != name}
+    return graph
+
+
+def _layer_key(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1].startswith("_"):
+        return "_util"
+    return parts[1]
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    lowlink: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = lowlink[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                lowlink[node] = min(lowlink[node], lowlink[target])
+            elif target in on_stack:
+                lowlink[node] = min(lowlink[node], index[target])
+        if lowlink[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_every_module_belongs_to_a_layer():
+    unplaced = sorted({_layer_key(module) for module in _modules()} - set(LAYERS))
+    assert not unplaced, (f"kerasdrop.{', kerasdrop.'.join(unplaced)} is in no layer: add it to LAYERS in "
+                          "tests/test_architecture.py where ../shared/ARCHITECTURE.md's data flow puts it")
+
+
+def test_import_graph_has_no_cycles():
+    assert find_cycles(import_graph()) == []
+
+
+def test_imports_only_go_down_the_layers():
+    wrong = []
+    for module, targets in sorted(import_graph().items()):
+        source = _layer_key(module)
+        for target in sorted(targets):
+            destination = _layer_key(target)
+            if destination == source:
+                continue
+            if LAYERS.get(destination, -1) >= LAYERS.get(source, -1):
+                wrong.append(f"{module} -> {target}")
+    assert wrong == [], "imports that go up or sideways between layers:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"a.py": "from kerasdrop import b", "b.py": "import kerasdrop.a"}, [["kerasdrop.a", "kerasdrop.b"]]),
+        ({"a.py": "def f():\n    from kerasdrop.b import x", "b.py": "from kerasdrop.a import y"},
+         [["kerasdrop.a", "kerasdrop.b"]]),
+        ({"a.py": "from kerasdrop.b import x", "b.py": "import os"}, []),
+        ({"p/__init__.py": "from kerasdrop.p.q import x", "p/q.py": "from . import r", "p/r.py": ""}, []),
+        ({"p/__init__.py": "", "p/q.py": "from .r import x", "p/r.py": "from kerasdrop.p import q"},
+         [["kerasdrop.p.q", "kerasdrop.p.r"]]),
+    ],
+)
+def test_the_cycle_finder_finds_cycles_and_only_cycles(tmp_path, monkeypatch, files, expected):
+    root = tmp_path / "kerasdrop"
+    for relative, text in {"__init__.py": "", **files}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE_ROOT"]), "PACKAGE_ROOT", root)
+    assert find_cycles(import_graph()) == expected
