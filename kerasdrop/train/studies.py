@@ -111,8 +111,13 @@ def calibrate(run_dir: str | os.PathLike, *, mc_samples: int = 50, ks: Sequence[
         raise invalid_argument("run_dir", "a finished run directory of `kerasdrop train` (metrics.json and "
                                "model.keras)", str(run_dir))
     mc_samples = check_positive_int(mc_samples, "mc_samples", minimum=2)
+    import keras
+
     started = time.perf_counter()
     run = Run.load(run_dir)
+    # Dropout layers draw their seed generators' seeds when the model is loaded: seed first, so the
+    # masks (and every MC figure) are the same in every invocation.
+    keras.utils.set_random_seed(seed)
     model = run.model
     data = recipe_datasets(run.recipe)
     validation, test = _arrays(data.validation), _arrays(data.test)

@@ -47,6 +47,13 @@ def test_mc_averaging_has_each_k_with_sd_and_weight_scaling(calibrated_run):
     assert averaging["weight_scaling_error"] == pytest.approx(1 - run.metrics["test_accuracy"], abs=1e-6)
 
 
+def test_calibrate_reproduces_its_figures(calibrated_run):
+    run, results = calibrated_run
+    again = calibrate(run.directory, mc_samples=8, ks=(1, 2, 8), repeats=3)
+    assert again["calibration"]["methods"] == results["calibration"]["methods"]
+    assert [row["errors"] for row in again["mc_averaging"]["ks"]] == [row["errors"] for row in results["mc_averaging"]["ks"]]
+
+
 def test_calibrate_refuses_a_directory_without_a_run(tmp_path, capsys):
     with pytest.raises(ValueError, match="^Invalid value received for argument `run_dir`"):
         calibrate(tmp_path)
