@@ -205,7 +205,7 @@ def train(
         verbose: Keras' progress output (`"auto"`, 0, 1, 2).
         callbacks: extra Keras callbacks.
         backup: save a per-epoch backup so an interrupted run can be resumed. Studies of many short
-            runs turn it off (it was about half of a digits run's fit time) and retrain an interrupted run.
+            runs turn it off (bench/study_run.py times the difference) and retrain an interrupted run.
 
     Returns:
         The finished `Run`: directory, resolved recipe, test metrics and per-epoch history.
