@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 
+from kerasdrop.errors import KerasdropError
+
 # Keras versions the multi-worker workarounds below were written against and tested with
 # (tests/train/test_multi_worker.py trains two local workers through them).
 MULTI_WORKER_TESTED_KERAS = ("3.15",)
@@ -19,7 +21,7 @@ MULTI_WORKER_TESTED_KERAS = ("3.15",)
 MULTI_WORKER_STEPS_PER_EXECUTION = 1
 
 
-class UnsupportedKerasVersionError(RuntimeError):
+class UnsupportedKerasVersionError(KerasdropError, RuntimeError):
     """The installed Keras is newer or older than the versions a workaround was tested on."""
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from kerasdrop.errors import InvalidArgumentError
 
-def invalid_argument(argument: str, expected: str, received: Any) -> ValueError:
-    """Returns (does not raise) a ValueError in the shared template."""
-    return ValueError(
+
+def invalid_argument(argument: str, expected: str, received: Any) -> InvalidArgumentError:
+    """Returns (does not raise) an InvalidArgumentError (a ValueError) in the shared template."""
+    return InvalidArgumentError(
         f"Invalid value received for argument `{argument}`. "
         f"Expected {expected}. Received: {argument}={received!r}"
     )

@@ -10,8 +10,10 @@ import pathlib
 import sys
 from typing import Callable, Sequence
 
+from kerasdrop.errors import KerasdropError
 
-class UsageError(ValueError):
+
+class UsageError(KerasdropError, ValueError):
     """Bad command-line input: reported in one line, exit status 2."""
 
 
@@ -317,33 +319,33 @@ def _quiet_tensorflow() -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
-    import keras
-
-    from kerasdrop.zoo import create_model, list_models, model_info
+    from kerasdrop.zoo import list_models, model_info
+    from kerasdrop.zoo.param_counts import parameter_counts
 
     include = True if args.keras_apps else None
     names = list_models(args.pattern, include_keras_apps=include)
     if not names:
         raise UsageError(f"No model matches {args.pattern!r}. Run `kerasdrop models` to list them all.")
+    counts = parameter_counts(names, args.num_classes)  # cached: builds only models no cache knows
     table = Table(title=f"kerasdrop zoo — parameters for {args.num_classes} classes at the default input")
     for column in ("name", "family", "input", "hidden Dense", "dropout", "params"):
-        table.add_column(column, justify="right" if column in ("dropout", "params") else "left")
+        table.add_column(column, justify="right" if column in ("dropout", "params") else "left", no_wrap=True)
     for name in names:
         info = model_info(name)
-        model = create_model(name, num_classes=args.num_classes)
-        params = model.count_params()
-        del model
-        keras.backend.clear_session()
         table.add_row(
             name, info.family, "x".join(str(d) for d in info.default_input_shape),
             "-".join(str(units) for units in info.default_dense_units) or "none",
-            f"{info.default_dropout:g}", f"{params / 1e6:,.2f}M",
+            f"{info.default_dropout:g}", f"{counts[name] / 1e6:,.2f}M",
         )
-    Console().print(table)
+    console = Console()
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum  # unclamped
+    if needed > console.width:  # a narrow terminal or a pipe must not cut names: wider lines instead
+        console = Console(width=needed)
+    console.print(table)
     if not args.keras_apps and not args.pattern.startswith("keras_app:"):
         print("Also: keras_app:<Name> puts the same head on any keras.applications backbone "
               "(`kerasdrop models 'keras_app:*'`).")
@@ -423,9 +425,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from kerasdrop.train.sweep import sweep
 
-    result = sweep(_recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
-                   overrides=_training_overrides(args), progress=None if args.quiet else _print_flushed,
-                   train_sizes=list(args.train_sizes) if args.train_sizes is not None else None)
+    from kerasdrop.train.loop import TrainingInterrupted
+
+    try:
+        result = sweep(_recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
+                       overrides=_training_overrides(args), progress=None if args.quiet else _print_flushed,
+                       train_sizes=list(args.train_sizes) if args.train_sizes is not None else None)
+    except TrainingInterrupted as interrupted:
+        print(f"kerasdrop sweep: interrupted in {interrupted.directory} after {interrupted.completed_epochs} "
+              f"epoch(s); finished runs are kept and the same command continues the sweep", file=sys.stderr)
+        return 130
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0
@@ -504,6 +513,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
               f"models config: {result.models_config}")
+        signatures = "serving_default: images -> probabilities, class_ids (argmax of the softmax)"
+        if args.mc_samples:
+            signatures += f"; mc_dropout: images -> mean, stddev over {args.mc_samples} passes"
+        print(f"signatures {signatures}")
     return 0
 
 
@@ -640,8 +653,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, ValueError, TypeError) as error:
-        # Library functions raise ValueError/TypeError for bad input, in the one error template.
+    except KerasdropError as error:
+        # Only kerasdrop's own errors (bad input, refused operations) become one line; anything
+        # else is a bug and keeps its traceback.
         print(f"kerasdrop {args.command}: error: {error}", file=sys.stderr)
         return 2
 

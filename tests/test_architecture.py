@@ -17,7 +17,7 @@ PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "kerasdrop"
 
 # The top-level part of each module name (kerasdrop.<part>...) and its layer.
 LAYERS = {
-    "_util": 0,  # kerasdrop/_*.py and the lazy kerasdrop/__init__.py
+    "_util": 0,  # kerasdrop/_*.py, errors.py (the error types) and the lazy kerasdrop/__init__.py
     "zoo": 1, "data": 1,
     "train": 2, "verify": 2,
     "export": 3,
@@ -61,7 +61,7 @@ def import_graph() -> dict[str, set[str]]:
 
 def _layer_key(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1].startswith("_"):
+    if len(parts) == 1 or parts[1].startswith("_") or parts[1] == "errors":
         return "_util"
     return parts[1]
 

@@ -10,11 +10,12 @@ import os
 
 from kerasdrop._validation import invalid_argument
 from kerasdrop.data.split import Split
+from kerasdrop.errors import KerasdropError
 
 _RANGE_BY_DTYPE = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
 
 
-class DatasetNotPreparedError(ValueError):
+class DatasetNotPreparedError(KerasdropError, ValueError):
     """The TFDS data set exists in the catalogue but its files are not in the data directory."""
 
 

@@ -12,6 +12,7 @@ import pathlib
 import tomllib
 
 from kerasdrop._files import atomic_write_text
+from kerasdrop.errors import InvalidArgumentError
 
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"
@@ -184,7 +185,7 @@ def load_model_card(path) -> dict:
     if path.is_dir():
         path = path / CARD_JSON
     if not path.is_file():
-        raise ValueError(f"Invalid value received for argument `path`. Expected an exported version directory, a "
+        raise InvalidArgumentError(f"Invalid value received for argument `path`. Expected an exported version directory, a "
                          f"model directory of a repository, or a {CARD_JSON}. Received: path={str(path)!r} (not found)")
     try:
         card = json.loads(path.read_text())
@@ -193,7 +194,7 @@ def load_model_card(path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         problem = str(error)
     if problem:
-        raise ValueError(f"Invalid value received for argument `path`. Expected a {CARD_JSON} written by "
+        raise InvalidArgumentError(f"Invalid value received for argument `path`. Expected a {CARD_JSON} written by "
                          f"`kerasdrop export`. Received: path={str(path)!r} ({problem})")
     return card
 

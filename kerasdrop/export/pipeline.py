@@ -12,13 +12,14 @@ import time
 from typing import Sequence
 
 from kerasdrop._validation import check_positive_int, invalid_argument
+from kerasdrop.errors import KerasdropError
 from kerasdrop.export import repository
 from kerasdrop.verify.report import Report
 
 FORMATS = ("savedmodel", "onnx")
 
 
-class ExportRefusedError(Exception):
+class ExportRefusedError(KerasdropError):
     """The model or its artefacts failed verification; `report` says why (exit status 1)."""
 
     def __init__(self, message: str, report: Report):
@@ -82,7 +83,7 @@ def export(
 
     from kerasdrop.export.model_card import build_model_card, write_model_card
     from kerasdrop.export.onnx import write_onnx
-    from kerasdrop.export.savedmodel import write_savedmodel
+    from kerasdrop.export.savedmodel import check_classifier, write_savedmodel
     from kerasdrop.export.warmup import write_warmup
     from kerasdrop.verify import numerical, probes, runtimes
     from kerasdrop.verify.api import verify_keras, verify_saved_model
@@ -106,6 +107,7 @@ def export(
     else:
         model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
         recorded_range = probes.run_recorded_range(model_or_path)
+    check_classifier(model)
     report = Report(target=target, kind="export")
     # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
     report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))

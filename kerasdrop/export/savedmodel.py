@@ -18,6 +18,27 @@ MC_SIGNATURE = "mc_dropout"
 INPUT_NAME = "images"
 
 
+def check_classifier(model) -> None:
+    """Refuses a model whose one output is not a softmax probability vector (a regressor, logits, ...).
+
+    `serving_default` publishes `probabilities` and their argmax as `class_ids`: for any other output
+    those names would be wrong, so such a model is refused rather than mislabelled.
+    """
+    from kerasdrop._validation import invalid_argument
+
+    outputs = getattr(model, "outputs", None) or []
+    last = model.layers[-1] if model.layers else None
+    config = last.get_config() if last is not None else {}
+    softmax = type(last).__name__ == "Softmax" or config.get("activation") == "softmax"
+    if len(outputs) != 1 or len(outputs[0].shape) != 2 or not softmax:
+        described = (f"{len(outputs)} outputs" if len(outputs) != 1 else
+                     f"output {outputs[0].shape} from {type(last).__name__} {last.name!r} with activation "
+                     f"{config.get('activation', 'none')!r}")
+        raise invalid_argument(
+            "model", "a classifier whose one output is a softmax probability vector (batch, classes): export "
+            f"publishes `{INPUT_NAME} -> probabilities, class_ids`, which would mislabel any other output", described)
+
+
 def input_signature(model):
     import tensorflow as tf
 

@@ -8,8 +8,10 @@ import urllib.request
 
 import numpy as np
 
+from kerasdrop.errors import InvalidArgumentError, KerasdropError
 
-class ServingClientError(RuntimeError):
+
+class ServingClientError(KerasdropError, RuntimeError):
     """The server answered with an error; `status` is the HTTP status or gRPC code name."""
 
     def __init__(self, status, message: str):
@@ -26,7 +28,7 @@ class ServingClient:
         self.timeout = timeout
         self.protocol = "grpc" if self.url.startswith("grpc://") else "rest"
         if self.protocol == "rest" and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"Invalid value received for argument `url`. Expected http://HOST:PORT or "
+            raise InvalidArgumentError(f"Invalid value received for argument `url`. Expected http://HOST:PORT or "
                              f"grpc://HOST:PORT. Received: url={url!r}")
         self._stub = None
 
@@ -94,7 +96,7 @@ def load_images(paths, row_shape) -> np.ndarray:
     batch = []
     for path in map(pathlib.Path, paths):
         if not path.is_file():
-            raise ValueError(f"Image file not found: {path}")
+            raise InvalidArgumentError(f"Image file not found: {path}")
         if path.suffix == ".npy":
             array = np.load(path).astype("float32")
             if array.shape == tuple(row_shape):
@@ -102,13 +104,13 @@ def load_images(paths, row_shape) -> np.ndarray:
             elif array.ndim == 4 and array.shape[1:] == tuple(row_shape):
                 batch.extend(array)
             else:
-                raise ValueError(f"{path} holds shape {array.shape}; expected {tuple(row_shape)} or (N, *{tuple(row_shape)})")
+                raise InvalidArgumentError(f"{path} holds shape {array.shape}; expected {tuple(row_shape)} or (N, *{tuple(row_shape)})")
             continue
         try:
             with Image.open(path) as image:
                 image = image.convert("L" if channels == 1 else "RGB").resize((width, height))
                 array = np.asarray(image, dtype="float32")
         except OSError as error:
-            raise ValueError(f"{path} is not a readable PNG/JPEG image: {error}") from None
+            raise InvalidArgumentError(f"{path} is not a readable PNG/JPEG image: {error}") from None
         batch.append(array.reshape(height, width, channels))
     return np.stack(batch)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from kerasdrop.errors import KerasdropError
 
-class ServingError(Exception):
+
+class ServingError(KerasdropError):
     """A request that cannot be served. `code` is the TF Serving / gRPC status name."""
 
     http_status = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "FAILED_PRECONDITION": 400,

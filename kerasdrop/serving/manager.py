@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.serving.backends import load_backend
 from kerasdrop.serving.batching import Batcher
 from kerasdrop.serving.errors import invalid, not_found
@@ -40,7 +41,7 @@ class VersionPolicy:
                 versions = ()
             if versions and all(v > 0 for v in versions):
                 return cls("specific", versions)
-        raise ValueError(f"Invalid value received for --version-policy. Expected latest, all or specific:1,2. "
+        raise InvalidArgumentError(f"Invalid value received for --version-policy. Expected latest, all or specific:1,2. "
                          f"Received: {text!r}")
 
     def select(self, available: list[int]) -> list[int]:

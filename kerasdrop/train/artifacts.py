@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import pathlib
+from typing import Sequence
 
 from kerasdrop._files import atomic_write_text
 
@@ -26,6 +27,15 @@ def write_json(path: pathlib.Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
 
 
+def record_resume(run_dir: pathlib.Path, completed_epochs: int) -> list[int]:
+    """Adds a resume after `completed_epochs` to the run's `resumes.json`; returns every resume point so far."""
+    path = run_dir / "resumes.json"
+    points = json.loads(path.read_text()) if path.is_file() else []
+    points.append(completed_epochs)
+    write_json(path, points)
+    return points
+
+
 def best_epoch(history: list[dict], monitor: str) -> dict | None:
     scored = [row for row in history if monitor in row and not math.isnan(row[monitor])]
     if not scored:
@@ -34,8 +44,18 @@ def best_epoch(history: list[dict], monitor: str) -> dict | None:
     return pick(scored, key=lambda row: row[monitor])
 
 
-def plot_curves(history: list[dict], path: pathlib.Path, title: str) -> None:
-    """Loss and accuracy, train vs validation, per epoch."""
+def plot_curves(history: list[dict], path: pathlib.Path, title: str, *, best_epoch: int | None = None,
+                resumed_after: Sequence[int] = ()) -> None:
+    """Loss and accuracy, train vs validation, per epoch; the best epoch and any resume points marked."""
+    import matplotlib.pyplot as plt
+
+    figure = curves_figure(history, title, best_epoch=best_epoch, resumed_after=resumed_after)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def curves_figure(history: list[dict], title: str, *, best_epoch: int | None = None, resumed_after: Sequence[int] = ()):
+    """The figure of `plot_curves`. `best_epoch` (1-based) is the one saved as best.keras."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,11 +66,14 @@ def plot_curves(history: list[dict], path: pathlib.Path, title: str) -> None:
     for axis, metric in zip(axes, ("loss", "accuracy")):
         axis.plot(epochs, [row.get(metric, math.nan) for row in history], marker="o", label=f"train {metric} (dropout on)")
         axis.plot(epochs, [row.get(f"val_{metric}", math.nan) for row in history], marker="o", label=f"validation {metric}")
+        if best_epoch is not None:
+            axis.axvline(best_epoch, color="tab:red", linestyle=":", label=f"best epoch {best_epoch} (best.keras)")
+        for epoch in resumed_after:
+            axis.axvline(epoch + 0.5, color="grey", linestyle="--", label=f"resumed after epoch {epoch}")
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from kerasdrop.train.recipe import RecipeError
+from kerasdrop.errors import DistributionConfigError
 
 
 def tf_config() -> dict:
@@ -19,10 +19,10 @@ def tf_config() -> dict:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
-        raise RecipeError(f"TF_CONFIG is not valid JSON ({error}). Expected e.g. "
+        raise DistributionConfigError(f"TF_CONFIG is not valid JSON ({error}). Expected e.g. "
                           '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}') from None
     if not isinstance(config, dict) or "cluster" not in config or "task" not in config:
-        raise RecipeError(f"TF_CONFIG needs 'cluster' and 'task' keys. Received: {text}")
+        raise DistributionConfigError(f"TF_CONFIG needs 'cluster' and 'task' keys. Received: {text}")
     return config
 
 
@@ -47,10 +47,10 @@ def make_strategy(name: str):
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if not tf_config():
-            raise RecipeError(
+            raise DistributionConfigError(
                 "training.strategy = multi_worker needs TF_CONFIG describing the cluster and this task, e.g. "
                 'TF_CONFIG=\'{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]}, '
                 '"task": {"type": "worker", "index": 0}}\''
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise RecipeError(f"Unknown strategy {name!r}. Expected default, mirrored or multi_worker.")
+    raise DistributionConfigError(f"Unknown strategy {name!r}. Expected default, mirrored or multi_worker.")

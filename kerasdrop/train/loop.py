@@ -23,6 +23,7 @@ import time
 from typing import Any, Sequence
 
 from kerasdrop._keras_compat import MULTI_WORKER_STEPS_PER_EXECUTION, multi_worker_fit
+from kerasdrop.errors import RunDirectoryError, TrainingDivergedError
 from kerasdrop.train import artifacts
 from kerasdrop.train.recipe import Recipe, RecipeError, check_recipe, load_recipe, recipe_from_dict
 
@@ -56,7 +57,7 @@ class Run:
     def load(cls, directory: str | os.PathLike) -> "Run":
         directory = pathlib.Path(directory)
         if not (directory / "metrics.json").is_file():
-            raise RecipeError(f"{directory} holds no finished run (no metrics.json).")
+            raise RunDirectoryError(f"{directory} holds no finished run (no metrics.json).")
         import json
 
         return cls(directory, load_recipe(directory / "recipe.toml"),
@@ -95,14 +96,14 @@ def default_run_dir(recipe: Recipe, runs_dir: str = DEFAULT_RUNS_DIR) -> pathlib
 def _prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool) -> None:
     if resume:
         if not (out / "recipe.toml").is_file():
-            raise RecipeError(f"--resume: {out} holds no run to resume (no recipe.toml). Start it without --resume.")
+            raise RunDirectoryError(f"--resume: {out} holds no run to resume (no recipe.toml). Start it without --resume.")
         if (out / "metrics.json").is_file():
-            raise RecipeError(f"--resume: the run in {out} already finished (metrics.json exists); nothing to resume.")
+            raise RunDirectoryError(f"--resume: the run in {out} already finished (metrics.json exists); nothing to resume.")
         return
     if not chief:
         return  # other workers write to scratch space; the chief checks and creates the directory
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RecipeError(f"Run directory {out} already exists and is not empty; nothing in it was changed. "
+        raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it was changed. "
                           f"Use --resume to continue that run, or choose another --out.")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +111,7 @@ def _prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise RecipeError(f"Cannot write the run directory {out}: {error.strerror or error}. "
+        raise RunDirectoryError(f"Cannot write the run directory {out}: {error.strerror or error}. "
                           f"Choose a writable --out.") from None
 
 
@@ -213,7 +214,7 @@ def train(
     # --- recipe and run directory -------------------------------------------------------------
     if resume:
         if out is None:
-            raise RecipeError("--resume needs --out naming the run directory to continue.")
+            raise RunDirectoryError("--resume needs --out naming the run directory to continue.")
         out = pathlib.Path(out)
         _prepare_run_dir(out, resume=True, chief=True)
         recipe = load_recipe(out / "recipe.toml")
@@ -316,6 +317,7 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     history_csv = write_dir / "history.csv"
     checkpoint = keras.callbacks.ModelCheckpoint(write_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True)
     earlier = artifacts.best_epoch(artifacts.read_history_csv(history_csv), monitor) if resume else None
+    resumed_after = artifacts.record_resume(write_dir, len(artifacts.read_history_csv(history_csv))) if resume else []
     if earlier is not None:
         checkpoint.best = earlier[monitor]  # so a resumed run does not replace a better best.keras
     run_callbacks = [
@@ -343,17 +345,19 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
             model = _saved_as_float32(model, write_dir, recipe.training)
         metrics = _evaluate(model, data, history, monitor)
     metrics["seconds"] = round(seconds, 2)
+    metrics["resumed_after_epochs"] = resumed_after
     if chief:
         if not mixed_precision:  # _saved_as_float32 already wrote model.keras
             model.save(write_dir / "model.keras")
         artifacts.write_json(write_dir / "history.json", history)
         artifacts.write_json(write_dir / "metrics.json", metrics)
         artifacts.plot_curves(history, write_dir / "curves.png",
-                              f"{recipe.model.name} on {recipe.data.dataset} (dropout {_describe_dropout(model)})")
+                              f"{recipe.model.name} on {recipe.data.dataset} (dropout {_describe_dropout(model)})",
+                              best_epoch=metrics["best_epoch"], resumed_after=resumed_after)
     else:
         shutil.rmtree(write_dir, ignore_errors=True)
     if metrics["status"] == "nan":
-        raise FloatingPointError(f"Training stopped: the loss became NaN (history in {out}). "
+        raise TrainingDivergedError(f"Training stopped: the loss became NaN (history in {out}). "
                                  "Lower training.learning_rate or check the data's pixel range.")
     return Run(out, recipe, metrics, history)
 

@@ -18,9 +18,10 @@ import typing
 from typing import Any, Optional, Union
 
 from kerasdrop._validation import invalid_argument
+from kerasdrop.errors import KerasdropError
 
 
-class RecipeError(ValueError):
+class RecipeError(KerasdropError, ValueError):
     """A recipe file or override that cannot be used; the message names the key and the fix."""
 
 

@@ -140,12 +140,21 @@ def markdown_table(summary: dict) -> str:
 
 
 def plot_sweep(summary: dict, path: pathlib.Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = sweep_figure(summary)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def sweep_figure(summary: dict):
+    """Accuracy curves per rate; then one quantity per panel against the rate: the gap, the test accuracy."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (curves, gaps) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (curves, gaps, tests) = plt.subplots(1, 3, figsize=(16, 4.5))
     colours = plt.cm.viridis([i / max(len(summary["rates"]) - 1, 1) for i in range(len(summary["rates"]))])
     for colour, entry in zip(colours, summary["rates"]):
         epochs = range(1, len(entry["curves"]["accuracy"]) + 1)
@@ -158,24 +167,27 @@ def plot_sweep(summary: dict, path: pathlib.Path) -> None:
     curves.grid(alpha=0.3)
     curves.legend(fontsize=7)
 
-    rates = [entry["rate"] for entry in summary["rates"]]
-    gaps.errorbar(rates, [e["mean"]["generalization_gap"] for e in summary["rates"]],
-                  yerr=[e["sd"]["generalization_gap"] for e in summary["rates"]], marker="o", capsize=4,
-                  label="gap: train acc (dropout off) − validation acc")
+    _against_rate(gaps, summary, "generalization_gap", "generalisation gap",
+                  "gap: train acc (dropout off) − validation acc", colour="tab:blue")
     gaps.axhline(0, color="grey", linewidth=0.8)
-    gaps.set_xlabel("dropout rate after each hidden Dense")
-    gaps.set_ylabel("generalisation gap")
-    test_axis = gaps.twinx()
-    test_axis.errorbar(rates, [e["mean"]["test_accuracy"] for e in summary["rates"]],
-                       yerr=[e["sd"]["test_accuracy"] for e in summary["rates"]], marker="s", capsize=4,
-                       color="tab:green", label="test accuracy")
-    test_axis.set_ylabel("test accuracy", color="tab:green")
-    handles = gaps.get_legend_handles_labels()[0] + test_axis.get_legend_handles_labels()[0]
-    gaps.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
-    gaps.set_title("gap and test accuracy against dropout rate")
-    gaps.grid(alpha=0.3)
+    _against_rate(tests, summary, "test_accuracy", "test accuracy", "test accuracy", colour="tab:green")
     figure.suptitle(f"{summary['model']} on {summary['dataset']}: dropout sweep ({summary['seeds']} seeds, "
                     f"{summary['epochs']} epochs)")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
+
+
+def _against_rate(axis, summary: dict, column: str, ylabel: str, title: str, colour: str) -> None:
+    """Mean ± sd of `column` per rate, with y limits that hold every error bar whole."""
+    rates = [entry["rate"] for entry in summary["rates"]]
+    means = [entry["mean"][column] for entry in summary["rates"]]
+    sds = [entry["sd"][column] for entry in summary["rates"]]
+    axis.errorbar(rates, means, yerr=sds, marker="o", capsize=4, color=colour)
+    low = min(mean - sd for mean, sd in zip(means, sds))
+    high = max(mean + sd for mean, sd in zip(means, sds))
+    margin = max((high - low) * 0.1, 1e-3)
+    axis.set_ylim(min(low, 0.0) - margin if column == "generalization_gap" else low - margin, high + margin)
+    axis.set_xlabel("dropout rate after each hidden Dense")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title + (" (mean ± sd over seeds)" if summary["seeds"] > 1 else ""), fontsize=10)
+    axis.grid(alpha=0.3)

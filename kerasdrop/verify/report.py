@@ -12,10 +12,12 @@ import json
 import pathlib
 from typing import Any
 
+from kerasdrop.errors import KerasdropError
+
 SEVERITIES = ("error", "warning", "info")
 
 
-class UnusableInputError(ValueError):
+class UnusableInputError(KerasdropError, ValueError):
     """The thing to verify is missing, corrupt or cannot be loaded (exit status 2)."""
 
 

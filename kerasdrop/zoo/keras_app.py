@@ -33,14 +33,37 @@ _DEFAULT_DENSE_UNITS = (1024,)
 _DEFAULT_DROPOUT = 0.5
 
 
-def backbone_names() -> list[str]:
-    """Names of the keras.applications constructors this Keras provides (`ResNet50`, ...)."""
+def backbone_names(*, use_cache: bool = True) -> list[str]:
+    """Names of the keras.applications constructors this Keras provides (`ResNet50`, ...).
+
+    Read from the shipped table of this Keras version when it has them, so listing needs no TensorFlow.
+    """
+    if use_cache:
+        cached = _shipped_table().get(backbone_names_key())
+        if cached is not None:
+            return list(cached)
     import keras
 
     return sorted(
         name for name in dir(keras.applications)
         if name[:1].isupper() and _module_of(getattr(keras.applications, name)) in PREPROCESSING
     )
+
+
+def backbone_names_key() -> str:
+    import importlib.metadata
+
+    return f"keras_app_backbones@keras-{importlib.metadata.version('keras')}"
+
+
+def _shipped_table() -> dict:
+    import json
+    import pathlib
+
+    try:
+        return json.loads(pathlib.Path(__file__).with_name("param_counts.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _module_of(constructor) -> str:

@@ -15,6 +15,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from kerasdrop._validation import check_positive_int, check_rate, invalid_argument, is_number
+from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.zoo.head import resolve_head
 
 _model_entrypoints: dict[str, Callable[..., Any]] = {}
@@ -52,7 +53,7 @@ class PrefixResolver:
 def register_model_prefix(prefix: str, *, names, info, create) -> None:
     """Registers a parametric family: model names `<prefix><Name>` resolved by the given functions."""
     if prefix in _prefix_resolvers:
-        raise ValueError(f"Model prefix {prefix!r} is already registered.")
+        raise InvalidArgumentError(f"Model prefix {prefix!r} is already registered.")
     _prefix_resolvers[prefix] = PrefixResolver(prefix, names, info, create)
 
 
@@ -85,7 +86,7 @@ def register_model(
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         name = fn.__name__
         if name in _model_entrypoints:
-            raise ValueError(f"Model {name!r} is already registered (by {_model_entrypoints[name].__module__}).")
+            raise InvalidArgumentError(f"Model {name!r} is already registered (by {_model_entrypoints[name].__module__}).")
         _model_entrypoints[name] = fn
         _model_info[name] = ModelInfo(
             name=name,

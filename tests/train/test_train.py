@@ -6,6 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from kerasdrop.errors import RunDirectoryError, TrainingDivergedError
 from kerasdrop.train import RecipeError, Run, load_recipe, train
 from kerasdrop.train.artifacts import RUN_FILES
 
@@ -100,13 +101,13 @@ def test_resume_continues_from_the_last_completed_epoch(tmp_path):
 
 def test_resume_refuses_a_directory_without_a_run(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
-    with pytest.raises(RecipeError, match="holds no run to resume"):
+    with pytest.raises(RunDirectoryError, match="holds no run to resume"):
         train(out=tmp_path, resume=True, verbose=0)
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
 def test_resume_refuses_a_finished_run(finished_run):
-    with pytest.raises(RecipeError, match="already finished"):
+    with pytest.raises(RunDirectoryError, match="already finished"):
         train(out=finished_run.directory, resume=True, verbose=0)
 
 
@@ -120,7 +121,7 @@ def test_resume_refuses_a_different_recipe(tmp_path):
 
 def test_existing_run_directory_is_never_overwritten(finished_run):
     before = {path.name: path.stat().st_mtime_ns for path in finished_run.directory.iterdir()}
-    with pytest.raises(RecipeError, match="already exists and is not empty; nothing in it was changed"):
+    with pytest.raises(RunDirectoryError, match="already exists and is not empty; nothing in it was changed"):
         train(dict(FAST), out=finished_run.directory, verbose=0)
     assert {path.name: path.stat().st_mtime_ns for path in finished_run.directory.iterdir()} == before
 
@@ -128,7 +129,7 @@ def test_existing_run_directory_is_never_overwritten(finished_run):
 def test_unwritable_output_directory_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("")
-    with pytest.raises(RecipeError, match="Cannot write the run directory"):
+    with pytest.raises(RunDirectoryError, match="Cannot write the run directory"):
         train(dict(FAST), out=blocker / "run", verbose=0)
 
 
@@ -145,7 +146,7 @@ def test_default_run_directory_is_named_after_model_and_dataset(tmp_path):
 
 
 def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
-    with pytest.raises(FloatingPointError, match="loss became NaN"):
+    with pytest.raises(TrainingDivergedError, match="loss became NaN"):
         train(dict(FAST, optimizer="sgd", lr=1e12, epochs=3), out=tmp_path / "run", verbose=0)
     assert (tmp_path / "run" / "history.json").is_file()
 

@@ -37,7 +37,9 @@ def test_ctrl_c_prints_one_line_with_the_resume_command_and_exits_130(tmp_path, 
     monkeypatch.undo()
     command = shlex.split(match.group(1))
     assert command[:2] == ["kerasdrop", "train"] and main(command[1:] + ["--quiet"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 4
+    assert metrics["resumed_after_epochs"] == [2], "curves.png marks where the run was resumed"
 
 
 def test_ctrl_c_before_the_first_epoch_leaves_nothing_that_blocks_out(tmp_path, capsys, monkeypatch):
