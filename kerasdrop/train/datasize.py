@@ -76,8 +76,8 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
 def run_once(base, run_dir: pathlib.Path, *, overrides, verbose, reporter, label: str) -> Run:
     """The finished run in `run_dir`: loaded if done, else trained (an interrupted one again, from the start).
 
-    Study runs are short, so they skip the per-epoch backup that `--resume` needs (its cost is
-    measured by bench/study_run.py).
+    Study runs are short, so they skip the per-epoch backup that `--resume` needs and are trained
+    again when interrupted (bench/study_run.py measures what the backup costs).
     """
     if (run_dir / "metrics.json").is_file():
         reporter.reused(label)

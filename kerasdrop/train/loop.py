@@ -206,7 +206,7 @@ def train(
         verbose: Keras' progress output (`"auto"`, 0, 1, 2).
         callbacks: extra Keras callbacks.
         backup: save a per-epoch backup so an interrupted run can be resumed. Studies of many short
-            runs turn it off (bench/study_run.py times the difference) and retrain an interrupted run.
+            runs turn it off and retrain an interrupted run instead (bench/study_run.py compares both).
 
     Returns:
         The finished `Run`: directory, resolved recipe, test metrics and per-epoch history.
