@@ -36,7 +36,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+# The serving benchmark loads the servers with C load generators (wrk, h2load from nghttp2-client)
+# and compares against a bare Starlette app (the `bench` extra).
 bench: $(STAMP)
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq wrk nghttp2-client >/dev/null; }
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet (bench/ is empty)"; exit 0; }; \
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 

@@ -1,22 +1,21 @@
-"""Serving latency and throughput of `kerasdrop serve`, side by side in one run.
+"""Serving throughput and latency of `kerasdrop serve` against a bare app, side by side in one run.
 
-lenet5 (8x8x1) exported with `kerasdrop export`; for each backend (tf, onnx) and batching (off, on):
-a `kerasdrop serve` process on loopback, then batch-1 requests from this process — REST
-(keep-alive HTTP/1.1) and gRPC (the official stub) with 1 and 16 concurrent clients — against the
-in-process backend call. Clients and server share this machine's 2 cores.
+Models: LeNet-5 at 32x32x1 and resnet18 at 224x224x3, exported with `kerasdrop export`, batch-1
+requests. Servers: a bare Starlette + onnxruntime + orjson app (bench/_support/bare_app.py, the
+reference) and `kerasdrop serve --backend onnx` with batching off and on. Load comes from C load
+generators, not Python clients: wrk (REST, a Lua script POSTs the JSON body) and h2load (gRPC, a
+raw length-prefixed PredictRequest body). Every figure is a ratio measured in this one run; the
+machine is shared, so absolute req/s vary from run to run.
 
-Goals on this 2-core machine: REST p50 <= 2 ms, REST >= 2,000 req/s and gRPC >= 3,000 req/s at
-16 clients (batching on).
-
-    .venv/bin/python bench/serve_latency.py [--seconds 3]
+    .venv/bin/python bench/serve_latency.py [--seconds 5] [--models lenet5,resnet18]
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -26,6 +25,10 @@ import threading
 import time
 import urllib.request
 
+HERE = pathlib.Path(__file__).resolve().parent
+MODELS = {"lenet5": dict(input_shape=(32, 32, 1), input_range=(0, 255)),
+          "resnet18": dict(input_shape=(224, 224, 3), input_range=(0, 255))}
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -33,139 +36,253 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def percentile(samples, fraction):
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+def wait_until_up(process, url: str, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (the bare app has no status route)
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit(f"server exited early: {process.args}")
+            time.sleep(0.3)
+    raise SystemExit(f"server did not start: {process.args}")
 
 
-def measure(call_factory, clients: int, seconds: float):
-    """Runs `clients` threads, each calling its own `call()` for `seconds`; returns (p50 ms, p99 ms, req/s)."""
-    latencies, barrier, stop = [], threading.Barrier(clients + 1), threading.Event()
-    lock = threading.Lock()
+def _seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
-    def worker():
-        call = call_factory()
-        call()  # connect and warm up
-        own = []
-        barrier.wait()
-        while not stop.is_set():
+
+def wrk(url: str, body_file: pathlib.Path, connections: int, seconds: float) -> dict:
+    """wrk's req/s, p50 and p99 (s) and non-2xx count for POSTs of the body in `body_file`."""
+    script = body_file.with_suffix(".lua")
+    script.write_text(f'local f = io.open("{body_file}", "rb")\nwrk.method = "POST"\nwrk.body = f:read("*all")\n'
+                      'f:close()\nwrk.headers["Content-Type"] = "application/json"\n')
+    threads = min(connections, 2)
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--latency",
+                          "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _seconds(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1)),
+            "p99": _seconds(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1)),
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+def h2load(url: str, body_file: pathlib.Path, streams: int, seconds: float) -> dict:
+    """h2load's req/s for gRPC Predict calls: one connection per stream, `seconds` long."""
+    out = subprocess.run(["h2load", "-c", str(streams), "-m", "1", "-D", f"{seconds:g}", "--warm-up-time", "1",
+                          "-d", str(body_file), "-H", "content-type: application/grpc", "-H", "te: trailers", url],
+                         capture_output=True, text=True, check=True).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    return {"rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1)),
+            "errors": int(done.group(3))}
+
+
+def export_models(names, workdir: pathlib.Path) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    from kerasdrop.export import export
+    from kerasdrop.zoo import create_model
+
+    bodies = {}
+    for name in names:
+        keras.utils.set_random_seed(0)
+        model = create_model(name, num_classes=10, **MODELS[name])
+        version_dir = export(model, name=name, repo=workdir / "export", models_config=None).path
+        image = np.random.default_rng(0).uniform(0, 255, (1, *MODELS[name]["input_shape"])).astype("float32")
+        rest_body = workdir / f"{name}.json"
+        rest_body.write_bytes(json.dumps({"instances": image.tolist()}).encode())
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = name
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(image))
+        message = request.SerializeToString()
+        grpc_body = workdir / f"{name}.grpc"
+        grpc_body.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)  # gRPC's message framing
+        bodies[name] = (version_dir / "model.onnx", rest_body, grpc_body)
+    return bodies
+
+
+class Running:
+    """A server process for the duration of a `with` block, stopped by SIGTERM."""
+
+    def __init__(self, command, probe_url):
+        self.command, self.probe_url = command, probe_url
+
+    def __enter__(self):
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until_up(self.process, self.probe_url)
+        return self.process
+
+    def __exit__(self, *exc):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def kerasdrop_serve(repo, rest_port, grpc_port, batching: bool, workers: int = 1):
+    command = [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend", "onnx",
+               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--poll-seconds", "0",
+               "--workers", str(workers)]
+    if batching:
+        command += ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "1000"]
+    return command
+
+
+def measure_model(name, bodies, repo, seconds) -> dict:
+    onnx_path, rest_body, grpc_body = bodies
+    results = {}
+    port = free_port()
+    with Running([sys.executable, str(HERE / "_support" / "bare_app.py"), str(onnx_path), str(port)],
+                 f"http://127.0.0.1:{port}/"):
+        url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+        for connections in (1, 16, 64):
+            results[("bare", connections)] = wrk(url, rest_body, connections, seconds)
+    for workers in (1, 2):
+        for batching in (False, True):
+            rest_port, grpc_port = free_port(), free_port()
+            with Running(kerasdrop_serve(repo, rest_port, grpc_port, batching, workers),
+                         f"http://127.0.0.1:{rest_port}/v1/models/{name}"):
+                time.sleep(3 * (workers - 1))  # the other workers load the model too
+                url = f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict"
+                for connections in (1, 16, 64):
+                    results[(batching, workers, connections)] = wrk(url, rest_body, connections, seconds)
+                results[(batching, workers, "grpc16")] = h2load(
+                    f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict", grpc_body, 16,
+                    seconds)
+    return results
+
+
+def rss_bytes(pid: int) -> int:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure_big_request(name, bodies, repo, workdir, seconds) -> dict:
+    """Peak RSS against idle RSS while a ~60 MB request is served, and other clients' p99 meanwhile."""
+    import http.client
+
+    _, rest_body, _ = bodies
+    row = json.loads(rest_body.read_bytes())["instances"][0]
+    rows = int(60e6 // len(json.dumps(row)))
+    big = json.dumps({"instances": [row] * rows}).encode()
+    rest_port, grpc_port = free_port(), free_port()
+    with Running(kerasdrop_serve(repo, rest_port, grpc_port, False),
+                 f"http://127.0.0.1:{rest_port}/v1/models/{name}") as process:
+        url = f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict"
+        wrk(url, rest_body, 4, 1)  # warm up
+        idle, peak, answer, stop = rss_bytes(process.pid), [0], {}, threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_bytes(process.pid))
+                time.sleep(0.02)
+
+        def send_big():
+            time.sleep(1)
+            connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=120)
             started = time.perf_counter()
-            call()
-            own.append(time.perf_counter() - started)
-        with lock:
-            latencies.extend(own)
+            connection.request("POST", f"/v1/models/{name}:predict", big, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            answer.update(status=response.status, seconds=time.perf_counter() - started)
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    return percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000, len(latencies) / elapsed
+        threads = [threading.Thread(target=sample), threading.Thread(target=send_big)]
+        for thread in threads:
+            thread.start()
+        others = wrk(url, rest_body, 4, max(seconds, 8))
+        threads[1].join()
+        stop.set()
+        threads[0].join()
+    return {"idle": idle, "peak": peak[0], "others_p99": others["p99"], "big_status": answer.get("status"),
+            "big_seconds": answer.get("seconds"), "big_mb": len(big) / 1e6, "rows": rows}
+
+
+def report(name, results, big, workers: int) -> list[bool]:
+    """Prints the table, then the issue's targets for `kerasdrop serve`'s default --workers."""
+    bare = lambda c: results[("bare", c)]  # noqa: E731 - three short lookups read best side by side
+    off = lambda c: results[(False, workers, c)]  # noqa: E731
+    on = lambda c: results[(True, workers, c)]  # noqa: E731
+    print(f"\n{name}: req/s (p50 ms) by server and connections")
+    print(f"  {'server':36} {'1 conn':>16} {'16 conn':>16} {'64 conn':>16} {'gRPC 16 streams':>16}")
+    rows = [("bare Starlette app", lambda c: results[("bare", c)], None)]
+    for count in (1, 2):
+        for batching in (False, True):
+            rows.append((f"kerasdrop, {count} worker(s), batching {'on' if batching else 'off'}",
+                         lambda c, b=batching, w=count: results[(b, w, c)], (batching, count, "grpc16")))
+    for label, row, grpc in rows:
+        cells = [f"{row(c)['rps']:8.0f} ({row(c)['p50'] * 1000:5.1f})" for c in (1, 16, 64)]
+        grpc_cell = f"{results[grpc]['rps']:8.0f}" if grpc is not None else "-"
+        print(f"  {label:36} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {grpc_cell:>16}")
+    other = 3 - workers
+    for connections in (16, 64):
+        ratio = results[(False, other, connections)]["rps"] / off(connections)["rps"]
+        print(f"  {other} worker(s) vs {workers} (the default), batching off, {connections} conn: {ratio:.2f}x")
+    checks = []
+    for batching, row in ((False, off), (True, on)):
+        tag = "batching on " if batching else "batching off"
+        checks += [
+            (f"{tag}: REST 16 conn vs bare app", row(16)["rps"] / bare(16)["rps"], ">= 1.5x", 1.5),
+            (f"{tag}: REST 64 conn vs its 16 conn", row(64)["rps"] / row(16)["rps"], ">= 0.9x", 0.9),
+            (f"{tag}: REST p50 1 conn vs bare app", row(1)["p50"] / bare(1)["p50"], "<= 1.0x", -1.0),
+            (f"{tag}: gRPC 16 streams vs REST 16", results[(batching, workers, "grpc16")]["rps"] / row(16)["rps"],
+             ">= 1.0x", 1.0),
+        ]
+    for connections in (1, 16, 64):
+        checks.append((f"batching on vs off, {connections} conn", on(connections)["rps"] / off(connections)["rps"],
+                       ">= 0.9x", 0.9))
+    checks.append(("batching on vs off, 64 conn (wins)", on(64)["rps"] / off(64)["rps"], "> 1.0x", 1.0000001))
+    if big:
+        checks.append((f"peak RSS vs idle, {big['big_mb']:.0f} MB request (HTTP {big['big_status']}, "
+                       f"{big['big_seconds']:.1f} s)", big["peak"] / big["idle"], "< 2.0x", -1.9999999))
+        checks.append(("other clients' p99 meanwhile (s)", big["others_p99"], "< 1.0", -0.9999999))
+    errors = sum(r.get("errors", 0) for r in results.values())
+    print(f"  non-2xx answers or failed calls in all of the above: {errors}")
+    print(f"  {'target':58} {'measured':>9} {'goal':>8}  result")
+    passed = []
+    for label, value, goal, bound in checks:
+        ok = value >= bound if bound > 0 else value <= -bound
+        passed.append(ok)
+        print(f"  {label:58} {value:9.2f} {goal:>8}  {'PASS' if ok else 'FAIL'}")
+    return passed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement (default: 3)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run (default: 5)")
+    parser.add_argument("--models", default="lenet5,resnet18", help="comma-separated (default: lenet5,resnet18)")
     args = parser.parse_args()
+    for tool in ("wrk", "h2load"):
+        if subprocess.run(["which", tool], capture_output=True).returncode:
+            raise SystemExit(f"{tool} is not installed: `make bench` installs it (apt-get install wrk nghttp2-client)")
 
     from kerasdrop._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    import grpc
-    import keras
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-serve-bench-"))
+    names = args.models.split(",")
+    from kerasdrop.serving.server import ServeConfig
 
-    from kerasdrop.export import export
-    from kerasdrop.serving.backends import load_backend
-    from kerasdrop.zoo import create_model
-
-    keras.utils.set_random_seed(0)
-    model = create_model("lenet5", num_classes=10, input_shape=(8, 8, 1), input_range=(0, 16))
-    repo = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-serve-bench-")) / "export"
-    version_dir = export(model, name="lenet5", repo=repo, models_config=None).path
-    image = np.random.default_rng(0).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
-    rest_body = json.dumps({"instances": image.tolist()}).encode()
-    grpc_request = predict_pb2.PredictRequest()
-    grpc_request.model_spec.name = "lenet5"
-    grpc_request.inputs["images"].CopyFrom(tf.make_tensor_proto(image))
-
-    print(f"lenet5 8x8x1, batch-1 requests, {args.seconds:g} s per measurement; p50 / p99 ms and requests/s")
-    print(f"{'backend':8} {'batching':9} {'path':22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
-    summary = {}
-    for backend_kind in ("tf", "onnx"):
-        backend = load_backend(backend_kind, version_dir)
-        p50, p99, rate = measure(lambda: (lambda: backend.run("serving_default", {"images": image})), 1, args.seconds)
-        print(f"{backend_kind:8} {'-':9} {'in-process backend':22} {p50:8.3f} {p99:8.3f} {rate:8.0f}")
-        summary[(backend_kind, "in-process")] = (p50, p99, rate)
-        for batching in (False, True):
-            rest_port, grpc_port = free_port(), free_port()
-            command = [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend", backend_kind,
-                       "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--poll-seconds", "0"]
-            if batching:
-                command += ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "1000"]
-            server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                deadline = time.monotonic() + 120
-                while True:
-                    try:
-                        urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/lenet5", timeout=2).read()
-                        break
-                    except OSError:
-                        if time.monotonic() > deadline or server.poll() is not None:
-                            raise SystemExit("kerasdrop serve did not start")
-                        time.sleep(0.3)
-
-                def rest_call():
-                    connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
-
-                    def call():
-                        connection.request("POST", "/v1/models/lenet5:predict", rest_body,
-                                           {"Content-Type": "application/json"})
-                        response = connection.getresponse()
-                        response.read()
-                        assert response.status == 200
-                    return call
-
-                channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-
-                def grpc_call():
-                    return lambda: stub.Predict(grpc_request, timeout=30)
-
-                for protocol, factory in (("REST", rest_call), ("gRPC", grpc_call)):
-                    for clients in (1, 16):
-                        result = measure(factory, clients, args.seconds)
-                        label = "on" if batching else "off"
-                        print(f"{backend_kind:8} {label:9} {f'{protocol}, {clients} client(s)':22} "
-                              f"{result[0]:8.3f} {result[1]:8.3f} {result[2]:8.0f}", flush=True)
-                        summary[(backend_kind, batching, protocol, clients)] = result
-                channel.close()
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=60)
-
-    print("overhead of the protocol over the in-process call (p50, 1 client, batching off):")
-    for backend_kind in ("tf", "onnx"):
-        base = summary[(backend_kind, "in-process")][0]
-        rest_p50 = summary[(backend_kind, False, "REST", 1)][0]
-        grpc_p50 = summary[(backend_kind, False, "gRPC", 1)][0]
-        print(f"  {backend_kind}: REST {rest_p50 / base:.1f}x (+{rest_p50 - base:.3f} ms), "
-              f"gRPC {grpc_p50 / base:.1f}x (+{grpc_p50 - base:.3f} ms)")
-    print("goals (batching on, 16 clients): REST p50 <= 2 ms, REST >= 2,000 req/s, gRPC >= 3,000 req/s")
-    for backend_kind in ("tf", "onnx"):
-        rest = summary[(backend_kind, True, "REST", 16)]
-        grpc_result = summary[(backend_kind, True, "gRPC", 16)]
-        rest_1 = summary[(backend_kind, True, "REST", 1)]
-        print(f"  {backend_kind}: REST p50 (1 client) {rest_1[0]:.2f} ms {'met' if rest_1[0] <= 2 else 'NOT met'}; "
-              f"REST {rest[2]:.0f} req/s {'met' if rest[2] >= 2000 else 'NOT met'}; "
-              f"gRPC {grpc_result[2]:.0f} req/s {'met' if grpc_result[2] >= 3000 else 'NOT met'}")
+    workers = ServeConfig().workers
+    bodies = export_models(names, workdir)
+    print(f"batch-1 requests, {args.seconds:g} s per load run, wrk (REST) and h2load (gRPC) on this machine's "
+          "cores beside the servers; kerasdrop serve --backend onnx")
+    passed = []
+    for name in names:
+        results = measure_model(name, bodies[name], workdir / "export", args.seconds)
+        big = measure_big_request(name, bodies[name], workdir / "export", workdir, args.seconds) \
+            if name == "lenet5" else None
+        passed += report(name, results, big, workers)
+    print(f"\n{sum(passed)} of {len(passed)} targets met (kerasdrop serve's default: --workers {workers})")
 
 
 if __name__ == "__main__":

@@ -26,11 +26,36 @@ def check_model_name(name: str) -> str:
     return name
 
 
+VERSION_PATTERN = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
+MAX_VERSION = 2**63 - 1  # TF Serving's versions are int64 (model_spec.version is an Int64Value)
+
+
+def version_directories(model_dir: pathlib.Path, on_skip=None) -> dict[int, pathlib.Path]:
+    """`{version: directory}` for the numeric sub-directories, as TF Serving parses them (`00000123` is 123).
+
+    The one place that reads version directories. A directory whose name is not a version (not ASCII
+    digits, or beyond int64) is skipped; `on_skip(path, reason)` hears about each one.
+    """
+    found = {}
+    for entry in sorted(model_dir.iterdir()) if model_dir.is_dir() else []:
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        if not VERSION_PATTERN.fullmatch(entry.name):
+            if on_skip:
+                on_skip(entry, "its name is not a version number (ASCII digits)")
+            continue
+        version = int(entry.name)
+        if not 0 < version <= MAX_VERSION:
+            if on_skip:
+                on_skip(entry, f"version {entry.name} is outside 1..{MAX_VERSION} (int64)")
+            continue
+        found[version] = entry
+    return found
+
+
 def versions(model_dir: pathlib.Path) -> list[int]:
     """Published versions: numeric sub-directories, as TF Serving sees them."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(entry.name) for entry in model_dir.iterdir() if entry.is_dir() and entry.name.isdigit())
+    return sorted(version_directories(model_dir))
 
 
 def resolve_version(model_dir: pathlib.Path, version: int | None) -> int:

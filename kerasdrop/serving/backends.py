@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from kerasdrop.serving.errors import ServingError, invalid, not_found
+from kerasdrop.serving.errors import ServingError, invalid, signature_not_found
 
 
 def read_signature_defs(version_dir: pathlib.Path):
@@ -19,6 +19,27 @@ def read_signature_defs(version_dir: pathlib.Path):
     from kerasdrop.verify.graph import read_saved_model
 
     return read_saved_model(version_dir).signature_def
+
+
+def find_signature(backend, signature: str, protocol: str):
+    """The SignatureDef a request names, or TF Serving's error for the protocol (the one lookup)."""
+    signature_def = backend.signature_defs.get(signature)
+    if signature_def is None or signature not in backend.signature_names():
+        error = signature_not_found(signature, protocol)
+        if getattr(backend, "missing_hint", None) and signature in backend.missing_hint[0]:
+            error.message += backend.missing_hint[1]
+        raise error
+    return signature_def
+
+
+def signature_def_map(backend):
+    """The metadata's SignatureDefMap (REST and gRPC GetModelMetadata)."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature in backend.signature_defs.items():
+        signature_map.signature_def[name].CopyFrom(signature)
+    return signature_map
 
 
 class TensorFlowBackend:
@@ -38,8 +59,8 @@ class TensorFlowBackend:
         import tensorflow as tf
 
         function = self._functions.get(signature_name)
-        if function is None:
-            raise not_found(f"Serving signature name: \"{signature_name}\" not found in signature def")
+        if function is None:  # in the SignatureDefs but not loadable as a function
+            raise signature_not_found(signature_name, "rest")
         try:
             outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
@@ -60,6 +81,8 @@ class OnnxBackend:
             raise FileNotFoundError(f"{path} not found: the onnx backend serves versions exported with ONNX")
         all_defs = read_signature_defs(version_dir)
         self.signature_defs = {"serving_default": all_defs["serving_default"]}
+        self.missing_hint = (set(all_defs) - {"serving_default"},
+                             " (the onnx backend serves serving_default only; it needs --backend tf)")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # one request per thread; the server runs several
         self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -70,9 +93,6 @@ class OnnxBackend:
         return ["serving_default"]
 
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if signature_name != "serving_default":
-            raise not_found(f"Serving signature name: \"{signature_name}\" not found in signature def "
-                            "(the onnx backend serves serving_default only; mc_dropout needs --backend tf)")
         try:
             results = self._session.run(self._outputs, inputs)
         except Exception as error:  # onnxruntime raises its own exception types for bad feeds

@@ -10,7 +10,9 @@ import time
 from concurrent import futures
 
 from kerasdrop.serving import examples
+from kerasdrop.serving.backends import find_signature, signature_def_map
 from kerasdrop.serving.errors import ServingError, invalid
+from kerasdrop.serving.tensors import tensor_to_array
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -50,121 +52,155 @@ def _examples(request_input):
     raise invalid("Input must hold example_list or example_list_with_context")
 
 
-def make_servicers(manager):
+def _timeout(context) -> float | None:
+    remaining = context.time_remaining()
+    return remaining if remaining is not None and remaining < 1e6 else None
+
+
+def _predict_inputs(manager, loaded, signature: str, request) -> dict:
+    signature_def = find_signature(loaded.backend, signature, "grpc")
+    order = sorted(signature_def.inputs)
+    inputs = {}
+    for key, proto in request.inputs.items():
+        if key not in signature_def.inputs:
+            continue  # validate_inputs names every unexpected input in one message
+        inputs[key] = tensor_to_array(key, order.index(key), proto, signature_def.inputs[key],
+                                      manager.admission.max_elements)
+    return inputs | {key: None for key in request.inputs if key not in signature_def.inputs}
+
+
+def _predict(manager, request, context):
     import tensorflow as tf
-    from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                         model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
-                                         regression_pb2)
+    from tensorflow_serving.apis import predict_pb2
 
-    def guarded(api):
-        def wrap(function):
-            def method(self, request, context):
-                started = time.perf_counter()
-                name = getattr(getattr(request, "model_spec", None), "name", "")
-                try:
-                    response = function(self, request, context)
-                    spec = getattr(response, "model_spec", None)
-                    version = spec.version.value if spec is not None and spec.HasField("version") else ""
-                    manager.metrics.record_request(name, version, f"grpc:{api}", "OK", time.perf_counter() - started)
-                    return response
-                except ServingError as error:
-                    manager.metrics.record_request(name, "", f"grpc:{api}", error.code, time.perf_counter() - started)
-                    context.abort(_status_code(error.code), error.message)
-            return method
-        return wrap
+    loaded = _spec(manager, request.model_spec)
+    signature = request.model_spec.signature_name or "serving_default"
+    inputs = _predict_inputs(manager, loaded, signature, request)
+    outputs = manager.run(loaded, signature, inputs, "grpc", _timeout(context))
+    wanted = list(request.output_filter) or list(outputs)
+    unknown = [key for key in wanted if key not in outputs]
+    if unknown:
+        raise invalid(f"output tensor alias not found in signature: {unknown[0]}")
+    response = predict_pb2.PredictResponse()
+    _echo(response.model_spec, loaded, signature)
+    for key in wanted:
+        response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+    return response
 
-    class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-        @guarded("predict")
-        def Predict(self, request, context):  # noqa: N802 - the proto's names
-            loaded = _spec(manager, request.model_spec)
-            signature = request.model_spec.signature_name or "serving_default"
-            try:
-                inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
-            except (TypeError, ValueError) as error:
-                raise invalid(f"Cannot read input tensors: {error}") from None
-            outputs = manager.run(loaded, signature, inputs)
-            wanted = list(request.output_filter) or list(outputs)
-            unknown = [key for key in wanted if key not in outputs]
-            if unknown:
-                raise invalid(f"output tensor alias not found in signature: {unknown[0]}")
-            response = predict_pb2.PredictResponse()
-            _echo(response.model_spec, loaded, signature)
-            for key in wanted:
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
-            return response
 
-        def _run_examples(self, request, method: str):
-            loaded = _spec(manager, request.model_spec)
-            signature = request.model_spec.signature_name or "serving_default"
-            signature_def = loaded.backend.signature_defs.get(signature)
-            if signature_def is None:
-                raise ServingError("NOT_FOUND", f"Serving signature name: \"{signature}\" not found in signature def")
-            examples.check_method(signature_def, signature, method)
-            (input_name,) = list(signature_def.inputs)
-            serialized = examples.serialized_examples(_examples(request.input))
-            return loaded, signature, manager.run(loaded, signature, {input_name: serialized})
+def _run_examples(manager, request, context, method: str):
+    loaded = _spec(manager, request.model_spec)
+    signature = request.model_spec.signature_name or "serving_default"
+    signature_def = find_signature(loaded.backend, signature, "grpc")
+    examples.check_method(signature_def, signature, method)
+    (input_name,) = list(signature_def.inputs)
+    serialized = examples.serialized_examples(_examples(request.input))
+    return loaded, signature, manager.run(loaded, signature, {input_name: serialized}, "grpc", _timeout(context))
 
-        @guarded("classify")
-        def Classify(self, request, context):  # noqa: N802
-            loaded, signature, outputs = self._run_examples(request, "tensorflow/serving/classify")
-            response = classification_pb2.ClassificationResponse()
-            _echo(response.model_spec, loaded, signature)
-            for row in examples.classification_results(outputs):
-                classifications = response.result.classifications.add()
-                for label, score in row:
-                    classifications.classes.add(label=label, score=score)
-            return response
 
-        @guarded("regress")
-        def Regress(self, request, context):  # noqa: N802
-            loaded, signature, outputs = self._run_examples(request, "tensorflow/serving/regress")
-            response = regression_pb2.RegressionResponse()
-            _echo(response.model_spec, loaded, signature)
-            for value in examples.regression_results(outputs):
-                response.result.regressions.add(value=value)
-            return response
+def _classify(manager, request, context):
+    from tensorflow_serving.apis import classification_pb2
 
-        @guarded("metadata")
-        def GetModelMetadata(self, request, context):  # noqa: N802
-            loaded = _spec(manager, request.model_spec)
-            fields = list(request.metadata_field)
-            if fields != ["signature_def"]:
-                raise invalid(f"Metadata field(s) {fields} not supported; expected exactly ['signature_def']")
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for name, signature in loaded.backend.signature_defs.items():
-                signature_map.signature_def[name].CopyFrom(signature)
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            _echo(response.model_spec, loaded, "")
-            response.model_spec.ClearField("signature_name")
-            response.metadata["signature_def"].Pack(signature_map)
-            return response
+    loaded, signature, outputs = _run_examples(manager, request, context, "tensorflow/serving/classify")
+    response = classification_pb2.ClassificationResponse()
+    _echo(response.model_spec, loaded, signature)
+    for row in examples.classification_results(outputs):
+        classifications = response.result.classifications.add()
+        for label, score in row:
+            classifications.classes.add(label=label, score=score)
+    return response
 
-    class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-        @guarded("status")
-        def GetModelStatus(self, request, context):  # noqa: N802
-            spec = request.model_spec
-            version = spec.version.value if spec.HasField("version") else None
-            label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
-            response = get_model_status_pb2.GetModelStatusResponse()
-            for entry in manager.status(spec.name, version, label):
-                status = response.model_version_status.add()
-                status.version = int(entry["version"])
-                status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-            return response
 
-    return PredictionService(), ModelService()
+def _regress(manager, request, context):
+    from tensorflow_serving.apis import regression_pb2
+
+    loaded, signature, outputs = _run_examples(manager, request, context, "tensorflow/serving/regress")
+    response = regression_pb2.RegressionResponse()
+    _echo(response.model_spec, loaded, signature)
+    for value in examples.regression_results(outputs):
+        response.result.regressions.add(value=value)
+    return response
+
+
+def _metadata(manager, request, context):
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    loaded = _spec(manager, request.model_spec)
+    fields = list(request.metadata_field)
+    if fields != ["signature_def"]:
+        raise invalid(f"Metadata field(s) {fields} not supported; expected exactly ['signature_def']")
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    _echo(response.model_spec, loaded, "")
+    response.model_spec.ClearField("signature_name")
+    response.metadata["signature_def"].Pack(signature_def_map(loaded.backend))
+    return response
+
+
+def _model_status(manager, request, context):
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    spec = request.model_spec
+    version = spec.version.value if spec.HasField("version") else None
+    label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for entry in manager.status(spec.name, version, label):
+        status = response.model_version_status.add()
+        status.version = int(entry["version"])
+        status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    return response
+
+
+def _guarded(manager, api: str, function):
+    """A servicer method: runs `function`, records the metrics, turns a ServingError into its status."""
+    def method(self, request, context):
+        started = time.perf_counter()
+        name = getattr(getattr(request, "model_spec", None), "name", "")
+        try:
+            response = function(manager, request, context)
+        except ServingError as error:
+            manager.record_request(name, "", f"grpc:{api}", error.code, time.perf_counter() - started)
+            context.abort(_status_code(error.code), error.message)
+        spec = getattr(response, "model_spec", None)
+        version = spec.version.value if spec is not None and spec.HasField("version") else ""
+        manager.record_request(name, version, f"grpc:{api}", "OK", time.perf_counter() - started)
+        return response
+    return method
+
+
+def make_servicers(manager):
+    """TF Serving's PredictionService and ModelService over `manager` (the official generated bases)."""
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    prediction = type("PredictionService", (prediction_service_pb2_grpc.PredictionServiceServicer,), {
+        "Predict": _guarded(manager, "predict", _predict), "Classify": _guarded(manager, "classify", _classify),
+        "Regress": _guarded(manager, "regress", _regress),
+        "GetModelMetadata": _guarded(manager, "metadata", _metadata)})
+    model = type("ModelService", (model_service_pb2_grpc.ModelServiceServicer,), {
+        "GetModelStatus": _guarded(manager, "status", _model_status)})
+    return prediction(), model()
+
+
+class PortInUseError(OSError):
+    """A port another process (or server) already listens on; `kerasdrop serve` exits 2 naming it."""
 
 
 def make_grpc_server(manager, address: str, workers: int = 16):
     import grpc
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kerasdrop-grpc"), options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        # gRPC turns SO_REUSEPORT on by default: a second server would then bind the same port and
+        # silently take half the traffic. One port, one server.
+        ("grpc.so_reuseport", 0)])
     prediction, model = make_servicers(manager)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises RuntimeError("Failed to bind to address ...")
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen for gRPC on {address}")
+        raise PortInUseError(f"gRPC port {address.rsplit(':', 1)[1]} on {address.rsplit(':', 1)[0]} is already in "
+                             "use (or cannot be bound); choose another with --grpc-port")
     return server, port

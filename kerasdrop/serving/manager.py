@@ -1,8 +1,9 @@
 """The model manager: which versions of which models are loaded, and running requests on them.
 
-Like TF Serving: a model is a directory of numeric version directories; the repository is polled;
-a new version is loaded and warmed up (its `assets.extra/tf_serving_warmup_requests` replayed)
-before it takes traffic, and versions the policy no longer wants are unloaded after.
+Like TF Serving (availability-preserving policy): a new version is loaded and warmed up (its
+`assets.extra/tf_serving_warmup_requests` replayed) before it takes traffic, and versions the
+policy no longer wants are unloaded only once a wanted version of the model serves. A version that
+fails to load is logged with its path and reason and retried with backoff; what serves stays.
 """
 
 from __future__ import annotations
@@ -11,45 +12,22 @@ import dataclasses
 import logging
 import pathlib
 import threading
+import time
 
 import numpy as np
 
-from kerasdrop.errors import InvalidArgumentError
-from kerasdrop.serving.backends import load_backend
+from kerasdrop.serving.admission import Admission
+from kerasdrop.serving.backends import find_signature, load_backend
 from kerasdrop.serving.batching import Batcher
 from kerasdrop.serving.errors import invalid, not_found
-from kerasdrop.serving.metrics import Metrics
+from kerasdrop.serving.inputs import validate_inputs
+from kerasdrop.serving.metrics import UNKNOWN_MODEL, Metrics
+from kerasdrop.serving.repository import ModelsConfig, RepositoryScanner, VersionPolicy, read_models_config
 
 log = logging.getLogger("kerasdrop.serve")
 
-
-@dataclasses.dataclass(frozen=True)
-class VersionPolicy:
-    """`latest` (default: the highest version), `all`, or `specific` versions."""
-
-    kind: str = "latest"
-    versions: tuple[int, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> "VersionPolicy":
-        if text in ("latest", "all"):
-            return cls(text)
-        if text.startswith("specific:"):
-            try:
-                versions = tuple(sorted(int(v) for v in text.split(":", 1)[1].split(",") if v))
-            except ValueError:
-                versions = ()
-            if versions and all(v > 0 for v in versions):
-                return cls("specific", versions)
-        raise InvalidArgumentError(f"Invalid value received for --version-policy. Expected latest, all or specific:1,2. "
-                         f"Received: {text!r}")
-
-    def select(self, available: list[int]) -> list[int]:
-        if self.kind == "latest":
-            return available[-1:]
-        if self.kind == "all":
-            return list(available)
-        return [version for version in available if version in self.versions]
+RETRY_FIRST_SECONDS = 2.0  # a failed load is retried after 2 s, 4 s, 8 s ... up to 5 minutes
+RETRY_MAX_SECONDS = 300.0
 
 
 @dataclasses.dataclass
@@ -60,81 +38,117 @@ class LoadedVersion:
     backend: object
     batchers: dict = dataclasses.field(default_factory=dict)
 
-
-def numeric_versions(model_dir: pathlib.Path) -> dict[int, pathlib.Path]:
-    """`{version: path}`; `00000123` is version 123, as TF Serving parses it."""
-    found = {}
-    for entry in model_dir.iterdir() if model_dir.is_dir() else []:
-        if entry.is_dir() and entry.name.isdigit() and (entry / "saved_model.pb").is_file():
-            found[int(entry.name)] = entry
-    return found
+    def stop_batchers(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.stop()
 
 
-def read_version_labels(models_config: pathlib.Path | None) -> dict[str, dict[str, int]]:
-    """`{model: {label: version}}` from a ModelServerConfig text file."""
-    if not models_config or not pathlib.Path(models_config).is_file():
-        return {}
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
+@dataclasses.dataclass
+class _Failure:
+    attempts: int
+    retry_at: float
+    fingerprint: tuple  # the files as they were; a change (the copy finished) retries at once
 
-    config = text_format.Parse(pathlib.Path(models_config).read_text(), model_server_config_pb2.ModelServerConfig())
-    return {entry.name: dict(entry.version_labels) for entry in config.model_config_list.config}
+
+def _fingerprint(path: pathlib.Path) -> tuple:
+    stats = []
+    for name in ("saved_model.pb", "model.onnx", "variables"):
+        try:
+            stat = (path / name).stat()
+            stats.append((name, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stats.append((name, None, None))
+    return tuple(stats)
 
 
 class ModelManager:
     def __init__(self, repo, *, backend: str = "tf", policy: VersionPolicy = VersionPolicy(),
                  models: dict[str, pathlib.Path] | None = None, models_config=None, batching: dict | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, admission: Admission | None = None, request_timeout: float = 30.0):
         """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead."""
-        self.repo = pathlib.Path(repo) if repo else None
+        self.scanner = RepositoryScanner(repo, models)
         self.backend = backend
         self.policy = policy
-        self.explicit_models = models
         self.models_config = models_config
         self.batching = batching
         self.metrics = metrics or Metrics()
+        self.admission = admission or Admission()
+        self.request_timeout = request_timeout
         self._lock = threading.Lock()
         self._loaded: dict[str, dict[int, LoadedVersion]] = {}
-        self._labels: dict[str, dict[str, int]] = {}
+        self._config = ModelsConfig()
+        self._failures: dict[pathlib.Path, _Failure] = {}
         self._stop = threading.Event()
         self._thread = None
+        if models_config:
+            self._config = read_models_config(models_config)  # ConfigError at start-up: the caller exits 2
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def model_dirs(self) -> dict[str, pathlib.Path]:
-        if self.explicit_models is not None:
-            return dict(self.explicit_models)
-        if not self.repo.is_dir():
-            return {}
-        return {entry.name: entry for entry in sorted(self.repo.iterdir())
-                if entry.is_dir() and not entry.name.startswith(".") and numeric_versions(entry)}
+    def loaded_versions(self) -> dict[str, list[int]]:
+        with self._lock:
+            return {name: sorted(versions) for name, versions in self._loaded.items()}
+
+    def _reload_config(self) -> None:
+        if not self.models_config:
+            return
+        try:
+            self._config = read_models_config(self.models_config)
+        except ValueError as error:  # at runtime a broken edit keeps the last good config
+            log.error("%s; keeping the last good models config", error)
+
+    def wanted(self) -> dict[str, dict[int, pathlib.Path]]:
+        """`{model: {version: path}}` that the version policies select from what the repository has."""
+        wanted = {}
+        for name, versions in self.scanner.scan().items():
+            policy = self._config.policies.get(name, self.policy)
+            wanted[name] = {v: versions[v] for v in policy.select(sorted(versions))}
+        return wanted
 
     def sync(self) -> None:
-        """Loads wanted versions (warmed up before they serve), then unloads unwanted ones."""
-        self._labels = read_version_labels(self.models_config)
-        wanted = {name: {v: numeric_versions(d)[v] for v in self.policy.select(sorted(numeric_versions(d)))}
-                  for name, d in self.model_dirs().items()}
+        """Loads wanted versions (warmed up before they serve), then retires what they replace."""
+        self._reload_config()
+        wanted = self.wanted()
         for name, versions in wanted.items():
             for version, path in versions.items():
-                if version in self._loaded.get(name, {}):
-                    continue
-                try:
-                    loaded = self._load(name, version, path)
-                except Exception as error:  # a broken version must not take the server down
-                    log.error("failed to load %s version %s from %s: %s", name, version, path, error)
-                    continue
-                with self._lock:
-                    self._loaded.setdefault(name, {})[version] = loaded
-                log.info("serving %s version %s (%s backend)", name, version, self.backend)
+                if version not in self._loaded.get(name, {}):
+                    self._try_load(name, version, path)
+        self._retire(wanted)
+
+    def _try_load(self, name: str, version: int, path: pathlib.Path) -> None:
+        failure = self._failures.get(path)
+        fingerprint = _fingerprint(path)
+        if failure and time.monotonic() < failure.retry_at and failure.fingerprint == fingerprint:
+            return
+        try:
+            loaded = self._load(name, version, path)
+        except Exception as error:  # a broken version must not take down what serves
+            attempts = failure.attempts + 1 if failure else 1
+            delay = min(RETRY_FIRST_SECONDS * 2 ** (attempts - 1), RETRY_MAX_SECONDS)
+            self._failures[path] = _Failure(attempts, time.monotonic() + delay, fingerprint)
+            log.error("failed to load %s version %s from %s: %s: %s (attempt %d; next try in %g s)",
+                      name, version, path, type(error).__name__, str(error).splitlines()[0] if str(error) else "",
+                      attempts, delay)
+            return
+        self._failures.pop(path, None)
         with self._lock:
-            retired = [(name, version) for name, versions in self._loaded.items() for version in versions
-                       if version not in wanted.get(name, {})]
-            unloaded = [self._loaded[name].pop(version) for name, version in retired]
-            for name in [n for n, v in self._loaded.items() if not v]:
+            self._loaded.setdefault(name, {})[version] = loaded
+        log.info("serving %s version %s (%s backend)", name, version, self.backend)
+
+    def _retire(self, wanted: dict[str, dict[int, pathlib.Path]]) -> None:
+        """Unloads versions no longer wanted, but never the last ones serving a model whose wanted
+        versions failed to load (a model removed from the repository is unloaded)."""
+        with self._lock:
+            retired = []
+            for name, versions in self._loaded.items():
+                keep = wanted.get(name, {})
+                if keep and not any(version in versions for version in keep):
+                    continue  # the replacement is not loaded: the old version keeps serving
+                retired += [versions.pop(version) for version in sorted(versions) if version not in keep]
+            for name in [name for name, versions in self._loaded.items() if not versions]:
                 del self._loaded[name]
-        for loaded in unloaded:
-            for batcher in loaded.batchers.values():
-                batcher.stop()
+        for loaded in retired:
+            loaded.stop_batchers()  # runs what is queued; later submits run directly
             log.info("unloaded %s version %s", loaded.name, loaded.version)
 
     def _load(self, name: str, version: int, path: pathlib.Path) -> LoadedVersion:
@@ -172,8 +186,8 @@ class ModelManager:
             while not self._stop.wait(seconds):
                 try:
                     self.sync()
-                except Exception as error:
-                    log.error("repository poll failed: %s", error)
+                except Exception as error:  # one bad poll must not end polling
+                    log.error("repository poll failed: %s: %s", type(error).__name__, error)
 
         self._thread = threading.Thread(target=loop, name="kerasdrop-poll", daemon=True)
         self._thread.start()
@@ -181,14 +195,19 @@ class ModelManager:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
         with self._lock:
-            for versions in self._loaded.values():
-                for loaded in versions.values():
-                    for batcher in loaded.batchers.values():
-                        batcher.stop()
+            loaded = [version for versions in self._loaded.values() for version in versions.values()]
+        for version in loaded:
+            version.stop_batchers()
 
     # --- requests -------------------------------------------------------------------------------
+
+    def record_request(self, name: str, version, api: str, code: str, seconds: float) -> None:
+        """Metrics for one request; a model that is not loaded is counted under one fixed label."""
+        with self._lock:
+            known = name in self._loaded
+        self.metrics.record_request(name if known else UNKNOWN_MODEL, version if known else "", api, code, seconds)
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> LoadedVersion:
         with self._lock:
@@ -196,9 +215,10 @@ class ModelManager:
             if not versions:
                 raise not_found(f"Servable not found for request: Latest({name})")
             if label is not None:
-                if label not in self._labels.get(name, {}):
+                labels = self._config.labels.get(name, {})
+                if label not in labels:
                     raise invalid(f"Unrecognized servable version label: {label}")
-                version = self._labels[name][label]
+                version = labels[label]
             if version is None:
                 return versions[max(versions)]
             if version not in versions:
@@ -207,8 +227,7 @@ class ModelManager:
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[dict]:
         if version is not None or label is not None:
-            loaded = self.resolve(name, version, label)
-            versions = [loaded.version]
+            versions = [self.resolve(name, version, label).version]
         else:
             with self._lock:
                 versions = sorted(self._loaded.get(name, {}))
@@ -217,64 +236,20 @@ class ModelManager:
         return [{"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
                 for v in versions]
 
-    def run(self, loaded: LoadedVersion, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        signature_def = loaded.backend.signature_defs.get(signature)
-        if signature_def is None or signature not in loaded.backend.signature_names():
-            raise not_found(f"Serving signature name: \"{signature}\" not found in signature def")
-        inputs = validate_inputs(signature_def, inputs)
-        batcher = loaded.batchers.get(signature)
-        if batcher is not None:
-            return batcher.submit(inputs)
-        return loaded.backend.run(signature, inputs)
+    def run(self, loaded: LoadedVersion, signature: str, inputs: dict, protocol: str = "rest",
+            timeout: float | None = None) -> dict[str, np.ndarray]:
+        """Validates `inputs` against the signature, then runs them (batched when batching is on)
+        within the model's admission limit and the request's deadline."""
+        signature_def = find_signature(loaded.backend, signature, protocol)
+        inputs = validate_inputs(signature_def, inputs, self.admission.max_elements)
+        with self.admission.slot(loaded.name):
+            batcher = loaded.batchers.get(signature)
+            if batcher is not None:
+                return batcher.submit(inputs, timeout or self.request_timeout)
+            return loaded.backend.run(signature, inputs)
 
 
 def _batchable(signature_def) -> bool:
     tensors = list(signature_def.inputs.values()) + list(signature_def.outputs.values())
     return len(signature_def.inputs) == 1 and all(
         not t.tensor_shape.unknown_rank and t.tensor_shape.dim and t.tensor_shape.dim[0].size == -1 for t in tensors)
-
-
-def _scalar_rows(dims: list[int], received: tuple) -> bool:
-    """TF Serving passes `[2.0, 3.0]` to an input declared `[?, 1]` and the graph computes per row.
-
-    Allowed only for vector/matrix inputs (rank <= 2) whose missing trailing dims are 1: elementwise
-    and MatMul ops reject what they cannot take, unlike image kernels.
-    """
-    return (len(dims) <= 2 and len(received) < len(dims) and all(d == 1 for d in dims[len(received):])
-            and all(d in (-1, r) for d, r in zip(dims, received)))
-
-
-def validate_inputs(signature_def, inputs: dict) -> dict[str, np.ndarray]:
-    """Names, dtype and shape against the SignatureDef; finite floats. Errors say expected vs received."""
-    import tensorflow as tf
-
-    expected = set(signature_def.inputs)
-    missing, extra = sorted(expected - set(inputs)), sorted(set(inputs) - expected)
-    if missing or extra:
-        raise invalid(f"Expected inputs {sorted(expected)}; missing {missing}, unexpected {extra}")
-    checked = {}
-    for key, value in inputs.items():
-        info = signature_def.inputs[key]
-        dtype = tf.dtypes.as_dtype(info.dtype)
-        try:
-            array = np.asarray(value, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
-        except (ValueError, TypeError, OverflowError) as error:
-            raise invalid(f"Input {key!r} expects a rectangular array of {dtype.name} values; received values "
-                          f"that cannot be converted ({str(error).split('.')[0]})") from None
-        if dtype.is_floating and not np.isfinite(array).all():
-            raise invalid(f"Input {key!r} contains NaN or infinity; expected finite {dtype.name} values")
-        shape = info.tensor_shape
-        if not shape.unknown_rank:
-            dims = [dim.size for dim in shape.dim]
-            pretty = "[" + ", ".join("?" if d == -1 else str(d) for d in dims) + "]"
-            if array.ndim == len(dims):
-                if any(d != -1 and d != a for d, a in zip(dims, array.shape)):
-                    raise invalid(f"Input {key!r} expects shape {pretty}; received shape {list(array.shape)}")
-            elif not _scalar_rows(dims, array.shape):
-                # A wrong rank must never reach the graph: convolution kernels abort the process on it.
-                raise invalid(f"Input {key!r} expects shape {pretty} (rank {len(dims)}); received shape "
-                              f"{list(array.shape)} (rank {array.ndim})")
-            if array.ndim and array.shape[0] == 0 and dims and dims[0] == -1:
-                raise invalid(f"Input {key!r} has no rows; send at least one")
-        checked[key] = array
-    return checked

@@ -1,6 +1,9 @@
 """Prometheus text metrics: request counts, latency histograms and batch sizes per model and version.
 
 Metric names follow TF Serving's (`:tensorflow:serving:request_count`, `...:request_latency`).
+Label values come from request paths, which anyone can send: the caller passes only names of models
+that are loaded (others are counted under `UNKNOWN_MODEL`), values are escaped as the exposition
+format requires, and the number of series is capped, so the page stays small and well formed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections import defaultdict
 
 LATENCY_BUCKETS_US = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+UNKNOWN_MODEL = "__unknown__"  # every request for a model that is not loaded
+MAX_SERIES = 2000  # (model, version, API) series; beyond it, new ones are folded into UNKNOWN_MODEL
 
 
 class _Histogram:
@@ -26,8 +31,13 @@ class _Histogram:
         self.count += 1
 
 
+def escape_label(value) -> str:
+    """The exposition format's escaping of a label value: backslash, double quote, newline."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _labels(**labels) -> str:
-    return "{" + ",".join(f'{key}="{value}"' for key, value in labels.items()) + "}"
+    return "{" + ",".join(f'{key}="{escape_label(value)}"' for key, value in labels.items()) + "}"
 
 
 class Metrics:
@@ -39,8 +49,10 @@ class Metrics:
 
     def record_request(self, model: str, version, api: str, status: str, seconds: float) -> None:
         with self._lock:
-            self._requests[(model, str(version or ""), api, status)] += 1
             key = (model, str(version or ""), api)
+            if key not in self._latency and len(self._latency) >= MAX_SERIES:
+                key = (UNKNOWN_MODEL, "", api)
+            self._requests[(*key, status)] += 1
             histogram = self._latency.setdefault(key, _Histogram(LATENCY_BUCKETS_US))
             histogram.observe(seconds * 1e6)
 

@@ -11,15 +11,14 @@ Errors are `{"error": "..."}` with a 4xx for anything the client sent.
 from __future__ import annotations
 
 import base64
-import json
 import re
-import socket
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+import orjson
 
 from kerasdrop.serving import examples
+from kerasdrop.serving.backends import find_signature, signature_def_map
 from kerasdrop.serving.errors import ServingError, invalid, not_found
 
 _MODEL_PATH = re.compile(
@@ -27,17 +26,20 @@ _MODEL_PATH = re.compile(
     r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?/?$"
 )
 METRICS_PATH = "/monitoring/prometheus/metrics"
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-def _reject_constant(token: str):
-    raise invalid(f"JSON value {token} is not allowed: inputs must be finite numbers")
+_NON_FINITE = re.compile(rb"(?<![\w.])(-?Infinity|NaN)(?![\w.])")
 
 
 def parse_json(body: bytes):
+    """orjson: strict JSON, nesting bounded (1024 levels) and integers within 64 bits, all 400s."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        token = _NON_FINITE.search(body)
+        if token:
+            raise invalid(f"JSON value {token.group(1).decode()} is not allowed: inputs must be finite numbers") \
+                from None
         raise invalid(f"JSON Parse error: {error}") from None
 
 
@@ -115,11 +117,8 @@ def predict_response(outputs: dict[str, np.ndarray], layout: str) -> dict:
 
 def metadata_response(loaded) -> dict:
     from google.protobuf import json_format
-    from tensorflow_serving.apis import get_model_metadata_pb2
 
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for name, signature in loaded.backend.signature_defs.items():
-        signature_map.signature_def[name].CopyFrom(signature)
+    signature_map = signature_def_map(loaded.backend)
     return {
         "model_spec": {"name": loaded.name, "signature_name": "", "version": str(loaded.version)},
         "metadata": {"signature_def": json_format.MessageToDict(
@@ -129,7 +128,39 @@ def metadata_response(loaded) -> dict:
 
 def route(path: str):
     """The model URL's parts (name, version, label, metadata, verb), or None."""
-    return _MODEL_PATH.match(path.split("?", 1)[0])
+    return _MODEL_PATH.match(path)
+
+
+def _version(match) -> int | None:
+    text = match["version"]
+    if text is None:
+        return None
+    if not re.fullmatch(r"[0-9]+", text) or not 0 < int(text) < 2**63:
+        raise invalid(f"Version must be a positive 64-bit integer; received {text!r}")
+    return int(text)
+
+
+def _predict_or_examples(manager, loaded, verb: str, request: dict):
+    signature = request.get("signature_name", "serving_default")
+    if not isinstance(signature, str):
+        raise invalid("'signature_name' must be a string")
+    signature_def = find_signature(loaded.backend, signature, "rest")
+    if verb == "predict":
+        inputs, layout = predict_inputs(request, signature_def)
+        return predict_response(manager.run(loaded, signature, inputs, "rest"), layout)
+    expected = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}[verb]
+    examples.check_method(signature_def, signature, expected)
+    rows = request.get("examples")
+    if not isinstance(rows, list) or not rows:
+        raise invalid("'examples' must be a non-empty JSON list of feature objects")
+    context = request.get("context")
+    serialized = examples.serialized_examples(examples.example_from_json(row, context) for row in rows)
+    (input_name,) = list(signature_def.inputs)
+    outputs = manager.run(loaded, signature, {input_name: serialized}, "rest")
+    if verb == "classify":
+        return {"results": [[[label, score] for label, score in row]
+                            for row in examples.classification_results(outputs)]}
+    return {"results": examples.regression_results(outputs)}
 
 
 def handle(manager, method: str, path: str, body: bytes, served: dict | None = None,
@@ -145,12 +176,7 @@ def handle(manager, method: str, path: str, body: bytes, served: dict | None = N
     match = match or route(path)
     if not match:
         raise not_found(f"Malformed request: {method} {path}")
-    name, label, verb = match["name"], match["label"], match["verb"]
-    version = None
-    if match["version"] is not None:
-        if not match["version"].isdigit():
-            raise invalid(f"Version must be a positive integer; received {match['version']!r}")
-        version = int(match["version"])
+    name, label, verb, version = match["name"], match["label"], match["verb"], _version(match)
     if method == "GET" and verb is None:
         if match["metadata"]:
             loaded = manager.resolve(name, version, label)
@@ -159,104 +185,42 @@ def handle(manager, method: str, path: str, body: bytes, served: dict | None = N
         return 200, {"model_version_status": manager.status(name, version, label)}
     if method != "POST" or verb is None:
         raise ServingError("INVALID_ARGUMENT" if method == "POST" else "NOT_FOUND",
-                           f"Malformed request: {method} {path}")
+                           f"Malformed request: {method} {path}", http_status=None if method in ("GET", "POST") else 405)
     request = parse_json(body)
+    if isinstance(body, bytearray):
+        body.clear()  # the caller's buffer, no longer needed: a large request is not held twice
     if not isinstance(request, dict):
         raise invalid("Request body must be a JSON object")
     loaded = manager.resolve(name, version, label)
     served["version"] = loaded.version
-    signature = request.get("signature_name", "serving_default")
-    if not isinstance(signature, str):
-        raise invalid("'signature_name' must be a string")
-    signature_def = loaded.backend.signature_defs.get(signature)
-    if signature_def is None:
-        raise not_found(f"Serving signature name: \"{signature}\" not found in signature def")
-    if verb == "predict":
-        inputs, layout = predict_inputs(request, signature_def)
-        return 200, predict_response(manager.run(loaded, signature, inputs), layout)
-    expected = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}[verb]
-    examples.check_method(signature_def, signature, expected)
-    rows = request.get("examples")
-    if not isinstance(rows, list) or not rows:
-        raise invalid("'examples' must be a non-empty JSON list of feature objects")
-    context = request.get("context")
-    serialized = examples.serialized_examples(examples.example_from_json(row, context) for row in rows)
-    (input_name,) = list(signature_def.inputs)
-    outputs = manager.run(loaded, signature, {input_name: serialized})
-    if verb == "classify":
-        return 200, {"results": [[[label, score] for label, score in row]
-                                 for row in examples.classification_results(outputs)]}
-    return 200, {"results": examples.regression_results(outputs)}
+    return 200, _predict_or_examples(manager, loaded, verb, request)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
-    server_version = "kerasdrop-serve"
-    # Headers and body leave in one buffered write (flushed after each request), and Nagle is off:
-    # separate small writes met the client's delayed ACK and cost 40 ms a request (measured).
-    wbufsize = -1
+class TfServingRest:
+    """TF Serving's REST API as one router of the HTTP app: `answer(method, path, body)`."""
 
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, manager):
+        self.manager = manager
 
-    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
-        pass
+    def claims(self, path: str) -> bool:
+        return path.startswith("/v1/models/") or path == METRICS_PATH
 
-    def _respond(self, status: int, payload) -> None:
-        if isinstance(payload, str):
-            data, content_type = payload.encode(), "text/plain; version=0.0.4"
-        else:
-            data, content_type = json.dumps(payload).encode(), "application/json"
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _serve(self, method: str) -> None:
+    def answer(self, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
+        """`(status, body bytes, content type)`; never raises for a bad request."""
         started = time.perf_counter()
-        manager = self.server.manager
-        match = route(self.path)
+        match = route(path)
         served = {}
         try:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if length < 0:
-                self.close_connection = True
-                raise ServingError("INVALID_ARGUMENT", "Content-Length must be a non-negative integer; received "
-                                                       f"{self.headers.get('Content-Length')!r}")
-            if length > self.server.max_body_bytes:
-                self.close_connection = True
-                raise ServingError("RESOURCE_EXHAUSTED", f"Request body of {length} bytes exceeds the limit of "
-                                                         f"{self.server.max_body_bytes} bytes")
-            body = self.rfile.read(length) if length else b""
-            status, payload = handle(manager, method, self.path, body, served, match)
+            status, payload = handle(self.manager, method, path, body, served, match)
             code = "OK"
         except ServingError as error:
             status, payload, code = error.status, {"error": error.message}, error.code
         except Exception as error:  # a server bug: still JSON, still serving
             status, payload, code = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}, "INTERNAL"
-        self._respond(status, payload)
         if match:
             api = match["verb"] or ("metadata" if match["metadata"] else "status")
-            manager.metrics.record_request(match["name"], served.get("version", match["version"] or ""),
-                                           f"rest:{api}", code, time.perf_counter() - started)
-
-    def do_GET(self):  # noqa: N802 - the stdlib's naming
-        self._serve("GET")
-
-    def do_POST(self):  # noqa: N802
-        self._serve("POST")
-
-
-class RestServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address, manager, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
-        super().__init__(address, _Handler)
-        self.manager = manager
-        self.max_body_bytes = max_body_bytes
+            self.manager.record_request(match["name"], served.get("version", ""), f"rest:{api}", code,
+                                        time.perf_counter() - started)
+        if isinstance(payload, str):
+            return status, payload.encode(), "text/plain; version=0.0.4"
+        return status, orjson.dumps(payload), "application/json"

@@ -1,18 +1,27 @@
-"""`kerasdrop serve`: the model manager behind TF Serving's REST and gRPC APIs, with a clean shutdown."""
+"""`kerasdrop serve`: the model manager behind TF Serving's REST and gRPC APIs, with a draining stop.
+
+REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpcio's server. On SIGTERM or
+SIGINT both stop accepting at once, requests in flight are answered within `drain_seconds`, and
+the process exits 0.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import pathlib
 import signal
+import socket
 import threading
 
-from kerasdrop.serving.grpc_api import make_grpc_server
-from kerasdrop.serving.manager import ModelManager, VersionPolicy
-from kerasdrop.serving.rest import DEFAULT_MAX_BODY_BYTES, RestServer
+from kerasdrop.serving.admission import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INFLIGHT, Admission
+from kerasdrop.serving.grpc_api import PortInUseError, make_grpc_server
+from kerasdrop.serving.manager import ModelManager
+from kerasdrop.serving.repository import VersionPolicy
 
 log = logging.getLogger("kerasdrop.serve")
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -29,7 +38,36 @@ class ServeConfig:
     batch_timeout_micros: int = 1000
     models_config: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_inflight: int = DEFAULT_MAX_INFLIGHT  # per model, running or queued
+    max_elements: int = DEFAULT_MAX_ELEMENTS  # per input tensor of one request
+    request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
+    drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
+    workers: int = 1  # REST processes sharing the listening socket (gRPC runs in the first)
+    rest_fd: int | None = None  # set in a worker: the inherited REST socket; the worker runs no gRPC
+
+
+def bind_rest_socket(host: str, port: int) -> socket.socket:
+    """The REST listening socket, bound here so that a port in use is an error that names it.
+
+    SO_REUSEADDR (restart over TIME_WAIT) but never SO_REUSEPORT: two servers must not share a port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say TCP, and
+    # with Nagle on, the body write waits for the client's delayed ACK of the headers: 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"REST port {port} on {host} is already in use; choose another with --rest-port") \
+                from None
+        raise PortInUseError(f"Cannot listen for REST on {host}:{port}: {error.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
 
 
 class Server:
@@ -42,32 +80,107 @@ class Server:
         self.manager = ModelManager(
             pathlib.Path(config.repo) if config.models is None else None, backend=config.backend,
             policy=VersionPolicy.parse(config.version_policy), models=config.models,
-            models_config=config.models_config, batching=batching)
-        self.rest = None
-        self.grpc = None
+            models_config=config.models_config, batching=batching,
+            admission=Admission(config.max_inflight, config.max_elements), request_timeout=config.request_timeout)
         self.rest_port = None
         self.grpc_port = None
+        self.grpc = None
+        self._uvicorn = None
+        self._loop = None
         self._rest_thread = None
+        self._rest_socket = None
+        self._stopped = False
+        self._workers: list = []
 
     def start(self) -> "Server":
+        if self.config.rest_fd is not None:  # a worker: the parent bound the socket and runs gRPC
+            self._rest_socket = socket.socket(fileno=self.config.rest_fd)
+        else:
+            self._rest_socket = bind_rest_socket(self.config.host, self.config.rest_port)
+            try:
+                self.grpc, self.grpc_port = make_grpc_server(self.manager,
+                                                             f"{self.config.host}:{self.config.grpc_port}")
+            except Exception:
+                self._rest_socket.close()
+                raise
+        self.rest_port = self._rest_socket.getsockname()[1]
         self.manager.sync()
-        self.rest = RestServer((self.config.host, self.config.rest_port), self.manager, self.config.max_body_bytes)
-        self.rest_port = self.rest.server_address[1]
-        self._rest_thread = threading.Thread(target=self.rest.serve_forever, name="kerasdrop-rest", daemon=True)
-        self._rest_thread.start()
-        self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{self.config.host}:{self.config.grpc_port}")
-        self.grpc.start()
+        self._start_rest()
+        if self.grpc:
+            self.grpc.start()
         if self.config.poll_seconds > 0:
             self.manager.start_polling(self.config.poll_seconds)
+        if self.config.rest_fd is None:
+            self._workers = [self._spawn_worker() for _ in range(self.config.workers - 1)]
         return self
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Stops taking requests, lets in-flight ones finish (up to `grace` seconds), unloads."""
-        if self.grpc:
-            self.grpc.stop(grace).wait()
-        if self.rest:
-            self.rest.shutdown()
-            self.rest.server_close()
+    def _spawn_worker(self):
+        import json
+        import subprocess
+        import sys
+
+        fields = dataclasses.asdict(self.config) | {"rest_fd": self._rest_socket.fileno(), "workers": 1,
+                                                    "rest_port": self.rest_port}
+        if fields["models"] is not None:
+            fields["models"] = {name: str(path) for name, path in fields["models"].items()}
+        return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(fields)],
+                                pass_fds=[self._rest_socket.fileno()])
+
+    def _start_rest(self) -> None:
+        import uvicorn
+
+        from kerasdrop.serving.http_app import HttpApp
+        from kerasdrop.serving.rest import TfServingRest
+        from kerasdrop.serving.uvicorn_protocol import JsonErrorHttpToolsProtocol
+
+        app = HttpApp([TfServingRest(self.manager)], max_body_bytes=self.config.max_body_bytes)
+        config = uvicorn.Config(app, http=JsonErrorHttpToolsProtocol, loop="asyncio", lifespan="off",
+                                access_log=False, log_level="warning", timeout_keep_alive=5,
+                                timeout_graceful_shutdown=self.config.drain_seconds)
+        self._uvicorn = uvicorn.Server(config)
+        started = threading.Event()
+
+        def run():
+            import asyncio
+
+            async def serve():
+                self._loop = asyncio.get_running_loop()
+                task = asyncio.create_task(self._uvicorn.serve(sockets=[self._rest_socket]))
+                while not self._uvicorn.started and not task.done():
+                    await asyncio.sleep(0.01)
+                started.set()
+                await task
+
+            asyncio.run(serve())
+            started.set()
+
+        self._rest_thread = threading.Thread(target=run, name="kerasdrop-rest", daemon=True)
+        self._rest_thread.start()
+        started.wait(timeout=30)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops accepting on both protocols at once; in-flight requests have `grace` seconds
+        (default: drain_seconds) to be answered; then unloads."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.config.drain_seconds if grace is None else grace
+        for worker in self._workers:  # they drain in parallel with this process
+            worker.send_signal(signal.SIGTERM)
+        grpc_done = self.grpc.stop(grace) if self.grpc else None
+        if self._uvicorn:
+            self._uvicorn.config.timeout_graceful_shutdown = grace
+            self._uvicorn.should_exit = True  # uvicorn sees it within 0.1 s; close the listeners now
+            self._loop.call_soon_threadsafe(lambda: [listener.close() for listener in self._uvicorn.servers])
+        if self._rest_thread:
+            self._rest_thread.join(timeout=grace + 5)
+        if grpc_done is not None:
+            grpc_done.wait(grace + 5)
+        for worker in self._workers:
+            try:
+                worker.wait(timeout=grace + 5)
+            except Exception:  # subprocess.TimeoutExpired: a worker that does not drain is ended
+                worker.kill()
         self.manager.stop()
 
     def serve_forever(self) -> None:
@@ -75,5 +188,5 @@ class Server:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopped.set())
         stopped.wait()
-        log.info("shutting down")
+        log.info("draining: no new connections; in-flight requests have %g s", self.config.drain_seconds)
         self.stop()

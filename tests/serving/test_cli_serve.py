@@ -63,4 +63,4 @@ def test_bad_version_policy_is_a_clear_error(tmp_path, capsys):
 
     tmp_path.mkdir(exist_ok=True)
     assert main(["serve", "--repo", str(tmp_path), "--version-policy", "newest"]) == 2
-    assert "Expected latest, all or specific:1,2" in capsys.readouterr().err
+    assert "Expected latest, latest:N, all or specific:1,2" in capsys.readouterr().err

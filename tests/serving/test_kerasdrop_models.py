@@ -56,7 +56,7 @@ def test_mc_dropout_only_on_the_tf_backend(served):
                      {"signature_name": "mc_dropout", "inputs": IMAGES.tolist()})[1]
         assert again != body, "mc_dropout is stochastic"
     else:
-        assert status == 404 and "mc_dropout" in body["error"]
+        assert status == 400 and "mc_dropout" in body["error"] and "--backend tf" in body["error"]
 
 
 BAD_REQUESTS = [
@@ -75,8 +75,9 @@ BAD_REQUESTS = [
     ("/v1/models/lenet5:classify", json.dumps({"examples": [{"x": 1.0}]}).encode(), 400,
      "tensorflow/serving/classify"),
     ("/v1/models/lenet5:regress", json.dumps({"examples": [{"x": 1.0}]}).encode(), 400, "tensorflow/serving/regress"),
-    ("/v1/models/lenet5:predict", json.dumps({"signature_name": "nope", "inputs": [1.0]}).encode(), 404,
-     "\"nope\" not found"),
+    # TF Serving's REST handler: INVALID_ARGUMENT (400), its exact words.
+    ("/v1/models/lenet5:predict", json.dumps({"signature_name": "nope", "inputs": [1.0]}).encode(), 400,
+     "Serving signature name: \"nope\" not found in signature def"),
 ]
 
 
@@ -108,7 +109,7 @@ def test_bad_content_length_is_400_not_a_server_error(exported_repo):
             connection.endheaders()
             response = connection.getresponse()
             assert response.status == 400
-            assert "Content-Length must be a non-negative integer" in json.loads(response.read())["error"]
+            assert "non-negative integer Content-Length" in json.loads(response.read())["error"]
             connection.close()
         assert rest(server, "GET", "/v1/models/lenet5")[0] == 200
 

@@ -1,0 +1,46 @@
+"""Admission control: a bound on requests in flight (running or queued) per model, and on the
+number of elements one request may carry. Beyond either, the request is refused at once."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import defaultdict
+
+from kerasdrop.serving.errors import ServingError, overloaded
+
+DEFAULT_MAX_INFLIGHT = 128  # per model; above the bench's 64 connections, far below a memory problem
+DEFAULT_MAX_ELEMENTS = 1 << 24  # per input tensor: 16.7M floats = 64 MiB, resnet at 224x224x3 x 300 images
+
+
+class Admission:
+    def __init__(self, max_inflight: int = DEFAULT_MAX_INFLIGHT, max_elements: int = DEFAULT_MAX_ELEMENTS):
+        self.max_inflight = max_inflight
+        self.max_elements = max_elements
+        self._lock = threading.Lock()
+        self._inflight: dict[str, int] = defaultdict(int)
+
+    @contextlib.contextmanager
+    def slot(self, model: str):
+        with self._lock:
+            if self._inflight[model] >= self.max_inflight:
+                raise overloaded(model, self.max_inflight)
+            self._inflight[model] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inflight[model] -= 1
+
+    def inflight(self, model: str) -> int:
+        with self._lock:
+            return self._inflight.get(model, 0)
+
+    def check_elements(self, name: str, count: int) -> None:
+        if count > self.max_elements:
+            raise too_many_elements(name, count, self.max_elements)
+
+
+def too_many_elements(name: str, count: int, limit: int) -> ServingError:
+    return ServingError("RESOURCE_EXHAUSTED", f"Input {name!r} has {count} elements; the limit is {limit} per "
+                                              "request (--max-elements). Send fewer rows per request", http_status=413)

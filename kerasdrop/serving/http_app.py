@@ -1,0 +1,115 @@
+"""The HTTP front: a minimal ASGI app for uvicorn (httptools), routing to protocol routers.
+
+A router (TF Serving's REST API today; the Open Inference Protocol can be a second one) has
+`claims(path)` and a synchronous `answer(method, path, body) -> (status, bytes, content type)`,
+which runs on a thread pool so that JSON and inference work never block the event loop. The app
+reads a body only up to the limit (a Content-Length over it is refused before reading; a chunked
+body is cut off when it passes the limit) and answers anything it cannot route with 4xx JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+
+
+def _json_error(status: int, message: str, extra_headers=()) -> tuple[int, bytes, list]:
+    return status, orjson.dumps({"error": message}), list(extra_headers)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class HttpApp:
+    def __init__(self, routers, *, max_body_bytes: int, threads: int = 8):
+        self.routers = list(routers)
+        self.max_body_bytes = max_body_bytes
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-http")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if scope["type"] != "http":
+            return
+        status, body, content_type, headers = await self._answer(scope, receive)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type.encode()),
+                                (b"content-length", str(len(body)).encode()), *headers]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(self, scope, receive):
+        method, path = scope["method"], scope["path"]
+        router = next((r for r in self.routers if r.claims(path)), None)
+        if router is None:
+            return (*_json_error(404, f"Malformed request: {method} {path}")[:2], "application/json", [])
+        try:
+            body = await self._read_body(scope, receive)
+        except BodyTooLarge as error:
+            await self._discard_rest(receive)
+            status, data, headers = _json_error(413, str(error), [(b"connection", b"close")])
+            return status, data, "application/json", headers
+        loop = asyncio.get_running_loop()
+        status, data, content_type = await loop.run_in_executor(
+            self.executor, functools.partial(router.answer, method, path, body))
+        return status, data, content_type, []
+
+    async def _read_body(self, scope, receive) -> bytearray:
+        """The body in one buffer sized from Content-Length when given (no second copy of a large
+        body); refused as soon as it passes the limit."""
+        limit, declared = self.max_body_bytes, None
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+                if declared > limit:
+                    raise BodyTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
+        body = bytearray(declared) if declared else bytearray()
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            if size + len(chunk) > limit:
+                raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes (read {size + len(chunk)} "
+                                   "so far)")
+            if declared is not None and size + len(chunk) <= declared:
+                body[size:size + len(chunk)] = chunk
+            else:
+                body += chunk
+            size += len(chunk)
+            if not message.get("more_body", False):
+                break
+        del body[size:]
+        return body
+
+    async def _discard_rest(self, receive, seconds: float = 2.0) -> None:
+        """Reads (and drops) what the client is still sending, for a bounded time and size, so that
+        closing the connection does not reset it before the 413 arrives (a close with unread input
+        makes the kernel send RST, which discards the answer)."""
+        budget = 4 * self.max_body_bytes
+
+        async def drain():
+            nonlocal budget
+            while budget > 0:
+                message = await receive()
+                budget -= len(message.get("body", b""))
+                if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                    return
+
+        try:
+            await asyncio.wait_for(drain(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,64 @@
+"""gRPC TensorProtos checked before they become arrays: dtype as TF Serving checks it, and the shape
+against the values the message carries (a tiny proto must not expand into a huge tensor)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kerasdrop.serving.admission import too_many_elements
+from kerasdrop.serving.errors import invalid
+
+# The repeated field that carries each dtype's values when tensor_content is empty, and how many
+# field entries one element takes (complex numbers are stored as real, imaginary pairs).
+_VALUE_FIELDS = {
+    "DT_FLOAT": ("float_val", 1), "DT_DOUBLE": ("double_val", 1), "DT_INT32": ("int_val", 1),
+    "DT_UINT8": ("int_val", 1), "DT_INT16": ("int_val", 1), "DT_INT8": ("int_val", 1), "DT_UINT16": ("int_val", 1),
+    "DT_INT64": ("int64_val", 1), "DT_UINT32": ("uint32_val", 1), "DT_UINT64": ("uint64_val", 1),
+    "DT_BOOL": ("bool_val", 1), "DT_STRING": ("string_val", 1), "DT_HALF": ("half_val", 1),
+    "DT_BFLOAT16": ("half_val", 1), "DT_COMPLEX64": ("scomplex_val", 2), "DT_COMPLEX128": ("dcomplex_val", 2),
+}
+
+
+def dtype_name(enum: int) -> str:
+    """TF's DataTypeString: DT_FLOAT -> float, DT_DOUBLE -> double (the names TF Serving's errors use)."""
+    from tensorflow.core.framework import types_pb2
+
+    return types_pb2.DataType.Name(enum).removeprefix("DT_").lower()
+
+
+def _value_count(proto) -> int:
+    from tensorflow.core.framework import types_pb2
+
+    enum_name = types_pb2.DataType.Name(proto.dtype)
+    if proto.tensor_content:
+        import tensorflow as tf
+
+        return len(proto.tensor_content) // tf.dtypes.as_dtype(proto.dtype).size
+    field, per_element = _VALUE_FIELDS.get(enum_name, (None, 1))
+    if field is None:
+        raise invalid(f"Tensor dtype {dtype_name(proto.dtype)} is not supported")
+    return len(getattr(proto, field)) // per_element
+
+
+def tensor_to_array(key: str, index: int, proto, signature_input, max_elements: int) -> np.ndarray:
+    """The array a request's TensorProto holds, after the checks TF Serving makes (and a size bound)."""
+    import tensorflow as tf
+
+    if proto.dtype != signature_input.dtype:
+        # TF's session feed check, which TF Serving returns as INVALID_ARGUMENT (it never casts).
+        raise invalid(f"Expects arg[{index}] to be {dtype_name(signature_input.dtype)} but "
+                      f"{dtype_name(proto.dtype)} is provided")
+    dims = [dim.size for dim in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise invalid(f"Input {key!r} has a negative dimension in its shape {dims}")
+    size = int(np.prod(dims, dtype=object)) if dims else 1
+    if size > max_elements:
+        raise too_many_elements(key, size, max_elements)
+    count = _value_count(proto)
+    if count != size:
+        raise invalid(f"Input {key!r} declares shape {dims} ({size} values) but carries {count} values; send "
+                      "every value (a TensorProto is not expanded from fewer values here)")
+    try:
+        return tf.make_ndarray(proto)
+    except (TypeError, ValueError) as error:
+        raise invalid(f"Cannot read input tensor {key!r}: {error}") from None

@@ -1,0 +1,44 @@
+"""A REST worker process of `kerasdrop serve --workers N`: its own model manager (polling the same
+repository) and uvicorn on the listening socket it inherits, so the kernel spreads connections
+across processes, each with its own GIL. gRPC stays in the first process.
+
+    python -m kerasdrop.serving.worker '<ServeConfig as JSON, rest_fd set>'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (kill -9) stops too, instead of serving on alone."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="kerasdrop-parent-watch", daemon=True).start()
+
+
+def main(argv: list[str]) -> int:
+    from kerasdrop._quiet import import_tensorflow_quietly
+    from kerasdrop.serving.server import ServeConfig, Server
+
+    import_tensorflow_quietly()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s[worker {os.getpid()}]: %(message)s")
+    config = ServeConfig(**json.loads(argv[0]))
+    server = Server(config)
+    _exit_with_parent(os.getppid())
+    server.start()
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,198 @@
+"""Nothing is lost or left hanging: batching across a hot swap, deadlines, and SIGTERM under load."""
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from kerasdrop.serving.batching import Batcher
+from kerasdrop.serving.errors import ServingError
+
+IMAGE = np.random.default_rng(3).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
+
+
+def _slow_double(seconds):
+    def run(inputs):
+        time.sleep(seconds)
+        return {"y": inputs["x"] * 2}
+    return run
+
+
+def test_stopping_a_batcher_answers_what_is_queued_and_later_submits():
+    batcher = Batcher(_slow_double(0.2), max_batch_size=2, batch_timeout_micros=1000)
+    results = [None] * 6
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+        i, batcher.submit({"x": np.array([float(i)])}, timeout=10)["y"][0])) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    batcher.stop()  # 6 queued, batches of 2: stop still runs them all
+    for thread in threads:
+        thread.join(timeout=10)
+    assert results == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    started = time.perf_counter()
+    assert batcher.submit({"x": np.array([4.0])}, timeout=10)["y"][0] == 8.0, "after stop: run directly"
+    assert time.perf_counter() - started < 5
+
+
+def test_a_request_past_its_deadline_gets_deadline_exceeded():
+    batcher = Batcher(_slow_double(1.0), max_batch_size=1, batch_timeout_micros=0)
+    blocker = threading.Thread(target=batcher.submit, args=({"x": np.array([1.0])},))
+    blocker.start()
+    time.sleep(0.1)
+    started = time.perf_counter()
+    with pytest.raises(ServingError) as raised:
+        batcher.submit({"x": np.array([2.0])}, timeout=0.3)
+    assert raised.value.code == "DEADLINE_EXCEEDED" and raised.value.status == 504
+    assert time.perf_counter() - started < 0.9
+    blocker.join()
+    batcher.stop()
+
+
+@pytest.mark.slow
+def test_hot_swap_under_batching_answers_every_request(exported_repo, tmp_path):
+    import shutil
+
+    from kerasdrop.serving.client import ServingClient
+    from tests.serving.conftest import running_server
+
+    source, _ = exported_repo
+    repo = tmp_path / "export"
+    shutil.copytree(source, repo)
+    with running_server(repo=str(repo), backend="onnx", poll_seconds=0.1, enable_batching=True,
+                        batch_timeout_micros=20000) as server:
+        client = ServingClient(f"grpc://127.0.0.1:{server.grpc_port}", timeout=10)
+        answers, failures, stop = [], [], threading.Event()
+
+        def load():
+            while not stop.is_set():
+                try:
+                    client.predict("lenet5", IMAGE)
+                    answers.append(1)
+                except Exception as error:  # every failure is reported
+                    failures.append(error)
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for version in (2, 3, 4):  # three swaps, each retiring a batcher with requests in it
+            shutil.copytree(repo / "lenet5" / "1", repo / "lenet5" / f".tmp{version}")
+            (repo / "lenet5" / f".tmp{version}").rename(repo / "lenet5" / str(version))
+            deadline = time.monotonic() + 30
+            while server.manager.loaded_versions().get("lenet5") != [version] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert not any(worker.is_alive() for worker in workers), "a request hung"
+        assert server.manager.loaded_versions() == {"lenet5": [4]}
+        assert not failures, failures[:3]
+        assert len(answers) > 20
+
+
+def _start_server(repo, rest_port, grpc_port, *extra):
+    server = subprocess.Popen([sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend",
+                               "onnx", "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), *extra],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/lenet5", timeout=2):
+                return server
+        except OSError:
+            assert server.poll() is None, server.stdout.read()
+            time.sleep(0.3)
+    raise AssertionError("server did not start")
+
+
+@pytest.mark.slow
+def test_sigterm_drains_in_flight_requests_on_both_protocols_and_exits_0(exported_repo):
+    from kerasdrop.serving.client import ServingClient
+    from tests.serving.test_cli_serve import _free_port
+
+    repo, _ = exported_repo
+    rest_port, grpc_port = _free_port(), _free_port()
+    # Each batch waits 1 s for company, so requests are surely in flight when SIGTERM comes.
+    server = _start_server(repo, rest_port, grpc_port, "--enable-batching", "--max-batch-size", "64",
+                           "--batch-timeout-micros", "1000000", "--drain-seconds", "10")
+    try:
+        results, lock = [], threading.Lock()
+
+        def call(url):
+            try:
+                outcome = ServingClient(url, timeout=20).predict("lenet5", IMAGE)["class_ids"].shape
+            except Exception as error:  # collected: the assertion below lists them
+                outcome = error
+            with lock:
+                results.append(outcome)
+
+        urls = [f"http://127.0.0.1:{rest_port}"] * 8 + [f"grpc://127.0.0.1:{grpc_port}"] * 8
+        threads = [threading.Thread(target=call, args=(url,)) for url in urls]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        with pytest.raises(OSError):  # no new connections while draining
+            urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/lenet5", timeout=2)
+        for thread in threads:
+            thread.join(timeout=30)
+        code = server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert [r for r in results if not isinstance(r, tuple)] == [], "every in-flight request is answered"
+    assert len(results) == 16
+    assert code == 0
+
+
+def _children(pid: int) -> list[int]:
+    import pathlib
+
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_workers_share_the_rest_port_and_stop_together(exported_repo):
+    from kerasdrop.serving.client import ServingClient
+    from tests.serving.test_cli_serve import _free_port
+
+    repo, _ = exported_repo
+    rest_port, grpc_port = _free_port(), _free_port()
+    server = _start_server(repo, rest_port, grpc_port, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (worker,) = _children(server.pid)
+        time.sleep(5)  # the worker loads the model before it accepts
+        client = ServingClient(f"http://127.0.0.1:{rest_port}", timeout=20)
+        shapes = {client.predict("lenet5", IMAGE)["class_ids"].shape for _ in range(20)}  # new connection each
+        assert shapes == {(1,)}
+        assert ServingClient(f"grpc://127.0.0.1:{grpc_port}").predict("lenet5", IMAGE)["class_ids"].shape == (1,)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+    assert code == 0
+    time.sleep(0.5)
+    assert not pathlib_exists(f"/proc/{worker}/stat") or "Z" in open(f"/proc/{worker}/stat").read().split(")")[1][:3]
+
+
+def pathlib_exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)
