@@ -78,10 +78,29 @@ def reachable_ops(meta_graph, roots: list[str]) -> list[tuple[str, object]]:
         if function_name in seen_functions or function_name not in functions:
             continue
         seen_functions.add(function_name)
-        for node in functions[function_name].node_def:
+        for node in _executed_nodes(functions[function_name]):
             found.append((f"{function_name}/{node.name}", node))
             function_queue.extend(_called_functions(node, functions))
     return [(location, node) for location, node in found if node.op not in functions]
+
+
+def _executed_nodes(function) -> list:
+    """The nodes of a function that run: those its outputs and control outputs depend on.
+
+    TF prunes the rest (e.g. the dropout masks a Keras RNN builds but uses only in training), and
+    automatic control dependencies list every stateful op among the control outputs, so none is missed.
+    """
+    nodes = {node.name: node for node in function.node_def}
+    pending = [value.split(":")[0] for value in function.ret.values()] + list(function.control_ret.values())
+    seen, executed = set(), []
+    while pending:
+        name = pending.pop().lstrip("^").split(":")[0]
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        executed.append(nodes[name])
+        pending.extend(nodes[name].input)
+    return executed
 
 
 def signature_ops(meta_graph, signature_name: str) -> list[tuple[str, str, object]]:
