@@ -51,8 +51,12 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
     report = Report(target=target or model.name, kind="keras")
     report.neutralised = structure.check_structure(model, report, for_export=for_export)
     specs = probes.keras_input_specs(model)
-    low, high = probes.integer_range(specs, *(probe_range or numerical.keras_probe_range(model)))
-    inputs = probes.probe_inputs(specs, low, high)
+    if not specs:
+        report.add(numerical.CHECK, "error", model.name, "the model declares no inputs (not built?): nothing could be "
+                   "run, so inference mode is not proven", "build the model (call it once or give it an Input) and save it")
+        return report
+    low, high = probe_range or numerical.keras_probe_range(model)
+    inputs = signatures.accepted_probes(lambda batch: runtimes.call_keras(model, batch, False), specs, [], low, high)
     batch_test = probes.all_batched(specs)
     numerical.check_function(lambda batch: runtimes.call_keras(model, batch, False), inputs, report,
                              location=f"{model.name} called with training=False", batch_test=batch_test)
@@ -80,10 +84,12 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
         if onnx_path.is_file():
             onnx_graph.check_onnx_graph(onnx_path, report)
         return report
-    served = signatures.check_signatures(directory, scan, report, probe_range=probe_range)
+    warmups = probes.warmup_probes(directory)
+    low, high = probe_range or probes.warmup_range([request for requests in warmups.values() for request in requests]) \
+        or probes.DEFAULT_RANGE
+    served = signatures.check_signatures(directory, scan, report, probe_range=(low, high), warmups=warmups)
     serving = served.get("serving_default")
-    low, high = probe_range or probes.DEFAULT_RANGE
-    onnx_run = verify_onnx(onnx_path, probe_range=probe_range, report=report) if onnx_path.is_file() else None
+    onnx_run = verify_onnx(onnx_path, probe_range=(low, high), report=report) if onnx_path.is_file() else None
     if serving is None:
         if reference:
             report.add(parity.CHECK, "error", "signature serving_default", "no serving_default signature that runs, so "

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from kerasdrop.errors import KerasdropError
 from kerasdrop.verify import probes
 from kerasdrop.verify.probes import keras_declared_range
 from kerasdrop.verify.report import CheckRun, Report
@@ -25,7 +26,7 @@ TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 BATCH = probes.BATCH
 
 
-class ProbeFailed(Exception):
+class ProbeFailed(KerasdropError):
     """The servable raised on probes of its own declared dtypes and shapes."""
 
 
@@ -141,7 +142,8 @@ def _check(function, inputs, report, location, expect_stochastic, severity, batc
     size = probes.batch_size(inputs_by_name)
     batch_major = [name for name, value in first.items() if value.ndim and len(value) == size]
     if not batch_test or size < 2 or not batch_major:
-        report.add(CHECK, "info", location, "fixed batch shape: batch independence not applicable")
+        why = "a batch of one" if batch_test and size < 2 else "fixed batch shape"
+        report.add(CHECK, "info", location, f"{why}: batch independence not applicable")
         return
     rows = [call(function, probes.row(inputs_by_name, index)[""] if unwrap else probes.row(inputs_by_name, index))
             for index in range(size)]

@@ -33,7 +33,8 @@ class InputSpec:
             return "string"
         if self.dtype == np.bool_:
             return "bool"
-        return "float" if np.issubdtype(self.dtype, np.floating) else "int"
+        # Everything not an integer is probed as a float (float16/32/64, bfloat16, complex).
+        return "int" if np.issubdtype(self.dtype, np.integer) else "float"
 
 
 def all_batched(specs: list[InputSpec]) -> bool:
@@ -85,8 +86,13 @@ def row(inputs: dict[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
 
 
 def keras_input_specs(model) -> list[InputSpec]:
+    """One spec per model input; empty for a model that declares none (an unbuilt subclassed model)."""
     specs = []
-    for tensor in model.inputs:
+    try:
+        tensors = list(model.inputs or [])
+    except (AttributeError, ValueError):
+        return []
+    for tensor in tensors:
         dtype = object if str(tensor.dtype) == "string" else np.dtype(str(tensor.dtype))
         shape = tuple(tensor.shape)
         specs.append(InputSpec(tensor.name, dtype, shape[1:], batched=bool(shape) and shape[0] is None))
@@ -94,21 +100,35 @@ def keras_input_specs(model) -> list[InputSpec]:
 
 
 def keras_declared_range(model) -> tuple[float, float] | None:
-    """The raw input range the model's first Rescaling layer maps to [0, 1] (or [-1, 1]), if any."""
+    """The raw input range the model's first Rescaling or Normalization layer declares, if any.
+
+    Rescaling maps it to [0, 1] (or [-1, 1] with offset -1); Normalization's mean +- 2 standard
+    deviations covers the inputs it was adapted to.
+    """
     import keras
 
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.Rescaling):
+            return _rescaling_range(layer)
+        if isinstance(layer, keras.layers.Normalization) and getattr(layer, "mean", None) is not None:
             try:
-                scale, offset = float(np.mean(layer.scale)), float(np.mean(layer.offset))
+                mean, spread = np.asarray(layer.mean), 2.0 * np.sqrt(np.asarray(layer.variance))
+                return float(np.min(mean - spread)), float(np.max(mean + spread))
             except (TypeError, ValueError):
                 return None
-            if scale <= 0:
-                return None
-            low = -offset / scale
-            # scale 1/255 (offset 0) or 1/127.5 (offset -1): the raw span is 1/scale or 2/scale.
-            return (low, low + (2.0 if offset < 0 and abs(offset + 1.0) < 1e-6 else 1.0) / scale)
     return None
+
+
+def _rescaling_range(layer) -> tuple[float, float] | None:
+    try:
+        scale, offset = float(np.mean(layer.scale)), float(np.mean(layer.offset))
+    except (TypeError, ValueError):
+        return None
+    if scale <= 0:
+        return None
+    low = -offset / scale
+    # scale 1/255 (offset 0) or 1/127.5 (offset -1): the raw span is 1/scale or 2/scale.
+    return (low, low + (2.0 if offset < 0 and abs(offset + 1.0) < 1e-6 else 1.0) / scale)
 
 
 def run_recorded_range(path: pathlib.Path | None) -> tuple[float, float] | None:

@@ -176,6 +176,9 @@ def onnx_runtime(session):
     names = [output.name for output in session.get_outputs()]
 
     def run(inputs):
+        # ONNX Runtime takes string tensors as arrays of str, not bytes.
+        inputs = {name: np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(value)
+                  if value.dtype == object else value for name, value in inputs.items()}
         return dict(zip(names, session.run(names, inputs)))
 
     return run

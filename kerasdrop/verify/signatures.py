@@ -59,13 +59,12 @@ def _warmup_inputs(request: dict, specs) -> dict:
 
 
 def check_signatures(directory: pathlib.Path, scan: graph.GraphScan, report: Report, *,
-                     probe_range=None) -> dict[str, Served]:
-    """Judges every signature; returns those that ran, by name."""
+                     probe_range: tuple[float, float], warmups: dict) -> dict[str, Served]:
+    """Judges every signature; returns those that ran, by name. `warmups`: replayed requests by signature."""
     meta_graph = graph.read_saved_model(directory)
     loaded = runtimes.load_saved_model(directory)
     session = runtimes.SessionRuntime(directory)
-    warmups = probes.warmup_probes(directory)
-    declared = probe_range or probes.warmup_range([r for rs in warmups.values() for r in rs]) or probes.DEFAULT_RANGE
+    declared = probe_range
     served = {}
     try:
         for name in scan.signatures:

@@ -41,10 +41,12 @@ def augmentation_at_default():
     return _head(inputs, x)
 
 
-def batch_statistics_only_at_pixel_range():
-    """BatchNorm on batch statistics after a threshold only raw pixels in 0..255 cross."""
+def batch_statistics_only_at_pixel_range(first: str = "rescaling"):
+    """BatchNorm on batch statistics after a threshold only raw pixels in 0..255 cross; the range is
+    declared by a Rescaling(1/255) or a Normalization(mean 128, std 64) layer."""
     inputs = keras.Input((8,), name="images")
-    x = keras.layers.Rescaling(1 / 255, name="input_rescaling")(inputs)
+    x = keras.layers.Rescaling(1 / 255, name="input_rescaling")(inputs) if first == "rescaling" else \
+        keras.layers.Normalization(mean=128.0, variance=64.0 ** 2, name="input_normalization")(inputs)
     x = keras.layers.ReLU(threshold=0.5, name="threshold")(x)
     x = keras.layers.BatchNormalization(name="bn")(x, training=True)
     return _head(inputs, x)
@@ -314,3 +316,12 @@ def onnx_two_inputs_double_and_int64(path):
                                     helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3])],
                       [helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["batch", 3]),
                        helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])])
+
+
+def onnx_string_in_and_out(path):
+    """Clean: a string tensor in, the same strings out (compared exactly)."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Identity", ["words"], ["echo"], name="echo")]
+    return _onnx_save(path, nodes, [helper.make_tensor_value_info("words", TensorProto.STRING, ["batch", 2])],
+                      [helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch", 2])])

@@ -43,11 +43,12 @@ def test_sub_model_pinned_dropout_is_caught_in_its_model_export(tmp_path):
     assert any("random op" in f.message for f in _errors(report, "graph")), _messages(report.findings)
 
 
-def test_batch_dependence_at_the_declared_pixel_range_is_caught():
-    model = artefacts.batch_statistics_only_at_pixel_range()
+@pytest.mark.parametrize("first", ["rescaling", "normalization"])
+def test_batch_dependence_at_the_declared_pixel_range_is_caught(first):
+    model = artefacts.batch_statistics_only_at_pixel_range(first)
     at_unit_range = verify(model, probe_range=(0.0, 1.0))
     assert not _errors(at_unit_range, "numerical"), "probes in [0, 1] never cross the threshold"
-    report = verify(model)  # the Rescaling(1/255) layer declares 0..255
+    report = verify(model)  # the first layer declares 0..255
     assert any("batch dependent" in f.message for f in _errors(report, "numerical")), _messages(report.findings)
 
 
@@ -70,6 +71,14 @@ def test_clean_keras_classes_pass_and_are_judged(build):
     assert report.ok, _messages(report.errors)
     judged = [f for f in report.findings if f.check == "numerical" and f.severity == "info"]
     assert any("batch independent" in f.message for f in judged), _messages(report.findings)
+
+
+def test_rnn_dropout_at_default_passes_in_its_model_export(tmp_path):
+    # Keras RNNs draw their dropout masks (advancing a seed variable) even at inference, unused.
+    artefacts.rnn_dropout_at_default().export(tmp_path / "sm", verbose=False)
+    report = verify(tmp_path / "sm")
+    assert report.ok, _messages(report.errors)
+    assert any("advances random-number state" in f.message for f in report.findings if f.severity == "warning")
 
 
 def test_zero_rate_dropout_pinned_is_info():
@@ -177,8 +186,9 @@ def test_onnx_dropout_training_mode_is_constant_folded(tmp_path, folds_to):
         assert any("training_mode constant true" in f.message for f in _errors(report, "graph"))
 
 
-def test_onnx_two_inputs_of_double_and_int64_are_judged(tmp_path):
-    report = verify(artefacts.onnx_two_inputs_double_and_int64(tmp_path / "model.onnx"))
+@pytest.mark.parametrize("build", [artefacts.onnx_two_inputs_double_and_int64, artefacts.onnx_string_in_and_out])
+def test_onnx_inputs_of_other_dtypes_are_judged(tmp_path, build):
+    report = verify(build(tmp_path / "model.onnx"))
     assert report.ok, _messages(report.errors)
     assert any("batch independent" in f.message for f in report.findings if f.check == "numerical")
 
