@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench studies clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")'
@@ -19,7 +19,10 @@ demo: $(STAMP)
 	$(BIN)/python -m kerasdrop.demo tour
 	rm -rf runs/demo
 	$(BIN)/kerasdrop train models/lenet5_digits.toml --out runs/demo
+	$(BIN)/kerasdrop calibrate runs/demo --repeats 3
 	$(BIN)/kerasdrop export runs/demo/model.keras --name lenet5
+	@echo "--- the model card published with that version:"
+	$(BIN)/kerasdrop card export/lenet5
 	@echo "--- the classic mistake, Dropout called with training=True, is refused (exit 1):"
 	$(BIN)/python -m kerasdrop.demo make-broken runs/demo/model.keras runs/demo/broken.keras
 	$(BIN)/kerasdrop export runs/demo/broken.keras --name lenet5_broken; test $$? -eq 1
@@ -41,6 +44,23 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet (bench/ is empty)"; exit 0; }; \
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# The dropout studies of README "Dropout measured as the literature measures it": data-size sweeps
+# (36 runs per model, one process each) and calibration / MC averaging of the full-data dropout-0.5
+# runs. Runs go to runs/studies/ (finished runs are reused); summaries are copied to models/studies/.
+STUDY_SIZES := 50,100,200,400,800,all
+studies: $(STAMP)
+	for model in mlp lenet5; do \
+	  $(BIN)/kerasdrop sweep models/$${model}_digits.toml --train-sizes $(STUDY_SIZES) --rates 0,0.5 --seeds 3 \
+	    --out runs/studies/$${model}_digits_datasize || exit 1; \
+	  mkdir -p models/studies/$${model}_digits_datasize models/studies/$${model}_digits_calibration; \
+	  cp runs/studies/$${model}_digits_datasize/sweep.json runs/studies/$${model}_digits_datasize/sweep.md \
+	    runs/studies/$${model}_digits_datasize/sweep.png models/studies/$${model}_digits_datasize/; \
+	  run=runs/studies/$${model}_digits_datasize/size-all/rate-0.5/seed-0; \
+	  $(BIN)/kerasdrop calibrate $$run | tee models/studies/$${model}_digits_calibration/calibrate.txt || exit 1; \
+	  cp $$run/calibration.json $$run/reliability.png $$run/mc_averaging.json $$run/mc_averaging.png \
+	    models/studies/$${model}_digits_calibration/; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,14 +11,14 @@ import argparse
 import sys
 from typing import Sequence
 
-from kerasdrop.cli import exporting, models, predict, serving, training, verification
+from kerasdrop.cli import exporting, models, predict, serving, studies, training, verification
 from kerasdrop.cli._options import UsageError
 from kerasdrop.errors import KerasdropError
 
 __all__ = ["UsageError", "build_parser", "main"]
 
 # In the order `kerasdrop --help` lists them: build, train, verify, export, serve, ask.
-COMMAND_MODULES = (models, training, verification, exporting, serving, predict)
+COMMAND_MODULES = (models, training, studies, verification, exporting, serving, predict)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,15 @@ def register(commands) -> None:
     export.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     export.set_defaults(handler=run_export)
 
+    card = commands.add_parser(
+        "card", help="print the model card of an exported version (MODEL_CARD.md, or --json)",
+        description="PATH: a version directory (export/NAME/VERSION), a model directory (its latest version) or "
+                    "a model_card.json. Exit 2 when there is no card there.",
+    )
+    card.add_argument("path", help="e.g. export/lenet5 or export/lenet5/1")
+    card.add_argument("--json", action="store_true", help="print model_card.json instead of the Markdown")
+    card.set_defaults(handler=run_card)
+
 
 def run_export(args: argparse.Namespace) -> int:
     quiet_tensorflow()
@@ -53,4 +62,18 @@ def run_export(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
               f"models config: {result.models_config}")
+        signatures = "serving_default: images -> probabilities, class_ids (argmax of the softmax)"
+        if args.mc_samples:
+            signatures += f"; mc_dropout: images -> mean, stddev over {args.mc_samples} passes"
+        print(f"signatures {signatures}")
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    import json
+
+    from kerasdrop.export.model_card import load_model_card, render_markdown
+
+    card = load_model_card(args.path)
+    print(json.dumps(card, indent=2) if args.json else render_markdown(card), end="" if not args.json else "\n")
     return 0

@@ -30,33 +30,33 @@ def register(commands) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    quiet_tensorflow()
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
-    import keras
-
-    from kerasdrop.zoo import create_model, list_models, model_info
+    from kerasdrop.zoo import list_models, model_info
+    from kerasdrop.zoo.param_counts import parameter_counts
 
     include = True if args.keras_apps else None
     names = list_models(args.pattern, include_keras_apps=include)
     if not names:
         raise UsageError(f"No model matches {args.pattern!r}. Run `kerasdrop models` to list them all.")
+    counts = parameter_counts(names, args.num_classes)  # cached: builds only models no cache knows
     table = Table(title=f"kerasdrop zoo — parameters for {args.num_classes} classes at the default input")
     for column in ("name", "family", "input", "hidden Dense", "dropout", "params"):
-        table.add_column(column, justify="right" if column in ("dropout", "params") else "left")
+        table.add_column(column, justify="right" if column in ("dropout", "params") else "left", no_wrap=True)
     for name in names:
         info = model_info(name)
-        model = create_model(name, num_classes=args.num_classes)
-        params = model.count_params()
-        del model
-        keras.backend.clear_session()
         table.add_row(
             name, info.family, "x".join(str(d) for d in info.default_input_shape),
             "-".join(str(units) for units in info.default_dense_units) or "none",
-            f"{info.default_dropout:g}", f"{params / 1e6:,.2f}M",
+            f"{info.default_dropout:g}", f"{counts[name] / 1e6:,.2f}M",
         )
-    Console().print(table)
+    console = Console()
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum  # unclamped
+    if needed > console.width:  # a narrow terminal or a pipe must not cut names: wider lines instead
+        console = Console(width=needed)
+    console.print(table)
     if not args.keras_apps and not args.pattern.startswith("keras_app:"):
         print("Also: keras_app:<Name> puts the same head on any keras.applications backbone "
               "(`kerasdrop models 'keras_app:*'`).")

@@ -19,7 +19,8 @@ def register(commands) -> None:
     serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (default: 8500)")
     serve.add_argument("--backend", choices=("tf", "onnx"), default="tf",
                        help="tf: SavedModel signatures; onnx: model.onnx in ONNX Runtime (default: tf)")
-    serve.add_argument("--version-policy", default="latest", help="latest | all | specific:1,2 (default: latest)")
+    serve.add_argument("--version-policy", default="latest",
+                       help="latest | latest:N | all | specific:1,2; a models.config policy wins (default: latest)")
     serve.add_argument("--poll-seconds", type=float, default=2.0,
                        help="how often to look for new versions; 0 turns polling off (default: 2)")
     serve.add_argument("--models-config", help="ModelServerConfig file for version labels (default: none)")
@@ -28,7 +29,17 @@ def register(commands) -> None:
     serve.add_argument("--batch-timeout-micros", type=int, default=1000,
                        help="how long a request waits for others (default: 1000)")
     serve.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
-                       help="largest REST request body (default: 64 MiB)")
+                       help="largest REST request body, enforced while reading (default: 64 MiB)")
+    serve.add_argument("--max-inflight", type=int, default=128,
+                       help="requests running or queued per model; beyond it 429 / RESOURCE_EXHAUSTED (default: 128)")
+    serve.add_argument("--max-elements", type=int, default=1 << 24,
+                       help="elements per input tensor of one request (default: 16777216)")
+    serve.add_argument("--request-timeout", type=float, default=30.0,
+                       help="seconds before an unanswered request gets 504 / DEADLINE_EXCEEDED (default: 30)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="REST worker processes sharing the port; gRPC runs in the first (default: 1)")
+    serve.add_argument("--drain-seconds", type=float, default=10.0,
+                       help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
     serve.set_defaults(handler=run_serve)
 
 
@@ -36,24 +47,30 @@ def run_serve(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     import logging
 
+    from kerasdrop.serving.grpc_api import PortInUseError
     from kerasdrop.serving.server import ServeConfig, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for flag in ("max_batch_size", "batch_timeout_micros", "max_body_bytes"):
-        if getattr(args, flag) < (0 if flag == "batch_timeout_micros" else 1):
-            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a positive integer. "
+    for flag in ("max_batch_size", "batch_timeout_micros", "max_body_bytes", "max_inflight", "max_elements",
+                 "request_timeout", "drain_seconds", "workers"):
+        if getattr(args, flag) < (0 if flag in ("batch_timeout_micros", "drain_seconds") else 1):
+            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a positive number. "
                              f"Received: {getattr(args, flag)}")
     config = ServeConfig(repo=args.repo, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                          backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
                          enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
-                         max_body_bytes=args.max_body_bytes)
+                         max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
+                         max_elements=args.max_elements, request_timeout=args.request_timeout,
+                         drain_seconds=args.drain_seconds, workers=args.workers)
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")
-    server = Server(config).start()
-    loaded = server.manager.loaded_versions()
+    try:
+        server = Server(config).start()
+    except PortInUseError as error:
+        raise UsageError(str(error)) from None
     print(f"kerasdrop serve: REST http://{args.host}:{server.rest_port}  gRPC {args.host}:{server.grpc_port}  "
-          f"backend {args.backend}  models {loaded or 'none yet (polling)'}", flush=True)
+          f"backend {args.backend}  models {server.manager.loaded_versions() or 'none yet (polling)'}", flush=True)
     server.serve_forever()
     return 0

@@ -45,7 +45,26 @@ def register(commands) -> None:
     sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
     sweep.add_argument("--quiet", action="store_true",
                        help="no progress lines, only the result table (for scripts; default: a line per run and epoch)")
+    sweep.add_argument("--train-sizes", type=train_sizes, metavar="N,N,...,all",
+                       help="the data-size study: train on stratified subsets of these sizes ('all': the whole "
+                            "training split), validate and test on the whole splits (default: off)")
     sweep.set_defaults(handler=run_sweep)
+
+
+def train_sizes(text: str) -> tuple[int | None, ...]:
+    """`50,100,all` -> (50, 100, None): None is the whole training split."""
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            sizes.append(None)
+        elif part.isdigit() and int(part) >= 1:
+            sizes.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"Invalid value received for --train-sizes. Expected comma-separated integers >= 1 and/or 'all', "
+                f"e.g. 50,100,all. Received: {text!r}")
+    return tuple(sizes)
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -165,10 +184,17 @@ def interrupted_line(interrupted) -> str:
 
 def run_sweep(args: argparse.Namespace) -> int:
     quiet_tensorflow()
+    from kerasdrop.train.loop import TrainingInterrupted
     from kerasdrop.train.sweep import sweep
 
-    result = sweep(recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
-                   overrides=training_overrides(args), progress=None if args.quiet else print_flushed)
+    try:
+        result = sweep(recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
+                       overrides=training_overrides(args), progress=None if args.quiet else print_flushed,
+                       train_sizes=list(args.train_sizes) if args.train_sizes is not None else None)
+    except TrainingInterrupted as interrupted:
+        print(f"kerasdrop sweep: interrupted in {interrupted.directory} after {interrupted.completed_epochs} "
+              f"epoch(s); finished runs are kept and the same command continues the sweep", file=sys.stderr)
+        return 130
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0

@@ -30,5 +30,10 @@ def run_verify(args: argparse.Namespace) -> int:
     except UnusableInputError as error:
         print(f"kerasdrop verify: unusable input: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # never a traceback: anything the verifier could not handle is unusable input
+        from kerasdrop.verify.numerical import one_line
+
+        print(f"kerasdrop verify: could not verify {args.path}: {one_line(error)}", file=sys.stderr)
+        return 2
     print_report(report, args.json)
     return report.exit_code

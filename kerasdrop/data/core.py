@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from kerasdrop._validation import invalid_argument
+from kerasdrop.data.split import Split
 
 SOURCES = ("digits", "synthetic", "tfds:<name>[:<split>]", "folder:<path>")
 
@@ -26,6 +27,9 @@ class DatasetInfo:
     num_train: int
     num_validation: int
     num_test: int
+    # Set when training used a stratified subset: the whole training split's size. Each epoch then
+    # draws this many examples (the subset repeated), so every subset size gets as many steps.
+    num_train_full: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -70,6 +74,8 @@ def load_dataset(
     image_size: tuple[int, int] | None = None,
     shuffle_buffer: int = 10_000,
     cache: bool = True,
+    train_size: int | None = None,
+    split_seed: int | None = None,
 ) -> Datasets:
     """Loads a data set as train/validation/test pipelines.
 
@@ -83,6 +89,10 @@ def load_dataset(
         image_size: `(height, width)` to resize to, for models whose pooling needs larger inputs.
         shuffle_buffer: shuffle buffer size for the training pipeline.
         cache: keep decoded examples in memory after the first epoch.
+        train_size: train on a stratified subset of this many training examples (None: all);
+            validation and test stay whole. An epoch repeats the subset up to the full split's size.
+        split_seed: seed of the train/validation/test split (None: `seed`), so runs with different
+            seeds (and subsets, drawn with `seed`) share one fixed validation and test split.
 
     Returns:
         A `Datasets` with batched, prefetched pipelines and a `DatasetInfo`.
@@ -93,6 +103,9 @@ def load_dataset(
             raise invalid_argument(argument, "a fraction in (0, 0.5)", value)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise invalid_argument("batch_size", "an integer >= 1", batch_size)
+    if train_size is not None and (not isinstance(train_size, int) or isinstance(train_size, bool) or train_size < 1):
+        raise invalid_argument("train_size", "an integer >= 1 or None (all)", train_size)
+    shuffle_seed, seed = seed, (seed if split_seed is None else split_seed)
     if image_size is not None and (
         len(image_size) != 2 or not all(isinstance(v, int) and v >= 1 for v in image_size)
     ):
@@ -115,24 +128,33 @@ def load_dataset(
 
         split = load_folder_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
 
+    num_train_full = None
+    if train_size is not None:
+        num_train_full = split.num_train
+        split = stratified_subset(split, train_size, seed=shuffle_seed)
     input_shape = split.input_shape
     if image_size is not None:
         input_shape = (image_size[0], image_size[1], input_shape[2])
     pipelines = [
-        batched_pipeline(dataset, batch_size=batch_size, seed=seed, shuffle=(name == "train"), cache=cache,
-                  image_size=image_size, shuffle_buffer=shuffle_buffer)
+        batched_pipeline(dataset, batch_size=batch_size, seed=shuffle_seed, shuffle=(name == "train"), cache=cache,
+                         image_size=image_size, shuffle_buffer=shuffle_buffer,
+                         examples_per_epoch=num_train_full if name == "train" else None)
         for name, dataset in (("train", split.train), ("validation", split.validation), ("test", split.test))
     ]
     info = DatasetInfo(
         name=spec, input_shape=tuple(input_shape), class_names=tuple(split.class_names),
         pixel_range=tuple(float(v) for v in split.pixel_range),
         num_train=split.num_train, num_validation=split.num_validation, num_test=split.num_test,
+        num_train_full=num_train_full,
     )
     return Datasets(*pipelines, info=info)
 
 
-def batched_pipeline(dataset, *, batch_size, seed, shuffle, cache=True, image_size=None, shuffle_buffer=10_000):
+def batched_pipeline(dataset, *, batch_size, seed, shuffle, cache=True, image_size=None, shuffle_buffer=10_000,
+                     examples_per_epoch=None):
     """float32 images and int32 labels; cached after the first pass, shuffled (seeded), batched, prefetched.
+
+    With `examples_per_epoch`, the (subset) dataset is repeated and cut to that many examples per epoch.
 
     Measured in bench/train_throughput.py: caching and prefetching, with several steps per
     execution, are what make training faster than `fit` on NumPy arrays on a 2-core CPU.
@@ -149,6 +171,35 @@ def batched_pipeline(dataset, *, batch_size, seed, shuffle, cache=True, image_si
     dataset = dataset.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         dataset = dataset.cache()
+    if examples_per_epoch is not None:
+        dataset = dataset.repeat().take(examples_per_epoch)
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def stratified_subset(split: Split, train_size: int, *, seed: int) -> Split:
+    """The split with its training part cut to `train_size` examples, every class kept in proportion."""
+    import numpy as np
+    import tensorflow as tf
+    from sklearn.model_selection import train_test_split
+
+    if train_size > split.num_train:
+        raise invalid_argument("train_size", f"at most the {split.num_train} examples of the training split", train_size)
+    if train_size == split.num_train:
+        return split
+    labels = np.array([int(label) for _, label in split.train.as_numpy_iterator()])
+    classes = len(np.unique(labels))
+    if train_size < classes:
+        raise invalid_argument("train_size", f"at least one example per class ({classes})", train_size)
+    kept, _ = train_test_split(np.arange(len(labels)), train_size=train_size, random_state=seed, stratify=labels)
+    keep = tf.constant(np.isin(np.arange(len(labels)), kept))
+
+    def kept_example(index, example):
+        return keep[index]
+
+    def without_index(index, example):
+        return example
+
+    train = split.train.enumerate().filter(kept_example).map(without_index)
+    return dataclasses.replace(split, train=train, num_train=train_size)

@@ -81,6 +81,7 @@ def export(
     """
     import keras
 
+    from kerasdrop.export.model_card import build_model_card, write_model_card
     from kerasdrop.export.onnx import write_onnx
     from kerasdrop.export.savedmodel import check_classifier, write_savedmodel
     from kerasdrop.export.warmup import write_warmup
@@ -102,9 +103,9 @@ def export(
     # --- 1. verify the Keras model ---------------------------------------------------------------
     started = time.perf_counter()
     if isinstance(model_or_path, keras.Model):
-        model, target, recorded_range = model_or_path, model_or_path.name, None
+        model, target, recorded_range, source = model_or_path, model_or_path.name, None, None
     else:
-        model, target = runtimes.load_keras_model(model_or_path), str(model_or_path)
+        model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
         recorded_range = probes.run_recorded_range(model_or_path)
     check_classifier(model)
     report = Report(target=target, kind="export")
@@ -140,6 +141,8 @@ def export(
             raise ExportRefusedError(f"The written artefacts of {target} failed verification; nothing was published.",
                                      report)
         report.save(staging / "verification.json")
+        write_model_card(staging, build_model_card(model, name=name, version=version, source=source, report=report,
+                                                   formats=formats, mc_samples=mc_samples))
 
         # --- 4. publish --------------------------------------------------------------------------
         path = repository.publish(staging, model_dir, version)

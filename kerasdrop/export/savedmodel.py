@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import pathlib
 
+# The stochastic passes live in the zoo so the MC-dropout studies (kerasdrop/train/) run the very
+# function the `mc_dropout` signature exports.
+from kerasdrop.zoo.monte_carlo import monte_carlo_function, monte_carlo_model  # noqa: F401
+
 SERVING_SIGNATURE = "serving_default"
 MC_SIGNATURE = "mc_dropout"
 INPUT_NAME = "images"
@@ -50,40 +54,6 @@ def serving_function(model):
         return {"probabilities": probabilities, "class_ids": tf.argmax(probabilities, axis=-1)}
 
     return serve
-
-
-def monte_carlo_model(model):
-    """The same layers and weights, rewired so dropout layers run in training mode and all else in inference.
-
-    Called without a `training` argument, the pinned flags hold (Keras 3 lets an explicit outer
-    `training` override them, so `mc_dropout` must never pass one).
-    """
-    import keras
-
-    # Dropout covers SpatialDropout1D/2D/3D (its subclasses); GaussianNoise is not dropout and stays off.
-    dropout_classes = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
-
-    def call_layer(layer, *args, **kwargs):
-        return layer(*args, **{**kwargs, "training": isinstance(layer, dropout_classes)})
-
-    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_layer, recursive=True)
-
-
-def monte_carlo_function(model, samples: int):
-    """`images -> {"mean", "stddev"}` of the probabilities over `samples` stochastic passes."""
-    import tensorflow as tf
-
-    stochastic = monte_carlo_model(model)
-
-    def mc_dropout(images):
-        batch = tf.shape(images)[0]
-        # One pass over `samples` stacked copies: every copy draws its own dropout mask.
-        repeated = tf.tile(images, tf.concat([[samples], tf.ones([tf.rank(images) - 1], tf.int32)], axis=0))
-        probabilities = stochastic(repeated)
-        probabilities = tf.reshape(probabilities, tf.concat([[samples, batch], tf.shape(probabilities)[1:]], axis=0))
-        return {"mean": tf.reduce_mean(probabilities, axis=0), "stddev": tf.math.reduce_std(probabilities, axis=0)}
-
-    return mc_dropout
 
 
 def write_savedmodel(model, directory: pathlib.Path, *, mc_samples: int | None = None) -> None:

@@ -53,7 +53,9 @@ class Metrics:
             if key not in self._latency and len(self._latency) >= MAX_SERIES:
                 key = (UNKNOWN_MODEL, "", api)
             self._requests[(*key, status)] += 1
-            histogram = self._latency.setdefault(key, _Histogram(LATENCY_BUCKETS_US))
+            histogram = self._latency.get(key)
+            if histogram is None:
+                histogram = self._latency[key] = _Histogram(LATENCY_BUCKETS_US)
             histogram.observe(seconds * 1e6)
 
     def record_batch(self, model: str, version, size: int) -> None:

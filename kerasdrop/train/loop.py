@@ -145,6 +145,18 @@ def write_recipe(recipe: Recipe, path: pathlib.Path, extra: dict | None = None) 
                     + tomli_w.dumps(data))
 
 
+def recipe_datasets(recipe: Recipe):
+    """The recipe's train/validation/test pipelines, split exactly as its run was."""
+    from kerasdrop.data import load_dataset
+
+    return load_dataset(
+        recipe.data.dataset, batch_size=recipe.training.batch_size, seed=recipe.training.seed,
+        validation_fraction=recipe.data.validation_fraction, test_fraction=recipe.data.test_fraction,
+        data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
+        train_size=recipe.data.train_size, split_seed=recipe.data.split_seed,
+    )
+
+
 def _optimizer(name: str, learning_rate: float):
     import keras
 
@@ -179,6 +191,7 @@ def train(
     verbose: int | str = "auto",
     callbacks: Sequence[Any] = (),
     runs_dir: str = DEFAULT_RUNS_DIR,
+    backup: bool = True,
 ) -> Run:
     """Trains a zoo model from a recipe and writes a run directory.
 
@@ -192,6 +205,8 @@ def train(
         overrides: `(key, value)` pairs applied on top of the recipe (`("training.epochs", 5)`).
         verbose: Keras' progress output (`"auto"`, 0, 1, 2).
         callbacks: extra Keras callbacks.
+        backup: save a per-epoch backup so an interrupted run can be resumed. Studies of many short
+            runs turn it off and retrain an interrupted run instead (bench/study_run.py compares both).
 
     Returns:
         The finished `Run`: directory, resolved recipe, test metrics and per-epoch history.
@@ -220,7 +235,8 @@ def train(
     existed = out.exists()
     _prepare_run_dir(out, resume=resume, chief=chief)
     try:
-        return _train_in(recipe, out, strategy, chief=chief, resume=resume, verbose=verbose, callbacks=callbacks)
+        return _train_in(recipe, out, strategy, chief=chief, resume=resume, verbose=verbose, callbacks=callbacks,
+                         backup=backup)
     except BaseException as error:
         completed = len(artifacts.read_history_csv(out / "history.csv"))
         # A new run that ends before its first epoch holds nothing worth resuming: leave no directory
@@ -255,7 +271,8 @@ def _remove_run_files(out: pathlib.Path, *, keep_directory: bool) -> bool:
     return True
 
 
-def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resume: bool, verbose, callbacks) -> Run:
+def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resume: bool, verbose, callbacks,
+              backup: bool = True) -> Run:
     """The run itself, in a prepared run directory `out` (see `train`)."""
     # Non-chief workers still run every callback; they write into a scratch directory.
     write_dir = out if chief else pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-worker-"))
@@ -268,17 +285,12 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     tf.config.experimental.enable_op_determinism()
 
     # --- data ---------------------------------------------------------------------------------
-    from kerasdrop.data import load_dataset
-
-    data = load_dataset(
-        recipe.data.dataset, batch_size=recipe.training.batch_size, seed=recipe.training.seed,
-        validation_fraction=recipe.data.validation_fraction, test_fraction=recipe.data.test_fraction,
-        data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
-    )
+    data = recipe_datasets(recipe)
     info = data.info
     if chief and not resume:
         write_recipe(recipe, write_dir / "recipe.toml",
-                     {"provenance": {**provenance(recipe), "dataset": info.to_dict()}})
+                     {"provenance": {**provenance(recipe), "dataset": {key: value for key, value in info.to_dict().items()
+                                                                       if value is not None}}})
 
     # --- model --------------------------------------------------------------------------------
     from kerasdrop.zoo import create_model
@@ -295,7 +307,7 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
                 conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
             )
             compile_for_training(model, recipe.training,
-                                 steps_per_epoch=math.ceil(info.num_train / recipe.training.batch_size))
+                                 steps_per_epoch=math.ceil((info.num_train_full or info.num_train) / recipe.training.batch_size))
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -309,7 +321,7 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     if earlier is not None:
         checkpoint.best = earlier[monitor]  # so a resumed run does not replace a better best.keras
     run_callbacks = [
-        keras.callbacks.BackupAndRestore(os.fspath(write_dir / "backup")),
+        *([keras.callbacks.BackupAndRestore(os.fspath(write_dir / "backup"))] if backup else []),
         keras.callbacks.TerminateOnNaN(),
         checkpoint,
         keras.callbacks.CSVLogger(os.fspath(history_csv), append=resume),

@@ -42,6 +42,10 @@ class DataSection:
     image_size: Optional[list[int]] = None  # [height, width] to resize to, for models that need larger inputs
     validation_fraction: float = 0.1  # of the training data, held out for validation and best.keras
     test_fraction: float = 0.2  # held out for the test metrics when the source has no test split
+    # Train on a stratified subset of this many training examples (None: all); validation and test
+    # stay whole, and each epoch repeats the subset to the full split's size (same steps for any size).
+    train_size: Optional[int] = None
+    split_seed: Optional[int] = None  # seeds the train/validation/test split; None: training.seed
 
 
 @dataclasses.dataclass
@@ -239,6 +243,9 @@ def check_recipe(recipe: Recipe) -> None:
         raise invalid_argument("training.early_stopping_patience", "an integer >= 1 or unset", training.early_stopping_patience)
     if training.monitor not in ("val_accuracy", "val_loss", "accuracy", "loss"):
         raise invalid_argument("training.monitor", "val_accuracy, val_loss, accuracy or loss", training.monitor)
+    if recipe.data.train_size is not None and recipe.data.train_size < 1:
+        raise invalid_argument("data.train_size", "an integer >= 1, or unset for the whole training split",
+                               recipe.data.train_size)
     from kerasdrop.data import parse_dataset_spec
 
     parse_dataset_spec(recipe.data.dataset)

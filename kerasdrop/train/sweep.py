@@ -2,6 +2,8 @@
 
 Writes `sweep.json` (every run's metrics, mean and sd per rate), `sweep.md` (the table) and
 `sweep.png` (validation vs training curves per rate, and the generalisation gap against the rate).
+With `train_sizes` it is the data-size study of Srivastava et al. 2014 (figure 10): the same per
+size, on stratified training subsets, with a test-error-against-size figure.
 Finished runs in the output directory are reused, so an interrupted sweep continues where it stopped.
 """
 
@@ -26,6 +28,10 @@ class SweepResult:
     summary: dict
 
     def table(self) -> str:
+        if self.summary.get("study") == "datasize":
+            from kerasdrop.train import datasize
+
+            return datasize.markdown_table(self.summary)
         return markdown_table(self.summary)
 
 
@@ -38,6 +44,7 @@ def sweep(
     overrides: Sequence[tuple[str, Any]] = (),
     verbose: int | str = 0,
     progress: Callable[[str], None] | None = None,
+    train_sizes: Sequence[int | None] | None = None,
 ) -> SweepResult:
     """Trains the recipe once per (rate, seed) and summarises train/validation/test accuracy.
 
@@ -47,6 +54,9 @@ def sweep(
         seeds: runs per rate, with seeds `training.seed`, `training.seed + 1`, ...
         out: sweep directory; each run goes to `rate-<rate>/seed-<seed>/`.
         progress: called with one line per run (rate, seed, ETA) and per epoch; None: silent.
+        train_sizes: the data-size study: training-subset sizes (None: the whole split); each run
+            goes to `size-<n|all>/rate-<rate>/seed-<seed>/`, and every run shares the split of
+            `training.seed`, so validation and test are the same whole, fixed splits throughout.
     """
     rates = [check_rate(rate, "rates") for rate in rates]
     if not rates or len(set(rates)) != len(rates):
@@ -55,6 +65,11 @@ def sweep(
     base = resolve_recipe(recipe_or_kwargs, overrides)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if train_sizes is not None:
+        from kerasdrop.train.datasize import datasize_study
+
+        return SweepResult(out, datasize_study(base, rates=rates, seeds=seeds, out=out, train_sizes=train_sizes,
+                                               verbose=verbose, progress=progress))
 
     results = []
     reporter = SweepProgress(progress, len(rates) * seeds)

@@ -78,10 +78,29 @@ def reachable_ops(meta_graph, roots: list[str]) -> list[tuple[str, object]]:
         if function_name in seen_functions or function_name not in functions:
             continue
         seen_functions.add(function_name)
-        for node in functions[function_name].node_def:
+        for node in _executed_nodes(functions[function_name]):
             found.append((f"{function_name}/{node.name}", node))
             function_queue.extend(_called_functions(node, functions))
     return [(location, node) for location, node in found if node.op not in functions]
+
+
+def _executed_nodes(function) -> list:
+    """The nodes of a function that run: those its outputs and control outputs depend on.
+
+    TF prunes the rest (e.g. the dropout masks a Keras RNN builds but uses only in training), and
+    automatic control dependencies list every stateful op among the control outputs, so none is missed.
+    """
+    nodes = {node.name: node for node in function.node_def}
+    pending = [value.split(":")[0] for value in function.ret.values()] + list(function.control_ret.values())
+    seen, executed = set(), []
+    while pending:
+        name = pending.pop().lstrip("^").split(":")[0]
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        executed.append(nodes[name])
+        pending.extend(nodes[name].input)
+    return executed
 
 
 def signature_ops(meta_graph, signature_name: str) -> list[tuple[str, str, object]]:
@@ -118,10 +137,11 @@ def check_saved_model_graph(directory: pathlib.Path, report: Report) -> GraphSca
         if tf_ops.classify_tf_op(node) in tf_ops.NOT_RUNNABLE:
             scan.runnable = False
             _refuse(report, "init op (run on load)", location, op, tf_ops.classify_tf_op(node))
+    functions = {function.signature.name: function for function in meta_graph.graph_def.library.function}
     for name in scan.signatures:
         ops = signature_ops(meta_graph, name)
         total += len(ops)
-        _check_signature(name, ops, report, scan)
+        _check_signature(name, ops, report, scan, functions)
     report.checks.append(CheckRun(CHECK, str(directory), time.perf_counter() - started,
                                   f"{len(scan.signatures)} signatures, {total} ops"))
     return scan
@@ -134,7 +154,44 @@ def _refuse(report: Report, where: str, location: str, op: str, hazard: str) -> 
                "remove the op from the served graph; a servable must not act outside the model")
 
 
-def _check_signature(name: str, ops: list, report: Report, scan: GraphScan) -> None:
+def rng_state_write(function, node) -> bool:
+    """True for a write whose variable is read only to seed random ops (a Keras SeedGenerator advancing,
+    as a Keras RNN with dropout does even at inference, where the masks it draws are unused).
+
+    Follows every read of the written resource forward inside the function; reaching an output, a
+    call or an unregistered op means some answer may depend on the variable.
+    """
+    from tensorflow.python.framework import op_def_registry
+
+    if function is None or not node.input:
+        return False
+    consumers: dict[str, list] = {}
+    for other in function.node_def:
+        for entry in other.input:
+            if not entry.startswith("^"):  # data only: automatic control edges tie every stateful op to the outputs
+                consumers.setdefault(entry.split(":")[0], []).append(other)
+    outputs = {value.split(":")[0] for value in function.ret.values()}
+    pending = [other.name for other in function.node_def if other.op == "ReadVariableOp" and other.input
+               and other.input[0] == node.input[0]]
+    seen, seeds_random = set(), False
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in outputs:
+            return False
+        for consumer in consumers.get(name, []):
+            if op_def_registry.get(consumer.op) is None or consumer.op in tf_ops.TF_CALL_OPS:
+                return False
+            if tf_ops.classify_tf_op(consumer) in (tf_ops.RANDOM, tf_ops.FIXED_SEED):
+                seeds_random = True
+            else:
+                pending.append(consumer.name)
+    return seeds_random
+
+
+def _check_signature(name: str, ops: list, report: Report, scan: GraphScan, functions: dict) -> None:
     stochastic = name in STOCHASTIC_SIGNATURES
     random_ops, writes = [], []
     for location, op, node in ops:
@@ -144,6 +201,11 @@ def _check_signature(name: str, ops: list, report: Report, scan: GraphScan) -> N
             _refuse(report, f"signature {name}", location, op, hazard)
         elif hazard in (tf_ops.RANDOM, tf_ops.FIXED_SEED):
             random_ops.append((location, op, hazard))
+        elif hazard == tf_ops.STATE_WRITE and not stochastic \
+                and rng_state_write(functions.get(location[:len(location) - len(node.name) - 1]), node):
+            report.add(CHECK, "warning", f"signature {name}: {location}", f"{op} advances random-number state that "
+                       "only seeds random ops no served answer uses (a Keras RNN's dropout seed): harmless to "
+                       "answers, but the SavedModel's state changes while serving")
         elif hazard == tf_ops.STATE_WRITE:
             writes.append((location, op))
         if op in tf_ops.TF_BATCH_NORM_OPS and "is_training" in node.attr and node.attr["is_training"].b:

@@ -135,3 +135,30 @@ def test_folder_with_one_class_is_refused(tmp_path):
     _write_image_folder(tmp_path, classes=("only",))
     with pytest.raises(ValueError, match="at least 2 class sub-folders"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_train_size_is_a_stratified_subset_and_validation_and_test_stay_whole():
+    import numpy as np
+
+    whole = load_dataset("digits", batch_size=2000, seed=0)
+    subset = load_dataset("digits", batch_size=2000, seed=5, train_size=100, split_seed=0)
+    assert (subset.info.num_train, subset.info.num_train_full) == (100, whole.info.num_train)
+    assert (subset.info.num_validation, subset.info.num_test) == (whole.info.num_validation, whole.info.num_test)
+    for split in ("validation", "test"):  # the split seed fixes them, whatever the training seed
+        np.testing.assert_array_equal(_first_batch(getattr(subset, split))[0], _first_batch(getattr(whole, split))[0])
+    images, labels = _first_batch(subset.train)
+    # An epoch repeats the subset up to the whole split's size: as many steps as training on all of it.
+    assert len(labels) == whole.info.num_train
+    examples = np.unique(np.column_stack([images.reshape(len(images), -1), labels]), axis=0)
+    assert 95 <= len(examples) <= 100  # 100 examples repeated (digits has a few duplicate images)
+    whole_images, whole_labels = _first_batch(whole.train)
+    whole_rows = {row.tobytes() for row in np.column_stack([whole_images.reshape(len(whole_images), -1), whole_labels])}
+    assert all(row.tobytes() in whole_rows for row in examples)  # drawn from the training split only
+    counts = np.bincount(examples[:, -1].astype(int), minlength=10)
+    assert counts.min() >= 9 and counts.max() <= 11  # 100 of 10 balanced classes: stratified
+
+
+@pytest.mark.parametrize("train_size", [0, 5, 100_000, True])
+def test_bad_train_size_is_refused(train_size):
+    with pytest.raises(ValueError, match="^Invalid value received for argument `train_size`"):
+        load_dataset("digits", train_size=train_size)

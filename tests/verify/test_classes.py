@@ -73,6 +73,14 @@ def test_clean_keras_classes_pass_and_are_judged(build):
     assert any("batch independent" in f.message for f in judged), _messages(report.findings)
 
 
+def test_rnn_dropout_at_default_passes_in_its_model_export(tmp_path):
+    # Keras RNNs draw their dropout masks (advancing a seed variable) even at inference, unused.
+    artefacts.rnn_dropout_at_default().export(tmp_path / "sm", verbose=False)
+    report = verify(tmp_path / "sm")
+    assert report.ok, _messages(report.errors)
+    assert any("advances random-number state" in f.message for f in report.findings if f.severity == "warning")
+
+
 def test_zero_rate_dropout_pinned_is_info():
     report = verify(artefacts.zero_rate_dropout_pinned())
     (finding,) = [f for f in report.findings if f.location == "fc1_dropout"]
