@@ -143,3 +143,17 @@ def test_the_cycle_finder_finds_cycles_and_only_cycles(tmp_path, monkeypatch, fi
         (root / relative).write_text(text)
     monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE_ROOT"]), "PACKAGE_ROOT", root)
     assert find_cycles(import_graph()) == expected
+
+
+MAX_FUNCTION_LINES = 80  # a screen: longer functions are split by responsibility, as train/export/cli were
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE_ROOT.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == [], "functions longer than a screen:\n" + "\n".join(long)

@@ -98,35 +98,12 @@ def load_dataset(
         A `Datasets` with batched, prefetched pipelines and a `DatasetInfo`.
     """
     kind, rest = parse_dataset_spec(spec)
-    for argument, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value < 0.5:
-            raise invalid_argument(argument, "a fraction in (0, 0.5)", value)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise invalid_argument("batch_size", "an integer >= 1", batch_size)
-    if train_size is not None and (not isinstance(train_size, int) or isinstance(train_size, bool) or train_size < 1):
-        raise invalid_argument("train_size", "an integer >= 1 or None (all)", train_size)
+    _check_loading_arguments(batch_size=batch_size, validation_fraction=validation_fraction,
+                             test_fraction=test_fraction, image_size=image_size, train_size=train_size)
     shuffle_seed, seed = seed, (seed if split_seed is None else split_seed)
-    if image_size is not None and (
-        len(image_size) != 2 or not all(isinstance(v, int) and v >= 1 for v in image_size)
-    ):
-        raise invalid_argument("image_size", "(height, width) as two positive ints", image_size)
 
-    if kind == "digits":
-        from kerasdrop.data.digits import load_digits_split
-
-        split = load_digits_split(seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
-    elif kind == "synthetic":
-        from kerasdrop.data.synthetic import load_synthetic_split
-
-        split = load_synthetic_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
-    elif kind == "tfds":
-        from kerasdrop.data.tfds import load_tfds_split
-
-        split = load_tfds_split(rest, data_dir=data_dir, seed=seed, validation_fraction=validation_fraction)
-    else:
-        from kerasdrop.data.folder import load_folder_split
-
-        split = load_folder_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
+    split = _load_split(kind, rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
+                        data_dir=data_dir)
 
     num_train_full = None
     if train_size is not None:
@@ -148,6 +125,40 @@ def load_dataset(
         num_train_full=num_train_full,
     )
     return Datasets(*pipelines, info=info)
+
+
+def _check_loading_arguments(*, batch_size, validation_fraction, test_fraction, image_size, train_size) -> None:
+    for argument, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value < 0.5:
+            raise invalid_argument(argument, "a fraction in (0, 0.5)", value)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise invalid_argument("batch_size", "an integer >= 1", batch_size)
+    if train_size is not None and (not isinstance(train_size, int) or isinstance(train_size, bool) or train_size < 1):
+        raise invalid_argument("train_size", "an integer >= 1 or None (all)", train_size)
+    if image_size is not None and (
+        len(image_size) != 2 or not all(isinstance(v, int) and v >= 1 for v in image_size)
+    ):
+        raise invalid_argument("image_size", "(height, width) as two positive ints", image_size)
+
+
+def _load_split(kind: str, rest: str, *, seed, validation_fraction, test_fraction, data_dir):
+    """The source's own unbatched splits (`Split`); each source module is imported only when used."""
+    if kind == "digits":
+        from kerasdrop.data.digits import load_digits_split
+
+        return load_digits_split(seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
+    if kind == "synthetic":
+        from kerasdrop.data.synthetic import load_synthetic_split
+
+        return load_synthetic_split(rest, seed=seed, validation_fraction=validation_fraction,
+                                    test_fraction=test_fraction)
+    if kind == "tfds":
+        from kerasdrop.data.tfds import load_tfds_split
+
+        return load_tfds_split(rest, data_dir=data_dir, seed=seed, validation_fraction=validation_fraction)
+    from kerasdrop.data.folder import load_folder_split
+
+    return load_folder_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
 
 
 def batched_pipeline(dataset, *, batch_size, seed, shuffle, cache=True, image_size=None, shuffle_buffer=10_000,

@@ -79,14 +79,7 @@ def export(
         ExportRefusedError: verification failed; nothing was published.
         UnusableInputError: the model file is missing, corrupt or unsafe to load.
     """
-    import keras
-
     from kerasdrop.export.model_card import build_model_card, write_model_card
-    from kerasdrop.export.onnx import write_onnx
-    from kerasdrop.export.savedmodel import check_classifier, write_savedmodel
-    from kerasdrop.export.warmup import write_warmup
-    from kerasdrop.verify import numerical, probes, runtimes
-    from kerasdrop.verify.api import verify_keras, verify_saved_model
 
     # --- arguments, checked before any work ----------------------------------------------------
     name = repository.check_model_name(name)
@@ -101,45 +94,15 @@ def export(
     seconds = {}
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
-    started = time.perf_counter()
-    if isinstance(model_or_path, keras.Model):
-        model, target, recorded_range, source = model_or_path, model_or_path.name, None, None
-    else:
-        model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
-        recorded_range = probes.run_recorded_range(model_or_path)
-    check_classifier(model)
-    report = Report(target=target, kind="export")
-    # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
-    report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
-    seconds["verify_keras"] = time.perf_counter() - started
-    if not report.ok:
-        raise ExportRefusedError(f"{target} failed inference-mode verification; nothing was exported.", report)
+    model, source, report = _verified_keras_model(model_or_path, seconds)
 
-    # --- 2. write every format into a staging directory ------------------------------------------
+    # --- 2. write every format into a staging directory, 3. re-verify what was written ------------
     model_dir.mkdir(parents=True, exist_ok=True)
     repository.remove_stale_staging(model_dir)
     staging = repository.staging_dir(model_dir, version)
-    low, high = numerical.keras_probe_range(model)
     try:
-        started = time.perf_counter()
-        write_savedmodel(model, staging, mc_samples=mc_samples)
-        write_warmup(staging, name, model.input_shape[1:], low, high)
-        seconds["savedmodel"] = time.perf_counter() - started
-        if "onnx" in formats:
-            started = time.perf_counter()
-            write_onnx(model, staging / "model.onnx")
-            seconds["onnx"] = time.perf_counter() - started
-
-        # --- 3. re-verify the written artefacts, and their parity with Keras ---------------------
-        started = time.perf_counter()
-        artefacts = Report(target=str(staging), kind="savedmodel")
-        verify_saved_model(staging, probe_range=(low, high), report=artefacts,
-                           reference={"keras": runtimes.keras_runtime(model)})
-        report.extend(artefacts)
-        seconds["reverify"] = time.perf_counter() - started
-        if not report.ok:
-            raise ExportRefusedError(f"The written artefacts of {target} failed verification; nothing was published.",
-                                     report)
+        _write_and_reverify(model, staging, report, name=name, formats=formats, mc_samples=mc_samples,
+                            seconds=seconds)
         report.save(staging / "verification.json")
         write_model_card(staging, build_model_card(model, name=name, version=version, source=source, report=report,
                                                    formats=formats, mc_samples=mc_samples))
@@ -155,3 +118,56 @@ def export(
         repository.write_models_config(repo, models_config, base_path)
     return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
                         models_config=models_config)
+
+
+def _verified_keras_model(model_or_path, seconds: dict):
+    """`(model, source file or None, report)` once the Keras model passed; raises ExportRefusedError if not."""
+    import keras
+
+    from kerasdrop.export.savedmodel import check_classifier
+    from kerasdrop.verify import probes, runtimes
+    from kerasdrop.verify.api import verify_keras
+
+    started = time.perf_counter()
+    if isinstance(model_or_path, keras.Model):
+        model, target, recorded_range, source = model_or_path, model_or_path.name, None, None
+    else:
+        model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
+        recorded_range = probes.run_recorded_range(model_or_path)
+    check_classifier(model)
+    report = Report(target=target, kind="export")
+    # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
+    report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
+    seconds["verify_keras"] = time.perf_counter() - started
+    if not report.ok:
+        raise ExportRefusedError(f"{target} failed inference-mode verification; nothing was exported.", report)
+    return model, source, report
+
+
+def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, mc_samples, seconds) -> None:
+    """Writes SavedModel (+ warmup requests) and ONNX into `staging`, then verifies what was written."""
+    from kerasdrop.export.onnx import write_onnx
+    from kerasdrop.export.savedmodel import write_savedmodel
+    from kerasdrop.export.warmup import write_warmup
+    from kerasdrop.verify import numerical, runtimes
+    from kerasdrop.verify.api import verify_saved_model
+
+    low, high = numerical.keras_probe_range(model)
+    started = time.perf_counter()
+    write_savedmodel(model, staging, mc_samples=mc_samples)
+    write_warmup(staging, name, model.input_shape[1:], low, high)
+    seconds["savedmodel"] = time.perf_counter() - started
+    if "onnx" in formats:
+        started = time.perf_counter()
+        write_onnx(model, staging / "model.onnx")
+        seconds["onnx"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    artefacts = Report(target=str(staging), kind="savedmodel")
+    verify_saved_model(staging, probe_range=(low, high), report=artefacts,
+                       reference={"keras": runtimes.keras_runtime(model)})
+    report.extend(artefacts)
+    seconds["reverify"] = time.perf_counter() - started
+    if not report.ok:
+        raise ExportRefusedError(f"The written artefacts of {report.target} failed verification; nothing was "
+                                 "published.", report)

@@ -292,44 +292,12 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
                      {"provenance": {**provenance(recipe), "dataset": {key: value for key, value in info.to_dict().items()
                                                                        if value is not None}}})
 
-    # --- model --------------------------------------------------------------------------------
-    from kerasdrop.zoo import create_model
-
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(recipe.training.precision)
-    try:
-        with strategy.scope():
-            model = create_model(
-                recipe.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
-                input_range=info.pixel_range,
-                dense_units=tuple(recipe.model.dense_units) if recipe.model.dense_units is not None else None,
-                dropout=recipe.model.dropout, dropout_kind=recipe.model.dropout_kind,
-                conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
-            )
-            compile_for_training(model, recipe.training,
-                                 steps_per_epoch=math.ceil((info.num_train_full or info.num_train) / recipe.training.batch_size))
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-
-    # --- callbacks ----------------------------------------------------------------------------
+    # --- model and callbacks ------------------------------------------------------------------
+    model = build_compiled_model(recipe, info, strategy)
     monitor = recipe.training.monitor
-    mode = "min" if "loss" in monitor else "max"
     history_csv = write_dir / "history.csv"
-    checkpoint = keras.callbacks.ModelCheckpoint(write_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True)
-    earlier = artifacts.best_epoch(artifacts.read_history_csv(history_csv), monitor) if resume else None
     resumed_after = artifacts.record_resume(write_dir, len(artifacts.read_history_csv(history_csv))) if resume else []
-    if earlier is not None:
-        checkpoint.best = earlier[monitor]  # so a resumed run does not replace a better best.keras
-    run_callbacks = [
-        *([keras.callbacks.BackupAndRestore(os.fspath(write_dir / "backup"))] if backup else []),
-        keras.callbacks.TerminateOnNaN(),
-        checkpoint,
-        keras.callbacks.CSVLogger(os.fspath(history_csv), append=resume),
-        *callbacks,
-    ]
-    if recipe.training.early_stopping_patience:
-        run_callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                                           patience=recipe.training.early_stopping_patience))
+    run_callbacks = _run_callbacks(recipe.training, write_dir, resume=resume, backup=backup, extra=callbacks)
 
     # --- fit ----------------------------------------------------------------------------------
     with _distributed_fit_context(recipe.training.strategy, strategy, model, data.train):
@@ -360,6 +328,55 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
         raise TrainingDivergedError(f"Training stopped: the loss became NaN (history in {out}). "
                                  "Lower training.learning_rate or check the data's pixel range.")
     return Run(out, recipe, metrics, history)
+
+
+def build_compiled_model(recipe: Recipe, info, strategy):
+    """The recipe's zoo model for the data set, compiled for training inside the strategy's scope."""
+    import keras
+
+    from kerasdrop.zoo import create_model
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(recipe.training.precision)
+    try:
+        with strategy.scope():
+            model = create_model(
+                recipe.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
+                input_range=info.pixel_range,
+                dense_units=tuple(recipe.model.dense_units) if recipe.model.dense_units is not None else None,
+                dropout=recipe.model.dropout, dropout_kind=recipe.model.dropout_kind,
+                conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
+            )
+            examples = info.num_train_full or info.num_train
+            compile_for_training(model, recipe.training,
+                                 steps_per_epoch=math.ceil(examples / recipe.training.batch_size))
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    return model
+
+
+def _run_callbacks(training, write_dir: pathlib.Path, *, resume: bool, backup: bool, extra) -> list:
+    """Backup (resumable), NaN stop, best.keras, history.csv, the caller's callbacks, early stopping."""
+    import keras
+
+    monitor = training.monitor
+    mode = "min" if "loss" in monitor else "max"
+    history_csv = write_dir / "history.csv"
+    checkpoint = keras.callbacks.ModelCheckpoint(write_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True)
+    earlier = artifacts.best_epoch(artifacts.read_history_csv(history_csv), monitor) if resume else None
+    if earlier is not None:
+        checkpoint.best = earlier[monitor]  # so a resumed run does not replace a better best.keras
+    run_callbacks = [
+        *([keras.callbacks.BackupAndRestore(os.fspath(write_dir / "backup"))] if backup else []),
+        keras.callbacks.TerminateOnNaN(),
+        checkpoint,
+        keras.callbacks.CSVLogger(os.fspath(history_csv), append=resume),
+        *extra,
+    ]
+    if training.early_stopping_patience:
+        run_callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                           patience=training.early_stopping_patience))
+    return run_callbacks
 
 
 def _distributed_fit_context(strategy_name: str, strategy, model, train_pipeline):
