@@ -89,7 +89,7 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
         or probes.DEFAULT_RANGE
     served = signatures.check_signatures(directory, scan, report, probe_range=(low, high), warmups=warmups)
     serving = served.get("serving_default")
-    onnx_run = verify_onnx(onnx_path, probe_range=(low, high), report=report) if onnx_path.is_file() else None
+    onnx_run = check_onnx(onnx_path, report, probe_range=(low, high)) if onnx_path.is_file() else None
     if serving is None:
         if reference:
             report.add(parity.CHECK, "error", "signature serving_default", "no serving_default signature that runs, so "
@@ -105,10 +105,15 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
     return report
 
 
-def verify_onnx(path: pathlib.Path, *, probe_range=None, report: Report | None = None):
-    """Checks 2 and 3 on an ONNX file. Returns the report, or (inside a SavedModel check) the runtime."""
-    standalone = report is None
-    report = report or Report(target=str(path), kind="onnx")
+def verify_onnx(path: pathlib.Path, *, probe_range=None) -> Report:
+    """Checks 2 and 3 on an ONNX file: its graph (functions and subgraphs included), then its numbers."""
+    report = Report(target=str(path), kind="onnx")
+    check_onnx(path, report, probe_range=probe_range)
+    return report
+
+
+def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
+    """Adds the ONNX file's findings to `report`; returns its ONNX Runtime function, or None if it cannot run."""
     errors = len(report.errors)
     onnx_graph.check_onnx_graph(path, report)
     try:
@@ -118,16 +123,15 @@ def verify_onnx(path: pathlib.Path, *, probe_range=None, report: Report | None =
             raise
         # Already refused by the graph scan: the verdict stands, with the load failure beside it.
         report.add(numerical.CHECK, "error", f"onnx {path.name}", f"not run: {error}")
-        return report if standalone else None
+        return None
     specs = runtimes.onnx_input_specs(session)
-    run = None
     if specs is None:
         report.add(numerical.CHECK, "warning", f"onnx {path.name}", "an input is not a plain tensor (sequence or "
                    "map): numerical checks skipped (the graph scan covered it)")
-    else:
-        low, high = probes.integer_range(specs, *(probe_range or probes.DEFAULT_RANGE))
-        run = runtimes.onnx_runtime(session)
-        inputs = signatures.accepted_probes(run, specs, [], low, high)
-        numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}",
-                                 batch_test=probes.all_batched(specs))
-    return report if standalone else run
+        return None
+    low, high = probes.integer_range(specs, *(probe_range or probes.DEFAULT_RANGE))
+    run = runtimes.onnx_runtime(session)
+    inputs = signatures.accepted_probes(run, specs, [], low, high)
+    numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}",
+                             batch_test=probes.all_batched(specs))
+    return run

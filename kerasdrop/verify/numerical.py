@@ -21,7 +21,8 @@ from kerasdrop.verify.report import CheckRun, Report
 from kerasdrop.verify.structure import STOCHASTIC_ACTION, layer_kind
 
 CHECK = "numerical"
-# Row-alone vs in-batch outputs may use different kernels (oneDNN blocks by batch size).
+# The one tolerance of every float comparison the verifier makes (row alone vs in a batch, runtime vs
+# runtime): they may use different kernels (oneDNN blocks by batch size, ONNX Runtime fuses differently).
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 BATCH = probes.BATCH
 

@@ -13,11 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from kerasdrop.verify.numerical import ProbeFailed, call, differences
+from kerasdrop.verify.numerical import TOLERANCE, ProbeFailed, call, differences
 from kerasdrop.verify.report import CheckRun, Report
 
 CHECK = "parity"
-TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 BATCH_SIZES = (1, 7)
 
 
