@@ -39,6 +39,17 @@ def test_tf_loads_the_version_with_the_card_files_beside_it(carded):
     assert set(loaded.signatures) == {"serving_default", "mc_dropout"}
 
 
+def test_the_published_version_with_its_card_passes_the_verifier_on_tf_servings_load_path(carded):
+    # The verifier loads a SavedModel directory with the TF2 loader and with the TF1 loader and
+    # Session.run on the signatures' tensor names, as TF Serving does; the card files sit beside it.
+    from kerasdrop.verify import verify
+
+    _, result, _ = carded
+    report = verify(str(result.path))
+    assert report.ok, [finding.message for finding in report.errors]
+    assert any("TF Serving's session path" in finding.message for finding in report.findings)
+
+
 def test_card_values_equal_the_runs_metrics_and_the_verification_report(carded):
     run, result, card = carded
     metrics = json.loads((run.directory / "metrics.json").read_text())
