@@ -52,8 +52,8 @@ def main() -> None:
     import tensorflow as tf
     import tf2onnx
 
-    from kerasdrop.export import export
-    from kerasdrop.export.savedmodel import input_signature, serving_function
+    from kerasdrop.exporting import export
+    from kerasdrop.exporting.savedmodel import input_signature, serving_function
     from kerasdrop.zoo import create_model
 
     keras.utils.set_random_seed(0)

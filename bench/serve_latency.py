@@ -87,7 +87,7 @@ def export_models(names, workdir: pathlib.Path) -> dict:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    from kerasdrop.export import export
+    from kerasdrop.exporting import export
     from kerasdrop.zoo import create_model
 
     bodies = {}

@@ -26,7 +26,7 @@ def main() -> None:
     from kerasdrop._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from kerasdrop.train import train
+    from kerasdrop.training import train
 
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-bench-"))
     best = {True: float("inf"), False: float("inf")}

@@ -32,8 +32,8 @@ def main() -> None:
 
     from kerasdrop.data.core import batched_pipeline
     from kerasdrop.data.synthetic import make_synthetic_arrays
-    from kerasdrop.train.loop import compile_for_training
-    from kerasdrop.train.recipe import TrainingSection
+    from kerasdrop.training.loop import compile_for_training
+    from kerasdrop.training.recipe import TrainingSection
     from kerasdrop.zoo import create_model
 
     images, labels = make_synthetic_arrays((28, 28, 1), 10, examples_per_class=args.examples // 10, seed=0)

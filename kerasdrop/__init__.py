@@ -1,10 +1,14 @@
 """kerasdrop: a Keras 3 model zoo with Dropout after Dense layers, and an export that proves inference mode.
 
 The public API is imported lazily, so `import kerasdrop` (and `kerasdrop --help`) stays free of
-TensorFlow until a function that needs it is called.
+TensorFlow until a function that needs it is called. Each public name is one thing: `train`,
+`verify` and `export` are functions; the packages that hold them are `kerasdrop.training`,
+`kerasdrop.verification` and `kerasdrop.exporting`.
 """
 
-__version__ = "0.1.0"
+from kerasdrop import _deprecated_paths
+
+__version__ = "0.2.0"
 
 _LAZY = {
     "create_model": "kerasdrop.zoo",
@@ -12,24 +16,30 @@ _LAZY = {
     "register_model": "kerasdrop.zoo",
     "model_info": "kerasdrop.zoo",
     "set_dropout": "kerasdrop.zoo",
+    "train": "kerasdrop.training",  # train(recipe) -> Run
+    "verify": "kerasdrop.verification",  # verify(path_or_model) -> Report
+    "export": "kerasdrop.exporting",  # export(model, name=...) -> ExportResult
 }
 
-# Subpackages that are also the function of the same name: `kerasdrop.train(recipe) -> Run`,
-# `kerasdrop.verify(path_or_model) -> Report`, `kerasdrop.export(model, name=...) -> ExportResult`.
-_CALLABLE_SUBPACKAGES = ("train", "verify", "export")
+__all__ = sorted(_LAZY)
 
-__all__ = sorted([*_LAZY, *_CALLABLE_SUBPACKAGES])
+_SUBPACKAGES = ("data", "exporting", "serving", "training", "verification", "zoo")
+
+# kerasdrop 0.1's package paths (kerasdrop.train.<x>, ...) keep working for one release, with a warning.
+_deprecated_paths.install()
 
 
 def __getattr__(name):
     import importlib
 
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _CALLABLE_SUBPACKAGES:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # looked up once; a module's own attribute wins over __getattr__
+        return value
+    if name in _SUBPACKAGES:
         return importlib.import_module(f"kerasdrop.{name}")
     raise AttributeError(f"module 'kerasdrop' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + __all__)
+    return sorted(list(globals()) + __all__ + list(_SUBPACKAGES))

@@ -12,7 +12,7 @@ import contextlib
 from kerasdrop.errors import KerasdropError
 
 # Keras versions the multi-worker workarounds below were written against and tested with
-# (tests/train/test_multi_worker.py trains two local workers through them).
+# (tests/training/test_multi_worker.py trains two local workers through them).
 MULTI_WORKER_TESTED_KERAS = ("3.15",)
 
 # Keras 3.15's multi-step train function fails under MultiWorkerMirroredStrategy ("You must feed a

@@ -50,7 +50,7 @@ def shared_testdata():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A finished run of a small MLP with dropout on the embedded digits (2 epochs), for studies and cards."""
-    from kerasdrop.train import train
+    from kerasdrop.training import train
 
     return train({"model": "mlp", "dataset": "digits", "epochs": 2, "batch_size": 64, "dense_units": [32],
                   "dropout": 0.5}, out=tmp_path_factory.mktemp("tiny") / "run", verbose=0)
@@ -59,6 +59,6 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def calibrated_run(tiny_run):
     """`tiny_run` after `kerasdrop calibrate` with few passes: (run, results)."""
-    from kerasdrop.train.studies import calibrate
+    from kerasdrop.training.studies import calibrate
 
     return tiny_run, calibrate(tiny_run.directory, mc_samples=8, ks=(1, 2, 8), repeats=3)

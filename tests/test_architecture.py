@@ -1,7 +1,7 @@
 """The import graph of kerasdrop/, read with `ast` (nothing imported): no cycles, and data flows one way.
 
 Layers, bottom to top, as ../shared/ARCHITECTURE.md draws them: the private utility modules, then
-`zoo` and `data`, then `train` and `verify`, then `export`, then `serving`, then `cli` and `demo`.
+`zoo` and `data`, then `training` and `verification`, then `exporting`, then `serving`, then `cli` and `demo`.
 A module may import its own package and any package of a lower layer, never a higher one nor a
 sibling of its own layer. An import inside a function counts: it runs too, only later.
 """
@@ -19,8 +19,8 @@ PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "kerasdrop"
 LAYERS = {
     "_util": 0,  # kerasdrop/_*.py, errors.py (the error types) and the lazy kerasdrop/__init__.py
     "zoo": 1, "data": 1,
-    "train": 2, "verify": 2,
-    "export": 3,
+    "training": 2, "verification": 2,
+    "exporting": 3,
     "serving": 4,
     "cli": 5, "demo": 5,
 }

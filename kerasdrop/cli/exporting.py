@@ -41,8 +41,8 @@ def register(commands) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     quiet_tensorflow()
-    from kerasdrop.export import ExportRefusedError, export
-    from kerasdrop.verify import UnusableInputError
+    from kerasdrop.exporting import ExportRefusedError, export
+    from kerasdrop.verification import UnusableInputError
 
     try:
         result = export(args.model, name=args.name, repo=args.repo, version=args.version,
@@ -72,7 +72,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_card(args: argparse.Namespace) -> int:
     import json
 
-    from kerasdrop.export.model_card import load_model_card, render_markdown
+    from kerasdrop.exporting.model_card import load_model_card, render_markdown
 
     card = load_model_card(args.path)
     print(json.dumps(card, indent=2) if args.json else render_markdown(card), end="" if not args.json else "\n")

@@ -27,7 +27,7 @@ def register(commands) -> None:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     quiet_tensorflow()
-    from kerasdrop.train.studies import calibrate
+    from kerasdrop.training.studies import calibrate
 
     results = calibrate(args.run_dir, mc_samples=args.mc_samples, ks=args.ks, repeats=args.repeats, seed=args.seed)
     summary, averaging = results["calibration"], results["mc_averaging"]

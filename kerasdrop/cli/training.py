@@ -68,7 +68,7 @@ def train_sizes(text: str) -> tuple[int | None, ...]:
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
-    from kerasdrop.train.recipe import OPTIMIZERS, PRECISIONS, STRATEGIES
+    from kerasdrop.training.recipe import OPTIMIZERS, PRECISIONS, STRATEGIES
 
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_values",
                         help="override any recipe key, e.g. --set training.epochs=5 (repeatable)")
@@ -100,7 +100,7 @@ def recipe_or_shipped(args: argparse.Namespace):
     """The RECIPE argument; without one, the shipped recipe for --model on --dataset, which the flags override."""
     if args.recipe is not None or args.no_recipe:
         return args.recipe
-    from kerasdrop.train.recipe import find_recipe
+    from kerasdrop.training.recipe import find_recipe
 
     model, dataset = args.model or "lenet5", args.dataset or "digits"
     found = find_recipe(model, dataset)
@@ -111,7 +111,7 @@ def recipe_or_shipped(args: argparse.Namespace):
 
 
 def training_overrides(args: argparse.Namespace) -> list:
-    from kerasdrop.train.recipe import parse_override
+    from kerasdrop.training.recipe import parse_override
 
     overrides = [parse_override(text) for text in args.set_values]
     for flag, key in TRAINING_FLAGS.items():
@@ -128,8 +128,8 @@ def training_overrides(args: argparse.Namespace) -> list:
 
 def run_train(args: argparse.Namespace) -> int:
     quiet_tensorflow()
-    from kerasdrop.train import train
-    from kerasdrop.train.loop import TrainingInterrupted
+    from kerasdrop.training import train
+    from kerasdrop.training.loop import TrainingInterrupted
 
     overrides = training_overrides(args)
     verbose = keras_verbosity(args.quiet)
@@ -141,7 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as interrupted:
         print(interrupted_line(interrupted), file=sys.stderr)
         return 130  # as a shell reports a command ended by SIGINT
-    from kerasdrop.train.distribute import is_chief
+    from kerasdrop.training.distribute import is_chief
 
     if not is_chief():
         print(f"\nworker finished; the chief writes the run to {run.directory}/")
@@ -184,8 +184,8 @@ def interrupted_line(interrupted) -> str:
 
 def run_sweep(args: argparse.Namespace) -> int:
     quiet_tensorflow()
-    from kerasdrop.train.loop import TrainingInterrupted
-    from kerasdrop.train.sweep import sweep
+    from kerasdrop.training.loop import TrainingInterrupted
+    from kerasdrop.training.sweep import sweep
 
     try:
         result = sweep(recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,

@@ -23,7 +23,7 @@ def register(commands) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     quiet_tensorflow()
-    from kerasdrop.verify import UnusableInputError, verify
+    from kerasdrop.verification import UnusableInputError, verify
 
     try:
         report = verify(args.path, probe_range=tuple(args.probe_range) if args.probe_range else None)
@@ -31,7 +31,7 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"kerasdrop verify: unusable input: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # never a traceback: anything the verifier could not handle is unusable input
-        from kerasdrop.verify.numerical import one_line
+        from kerasdrop.verification.numerical import one_line
 
         print(f"kerasdrop verify: could not verify {args.path}: {one_line(error)}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from kerasdrop.serving.errors import ServingError, invalid, signature_not_found
 
 def read_signature_defs(version_dir: pathlib.Path):
     """The `serve` MetaGraph's signature_def map, exactly as stored (TF Serving serves this)."""
-    from kerasdrop.verify.graph import read_saved_model
+    from kerasdrop.verification.graph import read_saved_model
 
     return read_saved_model(version_dir).signature_def
 

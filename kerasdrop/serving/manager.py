@@ -171,7 +171,7 @@ class ModelManager:
             return
         import tensorflow as tf
 
-        from kerasdrop.export.warmup import read_warmup
+        from kerasdrop.exporting.warmup import read_warmup
 
         for record in read_warmup(path):
             if record.WhichOneof("log_type") != "predict_log":

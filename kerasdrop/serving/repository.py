@@ -11,7 +11,7 @@ import logging
 import pathlib
 
 from kerasdrop.errors import InvalidArgumentError, KerasdropError
-from kerasdrop.export.repository import version_directories
+from kerasdrop.exporting.repository import version_directories
 
 log = logging.getLogger("kerasdrop.serve")
 

@@ -56,7 +56,7 @@ def exported_repo(tmp_path_factory):
     import keras
 
     import kerasdrop
-    from kerasdrop.export import export
+    from kerasdrop.exporting import export
 
     keras.utils.set_random_seed(5)
     model = kerasdrop.create_model("lenet5", num_classes=10, input_shape=(8, 8, 1), input_range=(0, 16))

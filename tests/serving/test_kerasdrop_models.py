@@ -218,7 +218,7 @@ def test_batching_merges_concurrent_requests(exported_repo):
 def test_hot_swap_under_load_fails_no_request(exported_repo, tmp_path):
     import shutil
 
-    from kerasdrop.export import export
+    from kerasdrop.exporting import export
 
     source, model = exported_repo
     repo = tmp_path / "export"

@@ -1,0 +1,266 @@
+"""The model card of an exported version: `MODEL_CARD.md` and `model_card.json`, sections after Mitchell et al. 2019.
+
+Built from the model itself, its run directory (recipe.toml, metrics.json) when the .keras file is a
+run's `model.keras`, and the verification report; written into the staging directory so it is
+published with the version. What cannot be known is listed under `unknown`, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import tomllib
+
+from kerasdrop._files import atomic_write_text
+from kerasdrop.errors import InvalidArgumentError
+
+CARD_JSON = "model_card.json"
+CARD_MARKDOWN = "MODEL_CARD.md"
+CARD_SECTIONS = ("model_details", "intended_use", "input", "training_data", "recipe", "provenance", "evaluation",
+                 "calibration", "verification", "export", "unknown")
+# The metrics copied from the run's metrics.json (all measured with dropout off).
+EVALUATION_KEYS = ("test_accuracy", "test_loss", "train_accuracy", "validation_accuracy", "generalization_gap",
+                   "epochs_completed")
+
+
+def find_run(source) -> tuple[pathlib.Path | None, str]:
+    """The run directory whose metrics describe `source`, or None with the reason."""
+    if source is None:
+        return None, "the model was passed as an object, not a file of a run directory"
+    source = pathlib.Path(source)
+    run_dir = source.parent
+    if not ((run_dir / "metrics.json").is_file() and (run_dir / "recipe.toml").is_file()):
+        return None, f"{source} is not in a run directory of `kerasdrop train` (no metrics.json and recipe.toml beside it)"
+    if source.name != "model.keras":
+        return None, f"{run_dir}/metrics.json measures model.keras, not {source.name}"
+    return run_dir, ""
+
+
+def _head(model) -> list[dict]:
+    from kerasdrop.zoo.rewire import dropout_kind_of, head_dropout_layers
+
+    dropout_slots = {layer.name for layer in head_dropout_layers(model)}
+    layers = []
+    for layer in model.layers:
+        config = layer.get_config()
+        if layer.name in dropout_slots:
+            layers.append({"layer": layer.name, "kind": dropout_kind_of(layer), "rate": float(config.get("rate", 0.0))})
+        elif (layer.name.startswith("fc") or layer.name == "predictions") and "units" in config:
+            layers.append({"layer": layer.name, "dense_units": config["units"], "activation": config["activation"]})
+    return layers
+
+
+def _family(model_name: str):
+    from kerasdrop.zoo.registry import model_info
+
+    try:
+        return model_info(model_name).family
+    except ValueError:
+        return None
+
+
+def _input_contract(model) -> dict:
+    from kerasdrop.verification.numerical import keras_probe_range
+
+    names = [layer.name for layer in model.layers]
+    preprocessing = ("input_rescaling: Rescaling maps the pixel range to [0, 1] inside the model; send raw pixels"
+                     if "input_rescaling" in names else None)
+    return {"name": "images", "shape": [None, *model.input_shape[1:]], "dtype": "float32",
+            "pixel_range": list(keras_probe_range(model)) if preprocessing else None,
+            "preprocessing_inside_model": preprocessing}
+
+
+def _check_target(target: str, version: int) -> str:
+    from kerasdrop.exporting.repository import STAGING_PREFIX
+
+    name = pathlib.Path(target).name or target
+    # The written SavedModel was checked in the staging directory that became this version.
+    return f"version {version} (SavedModel)" if name.startswith(STAGING_PREFIX) else name
+
+
+def _verification(report, version: int) -> dict:
+    data = report.to_dict()
+    return {
+        "ok": data["ok"],
+        "summary": data["summary"],
+        "checks": [{"check": c["check"], "target": _check_target(c["target"], version),
+                    "seconds": round(c["seconds"], 3), "detail": c["detail"]} for c in data["checks"]],
+        "passed": [f"{f['check']}: {f['location']}: {f['message']}" for f in data["findings"] if f["severity"] == "info"],
+        "tolerances": data["tolerances"],
+    }
+
+
+def build_model_card(model, *, name: str, version: int, source, report, formats, mc_samples) -> dict:
+    """The card as a dict: every field from the model, its run directory and the verification report."""
+    run_dir, why_no_run = find_run(source)
+    recipe = metrics = None
+    if run_dir is not None:
+        recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    provenance = (recipe or {}).pop("provenance", None)
+    model_name = recipe["model"]["name"] if recipe else model.name
+    dataset = (metrics or {}).get("dataset") or (provenance or {}).get("dataset")
+    calibration = (metrics or {}).get("calibration")
+    signatures = {"serving_default": {"inputs": ["images"], "outputs": ["probabilities", "class_ids"],
+                                      "method": "tensorflow/serving/predict"}}
+    if mc_samples:
+        signatures["mc_dropout"] = {"inputs": ["images"], "outputs": ["mean", "stddev"], "samples": mc_samples,
+                                    "method": "tensorflow/serving/predict"}
+    card = {
+        "model_details": {
+            "name": name, "version": version, "model": model_name, "family": _family(model_name),
+            "head": _head(model), "parameters": int(model.count_params()),
+            "source": str(source) if source is not None else None,
+            "run_directory": str(run_dir) if run_dir else None,
+            "dropout_at_inference": "off in serving_default and ONNX (verified); on only in mc_dropout" if mc_samples
+            else "off (verified)",
+        },
+        "input": _input_contract(model),
+        "training_data": None if dataset is None else {
+            "dataset": dataset["name"], "classes": list(dataset["class_names"]),
+            "split_sizes": {"train": dataset["num_train"], "validation": dataset["num_validation"],
+                            "test": dataset["num_test"]},
+            "seed": recipe["training"]["seed"], "split_seed": recipe["data"].get("split_seed", recipe["training"]["seed"]),
+        },
+        "recipe": recipe,
+        "provenance": provenance,
+        "evaluation": None if metrics is None else {key: metrics.get(key) for key in EVALUATION_KEYS},
+        "calibration": calibration,
+        "verification": _verification(report, version),
+        "export": {"formats": list(formats), "signatures": signatures,
+                   "files": ["saved_model.pb", "variables/", "assets.extra/tf_serving_warmup_requests",
+                             *(["model.onnx"] if "onnx" in formats else []), "verification.json",
+                             CARD_MARKDOWN, CARD_JSON]},
+    }
+    card["intended_use"] = _intended_use(card)
+    card["unknown"] = _unknown(card, why_no_run)
+    return card
+
+
+def _intended_use(card: dict) -> dict:
+    data, contract = card["training_data"], card["input"]
+    shape = "x".join(str(d) for d in contract["shape"][1:])
+    trained_on = f"{data['dataset']} ({', '.join(data['classes'])})" if data else "unknown data (no run directory)"
+    return {
+        "primary_use": f"classify {shape} images of the classes it was trained on: {trained_on}",
+        "out_of_scope": [
+            "images of other kinds, sizes or pixel ranges than the training data: the softmax still names one "
+            "of the trained classes, often confidently",
+            "decisions about people, and any use where an error is costly without a human check",
+        ],
+        "limits": [
+            "trained and tested only on the splits named under training_data; no other population was measured",
+            "probabilities are only as calibrated as the calibration section shows",
+        ],
+    }
+
+
+def _unknown(card: dict, why_no_run: str) -> dict:
+    unknown = {}
+    for field in ("training_data", "recipe", "provenance", "evaluation"):
+        if card[field] is None:
+            unknown[field] = why_no_run
+    if card["calibration"] is None:
+        unknown["calibration"] = ("not measured: run `kerasdrop calibrate RUN_DIR` before exporting"
+                                  if card["model_details"]["run_directory"] else why_no_run)
+    if card["model_details"]["family"] is None:
+        unknown["model_details.family"] = f"{card['model_details']['model']!r} is not a zoo model name"
+    if card["input"]["pixel_range"] is None:
+        unknown["input.pixel_range"] = "the model has no input_rescaling layer"
+    return unknown
+
+
+def write_model_card(directory: pathlib.Path, card: dict) -> None:
+    atomic_write_text(directory / CARD_JSON, json.dumps(card, indent=2) + "\n")
+    atomic_write_text(directory / CARD_MARKDOWN, render_markdown(card))
+
+
+def load_model_card(path) -> dict:
+    """The card of a version directory, a model directory (its latest version) or a model_card.json."""
+    from kerasdrop.exporting.repository import versions
+
+    path = pathlib.Path(path)
+    if path.is_dir() and not (path / CARD_JSON).is_file() and versions(path):
+        path = path / str(versions(path)[-1])
+    if path.is_dir():
+        path = path / CARD_JSON
+    if not path.is_file():
+        raise InvalidArgumentError(f"Invalid value received for argument `path`. Expected an exported version directory, a "
+                         f"model directory of a repository, or a {CARD_JSON}. Received: path={str(path)!r} (not found)")
+    try:
+        card = json.loads(path.read_text())
+        problem = "" if isinstance(card, dict) and set(card) >= set(CARD_SECTIONS) else \
+            f"missing sections: {', '.join(sorted(set(CARD_SECTIONS) - set(card if isinstance(card, dict) else ())))}"
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problem = str(error)
+    if problem:
+        raise InvalidArgumentError(f"Invalid value received for argument `path`. Expected a {CARD_JSON} written by "
+                         f"`kerasdrop export`. Received: path={str(path)!r} ({problem})")
+    return card
+
+
+def _table(rows) -> list[str]:
+    return ["| field | value |", "|---|---|", *[f"| {key} | {value} |" for key, value in rows]]
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(card: dict) -> str:
+    """MODEL_CARD.md: Mitchell et al.'s sections, then verification and the serving interface."""
+    details, contract = card["model_details"], card["input"]
+    unknown = card["unknown"]
+    head = " → ".join(f"{layer['layer']} Dense({layer['dense_units']}, {layer['activation']})" if "dense_units" in layer
+                      else f"{layer['layer']} {layer['kind']} dropout {layer['rate']:g}" for layer in details["head"])
+    lines = [f"# Model card: {details['name']} version {details['version']}", "",
+             "Sections after Mitchell et al. 2019, \"Model cards for model reporting\". Written by `kerasdrop export`.", "",
+             "## Model details", *_table([
+                 ("model", f"{details['model']} (family {details['family'] or 'unknown'})"), ("head", head),
+                 ("parameters", f"{details['parameters']:,}"), ("dropout at inference", details["dropout_at_inference"]),
+                 ("exported from", details["source"] or "a keras.Model object"),
+                 ("run directory", details["run_directory"] or "unknown")]), "",
+             "## Intended use", f"Primary use: {card['intended_use']['primary_use']}.", "",
+             "Out of scope:", *[f"- {item}" for item in card["intended_use"]["out_of_scope"]], "",
+             "## Input contract", *_table([
+                 ("input", f"`{contract['name']}` {contract['dtype']} {contract['shape']}"),
+                 ("pixel range", contract["pixel_range"] or "unknown"),
+                 ("preprocessing inside the model", contract["preprocessing_inside_model"] or "none")]), ""]
+    lines += ["## Training data"]
+    data = card["training_data"]
+    lines += (_table([("data set", data["dataset"]), ("classes", ", ".join(data["classes"])),
+                      ("split sizes", ", ".join(f"{k} {v}" for k, v in data["split_sizes"].items())),
+                      ("seed", data["seed"]), ("split seed", data["split_seed"])]) if data
+              else [f"Unknown: {unknown['training_data']}."]) + [""]
+    lines += ["## Metrics (dropout off)"]
+    evaluation = card["evaluation"]
+    lines += (_table([(key, _number(value)) for key, value in evaluation.items()]) if evaluation
+              else [f"Unknown: {unknown['evaluation']}."]) + [""]
+    lines += ["## Quantitative analyses: calibration (test split)"]
+    calibration = card["calibration"]
+    if calibration:
+        lines += [f"Temperature fitted on validation: {calibration['temperature']:.3f}; MC dropout with "
+                  f"{calibration['mc_samples']} passes.", "", "| method | accuracy | NLL | Brier | ECE (15 bins) |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {method} | {s['accuracy']:.4f} | {s['nll']:.4f} | {s['brier']:.4f} | {s['ece']:.4f} |"
+                  for method, s in calibration["methods"].items()]
+    else:
+        lines += [f"Unknown: {unknown['calibration']}."]
+    verification = card["verification"]
+    lines += ["", "## Verification (inference mode proven before publishing)",
+              f"{'PASS' if verification['ok'] else 'FAIL'}: {verification['summary']}", "",
+              "| check | target | seconds |", "|---|---|---:|",
+              *[f"| {c['check']} | {c['target']} | {c['seconds']:.3f} |" for c in verification["checks"]], "",
+              *[f"- {line}" for line in verification["passed"]], "",
+              "## Serving interface", f"Formats: {', '.join(card['export']['formats'])}.", ""]
+    lines += [f"- `{name}`: {', '.join(s['inputs'])} → {', '.join(s['outputs'])}"
+              + (f" ({s['samples']} stochastic passes)" if "samples" in s else "")
+              for name, s in card["export"]["signatures"].items()]
+    lines += ["", "## Ethical considerations, caveats and recommendations",
+              *[f"- {item}" for item in card["intended_use"]["limits"]], ""]
+    if card["recipe"]:
+        lines += ["## Recipe and provenance", "```json", json.dumps({"recipe": card["recipe"],
+                                                                     "provenance": card["provenance"]}, indent=2), "```", ""]
+    lines += ["## Unknown fields"]
+    lines += [f"- {field}: {reason}" for field, reason in unknown.items()] or ["None: every field is known."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,173 @@
+"""`export(model, name)`: verify, write SavedModel + ONNX into staging, re-verify, publish atomically.
+
+Nothing is published until the Keras model and every written artefact have passed the verifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import time
+from typing import Sequence
+
+from kerasdrop._validation import check_positive_int, invalid_argument
+from kerasdrop.errors import KerasdropError
+from kerasdrop.exporting import repository
+from kerasdrop.verification.report import Report
+
+FORMATS = ("savedmodel", "onnx")
+
+
+class ExportRefusedError(KerasdropError):
+    """The model or its artefacts failed verification; `report` says why (exit status 1)."""
+
+    def __init__(self, message: str, report: Report):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass
+class ExportResult:
+    path: pathlib.Path
+    name: str
+    version: int
+    report: Report
+    seconds: dict
+    models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    formats = tuple(formats)
+    unknown = [fmt for fmt in formats if fmt not in FORMATS]
+    if unknown or not formats:
+        raise invalid_argument("formats", f"a comma-separated subset of {', '.join(FORMATS)}", ",".join(formats))
+    if "savedmodel" not in formats:
+        raise invalid_argument("formats", "a list including savedmodel (a TF Serving version directory needs "
+                               "saved_model.pb; ONNX is written beside it)", ",".join(formats))
+    return formats
+
+
+def export(
+    model_or_path,
+    *,
+    name: str,
+    repo: str | pathlib.Path = "export",
+    version: int | None = None,
+    formats: Sequence[str] = FORMATS,
+    mc_samples: int | None = None,
+    models_config: str | pathlib.Path | None = repository.MODELS_CONFIG_BESIDE_REPO,
+    base_path: str = "/models",
+) -> ExportResult:
+    """Verifies a Keras model, writes it in TF Serving's layout and publishes it atomically.
+
+    Args:
+        model_or_path: a `keras.Model` or a `.keras` file (loaded in safe mode).
+        name: the model name in the repository and in serving URLs.
+        repo: the model repository directory.
+        version: the version to publish (default: the next integer). Never overwrites.
+        formats: `savedmodel` and optionally `onnx` (written as `model.onnx` beside it).
+        mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
+        models_config: ModelServerConfig text file to keep listing every model, merged into: what is
+            there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
+        base_path: where the repository is mounted for TF Serving, for `models_config`.
+
+    Returns:
+        An `ExportResult` with the published path and the full verification report.
+
+    Raises:
+        ExportRefusedError: verification failed; nothing was published.
+        UnusableInputError: the model file is missing, corrupt or unsafe to load.
+    """
+    from kerasdrop.exporting.model_card import build_model_card, write_model_card
+
+    # --- arguments, checked before any work ----------------------------------------------------
+    name = repository.check_model_name(name)
+    formats = check_formats(formats)
+    if mc_samples is not None:
+        mc_samples = check_positive_int(mc_samples, "mc_samples", minimum=2)
+    repo = pathlib.Path(repo)
+    model_dir = repo / name
+    version = repository.resolve_version(model_dir, version)
+    models_config = repository.models_config_path(repo, models_config)
+    repository.read_models_config(models_config)  # one that cannot be merged into refuses the export now
+    seconds = {}
+
+    # --- 1. verify the Keras model ---------------------------------------------------------------
+    model, source, report = _verified_keras_model(model_or_path, seconds)
+
+    # --- 2. write every format into a staging directory, 3. re-verify what was written ------------
+    model_dir.mkdir(parents=True, exist_ok=True)
+    repository.remove_stale_staging(model_dir)
+    staging = repository.staging_dir(model_dir, version)
+    try:
+        _write_and_reverify(model, staging, report, name=name, formats=formats, mc_samples=mc_samples,
+                            seconds=seconds)
+        report.save(staging / "verification.json")
+        write_model_card(staging, build_model_card(model, name=name, version=version, source=source, report=report,
+                                                   formats=formats, mc_samples=mc_samples))
+
+        # --- 4. publish --------------------------------------------------------------------------
+        path = repository.publish(staging, model_dir, version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.target = str(path)
+    report.save(path / "verification.json")
+    if models_config is not None:
+        repository.write_models_config(repo, models_config, base_path)
+    return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
+                        models_config=models_config)
+
+
+def _verified_keras_model(model_or_path, seconds: dict):
+    """`(model, source file or None, report)` once the Keras model passed; raises ExportRefusedError if not."""
+    import keras
+
+    from kerasdrop.exporting.savedmodel import check_classifier
+    from kerasdrop.verification import probes, runtimes
+    from kerasdrop.verification.api import verify_keras
+
+    started = time.perf_counter()
+    if isinstance(model_or_path, keras.Model):
+        model, target, recorded_range, source = model_or_path, model_or_path.name, None, None
+    else:
+        model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
+        recorded_range = probes.run_recorded_range(model_or_path)
+    check_classifier(model)
+    report = Report(target=target, kind="export")
+    # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
+    report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
+    seconds["verify_keras"] = time.perf_counter() - started
+    if not report.ok:
+        raise ExportRefusedError(f"{target} failed inference-mode verification; nothing was exported.", report)
+    return model, source, report
+
+
+def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, mc_samples, seconds) -> None:
+    """Writes SavedModel (+ warmup requests) and ONNX into `staging`, then verifies what was written."""
+    from kerasdrop.exporting.onnx import write_onnx
+    from kerasdrop.exporting.savedmodel import write_savedmodel
+    from kerasdrop.exporting.warmup import write_warmup
+    from kerasdrop.verification import numerical, runtimes
+    from kerasdrop.verification.api import verify_saved_model
+
+    low, high = numerical.keras_probe_range(model)
+    started = time.perf_counter()
+    write_savedmodel(model, staging, mc_samples=mc_samples)
+    write_warmup(staging, name, model.input_shape[1:], low, high)
+    seconds["savedmodel"] = time.perf_counter() - started
+    if "onnx" in formats:
+        started = time.perf_counter()
+        write_onnx(model, staging / "model.onnx")
+        seconds["onnx"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    artefacts = Report(target=str(staging), kind="savedmodel")
+    verify_saved_model(staging, probe_range=(low, high), report=artefacts,
+                       reference={"keras": runtimes.keras_runtime(model)})
+    report.extend(artefacts)
+    seconds["reverify"] = time.perf_counter() - started
+    if not report.ok:
+        raise ExportRefusedError(f"The written artefacts of {report.target} failed verification; nothing was "
+                                 "published.", report)

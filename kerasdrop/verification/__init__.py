@@ -1,0 +1,10 @@
+"""The inference-mode verifier: structure, graph scan, numerical and cross-runtime checks, one report.
+
+`verify(path_or_model) -> Report`; `kerasdrop verify PATH` exits 0 clean, 1 findings, 2 unusable input.
+"""
+
+from kerasdrop.verification.api import verify, verify_keras, verify_onnx, verify_saved_model
+from kerasdrop.verification.report import CheckRun, Finding, Report, UnusableInputError
+
+__all__ = ["CheckRun", "Finding", "Report", "UnusableInputError", "verify", "verify_keras", "verify_onnx",
+           "verify_saved_model"]

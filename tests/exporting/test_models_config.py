@@ -1,0 +1,102 @@
+"""models.config: written beside the repository by default, merged so hand-written entries and fields stay."""
+
+import pathlib
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from kerasdrop.exporting import export
+from kerasdrop.exporting.repository import write_models_config
+
+HAND_WRITTEN = """# Our cluster's models: edited by hand, keep the labels.
+model_config_list {
+  config {
+    name: "lenet5"
+    base_path: "/mnt/models/lenet5"
+    model_platform: "tensorflow"
+    model_version_policy { specific { versions: 7 versions: 8 } }
+    version_labels { key: "stable" value: 7 }
+    version_labels { key: "canary" value: 8 }
+  }
+  config {
+    name: "from_another_repository"
+    base_path: "/other/from_another_repository"
+    model_platform: "tensorflow"
+  }
+}
+"""
+
+
+def _parse(path: pathlib.Path):
+    return text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+
+
+def _fake_repository(root: pathlib.Path, **published) -> pathlib.Path:
+    for name, versions in published.items():
+        for version in versions:
+            (root / name / str(version)).mkdir(parents=True)
+    return root
+
+
+def test_merge_keeps_every_hand_written_entry_and_field(tmp_path):
+    repo = _fake_repository(tmp_path / "repo", lenet5=[7, 8], new_model=[1])
+    config = tmp_path / "models.config"
+    config.write_text(HAND_WRITTEN)
+    write_models_config(repo, config)
+    merged = _parse(config)
+    entries = {entry.name: entry for entry in merged.model_config_list.config}
+    assert list(entries) == ["lenet5", "from_another_repository", "new_model"]
+    lenet5 = entries["lenet5"]
+    assert lenet5.base_path == "/mnt/models/lenet5"
+    assert dict(lenet5.version_labels) == {"stable": 7, "canary": 8}
+    assert list(lenet5.model_version_policy.specific.versions) == [7, 8]
+    assert entries["from_another_repository"].base_path == "/other/from_another_repository"
+    assert (entries["new_model"].base_path, entries["new_model"].model_platform) == ("/models/new_model", "tensorflow")
+    assert config.read_text().startswith("# Our cluster's models: edited by hand, keep the labels.\n")
+    before = config.read_text()
+    write_models_config(repo, config)
+    assert config.read_text() == before, "merging again changes nothing"
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import kerasdrop
+
+    return kerasdrop.create_model("mlp", num_classes=3, input_shape=(4, 4, 1), dense_units=(4,))
+
+
+def test_export_writes_the_config_beside_the_repository_not_in_the_current_directory(tiny_model, tmp_path,
+                                                                                     monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    result = export(tiny_model, name="tiny", repo=tmp_path / "elsewhere", formats=["savedmodel"])
+    assert result.models_config == tmp_path / "elsewhere" / "models.config"
+    (entry,) = _parse(result.models_config).model_config_list.config
+    assert (entry.name, entry.base_path) == ("tiny", "/models/tiny")
+    assert not any((tmp_path / "cwd").iterdir()), "nothing is written into the current directory"
+
+
+def test_a_config_that_cannot_be_merged_refuses_the_export_before_anything_is_published(tiny_model, tmp_path):
+    repo = tmp_path / "export"
+    repo.mkdir()
+    (repo / "models.config").write_text("model_config_list { config { nmae: 'typo' } }\n")
+    with pytest.raises(ValueError, match="^Invalid value received for argument `models_config`.*nmae"):
+        export(tiny_model, name="tiny", repo=repo, formats=["savedmodel"])
+    assert not (repo / "tiny").exists()
+    assert "nmae" in (repo / "models.config").read_text(), "the user's file is left as it is"
+
+
+def test_a_model_that_is_not_a_softmax_classifier_is_refused_not_mislabelled(tmp_path, capsys):
+    import keras
+
+    from kerasdrop.cli import main
+
+    inputs = keras.Input((3,), name="features")
+    regressor = keras.Model(inputs, keras.layers.Dense(2, name="value")(inputs), name="regressor")
+    with pytest.raises(ValueError, match="^Invalid value received for argument `model`. Expected a classifier whose"):
+        export(regressor, name="regressor", repo=tmp_path / "export")
+    regressor.save(tmp_path / "regressor.keras")
+    assert main(["export", str(tmp_path / "regressor.keras"), "--name", "r", "--repo", str(tmp_path / "export")]) == 2
+    assert "with activation 'linear'" in capsys.readouterr().err
+    assert not (tmp_path / "export" / "r").exists() and not (tmp_path / "export" / "regressor").exists()
