@@ -32,7 +32,7 @@ def main() -> None:
 
     from kerasdrop.data.core import batched_pipeline
     from kerasdrop.data.synthetic import make_synthetic_arrays
-    from kerasdrop.training.loop import compile_for_training
+    from kerasdrop.training.build import compile_for_training
     from kerasdrop.training.recipe import TrainingSection
     from kerasdrop.zoo import create_model
 

@@ -11,7 +11,7 @@ import pathlib
 
 # The stochastic passes live in the zoo so the MC-dropout studies (kerasdrop/training/) run the very
 # function the `mc_dropout` signature exports.
-from kerasdrop.zoo.monte_carlo import monte_carlo_function, monte_carlo_model  # noqa: F401
+from kerasdrop.zoo.monte_carlo import monte_carlo_function
 
 SERVING_SIGNATURE = "serving_default"
 MC_SIGNATURE = "mc_dropout"

@@ -14,7 +14,8 @@ from typing import Sequence
 
 from kerasdrop._validation import invalid_argument
 from kerasdrop.training import artifacts
-from kerasdrop.training.loop import Run, train
+from kerasdrop.training.loop import train
+from kerasdrop.training.run import Run
 
 COLUMNS = ("test_accuracy", "generalization_gap", "train_accuracy", "validation_accuracy")
 

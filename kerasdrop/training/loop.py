@@ -8,178 +8,23 @@ and curves. Only the chief process writes the run directory.
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
-import datetime
-import math
 import os
 import pathlib
-import platform
-import re
 import shutil
-import sys
 import tempfile
 import time
 from typing import Any, Sequence
 
-from kerasdrop._keras_compat import MULTI_WORKER_STEPS_PER_EXECUTION, multi_worker_fit
+from kerasdrop._keras_compat import multi_worker_fit
 from kerasdrop.errors import RunDirectoryError, TrainingDivergedError
 from kerasdrop.training import artifacts
-from kerasdrop.training.recipe import Recipe, RecipeError, check_recipe, load_recipe, recipe_from_dict
-
-DEFAULT_RUNS_DIR = "runs"
-
-
-@dataclasses.dataclass
-class Run:
-    """A finished training run: where it is and what it measured."""
-
-    directory: pathlib.Path
-    recipe: Recipe
-    metrics: dict
-    history: list[dict]
-
-    @property
-    def model(self):
-        """The final model (`model.keras`), loaded in safe mode."""
-        import keras
-
-        return keras.saving.load_model(self.directory / "model.keras")
-
-    @property
-    def best_model(self):
-        """The checkpoint with the best `training.monitor` (`best.keras`)."""
-        import keras
-
-        return keras.saving.load_model(self.directory / "best.keras")
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Run":
-        directory = pathlib.Path(directory)
-        if not (directory / "metrics.json").is_file():
-            raise RunDirectoryError(f"{directory} holds no finished run (no metrics.json).")
-        import json
-
-        return cls(directory, load_recipe(directory / "recipe.toml"),
-                   json.loads((directory / "metrics.json").read_text()),
-                   json.loads((directory / "history.json").read_text()))
-
-
-def resolve_recipe(recipe_or_kwargs: Recipe | str | os.PathLike | dict | None, overrides: Sequence[tuple[str, Any]] = ()) -> Recipe:
-    """A Recipe from a Recipe, a TOML path, or a dict (nested sections or bare keys), plus overrides."""
-    if isinstance(recipe_or_kwargs, Recipe):
-        recipe = copy.deepcopy(recipe_or_kwargs)  # overrides must never change the caller's recipe
-    elif isinstance(recipe_or_kwargs, (str, os.PathLike)):
-        recipe = load_recipe(recipe_or_kwargs)
-    elif isinstance(recipe_or_kwargs, dict) or recipe_or_kwargs is None:
-        data = recipe_or_kwargs or {}
-        nested = {key: value for key, value in data.items() if isinstance(value, dict) and key != "options"}
-        recipe = recipe_from_dict(nested)
-        aliases = {"model": "model.name", "lr": "training.learning_rate"}
-        for key, value in data.items():
-            if key not in nested:
-                recipe.set(aliases.get(key, key), value)
-    else:
-        raise RecipeError(f"Expected a Recipe, a recipe file path or a dict. Received: {type(recipe_or_kwargs).__name__}")
-    for key, value in overrides:
-        recipe.set(key, value)
-    check_recipe(recipe)
-    return recipe
-
-
-def default_run_dir(recipe: Recipe, runs_dir: str = DEFAULT_RUNS_DIR) -> pathlib.Path:
-    dataset = re.sub(r"[^A-Za-z0-9_.-]+", "-", recipe.data.dataset).strip("-")
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return pathlib.Path(runs_dir) / f"{recipe.model.name.replace(':', '-')}-{dataset}-{stamp}"
-
-
-def _prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool) -> None:
-    if resume:
-        if not (out / "recipe.toml").is_file():
-            raise RunDirectoryError(f"--resume: {out} holds no run to resume (no recipe.toml). Start it without --resume.")
-        if (out / "metrics.json").is_file():
-            raise RunDirectoryError(f"--resume: the run in {out} already finished (metrics.json exists); nothing to resume.")
-        return
-    if not chief:
-        return  # other workers write to scratch space; the chief checks and creates the directory
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it was changed. "
-                          f"Use --resume to continue that run, or choose another --out.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise RunDirectoryError(f"Cannot write the run directory {out}: {error.strerror or error}. "
-                          f"Choose a writable --out.") from None
-
-
-def provenance(recipe: Recipe) -> dict:
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from kerasdrop import __version__
-
-    return {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "seed": recipe.training.seed,
-        "kerasdrop": __version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def write_recipe(recipe: Recipe, path: pathlib.Path, extra: dict | None = None) -> None:
-    import tomli_w
-
-    data = recipe.to_dict()
-    if extra:
-        data.update(extra)
-    path.write_text("# Fully resolved by kerasdrop train: `kerasdrop train recipe.toml` reproduces this run.\n"
-                    + tomli_w.dumps(data))
-
-
-def recipe_datasets(recipe: Recipe):
-    """The recipe's train/validation/test pipelines, split exactly as its run was."""
-    from kerasdrop.data import load_dataset
-
-    return load_dataset(
-        recipe.data.dataset, batch_size=recipe.training.batch_size, seed=recipe.training.seed,
-        validation_fraction=recipe.data.validation_fraction, test_fraction=recipe.data.test_fraction,
-        data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
-        train_size=recipe.data.train_size, split_seed=recipe.data.split_seed,
-    )
-
-
-def _optimizer(name: str, learning_rate: float):
-    import keras
-
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    if name == "sgd":
-        return classes[name](learning_rate=learning_rate, momentum=0.9)
-    return classes[name](learning_rate=learning_rate)
-
-
-def compile_for_training(model, training, *, steps_per_epoch: int) -> None:
-    """Compiles with the recipe's optimizer, sparse cross-entropy on the softmax output, and accuracy."""
-    model.compile(
-        optimizer=_optimizer(training.optimizer, training.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        # More steps per execution than an epoch has would overshoot Keras' progress bar.
-        steps_per_execution=MULTI_WORKER_STEPS_PER_EXECUTION if training.strategy == "multi_worker"
-        else min(training.steps_per_execution, max(1, steps_per_epoch)),
-        # XLA measured slower than plain graphs for these models on CPU (bench/train_throughput.py),
-        # and Keras turns it off anyway under op determinism.
-        jit_compile=False,
-    )
+from kerasdrop.training.build import (
+    build_compiled_model, compile_for_training, describe_dropout, evaluate_trained, recipe_datasets,
+)
+from kerasdrop.training.recipe import Recipe, RecipeError, load_recipe, resolve_recipe
+from kerasdrop.training.run import (
+    DEFAULT_RUNS_DIR, Run, default_run_dir, prepare_run_dir, provenance, remove_run_files, write_recipe,
+)
 
 
 def train(
@@ -216,7 +61,7 @@ def train(
         if out is None:
             raise RunDirectoryError("--resume needs --out naming the run directory to continue.")
         out = pathlib.Path(out)
-        _prepare_run_dir(out, resume=True, chief=True)
+        prepare_run_dir(out, resume=True, chief=True)
         recipe = load_recipe(out / "recipe.toml")
         if recipe_or_kwargs is not None or overrides:
             requested = resolve_recipe(recipe_or_kwargs if recipe_or_kwargs is not None else recipe, overrides)
@@ -233,7 +78,7 @@ def train(
     # The strategy must exist before other TensorFlow work (MultiWorkerMirroredStrategy requires it).
     strategy = make_strategy(recipe.training.strategy)
     existed = out.exists()
-    _prepare_run_dir(out, resume=resume, chief=chief)
+    prepare_run_dir(out, resume=resume, chief=chief)
     try:
         return _train_in(recipe, out, strategy, chief=chief, resume=resume, verbose=verbose, callbacks=callbacks,
                          backup=backup)
@@ -241,7 +86,7 @@ def train(
         completed = len(artifacts.read_history_csv(out / "history.csv"))
         # A new run that ends before its first epoch holds nothing worth resuming: leave no directory
         # behind that would refuse the same --out next time.
-        removed = chief and not resume and completed == 0 and _remove_run_files(out, keep_directory=existed)
+        removed = chief and not resume and completed == 0 and remove_run_files(out, keep_directory=existed)
         if isinstance(error, KeyboardInterrupt):
             raise TrainingInterrupted(out, completed, recipe.training.epochs, removed=removed) from None
         raise
@@ -256,19 +101,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.completed_epochs = completed_epochs
         self.epochs = epochs
         self.removed = removed
-
-
-def _remove_run_files(out: pathlib.Path, *, keep_directory: bool) -> bool:
-    if not out.is_dir():
-        return False
-    for entry in out.iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-    if not keep_directory:
-        out.rmdir()
-    return True
 
 
 def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resume: bool, verbose, callbacks,
@@ -311,7 +143,7 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
         mixed_precision = recipe.training.precision != "float32"
         if mixed_precision:
             model = _saved_as_float32(model, write_dir, recipe.training)
-        metrics = _evaluate(model, data, history, monitor)
+        metrics = evaluate_trained(model, data, history, monitor)
     metrics["seconds"] = round(seconds, 2)
     metrics["resumed_after_epochs"] = resumed_after
     if chief:
@@ -320,7 +152,7 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
         artifacts.write_json(write_dir / "history.json", history)
         artifacts.write_json(write_dir / "metrics.json", metrics)
         artifacts.plot_curves(history, write_dir / "curves.png",
-                              f"{recipe.model.name} on {recipe.data.dataset} (dropout {_describe_dropout(model)})",
+                              f"{recipe.model.name} on {recipe.data.dataset} (dropout {describe_dropout(model)})",
                               best_epoch=metrics["best_epoch"], resumed_after=resumed_after)
     else:
         shutil.rmtree(write_dir, ignore_errors=True)
@@ -328,31 +160,6 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
         raise TrainingDivergedError(f"Training stopped: the loss became NaN (history in {out}). "
                                  "Lower training.learning_rate or check the data's pixel range.")
     return Run(out, recipe, metrics, history)
-
-
-def build_compiled_model(recipe: Recipe, info, strategy):
-    """The recipe's zoo model for the data set, compiled for training inside the strategy's scope."""
-    import keras
-
-    from kerasdrop.zoo import create_model
-
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(recipe.training.precision)
-    try:
-        with strategy.scope():
-            model = create_model(
-                recipe.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
-                input_range=info.pixel_range,
-                dense_units=tuple(recipe.model.dense_units) if recipe.model.dense_units is not None else None,
-                dropout=recipe.model.dropout, dropout_kind=recipe.model.dropout_kind,
-                conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
-            )
-            examples = info.num_train_full or info.num_train
-            compile_for_training(model, recipe.training,
-                                 steps_per_epoch=math.ceil(examples / recipe.training.batch_size))
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-    return model
 
 
 def _run_callbacks(training, write_dir: pathlib.Path, *, resume: bool, backup: bool, extra) -> list:
@@ -406,32 +213,3 @@ def _saved_as_float32(model, write_dir: pathlib.Path, training):
     return converted
 
 
-def _evaluate(model, data, history: list[dict], monitor: str) -> dict:
-    last = history[-1] if history else {}
-    status = "nan" if last and math.isnan(last.get("loss", 0.0)) else "complete"
-    test_loss, test_accuracy = model.evaluate(data.test, verbose=0)
-    # Training accuracy measured in inference mode (dropout off), so the gap compares like with like.
-    train_loss, train_accuracy = model.evaluate(data.train, verbose=0)
-    validation_loss, validation_accuracy = model.evaluate(data.validation, verbose=0)
-    best = artifacts.best_epoch(history, monitor)
-    return {
-        "status": status,
-        "epochs_completed": len(history),
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
-        "train_accuracy": train_accuracy,
-        "train_loss": train_loss,
-        "validation_accuracy": validation_accuracy,
-        "validation_loss": validation_loss,
-        "generalization_gap": train_accuracy - validation_accuracy,
-        "best_epoch": None if best is None else best["epoch"] + 1,
-        f"best_{monitor}": None if best is None else best[monitor],
-        "dataset": data.info.to_dict(),
-    }
-
-
-def _describe_dropout(model) -> str:
-    from kerasdrop.zoo.rewire import head_dropout_layers
-
-    rates = [getattr(layer, "rate", 0.0) for layer in head_dropout_layers(model)]
-    return ", ".join(f"{rate:g}" for rate in rates) or "none"

@@ -6,6 +6,7 @@ sections; a run directory's `recipe.toml` adds `[provenance]` (versions, seed, c
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -15,7 +16,7 @@ import pathlib
 import tomllib
 import types
 import typing
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from kerasdrop._validation import invalid_argument
 from kerasdrop.errors import KerasdropError
@@ -273,3 +274,25 @@ def find_recipe(model: str, dataset: str) -> pathlib.Path | None:
             if data.get("model", {}).get("name") == model and data.get("data", {}).get("dataset") == dataset:
                 return path
     return None
+
+
+def resolve_recipe(recipe_or_kwargs: Recipe | str | os.PathLike | dict | None, overrides: Sequence[tuple[str, Any]] = ()) -> Recipe:
+    """A Recipe from a Recipe, a TOML path, or a dict (nested sections or bare keys), plus overrides."""
+    if isinstance(recipe_or_kwargs, Recipe):
+        recipe = copy.deepcopy(recipe_or_kwargs)  # overrides must never change the caller's recipe
+    elif isinstance(recipe_or_kwargs, (str, os.PathLike)):
+        recipe = load_recipe(recipe_or_kwargs)
+    elif isinstance(recipe_or_kwargs, dict) or recipe_or_kwargs is None:
+        data = recipe_or_kwargs or {}
+        nested = {key: value for key, value in data.items() if isinstance(value, dict) and key != "options"}
+        recipe = recipe_from_dict(nested)
+        aliases = {"model": "model.name", "lr": "training.learning_rate"}
+        for key, value in data.items():
+            if key not in nested:
+                recipe.set(aliases.get(key, key), value)
+    else:
+        raise RecipeError(f"Expected a Recipe, a recipe file path or a dict. Received: {type(recipe_or_kwargs).__name__}")
+    for key, value in overrides:
+        recipe.set(key, value)
+    check_recipe(recipe)
+    return recipe

@@ -15,7 +15,8 @@ from typing import Sequence
 
 from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.training import artifacts, calibration
-from kerasdrop.training.loop import Run, recipe_datasets
+from kerasdrop.training.build import recipe_datasets
+from kerasdrop.training.run import Run
 
 MC_AVERAGING_KS = (1, 2, 5, 10, 20, 50, 100)  # the k of Srivastava et al. 2014, figure 11
 

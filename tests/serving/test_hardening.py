@@ -1,6 +1,5 @@
 """Bad requests of every kind get a 4xx JSON answer at once; limits hold; ports are not shared."""
 
-import json
 import socket
 import threading
 import time

@@ -37,7 +37,7 @@ def test_every_shipped_recipe_loads_and_builds_its_model(path):
 
 
 def test_recipe_round_trips_through_a_file(tmp_path):
-    from kerasdrop.training.loop import write_recipe
+    from kerasdrop.training.run import write_recipe
 
     recipe = resolve_recipe({"model": "vgg11", "dataset": "synthetic:32x32x3", "dropout": [0.5, 0.3],
                              "dense_units": [64, 32], "epochs": 3})

@@ -8,7 +8,7 @@ import pytest
 from kerasdrop.cli import main
 from kerasdrop.training import calibration
 from kerasdrop.training.studies import _arrays, _deterministic, calibrate
-from kerasdrop.training.loop import recipe_datasets
+from kerasdrop.training.build import recipe_datasets
 
 
 def test_calibrate_writes_files_and_metrics(calibrated_run):

@@ -4,7 +4,6 @@ import json
 import re
 import shlex
 
-import pytest
 
 from kerasdrop.cli import main
 from kerasdrop.cli.training import accuracy_verdict
