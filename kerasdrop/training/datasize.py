@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import pathlib
 import shutil
-import statistics
 import time
 from typing import Sequence
 
 from kerasdrop._validation import invalid_argument
 from kerasdrop.training import artifacts
 from kerasdrop.training.loop import train
-from kerasdrop.training.run import Run
+from kerasdrop.training.run import Run, summarise_runs
 
 COLUMNS = ("test_accuracy", "generalization_gap", "train_accuracy", "validation_accuracy")
 
@@ -92,16 +91,7 @@ def run_once(base, run_dir: pathlib.Path, *, overrides, verbose, reporter, label
 
 
 def _summarise_runs(rate: float, runs: list[Run]) -> dict:
-    entry = {"rate": rate, "runs": [], "mean": {}, "sd": {},
-             "fit_seconds": sum(run.metrics["seconds"] for run in runs)}
-    for run in runs:
-        entry["runs"].append({"directory": str(run.directory), "seed": run.recipe.training.seed,
-                              **{column: run.metrics[column] for column in COLUMNS}})
-    for column in COLUMNS:
-        values = [run.metrics[column] for run in runs]
-        entry["mean"][column] = statistics.fmean(values)
-        entry["sd"][column] = statistics.stdev(values) if len(values) > 1 else 0.0
-    return entry
+    return {**summarise_runs(rate, runs, COLUMNS), "fit_seconds": sum(run.metrics["seconds"] for run in runs)}
 
 
 def markdown_table(summary: dict) -> str:

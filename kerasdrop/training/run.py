@@ -124,3 +124,18 @@ def write_recipe(recipe: Recipe, path: pathlib.Path, extra: dict | None = None) 
         data.update(extra)
     path.write_text("# Fully resolved by kerasdrop train: `kerasdrop train recipe.toml` reproduces this run.\n"
                     + tomli_w.dumps(data))
+
+
+def summarise_runs(rate: float, runs: list[Run], columns) -> dict:
+    """One rate's runs (one per seed): each run's `columns` from metrics.json, and their mean and sd."""
+    import statistics
+
+    entry = {"rate": rate, "runs": [], "mean": {}, "sd": {}}
+    for run in runs:
+        entry["runs"].append({"directory": str(run.directory), "seed": run.recipe.training.seed,
+                              **{column: run.metrics[column] for column in columns}})
+    for column in columns:
+        values = [run.metrics[column] for run in runs]
+        entry["mean"][column] = statistics.fmean(values)
+        entry["sd"][column] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return entry

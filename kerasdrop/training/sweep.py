@@ -18,7 +18,7 @@ from kerasdrop._validation import check_positive_int, check_rate, invalid_argume
 from kerasdrop.training import artifacts
 from kerasdrop.training.loop import train
 from kerasdrop.training.recipe import resolve_recipe
-from kerasdrop.training.run import Run
+from kerasdrop.training.run import Run, summarise_runs
 from kerasdrop.training.progress import SweepProgress
 
 COLUMNS = ("train_accuracy", "validation_accuracy", "generalization_gap", "test_accuracy")
@@ -110,14 +110,7 @@ def sweep(
 
 
 def _summarise_rate(rate: float, runs: list[Run]) -> dict:
-    entry = {"rate": rate, "runs": [], "mean": {}, "sd": {}, "curves": {}}
-    for run in runs:
-        entry["runs"].append({"directory": str(run.directory), "seed": run.recipe.training.seed,
-                              **{column: run.metrics[column] for column in COLUMNS}})
-    for column in COLUMNS:
-        values = [run.metrics[column] for run in runs]
-        entry["mean"][column] = statistics.fmean(values)
-        entry["sd"][column] = statistics.stdev(values) if len(values) > 1 else 0.0
+    entry = {**summarise_runs(rate, runs, COLUMNS), "curves": {}}
     # Per-epoch curves averaged over seeds (runs of one sweep share the epoch count).
     for metric in ("accuracy", "val_accuracy", "loss", "val_loss"):
         length = min(len(run.history) for run in runs)
