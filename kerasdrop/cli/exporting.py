@@ -21,6 +21,14 @@ def register(commands) -> None:
     export.add_argument("--formats", default="savedmodel,onnx", help="savedmodel[,onnx] (default: savedmodel,onnx)")
     export.add_argument("--mc-samples", type=int, metavar="N",
                         help="add an mc_dropout signature: mean and stddev over N passes with dropout on (default: off)")
+    export.add_argument("--image-bytes", action="store_true",
+                        help="add a serving_bytes signature taking encoded JPEG/PNG strings ({\"b64\": ...} over REST), "
+                             "decoded and resized in the graph (default: off)")
+    export.add_argument("--int8", action="store_true",
+                        help="also write model.int8.onnx (static QDQ, calibrated on the run's training data), published "
+                             "only if top-1 accuracy on the run's test split holds; needs a run's model.keras (default: off)")
+    export.add_argument("--int8-max-drop", type=float, default=0.5, metavar="POINTS",
+                        help="largest accuracy drop, in percentage points, that --int8 accepts (default: 0.5)")
     export.add_argument("--models-config", default="{repo}/models.config",
                         help="ModelServerConfig file kept listing every model; hand-written entries and fields "
                              "are kept (default: models.config inside --repo)")
@@ -47,7 +55,8 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         result = export(args.model, name=args.name, repo=args.repo, version=args.version,
                         formats=[fmt.strip() for fmt in args.formats.split(",") if fmt.strip()],
-                        mc_samples=args.mc_samples, models_config=args.models_config, base_path=args.base_path)
+                        mc_samples=args.mc_samples, models_config=args.models_config, base_path=args.base_path,
+                        image_bytes=args.image_bytes, int8=args.int8, int8_max_drop=args.int8_max_drop)
     except UnusableInputError as error:
         print(f"kerasdrop export: unusable input: {error}", file=sys.stderr)
         return 2
@@ -63,9 +72,15 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
               f"models config: {result.models_config}")
         signatures = "serving_default: images -> probabilities, class_ids (argmax of the softmax)"
+        if args.image_bytes:
+            signatures += "; serving_bytes: images_bytes (encoded JPEG/PNG) -> probabilities, class_ids"
         if args.mc_samples:
             signatures += f"; mc_dropout: images -> mean, stddev over {args.mc_samples} passes"
         print(f"signatures {signatures}")
+    if result.int8 is not None:
+        from kerasdrop.exporting.int8 import describe
+
+        print("\n".join(describe(result.int8)), file=sys.stdout if not args.json else sys.stderr)
     return 0
 
 

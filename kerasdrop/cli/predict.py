@@ -7,6 +7,9 @@ import sys
 
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
 
+# The signature `kerasdrop export --image-bytes` adds (kerasdrop/exporting/image_bytes.py): encoded images in.
+BYTES_SIGNATURE = "serving_bytes"
+
 
 def register(commands) -> None:
     predict = commands.add_parser("predict", help="send images to a TF Serving server; print class and probabilities")
@@ -15,8 +18,10 @@ def register(commands) -> None:
                          help="http://HOST:PORT (REST) or grpc://HOST:PORT (default: http://127.0.0.1:8501)")
     predict.add_argument("--model", required=True, help="model name on the server")
     predict.add_argument("--version", type=int, help="model version (default: the server's latest)")
-    predict.add_argument("--signature", default="serving_default",
-                         help="signature to call, e.g. mc_dropout; its outputs are printed (default: serving_default)")
+    predict.add_argument("--signature",
+                         help="signature to call, e.g. mc_dropout; its outputs are printed (default: serving_bytes, "
+                              "sent the files' bytes, when the model has it and every file is a PNG/JPEG; else "
+                              "serving_default, sent decoded pixels)")
     predict.set_defaults(handler=run_predict)
 
 
@@ -28,9 +33,13 @@ def run_predict(args: argparse.Namespace) -> int:
         quiet_tensorflow()  # the gRPC path builds TensorProtos with TensorFlow
     try:
         signatures = client.signature_inputs(args.model)
-        row_shape = _input_row_shape(signatures, args.signature)
-        images, labels = _images_with_labels(args.files, row_shape)
-        outputs = client.predict(args.model, images, signature=args.signature, version=args.version)
+        signature = args.signature or _default_signature(signatures, args.files)
+        if signature == BYTES_SIGNATURE and signature in signatures:
+            outputs, labels = _predict_bytes(client, args, signatures[signature]), list(args.files)
+        else:
+            row_shape = _input_row_shape(signatures, signature)
+            images, labels = _images_with_labels(args.files, row_shape)
+            outputs = client.predict(args.model, images, signature=signature, version=args.version)
     except ServingClientError as error:
         print(f"kerasdrop predict: {error}", file=sys.stderr)
         return 1
@@ -40,6 +49,27 @@ def run_predict(args: argparse.Namespace) -> int:
     for row, label in enumerate(labels):
         print(f"{label}: {_describe_outputs({name: values[row] for name, values in outputs.items()})}")
     return 0
+
+
+def _default_signature(signatures: dict, files) -> str:
+    """`serving_bytes` (the files' own bytes, decoded by the model) when it can take every file."""
+    images = all(not str(path).endswith(".npy") for path in files)
+    return BYTES_SIGNATURE if BYTES_SIGNATURE in signatures and images else "serving_default"
+
+
+def _predict_bytes(client, args, inputs: dict) -> dict:
+    import pathlib
+
+    if len(inputs) != 1:
+        raise UsageError(f"Signature {BYTES_SIGNATURE!r} takes {', '.join(sorted(inputs))}; kerasdrop predict sends "
+                         "the files' bytes to a signature with one string input")
+    encoded = []
+    for path in map(pathlib.Path, args.files):
+        if not path.is_file():
+            raise UsageError(f"Image file not found: {path}")
+        encoded.append(path.read_bytes())
+    return client.predict_bytes(args.model, encoded, input_name=next(iter(inputs)), signature=BYTES_SIGNATURE,
+                                version=args.version)
 
 
 def _images_with_labels(files, row_shape):

@@ -90,19 +90,26 @@ def _verification(report, version: int) -> dict:
     }
 
 
-def build_model_card(model, *, name: str, version: int, source, report, formats, mc_samples) -> dict:
+def build_model_card(model, *, name: str, version: int, source, report, formats, mc_samples, image_bytes=False,
+                     int8=None) -> dict:
     """The card as a dict: every field from the model, its run directory and the verification report."""
     run_dir, why_no_run = find_run(source)
     recipe = metrics = None
     if run_dir is not None:
         recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
+    from kerasdrop.exporting.image_bytes import bytes_input_name
+
     provenance = (recipe or {}).pop("provenance", None)
     model_name = recipe["model"]["name"] if recipe else model.name
     dataset = (metrics or {}).get("dataset") or (provenance or {}).get("dataset")
     calibration = (metrics or {}).get("calibration")
     signatures = {"serving_default": {"inputs": ["images"], "outputs": ["probabilities", "class_ids"],
                                       "method": "tensorflow/serving/predict"}}
+    if image_bytes:
+        signatures["serving_bytes"] = {"inputs": [bytes_input_name(signatures["serving_default"]["inputs"][0])], "outputs": ["probabilities", "class_ids"],
+                                       "method": "tensorflow/serving/predict",
+                                       "decoding": "JPEG/PNG decoded and resized in the graph to the input"}
     if mc_samples:
         signatures["mc_dropout"] = {"inputs": ["images"], "outputs": ["mean", "stddev"], "samples": mc_samples,
                                     "method": "tensorflow/serving/predict"}
@@ -129,8 +136,10 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
         "verification": _verification(report, version),
         "export": {"formats": list(formats), "signatures": signatures,
                    "files": ["saved_model.pb", "variables/", "assets.extra/tf_serving_warmup_requests", "golden.json",
-                             *(["model.onnx"] if "onnx" in formats else []), "verification.json",
-                             CARD_MARKDOWN, CARD_JSON]},
+                             *(["model.onnx"] if "onnx" in formats else []),
+                             *(["model.int8.onnx"] if int8 and int8["published"] else []), "verification.json",
+                             CARD_MARKDOWN, CARD_JSON],
+                   **({"int8": int8} if int8 is not None else {})},
     }
     card["intended_use"] = _intended_use(card)
     card["unknown"] = _unknown(card, why_no_run)

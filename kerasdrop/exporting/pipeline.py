@@ -14,6 +14,7 @@ from typing import Sequence
 from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.errors import KerasdropError
 from kerasdrop.exporting import repository
+from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
 from kerasdrop.verification.report import Report
 
 FORMATS = ("savedmodel", "onnx")
@@ -35,6 +36,7 @@ class ExportResult:
     report: Report
     seconds: dict
     models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
+    int8: dict | None = None  # `--int8`: accuracy, drop, size, latency, and whether model.int8.onnx was published
 
 
 def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -58,6 +60,9 @@ def export(
     mc_samples: int | None = None,
     models_config: str | pathlib.Path | None = repository.MODELS_CONFIG_BESIDE_REPO,
     base_path: str = "/models",
+    image_bytes: bool = False,
+    int8: bool = False,
+    int8_max_drop: float = DEFAULT_MAX_DROP,
 ) -> ExportResult:
     """Verifies a Keras model, writes it in TF Serving's layout and publishes it atomically.
 
@@ -71,6 +76,9 @@ def export(
         models_config: ModelServerConfig text file to keep listing every model, merged into: what is
             there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
         base_path: where the repository is mounted for TF Serving, for `models_config`.
+        image_bytes: adds `serving_bytes`: encoded JPEG/PNG strings, decoded and resized in the graph.
+        int8: adds `model.int8.onnx` if top-1 test accuracy drops by <= `int8_max_drop` points (needs a
+            run's `model.keras`, the onnx format); measurements in `result.int8` and verification.json.
 
     Returns:
         An `ExportResult` with the published path and the full verification report.
@@ -91,21 +99,24 @@ def export(
     version = repository.resolve_version(model_dir, version)
     models_config = repository.models_config_path(repo, models_config)
     repository.read_models_config(models_config)  # one that cannot be merged into refuses the export now
+    options = {"mc_samples": mc_samples, "image_bytes": image_bytes, "max_drop": int8_max_drop,
+               "int8_run": _check_int8(model_or_path, formats, int8_max_drop) if int8 else None}
     seconds = {}
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
-    model, source, report = _verified_keras_model(model_or_path, seconds)
+    model, source, report = _verified_keras_model(model_or_path, seconds, image_bytes=image_bytes)
 
     # --- 2. write every format into a staging directory, 3. re-verify what was written ------------
     model_dir.mkdir(parents=True, exist_ok=True)
     repository.remove_stale_staging(model_dir)
     staging = repository.staging_dir(model_dir, version)
     try:
-        _write_and_reverify(model, staging, report, name=name, formats=formats, mc_samples=mc_samples,
-                            seconds=seconds)
-        report.save(staging / "verification.json")
+        _write_and_reverify(model, staging, report, name=name, formats=formats, options=options, seconds=seconds)
+        int8_record = _write_int8_and_golden(model, staging, options, seconds)
+        _save_report(report, staging, int8_record)
         write_model_card(staging, build_model_card(model, name=name, version=version, source=source, report=report,
-                                                   formats=formats, mc_samples=mc_samples))
+                                                   formats=formats, mc_samples=mc_samples, image_bytes=image_bytes,
+                                                   int8=int8_record))
 
         # --- 4. publish --------------------------------------------------------------------------
         path = repository.publish(staging, model_dir, version)
@@ -113,17 +124,41 @@ def export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     report.target = str(path)
-    report.save(path / "verification.json")
+    _save_report(report, path, int8_record)
     if models_config is not None:
         repository.write_models_config(repo, models_config, base_path)
     return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
-                        models_config=models_config)
+                        models_config=models_config, int8=int8_record)
 
 
-def _verified_keras_model(model_or_path, seconds: dict):
+def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
+    """The run directory whose data calibrates and gates int8, checked before any work."""
+    from kerasdrop.exporting.int8 import check_int8_source, check_max_drop
+
+    check_max_drop(max_drop)
+    if "onnx" not in formats:
+        raise invalid_argument("int8", "the onnx format in `formats` (model.int8.onnx is quantised from model.onnx)",
+                               True)
+    return check_int8_source(None if hasattr(model_or_path, "layers") else model_or_path)
+
+
+def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None) -> None:
+    """verification.json: the report, and the int8 gate's measurements when `--int8` ran."""
+    import json
+
+    from kerasdrop._files import atomic_write_text
+
+    data = report.to_dict()
+    if int8_record is not None:
+        data["int8"] = int8_record
+    atomic_write_text(directory / "verification.json", json.dumps(data, indent=2) + "\n")
+
+
+def _verified_keras_model(model_or_path, seconds: dict, *, image_bytes: bool = False):
     """`(model, source file or None, report)` once the Keras model passed; raises ExportRefusedError if not."""
     import keras
 
+    from kerasdrop.exporting.image_bytes import check_image_model
     from kerasdrop.exporting.savedmodel import check_classifier
     from kerasdrop.verification import probes, runtimes
     from kerasdrop.verification.api import verify_keras
@@ -135,6 +170,8 @@ def _verified_keras_model(model_or_path, seconds: dict):
         model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
         recorded_range = probes.run_recorded_range(model_or_path)
     check_classifier(model)
+    if image_bytes:
+        check_image_model(model)
     report = Report(target=target, kind="export")
     # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
     report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
@@ -144,19 +181,19 @@ def _verified_keras_model(model_or_path, seconds: dict):
     return model, source, report
 
 
-def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, mc_samples, seconds) -> None:
-    """Writes SavedModel (+ warmup requests) and ONNX into `staging`, verifies what was written, then
-    records its answers to the warmup requests (`golden.json`)."""
-    from kerasdrop.exporting.golden import saved_model_runner, write_golden
+def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, options, seconds) -> None:
+    """Writes SavedModel (+ warmup requests) and ONNX into `staging`, then verifies what was written."""
+    from kerasdrop.exporting.image_bytes import check_bytes_parity
     from kerasdrop.exporting.onnx import write_onnx
-    from kerasdrop.exporting.savedmodel import SERVING_SIGNATURE, write_savedmodel
+    from kerasdrop.exporting.savedmodel import input_signature, write_savedmodel
     from kerasdrop.exporting.warmup import write_warmup
     from kerasdrop.verification import numerical, runtimes
     from kerasdrop.verification.api import verify_saved_model
 
     low, high = numerical.keras_probe_range(model)
     started = time.perf_counter()
-    write_savedmodel(model, staging, mc_samples=mc_samples)
+    write_savedmodel(model, staging, mc_samples=options["mc_samples"],
+                     image_bytes_range=(low, high) if options["image_bytes"] else None)
     write_warmup(staging, name, model.input_shape[1:], low, high)
     seconds["savedmodel"] = time.perf_counter() - started
     if "onnx" in formats:
@@ -168,11 +205,35 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
     artefacts = Report(target=str(staging), kind="savedmodel")
     verify_saved_model(staging, probe_range=(low, high), report=artefacts,
                        reference={"keras": runtimes.keras_runtime(model)})
+    if options["image_bytes"]:
+        check_bytes_parity(staging, input_signature(model)[0].name, model.input_shape[1:], (low, high), artefacts)
     report.extend(artefacts)
     seconds["reverify"] = time.perf_counter() - started
     if not report.ok:
         raise ExportRefusedError(f"The written artefacts of {report.target} failed verification; nothing was "
                                  "published.", report)
+
+
+
+def _write_int8_and_golden(model, staging: pathlib.Path, options: dict, seconds: dict) -> dict | None:
+    """`model.int8.onnx` when asked (kept only if its gate passes), then `golden.json`: the verified
+    SavedModel's answers to the warmup requests, and the int8 file's when it was kept."""
+    from kerasdrop.exporting import int8
+    from kerasdrop.exporting.golden import saved_model_runner, write_golden
+    from kerasdrop.exporting.savedmodel import SERVING_SIGNATURE
+    from kerasdrop.verification import numerical
+
+    record, backends = None, {}
+    if options["int8_run"] is not None:
+        started = time.perf_counter()
+        result = int8.build_int8(staging, options["int8_run"], max_drop=options["max_drop"],
+                                 row_shape=model.input_shape[1:], probe_range=numerical.keras_probe_range(model))
+        record = result.record
+        if result.published:
+            backends[int8.INT8_BACKEND] = {"file": int8.INT8_FILE, "run": int8.int8_runner(staging),
+                                           "tolerance": int8.GOLDEN_TOLERANCE}
+        seconds["int8"] = time.perf_counter() - started
     started = time.perf_counter()
-    write_golden(staging, saved_model_runner(staging, SERVING_SIGNATURE))
+    write_golden(staging, saved_model_runner(staging, SERVING_SIGNATURE), backends=backends)
     seconds["golden"] = time.perf_counter() - started
+    return record

@@ -56,8 +56,12 @@ def serving_function(model):
     return serve
 
 
-def write_savedmodel(model, directory: pathlib.Path, *, mc_samples: int | None = None) -> None:
+def write_savedmodel(model, directory: pathlib.Path, *, mc_samples: int | None = None,
+                     image_bytes_range: tuple[float, float] | None = None) -> None:
+    """`image_bytes_range`: adds `serving_bytes` (encoded images in), decoding into this pixel range."""
     import keras
+
+    from kerasdrop.exporting import image_bytes
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -65,4 +69,8 @@ def write_savedmodel(model, directory: pathlib.Path, *, mc_samples: int | None =
     archive.add_endpoint(SERVING_SIGNATURE, serving_function(model), input_signature=signature)
     if mc_samples:
         archive.add_endpoint(MC_SIGNATURE, monte_carlo_function(model, mc_samples), input_signature=signature)
+    if image_bytes_range is not None:
+        archive.add_endpoint(image_bytes.BYTES_SIGNATURE,
+                             image_bytes.bytes_serving_function(model, serving_function(model), image_bytes_range),
+                             input_signature=image_bytes.bytes_input_signature(signature[0].name))
     archive.write_out(str(directory), verbose=False)

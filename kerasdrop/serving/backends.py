@@ -72,13 +72,16 @@ class OnnxBackend:
     """`model.onnx` in ONNX Runtime behind the same API; only `serving_default` (no mc_dropout)."""
 
     name = "onnx"
+    filename = "model.onnx"
+    exported_with = "ONNX"
 
     def __init__(self, version_dir: pathlib.Path):
         import onnxruntime
 
-        path = pathlib.Path(version_dir) / "model.onnx"
+        path = pathlib.Path(version_dir) / self.filename
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: the onnx backend serves versions exported with ONNX")
+            raise FileNotFoundError(f"{path} not found: the {self.name} backend serves versions exported with "
+                                    f"{self.exported_with}")
         all_defs = read_signature_defs(version_dir)
         self.signature_defs = {"serving_default": all_defs["serving_default"]}
         self.missing_hint = (set(all_defs) - {"serving_default"},
@@ -100,7 +103,15 @@ class OnnxBackend:
         return dict(zip(self._outputs, results))
 
 
-BACKENDS = {"tf": TensorFlowBackend, "onnx": OnnxBackend}
+class OnnxInt8Backend(OnnxBackend):
+    """`model.int8.onnx`, which `kerasdrop export --int8` publishes only when its accuracy held."""
+
+    name = "onnx-int8"
+    filename = "model.int8.onnx"
+    exported_with = "--int8 whose accuracy gate passed (verification.json's int8 section says why not otherwise)"
+
+
+BACKENDS = {"tf": TensorFlowBackend, "onnx": OnnxBackend, "onnx-int8": OnnxInt8Backend}
 
 
 def load_backend(kind: str, version_dir: pathlib.Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -41,6 +42,16 @@ class ServingClient:
         path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + ":predict"
         body = {"signature_name": signature, "inputs": {"images": images.tolist()}}
         outputs = self._post(path, body)["outputs"]
+        return {key: np.asarray(value) for key, value in outputs.items()}
+
+    def predict_bytes(self, model: str, encoded: list[bytes], *, input_name: str, signature: str = "serving_bytes",
+                      version: int | None = None) -> dict[str, np.ndarray]:
+        """Sends encoded images (file bytes) to a string input: `{"b64": ...}` over REST, DT_STRING over gRPC."""
+        if self.protocol == "grpc":
+            return self._predict_grpc(model, np.array(encoded, dtype=object), signature, version, input_name)
+        path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + ":predict"
+        values = [{"b64": base64.b64encode(data).decode()} for data in encoded]
+        outputs = self._post(path, {"signature_name": signature, "inputs": {input_name: values}})["outputs"]
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def status(self, model: str) -> dict:
@@ -95,7 +106,7 @@ class ServingClient:
                 message = error.reason
             raise ServingClientError(error.code, message) from None
 
-    def _predict_grpc(self, model, images, signature, version):
+    def _predict_grpc(self, model, images, signature, version, input_name="images"):
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -105,7 +116,7 @@ class ServingClient:
         request.model_spec.signature_name = signature
         if version is not None:
             request.model_spec.version.value = version
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+        request.inputs[input_name].CopyFrom(tf.make_tensor_proto(images))
         try:
             response = self._grpc_stub().Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:

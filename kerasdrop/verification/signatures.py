@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-from kerasdrop.verification import examples, graph, numerical, parity, probes, runtimes
+from kerasdrop.verification import examples, graph, images, numerical, parity, probes, runtimes
 from kerasdrop.verification.report import Report
 
 MC_SIGNATURE = "mc_dropout"
@@ -29,9 +29,12 @@ class Served:
 
 
 def _candidates(specs, ops, low, high, batch, seed):
-    """Probe sets to try in order: tf.Examples for parsing signatures, then dtype-shaped probes."""
+    """Probe sets to try in order: PNGs for image-decoding signatures, tf.Examples for parsing ones, then
+    dtype-shaped probes."""
     low, high = probes.integer_range(specs, low, high)
     strings = [spec for spec in specs if spec.kind == "string"]
+    if strings and images.decodes_images(ops):
+        yield images.image_probes(specs, batch, seed)
     features = examples.dense_features(ops) if strings else []
     if features and len(specs) == 1:
         yield {specs[0].name: examples.example_probes(features, low, high, batch, seed)}
