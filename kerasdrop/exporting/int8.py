@@ -157,15 +157,17 @@ def build_int8(staging: pathlib.Path, run_dir: pathlib.Path, *, max_drop: float,
     """Quantises `staging/model.onnx`, measures it against fp32 and keeps `model.int8.onnx` only if it passes."""
     data = run_datasets(run_dir)
     fp32_path, int8_path = staging / "model.onnx", staging / INT8_FILE
-    quantize(fp32_path, int8_path, calibration_batches(data.train))
+    calibration = calibration_batches(data.train)
+    quantize(fp32_path, int8_path, calibration)
     fp32, int8 = _session(fp32_path), _session(int8_path)
     fp32_accuracy, int8_accuracy = accuracy(fp32, data.test), accuracy(int8, data.test)
     drop = 100.0 * (fp32_accuracy - int8_accuracy)
     verified, findings = _verified(int8_path, probe_range)
     record = {
         "file": INT8_FILE, "quantization": "onnxruntime quantize_static, QDQ, int8 weights and activations, "
-        "per-tensor, MinMax calibration", "calibration": f"{sum(len(b) for b in calibration_batches(data.train))} "
-        f"training images of {run_dir}", "test_examples": data.info.num_test,
+        "per-tensor, MinMax calibration",
+        "calibration": f"{sum(len(batch) for batch in calibration)} training images of {run_dir}",
+        "test_examples": data.info.num_test,
         "fp32_accuracy": round(fp32_accuracy, 6), "int8_accuracy": round(int8_accuracy, 6),
         "drop_points": round(drop, 4), "max_drop_points": max_drop,
         "fp32_bytes": fp32_path.stat().st_size, "int8_bytes": int8_path.stat().st_size,

@@ -107,7 +107,8 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
     signatures = {"serving_default": {"inputs": ["images"], "outputs": ["probabilities", "class_ids"],
                                       "method": "tensorflow/serving/predict"}}
     if image_bytes:
-        signatures["serving_bytes"] = {"inputs": [bytes_input_name(signatures["serving_default"]["inputs"][0])], "outputs": ["probabilities", "class_ids"],
+        signatures["serving_bytes"] = {"inputs": [bytes_input_name(signatures["serving_default"]["inputs"][0])],
+                                       "outputs": signatures["serving_default"]["outputs"],
                                        "method": "tensorflow/serving/predict",
                                        "decoding": "JPEG/PNG decoded and resized in the graph to the input"}
     if mc_samples:
@@ -265,6 +266,10 @@ def render_markdown(card: dict) -> str:
     lines += [f"- `{name}`: {', '.join(s['inputs'])} → {', '.join(s['outputs'])}"
               + (f" ({s['samples']} stochastic passes)" if "samples" in s else "")
               for name, s in card["export"]["signatures"].items()]
+    int8 = card["export"].get("int8")
+    if int8:
+        lines += [f"- `{int8['file']}` {'published' if int8['published'] else 'not published'}: {int8['reason']} "
+                  f"(test accuracy fp32 {int8['fp32_accuracy']:.4f}, int8 {int8['int8_accuracy']:.4f})"]
     lines += ["", "## Ethical considerations, caveats and recommendations",
               *[f"- {item}" for item in card["intended_use"]["limits"]], ""]
     if card["recipe"]:

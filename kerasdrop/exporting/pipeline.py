@@ -6,6 +6,7 @@ Nothing is published until the Keras model and every written artefact have passe
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import shutil
 import time
@@ -139,7 +140,7 @@ def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
     if "onnx" not in formats:
         raise invalid_argument("int8", "the onnx format in `formats` (model.int8.onnx is quantised from model.onnx)",
                                True)
-    return check_int8_source(None if hasattr(model_or_path, "layers") else model_or_path)
+    return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None)
 
 
 def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None) -> None:
