@@ -2,8 +2,8 @@
 
 Models: LeNet-5 at 32x32x1 and resnet18 at 224x224x3, exported with `kerasdrop export --image-bytes`
 and served by `kerasdrop serve` (tf backend: serving_bytes decodes in the TensorFlow graph). One
-image per request, the three bodies built once: float JSON (`instances`, what a client sends for
-the decoded pixels), a PNG and a JPEG (quality 90) as `{"b64": ...}`. Each is sent sequentially over
+image per request, the bodies built once: float JSON (`instances`, what a client sends for the
+decoded pixels) and, as `{"b64": ...}`, PNG and JPEG (quality 90) of a smooth picture and of noise. Each is sent sequentially over
 one keep-alive connection, interleaved round by round, so machine load hits them alike; the figures
 to read are the ratios to float JSON.
 
@@ -39,26 +39,33 @@ def export_with_bytes(name: str, workdir: pathlib.Path) -> None:
     export(model, name=name, repo=workdir / "export", models_config=None, image_bytes=True, formats=["savedmodel"])
 
 
-def bodies(name: str) -> dict[str, bytes]:
-    """The same image as float JSON, b64 PNG and b64 JPEG request bodies."""
+def pictures(shape) -> dict:
+    """A smooth picture (gradients and a disc: compresses like a photo's flat regions) and uniform noise
+    (incompressible: the upper bound of an encoded image's size)."""
     import numpy as np
-    from PIL import Image
 
-    shape = MODELS[name]["input_shape"]
-    # A smooth picture (gradients and a disc), not noise: encoders compress real images, not noise.
     rows, columns = np.mgrid[0:shape[0], 0:shape[1]]
     disc = ((rows - shape[0] / 2) ** 2 + (columns - shape[1] / 3) ** 2 < (shape[0] / 4) ** 2) * 90
     planes = [(rows * 255 // shape[0] + disc) % 256, (columns * 255 // shape[1]) % 256, (rows + columns + disc) % 256]
-    pixels = np.stack(planes[:shape[2]], axis=-1).astype("uint8")
-    encoded = {}
-    for image_format, options in (("PNG", {}), ("JPEG", {"quality": 90})):
-        buffer = io.BytesIO()
-        Image.fromarray(pixels[..., 0] if shape[2] == 1 else pixels).save(buffer, format=image_format, **options)
-        encoded[image_format.lower()] = buffer.getvalue()
-    found = {"float JSON": json.dumps({"instances": [pixels.astype(float).tolist()]}).encode()}
-    for kind, data in encoded.items():
-        found[f"b64 {kind.upper()}"] = json.dumps({"signature_name": "serving_bytes",
-                                                   "instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
+    smooth = np.stack(planes[:shape[2]], axis=-1).astype("uint8")
+    noise = np.random.default_rng(0).integers(0, 256, shape).astype("uint8")
+    return {"smooth": smooth, "noise": noise}
+
+
+def bodies(name: str) -> dict[str, bytes]:
+    """Float JSON of the smooth picture, then b64 PNG and JPEG (quality 90) request bodies of both pictures."""
+    from PIL import Image
+
+    images = pictures(MODELS[name]["input_shape"])
+    found = {"float JSON": json.dumps({"instances": [images["smooth"].astype(float).tolist()]}).encode()}
+    for picture, pixels in images.items():
+        for image_format, options in (("PNG", {}), ("JPEG", {"quality": 90})):
+            buffer = io.BytesIO()
+            Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buffer, format=image_format,
+                                                                                   **options)
+            found[f"{image_format} {picture}"] = json.dumps({
+                "signature_name": "serving_bytes",
+                "instances": [{"b64": base64.b64encode(buffer.getvalue()).decode()}]}).encode()
     return found
 
 
@@ -95,12 +102,12 @@ def latencies(port: int, name: str, requests: dict[str, bytes], count: int) -> d
 def report(name: str, requests: dict[str, bytes], timings: dict[str, list[float]]) -> None:
     shape = "x".join(str(d) for d in MODELS[name]["input_shape"])
     print(f"\n{name} {shape}, {len(next(iter(timings.values())))} sequential requests each (ms)")
-    print(f"  {'request':<11} {'bytes':>10} {'size ratio':>10} {'median':>8} {'p90':>8} {'latency ratio':>13}")
+    print(f"  {'request':<12} {'bytes':>10} {'size ratio':>10} {'median':>8} {'p90':>8} {'latency ratio':>13}")
     base_size, base_median = len(requests["float JSON"]), statistics.median(timings["float JSON"])
     for kind, body in requests.items():
         values = sorted(timings[kind])
         median, p90 = statistics.median(values), values[int(0.9 * (len(values) - 1))]
-        print(f"  {kind:<11} {len(body):>10,} {len(body) / base_size:>10.3f} {1000 * median:>8.2f} "
+        print(f"  {kind:<12} {len(body):>10,} {len(body) / base_size:>10.3f} {1000 * median:>8.2f} "
               f"{1000 * p90:>8.2f} {median / base_median:>13.2f}")
 
 

@@ -203,7 +203,8 @@ def describe(record: dict) -> list[str]:
              f"int8 {100 * record['int8_accuracy']:.2f}%  drop {record['drop_points']:.2f} points "
              f"(max {record['max_drop_points']:g})",
              f"  size: fp32 {record['fp32_bytes']:,} B  int8 {record['int8_bytes']:,} B  ratio {record['size_ratio']:.3f}",
-             "  latency on this machine, median ms per call (1 thread): batch   fp32     int8   int8/fp32"]
-    lines += [f"{'':60s}{batch:>5}  {row['fp32_ms']:7.3f}  {row['int8_ms']:7.3f}  {row['int8_over_fp32']:6.2f}"
+             "  latency on this machine, median ms per call in ONNX Runtime (1 thread):",
+             "    batch     fp32     int8  int8/fp32"]
+    lines += [f"    {batch:>5}  {row['fp32_ms']:7.3f}  {row['int8_ms']:7.3f}  {row['int8_over_fp32']:9.2f}"
               for batch, row in record["latency_ms"].items()]
     return lines
