@@ -1,6 +1,7 @@
 """`kerasdrop serve`: the model manager behind TF Serving's REST and gRPC APIs, with a draining stop.
 
-REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpcio's server. On SIGTERM or
+REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpcio's server; in every worker
+process. The protocols (their REST routers and gRPC services) come from protocols.py. On SIGTERM or
 SIGINT both stop accepting at once, requests in flight are answered within `drain_seconds`, and
 the process exits 0.
 """
@@ -16,8 +17,9 @@ import socket
 import threading
 
 from kerasdrop.serving.admission import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INFLIGHT, Admission
-from kerasdrop.serving.grpc_api import PortInUseError, make_grpc_server
+from kerasdrop.serving.grpc_api import PortInUseError, bind_grpc_guard, make_grpc_server
 from kerasdrop.serving.manager import ModelManager
+from kerasdrop.serving.protocols import grpc_services, rest_routers
 from kerasdrop.serving.repository import VersionPolicy
 
 log = logging.getLogger("kerasdrop.serve")
@@ -43,8 +45,8 @@ class ServeConfig:
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
-    workers: int = 1  # REST processes sharing the listening socket (gRPC runs in the first)
-    rest_fd: int | None = None  # set in a worker: the inherited REST socket; the worker runs no gRPC
+    workers: int = 1  # processes serving REST (one shared listening socket) and gRPC (one SO_REUSEPORT group)
+    rest_fd: int | None = None  # set in a worker: the inherited REST socket
 
 
 def bind_rest_socket(host: str, port: int) -> socket.socket:
@@ -96,6 +98,7 @@ class Server:
         self.rest_port = None
         self.grpc_port = None
         self.grpc = None
+        self._grpc_guard = None
         self._uvicorn = None
         self._loop = None
         self._rest_thread = None
@@ -104,22 +107,24 @@ class Server:
         self._workers: list = []
 
     def start(self) -> "Server":
-        if self.config.rest_fd is not None:  # a worker: the parent bound the socket and runs gRPC
+        if self.config.rest_fd is not None:  # a worker: the parent bound the REST socket and guards gRPC's port
             self._rest_socket = socket.socket(fileno=self.config.rest_fd)
+            grpc_port = self.config.grpc_port
         else:
             self._rest_socket = bind_rest_socket(self.config.host, self.config.rest_port)
             try:
-                self.grpc, self.grpc_port = make_grpc_server(self.manager,
-                                                             f"{self.config.host}:{self.config.grpc_port}")
+                self._grpc_guard = bind_grpc_guard(self.config.host, self.config.grpc_port)
             except Exception:
                 self._rest_socket.close()
                 raise
+            grpc_port = self._grpc_guard.getsockname()[1]
+        self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{self.config.host}:{grpc_port}",
+                                                     services=grpc_services(self.manager), reuse_port=True)
         self.rest_port = self._rest_socket.getsockname()[1]
         self.manager.sync()
         _freeze_heap()
         self._start_rest()
-        if self.grpc:
-            self.grpc.start()
+        self.grpc.start()
         if self.config.poll_seconds > 0:
             self.manager.start_polling(self.config.poll_seconds)
         if self.config.rest_fd is None:
@@ -132,7 +137,7 @@ class Server:
         import sys
 
         fields = dataclasses.asdict(self.config) | {"rest_fd": self._rest_socket.fileno(), "workers": 1,
-                                                    "rest_port": self.rest_port}
+                                                    "rest_port": self.rest_port, "grpc_port": self.grpc_port}
         if fields["models"] is not None:
             fields["models"] = {name: str(path) for name, path in fields["models"].items()}
         return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(fields)],
@@ -142,10 +147,9 @@ class Server:
         import uvicorn
 
         from kerasdrop.serving.http_app import HttpApp
-        from kerasdrop.serving.rest import TfServingRest
         from kerasdrop.serving.uvicorn_protocol import JsonErrorHttpToolsProtocol
 
-        app = HttpApp([TfServingRest(self.manager)], max_body_bytes=self.config.max_body_bytes)
+        app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes)
         config = uvicorn.Config(app, http=JsonErrorHttpToolsProtocol, loop="asyncio", lifespan="off",
                                 access_log=False, log_level="warning", timeout_keep_alive=5,
                                 timeout_graceful_shutdown=self.config.drain_seconds)
@@ -188,6 +192,8 @@ class Server:
             self._rest_thread.join(timeout=grace + 5)
         if grpc_done is not None:
             grpc_done.wait(grace + 5)
+        if self._grpc_guard is not None:
+            self._grpc_guard.close()
         for worker in self._workers:
             try:
                 worker.wait(timeout=grace + 5)

@@ -169,6 +169,8 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_workers_share_the_rest_port_and_stop_together(exported_repo):
     from kerasdrop.serving.client import ServingClient
+    from kerasdrop.serving.grpc_api import PortInUseError
+    from kerasdrop.serving.server import ServeConfig, Server
     from tests.serving.test_cli_serve import _free_port
 
     repo, _ = exported_repo
@@ -183,7 +185,12 @@ def test_workers_share_the_rest_port_and_stop_together(exported_repo):
         client = ServingClient(f"http://127.0.0.1:{rest_port}", timeout=20)
         shapes = {client.predict("lenet5", IMAGE)["class_ids"].shape for _ in range(20)}  # new connection each
         assert shapes == {(1,)}
-        assert ServingClient(f"grpc://127.0.0.1:{grpc_port}").predict("lenet5", IMAGE)["class_ids"].shape == (1,)
+        for _ in range(6):  # a channel each: the kernel spreads them over both workers' gRPC listeners
+            assert ServingClient(f"grpc://127.0.0.1:{grpc_port}").predict("lenet5", IMAGE)["class_ids"].shape == (1,)
+        # The workers share the gRPC port through SO_REUSEPORT; a second server must not join them.
+        with pytest.raises(PortInUseError) as raised:
+            Server(ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, rest_port=0, grpc_port=grpc_port)).start()
+        assert f"gRPC port {grpc_port} on 127.0.0.1 is already in use" in str(raised.value)
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
