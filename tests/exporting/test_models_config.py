@@ -85,18 +85,3 @@ def test_a_config_that_cannot_be_merged_refuses_the_export_before_anything_is_pu
         export(tiny_model, name="tiny", repo=repo, formats=["savedmodel"])
     assert not (repo / "tiny").exists()
     assert "nmae" in (repo / "models.config").read_text(), "the user's file is left as it is"
-
-
-def test_a_model_that_is_not_a_softmax_classifier_is_refused_not_mislabelled(tmp_path, capsys):
-    import keras
-
-    from kerasdrop.cli import main
-
-    inputs = keras.Input((3,), name="features")
-    regressor = keras.Model(inputs, keras.layers.Dense(2, name="value")(inputs), name="regressor")
-    with pytest.raises(ValueError, match="^Invalid value received for argument `model`. Expected a classifier whose"):
-        export(regressor, name="regressor", repo=tmp_path / "export")
-    regressor.save(tmp_path / "regressor.keras")
-    assert main(["export", str(tmp_path / "regressor.keras"), "--name", "r", "--repo", str(tmp_path / "export")]) == 2
-    assert "with activation 'linear'" in capsys.readouterr().err
-    assert not (tmp_path / "export" / "r").exists() and not (tmp_path / "export" / "regressor").exists()
