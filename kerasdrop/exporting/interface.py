@@ -139,6 +139,7 @@ def keras_reference(model):
     serve = serving_function(model)
 
     def run(inputs):
-        return {key: np.asarray(value) for key, value in serve(*(inputs[name] for name in interface.input_names)).items()}
+        outputs = serve(*(inputs[name] for name in interface.input_names))
+        return {key: np.asarray(value) for key, value in outputs.items()}
 
     return run

@@ -157,7 +157,8 @@ def _intended_use(card: dict, interface) -> dict:
         ],
         "limits": [
             "trained and tested only on the splits named under training_data; no other population was measured",
-            "probabilities are only as calibrated as the calibration section shows",
+            "probabilities are only as calibrated as the calibration section shows" if interface.softmax_outputs
+            else "no output is a probability: nothing here says how far off a prediction may be",
         ],
     }
 
