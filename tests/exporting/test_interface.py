@@ -147,6 +147,8 @@ def test_savedmodel_onnx_warmup_and_card_use_the_models_own_names(exported):
         assert {o.name for o in session.get_outputs()} == outputs
         assert {key for log in read_warmup(version / "assets.extra" / "tf_serving_warmup_requests")
                 for key in log.predict_log.request.inputs} == {"features"}
+        golden = json.loads((version / "golden.json").read_text())
+        assert set(golden["outputs"][0]) == set(golden["dtypes"]) == outputs
         card = json.loads((version / "model_card.json").read_text())
         assert card["export"]["signatures"]["serving_default"]["outputs"] == sorted(outputs, key=["value", "species",
                                                                                                  "species_class_ids"].index)
