@@ -71,11 +71,13 @@ def run_export(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
               f"models config: {result.models_config}")
-        signatures = "serving_default: images -> probabilities, class_ids (argmax of the softmax)"
+        interface = result.interface
+        signatures = f"serving_default: {interface.describe()}"
         if args.image_bytes:
-            signatures += "; serving_bytes: images_bytes (encoded JPEG/PNG) -> probabilities, class_ids"
+            signatures += (f"; serving_bytes: {interface.input_names[0]}_bytes (encoded JPEG/PNG) -> "
+                           f"{', '.join(interface.published_outputs)}")
         if args.mc_samples:
-            signatures += f"; mc_dropout: images -> mean, stddev over {args.mc_samples} passes"
+            signatures += f"; mc_dropout: {', '.join(interface.input_names)} -> mean, stddev over {args.mc_samples} passes"
         print(f"signatures {signatures}")
     if result.int8 is not None:
         from kerasdrop.exporting.int8 import describe

@@ -23,9 +23,11 @@ def bytes_input_name(float_input_name: str) -> str:
 def check_image_model(model) -> tuple[int, int, int]:
     """`(height, width, channels)` of a model taking one float image batch; refuses anything else."""
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
-    if shape is None or len(shape) != 4 or None in shape[1:] or shape[3] not in CHANNELS:
-        raise invalid_argument("image_bytes", f"a model with one input of shape (batch, height, width, channels) "
-                               f"with channels in {CHANNELS}, to decode images into", model.input_shape)
+    dtype = str(model.inputs[0].dtype) if len(model.inputs) == 1 else None
+    if shape is None or len(shape) != 4 or None in shape[1:] or shape[3] not in CHANNELS or dtype != "float32":
+        raise invalid_argument("image_bytes", f"a model with one float32 input of shape (batch, height, width, "
+                               f"channels) with channels in {CHANNELS}, to decode images into",
+                               f"{len(model.inputs)} input(s), shape {model.input_shape}, dtype {dtype}")
     return int(shape[1]), int(shape[2]), int(shape[3])
 
 

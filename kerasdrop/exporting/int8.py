@@ -50,6 +50,16 @@ def check_int8_source(source) -> pathlib.Path:
     return run_dir
 
 
+def check_int8_model(model) -> None:
+    """The gate measures top-1 accuracy: refused for anything but a softmax classifier, before any work."""
+    from kerasdrop.exporting.interface import serving_interface
+
+    interface = serving_interface(model)
+    if not interface.classifier:
+        raise invalid_argument("int8", "a softmax classifier (the int8 gate compares top-1 accuracy on the run's "
+                               f"test split); this model maps {interface.describe()}", True)
+
+
 def run_datasets(run_dir: pathlib.Path):
     """The run's train and test pipelines, split exactly as its training was."""
     from kerasdrop.training.build import recipe_datasets

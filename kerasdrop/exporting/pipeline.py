@@ -16,6 +16,7 @@ from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.errors import KerasdropError
 from kerasdrop.exporting import repository
 from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
+from kerasdrop.exporting.interface import keras_reference, serving_interface
 from kerasdrop.verification.report import Report
 
 FORMATS = ("savedmodel", "onnx")
@@ -37,6 +38,7 @@ class ExportResult:
     report: Report
     seconds: dict
     models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
+    interface: object = None  # interface.ServingInterface: the names serving_default publishes, and why
     int8: dict | None = None  # `--int8`: accuracy, drop, size, latency, and whether model.int8.onnx was published
 
 
@@ -105,7 +107,7 @@ def export(
     seconds = {}
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
-    model, source, report = _verified_keras_model(model_or_path, seconds, image_bytes=image_bytes)
+    model, source, report = _verified_keras_model(model_or_path, seconds, options)
 
     # --- 2. write every format into a staging directory, 3. re-verify what was written ------------
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +131,7 @@ def export(
     if models_config is not None:
         repository.write_models_config(repo, models_config, base_path)
     return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
-                        models_config=models_config, int8=int8_record)
+                        models_config=models_config, interface=serving_interface(model), int8=int8_record)
 
 
 def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
@@ -155,12 +157,13 @@ def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | No
     atomic_write_text(directory / "verification.json", json.dumps(data, indent=2) + "\n")
 
 
-def _verified_keras_model(model_or_path, seconds: dict, *, image_bytes: bool = False):
+def _verified_keras_model(model_or_path, seconds: dict, options: dict):
     """`(model, source file or None, report)` once the Keras model passed; raises ExportRefusedError if not."""
     import keras
 
     from kerasdrop.exporting.image_bytes import check_image_model
-    from kerasdrop.exporting.savedmodel import check_classifier
+    from kerasdrop.exporting.int8 import check_int8_model
+    from kerasdrop.exporting.savedmodel import check_mc_samples
     from kerasdrop.verification import probes, runtimes
     from kerasdrop.verification.api import verify_keras
 
@@ -170,9 +173,12 @@ def _verified_keras_model(model_or_path, seconds: dict, *, image_bytes: bool = F
     else:
         model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
         recorded_range = probes.run_recorded_range(model_or_path)
-    check_classifier(model)
-    if image_bytes:
+    serving_interface(model)  # a model without declared inputs and outputs has no names to publish
+    check_mc_samples(model, options["mc_samples"])
+    if options["image_bytes"]:
         check_image_model(model)
+    if options["int8_run"] is not None:
+        check_int8_model(model)
     report = Report(target=target, kind="export")
     # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
     report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
@@ -188,14 +194,14 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
     from kerasdrop.exporting.onnx import write_onnx
     from kerasdrop.exporting.savedmodel import input_signature, write_savedmodel
     from kerasdrop.exporting.warmup import write_warmup
-    from kerasdrop.verification import numerical, runtimes
+    from kerasdrop.verification import numerical
     from kerasdrop.verification.api import verify_saved_model
 
     low, high = numerical.keras_probe_range(model)
     started = time.perf_counter()
     write_savedmodel(model, staging, mc_samples=options["mc_samples"],
                      image_bytes_range=(low, high) if options["image_bytes"] else None)
-    write_warmup(staging, name, model.input_shape[1:], low, high)
+    write_warmup(staging, name, serving_interface(model).inputs, low, high)
     seconds["savedmodel"] = time.perf_counter() - started
     if "onnx" in formats:
         started = time.perf_counter()
@@ -205,7 +211,7 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
     started = time.perf_counter()
     artefacts = Report(target=str(staging), kind="savedmodel")
     verify_saved_model(staging, probe_range=(low, high), report=artefacts,
-                       reference={"keras": runtimes.keras_runtime(model)})
+                       reference={"keras": keras_reference(model)})
     if options["image_bytes"]:
         check_bytes_parity(staging, input_signature(model)[0].name, model.input_shape[1:], (low, high), artefacts)
     report.extend(artefacts)

@@ -112,7 +112,7 @@ def test_a_model_without_an_image_input_is_refused_with_image_bytes():
     inputs = keras.Input((10,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(inputs))
     with pytest.raises(InvalidArgumentError, match=r"Invalid value received for argument `image_bytes`. Expected a "
-                                                   r"model with one input of shape \(batch, height, width, channels\)"):
+                                                   r"model with one float32 input of shape \(batch, height, width, "):
         export(model, name="flat", repo="unused", image_bytes=True, models_config=None)
 
 
