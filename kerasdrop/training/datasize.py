@@ -67,6 +67,7 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
         "seeds": seeds,
         "rates": rates,
         "sizes": entries,
+        "compiled_models": session.models_compiled,
         "fit_seconds": round(sum(rate["fit_seconds"] for entry in entries for rate in entry["rates"]), 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
@@ -80,7 +81,7 @@ def run_once(base, run_dir: pathlib.Path, *, overrides, verbose, reporter, label
     """The finished run in `run_dir`: loaded if done, else trained (an interrupted one again, from the start).
 
     Study runs are short, so they skip the per-epoch backup that `--resume` needs and are trained
-    again when interrupted (bench/study_run.py measures what the backup costs).
+    again when interrupted (bench/study_backup.py measures what the backup costs).
     """
     if (run_dir / "metrics.json").is_file():
         reporter.reused(label)

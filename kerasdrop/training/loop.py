@@ -52,7 +52,7 @@ def train(
         verbose: Keras' progress output (`"auto"`, 0, 1, 2).
         callbacks: extra Keras callbacks.
         backup: save a per-epoch backup so an interrupted run can be resumed. Studies of many short
-            runs turn it off and retrain an interrupted run instead (bench/study_run.py compares both).
+            runs turn it off and retrain an interrupted run instead (bench/study_backup.py compares both).
         session: a `TrainingSession` shared by the runs of a study: they reuse its loaded data and
             compiled models (None: a session of this run only). The numbers are the same either way.
 
