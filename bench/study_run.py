@@ -4,7 +4,8 @@ Old path: every run builds, compiles and traces its own model (what `kerasdrop s
 did before) and writes best.keras at each improvement. New path: the runs share one
 `TrainingSession` (one compiled model per rate, traced once; the split loaded once) and write
 best.keras once. A few runs of the MLP study (not all 36), alternating old and new, then the totals
-and their ratio; the new path's first run pays the one compile and trace of its session.
+and their ratio; the new path's first run pays the one compile and trace of its session. Both paths
+read a subset's labels in batches (the old code read them example by example, slower still).
 
     .venv/bin/python bench/study_run.py [--recipe models/mlp_digits.toml] [--sizes 100,all] [--seeds 2]
 """
