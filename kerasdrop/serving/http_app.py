@@ -1,7 +1,7 @@
 """The HTTP front: a minimal ASGI app for uvicorn (httptools), routing to protocol routers.
 
-A router (TF Serving's REST API today; the Open Inference Protocol can be a second one) has
-`claims(path)` and a synchronous `answer(method, path, body) -> (status, bytes, content type)`,
+A router (one per protocol, registered in protocols.py) has `claims(path)` and a synchronous
+`answer(method, path, body) -> (status, bytes, content type)`,
 which runs on a thread pool so that JSON and inference work never block the event loop. The app
 reads a body only up to the limit (a Content-Length over it is refused before reading; a chunked
 body is cut off when it passes the limit) and answers anything it cannot route with 4xx JSON.
