@@ -40,6 +40,9 @@ def register(commands) -> None:
                        help="REST worker processes sharing the port; gRPC runs in the first (default: 1)")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
+    serve.add_argument("--require-verification", action="store_true",
+                       help="serve only versions whose verification.json reports a pass (default: off, so any "
+                            "TF Serving repository serves)")
     serve.set_defaults(handler=run_serve)
 
 
@@ -62,7 +65,8 @@ def run_serve(args: argparse.Namespace) -> int:
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
                          max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
                          max_elements=args.max_elements, request_timeout=args.request_timeout,
-                         drain_seconds=args.drain_seconds, workers=args.workers)
+                         drain_seconds=args.drain_seconds, workers=args.workers,
+                         require_verification=args.require_verification)
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")

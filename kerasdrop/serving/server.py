@@ -42,6 +42,7 @@ class ServeConfig:
     max_elements: int = DEFAULT_MAX_ELEMENTS  # per input tensor of one request
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
+    require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
     workers: int = 1  # REST processes sharing the listening socket (gRPC runs in the first)
     rest_fd: int | None = None  # set in a worker: the inherited REST socket; the worker runs no gRPC
@@ -92,7 +93,8 @@ class Server:
             pathlib.Path(config.repo) if config.models is None else None, backend=config.backend,
             policy=VersionPolicy.parse(config.version_policy), models=config.models,
             models_config=config.models_config, batching=batching,
-            admission=Admission(config.max_inflight, config.max_elements), request_timeout=config.request_timeout)
+            admission=Admission(config.max_inflight, config.max_elements), request_timeout=config.request_timeout,
+            require_verification=config.require_verification)
         self.rest_port = None
         self.grpc_port = None
         self.grpc = None
@@ -142,10 +144,11 @@ class Server:
         import uvicorn
 
         from kerasdrop.serving.http_app import HttpApp
+        from kerasdrop.serving.oip.rest import OipRest
         from kerasdrop.serving.rest import TfServingRest
         from kerasdrop.serving.uvicorn_protocol import JsonErrorHttpToolsProtocol
 
-        app = HttpApp([TfServingRest(self.manager)], max_body_bytes=self.config.max_body_bytes)
+        app = HttpApp([TfServingRest(self.manager), OipRest(self.manager)], max_body_bytes=self.config.max_body_bytes)
         config = uvicorn.Config(app, http=JsonErrorHttpToolsProtocol, loop="asyncio", lifespan="off",
                                 access_log=False, log_level="warning", timeout_keep_alive=5,
                                 timeout_graceful_shutdown=self.config.drain_seconds)
@@ -176,6 +179,7 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        self.manager.draining = True  # readiness answers false from now on
         grace = self.config.drain_seconds if grace is None else grace
         for worker in self._workers:  # they drain in parallel with this process
             worker.send_signal(signal.SIGTERM)
