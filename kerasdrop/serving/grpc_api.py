@@ -196,6 +196,9 @@ def make_grpc_server(manager, address: str, workers: int = 16):
     prediction, model = make_servicers(manager)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
+    from kerasdrop.serving.oip.grpc_service import add_to_server
+
+    add_to_server(manager, server)  # the Open Inference Protocol's GRPCInferenceService on the same port
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:  # grpcio raises RuntimeError("Failed to bind to address ...")
