@@ -204,11 +204,11 @@ class ModelManager:
             return False, "the server is draining (shutting down)"
         with self._lock:
             loaded = {name for name, versions in self._loaded.items() if versions}
-        if not loaded:
-            return False, "no model is loaded"
         missing = sorted(self._offered - loaded)
         if missing:
             return False, f"no version of {', '.join(missing)} serves yet (loading, or failed: see the log)"
+        if not loaded:
+            return False, "no model is loaded"
         return True, ""
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
