@@ -165,7 +165,7 @@ def encode_infer(response: core.InferResponse, binary_default) -> tuple[bytes, s
     header = orjson.dumps(document)
     if not blobs:
         return header, _JSON, []
-    return header + b"".join(blobs), "application/octet-stream", [(HEADER_LENGTH.encode(), str(len(header)).encode())]
+    return header + b"".join(blobs), "application/octet-stream", [(b"Inference-Header-Content-Length", str(len(header)).encode())]
 
 
 def _health(manager, which: str) -> tuple[int, dict]:
@@ -185,6 +185,7 @@ def _model(manager, method: str, match, body, headers: dict) -> tuple[int, bytes
         return (200 if ready else 400), orjson.dumps({"name": name, "ready": ready}), _JSON, []
     if action is None:
         return 200, orjson.dumps(core.model_metadata(manager, name, version)), _JSON, []
+    manager.resolve(name, core.parse_version(version))  # an unknown model is a 404 whatever the body holds
     request = parse_infer(name, version, body, headers)
     binary_default = request.parameters.get("binary_data_output", False) if isinstance(
         request.parameters, dict) else False
