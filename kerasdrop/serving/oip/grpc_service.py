@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from kerasdrop.serving.errors import ServingError, invalid
+from kerasdrop.serving.errors import ServingError, grpc_status_code, invalid
 from kerasdrop.serving.oip import core, datatypes
 
 # The InferTensorContents field that carries each datatype (FP16 travels only as raw contents).
@@ -118,8 +118,6 @@ _MODEL_APIS = ("v2_infer", "v2_metadata", "v2_ready")  # counted in the metrics,
 
 def _guarded(manager, api: str, function):
     """A servicer method: runs `function`, records the metrics, turns a ServingError into its status."""
-    from kerasdrop.serving.grpc_api import _status_code
-
     def method(self, request, context):
         started, code = time.perf_counter(), "INTERNAL"
         try:
@@ -128,7 +126,7 @@ def _guarded(manager, api: str, function):
             return response
         except ServingError as error:
             code = error.code
-            context.abort(_status_code(error.code), error.message)
+            context.abort(grpc_status_code(error.code), error.message)
         finally:
             if api in _MODEL_APIS:
                 name = getattr(request, "model_name", "") or getattr(request, "name", "")
