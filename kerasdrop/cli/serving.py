@@ -1,4 +1,4 @@
-"""`kerasdrop serve`: TF Serving's REST and gRPC APIs over a model repository."""
+"""`kerasdrop serve`: TF Serving's REST and gRPC APIs and the Open Inference Protocol (v2) over a model repository."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from kerasdrop.cli._options import UsageError, quiet_tensorflow
 
 def register(commands) -> None:
     serve = commands.add_parser(
-        "serve", help="serve a model repository over TF Serving's REST and gRPC APIs",
-        description="TF Serving's protocol over the repository `kerasdrop export` writes. Defaults as TF Serving's.",
+        "serve", help="serve a model repository over TF Serving's REST and gRPC APIs and the Open Inference Protocol",
+        description="TF Serving's protocol and the Open Inference Protocol (v2) over the repository `kerasdrop "
+                    "export` writes. Defaults as TF Serving's.",
     )
     serve.add_argument("--repo", default="export", help="model repository (default: export)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")

@@ -1,4 +1,5 @@
-"""`kerasdrop serve`: the model manager behind TF Serving's REST and gRPC APIs, with a draining stop.
+"""`kerasdrop serve`: the model manager behind TF Serving's REST and gRPC APIs and the Open Inference
+Protocol (v2) on the same ports, with a draining stop.
 
 REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpcio's server. On SIGTERM or
 SIGINT both stop accepting at once, requests in flight are answered within `drain_seconds`, and
