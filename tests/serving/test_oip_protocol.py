@@ -7,6 +7,8 @@ import urllib.request
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.serving.conftest import rest, running_server
 
@@ -233,3 +235,25 @@ def test_bytes_tensors_round_trip_through_the_length_prefixed_encoding():
     assert datatypes.from_buffer("s", "BYTES", encoded, [3]).tolist() == values.tolist()
     with pytest.raises(Exception, match="its shape holds 4 elements but the BYTES data carries 3"):
         datatypes.from_buffer("s", "BYTES", encoded, [4])
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=4),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=16,
+)
+_inputs = st.fixed_dictionaries({}, optional={
+    "name": st.sampled_from(["x", "y", ""]) | _values, "datatype": st.sampled_from(["FP32", "INT64", "BYTES"]) | _values,
+    "shape": st.lists(st.integers(-2, 4), max_size=3) | _values, "data": _values,
+    "parameters": st.fixed_dictionaries({}, optional={"binary_data_size": st.integers(-1, 8) | _values}) | _values})
+_bodies = st.one_of(_values, st.fixed_dictionaries({}, optional={
+    "inputs": st.lists(_inputs, max_size=2) | _values, "outputs": _values, "id": _values, "parameters": _values}))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_bodies)
+def test_any_v2_infer_body_gets_a_json_answer_and_never_a_5xx(half_plus_two, body):
+    status, answer = rest(half_plus_two, "POST", INFER, raw=json.dumps(body).encode())
+    assert status < 500, answer
+    assert isinstance(answer, dict) and ("error" in answer) == (status >= 400)
