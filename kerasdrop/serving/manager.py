@@ -211,6 +211,10 @@ class ModelManager:
             return False, "no model is loaded"
         return True, ""
 
+    def offers(self, name: str) -> bool:
+        """Whether the repository offered the model at the last sync (served or not)."""
+        return name in self._offered
+
     def model_ready(self, name: str, version: int | None = None) -> bool:
         with self._lock:
             versions = self._loaded.get(name, {})

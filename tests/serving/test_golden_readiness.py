@@ -139,11 +139,27 @@ def test_not_ready_until_the_golden_requests_match_then_ready(exported_repo, tmp
         assert body["ready"] is False and "lenet5" in body["reason"]
         assert rest(server, "GET", "/v2/models/lenet5/ready") == (400, {"name": "lenet5", "ready": False})
         assert rest(server, "GET", "/v1/models/lenet5")[0] == 404, "TF Serving's status: not AVAILABLE"
+        status, body = rest(server, "POST", "/v2/models/lenet5/infer", {"inputs": []})
+        assert status == 503 and "no version of it is ready" in body["error"]
+        assert _grpc_infer_code(server) == "UNAVAILABLE"
         write_golden(version)  # the right answers: retried at once, since golden.json changed
         server.manager.sync()
         assert rest(server, "GET", "/v2/health/ready") == (200, {"ready": True})
         assert rest(server, "GET", "/v2/models/lenet5/versions/1/ready") == (200, {"name": "lenet5", "ready": True})
         assert rest(server, "GET", "/v1/models/lenet5")[1]["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def _grpc_infer_code(server):
+    import grpc
+
+    from kerasdrop.serving.oip import open_inference_grpc_pb2, open_inference_grpc_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = open_inference_grpc_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert not stub.ServerReady(open_inference_grpc_pb2.ServerReadyRequest()).ready
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelInfer(open_inference_grpc_pb2.ModelInferRequest(model_name="lenet5"))
+    return raised.value.code().name
 
 
 def test_with_zero_models_the_server_is_not_ready(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 
 from kerasdrop.serving.admission import too_many_elements
 from kerasdrop.serving.backends import find_signature
-from kerasdrop.serving.errors import invalid
+from kerasdrop.serving.errors import ServingError, invalid
 from kerasdrop.serving.oip import datatypes
 
 SERVER_NAME = "kerasdrop"
@@ -72,6 +72,20 @@ def parse_version(text: str | None) -> int | None:
     return int(text)
 
 
+def resolve(manager, name: str, version: str | None):
+    """The serving version a request names. A model the repository offers but with no version ready
+    (loading, failed to load, or failed its golden requests) is UNAVAILABLE (503), as Triton answers,
+    rather than NOT_FOUND."""
+    try:
+        return manager.resolve(name, parse_version(version))
+    except ServingError as error:
+        if error.code == "NOT_FOUND" and manager.offers(name) and not manager.model_ready(name):
+            raise ServingError("UNAVAILABLE", f"Model {name!r} is in the repository but no version of it is ready "
+                               "(loading, or it failed to load or to answer its golden requests: see the server "
+                               "log)") from None
+        raise
+
+
 def model_ready(manager, name: str, version: str | None) -> bool:
     return manager.model_ready(name, parse_version(version))
 
@@ -89,7 +103,7 @@ def _tensor_metadata(tensors) -> list[dict]:
 
 
 def model_metadata(manager, name: str, version: str | None) -> dict:
-    loaded = manager.resolve(name, parse_version(version))
+    loaded = resolve(manager, name, version)
     signature_def = find_signature(loaded.backend, DEFAULT_SIGNATURE, "rest")
     return {"name": loaded.name, "versions": [str(v) for v in manager.loaded_versions().get(name, [])],
             "platform": PLATFORMS.get(getattr(loaded.backend, "name", ""), "tensorflow_savedmodel"),
@@ -149,7 +163,7 @@ def infer(manager, request: InferRequest, protocol: str, timeout: float | None =
     batching, deadline and the signature's shape checks are the TF Serving protocol's own."""
     if not isinstance(request.parameters, dict):
         raise invalid("'parameters' must be a JSON object of name: value pairs")
-    loaded = manager.resolve(request.model_name, parse_version(request.model_version))
+    loaded = resolve(manager, request.model_name, request.model_version)
     signature = _signature_name(request.parameters)
     signature_def = find_signature(loaded.backend, signature, protocol)
     inputs = _inputs(manager, request, signature_def)

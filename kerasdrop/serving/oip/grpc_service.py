@@ -3,7 +3,8 @@ the same gRPC server as TF Serving's PredictionService, from the official proto.
 
 Inputs come as typed `contents` or as `raw_input_contents` (what tritonclient sends); outputs are
 answered in the form the inputs came in (raw for raw, as Triton answers). Errors are gRPC statuses:
-INVALID_ARGUMENT for a bad request, NOT_FOUND for an unknown model or version, RESOURCE_EXHAUSTED
+INVALID_ARGUMENT for a bad request, NOT_FOUND for an unknown model or version, UNAVAILABLE for a
+model in the repository with no version ready, RESOURCE_EXHAUSTED
 when over the admission limit, DEADLINE_EXCEEDED past the deadline.
 """
 

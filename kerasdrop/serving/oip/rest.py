@@ -7,7 +7,8 @@
 Binary extension: the header `Inference-Header-Content-Length: N` says the body's first N bytes are
 the JSON; inputs with `"parameters": {"binary_data_size": n}` take their bytes from what follows, in
 order. Outputs are binary when asked (`binary_data` per output, `binary_data_output` per request).
-Errors are `{"error": "..."}`: 400 for a bad request, 404 for an unknown model or version.
+Errors are `{"error": "..."}`: 400 for a bad request, 404 for an unknown model or version, 503 for a
+model in the repository with no version ready.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def _model(manager, method: str, match, body, headers: dict) -> tuple[int, bytes
         return (200 if ready else 400), orjson.dumps({"name": name, "ready": ready}), _JSON, []
     if action is None:
         return 200, orjson.dumps(core.model_metadata(manager, name, version)), _JSON, []
-    manager.resolve(name, core.parse_version(version))  # an unknown model is a 404 whatever the body holds
+    core.resolve(manager, name, version)  # an unknown model is a 404 whatever the body holds
     request = parse_infer(name, version, body, headers)
     binary_default = request.parameters.get("binary_data_output", False) if isinstance(
         request.parameters, dict) else False
