@@ -251,7 +251,7 @@ _bodies = st.one_of(_values, st.fixed_dictionaries({}, optional={
     "inputs": st.lists(_inputs, max_size=2) | _values, "outputs": _values, "id": _values, "parameters": _values}))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=_bodies)
 def test_any_v2_infer_body_gets_a_json_answer_and_never_a_5xx(half_plus_two, body):
     status, answer = rest(half_plus_two, "POST", INFER, raw=json.dumps(body).encode())
