@@ -115,8 +115,12 @@ class Running:
         self.command, self.probe_url = command, probe_url
 
     def __enter__(self):
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         wait_until_up(self.process, self.probe_url)
+        if "kerasdrop.cli" in self.command:  # its banner comes once every worker serves
+            while "kerasdrop serve: REST" not in self.process.stdout.readline():
+                if self.process.poll() is not None:
+                    raise SystemExit(f"server exited early: {self.command}")
         return self.process
 
     def __exit__(self, *exc):
@@ -127,7 +131,7 @@ class Running:
             self.process.kill()
 
 
-def kerasdrop_serve(repo, rest_port, grpc_port, batching: bool, workers: int = 1):
+def kerasdrop_serve(repo, rest_port, grpc_port, batching: bool, workers: int):
     command = [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend", "onnx",
                "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--poll-seconds", "0",
                "--workers", str(workers)]
@@ -150,7 +154,6 @@ def measure_model(name, bodies, repo, seconds) -> dict:
             rest_port, grpc_port = free_port(), free_port()
             with Running(kerasdrop_serve(repo, rest_port, grpc_port, batching, workers),
                          f"http://127.0.0.1:{rest_port}/v1/models/{name}"):
-                time.sleep(3 * (workers - 1))  # the other workers load the model too
                 url = f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict"
                 for connections in (1, 16, 64):
                     results[(batching, workers, connections)] = wrk(url, rest_body, connections, seconds)
@@ -161,14 +164,28 @@ def measure_model(name, bodies, repo, seconds) -> dict:
 
 
 def rss_bytes(pid: int) -> int:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """The resident memory of `pid` and all its descendants (workers, their JSON parse lanes)."""
+    parents, rss = {}, {}
+    for status in pathlib.Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        parents[int(status.parent.name)] = int(fields.get("PPid", "0"))
+        rss[int(status.parent.name)] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+    family, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in family and child not in family:
+                family.add(child)
+                grew = True
+    return sum(rss.get(member, 0) for member in family)
 
 
-def measure_big_request(name, bodies, repo, workdir, seconds) -> dict:
-    """Peak RSS against idle RSS while a ~60 MB request is served, and other clients' p99 meanwhile."""
+def measure_big_request(name, bodies, repo, workdir, seconds, workers: int) -> dict:
+    """Peak RSS against idle RSS (all the server's processes) while a ~60 MB request is served, and
+    other clients' p99 meanwhile."""
     import http.client
 
     _, rest_body, _ = bodies
@@ -176,7 +193,7 @@ def measure_big_request(name, bodies, repo, workdir, seconds) -> dict:
     rows = int(60e6 // len(json.dumps(row)))
     big = json.dumps({"instances": [row] * rows}).encode()
     rest_port, grpc_port = free_port(), free_port()
-    with Running(kerasdrop_serve(repo, rest_port, grpc_port, False),
+    with Running(kerasdrop_serve(repo, rest_port, grpc_port, False, workers),
                  f"http://127.0.0.1:{rest_port}/v1/models/{name}") as process:
         url = f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict"
         wrk(url, rest_body, 4, 1)  # warm up
@@ -185,7 +202,7 @@ def measure_big_request(name, bodies, repo, workdir, seconds) -> dict:
         def sample():
             while not stop.is_set():
                 peak[0] = max(peak[0], rss_bytes(process.pid))
-                time.sleep(0.02)
+                time.sleep(0.05)
 
         def send_big():
             time.sleep(1)
@@ -270,16 +287,14 @@ def main() -> None:
     import_tensorflow_quietly()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-serve-bench-"))
     names = args.models.split(",")
-    from kerasdrop.serving.server import ServeConfig
-
-    workers = ServeConfig().workers
+    from kerasdrop.cli.serving import DEFAULT_WORKERS as workers
     bodies = export_models(names, workdir)
     print(f"batch-1 requests, {args.seconds:g} s per load run, wrk (REST) and h2load (gRPC) on this machine's "
           "cores beside the servers; kerasdrop serve --backend onnx")
     passed = []
     for name in names:
         results = measure_model(name, bodies[name], workdir / "export", args.seconds)
-        big = measure_big_request(name, bodies[name], workdir / "export", workdir, args.seconds) \
+        big = measure_big_request(name, bodies[name], workdir / "export", workdir, args.seconds, workers) \
             if name == "lenet5" else None
         passed += report(name, results, big, workers)
     print(f"\n{sum(passed)} of {len(passed)} targets met (kerasdrop serve's default: --workers {workers})")

@@ -128,7 +128,7 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
         "calibration": calibration,
         "verification": _verification(report, version),
         "export": {"formats": list(formats), "signatures": signatures,
-                   "files": ["saved_model.pb", "variables/", "assets.extra/tf_serving_warmup_requests",
+                   "files": ["saved_model.pb", "variables/", "assets.extra/tf_serving_warmup_requests", "golden.json",
                              *(["model.onnx"] if "onnx" in formats else []), "verification.json",
                              CARD_MARKDOWN, CARD_JSON]},
     }

@@ -145,9 +145,11 @@ def _verified_keras_model(model_or_path, seconds: dict):
 
 
 def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, mc_samples, seconds) -> None:
-    """Writes SavedModel (+ warmup requests) and ONNX into `staging`, then verifies what was written."""
+    """Writes SavedModel (+ warmup requests) and ONNX into `staging`, verifies what was written, then
+    records its answers to the warmup requests (`golden.json`)."""
+    from kerasdrop.exporting.golden import saved_model_runner, write_golden
     from kerasdrop.exporting.onnx import write_onnx
-    from kerasdrop.exporting.savedmodel import write_savedmodel
+    from kerasdrop.exporting.savedmodel import SERVING_SIGNATURE, write_savedmodel
     from kerasdrop.exporting.warmup import write_warmup
     from kerasdrop.verification import numerical, runtimes
     from kerasdrop.verification.api import verify_saved_model
@@ -171,3 +173,6 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
     if not report.ok:
         raise ExportRefusedError(f"The written artefacts of {report.target} failed verification; nothing was "
                                  "published.", report)
+    started = time.perf_counter()
+    write_golden(staging, saved_model_runner(staging, SERVING_SIGNATURE))
+    seconds["golden"] = time.perf_counter() - started

@@ -14,27 +14,49 @@ DEFAULT_MAX_ELEMENTS = 1 << 24  # per input tensor: 16.7M floats = 64 MiB, resne
 
 
 class Admission:
-    def __init__(self, max_inflight: int = DEFAULT_MAX_INFLIGHT, max_elements: int = DEFAULT_MAX_ELEMENTS):
+    """`shared`: a SharedCounters table that every worker process of the server uses, so that the
+    limit holds for all of them together (`--workers N` does not multiply it)."""
+
+    def __init__(self, max_inflight: int = DEFAULT_MAX_INFLIGHT, max_elements: int = DEFAULT_MAX_ELEMENTS,
+                 shared=None):
         self.max_inflight = max_inflight
         self.max_elements = max_elements
+        self.shared = shared
         self._lock = threading.Lock()
         self._inflight: dict[str, int] = defaultdict(int)
 
-    @contextlib.contextmanager
-    def slot(self, model: str):
-        with self._lock:
+    def _acquire(self, model: str) -> None:
+        if self.shared is not None:
+            before = self.shared.add(model, 1, self.max_inflight)
+            if before is not None:
+                if before >= self.max_inflight:
+                    raise overloaded(model, self.max_inflight)
+                return
+        with self._lock:  # one process (or a full shared table): this process's own count
             if self._inflight[model] >= self.max_inflight:
                 raise overloaded(model, self.max_inflight)
             self._inflight[model] += 1
+
+    def _release(self, model: str) -> None:
+        with self._lock:
+            if self._inflight.get(model, 0) > 0:
+                self._inflight[model] -= 1
+                return
+        self.shared.add(model, -1)
+
+    @contextlib.contextmanager
+    def slot(self, model: str):
+        self._acquire(model)
         try:
             yield
         finally:
-            with self._lock:
-                self._inflight[model] -= 1
+            self._release(model)
 
     def inflight(self, model: str) -> int:
+        """Requests in flight for `model` in all processes sharing the limit."""
         with self._lock:
-            return self._inflight.get(model, 0)
+            local = self._inflight.get(model, 0)
+        return local + (self.shared.get(model) if self.shared is not None else 0)
 
     def check_elements(self, name: str, count: int) -> None:
         if count > self.max_elements:

@@ -6,6 +6,8 @@ Any TF Serving client (`prediction_service_pb2_grpc.PredictionServiceStub`) work
 
 from __future__ import annotations
 
+import errno
+import socket
 import time
 from concurrent import futures
 
@@ -167,8 +169,9 @@ def _guarded(manager, api: str, function):
     return method
 
 
-def make_servicers(manager):
-    """TF Serving's PredictionService and ModelService over `manager` (the official generated bases)."""
+def tf_serving_services(manager) -> list:
+    """TF Serving's PredictionService and ModelService over `manager` (the official generated bases),
+    as `(add_XServicer_to_server, servicer)` pairs for `make_grpc_server`."""
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
     prediction = type("PredictionService", (prediction_service_pb2_grpc.PredictionServiceServicer,), {
@@ -177,28 +180,56 @@ def make_servicers(manager):
         "GetModelMetadata": _guarded(manager, "metadata", _metadata)})
     model = type("ModelService", (model_service_pb2_grpc.ModelServiceServicer,), {
         "GetModelStatus": _guarded(manager, "status", _model_status)})
-    return prediction(), model()
+    return [(prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server, prediction()),
+            (model_service_pb2_grpc.add_ModelServiceServicer_to_server, model())]
 
 
 class PortInUseError(OSError):
     """A port another process (or server) already listens on; `kerasdrop serve` exits 2 naming it."""
 
 
-def make_grpc_server(manager, address: str, workers: int = 16):
-    import grpc
-    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+def bind_grpc_guard(host: str, port: int) -> socket.socket:
+    """Claims the gRPC port for this server and its workers, before any of them listens on it.
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kerasdrop-grpc"), options=[
+    Every worker runs a gRPC server on the same port with SO_REUSEPORT (the kernel spreads
+    connections over them). SO_REUSEPORT alone would also let a second `kerasdrop serve` join the
+    group and silently take part of the traffic. So the port is first bound here WITHOUT
+    SO_REUSEPORT, which fails while anything listens on it (a second kerasdrop's guard included);
+    only then is SO_REUSEPORT set on this bound, never-listening socket, so that this server's own
+    gRPC listeners can join it. Kept open for the server's life. (A foreign program of the same user
+    that sets SO_REUSEPORT itself could still join: the kernel allows that for one user.)
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    guard = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT, as gRPC does
+    try:
+        guard.bind((host, port))
+    except OSError as error:
+        guard.close()
+        reason = "is already in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
+        raise PortInUseError(f"gRPC port {port} on {host} {reason}; choose another with --grpc-port") from None
+    guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return guard
+
+
+def make_grpc_server(manager, address: str, *, services: list | None = None, threads: int = 16,
+                     reuse_port: bool = False):
+    """A started-later grpcio server on `address` with `services` (default: TF Serving's) registered:
+    the one registration point for every protocol's gRPC services (see protocols.py).
+
+    `reuse_port`: join the SO_REUSEPORT group that `bind_grpc_guard` opened for this server's
+    workers. Without it the port is this server's alone.
+    Returns `(server, port)`.
+    """
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-grpc"), options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         # gRPC turns SO_REUSEPORT on by default: a second server would then bind the same port and
-        # silently take half the traffic. One port, one server.
-        ("grpc.so_reuseport", 0)])
-    prediction, model = make_servicers(manager)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
-    from kerasdrop.serving.oip.grpc_service import add_to_server
-
-    add_to_server(manager, server)  # the Open Inference Protocol's GRPCInferenceService on the same port
+        # silently take part of the traffic. Only this server's own workers share it (bind_grpc_guard).
+        ("grpc.so_reuseport", 1 if reuse_port else 0)])
+    for add_to_server, servicer in (tf_serving_services(manager) if services is None else services):
+        add_to_server(servicer, server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:  # grpcio raises RuntimeError("Failed to bind to address ...")

@@ -1,6 +1,6 @@
 """The HTTP front: a minimal ASGI app for uvicorn (httptools), routing to protocol routers.
 
-A router (TF Serving's REST API; the Open Inference Protocol's) has `claims(path)` and a synchronous
+A router (one per protocol, registered in protocols.py) has `claims(path)` and a synchronous
 `answer(method, path, body) -> (status, bytes, content type)` (a router with `takes_headers` also
 gets the request headers and returns a fourth item, extra response headers),
 which runs on a thread pool so that JSON and inference work never block the event loop. The app

@@ -41,11 +41,16 @@ def _labels(**labels) -> str:
 
 
 class Metrics:
+    """This process's metrics. `peers`, when set (a MetricsPeers of `kerasdrop serve --workers N`),
+    adds the other worker processes' snapshots to the rendered page, so that whichever worker
+    answers the scrape, the page shows the sum over all of them."""
+
     def __init__(self):
         self._lock = threading.Lock()
         self._requests = defaultdict(int)
         self._latency = {}
         self._batch_sizes = {}
+        self.peers = None
 
     def record_request(self, model: str, version, api: str, status: str, seconds: float) -> None:
         with self._lock:
@@ -67,25 +72,49 @@ class Metrics:
         with self._lock:
             return sum(count for (m, _, a, s), count in self._requests.items() if (m, a, s) == (model, api, status))
 
-    def render(self) -> str:
-        lines = []
+    def snapshot(self) -> dict:
+        """This process's values as plain JSON-able lists (what a peer sends)."""
         with self._lock:
-            lines += ["# HELP :tensorflow:serving:request_count Total requests, by model, version, API and status.",
-                      "# TYPE :tensorflow:serving:request_count counter"]
-            for (model, version, api, status), count in sorted(self._requests.items()):
-                lines.append(f":tensorflow:serving:request_count"
-                             f"{_labels(model_name=model, version=version, API=api, status=status)} {count}")
-            lines += ["# HELP :tensorflow:serving:request_latency Request latency in microseconds.",
-                      "# TYPE :tensorflow:serving:request_latency histogram"]
-            for (model, version, api), histogram in sorted(self._latency.items()):
-                lines += _histogram_lines(":tensorflow:serving:request_latency", histogram,
-                                          model_name=model, version=version, API=api)
-            lines += ["# HELP :tensorflow:serving:batching_session:batch_size Rows per executed batch.",
-                      "# TYPE :tensorflow:serving:batching_session:batch_size histogram"]
-            for (model, version), histogram in sorted(self._batch_sizes.items()):
-                lines += _histogram_lines(":tensorflow:serving:batching_session:batch_size", histogram,
-                                          model_name=model, version=version)
+            return {"requests": [[*key, count] for key, count in self._requests.items()],
+                    "latency": [[*key, h.counts, h.total, h.count] for key, h in self._latency.items()],
+                    "batch_sizes": [[*key, h.counts, h.total, h.count] for key, h in self._batch_sizes.items()]}
+
+    def render(self) -> str:
+        snapshots = [self.snapshot()] + (self.peers.snapshots() if self.peers is not None else [])
+        requests, latency, batch_sizes = _merge(snapshots)
+        lines = ["# HELP :tensorflow:serving:request_count Total requests, by model, version, API and status.",
+                 "# TYPE :tensorflow:serving:request_count counter"]
+        for (model, version, api, status), count in sorted(requests.items()):
+            lines.append(f":tensorflow:serving:request_count"
+                         f"{_labels(model_name=model, version=version, API=api, status=status)} {count}")
+        lines += ["# HELP :tensorflow:serving:request_latency Request latency in microseconds.",
+                  "# TYPE :tensorflow:serving:request_latency histogram"]
+        for (model, version, api), histogram in sorted(latency.items()):
+            lines += _histogram_lines(":tensorflow:serving:request_latency", histogram,
+                                      model_name=model, version=version, API=api)
+        lines += ["# HELP :tensorflow:serving:batching_session:batch_size Rows per executed batch.",
+                  "# TYPE :tensorflow:serving:batching_session:batch_size histogram"]
+        for (model, version), histogram in sorted(batch_sizes.items()):
+            lines += _histogram_lines(":tensorflow:serving:batching_session:batch_size", histogram,
+                                      model_name=model, version=version)
         return "\n".join(lines) + "\n"
+
+
+def _merge(snapshots: list[dict]) -> tuple[dict, dict, dict]:
+    """The sum of several processes' snapshots: counts added, histograms added bucket by bucket."""
+    requests = defaultdict(int)
+    latency, batch_sizes = {}, {}
+    for snapshot in snapshots:
+        for *key, count in snapshot["requests"]:
+            requests[tuple(key)] += count
+        for table, entries, buckets in ((latency, snapshot["latency"], LATENCY_BUCKETS_US),
+                                        (batch_sizes, snapshot["batch_sizes"], BATCH_BUCKETS)):
+            for *key, counts, total, count in entries:
+                histogram = table.setdefault(tuple(key), _Histogram(buckets))
+                histogram.counts = [a + b for a, b in zip(histogram.counts, counts)]
+                histogram.total += total
+                histogram.count += count
+    return requests, latency, batch_sizes
 
 
 def _histogram_lines(name: str, histogram: _Histogram, **labels) -> list[str]:

@@ -20,6 +20,7 @@ import orjson
 from kerasdrop.serving import examples
 from kerasdrop.serving.backends import find_signature, signature_def_map
 from kerasdrop.serving.errors import ServingError, invalid, not_found
+from kerasdrop.serving.parse_lane import LANE_MIN_BYTES, ParseLane
 
 _MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -88,8 +89,8 @@ def predict_inputs(body: dict, signature_def) -> tuple[dict, str]:
                       "format); received both")
     names = list(signature_def.inputs)
     if "instances" in body:
-        instances = body["instances"]
-        if not isinstance(instances, list) or not instances:
+        instances = body["instances"]  # a list, or an array from the parse lane
+        if not isinstance(instances, (list, np.ndarray)) or len(instances) == 0:
             raise invalid("'instances' must be a non-empty JSON list, one element per input row")
         if all(isinstance(row, dict) for row in instances) and not all(set(row) == {"b64"} for row in instances):
             keys = set(instances[0])
@@ -173,12 +174,18 @@ def _predict_or_examples(manager, loaded, verb: str, request: dict):
     return {"results": examples.regression_results(outputs)}
 
 
+def _parse(body, lane):
+    """The request body as JSON; a large one in the parse lane's process when it is plain numbers."""
+    request = lane.parse(body) if lane is not None and len(body) >= LANE_MIN_BYTES else None
+    return parse_json(body) if request is None else request
+
+
 def handle(manager, method: str, path: str, body: bytes, served: dict | None = None,
-           match=None) -> tuple[int, dict | str]:
+           match=None, lane=None) -> tuple[int, dict | str]:
     """Routes one request; returns `(status, JSON object or Prometheus text)`.
 
     `served`, when given, receives the version that answered (for the metrics); `match` is
-    `route(path)` when the caller already has it.
+    `route(path)` when the caller already has it; `lane`, a ParseLane for large bodies.
     """
     served = {} if served is None else served
     if method == "GET" and path == METRICS_PATH:
@@ -196,7 +203,7 @@ def handle(manager, method: str, path: str, body: bytes, served: dict | None = N
     if method != "POST" or verb is None:
         raise ServingError("INVALID_ARGUMENT" if method == "POST" else "NOT_FOUND",
                            f"Malformed request: {method} {path}", http_status=None if method in ("GET", "POST") else 405)
-    request = parse_json(body)
+    request = _parse(body, lane)
     if isinstance(body, bytearray):
         body.clear()  # the caller's buffer, no longer needed: a large request is not held twice
     if not isinstance(request, dict):
@@ -211,6 +218,7 @@ class TfServingRest:
 
     def __init__(self, manager):
         self.manager = manager
+        self.lane = ParseLane()
 
     def claims(self, path: str) -> bool:
         return path.startswith("/v1/models/") or path == METRICS_PATH
@@ -221,7 +229,7 @@ class TfServingRest:
         match = route(path)
         served = {}
         try:
-            status, payload = handle(self.manager, method, path, body, served, match)
+            status, payload = handle(self.manager, method, path, body, served, match, self.lane)
             code = "OK"
         except ServingError as error:
             status, payload, code = error.status, {"error": error.message}, error.code

@@ -1,7 +1,8 @@
 """`kerasdrop serve`: the model manager behind TF Serving's REST and gRPC APIs and the Open Inference
 Protocol (v2) on the same ports, with a draining stop.
 
-REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpcio's server. On SIGTERM or
+REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpcio's server; in every worker
+process. The protocols (their REST routers and gRPC services) come from protocols.py. On SIGTERM or
 SIGINT both stop accepting at once, requests in flight are answered within `drain_seconds`, and
 the process exits 0.
 """
@@ -17,8 +18,9 @@ import socket
 import threading
 
 from kerasdrop.serving.admission import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INFLIGHT, Admission
-from kerasdrop.serving.grpc_api import PortInUseError, make_grpc_server
+from kerasdrop.serving.grpc_api import PortInUseError, bind_grpc_guard, make_grpc_server
 from kerasdrop.serving.manager import ModelManager
+from kerasdrop.serving.protocols import grpc_services, rest_routers
 from kerasdrop.serving.repository import VersionPolicy
 
 log = logging.getLogger("kerasdrop.serve")
@@ -45,8 +47,9 @@ class ServeConfig:
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
-    workers: int = 1  # REST processes sharing the listening socket (gRPC runs in the first)
-    rest_fd: int | None = None  # set in a worker: the inherited REST socket; the worker runs no gRPC
+    workers: int = 1  # processes serving REST (one shared listening socket) and gRPC (one SO_REUSEPORT group)
+    rest_fd: int | None = None  # set in a worker: the inherited REST socket
+    shared_dir: str | None = None  # set in a worker: the parent's directory of shared admission counts and metrics
 
 
 def bind_rest_socket(host: str, port: int) -> socket.socket:
@@ -99,35 +102,77 @@ class Server:
         self.rest_port = None
         self.grpc_port = None
         self.grpc = None
+        self._grpc_guard = None
+        self._shared_dir = config.shared_dir
+        self._peers = None
         self._uvicorn = None
         self._loop = None
         self._rest_thread = None
         self._rest_socket = None
         self._stopped = False
+        self._signalled = threading.Event()
         self._workers: list = []
 
     def start(self) -> "Server":
-        if self.config.rest_fd is not None:  # a worker: the parent bound the socket and runs gRPC
+        if self.config.rest_fd is not None:  # a worker: the parent bound the REST socket and guards gRPC's port
             self._rest_socket = socket.socket(fileno=self.config.rest_fd)
+            grpc_port = self.config.grpc_port
         else:
             self._rest_socket = bind_rest_socket(self.config.host, self.config.rest_port)
             try:
-                self.grpc, self.grpc_port = make_grpc_server(self.manager,
-                                                             f"{self.config.host}:{self.config.grpc_port}")
+                self._grpc_guard = bind_grpc_guard(self.config.host, self.config.grpc_port)
             except Exception:
                 self._rest_socket.close()
                 raise
+            grpc_port = self._grpc_guard.getsockname()[1]
+        self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{self.config.host}:{grpc_port}",
+                                                     services=grpc_services(self.manager), reuse_port=True)
         self.rest_port = self._rest_socket.getsockname()[1]
+        self._share_across_workers()
         self.manager.sync()
         _freeze_heap()
         self._start_rest()
-        if self.grpc:
-            self.grpc.start()
+        self.grpc.start()
         if self.config.poll_seconds > 0:
             self.manager.start_polling(self.config.poll_seconds)
         if self.config.rest_fd is None:
             self._workers = [self._spawn_worker() for _ in range(self.config.workers - 1)]
+            self._wait_for_workers()
         return self
+
+    def _wait_for_workers(self, seconds: float = 300) -> None:
+        """Returns once every worker serves (it marks itself ready in the shared directory once its
+        models are loaded), so that "started" means all of them; a worker that exits is logged."""
+        import os
+        import time
+
+        deadline, pending = time.monotonic() + seconds, list(self._workers)
+        while pending and time.monotonic() < deadline:
+            for worker in list(pending):
+                if os.path.exists(f"{self._shared_dir}/ready-{worker.pid}"):
+                    pending.remove(worker)
+                elif worker.poll() is not None:
+                    log.error("worker process %d exited with status %s while starting", worker.pid, worker.returncode)
+                    pending.remove(worker)
+            time.sleep(0.05)
+        for worker in pending:
+            log.error("worker process %d did not start within %g s", worker.pid, seconds)
+
+    def _share_across_workers(self) -> None:
+        """With several workers: one admission count per model for all of them (a shared-memory
+        table, so --max-inflight is not multiplied by N), and metrics pages that sum all of them."""
+        import tempfile
+
+        from kerasdrop.serving.metrics_peers import MetricsPeers
+        from kerasdrop.serving.shared_counters import SharedCounters
+
+        owner = self.config.rest_fd is None
+        if owner and self.config.workers > 1:
+            self._shared_dir = tempfile.mkdtemp(prefix="kerasdrop-serve-")
+        if self._shared_dir is None:
+            return
+        self.manager.admission.shared = SharedCounters(f"{self._shared_dir}/admission", create=owner)
+        self._peers = MetricsPeers(self._shared_dir, self.manager.metrics).start()
 
     def _spawn_worker(self):
         import json
@@ -135,7 +180,8 @@ class Server:
         import sys
 
         fields = dataclasses.asdict(self.config) | {"rest_fd": self._rest_socket.fileno(), "workers": 1,
-                                                    "rest_port": self.rest_port}
+                                                    "rest_port": self.rest_port, "grpc_port": self.grpc_port,
+                                                    "shared_dir": self._shared_dir}
         if fields["models"] is not None:
             fields["models"] = {name: str(path) for name, path in fields["models"].items()}
         return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(fields)],
@@ -145,11 +191,9 @@ class Server:
         import uvicorn
 
         from kerasdrop.serving.http_app import HttpApp
-        from kerasdrop.serving.oip.rest import OipRest
-        from kerasdrop.serving.rest import TfServingRest
         from kerasdrop.serving.uvicorn_protocol import JsonErrorHttpToolsProtocol
 
-        app = HttpApp([TfServingRest(self.manager), OipRest(self.manager)], max_body_bytes=self.config.max_body_bytes)
+        app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes)
         config = uvicorn.Config(app, http=JsonErrorHttpToolsProtocol, loop="asyncio", lifespan="off",
                                 access_log=False, log_level="warning", timeout_keep_alive=5,
                                 timeout_graceful_shutdown=self.config.drain_seconds)
@@ -193,17 +237,30 @@ class Server:
             self._rest_thread.join(timeout=grace + 5)
         if grpc_done is not None:
             grpc_done.wait(grace + 5)
+        if self._grpc_guard is not None:
+            self._grpc_guard.close()
         for worker in self._workers:
             try:
                 worker.wait(timeout=grace + 5)
             except Exception:  # subprocess.TimeoutExpired: a worker that does not drain is ended
                 worker.kill()
+        if self._peers is not None:
+            self._peers.stop()
+        if self._shared_dir is not None and self.config.rest_fd is None:
+            import shutil
+
+            shutil.rmtree(self._shared_dir, ignore_errors=True)
         self.manager.stop()
 
-    def serve_forever(self) -> None:
-        stopped = threading.Event()
+    def handle_signals(self) -> "Server":
+        """SIGTERM and SIGINT end `serve_forever` with a drain; called before `start()`, so that a
+        signal while workers are still starting drains too (instead of killing the process)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stopped.set())
-        stopped.wait()
+            signal.signal(signum, lambda *_: self._signalled.set())
+        return self
+
+    def serve_forever(self) -> None:
+        self.handle_signals()  # again, if the caller did not: from here on a signal drains
+        self._signalled.wait()
         log.info("draining: no new connections; in-flight requests have %g s", self.config.drain_seconds)
         self.stop()

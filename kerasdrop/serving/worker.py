@@ -1,6 +1,7 @@
-"""A REST worker process of `kerasdrop serve --workers N`: its own model manager (polling the same
-repository) and uvicorn on the listening socket it inherits, so the kernel spreads connections
-across processes, each with its own GIL. gRPC stays in the first process.
+"""A worker process of `kerasdrop serve --workers N`: its own model manager (polling the same
+repository), uvicorn on the REST listening socket it inherits and a gRPC server in the port's
+SO_REUSEPORT group, so the kernel spreads connections across processes, each with its own GIL.
+Admission counts and metrics are shared through the parent's directory (`shared_dir`).
 
     python -m kerasdrop.serving.worker '<ServeConfig as JSON, rest_fd set>'
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pathlib
 import signal
 import sys
 import threading
@@ -33,9 +35,10 @@ def main(argv: list[str]) -> int:
     import_tensorflow_quietly()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s[worker {os.getpid()}]: %(message)s")
     config = ServeConfig(**json.loads(argv[0]))
-    server = Server(config)
+    server = Server(config).handle_signals()
     _exit_with_parent(os.getppid())
     server.start()
+    (pathlib.Path(config.shared_dir) / f"ready-{os.getpid()}").touch()  # the parent waits for this
     server.serve_forever()
     return 0
 

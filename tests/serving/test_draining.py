@@ -100,15 +100,11 @@ def _start_server(repo, rest_port, grpc_port, *extra):
     server = subprocess.Popen([sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend",
                                "onnx", "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), *extra],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/lenet5", timeout=2):
-                return server
-        except OSError:
-            assert server.poll() is None, server.stdout.read()
-            time.sleep(0.3)
-    raise AssertionError("server did not start")
+    output = []
+    while "kerasdrop serve: REST" not in (line := server.stdout.readline()):  # once every worker serves
+        output.append(line)
+        assert server.poll() is None, "".join(output) + server.stdout.read()
+    return server
 
 
 @pytest.mark.slow
@@ -169,21 +165,38 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_workers_share_the_rest_port_and_stop_together(exported_repo):
     from kerasdrop.serving.client import ServingClient
+    from kerasdrop.serving.grpc_api import PortInUseError
+    from kerasdrop.serving.server import ServeConfig, Server
     from tests.serving.test_cli_serve import _free_port
 
     repo, _ = exported_repo
     rest_port, grpc_port = _free_port(), _free_port()
     server = _start_server(repo, rest_port, grpc_port, "--workers", "2")
     try:
-        deadline = time.monotonic() + 60
-        while not _children(server.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
         (worker,) = _children(server.pid)
-        time.sleep(5)  # the worker loads the model before it accepts
         client = ServingClient(f"http://127.0.0.1:{rest_port}", timeout=20)
-        shapes = {client.predict("lenet5", IMAGE)["class_ids"].shape for _ in range(20)}  # new connection each
+        shapes = set()
+
+        def load():  # concurrent connections: an idle worker accepts while the other is busy
+            for _ in range(5):
+                shapes.add(client.predict("lenet5", IMAGE)["class_ids"].shape)
+
+        threads = [threading.Thread(target=load) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         assert shapes == {(1,)}
-        assert ServingClient(f"grpc://127.0.0.1:{grpc_port}").predict("lenet5", IMAGE)["class_ids"].shape == (1,)
+        for _ in range(6):  # a channel each: the kernel spreads them over both workers' gRPC listeners
+            assert ServingClient(f"grpc://127.0.0.1:{grpc_port}").predict("lenet5", IMAGE)["class_ids"].shape == (1,)
+        for _ in range(4):  # whichever worker answers the scrape, the page counts both workers' requests
+            page = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics").read()
+            assert b'model_name="lenet5",version="1",API="rest:predict",status="OK"} 40\n' in page
+            assert b'model_name="lenet5",version="1",API="grpc:predict",status="OK"} 6\n' in page
+        # The workers share the gRPC port through SO_REUSEPORT; a second server must not join them.
+        with pytest.raises(PortInUseError) as raised:
+            Server(ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, rest_port=0, grpc_port=grpc_port)).start()
+        assert f"gRPC port {grpc_port} on 127.0.0.1 is already in use" in str(raised.value)
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)

@@ -42,6 +42,19 @@ def _failures(caplog):
 
 
 @pytest.mark.parametrize("backend", ["tf", "onnx"])
+def test_an_exported_version_answers_its_own_golden_requests_on_both_backends(exported_repo, caplog, backend):
+    repo, _ = exported_repo
+    assert (repo / "lenet5" / "1" / "golden.json").is_file(), "kerasdrop export writes golden.json"
+    manager = ModelManager(repo, backend=backend)
+    with caplog.at_level(logging.INFO, logger="kerasdrop.serve"):
+        manager.sync()
+    assert manager.loaded_versions() == {"lenet5": [1]} and manager.readiness() == (True, "")
+    assert any(f"lenet5 version 1 answered its golden requests within tolerance ({backend} backend)"
+               in r.getMessage() for r in caplog.records)
+    manager.stop()
+
+
+@pytest.mark.parametrize("backend", ["tf", "onnx"])
 def test_a_version_whose_answers_differ_from_its_golden_outputs_never_serves(golden_repo, caplog, backend):
     repo, model = golden_repo
     manager = ModelManager(repo, backend=backend)

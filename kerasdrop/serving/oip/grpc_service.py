@@ -151,7 +151,8 @@ def make_servicer(manager):
     return type("GRPCInferenceService", (pb2_grpc.GRPCInferenceServiceServicer,), methods)()
 
 
-def add_to_server(manager, server) -> None:
+def open_inference_services(manager) -> list:
+    """`[(add_GRPCInferenceServiceServicer_to_server, servicer)]` for `make_grpc_server` (protocols.py)."""
     from kerasdrop.serving.oip import open_inference_grpc_pb2_grpc as pb2_grpc
 
-    pb2_grpc.add_GRPCInferenceServiceServicer_to_server(make_servicer(manager), server)
+    return [(pb2_grpc.add_GRPCInferenceServiceServicer_to_server, make_servicer(manager))]
