@@ -90,7 +90,9 @@ def serving_interface(model) -> ServingInterface:
                                "names export publishes)", f"{type(model).__name__} {model.name!r} without declared "
                                "inputs and outputs")
     named_inputs = _named(getattr(model, "_inputs_struct", None), inputs, [_producer(t).name for t in inputs])
-    named_outputs = _named(getattr(model, "_outputs_struct", None), outputs, list(model.output_names))
+    # A Sequential model has no output_names: its outputs are named by the layers that produce them.
+    output_names = list(getattr(model, "output_names", None) or [_producer(t).name for t in outputs])
+    named_outputs = _named(getattr(model, "_outputs_struct", None), outputs, output_names)
     softmax = tuple(name for name, tensor in named_outputs if _is_softmax(tensor))
     interface = ServingInterface(
         inputs=tuple(ServedInput(name, str(tensor.dtype), tuple(tensor.shape[1:])) for name, tensor in named_inputs),

@@ -66,6 +66,19 @@ def test_dict_inputs_and_outputs_are_named_by_their_keys_and_unnamed_inputs_by_t
     assert serving_interface(model).input_names == [unnamed._keras_history.operation.name]  # "input_layer..."
 
 
+def test_a_sequential_model_is_named_by_its_layers():
+    import keras
+
+    from kerasdrop.exporting.interface import keras_reference
+
+    model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax", name="out")])
+    assert serving_interface(model).published_outputs == ["probabilities", "class_ids"]
+    regressor = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(2, name="value")])
+    assert serving_interface(regressor).input_names == ["x"]
+    outputs = keras_reference(regressor)({"x": np.ones((2, 4), "float32")})
+    assert list(outputs) == ["value"] and outputs["value"].shape == (2, 2)
+
+
 def test_a_linear_last_layer_is_not_a_classifier_even_if_a_softmax_comes_earlier():
     import keras
 
