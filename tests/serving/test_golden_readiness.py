@@ -234,3 +234,10 @@ def test_require_verification_refuses_versions_without_a_passing_report(golden_r
     assert default.loaded_versions() == {"half_plus_two": [123], "lenet5": [2]}
     strict.stop()
     default.stop()
+
+
+def test_a_draining_server_is_not_ready(shared_testdata):
+    with running_server(models={"default": shared_testdata / "saved_model_half_plus_two_cpu"}) as server:
+        assert server.manager.readiness() == (True, "")
+        server.stop(grace=1)
+        assert server.manager.readiness() == (False, "the server is draining (shutting down)")
