@@ -241,6 +241,7 @@ class Server:
             self._loop.call_soon_threadsafe(lambda: [listener.close() for listener in self._uvicorn.servers])
         if self._rest_thread:
             self._rest_thread.join(timeout=grace + 5)
+            self._uvicorn.config.app.close()
         if grpc_done is not None:
             grpc_done.wait(grace + 5)
         if self._grpc_guard is not None:
