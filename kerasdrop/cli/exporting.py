@@ -62,9 +62,10 @@ def run_export(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"published {result.path}/ (version {result.version} of {result.name!r}); "
               f"models config: {result.models_config}")
-        signatures = "serving_default: images -> probabilities, class_ids (argmax of the softmax)"
+        interface = result.interface
+        signatures = f"serving_default: {interface.describe()}"
         if args.mc_samples:
-            signatures += f"; mc_dropout: images -> mean, stddev over {args.mc_samples} passes"
+            signatures += f"; mc_dropout: {', '.join(interface.input_names)} -> mean, stddev over {args.mc_samples} passes"
         print(f"signatures {signatures}")
     return 0
 

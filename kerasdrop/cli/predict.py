@@ -28,9 +28,10 @@ def run_predict(args: argparse.Namespace) -> int:
         quiet_tensorflow()  # the gRPC path builds TensorProtos with TensorFlow
     try:
         signatures = client.signature_inputs(args.model)
-        row_shape = _input_row_shape(signatures, args.signature)
+        input_name, row_shape = _signature_input(signatures, args.signature)
         images, labels = _images_with_labels(args.files, row_shape)
-        outputs = client.predict(args.model, images, signature=args.signature, version=args.version)
+        outputs = client.predict(args.model, images, signature=args.signature, version=args.version,
+                                 input_name=input_name)
     except ServingClientError as error:
         print(f"kerasdrop predict: {error}", file=sys.stderr)
         return 1
@@ -75,13 +76,15 @@ def _describe_outputs(outputs: dict) -> str:
     return "  ".join(parts)
 
 
-def _input_row_shape(signatures: dict, signature: str) -> tuple:
+def _signature_input(signatures: dict, signature: str) -> tuple[str, tuple]:
+    """`(input name, per-row shape)` of the signature's one input, whatever its name."""
     available = sorted(name for name in signatures if not name.startswith("__"))
     if signature not in signatures:
         raise UsageError(f"Invalid value received for --signature. Expected one of the model's signatures: "
                          f"{', '.join(available)}. Received: {signature!r}")
     inputs = signatures[signature]
-    if "images" not in inputs:
-        raise UsageError(f"Signature {signature!r} takes {', '.join(sorted(inputs)) or 'no inputs'}; "
-                         "kerasdrop predict sends images to an input named `images`")
-    return inputs["images"][1:]
+    if len(inputs) != 1:
+        raise UsageError(f"Signature {signature!r} takes {', '.join(sorted(inputs)) or 'no inputs'}; kerasdrop "
+                         "predict sends one batch (images or .npy rows) to a signature with exactly one input")
+    (name, shape), = inputs.items()
+    return name, tuple(shape[1:])

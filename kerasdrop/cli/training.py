@@ -81,11 +81,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="TFDS data directory with prepared data sets")
     parser.add_argument("--image-size", type=int_list("--image-size"), metavar="H,W",
                         help="resize images, for models that need larger inputs (default: native size)")
-    parser.add_argument("--epochs", type=int, help="epochs (default: 20)")
-    parser.add_argument("--batch-size", type=int, help="global batch size (default: 64)")
+    parser.add_argument("--epochs", type=int, help="epochs (default: the model family's, see the first line train prints; else 20)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (default: the model family's; else 64)")
     add_head_options(parser)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default: {OPTIMIZERS[0]})")
-    parser.add_argument("--lr", type=float, help="learning rate (default: 1e-3)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the model family's; else 1e-3)")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--steps-per-execution", type=int, help="batches per compiled step (default: 32)")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
@@ -98,8 +98,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 
 def recipe_or_shipped(args: argparse.Namespace):
     """The RECIPE argument; without one, the shipped recipe for --model on --dataset, which the flags override."""
-    if args.recipe is not None or args.no_recipe:
+    if args.recipe is not None:
         return args.recipe
+    if args.no_recipe:
+        _print_model_defaults(args.model or "lenet5", "--no-recipe")
+        return None
     from kerasdrop.training.recipe import find_recipe
 
     model, dataset = args.model or "lenet5", args.dataset or "digits"
@@ -107,7 +110,21 @@ def recipe_or_shipped(args: argparse.Namespace):
     if found is not None:
         print(f"starting from the recipe {found} for {model} on {dataset}; flags override it "
               "(--no-recipe: start from the defaults)", flush=True)
+    else:
+        _print_model_defaults(model, f"no recipe for {model} on {dataset}")
     return found
+
+
+def _print_model_defaults(model: str, why: str) -> None:
+    from kerasdrop.zoo.registry import training_defaults
+
+    try:
+        defaults = training_defaults(model)
+    except ValueError:
+        return  # an unknown model: train's own error names the close matches
+    if defaults:
+        shown = ", ".join(f"{key.split('.')[-1]} {value:g}" for key, value in defaults.items())
+        print(f"{why}: starting from {model}'s training defaults ({shown}); flags override them", flush=True)
 
 
 def training_overrides(args: argparse.Namespace) -> list:

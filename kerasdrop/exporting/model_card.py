@@ -12,6 +12,7 @@ import pathlib
 import tomllib
 
 from kerasdrop._files import atomic_write_text
+from kerasdrop.exporting.interface import serving_interface
 from kerasdrop.errors import InvalidArgumentError
 
 CARD_JSON = "model_card.json"
@@ -59,15 +60,16 @@ def _family(model_name: str):
         return None
 
 
-def _input_contract(model) -> dict:
+def _input_contract(model, interface) -> dict:
+    """The first input's contract (a zoo model has one, `images`); `inputs` lists every one."""
     from kerasdrop.verification.numerical import keras_probe_range
 
     names = [layer.name for layer in model.layers]
     preprocessing = ("input_rescaling: Rescaling maps the pixel range to [0, 1] inside the model; send raw pixels"
                      if "input_rescaling" in names else None)
-    return {"name": "images", "shape": [None, *model.input_shape[1:]], "dtype": "float32",
-            "pixel_range": list(keras_probe_range(model)) if preprocessing else None,
-            "preprocessing_inside_model": preprocessing}
+    inputs = [{"name": spec.name, "shape": [None, *spec.row_shape], "dtype": spec.dtype} for spec in interface.inputs]
+    return {**inputs[0], "pixel_range": list(keras_probe_range(model)) if preprocessing else None,
+            "preprocessing_inside_model": preprocessing, "inputs": inputs}
 
 
 def _check_target(target: str, version: int) -> str:
@@ -101,11 +103,12 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
     model_name = recipe["model"]["name"] if recipe else model.name
     dataset = (metrics or {}).get("dataset") or (provenance or {}).get("dataset")
     calibration = (metrics or {}).get("calibration")
-    signatures = {"serving_default": {"inputs": ["images"], "outputs": ["probabilities", "class_ids"],
-                                      "method": "tensorflow/serving/predict"}}
+    interface = serving_interface(model)
+    signatures = {"serving_default": {"inputs": interface.input_names, "outputs": interface.published_outputs,
+                                      "method": "tensorflow/serving/predict", "names": interface.describe()}}
     if mc_samples:
-        signatures["mc_dropout"] = {"inputs": ["images"], "outputs": ["mean", "stddev"], "samples": mc_samples,
-                                    "method": "tensorflow/serving/predict"}
+        signatures["mc_dropout"] = {"inputs": interface.input_names, "outputs": ["mean", "stddev"],
+                                    "samples": mc_samples, "method": "tensorflow/serving/predict"}
     card = {
         "model_details": {
             "name": name, "version": version, "model": model_name, "family": _family(model_name),
@@ -115,7 +118,7 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
             "dropout_at_inference": "off in serving_default and ONNX (verified); on only in mc_dropout" if mc_samples
             else "off (verified)",
         },
-        "input": _input_contract(model),
+        "input": _input_contract(model, interface),
         "training_data": None if dataset is None else {
             "dataset": dataset["name"], "classes": list(dataset["class_names"]),
             "split_sizes": {"train": dataset["num_train"], "validation": dataset["num_validation"],
@@ -132,25 +135,30 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
                              *(["model.onnx"] if "onnx" in formats else []), "verification.json",
                              CARD_MARKDOWN, CARD_JSON]},
     }
-    card["intended_use"] = _intended_use(card)
+    card["intended_use"] = _intended_use(card, interface)
     card["unknown"] = _unknown(card, why_no_run)
     return card
 
 
-def _intended_use(card: dict) -> dict:
+def _intended_use(card: dict, interface) -> dict:
     data, contract = card["training_data"], card["input"]
     shape = "x".join(str(d) for d in contract["shape"][1:])
     trained_on = f"{data['dataset']} ({', '.join(data['classes'])})" if data else "unknown data (no run directory)"
+    primary = (f"classify {shape} images of the classes it was trained on: {trained_on}" if interface.classifier else
+               f"compute {', '.join(interface.outputs)} from {', '.join(interface.input_names)} like the data it was "
+               f"trained on: {trained_on}")
     return {
-        "primary_use": f"classify {shape} images of the classes it was trained on: {trained_on}",
+        "primary_use": primary,
         "out_of_scope": [
             "images of other kinds, sizes or pixel ranges than the training data: the softmax still names one "
-            "of the trained classes, often confidently",
+            "of the trained classes, often confidently" if interface.classifier else "inputs of other kinds, sizes "
+            "or ranges than the training data: the outputs there are extrapolations nobody measured",
             "decisions about people, and any use where an error is costly without a human check",
         ],
         "limits": [
             "trained and tested only on the splits named under training_data; no other population was measured",
-            "probabilities are only as calibrated as the calibration section shows",
+            "probabilities are only as calibrated as the calibration section shows" if interface.softmax_outputs
+            else "no output is a probability: nothing here says how far off a prediction may be",
         ],
     }
 
@@ -223,7 +231,7 @@ def render_markdown(card: dict) -> str:
              "## Intended use", f"Primary use: {card['intended_use']['primary_use']}.", "",
              "Out of scope:", *[f"- {item}" for item in card["intended_use"]["out_of_scope"]], "",
              "## Input contract", *_table([
-                 ("input", f"`{contract['name']}` {contract['dtype']} {contract['shape']}"),
+                 *[("input", f"`{one['name']}` {one['dtype']} {one['shape']}") for one in contract.get("inputs", [contract])],
                  ("pixel range", contract["pixel_range"] or "unknown"),
                  ("preprocessing inside the model", contract["preprocessing_inside_model"] or "none")]), ""]
     lines += ["## Training data"]

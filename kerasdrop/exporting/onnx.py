@@ -1,5 +1,5 @@
-"""ONNX with tf2onnx: the same `serving_default` function, input `images`, outputs `probabilities`
-and `class_ids`, checked with `onnx.checker` (full check) at a stated opset."""
+"""ONNX with tf2onnx: the same `serving_default` function, so the same input and output names as the
+SavedModel (`interface.py`), checked with `onnx.checker` (full check) at a stated opset."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from typing import Sequence
 from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.errors import KerasdropError
 from kerasdrop.exporting import repository
+from kerasdrop.exporting.interface import keras_reference, serving_interface
 from kerasdrop.verification.report import Report
 
 FORMATS = ("savedmodel", "onnx")
@@ -35,6 +36,7 @@ class ExportResult:
     report: Report
     seconds: dict
     models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
+    interface: object = None  # interface.ServingInterface: the names serving_default publishes, and why
 
 
 def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -94,7 +96,7 @@ def export(
     seconds = {}
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
-    model, source, report = _verified_keras_model(model_or_path, seconds)
+    model, source, report = _verified_keras_model(model_or_path, seconds, mc_samples)
 
     # --- 2. write every format into a staging directory, 3. re-verify what was written ------------
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -117,14 +119,14 @@ def export(
     if models_config is not None:
         repository.write_models_config(repo, models_config, base_path)
     return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
-                        models_config=models_config)
+                        models_config=models_config, interface=serving_interface(model))
 
 
-def _verified_keras_model(model_or_path, seconds: dict):
+def _verified_keras_model(model_or_path, seconds: dict, mc_samples):
     """`(model, source file or None, report)` once the Keras model passed; raises ExportRefusedError if not."""
     import keras
 
-    from kerasdrop.exporting.savedmodel import check_classifier
+    from kerasdrop.exporting.savedmodel import check_mc_samples
     from kerasdrop.verification import probes, runtimes
     from kerasdrop.verification.api import verify_keras
 
@@ -134,7 +136,8 @@ def _verified_keras_model(model_or_path, seconds: dict):
     else:
         model, target, source = runtimes.load_keras_model(model_or_path), str(model_or_path), model_or_path
         recorded_range = probes.run_recorded_range(model_or_path)
-    check_classifier(model)
+    serving_interface(model)  # a model without declared inputs and outputs has no names to publish
+    check_mc_samples(model, mc_samples)
     report = Report(target=target, kind="export")
     # for_export: traced with training=False, so augmentation layers are neutralised (and listed).
     report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
@@ -151,13 +154,13 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
     from kerasdrop.exporting.onnx import write_onnx
     from kerasdrop.exporting.savedmodel import SERVING_SIGNATURE, write_savedmodel
     from kerasdrop.exporting.warmup import write_warmup
-    from kerasdrop.verification import numerical, runtimes
+    from kerasdrop.verification import numerical
     from kerasdrop.verification.api import verify_saved_model
 
     low, high = numerical.keras_probe_range(model)
     started = time.perf_counter()
     write_savedmodel(model, staging, mc_samples=mc_samples)
-    write_warmup(staging, name, model.input_shape[1:], low, high)
+    write_warmup(staging, name, serving_interface(model).inputs, low, high)
     seconds["savedmodel"] = time.perf_counter() - started
     if "onnx" in formats:
         started = time.perf_counter()
@@ -167,7 +170,7 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
     started = time.perf_counter()
     artefacts = Report(target=str(staging), kind="savedmodel")
     verify_saved_model(staging, probe_range=(low, high), report=artefacts,
-                       reference={"keras": runtimes.keras_runtime(model)})
+                       reference={"keras": keras_reference(model)})
     report.extend(artefacts)
     seconds["reverify"] = time.perf_counter() - started
     if not report.ok:

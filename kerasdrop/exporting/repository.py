@@ -174,27 +174,76 @@ def models_config_text(repo: pathlib.Path, base_path: str = "/models", existing:
 
     Every entry and field already there is kept (version_labels, model_version_policy, a hand-set
     base_path, models from elsewhere); a model of `repo` without an entry gets one, and an entry
-    without a base_path or platform gets export's.
+    without a base_path or platform gets export's. When export only adds entries (the usual case)
+    they are inserted into the file's own text, so every comment and its layout stay; when it must
+    fill a field into an existing entry the file is rewritten and only its leading comments stay.
     """
     from google.protobuf import text_format
 
     header, config = read_models_config(existing)
     entries = {entry.name: entry for entry in config.model_config_list.config}
+    added, filled = [], False
     for model_dir in sorted(path for path in pathlib.Path(repo).iterdir() if path.is_dir()):
         if not versions(model_dir):
             continue
         entry = entries.get(model_dir.name)
+        filled |= entry is not None and not (entry.base_path and entry.model_platform)
         if entry is None:
             entry = config.model_config_list.config.add()
             entry.name = model_dir.name
+            added.append(entry)
         if not entry.base_path:
             entry.base_path = f"{base_path.rstrip('/')}/{model_dir.name}"
         if not entry.model_platform:
             entry.model_platform = "tensorflow"
+    if existing is not None and existing.is_file():
+        kept = None if filled else _with_entries_appended(existing.read_text(), added)
+        if kept is not None and text_format.Parse(kept, type(config)()) == config:
+            return kept
     header = header or (f"# Kept by `kerasdrop export` for the model repository {repo}: every model with a published\n"
-                        f"# version; entries and fields written by hand are kept. TF Serving reads it with "
+                        f"# version; entries, fields and comments written by hand are kept (only the leading comments\n"
+                        f"# when export has to fill a field into an existing entry). TF Serving reads it with "
                         f"--model_config_file.\n")
     return header + text_format.MessageToString(config)
+
+
+def _closing_braces(text: str) -> list[int]:
+    """Positions of `}` outside strings and `#` comments (text format's only comment syntax)."""
+    positions, quote, index = [], None, 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            newline = text.find("\n", index)
+            index = len(text) if newline < 0 else newline
+        elif char == "}":
+            positions.append(index)
+        index += 1
+    return positions
+
+
+def _with_entries_appended(text: str, added: list) -> str | None:
+    """`text` with `added` entries inserted before the brace closing `model_config_list`; None if not found."""
+    from google.protobuf import text_format
+
+    if not added:
+        return text
+    braces = _closing_braces(text)
+    if not braces:
+        return None
+    close = braces[-1]  # model_config_list is the config's one top-level field
+    line_start = text.rfind("\n", 0, close) + 1
+    at = line_start if not text[line_start:close].strip() else close
+    blocks = "".join("  config {\n" + "".join(f"    {line}\n" for line in
+                                                text_format.MessageToString(entry).splitlines()) + "  }\n"
+                     for entry in added)
+    return text[:at] + ("" if at == line_start else "\n") + blocks + text[at:]
 
 
 def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str = "/models") -> pathlib.Path:

@@ -13,7 +13,16 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 WARMUP_BATCH_SIZES = (1, 8)
 
 
-def warmup_records(model_name: str, row_shape, low: float, high: float, signature: str = "serving_default"):
+def _warmup_array(spec, batch: int, low: float, high: float, rng) -> np.ndarray:
+    # A dimension the signature leaves open gets the verifier's probe size (8).
+    shape = (batch, *(8 if dim is None else int(dim) for dim in spec.row_shape))
+    values = rng.uniform(low, high, size=shape)
+    dtype = np.dtype(spec.dtype)
+    return (np.round(values) if np.issubdtype(dtype, np.integer) else values).astype(dtype)
+
+
+def warmup_records(model_name: str, inputs, low: float, high: float, signature: str = "serving_default"):
+    """PredictLogs of batches 1 and 8 for `inputs` (the signature's `ServedInput`s, by their own names)."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
@@ -22,18 +31,19 @@ def warmup_records(model_name: str, row_shape, low: float, high: float, signatur
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.signature_name = signature
-        images = rng.uniform(low, high, size=(batch, *row_shape)).astype("float32")
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+        for spec in inputs:
+            request.inputs[spec.name].CopyFrom(tf.make_tensor_proto(_warmup_array(spec, batch, low, high, rng)))
         yield prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
-def write_warmup(version_dir: pathlib.Path, model_name: str, row_shape, low: float, high: float) -> pathlib.Path:
+def write_warmup(version_dir: pathlib.Path, model_name: str, inputs, low: float, high: float) -> pathlib.Path:
+    """Writes the warmup file; `inputs`: the `ServedInput`s of `serving_default` (interface.py)."""
     import tensorflow as tf
 
     path = pathlib.Path(version_dir) / "assets.extra" / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in warmup_records(model_name, row_shape, low, high):
+        for record in warmup_records(model_name, inputs, low, high):
             writer.write(record.SerializeToString())
     return path
 

@@ -33,18 +33,25 @@ class ServingClient:
         self._stub = None
 
     def predict(self, model: str, images: np.ndarray, *, signature: str = "serving_default",
-                version: int | None = None) -> dict[str, np.ndarray]:
-        """Runs `images` (a batch) through the model; returns `{output name: array}`."""
+                version: int | None = None, input_name: str = "images") -> dict[str, np.ndarray]:
+        """Runs `images` (a batch) through the model's input `input_name`; returns `{output name: array}`."""
         images = np.asarray(images, dtype="float32")
         if self.protocol == "grpc":
-            return self._predict_grpc(model, images, signature, version)
+            return self._predict_grpc(model, images, signature, version, input_name)
         path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + ":predict"
-        body = {"signature_name": signature, "inputs": {"images": images.tolist()}}
+        body = {"signature_name": signature, "inputs": {input_name: images.tolist()}}
         outputs = self._post(path, body)["outputs"]
+        if not isinstance(outputs, dict):  # TF Serving omits the name of a signature's only output
+            (name,) = self._signature_outputs(model, signature)
+            outputs = {name: outputs}
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def status(self, model: str) -> dict:
         return self._get(f"/v1/models/{model}")
+
+    def _signature_outputs(self, model: str, signature: str) -> list[str]:
+        signature_map = self._get(f"/v1/models/{model}/metadata")["metadata"]["signature_def"]["signature_def"]
+        return list(signature_map[signature].get("outputs", {}))
 
     def signature_inputs(self, model: str) -> dict:
         """`{signature name: {input name: (dims, ...)}}` from the model's metadata, over REST or gRPC."""
@@ -95,7 +102,7 @@ class ServingClient:
                 message = error.reason
             raise ServingClientError(error.code, message) from None
 
-    def _predict_grpc(self, model, images, signature, version):
+    def _predict_grpc(self, model, images, signature, version, input_name):
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -105,7 +112,7 @@ class ServingClient:
         request.model_spec.signature_name = signature
         if version is not None:
             request.model_spec.version.value = version
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+        request.inputs[input_name].CopyFrom(tf.make_tensor_proto(images))
         try:
             response = self._grpc_stub().Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
@@ -114,12 +121,15 @@ class ServingClient:
 
 
 def load_images(paths, row_shape) -> np.ndarray:
-    """PNG/JPEG (resized to the model's input, native 0..255 values) or .npy files, as one batch."""
+    """PNG/JPEG (resized to the model's input, native 0..255 values) or .npy files, as one batch.
+
+    `row_shape`: the input's per-row shape; images need (height, width, channels), any shape takes .npy.
+    """
     import pathlib
 
     from PIL import Image
 
-    height, width, channels = row_shape
+    row_shape = tuple(row_shape)
     batch = []
     for path in map(pathlib.Path, paths):
         if not path.is_file():
@@ -128,11 +138,15 @@ def load_images(paths, row_shape) -> np.ndarray:
             array = np.load(path).astype("float32")
             if array.shape == tuple(row_shape):
                 batch.append(array)
-            elif array.ndim == 4 and array.shape[1:] == tuple(row_shape):
+            elif array.ndim == len(row_shape) + 1 and array.shape[1:] == row_shape:
                 batch.extend(array)
             else:
-                raise InvalidArgumentError(f"{path} holds shape {array.shape}; expected {tuple(row_shape)} or (N, *{tuple(row_shape)})")
+                raise InvalidArgumentError(f"{path} holds shape {array.shape}; expected {row_shape} or (N, *{row_shape})")
             continue
+        if len(row_shape) != 3:
+            raise InvalidArgumentError(f"{path}: the model's input takes rows of shape {row_shape}, not images; "
+                                       f"expected a .npy file of shape {row_shape} or (N, *{row_shape})")
+        height, width, channels = row_shape
         try:
             with Image.open(path) as image:
                 image = image.convert("L" if channels == 1 else "RGB").resize((width, height))

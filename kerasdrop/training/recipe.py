@@ -91,6 +91,18 @@ class Recipe:
         """Sets `"training.epochs"` (or a bare unique key like `"epochs"`) after checking its type."""
         section_name, name, annotation = _resolve_key(key)
         setattr(getattr(self, section_name), name, _coerce(value, annotation, f"{section_name}.{name}"))
+        # Keys a recipe, dict or flag set: the model's training defaults never replace them.
+        self.__dict__.setdefault("given_keys", set()).add(f"{section_name}.{name}")
+
+    def apply_model_defaults(self) -> None:
+        """Sets the model's registered training defaults (zoo/training_defaults.py) on every key not given."""
+        from kerasdrop.zoo.registry import training_defaults
+
+        given = self.__dict__.get("given_keys", set())
+        for key, value in training_defaults(self.model.name).items():
+            if key not in given:
+                section_name, name, _ = _resolve_key(key)
+                setattr(getattr(self, section_name), name, value)
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -199,6 +211,7 @@ def recipe_from_dict(data: dict, *, source: str = "recipe") -> Recipe:
         for key, value in values.items():
             recipe.set(f"{section_name}.{key}", value)
     check_recipe(recipe)
+    recipe.apply_model_defaults()
     return recipe
 
 
@@ -295,4 +308,5 @@ def resolve_recipe(recipe_or_kwargs: Recipe | str | os.PathLike | dict | None, o
     for key, value in overrides:
         recipe.set(key, value)
     check_recipe(recipe)
+    recipe.apply_model_defaults()  # after the overrides: `--model` picks whose defaults apply
     return recipe

@@ -28,6 +28,13 @@ def _class_mismatch(actual, expected, probabilities) -> int:
     return int(mismatch.sum())
 
 
+def _scores_of(key: str):
+    """The output whose argmax an integer output is: `probabilities` for `class_ids`, `X` for `X_class_ids`."""
+    if key == "class_ids":
+        return "probabilities"
+    return key.removesuffix("_class_ids") if key.endswith("_class_ids") else None
+
+
 def _compare(name: str, reference_name: str, reference: dict, outputs: dict, size, report: Report) -> None:
     missing = sorted(set(reference) - set(outputs))
     if missing:
@@ -40,7 +47,7 @@ def _compare(name: str, reference_name: str, reference: dict, outputs: dict, siz
             report.add(CHECK, "error", f"{name} {key} batch {size}", f"shape {actual.shape} differs from "
                        f"{reference_name}'s {expected.shape}", "re-export; check the dynamic batch dimension")
         elif np.issubdtype(expected.dtype, np.integer) and np.issubdtype(actual.dtype, np.integer):
-            mismatched = _class_mismatch(actual, expected, reference.get("probabilities"))
+            mismatched = _class_mismatch(actual, expected, reference.get(_scores_of(key)))
             if mismatched:
                 report.add(CHECK, "error", f"{name} {key} batch {size}", f"{mismatched} of {actual.size} values "
                            f"differ from {reference_name}", "re-export; the converted graph computes something else")

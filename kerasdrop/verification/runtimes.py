@@ -55,17 +55,6 @@ def call_keras(model, inputs: dict, training):
     return model(packed, training=training) if training is not None else model(packed)
 
 
-def keras_runtime(model):
-    """The Keras model as kerasdrop's `serving_default` computes it: probabilities and class ids."""
-    import tensorflow as tf
-
-    def run(inputs):
-        probabilities = np.asarray(call_keras(model, inputs, False))
-        return {"probabilities": probabilities, "class_ids": np.asarray(tf.argmax(probabilities, axis=-1))}
-
-    return run
-
-
 def load_saved_model(directory: str | pathlib.Path):
     import tensorflow as tf
 

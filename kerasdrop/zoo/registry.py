@@ -145,6 +145,13 @@ def model_info(model_name: str) -> ModelInfo:
     )
 
 
+def training_defaults(model_name: str) -> dict[str, Any]:
+    """`{recipe key: value}` a training run of `model_name` starts from where its recipe sets nothing."""
+    from kerasdrop.zoo.training_defaults import FAMILY_TRAINING_DEFAULTS
+
+    return dict(FAMILY_TRAINING_DEFAULTS.get(model_info(model_name).family, {}))
+
+
 def create_model(
     model_name: str,
     /,

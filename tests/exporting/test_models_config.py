@@ -87,16 +87,45 @@ def test_a_config_that_cannot_be_merged_refuses_the_export_before_anything_is_pu
     assert "nmae" in (repo / "models.config").read_text(), "the user's file is left as it is"
 
 
-def test_a_model_that_is_not_a_softmax_classifier_is_refused_not_mislabelled(tmp_path, capsys):
-    import keras
+COMMENTED = """# Our cluster's models.
+model_config_list {
+  # lenet5: stable is what the shop calls; canary gets 5% (see runbook).
+  config {
+    name: "lenet5"  # do not rename: dashboards key on it
+    base_path: "/mnt/models/lenet5"
+    model_platform: "tensorflow"
+    version_labels { key: "stable" value: 7 }
+  }
+  # a model served from another repository
+  config { name: "other" base_path: "/other/other" model_platform: "tensorflow" }
+}
+# end of the hand-written part
+"""
 
-    from kerasdrop.cli import main
 
-    inputs = keras.Input((3,), name="features")
-    regressor = keras.Model(inputs, keras.layers.Dense(2, name="value")(inputs), name="regressor")
-    with pytest.raises(ValueError, match="^Invalid value received for argument `model`. Expected a classifier whose"):
-        export(regressor, name="regressor", repo=tmp_path / "export")
-    regressor.save(tmp_path / "regressor.keras")
-    assert main(["export", str(tmp_path / "regressor.keras"), "--name", "r", "--repo", str(tmp_path / "export")]) == 2
-    assert "with activation 'linear'" in capsys.readouterr().err
-    assert not (tmp_path / "export" / "r").exists() and not (tmp_path / "export" / "regressor").exists()
+def test_comments_anywhere_in_the_file_survive_a_merge_that_adds_a_model(tmp_path):
+    repo = _fake_repository(tmp_path / "repo", lenet5=[7], new_model=[1])
+    config = tmp_path / "models.config"
+    config.write_text(COMMENTED)
+    write_models_config(repo, config)
+    text = config.read_text()
+    for line in COMMENTED.splitlines():
+        assert line in text, f"lost: {line!r}"
+    entries = {entry.name: entry for entry in _parse(config).model_config_list.config}
+    assert list(entries) == ["lenet5", "other", "new_model"]
+    assert (entries["new_model"].base_path, entries["new_model"].model_platform) == ("/models/new_model", "tensorflow")
+    assert text.index('name: "new_model"') < text.index("# end of the hand-written part")
+    before = text
+    write_models_config(repo, config)
+    assert config.read_text() == before, "merging again changes nothing"
+
+
+def test_filling_a_field_into_a_hand_written_entry_keeps_the_leading_comments_as_documented(tmp_path):
+    repo = _fake_repository(tmp_path / "repo", lenet5=[1])
+    config = tmp_path / "models.config"
+    config.write_text("# leading\nmodel_config_list {\n  # inner\n  config { name: \"lenet5\" }\n}\n")
+    write_models_config(repo, config)
+    text = config.read_text()
+    assert text.startswith("# leading\n") and "# inner" not in text
+    (entry,) = _parse(config).model_config_list.config
+    assert (entry.base_path, entry.model_platform) == ("/models/lenet5", "tensorflow")

@@ -49,6 +49,21 @@ def test_docker_compose_runs_tf_serving_on_the_export_repository():
         assert (SERVE / source).exists(), f"{source} is mounted but missing"
 
 
+def test_kubernetes_reads_the_models_config_export_keeps_not_a_copy():
+    """A models.config in the ConfigMap went stale as soon as a second model was exported."""
+    documents = list(yaml.safe_load_all((SERVE / "k8s" / "tf-serving.yaml").read_text()))
+    kinds = {document["kind"]: document for document in documents}
+    assert "models.config" not in kinds["ConfigMap"]["data"]
+    (container,) = kinds["Deployment"]["spec"]["template"]["spec"]["containers"]
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in container["args"])
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    # export's default --models-config is <repo>/models.config; the repository is mounted at `models`.
+    assert flags["model_config_file"] == f"{mounts['models']}/models.config"
+    from kerasdrop.exporting.repository import MODELS_CONFIG_BESIDE_REPO
+
+    assert MODELS_CONFIG_BESIDE_REPO == "{repo}/models.config"
+
+
 def test_kubernetes_manifests():
     documents = list(yaml.safe_load_all((SERVE / "k8s" / "tf-serving.yaml").read_text()))
     kinds = {document["kind"]: document for document in documents}
@@ -57,11 +72,7 @@ def test_kubernetes_manifests():
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"] == labels == kinds["Service"]["spec"]["selector"]
     assert kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
     config = kinds["ConfigMap"]["data"]
-    text_format.Parse(config["models.config"], model_server_config_pb2.ModelServerConfig())
     for name in ("batching.config", "monitoring.config"):  # the ConfigMap carries the same files
         assert config[name].strip() == "\n".join(
             line for line in (SERVE / name).read_text().splitlines() if not line.startswith("#")).strip()

@@ -103,4 +103,4 @@ def test_overrides_do_not_change_the_callers_recipe():
 
 
 def test_provenance_section_is_accepted_and_ignored():
-    assert recipe_from_dict({"provenance": {"tensorflow": "2.21.0"}}) == Recipe()
+    assert recipe_from_dict({"provenance": {"tensorflow": "2.21.0"}}) == recipe_from_dict({})
