@@ -1,4 +1,4 @@
-"""`kerasdrop serve`: TF Serving's REST and gRPC APIs over a model repository."""
+"""`kerasdrop serve`: TF Serving's REST and gRPC APIs and the Open Inference Protocol (v2) over a model repository."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 
 def register(commands) -> None:
     serve = commands.add_parser(
-        "serve", help="serve a model repository over TF Serving's REST and gRPC APIs",
-        description="TF Serving's protocol over the repository `kerasdrop export` writes. Defaults as TF Serving's.",
+        "serve", help="serve a model repository over TF Serving's REST and gRPC APIs and the Open Inference Protocol",
+        description="TF Serving's protocol and the Open Inference Protocol (v2) over the repository `kerasdrop "
+                    "export` writes. Defaults as TF Serving's.",
     )
     serve.add_argument("--repo", default="export", help="model repository (default: export)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
@@ -46,6 +47,9 @@ def register(commands) -> None:
                             f"and one metrics page (default: min(2, CPU cores) = {DEFAULT_WORKERS})")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
+    serve.add_argument("--require-verification", action="store_true",
+                       help="serve only versions whose verification.json reports a pass (default: off, so any "
+                            "TF Serving repository serves)")
     serve.set_defaults(handler=run_serve)
 
 
@@ -68,7 +72,8 @@ def run_serve(args: argparse.Namespace) -> int:
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
                          max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
                          max_elements=args.max_elements, request_timeout=args.request_timeout,
-                         drain_seconds=args.drain_seconds, workers=args.workers)
+                         drain_seconds=args.drain_seconds, workers=args.workers,
+                         require_verification=args.require_verification)
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")

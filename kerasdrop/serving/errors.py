@@ -28,6 +28,13 @@ class ServingError(KerasdropError):
         return self._http_status or self.http_statuses.get(self.code, 500)
 
 
+def grpc_status_code(code: str):
+    """The grpc.StatusCode named by a ServingError's code (INTERNAL for a name gRPC does not have)."""
+    import grpc
+
+    return getattr(grpc.StatusCode, code, grpc.StatusCode.INTERNAL)
+
+
 def invalid(message: str) -> ServingError:
     return ServingError("INVALID_ARGUMENT", message)
 

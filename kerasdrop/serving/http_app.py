@@ -1,7 +1,8 @@
 """The HTTP front: a minimal ASGI app for uvicorn (httptools), routing to protocol routers.
 
 A router (one per protocol, registered in protocols.py) has `claims(path)` and a synchronous
-`answer(method, path, body) -> (status, bytes, content type)`,
+`answer(method, path, body) -> (status, bytes, content type)` (a router with `takes_headers` also
+gets the request headers and returns a fourth item, extra response headers),
 which runs on a thread pool so that JSON and inference work never block the event loop. The app
 reads a body only up to the limit (a Content-Length over it is refused before reading; a chunked
 body is cut off when it passes the limit) and answers anything it cannot route with 4xx JSON.
@@ -59,9 +60,11 @@ class HttpApp:
             status, data, headers = _json_error(413, str(error), [(b"connection", b"close")])
             return status, data, "application/json", headers
         loop = asyncio.get_running_loop()
-        status, data, content_type = await loop.run_in_executor(
-            self.executor, functools.partial(router.answer, method, path, body))
-        return status, data, content_type, []
+        call = functools.partial(router.answer, method, path, body)
+        if getattr(router, "takes_headers", False):
+            call = functools.partial(call, headers=scope["headers"])
+        status, data, content_type, *extra = await loop.run_in_executor(self.executor, call)
+        return status, data, content_type, extra[0] if extra else []
 
     async def _read_body(self, scope, receive) -> bytearray:
         """The body in one buffer sized from Content-Length when given (no second copy of a large

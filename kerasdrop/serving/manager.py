@@ -1,7 +1,8 @@
 """The model manager: which versions of which models are loaded, and running requests on them.
 
 Like TF Serving (availability-preserving policy): a new version is loaded and warmed up (its
-`assets.extra/tf_serving_warmup_requests` replayed) before it takes traffic, and versions the
+`assets.extra/tf_serving_warmup_requests` replayed, and its answers checked against its golden.json
+when it has one: `golden.py`) before it takes traffic, and versions the
 policy no longer wants are unloaded only once a wanted version of the model serves. A version that
 fails to load is logged with its path and reason and retried with backoff; what serves stays.
 """
@@ -20,6 +21,7 @@ from kerasdrop.serving.admission import Admission
 from kerasdrop.serving.backends import find_signature, load_backend
 from kerasdrop.serving.batching import Batcher
 from kerasdrop.serving.errors import invalid, not_found
+from kerasdrop.serving.golden import require_passing_verification, warm_up
 from kerasdrop.serving.inputs import validate_inputs
 from kerasdrop.serving.metrics import UNKNOWN_MODEL, Metrics
 from kerasdrop.serving.repository import ModelsConfig, RepositoryScanner, VersionPolicy, read_models_config
@@ -52,7 +54,7 @@ class _Failure:
 
 def _fingerprint(path: pathlib.Path) -> tuple:
     stats = []
-    for name in ("saved_model.pb", "model.onnx", "variables"):
+    for name in ("saved_model.pb", "model.onnx", "variables", "golden.json", "verification.json"):
         try:
             stat = (path / name).stat()
             stats.append((name, stat.st_size, stat.st_mtime_ns))
@@ -64,8 +66,10 @@ def _fingerprint(path: pathlib.Path) -> tuple:
 class ModelManager:
     def __init__(self, repo, *, backend: str = "tf", policy: VersionPolicy = VersionPolicy(),
                  models: dict[str, pathlib.Path] | None = None, models_config=None, batching: dict | None = None,
-                 metrics: Metrics | None = None, admission: Admission | None = None, request_timeout: float = 30.0):
-        """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead."""
+                 metrics: Metrics | None = None, admission: Admission | None = None, request_timeout: float = 30.0,
+                 require_verification: bool = False):
+        """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead.
+        `require_verification`: load only versions whose verification.json reports a pass."""
         self.scanner = RepositoryScanner(repo, models)
         self.backend = backend
         self.policy = policy
@@ -74,6 +78,9 @@ class ModelManager:
         self.metrics = metrics or Metrics()
         self.admission = admission or Admission()
         self.request_timeout = request_timeout
+        self.require_verification = require_verification
+        self.draining = False  # set when the server stops accepting: not ready any more
+        self._offered: set[str] = set()  # the models the repository offered at the last sync
         self._lock = threading.Lock()
         self._loaded: dict[str, dict[int, LoadedVersion]] = {}
         self._config = ModelsConfig()
@@ -109,6 +116,7 @@ class ModelManager:
         """Loads wanted versions (warmed up before they serve), then retires what they replace."""
         self._reload_config()
         wanted = self.wanted()
+        self._offered = {name for name, versions in wanted.items() if versions}
         for name, versions in wanted.items():
             for version, path in versions.items():
                 if version not in self._loaded.get(name, {}):
@@ -152,8 +160,12 @@ class ModelManager:
             log.info("unloaded %s version %s", loaded.name, loaded.version)
 
     def _load(self, name: str, version: int, path: pathlib.Path) -> LoadedVersion:
+        if self.require_verification:
+            require_passing_verification(path)
         loaded = LoadedVersion(name, version, path, load_backend(self.backend, path))
-        self._warm_up(loaded)
+        if warm_up(path, loaded.backend, self.backend) is not None:
+            log.info("%s version %s answered its golden requests within tolerance (%s backend)", name, version,
+                     self.backend)
         if self.batching:
             for signature in loaded.backend.signature_names():
                 if _batchable(loaded.backend.signature_defs[signature]):
@@ -165,22 +177,6 @@ class ModelManager:
                         in_flight=lambda n=name: self.admission.local_inflight(n),
                     )
         return loaded
-
-    def _warm_up(self, loaded: LoadedVersion) -> None:
-        path = loaded.path / "assets.extra" / "tf_serving_warmup_requests"
-        if not path.is_file():
-            return
-        import tensorflow as tf
-
-        from kerasdrop.exporting.warmup import read_warmup
-
-        for record in read_warmup(path):
-            if record.WhichOneof("log_type") != "predict_log":
-                continue
-            request = record.predict_log.request
-            signature = request.model_spec.signature_name or "serving_default"
-            if signature in loaded.backend.signature_names():
-                loaded.backend.run(signature, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
 
     def start_polling(self, seconds: float) -> None:
         def loop():
@@ -201,6 +197,29 @@ class ModelManager:
             loaded = [version for versions in self._loaded.values() for version in versions.values()]
         for version in loaded:
             version.stop_batchers()
+
+    def readiness(self) -> tuple[bool, str]:
+        """`(ready, why not)`: not while draining, not with no model loaded, not while a model the
+        repository offers has no version serving (its versions failed to load or to answer correctly)."""
+        if self.draining:
+            return False, "the server is draining (shutting down)"
+        with self._lock:
+            loaded = {name for name, versions in self._loaded.items() if versions}
+        missing = sorted(self._offered - loaded)
+        if missing:
+            return False, f"no version of {', '.join(missing)} serves yet (loading, or failed: see the log)"
+        if not loaded:
+            return False, "no model is loaded"
+        return True, ""
+
+    def offers(self, name: str) -> bool:
+        """Whether the repository offered the model at the last sync (served or not)."""
+        return name in self._offered
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        with self._lock:
+            versions = self._loaded.get(name, {})
+            return bool(versions) if version is None else version in versions
 
     # --- requests -------------------------------------------------------------------------------
 

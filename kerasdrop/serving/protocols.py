@@ -35,7 +35,20 @@ def _tf_serving_grpc(manager) -> list:
     return tf_serving_services(manager)
 
 
-PROTOCOLS: list[Protocol] = [Protocol("tf-serving", _tf_serving_rest, _tf_serving_grpc)]
+def _open_inference_rest(manager) -> list:
+    from kerasdrop.serving.oip.rest import OipRest
+
+    return [OipRest(manager)]
+
+
+def _open_inference_grpc(manager) -> list:
+    from kerasdrop.serving.oip.grpc_service import open_inference_services
+
+    return open_inference_services(manager)
+
+
+PROTOCOLS: list[Protocol] = [Protocol("tf-serving", _tf_serving_rest, _tf_serving_grpc),
+                             Protocol("open-inference", _open_inference_rest, _open_inference_grpc)]
 
 
 def rest_routers(manager) -> list:

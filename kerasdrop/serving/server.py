@@ -1,4 +1,5 @@
-"""`kerasdrop serve`: the model manager behind TF Serving's REST and gRPC APIs, with a draining stop.
+"""`kerasdrop serve`: the model manager behind TF Serving's REST and gRPC APIs and the Open Inference
+Protocol (v2) on the same ports, with a draining stop.
 
 REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpcio's server; in every worker
 process. The protocols (their REST routers and gRPC services) come from protocols.py. On SIGTERM or
@@ -44,6 +45,7 @@ class ServeConfig:
     max_elements: int = DEFAULT_MAX_ELEMENTS  # per input tensor of one request
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
+    require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
     workers: int = 1  # processes serving REST (one shared listening socket) and gRPC (one SO_REUSEPORT group)
     rest_fd: int | None = None  # set in a worker: the inherited REST socket
@@ -95,7 +97,8 @@ class Server:
             pathlib.Path(config.repo) if config.models is None else None, backend=config.backend,
             policy=VersionPolicy.parse(config.version_policy), models=config.models,
             models_config=config.models_config, batching=batching,
-            admission=Admission(config.max_inflight, config.max_elements), request_timeout=config.request_timeout)
+            admission=Admission(config.max_inflight, config.max_elements), request_timeout=config.request_timeout,
+            require_verification=config.require_verification)
         self.rest_port = None
         self.grpc_port = None
         self.grpc = None
@@ -231,6 +234,7 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        self.manager.draining = True  # readiness answers false from now on
         grace = self.config.drain_seconds if grace is None else grace
         for worker in self._workers:  # they drain in parallel with this process
             worker.send_signal(signal.SIGTERM)

@@ -63,3 +63,25 @@ def exported_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo") / "export"
     export(model, name="lenet5", repo=repo, mc_samples=8, models_config=None)
     return repo, model
+
+
+def write_golden(version_dir, *, backend="tf", edit=None):
+    """golden.json as `kerasdrop export` writes it (the shared contract): the outputs the version gives
+    for its warmup requests on `serving_default`, with the verifier's tolerance. `edit(document)`
+    may change it before it is written (a tampered copy)."""
+    import pathlib
+
+    from kerasdrop.serving.backends import load_backend
+    from kerasdrop.serving.golden import DEFAULT_REQUESTS, replay
+    from kerasdrop.verification.numerical import TOLERANCE
+
+    version_dir = pathlib.Path(version_dir)
+    answers = replay(version_dir / DEFAULT_REQUESTS, load_backend(backend, version_dir), "serving_default")
+    document = {"format": 1, "requests": DEFAULT_REQUESTS, "signature": "serving_default",
+                "outputs": [{key: value.tolist() for key, value in answer.items()} for answer in answers],
+                "dtypes": {key: str(value.dtype) for key, value in answers[0].items()},
+                "tolerance": dict(TOLERANCE)}
+    if edit is not None:
+        edit(document)
+    (version_dir / "golden.json").write_text(json.dumps(document))
+    return document
