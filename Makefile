@@ -46,8 +46,9 @@ bench: $(STAMP)
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # The dropout studies of README "Dropout measured as the literature measures it": data-size sweeps
-# (36 runs per model, one process each) and calibration / MC averaging of the full-data dropout-0.5
-# runs. Runs go to runs/studies/ (finished runs are reused); summaries are copied to models/studies/.
+# (36 runs per model in one process, on one compiled model per dropout rate: a TrainingSession) and
+# calibration / MC averaging of the full-data dropout-0.5 runs. Runs go to runs/studies/ (finished
+# runs are reused); summaries are copied to models/studies/.
 STUDY_SIZES := 50,100,200,400,800,all
 studies: $(STAMP)
 	for model in mlp lenet5; do \

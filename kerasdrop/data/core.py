@@ -97,23 +97,45 @@ def load_dataset(
     Returns:
         A `Datasets` with batched, prefetched pipelines and a `DatasetInfo`.
     """
-    kind, rest = parse_dataset_spec(spec)
+    parse_dataset_spec(spec)
     _check_loading_arguments(batch_size=batch_size, validation_fraction=validation_fraction,
                              test_fraction=test_fraction, image_size=image_size, train_size=train_size)
-    shuffle_seed, seed = seed, (seed if split_seed is None else split_seed)
+    split = load_split(spec, seed=seed if split_seed is None else split_seed, validation_fraction=validation_fraction,
+                       test_fraction=test_fraction, data_dir=data_dir)
+    return datasets_from_split(split, spec, batch_size=batch_size, seed=seed, image_size=image_size,
+                               shuffle_buffer=shuffle_buffer, cache=cache, train_size=train_size)
 
-    split = _load_split(kind, rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
-                        data_dir=data_dir)
 
+def load_split(spec: str, *, seed: int = 0, validation_fraction: float = 0.1, test_fraction: float = 0.2,
+               data_dir: str | None = None) -> Split:
+    """The source's unbatched train/validation/test `Split`, split with `seed` (see `load_dataset`).
+
+    A study loads it once and builds each run's pipelines from it with `datasets_from_split`.
+    """
+    kind, rest = parse_dataset_spec(spec)
+    _check_loading_arguments(validation_fraction=validation_fraction, test_fraction=test_fraction)
+    return _load_split(kind, rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
+                       data_dir=data_dir)
+
+
+def datasets_from_split(split: Split, spec: str, *, batch_size: int = 64, seed: int = 0,
+                        image_size: tuple[int, int] | None = None, shuffle_buffer: int = 10_000, cache: bool = True,
+                        train_size: int | None = None, train_labels=None) -> Datasets:
+    """`load_dataset`'s pipelines and `DatasetInfo` from a loaded `split` (`spec` names it in the info).
+
+    `train_labels`: the split's training labels (`split_labels(split)`), when the caller keeps them,
+    so a stratified subset does not read the training split again.
+    """
+    _check_loading_arguments(batch_size=batch_size, image_size=image_size, train_size=train_size)
     num_train_full = None
     if train_size is not None:
         num_train_full = split.num_train
-        split = stratified_subset(split, train_size, seed=shuffle_seed)
+        split = stratified_subset(split, train_size, seed=seed, labels=train_labels)
     input_shape = split.input_shape
     if image_size is not None:
         input_shape = (image_size[0], image_size[1], input_shape[2])
     pipelines = [
-        batched_pipeline(dataset, batch_size=batch_size, seed=shuffle_seed, shuffle=(name == "train"), cache=cache,
+        batched_pipeline(dataset, batch_size=batch_size, seed=seed, shuffle=(name == "train"), cache=cache,
                          image_size=image_size, shuffle_buffer=shuffle_buffer,
                          examples_per_epoch=num_train_full if name == "train" else None)
         for name, dataset in (("train", split.train), ("validation", split.validation), ("test", split.test))
@@ -127,7 +149,8 @@ def load_dataset(
     return Datasets(*pipelines, info=info)
 
 
-def _check_loading_arguments(*, batch_size, validation_fraction, test_fraction, image_size, train_size) -> None:
+def _check_loading_arguments(*, batch_size=1, validation_fraction=0.1, test_fraction=0.1, image_size=None,
+                             train_size=None) -> None:
     for argument, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value < 0.5:
             raise invalid_argument(argument, "a fraction in (0, 0.5)", value)
@@ -189,8 +212,19 @@ def batched_pipeline(dataset, *, batch_size, seed, shuffle, cache=True, image_si
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def stratified_subset(split: Split, train_size: int, *, seed: int) -> Split:
-    """The split with its training part cut to `train_size` examples, every class kept in proportion."""
+def split_labels(split: Split):
+    """The training split's labels as one NumPy array, read in large batches (not example by example)."""
+    import numpy as np
+
+    labels = split.train.map(lambda image, label: label).batch(65_536)
+    return np.concatenate([np.asarray(batch) for batch in labels.as_numpy_iterator()]).astype(np.int64)
+
+
+def stratified_subset(split: Split, train_size: int, *, seed: int, labels=None) -> Split:
+    """The split with its training part cut to `train_size` examples, every class kept in proportion.
+
+    `labels`: the training labels (`split_labels(split)`) when already known.
+    """
     import numpy as np
     import tensorflow as tf
     from sklearn.model_selection import train_test_split
@@ -199,7 +233,7 @@ def stratified_subset(split: Split, train_size: int, *, seed: int) -> Split:
         raise invalid_argument("train_size", f"at most the {split.num_train} examples of the training split", train_size)
     if train_size == split.num_train:
         return split
-    labels = np.array([int(label) for _, label in split.train.as_numpy_iterator()])
+    labels = split_labels(split) if labels is None else labels
     classes = len(np.unique(labels))
     if train_size < classes:
         raise invalid_argument("train_size", f"at least one example per class ({classes})", train_size)

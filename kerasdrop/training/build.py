@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from kerasdrop._keras_compat import MULTI_WORKER_STEPS_PER_EXECUTION
 from kerasdrop.training import artifacts
 from kerasdrop.training.recipe import Recipe
+
 
 def recipe_datasets(recipe: Recipe):
     """The recipe's train/validation/test pipelines, split exactly as its run was."""
@@ -18,6 +20,13 @@ def recipe_datasets(recipe: Recipe):
         data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
         train_size=recipe.data.train_size, split_seed=recipe.data.split_seed,
     )
+
+
+def recipe_split_arguments(recipe: Recipe) -> dict:
+    """`kerasdrop.data.core.load_split`'s arguments for the recipe: what its train/validation/test split depends on."""
+    return {"spec": recipe.data.dataset, "data_dir": recipe.data.data_dir,
+            "seed": recipe.training.seed if recipe.data.split_seed is None else recipe.data.split_seed,
+            "validation_fraction": recipe.data.validation_fraction, "test_fraction": recipe.data.test_fraction}
 
 
 def _optimizer(name: str, learning_rate: float):
@@ -45,29 +54,35 @@ def compile_for_training(model, training, *, steps_per_epoch: int) -> None:
     )
 
 
-def build_compiled_model(recipe: Recipe, info, strategy):
-    """The recipe's zoo model for the data set, compiled for training inside the strategy's scope."""
-    import keras
-
+def build_model(recipe: Recipe, info, strategy):
+    """The recipe's zoo model for the data set, not compiled; its initial weights come from the global seed."""
     from kerasdrop.zoo import create_model
 
+    with precision_policy(recipe.training.precision), strategy.scope():
+        return create_model(
+            recipe.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
+            input_range=info.pixel_range,
+            dense_units=tuple(recipe.model.dense_units) if recipe.model.dense_units is not None else None,
+            dropout=recipe.model.dropout, dropout_kind=recipe.model.dropout_kind,
+            conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
+        )
+
+
+def steps_per_epoch(recipe: Recipe, info) -> int:
+    return math.ceil((info.num_train_full or info.num_train) / recipe.training.batch_size)
+
+
+@contextlib.contextmanager
+def precision_policy(policy: str):
+    """Keras' global dtype policy set to `policy` inside the block, and restored after it."""
+    import keras
+
     previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(recipe.training.precision)
+    keras.mixed_precision.set_global_policy(policy)
     try:
-        with strategy.scope():
-            model = create_model(
-                recipe.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
-                input_range=info.pixel_range,
-                dense_units=tuple(recipe.model.dense_units) if recipe.model.dense_units is not None else None,
-                dropout=recipe.model.dropout, dropout_kind=recipe.model.dropout_kind,
-                conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
-            )
-            examples = info.num_train_full or info.num_train
-            compile_for_training(model, recipe.training,
-                                 steps_per_epoch=math.ceil(examples / recipe.training.batch_size))
+        yield
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    return model
 
 
 def evaluate_trained(model, data, history: list[dict], monitor: str) -> dict:

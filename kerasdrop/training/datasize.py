@@ -35,10 +35,13 @@ def size_label(size: int | None) -> str:
 
 def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
                    train_sizes: Sequence[int | None], verbose=0, progress=None) -> dict:
-    """Trains every (size, rate, seed) in one process (TensorFlow and the data loaded once) and summarises."""
+    """Trains every (size, rate, seed) in one process and one `TrainingSession` (the data loaded once,
+    one compiled model per rate) and summarises."""
     from kerasdrop.training.progress import SweepProgress
+    from kerasdrop.training.session import TrainingSession
 
     sizes = check_train_sizes(train_sizes)
+    session = TrainingSession()
     reporter = SweepProgress(progress, len(sizes) * len(rates) * seeds)
     started = time.perf_counter()
     entries = []
@@ -49,7 +52,7 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
             for seed in range(base.training.seed, base.training.seed + seeds):
                 runs.append(run_once(
                     base, out / f"size-{size_label(size)}" / f"rate-{rate:g}" / f"seed-{seed}", verbose=verbose,
-                    reporter=reporter, label=f"size {size_label(size)}, rate {rate:g}, seed {seed}",
+                    reporter=reporter, session=session, label=f"size {size_label(size)}, rate {rate:g}, seed {seed}",
                     overrides=[("model.dropout", rate), ("training.seed", seed), ("data.train_size", size),
                                ("data.split_seed", base.training.seed)]))
             per_rate.append(_summarise_runs(rate, runs))
@@ -64,6 +67,7 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
         "seeds": seeds,
         "rates": rates,
         "sizes": entries,
+        "compiled_models": session.models_compiled,
         "fit_seconds": round(sum(rate["fit_seconds"] for entry in entries for rate in entry["rates"]), 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
@@ -73,11 +77,11 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
     return summary
 
 
-def run_once(base, run_dir: pathlib.Path, *, overrides, verbose, reporter, label: str) -> Run:
+def run_once(base, run_dir: pathlib.Path, *, overrides, verbose, reporter, label: str, session=None) -> Run:
     """The finished run in `run_dir`: loaded if done, else trained (an interrupted one again, from the start).
 
     Study runs are short, so they skip the per-epoch backup that `--resume` needs and are trained
-    again when interrupted (bench/study_run.py measures what the backup costs).
+    again when interrupted (bench/study_backup.py measures what the backup costs).
     """
     if (run_dir / "metrics.json").is_file():
         reporter.reused(label)
@@ -85,7 +89,8 @@ def run_once(base, run_dir: pathlib.Path, *, overrides, verbose, reporter, label
     if run_dir.exists():
         shutil.rmtree(run_dir)  # interrupted: only this study wrote it, and it holds no finished result
     callbacks = reporter.start(label, base.training.epochs)
-    run = train(base, out=run_dir, verbose=verbose, overrides=overrides, backup=False, callbacks=callbacks)
+    run = train(base, out=run_dir, verbose=verbose, overrides=overrides, backup=False, callbacks=callbacks,
+                session=session)
     reporter.finish()
     return run
 

@@ -18,13 +18,13 @@ from typing import Any, Sequence
 from kerasdrop._keras_compat import multi_worker_fit
 from kerasdrop.errors import RunDirectoryError, TrainingDivergedError
 from kerasdrop.training import artifacts
-from kerasdrop.training.build import (
-    build_compiled_model, compile_for_training, describe_dropout, evaluate_trained, recipe_datasets,
-)
+from kerasdrop.training.build import compile_for_training, describe_dropout, evaluate_trained
+from kerasdrop.training.checkpoint import best_in_memory_checkpoint
 from kerasdrop.training.recipe import Recipe, RecipeError, load_recipe, resolve_recipe
 from kerasdrop.training.run import (
     DEFAULT_RUNS_DIR, Run, default_run_dir, prepare_run_dir, provenance, remove_run_files, write_recipe,
 )
+from kerasdrop.training.session import TrainingSession
 
 
 def train(
@@ -37,6 +37,7 @@ def train(
     callbacks: Sequence[Any] = (),
     runs_dir: str = DEFAULT_RUNS_DIR,
     backup: bool = True,
+    session: TrainingSession | None = None,
 ) -> Run:
     """Trains a zoo model from a recipe and writes a run directory.
 
@@ -51,7 +52,9 @@ def train(
         verbose: Keras' progress output (`"auto"`, 0, 1, 2).
         callbacks: extra Keras callbacks.
         backup: save a per-epoch backup so an interrupted run can be resumed. Studies of many short
-            runs turn it off and retrain an interrupted run instead (bench/study_run.py compares both).
+            runs turn it off and retrain an interrupted run instead (bench/study_backup.py compares both).
+        session: a `TrainingSession` shared by the runs of a study: they reuse its loaded data and
+            compiled models (None: a session of this run only). The numbers are the same either way.
 
     Returns:
         The finished `Run`: directory, resolved recipe, test metrics and per-epoch history.
@@ -81,7 +84,7 @@ def train(
     prepare_run_dir(out, resume=resume, chief=chief)
     try:
         return _train_in(recipe, out, strategy, chief=chief, resume=resume, verbose=verbose, callbacks=callbacks,
-                         backup=backup)
+                         backup=backup, session=session if session is not None else TrainingSession(reuse=False))
     except BaseException as error:
         completed = len(artifacts.read_history_csv(out / "history.csv"))
         # A new run that ends before its first epoch holds nothing worth resuming: leave no directory
@@ -104,7 +107,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resume: bool, verbose, callbacks,
-              backup: bool = True) -> Run:
+              backup: bool, session: TrainingSession) -> Run:
     """The run itself, in a prepared run directory `out` (see `train`)."""
     # Non-chief workers still run every callback; they write into a scratch directory.
     write_dir = out if chief else pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-worker-"))
@@ -117,7 +120,7 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     tf.config.experimental.enable_op_determinism()
 
     # --- data ---------------------------------------------------------------------------------
-    data = recipe_datasets(recipe)
+    data = session.datasets(recipe)
     info = data.info
     if chief and not resume:
         write_recipe(recipe, write_dir / "recipe.toml",
@@ -125,11 +128,13 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
                                                                        if value is not None}}})
 
     # --- model and callbacks ------------------------------------------------------------------
-    model = build_compiled_model(recipe, info, strategy)
+    model = session.compiled_model(recipe, info, strategy)
     monitor = recipe.training.monitor
     history_csv = write_dir / "history.csv"
     resumed_after = artifacts.record_resume(write_dir, len(artifacts.read_history_csv(history_csv))) if resume else []
-    run_callbacks = _run_callbacks(recipe.training, write_dir, resume=resume, backup=backup, extra=callbacks)
+    # A study's run (no backup: retrained if interrupted) keeps its best epoch in memory until the end.
+    run_callbacks = _run_callbacks(recipe.training, write_dir, resume=resume, backup=backup, extra=callbacks,
+                                   best_in_memory=session.reuse and not backup and not resume)
 
     # --- fit ----------------------------------------------------------------------------------
     with _distributed_fit_context(recipe.training.strategy, strategy, model, data.train):
@@ -162,14 +167,19 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     return Run(out, recipe, metrics, history)
 
 
-def _run_callbacks(training, write_dir: pathlib.Path, *, resume: bool, backup: bool, extra) -> list:
+def _run_callbacks(training, write_dir: pathlib.Path, *, resume: bool, backup: bool, extra,
+                   best_in_memory: bool = False) -> list:
     """Backup (resumable), NaN stop, best.keras, history.csv, the caller's callbacks, early stopping."""
     import keras
 
     monitor = training.monitor
     mode = "min" if "loss" in monitor else "max"
     history_csv = write_dir / "history.csv"
-    checkpoint = keras.callbacks.ModelCheckpoint(write_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True)
+    if best_in_memory:
+        checkpoint = best_in_memory_checkpoint(write_dir / "best.keras", monitor=monitor, mode=mode)
+    else:
+        checkpoint = keras.callbacks.ModelCheckpoint(write_dir / "best.keras", monitor=monitor, mode=mode,
+                                                     save_best_only=True)
     earlier = artifacts.best_epoch(artifacts.read_history_csv(history_csv), monitor) if resume else None
     if earlier is not None:
         checkpoint.best = earlier[monitor]  # so a resumed run does not replace a better best.keras

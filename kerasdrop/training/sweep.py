@@ -20,6 +20,7 @@ from kerasdrop.training.loop import train
 from kerasdrop.training.recipe import resolve_recipe
 from kerasdrop.training.run import Run, summarise_runs
 from kerasdrop.training.progress import SweepProgress
+from kerasdrop.training.session import TrainingSession
 
 COLUMNS = ("train_accuracy", "validation_accuracy", "generalization_gap", "test_accuracy")
 
@@ -75,6 +76,7 @@ def sweep(
 
     results = []
     reporter = SweepProgress(progress, len(rates) * seeds)
+    session = TrainingSession()  # one compiled model per rate, reused by its seeds
     for rate in rates:
         runs = []
         for offset in range(seeds):
@@ -90,7 +92,7 @@ def sweep(
                     # An interrupted run of this sweep: continue it rather than refuse.
                     run = train(out=run_dir, resume=True, verbose=verbose, callbacks=callbacks)
                 else:
-                    run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks,
+                    run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session,
                                 overrides=[("model.dropout", rate), ("training.seed", seed)])
                 reporter.finish()
             runs.append(run)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from kerasdrop.training import sweep as sweep_module
+from kerasdrop.training.artifacts import RUN_FILES
 from kerasdrop.training.sweep import sweep
 
 BASE = {"model": "mlp", "dataset": "synthetic", "epochs": 2, "batch_size": 32, "dense_units": [16]}
@@ -83,7 +84,32 @@ def test_datasize_sweep_trains_every_size_rate_and_seed_on_fixed_splits(datasize
                 dataset = json.loads((run / "metrics.json").read_text())["dataset"]
                 assert dataset["num_train"] == (20 if size == "20" else dataset["num_train"])
                 tests.add((dataset["num_validation"], dataset["num_test"]))
+                # As complete as a run of `kerasdrop train`, although the runs of a rate share one model.
+                assert all((run / name).is_file() for name in RUN_FILES), sorted(p.name for p in run.iterdir())
+                assert recipe["provenance"]["seed"] == seed and "tensorflow" in recipe["provenance"]
     assert len(tests) == 1  # every run validated and tested on the same whole splits
+    assert datasize_sweep.summary["compiled_models"] == 2  # one per rate, reused by every size and seed
+
+
+@pytest.mark.slow
+def test_a_study_run_trained_again_alone_from_its_recipe_measures_the_same(datasize_sweep, tmp_path):
+    import keras
+    import numpy as np
+
+    from kerasdrop.training import train
+    from kerasdrop.training.run import Run
+
+    # The last run of rate 0.5: trained on the model that the study compiled for its first run.
+    run_dir = datasize_sweep.directory / "size-all" / "rate-0.5" / "seed-1"
+    in_study = Run.load(run_dir)
+    alone = train(run_dir / "recipe.toml", out=tmp_path / "alone", verbose=0)
+    assert alone.history == in_study.history
+    for key in ("test_accuracy", "test_loss", "train_accuracy", "validation_accuracy", "best_epoch"):
+        assert alone.metrics[key] == in_study.metrics[key], key
+    for name in ("model.keras", "best.keras"):  # best.keras: written once in the study, at each improvement alone
+        study_weights = keras.saving.load_model(run_dir / name).get_weights()
+        alone_weights = keras.saving.load_model(tmp_path / "alone" / name).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(study_weights, alone_weights)), name
 
 
 @pytest.mark.slow
