@@ -23,40 +23,52 @@ class Admission:
         self.max_elements = max_elements
         self.shared = shared
         self._lock = threading.Lock()
-        self._inflight: dict[str, int] = defaultdict(int)
+        self._inflight: dict[str, int] = defaultdict(int)  # the limit's count when not shared
+        self._local: dict[str, int] = defaultdict(int)  # this process's requests, shared or not
 
-    def _acquire(self, model: str) -> None:
+    def _acquire(self, model: str) -> bool:
+        """Takes a slot or raises; True when the slot is in the shared table."""
         if self.shared is not None:
             before = self.shared.add(model, 1, self.max_inflight)
             if before is not None:
                 if before >= self.max_inflight:
                     raise overloaded(model, self.max_inflight)
-                return
+                return True
         with self._lock:  # one process (or a full shared table): this process's own count
             if self._inflight[model] >= self.max_inflight:
                 raise overloaded(model, self.max_inflight)
             self._inflight[model] += 1
+        return False
 
-    def _release(self, model: str) -> None:
-        with self._lock:
-            if self._inflight.get(model, 0) > 0:
+    def _release(self, model: str, shared: bool) -> None:
+        if shared:
+            self.shared.add(model, -1)
+        else:
+            with self._lock:
                 self._inflight[model] -= 1
-                return
-        self.shared.add(model, -1)
 
     @contextlib.contextmanager
     def slot(self, model: str):
-        self._acquire(model)
+        shared = self._acquire(model)
+        with self._lock:
+            self._local[model] += 1
         try:
             yield
         finally:
-            self._release(model)
+            with self._lock:
+                self._local[model] -= 1
+            self._release(model, shared)
 
     def inflight(self, model: str) -> int:
         """Requests in flight for `model` in all processes sharing the limit."""
         with self._lock:
-            local = self._inflight.get(model, 0)
-        return local + (self.shared.get(model) if self.shared is not None else 0)
+            unshared = self._inflight.get(model, 0)
+        return unshared + (self.shared.get(model) if self.shared is not None else 0)
+
+    def local_inflight(self, model: str) -> int:
+        """Requests in flight for `model` in this process."""
+        with self._lock:
+            return self._local.get(model, 0)
 
     def check_elements(self, name: str, count: int) -> None:
         if count > self.max_elements:

@@ -1,7 +1,9 @@
 """Server-side dynamic batching: concurrent requests to one signature are run as one batch.
 
 Off by default, as in TF Serving. A request waits at most `batch_timeout_micros` for others to
-join; a batch holds at most `max_batch_size` rows. Only single-input signatures with a leading
+join, and not at all when no other request for the model is in flight in this process (unlike TF
+Serving, which always waits: at one connection that wait was the whole of batching's cost); a
+batch holds at most `max_batch_size` rows. Only single-input signatures with a leading
 batch dimension are batched; the rest run directly.
 
 No request is lost or left waiting: each has a deadline (DEADLINE_EXCEEDED when it passes), a
@@ -27,8 +29,11 @@ def deadline_exceeded(seconds: float) -> ServingError:
 
 
 class Batcher:
-    def __init__(self, run, *, max_batch_size: int, batch_timeout_micros: int, on_batch=None):
+    def __init__(self, run, *, max_batch_size: int, batch_timeout_micros: int, on_batch=None, in_flight=None):
+        """`in_flight()`: how many requests for the model this process is handling now (admitted,
+        not answered); when all of them are in the batch, it runs without waiting for company."""
         self._run = run  # run(inputs: dict[str, array]) -> dict[str, array]
+        self._in_flight = in_flight
         self._max_batch_size = max_batch_size
         self._timeout = batch_timeout_micros / 1e6
         self._on_batch = on_batch
@@ -68,6 +73,8 @@ class Batcher:
             batch, rows = [item], item[1]
             deadline = time.monotonic() + self._timeout
             while rows < self._max_batch_size:
+                if self._queue.empty() and self._nobody_else(len(batch)):
+                    break  # waiting could only add latency: no other request is on its way
                 remaining = deadline - time.monotonic()
                 try:
                     item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -83,6 +90,9 @@ class Batcher:
                 batch.append(item)
                 rows += item[1]
             self._execute(batch)
+
+    def _nobody_else(self, batched: int) -> bool:
+        return self._in_flight is not None and self._in_flight() <= batched
 
     def _execute(self, batch) -> None:
         now = time.monotonic()

@@ -31,6 +31,12 @@ class HttpApp:
         self.max_body_bytes = max_body_bytes
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-http")
 
+    def close(self) -> None:
+        """Ends what the routers started (a router may have a `close()`)."""
+        for router in self.routers:
+            if hasattr(router, "close"):
+                router.close()
+
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)

@@ -174,6 +174,7 @@ class ModelManager:
                         max_batch_size=self.batching["max_batch_size"],
                         batch_timeout_micros=self.batching["batch_timeout_micros"],
                         on_batch=lambda rows, n=name, v=version: self.metrics.record_batch(n, v, rows),
+                        in_flight=lambda n=name: self.admission.local_inflight(n),
                     )
         return loaded
 

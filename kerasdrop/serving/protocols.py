@@ -4,7 +4,8 @@ HTTP app dispatches to and the services the gRPC server registers, all over the 
 A protocol is one `Protocol` entry in `PROTOCOLS`:
 - `rest_routers(manager)` -> objects with `claims(path) -> bool` and a synchronous
   `answer(method, path, body) -> (status, body bytes, content type)`; the first router that claims a
-  path answers it (on the HTTP app's thread pool, never on the event loop).
+  path answers it (on the HTTP app's thread pool, never on the event loop); an optional `close()`
+  runs when the server stops.
 - `grpc_services(manager)` -> `(add_XServicer_to_server, servicer)` pairs: synchronous servicers
   (grpcio's generated base classes) that the one gRPC server of each worker process registers.
 """

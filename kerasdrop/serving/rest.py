@@ -223,6 +223,9 @@ class TfServingRest:
     def claims(self, path: str) -> bool:
         return path.startswith("/v1/models/") or path == METRICS_PATH
 
+    def close(self) -> None:
+        self.lane.stop()
+
     def answer(self, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
         """`(status, body bytes, content type)`; never raises for a bad request."""
         started = time.perf_counter()

@@ -126,7 +126,8 @@ class Server:
                 raise
             grpc_port = self._grpc_guard.getsockname()[1]
         self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{self.config.host}:{grpc_port}",
-                                                     services=grpc_services(self.manager), reuse_port=True)
+                                                     services=grpc_services(self.manager), reuse_port=True,
+                                                     threads=self._request_threads(16))
         self.rest_port = self._rest_socket.getsockname()[1]
         self._share_across_workers()
         self.manager.sync()
@@ -157,6 +158,14 @@ class Server:
             time.sleep(0.05)
         for worker in pending:
             log.error("worker process %d did not start within %g s", worker.pid, seconds)
+
+    def _request_threads(self, unbatched: int) -> int:
+        """Threads that handle requests: a few per core's worth of work without batching; with it,
+        enough to fill a batch, since each request's thread waits for its batch (with 8 threads,
+        batches never held more than 8 rows)."""
+        if not self.config.enable_batching:
+            return unbatched
+        return max(unbatched, self.config.max_batch_size + 8)
 
     def _share_across_workers(self) -> None:
         """With several workers: one admission count per model for all of them (a shared-memory
@@ -193,7 +202,8 @@ class Server:
         from kerasdrop.serving.http_app import HttpApp
         from kerasdrop.serving.uvicorn_protocol import JsonErrorHttpToolsProtocol
 
-        app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes)
+        app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes,
+                      threads=self._request_threads(8))
         config = uvicorn.Config(app, http=JsonErrorHttpToolsProtocol, loop="asyncio", lifespan="off",
                                 access_log=False, log_level="warning", timeout_keep_alive=5,
                                 timeout_graceful_shutdown=self.config.drain_seconds)
@@ -235,6 +245,7 @@ class Server:
             self._loop.call_soon_threadsafe(lambda: [listener.close() for listener in self._uvicorn.servers])
         if self._rest_thread:
             self._rest_thread.join(timeout=grace + 5)
+            self._uvicorn.config.app.close()
         if grpc_done is not None:
             grpc_done.wait(grace + 5)
         if self._grpc_guard is not None:

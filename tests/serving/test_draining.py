@@ -209,3 +209,49 @@ def pathlib_exists(path: str) -> bool:
     import os
 
     return os.path.exists(path)
+
+
+def test_a_lone_request_is_not_held_back_for_company():
+    lone = Batcher(_slow_double(0), max_batch_size=8, batch_timeout_micros=2_000_000, in_flight=lambda: 1)
+    started = time.perf_counter()
+    assert lone.submit({"x": np.array([3.0])}, timeout=10)["y"][0] == 6.0
+    assert time.perf_counter() - started < 1.0, "alone in the process: run at once"
+    lone.stop()
+    expecting = Batcher(_slow_double(0), max_batch_size=8, batch_timeout_micros=500_000, in_flight=lambda: 2)
+    started = time.perf_counter()
+    assert expecting.submit({"x": np.array([3.0])}, timeout=10)["y"][0] == 6.0
+    assert time.perf_counter() - started >= 0.45, "another request is on its way: wait for it, up to the timeout"
+    expecting.stop()
+
+
+def test_onnx_runs_a_lone_request_on_every_core_and_concurrent_ones_on_one_each(exported_repo):
+    import os
+
+    from kerasdrop.serving.backends import OnnxBackend
+
+    repo, _ = exported_repo
+    backend = OnnxBackend(next((repo / "lenet5").iterdir()))
+    assert backend._session.get_session_options().intra_op_num_threads == 1
+    assert backend._alone_session.get_session_options().intra_op_num_threads == (os.cpu_count() or 1)
+    used, gate = [], threading.Barrier(2)
+
+    class Recorder:
+        def __init__(self, name, wait):
+            self.name, self.wait = name, wait
+
+        def run(self, outputs, inputs):
+            used.append(self.name)
+            if self.wait:
+                gate.wait(5)  # both requests are running at once
+            return [np.zeros(1) for _ in outputs]
+
+    backend._alone_session = Recorder("alone", False)
+    backend.run("serving_default", {"images": IMAGE})
+    assert used == ["alone"]
+    backend._alone_session, backend._session = Recorder("alone", True), Recorder("one thread", True)
+    threads = [threading.Thread(target=backend.run, args=("serving_default", {"images": IMAGE})) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(used[1:]) == ["alone", "one thread"], "the second, concurrent request runs on one thread"

@@ -165,13 +165,13 @@ def test_not_ready_until_the_golden_requests_match_then_ready(exported_repo, tmp
 def _grpc_infer_code(server):
     import grpc
 
-    from kerasdrop.serving.oip import open_inference_grpc_pb2, open_inference_grpc_pb2_grpc
+    from kerasdrop.serving.oip.messages import GRPCInferenceServiceStub, messages
 
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        stub = open_inference_grpc_pb2_grpc.GRPCInferenceServiceStub(channel)
-        assert not stub.ServerReady(open_inference_grpc_pb2.ServerReadyRequest()).ready
+        stub = GRPCInferenceServiceStub(channel)
+        assert not stub.ServerReady(messages.ServerReadyRequest()).ready
         with pytest.raises(grpc.RpcError) as raised:
-            stub.ModelInfer(open_inference_grpc_pb2.ModelInferRequest(model_name="lenet5"))
+            stub.ModelInfer(messages.ModelInferRequest(model_name="lenet5"))
     return raised.value.code().name
 
 

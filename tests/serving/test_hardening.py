@@ -163,9 +163,11 @@ def test_max_inflight_refuses_at_once_with_429_and_resource_exhausted(exported_r
     import grpc
 
     repo, _ = exported_repo
-    # A batch waits 1.5 s for company: the first request holds the model's one slot meanwhile.
-    with running_server(repo=str(repo), backend="onnx", max_inflight=1, enable_batching=True,
-                        batch_timeout_micros=1_500_000) as server:
+    with running_server(repo=str(repo), backend="onnx", max_inflight=1) as server:
+        backend = server.manager.resolve("lenet5").backend
+        run = backend.run
+        # The first request takes 1.5 s to run: it holds the model's one slot meanwhile.
+        backend.run = lambda *args: (time.sleep(1.5), run(*args))[1]
         first = threading.Thread(target=rest, args=(server, "POST", "/v1/models/lenet5:predict",
                                                     {"inputs": IMAGE.tolist()}))
         first.start()

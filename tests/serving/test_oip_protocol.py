@@ -162,17 +162,17 @@ def test_admission_control_applies_to_v2(shared_testdata):
 def oip_stub(half_plus_two):
     import grpc
 
-    from kerasdrop.serving.oip import open_inference_grpc_pb2_grpc
+    from kerasdrop.serving.oip.messages import GRPCInferenceServiceStub
 
     channel = grpc.insecure_channel(f"127.0.0.1:{half_plus_two.grpc_port}")
-    yield open_inference_grpc_pb2_grpc.GRPCInferenceServiceStub(channel)
+    yield GRPCInferenceServiceStub(channel)
     channel.close()
 
 
 def _pb2():
-    from kerasdrop.serving.oip import open_inference_grpc_pb2
+    from kerasdrop.serving.oip.messages import messages
 
-    return open_inference_grpc_pb2
+    return messages
 
 
 def test_grpc_health_and_metadata(oip_stub):
@@ -224,6 +224,19 @@ def test_grpc_errors_are_invalid_argument_or_not_found(oip_stub):
     wrong_raw.raw_input_contents.append(b"\0" * 4)
     assert _grpc_error(oip_stub, wrong_raw) == (
         "INVALID_ARGUMENT", "Input 'x': shape [2] of FP32 needs 8 bytes; received 4")
+
+
+def test_grpc_methods_of_triton_beyond_the_protocol_are_unimplemented(oip_stub):
+    import grpc
+
+    pb2 = _pb2()
+    with pytest.raises(grpc.RpcError) as raised:
+        oip_stub.RepositoryIndex(pb2.RepositoryIndexRequest())
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as raised:
+        oip_stub.ModelStatistics(pb2.ModelStatisticsRequest(name="default"))
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert oip_stub.ServerLive(pb2.ServerLiveRequest()).live  # the server goes on answering
 
 
 def test_bytes_tensors_round_trip_through_the_length_prefixed_encoding():

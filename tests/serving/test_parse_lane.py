@@ -71,3 +71,5 @@ def test_a_large_request_gets_the_same_answers_and_errors_through_the_lane(expor
         ragged = json.dumps({"instances": rows.tolist() + [[1.0]]}).encode()
         answer = rest(server, "POST", "/v1/models/lenet5:predict", raw=ragged)
         assert answer[0] == 400 and "rectangular" in answer[1]["error"]
+        helper = router.lane._process
+    assert helper.poll() is not None, "the server's stop ends its helper"

@@ -1,5 +1,5 @@
 """The Open Inference Protocol's gRPC service (`inference.GRPCInferenceService`, inference_grpc.md) on
-the same gRPC server as TF Serving's PredictionService, from the official proto.
+the same gRPC server as TF Serving's PredictionService; messages and servicer base from `messages`.
 
 Inputs come as typed `contents` or as `raw_input_contents` (what tritonclient sends); outputs are
 answered in the form the inputs came in (raw for raw, as Triton answers). Errors are gRPC statuses:
@@ -64,7 +64,7 @@ def infer_request(message) -> core.InferRequest:
 
 def infer_response(response: core.InferResponse, raw: bool):
     """The response message; every output raw, or every one in typed contents (the spec allows no mix)."""
-    from kerasdrop.serving.oip import open_inference_grpc_pb2 as pb2
+    from kerasdrop.serving.oip.messages import messages as pb2
 
     message = pb2.ModelInferResponse(model_name=response.model_name, model_version=response.model_version,
                                      id=response.id)
@@ -91,7 +91,7 @@ def _model_infer(manager, request, context):
 
 
 def _model_metadata(manager, request, context):
-    from kerasdrop.serving.oip import open_inference_grpc_pb2 as pb2
+    from kerasdrop.serving.oip.messages import messages as pb2
 
     metadata = core.model_metadata(manager, request.name, request.version)
     return pb2.ModelMetadataResponse(
@@ -101,7 +101,7 @@ def _model_metadata(manager, request, context):
 
 
 def _simple(manager, request, context, method: str):
-    from kerasdrop.serving.oip import open_inference_grpc_pb2 as pb2
+    from kerasdrop.serving.oip.messages import messages as pb2
 
     if method == "ServerLive":
         return pb2.ServerLiveResponse(live=True)
@@ -137,8 +137,9 @@ def _guarded(manager, api: str, function):
 
 
 def make_servicer(manager):
-    """`inference.GRPCInferenceService` over `manager` (the generated servicer base)."""
-    from kerasdrop.serving.oip import open_inference_grpc_pb2_grpc as pb2_grpc
+    """`inference.GRPCInferenceService` over `manager`: the protocol's six methods; the rest of Triton's
+    service (repository, shared memory, statistics...) left to the generated base, which answers UNIMPLEMENTED."""
+    from kerasdrop.serving.oip.messages import GRPCInferenceServiceServicer
 
     def simple(method):
         return lambda manager_, request, context: _simple(manager_, request, context, method)
@@ -148,11 +149,11 @@ def make_servicer(manager):
                "ModelReady": _guarded(manager, "v2_ready", simple("ModelReady"))}
     for method in ("ServerLive", "ServerReady", "ServerMetadata"):
         methods[method] = _guarded(manager, method, simple(method))
-    return type("GRPCInferenceService", (pb2_grpc.GRPCInferenceServiceServicer,), methods)()
+    return type("GRPCInferenceService", (GRPCInferenceServiceServicer,), methods)()
 
 
 def open_inference_services(manager) -> list:
     """`[(add_GRPCInferenceServiceServicer_to_server, servicer)]` for `make_grpc_server` (protocols.py)."""
-    from kerasdrop.serving.oip import open_inference_grpc_pb2_grpc as pb2_grpc
+    from kerasdrop.serving.oip.messages import add_GRPCInferenceServiceServicer_to_server
 
-    return [(pb2_grpc.add_GRPCInferenceServiceServicer_to_server, make_servicer(manager))]
+    return [(add_GRPCInferenceServiceServicer_to_server, make_servicer(manager))]
