@@ -224,15 +224,22 @@ def test_a_lone_request_is_not_held_back_for_company():
     expecting.stop()
 
 
-def test_onnx_runs_a_lone_request_on_every_core_and_concurrent_ones_on_one_each(exported_repo):
+def test_onnx_runs_a_lone_request_on_every_core_if_faster_and_concurrent_ones_on_one_each(exported_repo,
+                                                                                           monkeypatch):
     import os
 
+    from kerasdrop.serving import backends
     from kerasdrop.serving.backends import OnnxBackend
 
     repo, _ = exported_repo
-    backend = OnnxBackend(next((repo / "lenet5").iterdir()))
-    assert backend._session.get_session_options().intra_op_num_threads == 1
-    assert backend._alone_session.get_session_options().intra_op_num_threads == (os.cpu_count() or 1)
+    version = next((repo / "lenet5").iterdir())
+    for parallel_faster in (True, False):
+        monkeypatch.setattr(backends, "_median_seconds", lambda session, *_, faster=parallel_faster: (
+            1.0 if session.get_session_options().intra_op_num_threads == 1 else (0.5 if faster else 0.95)))
+        backend = OnnxBackend(version)
+        assert backend._session.get_session_options().intra_op_num_threads == 1
+        alone_threads = backend._alone_session.get_session_options().intra_op_num_threads
+        assert alone_threads == ((os.cpu_count() or 1) if parallel_faster else 1)
     used, gate = [], threading.Barrier(2)
 
     class Recorder:
