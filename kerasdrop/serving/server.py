@@ -185,6 +185,7 @@ class Server:
 
     def _spawn_worker(self):
         import json
+        import os
         import subprocess
         import sys
 
@@ -193,7 +194,7 @@ class Server:
                                                     "shared_dir": self._shared_dir}
         if fields["models"] is not None:
             fields["models"] = {name: str(path) for name, path in fields["models"].items()}
-        return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(fields)],
+        return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(fields), str(os.getpid())],
                                 pass_fds=[self._rest_socket.fileno()])
 
     def _start_rest(self) -> None:

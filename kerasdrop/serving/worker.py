@@ -3,7 +3,7 @@ repository), uvicorn on the REST listening socket it inherits and a gRPC server 
 SO_REUSEPORT group, so the kernel spreads connections across processes, each with its own GIL.
 Admission counts and metrics are shared through the parent's directory (`shared_dir`).
 
-    python -m kerasdrop.serving.worker '<ServeConfig as JSON, rest_fd set>'
+    python -m kerasdrop.serving.worker '<ServeConfig as JSON, rest_fd set>' <parent pid>
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ import time
 
 
 def _exit_with_parent(parent: int) -> None:
-    """A worker whose parent died (kill -9) stops too, instead of serving on alone."""
+    """A worker whose parent died (kill -9) stops too, instead of serving on alone.
+
+    `parent` is the pid the parent passed: a parent that died before the worker got this far (it
+    imports TensorFlow for seconds) has already handed it to init, and `os.getppid()` would watch init.
+    """
     def watch():
         while os.getppid() == parent:
             time.sleep(1)
@@ -29,6 +33,7 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    _exit_with_parent(int(argv[1]) if len(argv) > 1 else os.getppid())  # first: TensorFlow's import takes seconds
     from kerasdrop._quiet import import_tensorflow_quietly
     from kerasdrop.serving.server import ServeConfig, Server
 
@@ -36,7 +41,6 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s[worker {os.getpid()}]: %(message)s")
     config = ServeConfig(**json.loads(argv[0]))
     server = Server(config).handle_signals()
-    _exit_with_parent(os.getppid())
     server.start()
     (pathlib.Path(config.shared_dir) / f"ready-{os.getpid()}").touch()  # the parent waits for this
     server.serve_forever()

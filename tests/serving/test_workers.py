@@ -88,3 +88,48 @@ def test_a_metrics_page_sums_every_workers_metrics(tmp_path):
         for peer in peers:
             peer.stop()
     assert "} 1\n" in workers[0].render() and 'status="OK"} 1' in workers[0].render(), "alone again after stop"
+
+
+_ORPHANING_PARENT = """
+import json, os, socket, subprocess, sys
+from kerasdrop.serving.shared_counters import SharedCounters
+shared = SharedCounters(sys.argv[2] + "/admission", create=True)  # as the first process makes it
+rest = socket.socket(); rest.bind(("127.0.0.1", 0)); rest.listen()
+probe = socket.socket(); probe.bind(("127.0.0.1", 0)); grpc_port = probe.getsockname()[1]; probe.close()
+config = dict(repo=sys.argv[1], shared_dir=sys.argv[2], backend="onnx", rest_fd=rest.fileno(),
+              rest_port=rest.getsockname()[1], grpc_port=grpc_port, poll_seconds=60)
+worker = subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(config), str(os.getpid())],
+                          pass_fds=[rest.fileno()])
+print(worker.pid, flush=True)
+os._exit(0)  # dies while the worker still imports TensorFlow
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:") and "Z" in line for line in status)
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_whose_parent_dies_while_it_starts_does_not_serve_on_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "repo").mkdir()
+    log = tmp_path / "log.txt"
+    with open(log, "w") as output:  # a file, not a pipe: waiting for a pipe's end would wait for the worker
+        subprocess.run([sys.executable, "-c", _ORPHANING_PARENT, str(tmp_path / "repo"), str(tmp_path)],
+                       stdout=output, stderr=subprocess.STDOUT, timeout=60, check=True)
+    pid = int(log.read_text().split()[0])
+    try:
+        deadline = time.monotonic() + 60
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _running(pid), "the orphaned worker kept running"
+        assert not (tmp_path / f"ready-{pid}").exists(), "the orphaned worker started serving"
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
