@@ -12,7 +12,7 @@ import pathlib
 import numpy as np
 
 from kerasdrop._files import atomic_write_text
-from kerasdrop.exporting.warmup import WARMUP_FILE, read_warmup
+from kerasdrop.exporting.warmup import WARMUP_FILE, predict_requests
 
 GOLDEN_FILE = "golden.json"
 GOLDEN_FORMAT = 1
@@ -21,17 +21,7 @@ WARMUP_PATH = f"assets.extra/{WARMUP_FILE}"
 
 def warmup_inputs(version_dir: pathlib.Path, signature: str) -> list[dict[str, np.ndarray]]:
     """The inputs of each warmup record that is a PredictRequest on `signature`, in file order."""
-    import tensorflow as tf
-
-    found = []
-    for log in read_warmup(pathlib.Path(version_dir) / WARMUP_PATH):
-        if log.WhichOneof("log_type") != "predict_log":
-            continue
-        request = log.predict_log.request
-        if (request.model_spec.signature_name or "serving_default") != signature:
-            continue
-        found.append({name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()})
-    return found
+    return [inputs for name, inputs in predict_requests(pathlib.Path(version_dir) / WARMUP_PATH) if name == signature]
 
 
 def _as_json(outputs: dict) -> dict:

@@ -59,3 +59,13 @@ def read_warmup(path: pathlib.Path) -> list:
         log.ParseFromString(raw.numpy())
         records.append(log)
     return records
+
+
+def predict_requests(path: pathlib.Path) -> list[tuple[str, dict]]:
+    """`(signature name, {input: array})` of each PredictRequest record of a warmup file, in file order
+    (other record kinds are skipped; an unnamed signature is serving_default, as TF Serving reads it)."""
+    import tensorflow as tf
+
+    return [(log.predict_log.request.model_spec.signature_name or "serving_default",
+             {name: tf.make_ndarray(tensor) for name, tensor in log.predict_log.request.inputs.items()})
+            for log in read_warmup(path) if log.WhichOneof("log_type") == "predict_log"]

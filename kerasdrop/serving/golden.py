@@ -101,18 +101,12 @@ def require_passing_verification(version_dir: pathlib.Path) -> None:
 def replay(requests: pathlib.Path, backend, signature: str | None = None) -> list[dict]:
     """Runs every PredictRequest of a warmup file whose signature the backend serves; returns the
     outputs of those on `signature`, in file order."""
-    import tensorflow as tf
-
-    from kerasdrop.exporting.warmup import read_warmup
+    from kerasdrop.exporting.warmup import predict_requests
 
     answers = []
-    for record in read_warmup(requests):
-        if record.WhichOneof("log_type") != "predict_log":
-            continue
-        request = record.predict_log.request
-        name = request.model_spec.signature_name or "serving_default"
+    for name, inputs in predict_requests(requests):
         if name in backend.signature_names():
-            outputs = backend.run(name, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+            outputs = backend.run(name, inputs)
             if name == signature:
                 answers.append(outputs)
     return answers

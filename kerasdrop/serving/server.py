@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import os
 import pathlib
 import signal
 import socket
@@ -144,7 +145,6 @@ class Server:
     def _wait_for_workers(self, seconds: float = 300) -> None:
         """Returns once every worker serves (it marks itself ready in the shared directory once its
         models are loaded), so that "started" means all of them; a worker that exits is logged."""
-        import os
         import time
 
         deadline, pending = time.monotonic() + seconds, list(self._workers)
@@ -185,7 +185,6 @@ class Server:
 
     def _spawn_worker(self):
         import json
-        import os
         import subprocess
         import sys
 
