@@ -35,6 +35,10 @@ def register(commands) -> None:
     serve.add_argument("--max-batch-size", type=int, default=64, help="rows per batch (default: 64)")
     serve.add_argument("--batch-timeout-micros", type=int, default=1000,
                        help="how long a request waits for others (default: 1000)")
+    serve.add_argument("--cheap-model-micros", type=int, default=1000,
+                       help="a model that runs one row in less than this (measured at load) is answered on the event "
+                            "loop, never batched: a thread hop costs it more than the work; 0 sends every model "
+                            "through threads and batching (default: 1000)")
     serve.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
                        help="largest REST request body, enforced while reading (default: 64 MiB)")
     serve.add_argument("--max-inflight", type=int, default=128,
@@ -62,15 +66,16 @@ def run_serve(args: argparse.Namespace) -> int:
     from kerasdrop.serving.server import ServeConfig, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for flag in ("max_batch_size", "batch_timeout_micros", "max_body_bytes", "max_inflight", "max_elements",
+    for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",
                  "request_timeout", "drain_seconds", "workers"):
-        if getattr(args, flag) < (0 if flag in ("batch_timeout_micros", "drain_seconds") else 1):
+        if getattr(args, flag) < (0 if flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds") else 1):
             raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a positive number. "
                              f"Received: {getattr(args, flag)}")
     config = ServeConfig(repo=args.repo, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                          backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
                          enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
+                         cheap_model_micros=args.cheap_model_micros,
                          max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
                          max_elements=args.max_elements, request_timeout=args.request_timeout,
                          drain_seconds=args.drain_seconds, workers=args.workers,

@@ -124,6 +124,26 @@ class OnnxBackend:
         return dict(zip(self._outputs, results))
 
 
+def row_seconds(backend, signature: str = "serving_default") -> float | None:
+    """How long `signature` takes on one row of zeros here (median of 5 runs after one to warm up),
+    or None when its inputs are not all float tensors of known rank."""
+    signature_def = backend.signature_defs.get(signature)
+    if signature_def is None or signature not in backend.signature_names():
+        return None
+    feed = {}
+    for key, info in signature_def.inputs.items():
+        if info.dtype != _DT_FLOAT or info.tensor_shape.unknown_rank:
+            return None
+        feed[key] = np.zeros([dim.size if dim.size > 0 else 1 for dim in info.tensor_shape.dim], np.float32)
+    try:
+        return _median_of(lambda: backend.run(signature, feed))
+    except Exception:  # a model that does not take zeros is timed by nobody: it is not "cheap"
+        return None
+
+
+_DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
+
+
 def _zero_feed(session) -> dict | None:
     """One row of zeros for each input (unknown dims as 1), or None for inputs that are not floats."""
     feed = {}
@@ -135,14 +155,18 @@ def _zero_feed(session) -> dict | None:
     return feed
 
 
-def _median_seconds(session, outputs: list[str], feed: dict, runs: int = 5) -> float:
+def _median_seconds(session, outputs: list[str], feed: dict) -> float:
+    return _median_of(lambda: session.run(outputs, feed))
+
+
+def _median_of(run, runs: int = 5) -> float:
     import time
 
-    session.run(outputs, feed)  # the first run allocates
+    run()  # the first run allocates
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        session.run(outputs, feed)
+        run()
         times.append(time.perf_counter() - started)
     return sorted(times)[runs // 2]
 

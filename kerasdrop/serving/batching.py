@@ -2,8 +2,9 @@
 
 Off by default, as in TF Serving. A request waits at most `batch_timeout_micros` for others to
 join, and not at all when no other request for the model is in flight in this process (unlike TF
-Serving, which always waits: at one connection that wait was the whole of batching's cost); a
-batch holds at most `max_batch_size` rows. Only single-input signatures with a leading
+Serving, which always waits: at one connection that wait was the whole of batching's cost): such a
+lone request runs at once in its own thread, without the hop to the batcher's; a batch holds at
+most `max_batch_size` rows. Only single-input signatures with a leading
 batch dimension are batched; the rest run directly.
 
 No request is lost or left waiting: each has a deadline (DEADLINE_EXCEEDED when it passes), a
@@ -46,6 +47,11 @@ class Batcher:
     def submit(self, inputs: dict[str, np.ndarray], timeout: float = 30.0) -> dict[str, np.ndarray]:
         future: Future = Future()
         rows = len(next(iter(inputs.values())))
+        if self._queue.empty() and self._nobody_else(1):  # alone: a batch of one, run here
+            outputs = self._run(inputs)
+            if self._on_batch:
+                self._on_batch(rows)
+            return outputs
         with self._lock:
             stopped = self._stopped
             if not stopped:

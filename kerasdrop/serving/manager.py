@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from kerasdrop.serving.admission import Admission
-from kerasdrop.serving.backends import find_signature, load_backend
+from kerasdrop.serving.backends import find_signature, load_backend, row_seconds
 from kerasdrop.serving.batching import Batcher
 from kerasdrop.serving.errors import invalid, not_found
 from kerasdrop.serving.golden import require_passing_verification, warm_up
@@ -30,6 +30,11 @@ log = logging.getLogger("kerasdrop.serve")
 
 RETRY_FIRST_SECONDS = 2.0  # a failed load is retried after 2 s, 4 s, 8 s ... up to 5 minutes
 RETRY_MAX_SECONDS = 300.0
+# A model whose one-row run takes less than this here is "cheap" (`kerasdrop serve --cheap-model-micros`):
+# its requests are answered on the event loops of REST and gRPC (a thread hop costs more than the
+# work: lenet5 at 32x32x1 runs in ~60 us) and it is not batched (at 16-64 connections batching it
+# measured 0.7-0.8x of unbatched: the batcher's two thread hops cost more than a merged run saves).
+CHEAP_ROW_SECONDS = 1e-3
 
 
 @dataclasses.dataclass
@@ -39,6 +44,8 @@ class LoadedVersion:
     path: pathlib.Path
     backend: object
     batchers: dict = dataclasses.field(default_factory=dict)
+    row_seconds: float | None = None  # serving_default on one row, measured at load (None: not measurable)
+    cheap: bool = False  # row_seconds under the manager's cheap_row_seconds
 
     def stop_batchers(self) -> None:
         for batcher in self.batchers.values():
@@ -67,7 +74,7 @@ class ModelManager:
     def __init__(self, repo, *, backend: str = "tf", policy: VersionPolicy = VersionPolicy(),
                  models: dict[str, pathlib.Path] | None = None, models_config=None, batching: dict | None = None,
                  metrics: Metrics | None = None, admission: Admission | None = None, request_timeout: float = 30.0,
-                 require_verification: bool = False):
+                 require_verification: bool = False, cheap_row_seconds: float = CHEAP_ROW_SECONDS):
         """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead.
         `require_verification`: load only versions whose verification.json reports a pass."""
         self.scanner = RepositoryScanner(repo, models)
@@ -79,6 +86,7 @@ class ModelManager:
         self.admission = admission or Admission()
         self.request_timeout = request_timeout
         self.require_verification = require_verification
+        self.cheap_row_seconds = cheap_row_seconds
         self.draining = False  # set when the server stops accepting: not ready any more
         self._offered: set[str] = set()  # the models the repository offered at the last sync
         self._lock = threading.Lock()
@@ -166,7 +174,13 @@ class ModelManager:
         if warm_up(path, loaded.backend, self.backend) is not None:
             log.info("%s version %s answered its golden requests within tolerance (%s backend)", name, version,
                      self.backend)
-        if self.batching:
+        loaded.row_seconds = row_seconds(loaded.backend) if self.cheap_row_seconds > 0 else None
+        loaded.cheap = loaded.row_seconds is not None and loaded.row_seconds < self.cheap_row_seconds
+        if self.batching and loaded.cheap:
+            log.info("%s version %s runs one row in %.0f us: its requests are answered as they come, unbatched "
+                     "(--cheap-model-micros %d)", name, version, loaded.row_seconds * 1e6,
+                     self.cheap_row_seconds * 1e6)
+        elif self.batching:
             for signature in loaded.backend.signature_names():
                 if _batchable(loaded.backend.signature_defs[signature]):
                     loaded.batchers[signature] = Batcher(
@@ -215,6 +229,13 @@ class ModelManager:
     def offers(self, name: str) -> bool:
         """Whether the repository offered the model at the last sync (served or not)."""
         return name in self._offered
+
+    def cheap(self, name: str) -> bool:
+        """Whether every loaded version of `name` is cheap (`LoadedVersion.cheap`): its requests may
+        be answered on the HTTP event loop instead of a thread."""
+        with self._lock:
+            versions = self._loaded.get(name)
+            return bool(versions) and all(version.cheap for version in versions.values())
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         with self._lock:

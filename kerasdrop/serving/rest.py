@@ -226,6 +226,12 @@ class TfServingRest:
     def close(self) -> None:
         self.lane.stop()
 
+    def cheap(self, method: str, path: str) -> bool:
+        """A predict/classify/regress request to a model that runs a row in well under a millisecond
+        (the HTTP app answers it on its event loop; see http_app.py)."""
+        match = route(path) if method == "POST" else None
+        return bool(match and match["verb"]) and self.manager.cheap(match["name"])
+
     def answer(self, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
         """`(status, body bytes, content type)`; never raises for a bad request."""
         started = time.perf_counter()

@@ -19,6 +19,28 @@ _VALUE_FIELDS = {
 }
 
 
+# DataType enums whose values travel as raw little-endian bytes (tensor_content) exactly like these
+# numpy dtypes: read and written here without TensorFlow's make_ndarray / make_tensor_proto, which
+# cost ~60 us a request in Python (a numpy version check on every call, among others).
+_RAW_DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 9: np.dtype("<i8")}
+_RAW_ENUMS = {dtype: enum for enum, dtype in _RAW_DTYPES.items()}
+
+
+def array_to_proto(array: np.ndarray):
+    """A TensorProto of `array`, as `tf.make_tensor_proto` writes it (dtype, shape, tensor_content)."""
+    from tensorflow.core.framework import tensor_pb2
+
+    enum = _RAW_ENUMS.get(array.dtype) if array.ndim else None  # (TF writes a scalar as float_val)
+    if enum is None:
+        import tensorflow as tf
+
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=enum, tensor_content=np.ascontiguousarray(array).tobytes())
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
 def dtype_name(enum: int) -> str:
     """TF's DataTypeString: DT_FLOAT -> float, DT_DOUBLE -> double (the names TF Serving's errors use)."""
     from tensorflow.core.framework import types_pb2
@@ -58,6 +80,9 @@ def tensor_to_array(key: str, index: int, proto, signature_input, max_elements: 
     if count != size:
         raise invalid(f"Input {key!r} declares shape {dims} ({size} values) but carries {count} values; send "
                       "every value (a TensorProto is not expanded from fewer values here)")
+    raw = _RAW_DTYPES.get(proto.dtype)
+    if raw is not None and proto.tensor_content:
+        return np.frombuffer(proto.tensor_content, raw).reshape(dims)
     try:
         return tf.make_ndarray(proto)
     except (TypeError, ValueError) as error:

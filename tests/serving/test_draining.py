@@ -65,7 +65,7 @@ def test_hot_swap_under_batching_answers_every_request(exported_repo, tmp_path):
     repo = tmp_path / "export"
     shutil.copytree(source, repo)
     with running_server(repo=str(repo), backend="onnx", poll_seconds=0.1, enable_batching=True,
-                        batch_timeout_micros=20000) as server:
+                        batch_timeout_micros=20000, cheap_model_micros=0) as server:
         client = ServingClient(f"grpc://127.0.0.1:{server.grpc_port}", timeout=10)
         answers, failures, stop = [], [], threading.Event()
 
@@ -116,7 +116,7 @@ def test_sigterm_drains_in_flight_requests_on_both_protocols_and_exits_0(exporte
     rest_port, grpc_port = _free_port(), _free_port()
     # Each batch waits 1 s for company, so requests are surely in flight when SIGTERM comes.
     server = _start_server(repo, rest_port, grpc_port, "--enable-batching", "--max-batch-size", "64",
-                           "--batch-timeout-micros", "1000000", "--drain-seconds", "10")
+                           "--batch-timeout-micros", "1000000", "--drain-seconds", "10", "--cheap-model-micros", "0")
     try:
         results, lock = [], threading.Lock()
 

@@ -164,10 +164,12 @@ def test_max_inflight_refuses_at_once_with_429_and_resource_exhausted(exported_r
 
     repo, _ = exported_repo
     with running_server(repo=str(repo), backend="onnx", max_inflight=1) as server:
-        backend = server.manager.resolve("lenet5").backend
-        run = backend.run
-        # The first request takes 1.5 s to run: it holds the model's one slot meanwhile.
+        loaded = server.manager.resolve("lenet5")
+        backend, run = loaded.backend, loaded.backend.run
+        # The first request takes 1.5 s to run: it holds the model's one slot meanwhile (a model
+        # that slow is not "cheap": its requests run on threads, not on the event loop).
         backend.run = lambda *args: (time.sleep(1.5), run(*args))[1]
+        loaded.cheap = False
         first = threading.Thread(target=rest, args=(server, "POST", "/v1/models/lenet5:predict",
                                                     {"inputs": IMAGE.tolist()}))
         first.start()

@@ -205,6 +205,12 @@ class OipRest:
     def claims(self, path: str) -> bool:
         return path == "/v2" or path.startswith("/v2/")
 
+    def cheap(self, method: str, path: str) -> bool:
+        """An infer request to a model that runs a row in well under a millisecond (answered on the
+        HTTP app's event loop; see http_app.py)."""
+        match = _PATH.match(path) if method == "POST" else None
+        return bool(match and match["action"] == "infer") and self.manager.cheap(match["name"])
+
     def _route(self, method: str, path: str, body, headers: dict) -> tuple[int, bytes, str, list]:
         match = _PATH.match(path)
         if not match:

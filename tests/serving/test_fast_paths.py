@@ -1,0 +1,153 @@
+"""The serving fast paths keep every answer the same: a cheap model (a row in well under a
+millisecond) is answered on the event loops of REST and gRPC and never batched, other models on
+threads; a lone batched request runs without the batcher's hop; gRPC tensors are read and written
+without TensorFlow's converters; the garbage collector runs rarely."""
+
+import gc
+import json
+import logging
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from kerasdrop.serving.batching import Batcher
+from tests.serving.conftest import grpc_stubs, rest, running_server
+
+IMAGE = np.random.default_rng(4).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
+
+
+def _record_threads(loaded) -> list[str]:
+    """The names of the threads that run `loaded`'s backend from now on."""
+    names, run = [], loaded.backend.run
+
+    def recording(*args):
+        names.append(threading.current_thread().name)
+        return run(*args)
+
+    loaded.backend.run = recording
+    return names
+
+
+def _grpc_predict(server, images):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    stub, _ = grpc_stubs(server)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "lenet5"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+    return stub.Predict(request, timeout=30)
+
+
+def _oip_infer(server, images):
+    body = {"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32",
+                        "data": images.reshape(-1).tolist()}]}
+    return rest(server, "POST", "/v2/models/lenet5/infer", body)
+
+
+def test_a_cheap_model_is_answered_on_the_event_loops_and_a_large_body_on_a_thread(exported_repo):
+    repo, model = exported_repo
+    with running_server(repo=str(repo), backend="onnx") as server:
+        loaded = server.manager.resolve("lenet5")
+        assert loaded.cheap and 0 < loaded.row_seconds < 1e-3, loaded.row_seconds
+        threads = _record_threads(loaded)
+        status, answer = rest(server, "POST", "/v1/models/lenet5:predict", {"instances": IMAGE.tolist()})
+        assert status == 200 and threads[-1] == "kerasdrop-rest"
+        expected = np.asarray(model(IMAGE, training=False))
+        np.testing.assert_allclose(answer["predictions"][0]["probabilities"], expected[0], atol=1e-5)
+        assert _oip_infer(server, IMAGE)[0] == 200 and threads[-1] == "kerasdrop-rest"
+        assert _grpc_predict(server, IMAGE).outputs["probabilities"].tensor_shape.dim[1].size == 10
+        assert threads[-1] == "kerasdrop-grpc-loop"
+        many = np.repeat(IMAGE, 200, axis=0)  # ~200 KB of JSON: parsing it would hold the loop too long
+        assert len(json.dumps({"instances": many.tolist()})) > 64 * 1024
+        status, answer = rest(server, "POST", "/v1/models/lenet5:predict", {"instances": many.tolist()})
+        assert status == 200 and len(answer["predictions"]) == 200
+        assert re.fullmatch(r"kerasdrop-http_\d+", threads[-1]), threads[-1]
+        assert _grpc_predict(server, np.repeat(IMAGE, 300, axis=0)).outputs["class_ids"].tensor_shape.dim[0].size == 300
+        assert re.fullmatch(r"kerasdrop-grpc_\d+", threads[-1]), threads[-1]
+        assert gc.get_threshold() == (100_000, 50, 100), "the server collects garbage rarely (server.GC_THRESHOLDS)"
+
+
+def test_a_model_over_the_threshold_runs_on_threads(exported_repo):
+    repo, _ = exported_repo
+    with running_server(repo=str(repo), backend="onnx", cheap_model_micros=0) as server:
+        loaded = server.manager.resolve("lenet5")
+        assert not loaded.cheap and loaded.row_seconds is None
+        threads = _record_threads(loaded)
+        assert rest(server, "POST", "/v1/models/lenet5:predict", {"instances": IMAGE.tolist()})[0] == 200
+        assert re.fullmatch(r"kerasdrop-http_\d+", threads[-1]), threads[-1]
+        assert _oip_infer(server, IMAGE)[0] == 200 and re.fullmatch(r"kerasdrop-http_\d+", threads[-1])
+        _grpc_predict(server, IMAGE)
+        assert re.fullmatch(r"kerasdrop-grpc_\d+", threads[-1]), threads[-1]
+
+
+def test_a_slow_request_on_a_thread_does_not_hold_up_a_cheap_one(exported_repo):
+    """The event loop only ever waits for cheap work: while a non-cheap request runs for 1.5 s, a
+    cheap model on the same server answers at once."""
+    import shutil
+    import time
+
+    repo, _ = exported_repo
+    both = repo.parent / "both"
+    if not both.exists():
+        shutil.copytree(repo, both)
+        shutil.copytree(repo / "lenet5", both / "slow")
+    with running_server(repo=str(both), backend="onnx") as server:
+        slow = server.manager.resolve("slow")
+        run = slow.backend.run
+        slow.backend.run = lambda *args: (time.sleep(1.5), run(*args))[1]
+        slow.cheap = False
+        waiting = threading.Thread(target=rest, args=(server, "POST", "/v1/models/slow:predict",
+                                                      {"instances": IMAGE.tolist()}))
+        waiting.start()
+        time.sleep(0.3)
+        started = time.perf_counter()
+        assert rest(server, "POST", "/v1/models/lenet5:predict", {"instances": IMAGE.tolist()})[0] == 200
+        assert time.perf_counter() - started < 0.5
+        waiting.join()
+
+
+def test_a_cheap_model_is_not_batched_and_the_log_says_why(exported_repo, caplog):
+    repo, _ = exported_repo
+    with caplog.at_level(logging.INFO, logger="kerasdrop.serve"):
+        with running_server(repo=str(repo), backend="onnx", enable_batching=True) as server:
+            assert server.manager.resolve("lenet5").batchers == {}
+    assert "answered as they come, unbatched (--cheap-model-micros 1000)" in caplog.text
+    with running_server(repo=str(repo), backend="onnx", enable_batching=True, cheap_model_micros=0) as server:
+        assert set(server.manager.resolve("lenet5").batchers) >= {"serving_default"}
+
+
+def test_a_lone_request_runs_in_its_own_thread_and_company_goes_to_the_batcher():
+    ran_in = []
+
+    def run(inputs):
+        ran_in.append(threading.current_thread().name)
+        return {"y": inputs["x"] * 2}
+
+    for in_flight, expected in ((1, threading.current_thread().name), (2, "kerasdrop-batcher")):
+        batches = []
+        batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=1000, in_flight=lambda n=in_flight: n,
+                          on_batch=batches.append)
+        assert batcher.submit({"x": np.array([3.0])}, timeout=10)["y"][0] == 6.0
+        batcher.stop()
+        assert ran_in[-1] == expected and batches == [1], "either way it is one batch of one row"
+
+
+@pytest.mark.parametrize("array", [np.random.default_rng(0).random((2, 10), np.float32), np.arange(6).reshape(2, 3),
+                                   np.arange(4, dtype=np.int32), np.random.default_rng(1).random((3, 1)),
+                                   np.random.default_rng(2).random((4, 4))[:, ::2], np.zeros((0, 3), np.float32),
+                                   np.float32(1.5).reshape(()), np.array([b"a", b"bc"], dtype=object),
+                                   np.array([True, False])])
+def test_tensor_protos_are_tensorflows_own(array):
+    import tensorflow as tf
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from kerasdrop.serving.tensors import array_to_proto, tensor_to_array
+
+    proto = array_to_proto(array)
+    assert proto == tf.make_tensor_proto(array), "byte for byte what TensorFlow writes"
+    signature_input = meta_graph_pb2.TensorInfo(dtype=proto.dtype)
+    read = tensor_to_array("x", 0, proto, signature_input, 1 << 20)
+    assert read.dtype == tf.make_ndarray(proto).dtype and np.array_equal(read, array)
