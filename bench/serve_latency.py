@@ -5,7 +5,9 @@ requests. Servers: a bare Starlette + onnxruntime + orjson app (bench/_support/b
 reference) and `kerasdrop serve --backend onnx` with batching off and on. Load comes from C load
 generators, not Python clients: wrk (REST, a Lua script POSTs the JSON body) and h2load (gRPC, a
 raw length-prefixed PredictRequest body). Every figure is a ratio measured in this one run; the
-machine is shared, so absolute req/s vary from run to run.
+machine is shared, so absolute req/s vary from run to run. Each server gets a short warm-up load
+first, and resnet18's load runs last 3x --seconds: at 64 connections one of its requests takes 2-3 s,
+and a 5 s window counted mostly the start of the run.
 
     .venv/bin/python bench/serve_latency.py [--seconds 5] [--models lenet5,resnet18]
 """
@@ -28,6 +30,7 @@ import urllib.request
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"lenet5": dict(input_shape=(32, 32, 1), input_range=(0, 255)),
           "resnet18": dict(input_shape=(224, 224, 3), input_range=(0, 255))}
+DURATION = {"lenet5": 1, "resnet18": 3}  # load runs last this many times --seconds
 
 
 def free_port() -> int:
@@ -145,9 +148,11 @@ def measure_model(name, bodies, repo, seconds) -> dict:
     onnx_path, rest_body, grpc_body = bodies
     results = {}
     port = free_port()
+    seconds *= DURATION[name]
     with Running([sys.executable, str(HERE / "_support" / "bare_app.py"), str(onnx_path), str(port)],
                  f"http://127.0.0.1:{port}/"):
         url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+        wrk(url, rest_body, 4, 2)  # warm-up, not counted
         for connections in (1, 16, 64):
             results[("bare", connections)] = wrk(url, rest_body, connections, seconds)
     for workers in (1, 2):
@@ -156,6 +161,7 @@ def measure_model(name, bodies, repo, seconds) -> dict:
             with Running(kerasdrop_serve(repo, rest_port, grpc_port, batching, workers),
                          f"http://127.0.0.1:{rest_port}/v1/models/{name}"):
                 url = f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict"
+                wrk(url, rest_body, 4, 2)  # warm-up, not counted
                 for connections in (1, 16, 64):
                     results[(batching, workers, connections)] = wrk(url, rest_body, connections, seconds)
                 results[(batching, workers, "grpc16")] = h2load(
@@ -290,7 +296,8 @@ def main() -> None:
     names = args.models.split(",")
     from kerasdrop.cli.serving import DEFAULT_WORKERS as workers
     bodies = export_models(names, workdir)
-    print(f"batch-1 requests, {args.seconds:g} s per load run, wrk (REST) and h2load (gRPC) on this machine's "
+    print(f"batch-1 requests, {args.seconds:g} s per load run (resnet18: {args.seconds * DURATION['resnet18']:g} s), "
+          "wrk (REST) and h2load (gRPC) on this machine's "
           "cores beside the servers; kerasdrop serve --backend onnx")
     passed = []
     for name in names:

@@ -151,3 +151,26 @@ def test_tensor_protos_are_tensorflows_own(array):
     signature_input = meta_graph_pb2.TensorInfo(dtype=proto.dtype)
     read = tensor_to_array("x", 0, proto, signature_input, 1 << 20)
     assert read.dtype == tf.make_ndarray(proto).dtype and np.array_equal(read, array)
+
+
+def test_large_json_bodies_become_arrays_one_at_a_time_and_run_without_the_lock(exported_repo, monkeypatch):
+    from kerasdrop.serving import rest as rest_module
+
+    held_while_parsing, held_while_running = [], []
+    parse = rest_module.parse_json
+
+    def recording_parse(body):
+        held_while_parsing.append(rest_module._CONVERTING.locked())
+        return parse(body)
+
+    monkeypatch.setattr(rest_module, "parse_json", recording_parse)
+    repo, _ = exported_repo
+    with running_server(repo=str(repo), backend="onnx") as server:
+        loaded = server.manager.resolve("lenet5")
+        run = loaded.backend.run
+        loaded.backend.run = lambda *args: (held_while_running.append(rest_module._CONVERTING.locked()), run(*args))[1]
+        for rows in (1, 200):  # ~1 KB, then ~200 KB of JSON
+            assert rest(server, "POST", "/v1/models/lenet5:predict",
+                        {"instances": np.repeat(IMAGE, rows, axis=0).tolist()})[0] == 200
+    assert held_while_parsing == [False, True], "only the large body takes the lock"
+    assert held_while_running == [False, False], "the run never holds it: runs overlap"

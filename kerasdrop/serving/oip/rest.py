@@ -22,7 +22,7 @@ import orjson
 from kerasdrop.serving.errors import ServingError, invalid, not_found
 from kerasdrop.serving.inputs import nested_size
 from kerasdrop.serving.oip import core, datatypes
-from kerasdrop.serving.rest import parse_json
+from kerasdrop.serving.rest import converting, parse_json
 
 _PATH = re.compile(r"^/v2(?:/health/(?P<health>live|ready)|/models/(?P<name>[^/]+)"
                    r"(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer))?)?/?$")
@@ -187,7 +187,8 @@ def _model(manager, method: str, match, body, headers: dict) -> tuple[int, bytes
     if action is None:
         return 200, orjson.dumps(core.model_metadata(manager, name, version)), _JSON, []
     core.resolve(manager, name, version)  # an unknown model is a 404 whatever the body holds
-    request = parse_infer(name, version, body, headers)
+    with converting(body):  # one large JSON body at a time becomes arrays (rest.py)
+        request = parse_infer(name, version, body, headers)
     binary_default = request.parameters.get("binary_data_output", False) if isinstance(
         request.parameters, dict) else False
     response = core.infer(manager, request, "rest")
