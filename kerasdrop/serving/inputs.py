@@ -51,7 +51,7 @@ def _check_shape(key: str, info, array: np.ndarray) -> None:
     if shape.unknown_rank:
         return
     dims = [dim.size for dim in shape.dim]
-    pretty = "[" + ", ".join("?" if d == -1 else str(d) for d in dims) + "]"
+    pretty = _Pretty(dims)
     if array.ndim == len(dims):
         if any(d != -1 and d != a for d, a in zip(dims, array.shape)):
             raise invalid(f"Input {key!r} expects shape {pretty}; received shape {list(array.shape)}")
@@ -61,6 +61,16 @@ def _check_shape(key: str, info, array: np.ndarray) -> None:
                       f"{list(array.shape)} (rank {array.ndim})")
     if array.ndim and array.shape[0] == 0 and dims and dims[0] == -1:
         raise invalid(f"Input {key!r} has no rows; send at least one")
+
+
+class _Pretty:
+    """A signature's dims as TF Serving's errors write them, `[?, 8, 8, 1]`, built only for an error."""
+
+    def __init__(self, dims: list[int]):
+        self.dims = dims
+
+    def __str__(self) -> str:
+        return "[" + ", ".join("?" if d == -1 else str(d) for d in self.dims) + "]"
 
 
 def validate_inputs(signature_def, inputs: dict, max_elements: int | None = None) -> dict[str, np.ndarray]:

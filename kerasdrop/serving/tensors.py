@@ -51,6 +51,8 @@ def dtype_name(enum: int) -> str:
 def _value_count(proto) -> int:
     from tensorflow.core.framework import types_pb2
 
+    if proto.tensor_content and proto.dtype in _RAW_DTYPES:
+        return len(proto.tensor_content) // _RAW_DTYPES[proto.dtype].itemsize
     enum_name = types_pb2.DataType.Name(proto.dtype)
     if proto.tensor_content:
         import tensorflow as tf
