@@ -278,11 +278,13 @@ class ModelManager:
                 for v in versions]
 
     def run(self, loaded: LoadedVersion, signature: str, inputs: dict, protocol: str = "rest",
-            timeout: float | None = None) -> dict[str, np.ndarray]:
-        """Validates `inputs` against the signature, then runs them (batched when batching is on)
-        within the model's admission limit and the request's deadline."""
-        signature_def = find_signature(loaded.backend, signature, protocol)
-        inputs = validate_inputs(signature_def, inputs, self.admission.max_elements)
+            timeout: float | None = None, validated: bool = False) -> dict[str, np.ndarray]:
+        """Validates `inputs` against the signature (unless the caller passes what `validate_inputs`
+        returned for it: `validated`), then runs them (batched when batching is on) within the
+        model's admission limit and the request's deadline."""
+        if not validated:
+            signature_def = find_signature(loaded.backend, signature, protocol)
+            inputs = validate_inputs(signature_def, inputs, self.admission.max_elements)
         with self.admission.slot(loaded.name):
             batcher = loaded.batchers.get(signature)
             if batcher is not None:

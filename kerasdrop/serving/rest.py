@@ -155,8 +155,9 @@ def _version(match) -> int | None:
 
 
 def _prepare(manager, loaded, verb: str, request: dict):
-    """`(signature, inputs as arrays, answer(outputs) -> JSON object)` for a predict, classify or
-    regress request: everything but the run, so that the JSON can be let go before it."""
+    """`(signature, inputs, validated, answer(outputs) -> JSON object)` for a predict, classify or
+    regress request: everything but the run, so that the JSON can be let go before it (a predict's
+    inputs are arrays validated against the signature already)."""
     signature = request.get("signature_name", "serving_default")
     if not isinstance(signature, str):
         raise invalid("'signature_name' must be a string")
@@ -164,7 +165,7 @@ def _prepare(manager, loaded, verb: str, request: dict):
     if verb == "predict":
         inputs, layout = predict_inputs(request, signature_def)
         arrays = validate_inputs(signature_def, inputs, manager.admission.max_elements)
-        return signature, arrays, lambda outputs: predict_response(outputs, layout)
+        return signature, arrays, True, lambda outputs: predict_response(outputs, layout)
     expected = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}[verb]
     examples.check_method(signature_def, signature, expected)
     rows = request.get("examples")
@@ -174,9 +175,10 @@ def _prepare(manager, loaded, verb: str, request: dict):
     serialized = examples.serialized_examples(examples.example_from_json(row, context) for row in rows)
     (input_name,) = list(signature_def.inputs)
     if verb == "classify":
-        return signature, {input_name: serialized}, lambda outputs: {"results": [
+        return signature, {input_name: serialized}, False, lambda outputs: {"results": [
             [[label, score] for label, score in row] for row in examples.classification_results(outputs)]}
-    return signature, {input_name: serialized}, lambda outputs: {"results": examples.regression_results(outputs)}
+    return signature, {input_name: serialized}, False, lambda outputs: {
+        "results": examples.regression_results(outputs)}
 
 
 def _parse(body, lane):
@@ -232,9 +234,9 @@ def handle(manager, method: str, path: str, body: bytes, served: dict | None = N
             raise invalid("Request body must be a JSON object")
         loaded = manager.resolve(name, version, label)
         served["version"] = loaded.version
-        signature, inputs, answer = _prepare(manager, loaded, verb, request)
+        signature, inputs, validated, answer = _prepare(manager, loaded, verb, request)
         del request  # its lists: the arrays are all the run needs
-    return 200, answer(manager.run(loaded, signature, inputs, "rest"))
+    return 200, answer(manager.run(loaded, signature, inputs, "rest", validated=validated))
 
 
 class TfServingRest:

@@ -28,6 +28,7 @@ class SharedCounters:
             os.ftruncate(self._fd, SLOTS * _ENTRY.size)
         self._map = mmap.mmap(self._fd, SLOTS * _ENTRY.size)
         self._threads = threading.Lock()  # flock excludes other processes, not this one's threads
+        self._keys: dict[str, bytes] = {}  # name -> its digest (slots are never freed, so a digest finds one slot)
 
     @contextlib.contextmanager
     def _locked(self):
@@ -54,9 +55,13 @@ class SharedCounters:
     def add(self, name: str, delta: int, limit: int | None = None) -> int | None:
         """Adds `delta` to `name`'s count unless that would pass `limit`; returns the count before.
         None when the table is full (the caller then counts for its process alone)."""
-        key = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        if key == bytes(16):
-            key = b"\x01" + key[1:]  # the all-zero digest marks an empty slot
+        key = self._keys.get(name)
+        if key is None:
+            key = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            if key == bytes(16):
+                key = b"\x01" + key[1:]  # the all-zero digest marks an empty slot
+            if len(self._keys) < SLOTS:
+                self._keys[name] = key
         with self._locked():
             slot = self._slot(key)
             if slot is None:
