@@ -68,9 +68,10 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",
                  "request_timeout", "drain_seconds", "workers"):
-        if getattr(args, flag) < (0 if flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds") else 1):
-            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a positive number. "
-                             f"Received: {getattr(args, flag)}")
+        zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds")
+        if getattr(args, flag) < (0 if zero_allowed else 1):
+            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected "
+                             f"{'0 or ' if zero_allowed else ''}a positive number. Received: {getattr(args, flag)}")
     config = ServeConfig(repo=args.repo, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                          backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
                          enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,

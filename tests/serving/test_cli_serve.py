@@ -64,3 +64,13 @@ def test_bad_version_policy_is_a_clear_error(tmp_path, capsys):
     tmp_path.mkdir(exist_ok=True)
     assert main(["serve", "--repo", str(tmp_path), "--version-policy", "newest"]) == 2
     assert "Expected latest, latest:N, all or specific:1,2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, expected", [("--cheap-model-micros", "-1", "0 or a positive number"),
+                                                   ("--max-inflight", "0", "a positive number"),
+                                                   ("--workers", "0", "a positive number")])
+def test_a_limit_out_of_range_is_a_clear_error_before_anything_starts(tmp_path, capsys, flag, value, expected):
+    from kerasdrop.cli import main
+
+    assert main(["serve", "--repo", str(tmp_path), flag, value]) == 2
+    assert f"Invalid value received for {flag}. Expected {expected}. Received: {value}" in capsys.readouterr().err
