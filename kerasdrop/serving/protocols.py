@@ -4,10 +4,12 @@ HTTP app dispatches to and the services the gRPC server registers, all over the 
 A protocol is one `Protocol` entry in `PROTOCOLS`:
 - `rest_routers(manager)` -> objects with `claims(path) -> bool` and a synchronous
   `answer(method, path, body) -> (status, body bytes, content type)`; the first router that claims a
-  path answers it (on the HTTP app's thread pool, never on the event loop); an optional `close()`
-  runs when the server stops.
+  path answers it, on the HTTP app's thread pool, or on its event loop when the router's optional
+  `cheap(method, path)` says the request goes to a cheap model (`manager.cheap`; http_app.py); an
+  optional `close()` runs when the server stops.
 - `grpc_services(manager)` -> `(add_XServicer_to_server, servicer)` pairs: synchronous servicers
-  (grpcio's generated base classes) that the one gRPC server of each worker process registers.
+  (grpcio's generated base classes) that the one gRPC server of each worker process registers
+  (grpc.aio, which runs them on a thread pool, or on its event loop for a cheap model: grpc_api.py).
 """
 
 from __future__ import annotations
