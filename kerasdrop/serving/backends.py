@@ -124,21 +124,24 @@ class OnnxBackend:
         return dict(zip(self._outputs, results))
 
 
-def row_seconds(backend, signature: str = "serving_default") -> float | None:
-    """How long `signature` takes on one row of zeros here (median of 5 runs after one to warm up),
-    or None when its inputs are not all float tensors of known rank."""
-    signature_def = backend.signature_defs.get(signature)
-    if signature_def is None or signature not in backend.signature_names():
-        return None
-    feed = {}
-    for key, info in signature_def.inputs.items():
-        if info.dtype != _DT_FLOAT or info.tensor_shape.unknown_rank:
+def row_seconds(backend) -> float | None:
+    """How long one row takes here on the slowest of the backend's signatures (each timed on a row
+    of zeros: median of 5 runs after one to warm up), or None when any signature cannot be timed
+    that way: inputs that are not float tensors (strings: image bytes, tf.Examples), of unknown
+    rank, or with an unknown dimension besides the batch (a 1x1 image would say nothing of a real one)."""
+    slowest = 0.0
+    for signature in backend.signature_names():
+        feed = {}
+        for key, info in backend.signature_defs[signature].inputs.items():
+            dims = [dim.size for dim in info.tensor_shape.dim]
+            if info.dtype != _DT_FLOAT or info.tensor_shape.unknown_rank or any(d < 0 for d in dims[1:]):
+                return None
+            feed[key] = np.zeros([1, *dims[1:]] if dims else [], np.float32)
+        try:
+            slowest = max(slowest, _median_of(lambda s=signature, f=feed: backend.run(s, f)))
+        except Exception:  # a signature that does not take zeros is timed by nobody: not "cheap"
             return None
-        feed[key] = np.zeros([dim.size if dim.size > 0 else 1 for dim in info.tensor_shape.dim], np.float32)
-    try:
-        return _median_of(lambda: backend.run(signature, feed))
-    except Exception:  # a model that does not take zeros is timed by nobody: it is not "cheap"
-        return None
+    return slowest
 
 
 _DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT

@@ -242,28 +242,49 @@ def _request_model(request) -> str:
     return spec.name if spec is not None else getattr(request, "model_name", "")
 
 
+def _implemented(servicer, name: str) -> bool:
+    """Whether `servicer` implements method `name`, rather than inheriting the generated base's stub
+    (which answers UNIMPLEMENTED, and may be a streaming method the adapter below cannot run)."""
+    defining = next((cls for cls in type(servicer).__mro__ if name in cls.__dict__), None)
+    return defining is not None and not defining.__module__.endswith("_pb2_grpc")
+
+
+async def _unimplemented(request, context):
+    import grpc
+
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")  # grpcio's generated text
+
+
 class _AsyncServicer:
     """A synchronous servicer (grpcio's generated base class) as grpc.aio coroutines: a request to
     a cheap model (manager.cheap) under INLINE_MAX_BYTES runs on the event loop, where the thread
-    hop costs more than the work; any other runs on `executor` and the loop waits for it."""
+    hop costs more than the work; any other runs on `executor` and the loop waits for it. Methods
+    the servicer leaves to its generated base answer UNIMPLEMENTED, as grpcio's threaded server did."""
 
     def __init__(self, servicer, manager, executor):
         self._servicer, self._manager, self._executor = servicer, manager, executor
 
     def __getattr__(self, name: str):
+        if not _implemented(self._servicer, name):
+            return _unimplemented
         method = getattr(self._servicer, name)
         manager, executor = self._manager, self._executor
 
         async def call(request, context):
             import asyncio
 
-            shim = _SyncContext(context)
             try:
-                if request.ByteSize() <= INLINE_MAX_BYTES and manager.cheap(_request_model(request)):
-                    return method(request, shim)
-                return await asyncio.get_running_loop().run_in_executor(executor, method, request, shim)
+                if manager.cheap(_request_model(request)) and request.ByteSize() <= INLINE_MAX_BYTES:
+                    return method(request, _SyncContext(context))
+                return await asyncio.get_running_loop().run_in_executor(executor, method, request,
+                                                                        _SyncContext(context))
             except _Abort as abort:
-                await context.abort(abort.code, abort.details)
+                code, details = abort.code, abort.details
+            # Aborted outside the except block, the request released: aio keeps the abort's exception
+            # (and through its traceback this frame) in a reference cycle, which the rarely running
+            # collector (server.GC_THRESHOLDS) would free only much later, with the request in it.
+            del request
+            await context.abort(code, details)
 
         call.__name__ = name
         return call
@@ -288,7 +309,15 @@ class GrpcServer:
 
         self._executor = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-grpc")
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="kerasdrop-grpc-loop", daemon=True)
+        self._stopped = None  # the event stop() returns, the same one each time
+
+        def run():
+            try:
+                self._loop.run_forever()
+            finally:
+                self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="kerasdrop-grpc-loop", daemon=True)
         self._thread.start()
         self._server, self.port = self._call(self._create(manager, address, services, options))
 
@@ -313,21 +342,26 @@ class GrpcServer:
         self._call(self._server.start())
 
     def stop(self, grace: float | None):
-        """Stops accepting now; the returned event is set once in-flight calls are answered."""
+        """Stops accepting now; the returned event is set once in-flight calls are answered (the
+        thread pool ends after them: a call accepted before the stop still gets a thread), and
+        the loop has ended. A second stop returns the first one's event."""
         import asyncio
         import threading
 
-        done = threading.Event()
+        if self._stopped is not None:
+            return self._stopped
+        done = self._stopped = threading.Event()
 
         async def stop():
             try:
                 await self._server.stop(grace)
             finally:
-                done.set()
+                self._executor.shutdown(wait=False)
                 self._loop.call_soon(self._loop.stop)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop)
-        self._executor.shutdown(wait=False)
+        threading.Thread(target=lambda: (self._thread.join(), done.set()), name="kerasdrop-grpc-stopped",
+                         daemon=True).start()
         return done
 
 

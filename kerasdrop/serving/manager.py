@@ -44,7 +44,7 @@ class LoadedVersion:
     path: pathlib.Path
     backend: object
     batchers: dict = dataclasses.field(default_factory=dict)
-    row_seconds: float | None = None  # serving_default on one row, measured at load (None: not measurable)
+    row_seconds: float | None = None  # one row on its slowest signature, timed at load (None: not timeable)
     cheap: bool = False  # row_seconds under the manager's cheap_row_seconds
 
     def stop_batchers(self) -> None:

@@ -30,7 +30,7 @@ def array_to_proto(array: np.ndarray):
     """A TensorProto of `array`, as `tf.make_tensor_proto` writes it (dtype, shape, tensor_content)."""
     from tensorflow.core.framework import tensor_pb2
 
-    enum = _RAW_ENUMS.get(array.dtype) if array.ndim else None  # (TF writes a scalar as float_val)
+    enum = _RAW_ENUMS.get(array.dtype) if array.size > 1 else None  # (TF writes one value as float_val etc.)
     if enum is None:
         import tensorflow as tf
 
@@ -84,6 +84,9 @@ def tensor_to_array(key: str, index: int, proto, signature_input, max_elements: 
                       "every value (a TensorProto is not expanded from fewer values here)")
     raw = _RAW_DTYPES.get(proto.dtype)
     if raw is not None and proto.tensor_content:
+        if len(proto.tensor_content) != size * raw.itemsize:
+            raise invalid(f"Cannot read input tensor {key!r}: its tensor_content holds {len(proto.tensor_content)} "
+                          f"bytes, not {size} values of {raw.itemsize} bytes")
         return np.frombuffer(proto.tensor_content, raw).reshape(dims)
     try:
         return tf.make_ndarray(proto)

@@ -139,7 +139,8 @@ def test_a_lone_request_runs_in_its_own_thread_and_company_goes_to_the_batcher()
                                    np.arange(4, dtype=np.int32), np.random.default_rng(1).random((3, 1)),
                                    np.random.default_rng(2).random((4, 4))[:, ::2], np.zeros((0, 3), np.float32),
                                    np.float32(1.5).reshape(()), np.array([b"a", b"bc"], dtype=object),
-                                   np.array([True, False])])
+                                   np.array([True, False]), np.array([2.5], np.float32), np.array([[0.7]], np.float32),
+                                   np.array([3])])  # one value: TF writes float_val / int64_val, not tensor_content
 def test_tensor_protos_are_tensorflows_own(array):
     import tensorflow as tf
     from tensorflow.core.protobuf import meta_graph_pb2
@@ -174,3 +175,128 @@ def test_large_json_bodies_become_arrays_one_at_a_time_and_run_without_the_lock(
                         {"instances": np.repeat(IMAGE, rows, axis=0).tolist()})[0] == 200
     assert held_while_parsing == [False, True], "only the large body takes the lock"
     assert held_while_running == [False, False], "the run never holds it: runs overlap"
+
+
+def test_a_tensor_content_of_the_wrong_length_is_invalid_argument():
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from kerasdrop.serving.errors import ServingError
+    from kerasdrop.serving.tensors import tensor_to_array
+
+    proto = tensor_pb2.TensorProto(dtype=1, tensor_content=bytes(26))  # [2, 3] floats are 24 bytes
+    proto.tensor_shape.dim.add(size=2)
+    proto.tensor_shape.dim.add(size=3)
+    with pytest.raises(ServingError) as raised:
+        tensor_to_array("x", 0, proto, meta_graph_pb2.TensorInfo(dtype=1), 1 << 20)
+    assert raised.value.code == "INVALID_ARGUMENT" and "holds 26 bytes, not 6 values of 4 bytes" in raised.value.message
+
+
+class _NoModels:
+    def cheap(self, name):
+        return False
+
+    def record_request(self, *args):
+        pass
+
+    def readiness(self):
+        return True, ""
+
+
+def test_grpc_drain_answers_a_call_accepted_before_the_stop_and_a_second_stop_is_the_first(tmp_path):
+    """A call whose message arrives after stop() (accepted before it) still gets a thread and its
+    answer; stop() twice returns the same event, set once the server and its loop ended."""
+    import time
+
+    import grpc
+
+    from kerasdrop.serving.grpc_api import GrpcServer
+    from kerasdrop.serving.oip.grpc_service import open_inference_services
+    from kerasdrop.serving.oip.messages import messages
+
+    manager = _NoModels()
+    server = GrpcServer(manager, "127.0.0.1:0", open_inference_services(manager), 4, [("grpc.so_reuseport", 0)])
+    server.start()
+    release, result = threading.Event(), {}
+
+    def request_later():
+        release.wait()
+        yield messages.ServerLiveRequest()
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = channel.stream_unary("/inference.GRPCInferenceService/ServerLive",
+                                    request_serializer=messages.ServerLiveRequest.SerializeToString,
+                                    response_deserializer=messages.ServerLiveResponse.FromString)
+        caller = threading.Thread(target=lambda: result.setdefault("live", call(request_later(), timeout=10).live))
+        caller.start()
+        time.sleep(0.5)
+        stopped = server.stop(5)
+        time.sleep(0.2)
+        release.set()
+        caller.join(timeout=15)
+    assert result == {"live": True}
+    assert stopped.wait(10) and server.stop(1) is stopped
+
+
+def test_grpc_methods_left_to_the_generated_base_answer_unimplemented_streaming_ones_too():
+    import grpc
+    from tensorflow_serving.apis import inference_pb2, prediction_service_pb2_grpc
+
+    from kerasdrop.serving.grpc_api import GrpcServer, tf_serving_services
+    from kerasdrop.serving.oip.grpc_service import open_inference_services
+    from kerasdrop.serving.oip.messages import GRPCInferenceServiceStub, messages
+
+    manager = _NoModels()
+    server = GrpcServer(manager, "127.0.0.1:0", tf_serving_services(manager) + open_inference_services(manager), 4,
+                        [("grpc.so_reuseport", 0)])
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            oip = GRPCInferenceServiceStub(channel)
+            calls = [lambda: list(oip.ModelStreamInfer(iter([messages.ModelInferRequest()]), timeout=10)),
+                     lambda: oip.RepositoryIndex(messages.RepositoryIndexRequest(), timeout=10),
+                     lambda: prediction_service_pb2_grpc.PredictionServiceStub(channel).MultiInference(
+                         inference_pb2.MultiInferenceRequest(), timeout=10)]
+            for call in calls:
+                with pytest.raises(grpc.RpcError) as raised:
+                    call()
+                assert (raised.value.code(), raised.value.details()) == (grpc.StatusCode.UNIMPLEMENTED,
+                                                                         "Method not implemented!")
+    finally:
+        server.stop(0).wait(10)
+
+
+class _Timed:
+    """A backend whose signatures take `seconds[name]` a run and declare `inputs[name]` (dtype, dims)."""
+
+    def __init__(self, seconds, inputs):
+        from tensorflow.core.protobuf import meta_graph_pb2
+
+        self.seconds, self.signature_defs = seconds, {}
+        for name, (dtype, dims) in inputs.items():
+            signature = meta_graph_pb2.SignatureDef()
+            signature.inputs["x"].dtype = dtype
+            for size in dims:
+                signature.inputs["x"].tensor_shape.dim.add(size=size)
+            self.signature_defs[name] = signature
+
+    def signature_names(self):
+        return list(self.signature_defs)
+
+    def run(self, name, feed):
+        import time
+
+        time.sleep(self.seconds[name])
+        return {}
+
+
+def test_a_model_is_timed_on_its_slowest_signature_and_untimeable_ones_make_it_not_cheap():
+    from kerasdrop.serving.backends import row_seconds
+
+    float_rows = (1, [-1, 4])
+    timed = row_seconds(_Timed({"serving_default": 0.0, "mc_dropout": 0.01},
+                               {"serving_default": float_rows, "mc_dropout": float_rows}))
+    assert 0.01 <= timed < 0.1, "the slowest signature (mc_dropout's N passes) decides"
+    for untimeable in ((7, [-1]), (1, [-1, -1, -1, 3])):  # strings (image bytes); an image of any size
+        assert row_seconds(_Timed({"serving_default": 0.0, "other": 0.0},
+                                  {"serving_default": float_rows, "other": untimeable})) is None
