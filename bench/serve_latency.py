@@ -284,7 +284,7 @@ def report(name, results, big, workers: int) -> list[bool]:
         checks.append((f"peak RSS vs idle, {big['big_mb']:.0f} MB request (HTTP {big['big_status']}, "
                        f"{big['big_seconds']:.1f} s)", big["peak"] / big["idle"], "< 2.0x", -1.9999999))
         checks.append(("other clients' p99 meanwhile (s)", big["others_p99"], "< 1.0", -0.9999999))
-    errors = sum(r.get("errors", 0) for r in results.values())
+    errors = sum(r.get("errors", 0) for r in results.values() if isinstance(r, dict))
     print(f"  non-2xx answers, wrk timeouts (10 s) or failed calls in all of the above: {errors}")
     print(f"  {'target':58} {'measured':>9} {'goal':>8}  result")
     passed = []
@@ -293,6 +293,11 @@ def report(name, results, big, workers: int) -> list[bool]:
         passed.append(ok)
         print(f"  {label:58} {value:9.2f} {goal:>8}  {'PASS' if ok else 'FAIL'}")
     return passed
+
+
+def cpu_times() -> list[int]:
+    """/proc/stat's CPU line: user nice system idle iowait irq softirq steal (in clock ticks)."""
+    return [int(value) for value in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
 def main() -> None:
@@ -314,13 +319,15 @@ def main() -> None:
     print(f"batch-1 requests, {args.seconds:g} s per load run (resnet18: {args.seconds * DURATION['resnet18']:g} s), "
           "wrk (REST) and h2load (gRPC) on this machine's "
           "cores beside the servers; kerasdrop serve --backend onnx")
-    passed = []
+    passed, started = [], cpu_times()
     for name in names:
         results = measure_model(name, bodies[name], workdir / "export", args.seconds)
         big = measure_big_request(name, bodies[name], workdir / "export", workdir, args.seconds, workers) \
             if name == "lenet5" else None
         passed += report(name, results, big, workers)
-    print(f"\n{sum(passed)} of {len(passed)} targets met (kerasdrop serve's default: --workers {workers})")
+    spent = [after - before for before, after in zip(started, cpu_times())]
+    print(f"\n{sum(passed)} of {len(passed)} targets met (kerasdrop serve's default: --workers {workers}); CPU time "
+          f"stolen by other guests of this host during the run: {100 * spent[7] / max(sum(spent), 1):.1f}%")
 
 
 if __name__ == "__main__":
