@@ -19,6 +19,16 @@ def running_server(**config):
         server.stop(grace=1)
 
 
+def make_slow(loaded, seconds: float) -> None:
+    """Every run of `loaded` (a LoadedVersion) takes `seconds` longer, and the version is no longer
+    "cheap": a model that slow has its requests run on threads, not on the event loop."""
+    import time
+
+    run = loaded.backend.run
+    loaded.backend.run = lambda *args: (time.sleep(seconds), run(*args))[1]
+    loaded.cheap = False
+
+
 def rest(server, method, path, body=None, raw=None):
     """`(status, parsed JSON or text)` for one REST call."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kerasdrop.serving.batching import Batcher
-from tests.serving.conftest import grpc_stubs, rest, running_server
+from tests.serving.conftest import grpc_stubs, make_slow, rest, running_server
 
 IMAGE = np.random.default_rng(4).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
 
@@ -95,10 +95,7 @@ def test_a_slow_request_on_a_thread_does_not_hold_up_a_cheap_one(exported_repo):
         shutil.copytree(repo, both)
         shutil.copytree(repo / "lenet5", both / "slow")
     with running_server(repo=str(both), backend="onnx") as server:
-        slow = server.manager.resolve("slow")
-        run = slow.backend.run
-        slow.backend.run = lambda *args: (time.sleep(1.5), run(*args))[1]
-        slow.cheap = False
+        make_slow(server.manager.resolve("slow"), 1.5)
         waiting = threading.Thread(target=rest, args=(server, "POST", "/v1/models/slow:predict",
                                                       {"instances": IMAGE.tolist()}))
         waiting.start()

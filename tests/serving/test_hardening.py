@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.serving.conftest import grpc_stubs, rest, running_server
+from tests.serving.conftest import grpc_stubs, make_slow, rest, running_server
 
 IMAGE = np.random.default_rng(2).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
 
@@ -164,12 +164,7 @@ def test_max_inflight_refuses_at_once_with_429_and_resource_exhausted(exported_r
 
     repo, _ = exported_repo
     with running_server(repo=str(repo), backend="onnx", max_inflight=1) as server:
-        loaded = server.manager.resolve("lenet5")
-        backend, run = loaded.backend, loaded.backend.run
-        # The first request takes 1.5 s to run: it holds the model's one slot meanwhile (a model
-        # that slow is not "cheap": its requests run on threads, not on the event loop).
-        backend.run = lambda *args: (time.sleep(1.5), run(*args))[1]
-        loaded.cheap = False
+        make_slow(server.manager.resolve("lenet5"), 1.5)  # the first request holds the one slot meanwhile
         first = threading.Thread(target=rest, args=(server, "POST", "/v1/models/lenet5:predict",
                                                     {"inputs": IMAGE.tolist()}))
         first.start()
