@@ -14,6 +14,7 @@ from concurrent import futures
 from kerasdrop.serving import examples
 from kerasdrop.serving.backends import find_signature, signature_def_map
 from kerasdrop.serving.errors import ServingError, invalid
+from kerasdrop.serving.http_app import INLINE_MAX_BODY_BYTES
 from kerasdrop.serving.tensors import array_to_proto, tensor_to_array
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -257,7 +258,7 @@ async def _unimplemented(request, context):
 
 class _AsyncServicer:
     """A synchronous servicer (grpcio's generated base class) as grpc.aio coroutines: a request to
-    a cheap model (manager.cheap) under INLINE_MAX_BYTES runs on the event loop, where the thread
+    a cheap model (manager.cheap) of at most INLINE_MAX_BODY_BYTES runs on the event loop, where the thread
     hop costs more than the work; any other runs on `executor` and the loop waits for it. Methods
     the servicer leaves to its generated base answer UNIMPLEMENTED, as grpcio's threaded server did."""
 
@@ -274,7 +275,7 @@ class _AsyncServicer:
             import asyncio
 
             try:
-                if manager.cheap(_request_model(request)) and request.ByteSize() <= INLINE_MAX_BYTES:
+                if manager.cheap(_request_model(request)) and request.ByteSize() <= INLINE_MAX_BODY_BYTES:
                     return method(request, _SyncContext(context))
                 return await asyncio.get_running_loop().run_in_executor(executor, method, request,
                                                                         _SyncContext(context))
@@ -288,9 +289,6 @@ class _AsyncServicer:
 
         call.__name__ = name
         return call
-
-
-INLINE_MAX_BYTES = 64 * 1024  # as the HTTP app's INLINE_MAX_BODY_BYTES
 
 
 class GrpcServer:

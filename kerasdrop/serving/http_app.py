@@ -25,7 +25,9 @@ def _json_error(status: int, message: str, extra_headers=()) -> tuple[int, bytes
     return status, orjson.dumps({"error": message}), list(extra_headers)
 
 
-INLINE_MAX_BODY_BYTES = 64 * 1024  # JSON of this size parses in ~0.5 ms: the most a cheap request holds the loop
+# The largest request of a cheap model answered on an event loop (REST here, gRPC in grpc_api.py):
+# JSON of this size parses in ~0.5 ms, the most a cheap request holds the loop.
+INLINE_MAX_BODY_BYTES = 64 * 1024
 
 
 class BodyTooLarge(Exception):

@@ -232,7 +232,7 @@ class ModelManager:
 
     def cheap(self, name: str) -> bool:
         """Whether every loaded version of `name` is cheap (`LoadedVersion.cheap`): its requests may
-        be answered on the HTTP event loop instead of a thread."""
+        be answered on the REST and gRPC event loops instead of a thread."""
         with self._lock:
             versions = self._loaded.get(name)
             return bool(versions) and all(version.cheap for version in versions.values())

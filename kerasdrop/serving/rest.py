@@ -22,6 +22,7 @@ import orjson
 from kerasdrop.serving import examples
 from kerasdrop.serving.backends import find_signature, signature_def_map
 from kerasdrop.serving.errors import ServingError, invalid, not_found
+from kerasdrop.serving.http_app import INLINE_MAX_BODY_BYTES
 from kerasdrop.serving.inputs import validate_inputs
 from kerasdrop.serving.parse_lane import LANE_MIN_BYTES, ParseLane
 
@@ -192,8 +193,8 @@ def _parse(body, lane):
 # at a time per process: each finishes sooner, the others wait their turn without taking the GIL
 # from it, and only one request's lists are alive at once. resnet18 (3 MB bodies) over 2 workers,
 # 64 connections: 29 -> 31 req/s unbatched, 19 -> 26 batched (72 threads each parsing at once before).
-# Smaller bodies (cheap models' requests on the event loop among them) never wait for this.
-SERIAL_MIN_BYTES = 64 * 1024
+# Smaller bodies never wait for it, so neither does an event loop (it answers only those).
+SERIAL_MIN_BYTES = INLINE_MAX_BODY_BYTES
 _CONVERTING = threading.Lock()
 
 
