@@ -98,7 +98,7 @@ class OnnxBackend:
         32x32x1 took 97 us against 62 us, waking a second thread costing more than it computes.
         Spinning is off, so the idle threads of the parallel session cost nothing."""
         cores = os.cpu_count() or 1
-        feed = _zero_feed(self._session)
+        feed = _zero_row(self.signature_defs["serving_default"])
         if cores == 1 or feed is None:
             return self._session
         parallel = _onnx_session(path, threads=cores)
@@ -131,12 +131,11 @@ def row_seconds(backend) -> float | None:
     rank, or with an unknown dimension besides the batch (a 1x1 image would say nothing of a real one)."""
     slowest = 0.0
     for signature in backend.signature_names():
-        feed = {}
-        for key, info in backend.signature_defs[signature].inputs.items():
-            dims = [dim.size for dim in info.tensor_shape.dim]
-            if info.dtype != _DT_FLOAT or info.tensor_shape.unknown_rank or any(d < 0 for d in dims[1:]):
-                return None
-            feed[key] = np.zeros([1, *dims[1:]] if dims else [], np.float32)
+        signature_def = backend.signature_defs[signature]
+        feed = _zero_row(signature_def)
+        if feed is None or any(dim.size < 0 for info in signature_def.inputs.values()
+                               for dim in info.tensor_shape.dim[1:]):
+            return None
         try:
             slowest = max(slowest, _median_of(lambda s=signature, f=feed: backend.run(s, f)))
         except Exception:  # a signature that does not take zeros is timed by nobody: not "cheap"
@@ -147,14 +146,14 @@ def row_seconds(backend) -> float | None:
 _DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
 
 
-def _zero_feed(session) -> dict | None:
-    """One row of zeros for each input (unknown dims as 1), or None for inputs that are not floats."""
+def _zero_row(signature_def) -> dict | None:
+    """Zeros for each input of the signature (unknown dims as 1), or None for inputs that are not
+    floats of known rank."""
     feed = {}
-    for tensor in session.get_inputs():
-        if tensor.type != "tensor(float)":
+    for key, info in signature_def.inputs.items():
+        if info.dtype != _DT_FLOAT or info.tensor_shape.unknown_rank:
             return None
-        feed[tensor.name] = np.zeros([dim if isinstance(dim, int) and dim > 0 else 1 for dim in tensor.shape],
-                                     np.float32)
+        feed[key] = np.zeros([dim.size if dim.size > 0 else 1 for dim in info.tensor_shape.dim], np.float32)
     return feed
 
 
