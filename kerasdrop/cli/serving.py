@@ -62,7 +62,7 @@ def run_serve(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     import logging
 
-    from kerasdrop.serving.grpc_api import PortInUseError
+    from kerasdrop.serving.ports import PortInUseError
     from kerasdrop.serving.server import ServeConfig, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -6,7 +6,6 @@ Any TF Serving client (`prediction_service_pb2_grpc.PredictionServiceStub`) work
 
 from __future__ import annotations
 
-import errno
 import socket
 import time
 from concurrent import futures
@@ -15,6 +14,7 @@ from kerasdrop.serving import examples
 from kerasdrop.serving.backends import find_signature, signature_def_map
 from kerasdrop.serving.errors import ServingError, invalid
 from kerasdrop.serving.http_app import INLINE_MAX_BODY_BYTES
+from kerasdrop.serving.ports import PortInUseError, claim_port
 from kerasdrop.serving.tensors import array_to_proto, tensor_to_array
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -184,32 +184,12 @@ def tf_serving_services(manager) -> list:
             (model_service_pb2_grpc.add_ModelServiceServicer_to_server, model())]
 
 
-class PortInUseError(OSError):
-    """A port another process (or server) already listens on; `kerasdrop serve` exits 2 naming it."""
-
-
 def bind_grpc_guard(host: str, port: int) -> socket.socket:
-    """Claims the gRPC port for this server and its workers, before any of them listens on it.
-
-    Every worker runs a gRPC server on the same port with SO_REUSEPORT (the kernel spreads
-    connections over them). SO_REUSEPORT alone would also let a second `kerasdrop serve` join the
-    group and silently take part of the traffic. So the port is first bound here WITHOUT
-    SO_REUSEPORT, which fails while anything listens on it (a second kerasdrop's guard included);
-    only then is SO_REUSEPORT set on this bound, never-listening socket, so that this server's own
-    gRPC listeners can join it. Kept open for the server's life. (A foreign program of the same user
-    that sets SO_REUSEPORT itself could still join: the kernel allows that for one user.)
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    guard = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT, as gRPC does
-    try:
-        guard.bind((host, port))
-    except OSError as error:
-        guard.close()
-        reason = "is already in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
-        raise PortInUseError(f"gRPC port {port} on {host} {reason}; choose another with --grpc-port") from None
-    guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    return guard
+    """Claims the gRPC port for this server and its workers, before any of them listens on it: every
+    worker runs a gRPC server on the port with SO_REUSEPORT (`make_grpc_server(reuse_port=True)`),
+    and the claim (ports.py) keeps a second `kerasdrop serve` from joining them. Bound, never
+    listening; kept open for the server's life."""
+    return claim_port(host, port, "gRPC", "--grpc-port", shared=True)
 
 
 class _Abort(Exception):

@@ -1,6 +1,6 @@
 """A worker process of `kerasdrop serve --workers N`: its own model manager (polling the same
-repository), uvicorn on the REST listening socket it inherits and a gRPC server in the port's
-SO_REUSEPORT group, so the kernel spreads connections across processes, each with its own GIL.
+repository), uvicorn on the REST socket it inherits and a gRPC server, each in its port's
+SO_REUSEPORT group (ports.py), so the kernel spreads connections across processes, each with its own GIL.
 Admission counts and metrics are shared through the parent's directory (`shared_dir`).
 
     python -m kerasdrop.serving.worker '<ServeConfig as JSON, rest_fd set>' <parent pid>

@@ -162,6 +162,28 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _tcp_sockets(pid: int, port: int, state: str) -> set[int]:
+    """The inodes of the IPv4 TCP sockets that process `pid` holds on local `port` in `state` (as
+    /proc/net/tcp writes it: 0A listening, 01 established)."""
+    import os
+    import pathlib
+
+    held = set()
+    for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(int(target[8:-1]))
+    found = set()
+    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state and int(fields[9]) in held:
+            found.add(int(fields[9]))
+    return found
+
+
 @pytest.mark.slow
 def test_workers_share_the_rest_port_and_stop_together(exported_repo):
     from kerasdrop.serving.client import ServingClient
@@ -174,6 +196,21 @@ def test_workers_share_the_rest_port_and_stop_together(exported_repo):
     server = _start_server(repo, rest_port, grpc_port, "--workers", "2")
     try:
         (worker,) = _children(server.pid)
+        # Each process listens on a socket of its own in one SO_REUSEPORT group. With one socket shared,
+        # the process that woke first accepted every pending connection: wrk's 16 all went to one
+        # worker in 2 of 5 runs. Now the kernel spreads a burst of connections over both.
+        listening = [_tcp_sockets(pid, rest_port, "0A") for pid in (server.pid, worker)]
+        assert all(len(inodes) == 1 for inodes in listening) and listening[0] != listening[1], listening
+        import socket
+
+        burst = [socket.create_connection(("127.0.0.1", rest_port)) for _ in range(16)]
+        try:
+            time.sleep(0.5)
+            accepted = [len(_tcp_sockets(pid, rest_port, "01")) for pid in (server.pid, worker)]
+            assert sum(accepted) == 16 and min(accepted) > 0, f"connections held by the two processes: {accepted}"
+        finally:
+            for connection in burst:
+                connection.close()
         client = ServingClient(f"http://127.0.0.1:{rest_port}", timeout=20)
         shapes = set()
 

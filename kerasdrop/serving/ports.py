@@ -1,0 +1,59 @@
+"""The server's listening ports: claimed by one `kerasdrop serve`, shared only by its own workers.
+
+A port is claimed by binding it WITHOUT SO_REUSEPORT, which fails while anything listens on it (a
+second kerasdrop's claim included). Only then is SO_REUSEPORT set on the bound socket, so that the
+server's own per-worker sockets (`join_port`) can bind the same port; the kernel then spreads new
+connections over the listening ones by a hash of their addresses. (A foreign program of the same
+user that sets SO_REUSEPORT itself could still join: the kernel allows that for one user.)
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+
+class PortInUseError(OSError):
+    """A port another process (or server) already listens on; `kerasdrop serve` exits 2 naming it."""
+
+
+def _tcp_socket(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say TCP, and
+    # with Nagle on, the body write waits for the client's delayed ACK of the headers: 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT
+    return sock
+
+
+def _bind(sock: socket.socket, host: str, port: int, protocol: str, flag: str) -> None:
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        reason = "is already in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
+        raise PortInUseError(f"{protocol} port {port} on {host} {reason}; choose another with {flag}") from None
+
+
+def claim_port(host: str, port: int, protocol: str, flag: str, *, shared: bool) -> socket.socket:
+    """A socket bound to `port` (0: any free one) that no other server can bind while it is open;
+    with `shared`, this server's own `join_port` sockets can. Not listening yet.
+
+    `protocol` and `flag` name the port in the error: "REST port 8501 on 127.0.0.1 is already in
+    use; choose another with --rest-port".
+    """
+    sock = _tcp_socket(host)
+    _bind(sock, host, port, protocol, flag)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+def join_port(claim: socket.socket, protocol: str, flag: str) -> socket.socket:
+    """Another socket bound to the port of `claim` (a shared claim_port), for another worker. Not
+    listening: it takes no connection until its worker listens on it."""
+    host, port = claim.getsockname()[:2]
+    sock = _tcp_socket(host)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    _bind(sock, host, port, protocol, flag)
+    return sock
