@@ -5,17 +5,19 @@ requests. Servers: a bare Starlette + onnxruntime + orjson app (bench/_support/b
 reference) and `kerasdrop serve --backend onnx` with batching off and on. Load comes from C load
 generators, not Python clients: wrk (REST, a Lua script POSTs the JSON body) and h2load (gRPC, a
 raw length-prefixed PredictRequest body). Every figure is a ratio measured in this one run; the
-machine is shared, so absolute req/s vary from run to run. Each server gets a short warm-up load
-first, and resnet18's load runs last 3x --seconds: at 64 connections one of its requests takes 2-3 s,
-and a 5 s window counted mostly the start of the run.
+machine is shared, so absolute req/s vary from run to run. All servers of a model run at once,
+each cell is measured in --rounds rounds that visit every server in turn, and each figure is the
+median over the rounds (measure_model says why). Each server gets a short warm-up load first, and
+resnet18's load runs last 2x --seconds: at 64 connections one of its requests takes 2-3 s.
 
-    .venv/bin/python bench/serve_latency.py [--seconds 5] [--models lenet5,resnet18]
+    .venv/bin/python bench/serve_latency.py [--seconds 4] [--rounds 3] [--models lenet5,resnet18]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import re
 import signal
@@ -30,7 +32,7 @@ import urllib.request
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"lenet5": dict(input_shape=(32, 32, 1), input_range=(0, 255)),
           "resnet18": dict(input_shape=(224, 224, 3), input_range=(0, 255))}
-DURATION = {"lenet5": 1, "resnet18": 3}  # load runs last this many times --seconds
+DURATION = {"lenet5": 1, "resnet18": 2}  # load runs last this many times --seconds
 
 
 def free_port() -> int:
@@ -144,31 +146,102 @@ def kerasdrop_serve(repo, rest_port, grpc_port, batching: bool, workers: int):
     return command
 
 
-def measure_model(name, bodies, repo, seconds) -> dict:
+SERVERS = [("bare",)] + [(batching, workers) for workers in (1, 2) for batching in (False, True)]
+CELLS = (1, 16, 64, "grpc16")
+
+
+def measure_model(name, bodies, repo, seconds, rounds: int) -> dict:
+    """Every server of the table runs at once (idle but for the one measured); the cells are
+    measured in `rounds` rounds, each visiting every server in turn (in a rotated order), and each
+    figure is the median over the rounds. Two servers measured minutes apart on this shared
+    machine differed by more than the effects measured: the same code path (a cheap model batched
+    or not) differed by up to 1.9x in one run. Interleaved, a burst of other load falls on every
+    server alike, and a median drops it."""
+    import contextlib
+
     onnx_path, rest_body, grpc_body = bodies
-    results = {}
-    port = free_port()
     seconds *= DURATION[name]
-    with Running([sys.executable, str(HERE / "_support" / "bare_app.py"), str(onnx_path), str(port)],
-                 f"http://127.0.0.1:{port}/"):
-        url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
-        wrk(url, rest_body, 4, 2)  # warm-up, not counted
-        for connections in (1, 16, 64):
-            results[("bare", connections)] = wrk(url, rest_body, connections, seconds)
-    for workers in (1, 2):
-        for batching in (False, True):
+    samples, ports, running = {}, {}, {}
+    with contextlib.ExitStack() as stack:
+        for server in SERVERS:  # one after another: each times its model at load on a quiet machine
             rest_port, grpc_port = free_port(), free_port()
-            with Running(kerasdrop_serve(repo, rest_port, grpc_port, batching, workers),
-                         f"http://127.0.0.1:{rest_port}/v1/models/{name}"):
-                url = f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict"
-                wrk(url, rest_body, 4, 2)  # warm-up, not counted
-                for connections in (1, 16, 64):
-                    results[(batching, workers, connections)] = wrk(url, rest_body, connections, seconds)
-                results[(batching, workers, "grpc16")] = h2load(
-                    f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict", grpc_body, 16,
-                    seconds)
-                results[(batching, workers, "batches")] = batches_run(rest_port)
+            if server == ("bare",):
+                command = [sys.executable, str(HERE / "_support" / "bare_app.py"), str(onnx_path), str(rest_port)]
+                probe = f"http://127.0.0.1:{rest_port}/"
+            else:
+                command = kerasdrop_serve(repo, rest_port, grpc_port, *server)
+                probe = f"http://127.0.0.1:{rest_port}/v1/models/{name}"
+            running[server] = stack.enter_context(Running(command, probe)).pid
+            ports[server] = (rest_port, grpc_port)
+            wrk(f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body, 4, 2)  # warm-up, not counted
+        for round_ in range(rounds):
+            for cell in CELLS:
+                for server in SERVERS[round_ % len(SERVERS):] + SERVERS[:round_ % len(SERVERS)]:
+                    if server == ("bare",) and cell == "grpc16":
+                        continue
+                    wait_until_idle(list(running.values()))
+                    rest_port, grpc_port = ports[server]
+                    if cell == "grpc16":
+                        sample = h2load(f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict",
+                                        grpc_body, 16, seconds)
+                    else:
+                        sample = wrk(f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body, cell,
+                                     seconds)
+                    samples.setdefault((*server, cell), []).append(sample)
+        results = {key: median_sample(values) for key, values in samples.items()}
+        for server in SERVERS[1:]:
+            results[(*server, "batches")] = batches_run(ports[server][0])
     return results
+
+
+def median_sample(samples: list[dict]) -> dict:
+    """Each figure's median over the rounds; errors summed; `spread` is the rounds' max/min req/s."""
+    middle = lambda key: sorted(sample[key] for sample in samples)[len(samples) // 2]  # noqa: E731
+    rps = [sample["rps"] for sample in samples]
+    return {**{key: middle(key) for key in samples[0] if key != "errors"},
+            "errors": sum(sample["errors"] for sample in samples), "spread": max(rps) / max(min(rps), 1e-9)}
+
+
+def _family(pid: int) -> set[int]:
+    """`pid` and all its descendants (workers, their JSON parse lanes)."""
+    parents = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    family, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in family and child not in family:
+                family.add(child)
+                grew = True
+    return family
+
+
+def _cpu_ticks(pids) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def wait_until_idle(pids: list[int], seconds: float = 30) -> None:
+    """Waits until the servers use under a tenth of a core (over 0.2 s): a load generator that
+    stops leaves requests in flight, and their work would fall on the next server measured."""
+    family = set().union(*(_family(pid) for pid in pids))
+    deadline, ticks = time.monotonic() + seconds, _cpu_ticks(family)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _cpu_ticks(family)
+        if now - ticks < 0.02 * (os.sysconf("SC_CLK_TCK")):
+            return
+        ticks = now
 
 
 def batches_run(rest_port: int) -> int:
@@ -181,22 +254,14 @@ def batches_run(rest_port: int) -> int:
 
 def rss_bytes(pid: int) -> int:
     """The resident memory of `pid` and all its descendants (workers, their JSON parse lanes)."""
-    parents, rss = {}, {}
-    for status in pathlib.Path("/proc").glob("[0-9]*/status"):
+    total = 0
+    for member in _family(pid):
         try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            status = pathlib.Path(f"/proc/{member}/status").read_text()
         except OSError:
             continue
-        parents[int(status.parent.name)] = int(fields.get("PPid", "0"))
-        rss[int(status.parent.name)] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-    family, grew = {pid}, True
-    while grew:
-        grew = False
-        for child, parent in parents.items():
-            if parent in family and child not in family:
-                family.add(child)
-                grew = True
-    return sum(rss.get(member, 0) for member in family)
+        total += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return total
 
 
 def measure_big_request(name, bodies, repo, workdir, seconds, workers: int) -> dict:
@@ -284,6 +349,9 @@ def report(name, results, big, workers: int) -> list[bool]:
         checks.append((f"peak RSS vs idle, {big['big_mb']:.0f} MB request (HTTP {big['big_status']}, "
                        f"{big['big_seconds']:.1f} s)", big["peak"] / big["idle"], "< 2.0x", -1.9999999))
         checks.append(("other clients' p99 meanwhile (s)", big["others_p99"], "< 1.0", -0.9999999))
+    spreads = sorted((r["spread"], key) for key, r in results.items() if isinstance(r, dict))
+    print(f"  spread between rounds (max/min req/s of a cell): median {spreads[len(spreads) // 2][0]:.2f}x, widest "
+          f"{spreads[-1][0]:.2f}x {spreads[-1][1]}")
     errors = sum(r.get("errors", 0) for r in results.values() if isinstance(r, dict))
     print(f"  non-2xx answers, wrk timeouts (10 s) or failed calls in all of the above: {errors}")
     print(f"  {'target':58} {'measured':>9} {'goal':>8}  result")
@@ -302,7 +370,8 @@ def cpu_times() -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run (default: 5)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each load run (default: 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all servers; figures are medians (default: 3)")
     parser.add_argument("--models", default="lenet5,resnet18", help="comma-separated (default: lenet5,resnet18)")
     args = parser.parse_args()
     for tool in ("wrk", "h2load"):
@@ -317,11 +386,11 @@ def main() -> None:
     from kerasdrop.cli.serving import DEFAULT_WORKERS as workers
     bodies = export_models(names, workdir)
     print(f"batch-1 requests, {args.seconds:g} s per load run (resnet18: {args.seconds * DURATION['resnet18']:g} s), "
-          "wrk (REST) and h2load (gRPC) on this machine's "
-          "cores beside the servers; kerasdrop serve --backend onnx")
+          f"median of {args.rounds} rounds that visit every server in turn; wrk (REST) and h2load (gRPC) on this "
+          "machine's cores beside the servers; kerasdrop serve --backend onnx")
     passed, started = [], cpu_times()
     for name in names:
-        results = measure_model(name, bodies[name], workdir / "export", args.seconds)
+        results = measure_model(name, bodies[name], workdir / "export", args.seconds, args.rounds)
         big = measure_big_request(name, bodies[name], workdir / "export", workdir, args.seconds, workers) \
             if name == "lenet5" else None
         passed += report(name, results, big, workers)
