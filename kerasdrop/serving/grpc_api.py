@@ -86,7 +86,7 @@ def _predict(manager, request, context):
     response = predict_pb2.PredictResponse()
     _echo(response.model_spec, loaded, signature)
     for key in wanted:
-        response.outputs[key].CopyFrom(array_to_proto(outputs[key]))
+        array_to_proto(outputs[key], response.outputs[key])
     return response
 
 

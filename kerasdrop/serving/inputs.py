@@ -5,6 +5,8 @@ Both protocols call `validate_inputs`; errors say what was expected and what was
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from kerasdrop.serving.admission import too_many_elements
@@ -32,17 +34,25 @@ def nested_size(value) -> int:
     return size
 
 
-def _as_array(key: str, value, dtype, max_elements: int | None) -> np.ndarray:
+@functools.cache
+def _dtype(enum: int) -> tuple:
+    """(numpy dtype, is floating, TF's name) of a DataType enum: TensorFlow's own DType lookups cost
+    more per request than the rest of the checks (measured in a profile of gRPC Predict)."""
     import tensorflow as tf
 
+    dtype = tf.dtypes.as_dtype(enum)
+    return (object if dtype == tf.string else np.dtype(dtype.as_numpy_dtype)), dtype.is_floating, dtype.name
+
+
+def _as_array(key: str, value, dtype: tuple, max_elements: int | None) -> np.ndarray:
     if max_elements is not None:
         size = value.size if isinstance(value, np.ndarray) else nested_size(value)
         if size > max_elements:
             raise too_many_elements(key, size, max_elements)
     try:
-        return np.asarray(value, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
+        return np.asarray(value, dtype=dtype[0])
     except (ValueError, TypeError, OverflowError) as error:
-        raise invalid(f"Input {key!r} expects a rectangular array of {dtype.name} values; received values "
+        raise invalid(f"Input {key!r} expects a rectangular array of {dtype[2]} values; received values "
                       f"that cannot be converted ({str(error).split('.')[0]})") from None
 
 
@@ -75,8 +85,6 @@ class _Pretty:
 
 def validate_inputs(signature_def, inputs: dict, max_elements: int | None = None) -> dict[str, np.ndarray]:
     """Names, size, dtype and shape against the SignatureDef; finite floats."""
-    import tensorflow as tf
-
     expected = set(signature_def.inputs)
     missing, extra = sorted(expected - set(inputs)), sorted(set(inputs) - expected)
     if missing or extra:
@@ -84,10 +92,10 @@ def validate_inputs(signature_def, inputs: dict, max_elements: int | None = None
     checked = {}
     for key, value in inputs.items():
         info = signature_def.inputs[key]
-        dtype = tf.dtypes.as_dtype(info.dtype)
+        dtype = _dtype(info.dtype)
         array = _as_array(key, value, dtype, max_elements)
-        if dtype.is_floating and not np.isfinite(array).all():
-            raise invalid(f"Input {key!r} contains NaN or infinity; expected finite {dtype.name} values")
+        if dtype[1] and not np.isfinite(array).all():
+            raise invalid(f"Input {key!r} contains NaN or infinity; expected finite {dtype[2]} values")
         _check_shape(key, info, array)
         checked[key] = array
     return checked

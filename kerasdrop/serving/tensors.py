@@ -3,6 +3,8 @@ against the values the message carries (a tiny proto must not expand into a huge
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from kerasdrop.serving.admission import too_many_elements
@@ -24,20 +26,34 @@ _VALUE_FIELDS = {
 # cost ~60 us a request in Python (a numpy version check on every call, among others).
 _RAW_DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 9: np.dtype("<i8")}
 _RAW_ENUMS = {dtype: enum for enum, dtype in _RAW_DTYPES.items()}
+_ONE_VALUE_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 9: "int64_val"}  # TF's field for <= 1 value
 
 
-def array_to_proto(array: np.ndarray):
-    """A TensorProto of `array`, as `tf.make_tensor_proto` writes it (dtype, shape, tensor_content)."""
+def array_to_proto(array: np.ndarray, proto=None):
+    """`array` as `tf.make_tensor_proto` writes it: dtype, shape, and tensor_content (or, for at
+    most one value, the dtype's repeated field), written into `proto` (an empty TensorProto, such
+    as a response's `outputs[key]`: no copy) or a new one. Returns the proto."""
     from tensorflow.core.framework import tensor_pb2
 
-    enum = _RAW_ENUMS.get(array.dtype) if array.size > 1 else None  # (TF writes one value as float_val etc.)
+    enum = _RAW_ENUMS.get(array.dtype)
     if enum is None:
         import tensorflow as tf
 
-        return tf.make_tensor_proto(array)
-    proto = tensor_pb2.TensorProto(dtype=enum, tensor_content=np.ascontiguousarray(array).tobytes())
+        made = tf.make_tensor_proto(array)
+        if proto is None:
+            return made
+        proto.CopyFrom(made)
+        return proto
+    if proto is None:
+        proto = tensor_pb2.TensorProto()
+    proto.dtype = enum
+    proto.tensor_shape.SetInParent()  # present even for a scalar, as TF writes it
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
+    if array.size > 1:
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    else:
+        getattr(proto, _ONE_VALUE_FIELDS[enum]).extend(array.reshape(-1).tolist())
     return proto
 
 
@@ -75,7 +91,7 @@ def tensor_to_array(key: str, index: int, proto, signature_input, max_elements: 
     dims = [dim.size for dim in proto.tensor_shape.dim]
     if any(d < 0 for d in dims):
         raise invalid(f"Input {key!r} has a negative dimension in its shape {dims}")
-    size = int(np.prod(dims, dtype=object)) if dims else 1
+    size = math.prod(dims)  # Python ints: no overflow, and ~50x cheaper than np.prod on a short list
     if size > max_elements:
         raise too_many_elements(key, size, max_elements)
     count = _value_count(proto)

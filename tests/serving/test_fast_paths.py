@@ -137,15 +137,19 @@ def test_a_lone_request_runs_in_its_own_thread_and_company_goes_to_the_batcher()
                                    np.random.default_rng(2).random((4, 4))[:, ::2], np.zeros((0, 3), np.float32),
                                    np.float32(1.5).reshape(()), np.array([b"a", b"bc"], dtype=object),
                                    np.array([True, False]), np.array([2.5], np.float32), np.array([[0.7]], np.float32),
-                                   np.array([3])])  # one value: TF writes float_val / int64_val, not tensor_content
+                                   np.array([3]), np.array([7], np.int32), np.array([[0.25]]),
+                                   np.zeros((2, 0), np.int64)])  # one value: TF writes float_val etc., not tensor_content
 def test_tensor_protos_are_tensorflows_own(array):
     import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2
     from tensorflow.core.protobuf import meta_graph_pb2
 
     from kerasdrop.serving.tensors import array_to_proto, tensor_to_array
 
     proto = array_to_proto(array)
     assert proto == tf.make_tensor_proto(array), "byte for byte what TensorFlow writes"
+    into = tensor_pb2.TensorProto()
+    assert array_to_proto(array, into) is into and into == proto, "written in place, as into a response's outputs"
     signature_input = meta_graph_pb2.TensorInfo(dtype=proto.dtype)
     read = tensor_to_array("x", 0, proto, signature_input, 1 << 20)
     assert read.dtype == tf.make_ndarray(proto).dtype and np.array_equal(read, array)
