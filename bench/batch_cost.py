@@ -1,8 +1,9 @@
 """What a batch saves per row, the reason server-side batching can or cannot win on this machine.
 
-resnet18 at 224x224x3 (exported as `bench/serve_latency.py` exports it) in ONNX Runtime, the way
-`kerasdrop serve --backend onnx` runs it: intra-op threads 1 (concurrent requests) and all cores (a
-request alone), spinning off. For each batch size, the median time per row over at least 2 s.
+LeNet-5 at 32x32x1 and resnet18 at 224x224x3 (exported as `bench/serve_latency.py` exports them) in
+ONNX Runtime, the way `kerasdrop serve --backend onnx` runs them: intra-op threads 1 (concurrent
+requests) and all cores (a request alone), spinning off. For each batch size, the median time per
+row over at least 2 s.
 
     .venv/bin/python bench/batch_cost.py [--seconds 2]
 """
@@ -18,10 +19,13 @@ import time
 BATCHES = (1, 4, 8, 16)
 
 
-def per_row_seconds(session, batch: int, seconds: float) -> float:
+MODELS = {"lenet5": (32, 32, 1), "resnet18": (224, 224, 3)}
+
+
+def per_row_seconds(session, shape: tuple, batch: int, seconds: float) -> float:
     import numpy as np
 
-    images = np.random.default_rng(0).uniform(0, 255, (batch, 224, 224, 3)).astype("float32")
+    images = np.random.default_rng(0).uniform(0, 255, (batch, *shape)).astype("float32")
     feed = {session.get_inputs()[0].name: images}
     session.run(None, feed)
     times, deadline = [], time.perf_counter() + seconds
@@ -45,17 +49,20 @@ def main() -> None:
     from kerasdrop.serving.backends import _onnx_session
     from kerasdrop.zoo import create_model
 
-    keras.utils.set_random_seed(0)
-    model = create_model("resnet18", num_classes=10, input_shape=(224, 224, 3), input_range=(0, 255))
     repo = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-batch-cost-")) / "export"
-    path = export(model, name="resnet18", repo=repo, models_config=None).path / "model.onnx"
     cores = os.cpu_count() or 1
-    print(f"resnet18 224x224x3, ONNX Runtime, median ms per row over {args.seconds:g} s per cell")
-    print(f"  {'intra-op threads':18}" + "".join(f"{f'batch {b}':>10}" for b in BATCHES) + "   batch 16 vs 1")
-    for threads in sorted({1, cores}):
-        session = _onnx_session(path, threads=threads)
-        rows = [per_row_seconds(session, batch, args.seconds) for batch in BATCHES]
-        print(f"  {threads:<18}" + "".join(f"{row * 1e3:10.1f}" for row in rows) + f"   {rows[-1] / rows[0]:10.2f}x")
+    print(f"ONNX Runtime, median ms per row over {args.seconds:g} s per cell")
+    print(f"  {'model':10} {'intra-op threads':18}" + "".join(f"{f'batch {b}':>10}" for b in BATCHES)
+          + "   batch 16 vs 1")
+    for name, shape in MODELS.items():
+        keras.utils.set_random_seed(0)
+        model = create_model(name, num_classes=10, input_shape=shape, input_range=(0, 255))
+        path = export(model, name=name, repo=repo, models_config=None).path / "model.onnx"
+        for threads in sorted({1, cores}):
+            session = _onnx_session(path, threads=threads)
+            rows = [per_row_seconds(session, shape, batch, args.seconds) for batch in BATCHES]
+            print(f"  {name:10} {threads:<18}" + "".join(f"{row * 1e3:10.3f}" for row in rows)
+                  + f"   {rows[-1] / rows[0]:10.2f}x")
 
 
 if __name__ == "__main__":
