@@ -164,6 +164,7 @@ def measure_model(name, bodies, repo, seconds, rounds: int) -> dict:
     samples, ports, running = {}, {}, {}
     with contextlib.ExitStack() as stack:
         for server in SERVERS:  # one after another: each times its model at load on a quiet machine
+            wait_until_idle(list(running.values()))
             rest_port, grpc_port = free_port(), free_port()
             if server == ("bare",):
                 command = [sys.executable, str(HERE / "_support" / "bare_app.py"), str(onnx_path), str(rest_port)]
@@ -195,10 +196,12 @@ def measure_model(name, bodies, repo, seconds, rounds: int) -> dict:
 
 
 def median_sample(samples: list[dict]) -> dict:
-    """Each figure's median over the rounds; errors summed; `spread` is the rounds' max/min req/s."""
-    middle = lambda key: sorted(sample[key] for sample in samples)[len(samples) // 2]  # noqa: E731
+    """Each figure's median over the rounds (each figure on its own); errors summed; `spread` is
+    the rounds' max/min req/s."""
+    import statistics
+
     rps = [sample["rps"] for sample in samples]
-    return {**{key: middle(key) for key in samples[0] if key != "errors"},
+    return {**{key: statistics.median(sample[key] for sample in samples) for key in samples[0] if key != "errors"},
             "errors": sum(sample["errors"] for sample in samples), "spread": max(rps) / max(min(rps), 1e-9)}
 
 
@@ -242,6 +245,7 @@ def wait_until_idle(pids: list[int], seconds: float = 30) -> None:
         if now - ticks < 0.02 * (os.sysconf("SC_CLK_TCK")):
             return
         ticks = now
+    print(f"  (the servers were still busy after {seconds:g} s; measuring anyway)", flush=True)
 
 
 def batches_run(rest_port: int) -> int:
@@ -349,7 +353,7 @@ def report(name, results, big, workers: int) -> list[bool]:
         checks.append((f"peak RSS vs idle, {big['big_mb']:.0f} MB request (HTTP {big['big_status']}, "
                        f"{big['big_seconds']:.1f} s)", big["peak"] / big["idle"], "< 2.0x", -1.9999999))
         checks.append(("other clients' p99 meanwhile (s)", big["others_p99"], "< 1.0", -0.9999999))
-    spreads = sorted((r["spread"], key) for key, r in results.items() if isinstance(r, dict))
+    spreads = sorted(((r["spread"], key) for key, r in results.items() if isinstance(r, dict)), key=lambda x: x[0])
     print(f"  spread between rounds (max/min req/s of a cell): median {spreads[len(spreads) // 2][0]:.2f}x, widest "
           f"{spreads[-1][0]:.2f}x {spreads[-1][1]}")
     errors = sum(r.get("errors", 0) for r in results.values() if isinstance(r, dict))

@@ -88,7 +88,8 @@ def run_serve(args: argparse.Namespace) -> int:
         server = Server(config).handle_signals().start()
     except PortInUseError as error:
         raise UsageError(str(error)) from None
-    print(f"kerasdrop serve: REST http://{args.host}:{server.rest_port}  gRPC {args.host}:{server.grpc_port}  "
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, as URLs write it
+    print(f"kerasdrop serve: REST http://{host}:{server.rest_port}  gRPC {host}:{server.grpc_port}  "
           f"backend {args.backend}  models {server.manager.loaded_versions() or 'none yet (polling)'}", flush=True)
     server.serve_forever()
     return 0

@@ -80,9 +80,13 @@ def _predict(manager, request, context):
     inputs = _predict_inputs(manager, loaded, signature, request)
     outputs = manager.run(loaded, signature, inputs, "grpc", _timeout(context))
     wanted = list(request.output_filter) or list(outputs)
-    unknown = [key for key in wanted if key not in outputs]
-    if unknown:
-        raise invalid(f"output tensor alias not found in signature: {unknown[0]}")
+    seen = set()
+    for key in wanted:  # TF Serving's checks (predict_util), in its order
+        if key not in outputs:
+            raise invalid(f"output tensor alias not found in signature: {key}")
+        if key in seen:
+            raise invalid(f"duplicate output tensor alias: {key}")
+        seen.add(key)
     response = predict_pb2.PredictResponse()
     _echo(response.model_spec, loaded, signature)
     for key in wanted:
@@ -288,6 +292,7 @@ class GrpcServer:
         self._executor = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-grpc")
         self._loop = asyncio.new_event_loop()
         self._stopped = None  # the event stop() returns, the same one each time
+        self._started = False
 
         def run():
             try:
@@ -318,6 +323,7 @@ class GrpcServer:
 
     def start(self) -> None:
         self._call(self._server.start())
+        self._started = True
 
     def stop(self, grace: float | None):
         """Stops accepting now; the returned event is set once in-flight calls are answered (the
@@ -332,6 +338,8 @@ class GrpcServer:
 
         async def stop():
             try:
+                if not self._started:  # grpc.aio's stop leaves a server that never started bound to its port
+                    await self._server.start()
                 await self._server.stop(grace)
             finally:
                 self._executor.shutdown(wait=False)

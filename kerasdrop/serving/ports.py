@@ -4,7 +4,9 @@ A port is claimed by binding it WITHOUT SO_REUSEPORT, which fails while anything
 second kerasdrop's claim included). Only then is SO_REUSEPORT set on the bound socket, so that the
 server's own per-worker sockets (`join_port`) can bind the same port; the kernel then spreads new
 connections over the listening ones by a hash of their addresses. (A foreign program of the same
-user that sets SO_REUSEPORT itself could still join: the kernel allows that for one user.)
+user that sets SO_REUSEPORT itself could still join: the kernel allows that for one user; so could
+a second server whose claim binds in the microseconds between this one's bind and listen, since
+both set SO_REUSEADDR.)
 """
 
 from __future__ import annotations
@@ -26,13 +28,19 @@ def _tcp_socket(host: str) -> socket.socket:
     return sock
 
 
-def _bind(sock: socket.socket, host: str, port: int, protocol: str, flag: str) -> None:
+def _bind(sock: socket.socket, address: tuple, protocol: str, flag: str) -> None:
+    host, port = address[:2]
     try:
-        sock.bind((host, port))
+        sock.bind(address)
     except OSError as error:
         sock.close()
-        reason = "is already in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
-        raise PortInUseError(f"{protocol} port {port} on {host} {reason}; choose another with {flag}") from None
+        if error.errno == errno.EADDRINUSE:
+            message = f"{protocol} port {port} on {host} is already in use; choose another with {flag}"
+        elif error.errno == errno.EACCES:  # a port below 1024 without the privilege
+            message = f"{protocol} port {port} on {host} cannot be bound ({error.strerror}); choose another with {flag}"
+        else:  # an address this machine does not have, a host name that does not resolve
+            message = f"Cannot listen for {protocol} on {host}:{port}: {error.strerror}; check --host"
+        raise PortInUseError(message) from None
 
 
 def claim_port(host: str, port: int, protocol: str, flag: str, *, shared: bool) -> socket.socket:
@@ -43,7 +51,7 @@ def claim_port(host: str, port: int, protocol: str, flag: str, *, shared: bool) 
     use; choose another with --rest-port".
     """
     sock = _tcp_socket(host)
-    _bind(sock, host, port, protocol, flag)
+    _bind(sock, (host, port), protocol, flag)
     if shared:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return sock
@@ -52,8 +60,8 @@ def claim_port(host: str, port: int, protocol: str, flag: str, *, shared: bool) 
 def join_port(claim: socket.socket, protocol: str, flag: str) -> socket.socket:
     """Another socket bound to the port of `claim` (a shared claim_port), for another worker. Not
     listening: it takes no connection until its worker listens on it."""
-    host, port = claim.getsockname()[:2]
-    sock = _tcp_socket(host)
+    address = claim.getsockname()  # the whole address: an IPv6 one keeps its scope
+    sock = _tcp_socket(address[0])
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    _bind(sock, host, port, protocol, flag)
+    _bind(sock, address, protocol, flag)
     return sock

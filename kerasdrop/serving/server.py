@@ -49,7 +49,7 @@ class ServeConfig:
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
-    workers: int = 1  # processes serving REST (one shared listening socket) and gRPC (one SO_REUSEPORT group)
+    workers: int = 1  # processes serving REST and gRPC, each with its own sockets (one SO_REUSEPORT group a port)
     rest_fd: int | None = None  # set in a worker: the inherited REST socket
     shared_dir: str | None = None  # set in a worker: the parent's directory of shared admission counts and metrics
 
@@ -68,12 +68,12 @@ def bind_rest_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     claim = claim_port(host, port, "REST", "--rest-port", shared=count > 1)
     sockets = [claim]
     try:
+        claim.listen(2048)  # first: a listening claim keeps a second server from binding the port
         sockets += [join_port(claim, "REST", "--rest-port") for _ in range(count - 1)]
-    except PortInUseError:
+    except BaseException:
         for sock in sockets:
             sock.close()
         raise
-    claim.listen(2048)
     return sockets
 
 
@@ -138,12 +138,23 @@ class Server:
                                                                          self.config.workers)
             try:
                 self._grpc_guard = bind_grpc_guard(self.config.host, self.config.grpc_port)
-            except Exception:
-                for sock in [self._rest_socket, *self._worker_sockets]:
-                    sock.close()
+            except BaseException:
+                self._close_sockets()
                 raise
             grpc_port = self._grpc_guard.getsockname()[1]
-        self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{self.config.host}:{grpc_port}",
+        try:
+            self._start(grpc_port)
+        except BaseException:  # (a gRPC port taken meanwhile, a model that does not load...): nothing left open
+            try:
+                self.stop(grace=0)
+            finally:
+                self._close_sockets()
+            raise
+        return self
+
+    def _start(self, grpc_port: int) -> None:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host  # an IPv6 address
+        self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{host}:{grpc_port}",
                                                      services=grpc_services(self.manager), reuse_port=True,
                                                      threads=self._request_threads(16))
         self.rest_port = self._rest_socket.getsockname()[1]
@@ -155,10 +166,15 @@ class Server:
         if self.config.poll_seconds > 0:
             self.manager.start_polling(self.config.poll_seconds)
         if self.config.rest_fd is None:
-            self._workers = [self._spawn_worker(sock) for sock in self._worker_sockets]
-            self._worker_sockets = []
+            while self._worker_sockets:  # each in self._workers at once: a failed spawn still stops the others
+                self._workers.append(self._spawn_worker(self._worker_sockets.pop(0)))
             self._wait_for_workers()
-        return self
+
+    def _close_sockets(self) -> None:
+        for sock in [self._rest_socket, *self._worker_sockets, self._grpc_guard]:
+            if sock is not None:
+                sock.close()
+        self._worker_sockets = []
 
     def _wait_for_workers(self, seconds: float = 300) -> None:
         """Returns once every worker serves (it marks itself ready in the shared directory once its

@@ -46,6 +46,8 @@ def array_to_proto(array: np.ndarray, proto=None):
         return proto
     if proto is None:
         proto = tensor_pb2.TensorProto()
+    else:
+        proto.Clear()  # written whole, as CopyFrom would
     proto.dtype = enum
     proto.tensor_shape.SetInParent()  # present even for a scalar, as TF writes it
     for size in array.shape:

@@ -214,7 +214,7 @@ def test_workers_share_the_rest_port_and_stop_together(exported_repo):
         client = ServingClient(f"http://127.0.0.1:{rest_port}", timeout=20)
         shapes = set()
 
-        def load():  # concurrent connections: an idle worker accepts while the other is busy
+        def load():  # concurrent connections, spread over both workers by the kernel
             for _ in range(5):
                 shapes.add(client.predict("lenet5", IMAGE)["class_ids"].shape)
 

@@ -137,6 +137,26 @@ def test_grpc_unknown_signature_is_tf_servings_failed_precondition(onnx_server):
     assert raised.value.details() == 'Serving signature key "nope" not found.'
 
 
+def test_grpc_output_filter_is_checked_as_tf_serving_checks_it(onnx_server):
+    import grpc
+    import tensorflow as tf
+
+    stub, _ = grpc_stubs(onnx_server)
+    request = _dtype_request(IMAGE)
+    outputs = sorted(stub.Predict(request, timeout=30).outputs)
+    assert len(outputs) > 1, outputs
+    request.output_filter.append(outputs[-1])
+    answer = stub.Predict(request, timeout=30)
+    assert list(answer.outputs) == [outputs[-1]] and tf.make_ndarray(answer.outputs[outputs[-1]]).shape[0] == 1
+    for extra, message in (("nope", "output tensor alias not found in signature: nope"),
+                           (outputs[-1], f"duplicate output tensor alias: {outputs[-1]}")):
+        request.output_filter.append(extra)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Predict(request, timeout=30)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and raised.value.details() == message
+        del request.output_filter[-1]
+
+
 def test_grpc_shape_is_checked_against_the_values_sent(onnx_server):
     import grpc
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -194,6 +214,50 @@ def test_ports_in_use_are_errors_that_name_the_port(exported_repo):
             port = ports["rest_port"] or ports["grpc_port"]
             assert f"port {port}" in str(raised.value) and flag in str(raised.value)
         assert rest(first, "GET", "/v1/models/lenet5")[0] == 200
+
+
+def test_an_ipv6_host_serves_both_protocols_and_a_foreign_address_names_host(exported_repo):
+    import json
+    import urllib.request
+
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from kerasdrop.serving.grpc_api import PortInUseError
+    from kerasdrop.serving.server import ServeConfig, Server
+
+    repo, _ = exported_repo
+    with running_server(repo=str(repo), backend="onnx", host="::1") as server:
+        body = json.dumps({"instances": IMAGE.tolist()}).encode()
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://[::1]:{server.rest_port}/v1/models/lenet5:predict", data=body), timeout=30) as answer:
+            assert answer.status == 200
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"[::1]:{server.grpc_port}"))
+        assert stub.Predict(_dtype_request(IMAGE), timeout=30).outputs
+    for host in ("192.0.2.1", "no-such-host.invalid"):  # TEST-NET-1: an address this machine does not have
+        with pytest.raises(PortInUseError) as raised:
+            Server(ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, host=host, rest_port=0)).start()
+        assert str(raised.value).startswith(f"Cannot listen for REST on {host}:0: ") and "check --host" in str(raised.value)
+
+
+def test_a_server_that_fails_to_start_leaves_no_port_bound(exported_repo, monkeypatch):
+    from kerasdrop.serving.manager import ModelManager
+    from kerasdrop.serving.server import ServeConfig, Server
+    from tests.serving.test_cli_serve import _free_port
+
+    def broken_sync(self):
+        raise RuntimeError("the repository broke mid-start")
+
+    monkeypatch.setattr(ModelManager, "sync", broken_sync)
+    repo, _ = exported_repo
+    rest_port, grpc_port = _free_port(), _free_port()
+    with pytest.raises(RuntimeError, match="mid-start"):
+        Server(ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, rest_port=rest_port, grpc_port=grpc_port,
+                           workers=2)).start()
+    for port in (rest_port, grpc_port):  # nothing of the failed server still holds them
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", port))
+            again.listen()
 
 
 def test_serve_exits_2_naming_a_busy_port(exported_repo, capsys):
