@@ -171,6 +171,8 @@ class ModelManager:
         if self.require_verification:
             require_passing_verification(path)
         loaded = LoadedVersion(name, version, path, load_backend(self.backend, path))
+        if hasattr(loaded.backend, "crowded"):  # others in flight in any worker: no session on every core
+            loaded.backend.crowded = lambda n=name: self.admission.inflight(n) > 1
         if warm_up(path, loaded.backend, self.backend) is not None:
             log.info("%s version %s answered its golden requests within tolerance (%s backend)", name, version,
                      self.backend)

@@ -299,3 +299,7 @@ def test_onnx_runs_a_lone_request_on_every_core_if_faster_and_concurrent_ones_on
     for thread in threads:
         thread.join(10)
     assert sorted(used[1:]) == ["alone", "one thread"], "the second, concurrent request runs on one thread"
+    backend._alone_session, backend._session = Recorder("alone", False), Recorder("one thread", False)
+    backend.crowded = lambda: True  # others in flight in the server: parsed here, or run by another worker
+    backend.run("serving_default", {"images": IMAGE})
+    assert used[-1] == "one thread", "alone in this process but not on the machine: one thread"
