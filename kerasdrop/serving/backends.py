@@ -90,9 +90,9 @@ class OnnxBackend:
         self._alone_session = self._parallel_if_faster(path)
         self._lock = threading.Lock()
         self._running = 0
-        # Whether other requests for this model are in flight anywhere in the server (the manager
-        # sets it from the admission count of all workers): a run alone in this process is not
-        # alone on the machine while they are parsed here or run in another worker.
+        # Whether another worker of the server has requests for this model in flight (the manager
+        # sets it from the admission counts): a run alone in this process is not alone on the
+        # machine while another process runs too.
         self.crowded = lambda: False
 
     def _parallel_if_faster(self, path: pathlib.Path):
@@ -101,10 +101,9 @@ class OnnxBackend:
         runs each on a zero row). Measured before: resnet18 at 224x224x3 took 50 ms on two threads
         against 59 ms on one (idle machine); LeNet-5 at 32x32x1 took 97 us against 62 us, waking a
         second thread costing more than it computes. Spinning is off, so the idle threads of the
-        parallel session cost nothing. Under load it is not used: two workers each running their
-        lone run on every core put four threads on two cores, and resnet18 at 64 connections
-        served ~10% fewer requests, batched or not (about 30.6 -> 33.5 req/s unbatched, 28.2 ->
-        31.4 batched, once it was not used then; 3 rounds each, side by side)."""
+        parallel session cost nothing. It is not used while another worker has requests in flight
+        (`crowded`): two workers each running a lone run on every core put four threads on two
+        cores (resnet18 at 64 connections, 2 workers: README, "Serving")."""
         cores = os.cpu_count() or 1
         feed = _zero_row(self.signature_defs["serving_default"])
         if cores == 1 or feed is None:
@@ -122,11 +121,13 @@ class OnnxBackend:
         with self._lock:
             self._running += 1
             alone = self._running == 1
-        alone = alone and self._alone_session is not self._session and not self.crowded()
         try:
-            results = (self._alone_session if alone else self._session).run(self._outputs, inputs)
-        except Exception as error:  # onnxruntime raises its own exception types for bad feeds
-            raise invalid(str(error).splitlines()[0]) from None
+            session = self._alone_session if alone and self._alone_session is not self._session \
+                and not self.crowded() else self._session
+            try:
+                results = session.run(self._outputs, inputs)
+            except Exception as error:  # onnxruntime raises its own exception types for bad feeds
+                raise invalid(str(error).splitlines()[0]) from None
         finally:
             with self._lock:
                 self._running -= 1

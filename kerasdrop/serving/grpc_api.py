@@ -72,21 +72,27 @@ def _predict_inputs(manager, loaded, signature: str, request) -> dict:
     return inputs | {key: None for key in request.inputs if key not in signature_def.inputs}
 
 
+def _check_output_filter(wanted: list[str], outputs) -> None:
+    """TF Serving's checks of `output_filter` (predict_util), in its order."""
+    seen = set()
+    for key in wanted:
+        if key not in outputs:
+            raise invalid(f"output tensor alias not found in signature: {key}")
+        if key in seen:
+            raise invalid(f"duplicate output tensor alias: {key}")
+        seen.add(key)
+
+
 def _predict(manager, request, context):
     from tensorflow_serving.apis import predict_pb2
 
     loaded = _spec(manager, request.model_spec)
     signature = request.model_spec.signature_name or "serving_default"
     inputs = _predict_inputs(manager, loaded, signature, request)
+    _check_output_filter(request.output_filter, find_signature(loaded.backend, signature, "grpc").outputs)  # no run
     outputs = manager.run(loaded, signature, inputs, "grpc", _timeout(context))
     wanted = list(request.output_filter) or list(outputs)
-    seen = set()
-    for key in wanted:  # TF Serving's checks (predict_util), in its order
-        if key not in outputs:
-            raise invalid(f"output tensor alias not found in signature: {key}")
-        if key in seen:
-            raise invalid(f"duplicate output tensor alias: {key}")
-        seen.add(key)
+    _check_output_filter(wanted, outputs)
     response = predict_pb2.PredictResponse()
     _echo(response.model_spec, loaded, signature)
     for key in wanted:
@@ -339,7 +345,10 @@ class GrpcServer:
         async def stop():
             try:
                 if not self._started:  # grpc.aio's stop leaves a server that never started bound to its port
-                    await self._server.start()
+                    try:
+                        await self._server.start()
+                    except Exception:  # (a server without a port): nothing is bound, stop it anyway
+                        pass
                 await self._server.stop(grace)
             finally:
                 self._executor.shutdown(wait=False)

@@ -171,13 +171,14 @@ class ModelManager:
         if self.require_verification:
             require_passing_verification(path)
         loaded = LoadedVersion(name, version, path, load_backend(self.backend, path))
-        if hasattr(loaded.backend, "crowded"):  # others in flight in any worker: no session on every core
-            loaded.backend.crowded = lambda n=name: self.admission.inflight(n) > 1
         if warm_up(path, loaded.backend, self.backend) is not None:
             log.info("%s version %s answered its golden requests within tolerance (%s backend)", name, version,
                      self.backend)
         loaded.row_seconds = row_seconds(loaded.backend) if self.cheap_row_seconds > 0 else None
         loaded.cheap = loaded.row_seconds is not None and loaded.row_seconds < self.cheap_row_seconds
+        if hasattr(loaded.backend, "crowded"):  # set after the timings above: they must not depend on traffic
+            admission = self.admission  # (not self: no reference cycle through the manager)
+            loaded.backend.crowded = lambda n=name: admission.inflight(n) > admission.local_inflight(n)
         if self.batching and loaded.cheap:
             log.info("%s version %s runs one row in %.0f us: its requests are answered as they come, unbatched "
                      "(--cheap-model-micros %d)", name, version, loaded.row_seconds * 1e6,

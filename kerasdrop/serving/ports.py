@@ -28,12 +28,16 @@ def _tcp_socket(host: str) -> socket.socket:
     return sock
 
 
-def _bind(sock: socket.socket, address: tuple, protocol: str, flag: str) -> None:
+def _bind(sock: socket.socket | None, address: tuple, protocol: str, flag: str) -> socket.socket:
+    """`sock` (a new one when None) bound to `address`, or PortInUseError saying why not."""
     host, port = address[:2]
     try:
+        sock = _tcp_socket(host) if sock is None else sock
         sock.bind(address)
+        return sock
     except OSError as error:
-        sock.close()
+        if sock is not None:
+            sock.close()
         if error.errno == errno.EADDRINUSE:
             message = f"{protocol} port {port} on {host} is already in use; choose another with {flag}"
         elif error.errno == errno.EACCES:  # a port below 1024 without the privilege
@@ -50,8 +54,7 @@ def claim_port(host: str, port: int, protocol: str, flag: str, *, shared: bool) 
     `protocol` and `flag` name the port in the error: "REST port 8501 on 127.0.0.1 is already in
     use; choose another with --rest-port".
     """
-    sock = _tcp_socket(host)
-    _bind(sock, (host, port), protocol, flag)
+    sock = _bind(None, (host, port), protocol, flag)  # (an IPv6 host on a kernel without IPv6: check --host)
     if shared:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return sock

@@ -147,19 +147,24 @@ class Server:
         except BaseException:  # (a gRPC port taken meanwhile, a model that does not load...): nothing left open
             try:
                 self.stop(grace=0)
+            except Exception:  # the first error is the one to report
+                log.exception("cleaning up after a failed start")
             finally:
                 self._close_sockets()
             raise
         return self
 
     def _start(self, grpc_port: int) -> None:
+        self.rest_port = self._rest_socket.getsockname()[1]
+        self._share_across_workers()
+        self.manager.sync()
+        # gRPC listens from here on (grpcio listens when the port is added): after the models are
+        # loaded, so that a worker still loading takes no connection; the claim above already
+        # made a port in use an error before the load.
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host  # an IPv6 address
         self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{host}:{grpc_port}",
                                                      services=grpc_services(self.manager), reuse_port=True,
                                                      threads=self._request_threads(16))
-        self.rest_port = self._rest_socket.getsockname()[1]
-        self._share_across_workers()
-        self.manager.sync()
         _tune_gc()
         self._start_rest()
         self.grpc.start()

@@ -261,6 +261,40 @@ def test_a_lone_request_is_not_held_back_for_company():
     expecting.stop()
 
 
+def test_a_lone_request_runs_on_every_core_only_while_no_other_worker_has_requests(exported_repo, tmp_path):
+    from kerasdrop.serving.admission import Admission
+    from kerasdrop.serving.manager import ModelManager
+    from kerasdrop.serving.shared_counters import SharedCounters
+
+    repo, _ = exported_repo
+    path = str(tmp_path / "admission")
+    admission = Admission(max_inflight=8, shared=SharedCounters(path, create=True))
+    manager = ModelManager(repo, backend="onnx", admission=admission)
+    manager.sync()
+    try:
+        loaded = manager.resolve("lenet5")
+        used = []
+
+        class Recorder:
+            def __init__(self, name):
+                self.name = name
+
+            def run(self, outputs, inputs):
+                used.append(self.name)
+                return [np.zeros((1, 10), np.float32) for _ in outputs]
+
+        loaded.backend._alone_session, loaded.backend._session = Recorder("every core"), Recorder("one thread")
+        manager.run(loaded, "serving_default", {"images": IMAGE})
+        other_worker = SharedCounters(path)  # another process's table: a request of its own in flight
+        other_worker.add("lenet5", 1)
+        manager.run(loaded, "serving_default", {"images": IMAGE})
+        other_worker.add("lenet5", -1)
+        manager.run(loaded, "serving_default", {"images": IMAGE})
+        assert used == ["every core", "one thread", "every core"]
+    finally:
+        manager.stop()
+
+
 def test_onnx_runs_a_lone_request_on_every_core_if_faster_and_concurrent_ones_on_one_each(exported_repo,
                                                                                            monkeypatch):
     import os

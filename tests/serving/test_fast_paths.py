@@ -150,6 +150,8 @@ def test_tensor_protos_are_tensorflows_own(array):
     assert proto == tf.make_tensor_proto(array), "byte for byte what TensorFlow writes"
     into = tensor_pb2.TensorProto()
     assert array_to_proto(array, into) is into and into == proto, "written in place, as into a response's outputs"
+    used = tf.make_tensor_proto(np.arange(3, dtype=np.int64).reshape(1, 3))
+    assert array_to_proto(array, used) is used and used == proto, "written whole over what was there"
     signature_input = meta_graph_pb2.TensorInfo(dtype=proto.dtype)
     read = tensor_to_array("x", 0, proto, signature_input, 1 << 20)
     assert read.dtype == tf.make_ndarray(proto).dtype and np.array_equal(read, array)
