@@ -72,8 +72,9 @@ def _predict_inputs(manager, loaded, signature: str, request) -> dict:
     return inputs | {key: None for key in request.inputs if key not in signature_def.inputs}
 
 
-def _check_output_filter(wanted: list[str], outputs) -> None:
-    """TF Serving's checks of `output_filter` (predict_util), in its order."""
+def _check_output_filter(wanted, outputs) -> None:
+    """TF Serving's checks of `output_filter` (predict_util), in its order, against the signature's
+    `outputs` (before the run, as TF Serving does)."""
     seen = set()
     for key in wanted:
         if key not in outputs:
@@ -92,7 +93,6 @@ def _predict(manager, request, context):
     _check_output_filter(request.output_filter, find_signature(loaded.backend, signature, "grpc").outputs)  # no run
     outputs = manager.run(loaded, signature, inputs, "grpc", _timeout(context))
     wanted = list(request.output_filter) or list(outputs)
-    _check_output_filter(wanted, outputs)
     response = predict_pb2.PredictResponse()
     _echo(response.model_spec, loaded, signature)
     for key in wanted:

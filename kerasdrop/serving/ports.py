@@ -1,12 +1,13 @@
 """The server's listening ports: claimed by one `kerasdrop serve`, shared only by its own workers.
 
 A port is claimed by binding it WITHOUT SO_REUSEPORT, which fails while anything listens on it (a
-second kerasdrop's claim included). Only then is SO_REUSEPORT set on the bound socket, so that the
-server's own per-worker sockets (`join_port`) can bind the same port; the kernel then spreads new
-connections over the listening ones by a hash of their addresses. (A foreign program of the same
-user that sets SO_REUSEPORT itself could still join: the kernel allows that for one user; so could
-a second server whose claim binds in the microseconds between this one's bind and listen, since
-both set SO_REUSEADDR.)
+second kerasdrop's REST claim or gRPC listeners included). Only then is SO_REUSEPORT set on the
+bound socket, so that the server's own per-worker sockets (`join_port`) can bind the same port; the
+kernel then spreads new connections over the listening ones by a hash of their addresses. (A
+foreign program of the same user that sets SO_REUSEPORT itself could still join: the kernel allows
+that for one user. So could a second server whose claim binds before anything of this one listens,
+since claims set SO_REUSEADDR: microseconds for REST, whose claim listens at once; the model load
+for gRPC, which listens once the models are loaded.)
 """
 
 from __future__ import annotations
