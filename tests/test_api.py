@@ -77,3 +77,42 @@ print("ok")
     assert "kerasdrop.train.Recipe is deprecated" in warned[0] and "import kerasdrop.training.Recipe" in warned[0]
     assert "kerasdrop.verify.report is deprecated" in warned[1]
     assert "kerasdrop.export.pipeline is deprecated" in warned[2]
+
+
+def test_serving_module_paths_of_before_the_layers_still_import_with_a_warning_as_the_same_modules():
+    import subprocess
+    import sys
+
+    script = """
+import warnings
+warnings.simplefilter("error", DeprecationWarning)
+import kerasdrop
+for statement in ("from kerasdrop.serving.manager import ModelManager", "from kerasdrop.serving.oip.rest import OipRest",
+                  "from kerasdrop.serving.client import ServingClient", "import kerasdrop.serving.grpc_api"):
+    try:
+        exec(statement)
+    except DeprecationWarning as warning:
+        print("warned:", warning)
+warnings.simplefilter("ignore", DeprecationWarning)
+from kerasdrop.serving.manager import ModelManager
+from kerasdrop.serving.oip import core as old_core
+from kerasdrop.serving.grpc_api import make_grpc_server, tf_serving_services
+from kerasdrop.serving.client import ServingClient
+import kerasdrop.cli.client, kerasdrop.serving.models.manager, kerasdrop.serving.protocols.oip.core as new_core
+import kerasdrop.serving.process.grpc_server, kerasdrop.serving.protocols.tfserving.grpc_service as services
+assert ModelManager is kerasdrop.serving.models.manager.ModelManager
+assert old_core is new_core and new_core.__spec__.name == "kerasdrop.serving.protocols.oip.core"
+assert make_grpc_server is kerasdrop.serving.process.grpc_server.make_grpc_server
+assert tf_serving_services is services.tf_serving_services and ServingClient is kerasdrop.cli.client.ServingClient
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "ok"
+    warned = [line for line in lines if line.startswith("warned:")]
+    assert len(warned) == 4, lines
+    assert "kerasdrop.serving.manager is deprecated" in warned[0] and "kerasdrop.serving.models.manager" in warned[0]
+    assert "kerasdrop.serving.oip is deprecated" in warned[1] and "kerasdrop.serving.protocols.oip" in warned[1]
+    assert "import kerasdrop.cli.client instead" in warned[2]
+    assert "kerasdrop.serving.grpc_api is deprecated" in warned[3]

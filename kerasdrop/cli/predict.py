@@ -26,7 +26,7 @@ def register(commands) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from kerasdrop.serving.client import ServingClient, ServingClientError
+    from kerasdrop.cli.client import ServingClient, ServingClientError
 
     client = ServingClient(args.url)
     if client.protocol == "grpc":
@@ -77,7 +77,7 @@ def _images_with_labels(files, row_shape):
     """One batch of every image, and one label per row: `file` for an image, `file[row]` for N-row .npy files."""
     import numpy as np
 
-    from kerasdrop.serving.client import load_images
+    from kerasdrop.cli.client import load_images
 
     batches, labels = [], []
     for path in files:

@@ -62,8 +62,8 @@ def run_serve(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     import logging
 
-    from kerasdrop.serving.ports import PortInUseError
-    from kerasdrop.serving.server import ServeConfig, Server
+    from kerasdrop.serving.process.ports import PortInUseError
+    from kerasdrop.serving.process.server import ServeConfig, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",

@@ -5,7 +5,7 @@ import pathlib
 import pytest
 import yaml
 
-from kerasdrop.serving.configs import parse_text
+from kerasdrop.serving.models.configs import parse_text
 
 SERVE = pathlib.Path(__file__).resolve().parents[2] / "serve"
 
@@ -59,7 +59,7 @@ def test_kubernetes_reads_the_models_config_export_keeps_not_a_copy():
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
     # export's default --models-config is <repo>/models.config; the repository is mounted at `models`.
     assert flags["model_config_file"] == f"{mounts['models']}/models.config"
-    from kerasdrop.exporting.repository import MODELS_CONFIG_BESIDE_REPO
+    from kerasdrop.exporting.models_config import MODELS_CONFIG_BESIDE_REPO
 
     assert MODELS_CONFIG_BESIDE_REPO == "{repo}/models.config"
 

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from kerasdrop.serving.admission import too_many_elements
 from kerasdrop.serving.errors import invalid
+from kerasdrop.serving.models.admission import too_many_elements
 
 # The repeated field that carries each dtype's values when tensor_content is empty, and how many
 # field entries one element takes (complex numbers are stored as real, imaginary pairs).

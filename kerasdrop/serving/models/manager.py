@@ -17,14 +17,19 @@ import time
 
 import numpy as np
 
-from kerasdrop.serving.admission import Admission
-from kerasdrop.serving.backends import find_signature, load_backend, row_seconds
-from kerasdrop.serving.batching import Batcher
 from kerasdrop.serving.errors import invalid, not_found
-from kerasdrop.serving.golden import require_passing_verification, warm_up
-from kerasdrop.serving.inputs import validate_inputs
-from kerasdrop.serving.metrics import UNKNOWN_MODEL, Metrics
-from kerasdrop.serving.repository import ModelsConfig, RepositoryScanner, VersionPolicy, read_models_config
+from kerasdrop.serving.models.admission import Admission
+from kerasdrop.serving.models.backends import find_signature, load_backend, row_seconds
+from kerasdrop.serving.models.batching import Batcher
+from kerasdrop.serving.models.golden import require_passing_verification, warm_up
+from kerasdrop.serving.models.inputs import validate_inputs
+from kerasdrop.serving.models.metrics import UNKNOWN_MODEL, Metrics
+from kerasdrop.serving.models.repository import (
+    ModelsConfig,
+    RepositoryScanner,
+    VersionPolicy,
+    read_models_config,
+)
 
 log = logging.getLogger("kerasdrop.serve")
 

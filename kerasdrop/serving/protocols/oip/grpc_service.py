@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from kerasdrop.serving.errors import ServingError, grpc_status_code, invalid
-from kerasdrop.serving.oip import core, datatypes
+from kerasdrop.serving.protocols.oip import core, datatypes
 
 # The InferTensorContents field that carries each datatype (FP16 travels only as raw contents).
 _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
@@ -64,7 +64,7 @@ def infer_request(message) -> core.InferRequest:
 
 def infer_response(response: core.InferResponse, raw: bool):
     """The response message; every output raw, or every one in typed contents (the spec allows no mix)."""
-    from kerasdrop.serving.oip.messages import messages as pb2
+    from kerasdrop.serving.protocols.oip.messages import messages as pb2
 
     message = pb2.ModelInferResponse(model_name=response.model_name, model_version=response.model_version,
                                      id=response.id)
@@ -91,7 +91,7 @@ def _model_infer(manager, request, context):
 
 
 def _model_metadata(manager, request, context):
-    from kerasdrop.serving.oip.messages import messages as pb2
+    from kerasdrop.serving.protocols.oip.messages import messages as pb2
 
     metadata = core.model_metadata(manager, request.name, request.version)
     return pb2.ModelMetadataResponse(
@@ -101,7 +101,7 @@ def _model_metadata(manager, request, context):
 
 
 def _simple(manager, request, context, method: str):
-    from kerasdrop.serving.oip.messages import messages as pb2
+    from kerasdrop.serving.protocols.oip.messages import messages as pb2
 
     if method == "ServerLive":
         return pb2.ServerLiveResponse(live=True)
@@ -139,7 +139,7 @@ def _guarded(manager, api: str, function):
 def make_servicer(manager):
     """`inference.GRPCInferenceService` over `manager`: the protocol's six methods; the rest of Triton's
     service (repository, shared memory, statistics...) left to the generated base, which answers UNIMPLEMENTED."""
-    from kerasdrop.serving.oip.messages import GRPCInferenceServiceServicer
+    from kerasdrop.serving.protocols.oip.messages import GRPCInferenceServiceServicer
 
     def simple(method):
         return lambda manager_, request, context: _simple(manager_, request, context, method)
@@ -153,7 +153,9 @@ def make_servicer(manager):
 
 
 def open_inference_services(manager) -> list:
-    """`[(add_GRPCInferenceServiceServicer_to_server, servicer)]` for `make_grpc_server` (protocols.py)."""
-    from kerasdrop.serving.oip.messages import add_GRPCInferenceServiceServicer_to_server
+    """`[(add_GRPCInferenceServiceServicer_to_server, servicer)]` for `make_grpc_server` (registered in protocols/registry.py)."""
+    from kerasdrop.serving.protocols.oip.messages import (
+        add_GRPCInferenceServiceServicer_to_server,
+    )
 
     return [(add_GRPCInferenceServiceServicer_to_server, make_servicer(manager))]

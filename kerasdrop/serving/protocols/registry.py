@@ -5,11 +5,11 @@ A protocol is one `Protocol` entry in `PROTOCOLS`:
 - `rest_routers(manager)` -> objects with `claims(path) -> bool` and a synchronous
   `answer(method, path, body) -> (status, body bytes, content type)`; the first router that claims a
   path answers it, on the HTTP app's thread pool, or on its event loop when the router's optional
-  `cheap(method, path)` says the request goes to a cheap model (`manager.cheap`; http_app.py); an
+  `cheap(method, path)` says the request goes to a cheap model (`manager.cheap`; process/http_app.py); an
   optional `close()` runs when the server stops.
 - `grpc_services(manager)` -> `(add_XServicer_to_server, servicer)` pairs: synchronous servicers
   (grpcio's generated base classes) that the one gRPC server of each worker process registers
-  (grpc.aio, which runs them on a thread pool, or on its event loop for a cheap model: grpc_api.py).
+  (grpc.aio, which runs them on a thread pool, or on its event loop for a cheap model: process/grpc_server.py).
 """
 
 from __future__ import annotations
@@ -26,25 +26,25 @@ class Protocol:
 
 
 def _tf_serving_rest(manager) -> list:
-    from kerasdrop.serving.rest import TfServingRest
+    from kerasdrop.serving.protocols.tfserving.rest import TfServingRest
 
     return [TfServingRest(manager)]
 
 
 def _tf_serving_grpc(manager) -> list:
-    from kerasdrop.serving.grpc_api import tf_serving_services
+    from kerasdrop.serving.protocols.tfserving.grpc_service import tf_serving_services
 
     return tf_serving_services(manager)
 
 
 def _open_inference_rest(manager) -> list:
-    from kerasdrop.serving.oip.rest import OipRest
+    from kerasdrop.serving.protocols.oip.rest import OipRest
 
     return [OipRest(manager)]
 
 
 def _open_inference_grpc(manager) -> list:
-    from kerasdrop.serving.oip.grpc_service import open_inference_services
+    from kerasdrop.serving.protocols.oip.grpc_service import open_inference_services
 
     return open_inference_services(manager)
 

@@ -3,7 +3,7 @@ Protocol (v2) on the same ports, with a draining stop.
 
 REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpc.aio in another; in every worker
 process, each with listening sockets of its own (ports.py). The protocols (their REST routers and
-gRPC services) come from protocols.py. On SIGTERM or SIGINT both stop accepting at once, requests
+gRPC services) come from protocols/registry.py. On SIGTERM or SIGINT both stop accepting at once, requests
 in flight are answered within `drain_seconds`, and the process exits 0.
 """
 
@@ -17,15 +17,19 @@ import signal
 import socket
 import threading
 
-from kerasdrop.serving.admission import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INFLIGHT, Admission
-from kerasdrop.serving.grpc_api import bind_grpc_guard, make_grpc_server
-from kerasdrop.serving.manager import ModelManager
-from kerasdrop.serving.ports import PortInUseError, claim_port, join_port
+from kerasdrop.serving.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ELEMENTS,
+    DEFAULT_MAX_INFLIGHT,
+)
+from kerasdrop.serving.models.admission import Admission
+from kerasdrop.serving.models.manager import ModelManager
+from kerasdrop.serving.models.repository import VersionPolicy
+from kerasdrop.serving.process.grpc_server import bind_grpc_guard, make_grpc_server
+from kerasdrop.serving.process.ports import claim_port, join_port
 from kerasdrop.serving.protocols import grpc_services, rest_routers
-from kerasdrop.serving.repository import VersionPolicy
 
 log = logging.getLogger("kerasdrop.serve")
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -211,8 +215,8 @@ class Server:
         table, so --max-inflight is not multiplied by N), and metrics pages that sum all of them."""
         import tempfile
 
-        from kerasdrop.serving.metrics_peers import MetricsPeers
-        from kerasdrop.serving.shared_counters import SharedCounters
+        from kerasdrop.serving.process.metrics_peers import MetricsPeers
+        from kerasdrop.serving.process.shared_counters import SharedCounters
 
         owner = self.config.rest_fd is None
         if owner and self.config.workers > 1:
@@ -235,7 +239,7 @@ class Server:
         if fields["models"] is not None:
             fields["models"] = {name: str(path) for name, path in fields["models"].items()}
         try:
-            return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(fields),
+            return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.process.worker", json.dumps(fields),
                                      str(os.getpid())], pass_fds=[rest_socket.fileno()])
         finally:
             rest_socket.close()
@@ -243,8 +247,10 @@ class Server:
     def _start_rest(self) -> None:
         import uvicorn
 
-        from kerasdrop.serving.http_app import HttpApp
-        from kerasdrop.serving.uvicorn_protocol import JsonErrorHttpToolsProtocol
+        from kerasdrop.serving.process.http_app import HttpApp
+        from kerasdrop.serving.process.uvicorn_protocol import (
+            JsonErrorHttpToolsProtocol,
+        )
 
         app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes,
                       threads=self._request_threads(8))

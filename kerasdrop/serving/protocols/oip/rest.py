@@ -20,9 +20,9 @@ import numpy as np
 import orjson
 
 from kerasdrop.serving.errors import ServingError, invalid, not_found
-from kerasdrop.serving.inputs import nested_size
-from kerasdrop.serving.oip import core, datatypes
-from kerasdrop.serving.rest import converting, parse_json
+from kerasdrop.serving.models.inputs import nested_size
+from kerasdrop.serving.protocols.json_body import converting, parse_json
+from kerasdrop.serving.protocols.oip import core, datatypes
 
 _PATH = re.compile(r"^/v2(?:/health/(?P<health>live|ready)|/models/(?P<name>[^/]+)"
                    r"(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer))?)?/?$")
@@ -187,7 +187,7 @@ def _model(manager, method: str, match, body, headers: dict) -> tuple[int, bytes
     if action is None:
         return 200, orjson.dumps(core.model_metadata(manager, name, version)), _JSON, []
     core.resolve(manager, name, version)  # an unknown model is a 404 whatever the body holds
-    with converting(body):  # one large JSON body at a time becomes arrays (rest.py)
+    with converting(body):  # one large JSON body at a time becomes arrays (json_body.py)
         request = parse_infer(name, version, body, headers)
     binary_default = request.parameters.get("binary_data_output", False) if isinstance(
         request.parameters, dict) else False
@@ -208,7 +208,7 @@ class OipRest:
 
     def cheap(self, method: str, path: str) -> bool:
         """An infer request to a model that runs a row in well under a millisecond (answered on the
-        HTTP app's event loop; see http_app.py)."""
+        HTTP app's event loop; see process/http_app.py)."""
         match = _PATH.match(path) if method == "POST" else None
         return bool(match and match["action"] == "infer") and self.manager.cheap(match["name"])
 

@@ -3,7 +3,7 @@ repository), uvicorn on the REST socket it inherits and a gRPC server, each in i
 SO_REUSEPORT group (ports.py), so the kernel spreads connections across processes, each with its own GIL.
 Admission counts and metrics are shared through the parent's directory (`shared_dir`).
 
-    python -m kerasdrop.serving.worker '<ServeConfig as JSON, rest_fd set>' <parent pid>
+    python -m kerasdrop.serving.process.worker '<ServeConfig as JSON, rest_fd set>' <parent pid>
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _exit_with_parent(parent: int) -> None:
 def main(argv: list[str]) -> int:
     _exit_with_parent(int(argv[1]) if len(argv) > 1 else os.getppid())  # first: TensorFlow's import takes seconds
     from kerasdrop._quiet import import_tensorflow_quietly
-    from kerasdrop.serving.server import ServeConfig, Server
+    from kerasdrop.serving.process.server import ServeConfig, Server
 
     import_tensorflow_quietly()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s[worker {os.getpid()}]: %(message)s")

@@ -11,41 +11,24 @@ Errors are `{"error": "..."}` with a 4xx for anything the client sent.
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
-import threading
 import time
 
 import numpy as np
 import orjson
 
-from kerasdrop.serving import examples
-from kerasdrop.serving.backends import find_signature, signature_def_map
 from kerasdrop.serving.errors import ServingError, invalid, not_found
-from kerasdrop.serving.http_app import INLINE_MAX_BODY_BYTES
-from kerasdrop.serving.inputs import validate_inputs
-from kerasdrop.serving.parse_lane import LANE_MIN_BYTES, ParseLane
+from kerasdrop.serving.models.backends import find_signature, signature_def_map
+from kerasdrop.serving.models.inputs import validate_inputs
+from kerasdrop.serving.protocols.json_body import converting, parse_body
+from kerasdrop.serving.protocols.parse_lane import ParseLane
+from kerasdrop.serving.protocols.tfserving import examples
 
 _MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?/?$"
 )
 METRICS_PATH = "/monitoring/prometheus/metrics"
-
-
-_NON_FINITE = re.compile(rb"(?<![\w.])(-?Infinity|NaN)(?![\w.])")
-
-
-def parse_json(body: bytes):
-    """orjson: strict JSON, nesting bounded (1024 levels) and integers within 64 bits, all 400s."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        token = _NON_FINITE.search(body)
-        if token:
-            raise invalid(f"JSON value {token.group(1).decode()} is not allowed: inputs must be finite numbers") \
-                from None
-        raise invalid(f"JSON Parse error: {error}") from None
 
 
 def _decode_values(value):
@@ -182,28 +165,6 @@ def _prepare(manager, loaded, verb: str, request: dict):
         "results": examples.regression_results(outputs)}
 
 
-def _parse(body, lane):
-    """The request body as JSON; a large one in the parse lane's process when it is plain numbers."""
-    request = lane.parse(body) if lane is not None and len(body) >= LANE_MIN_BYTES else None
-    return parse_json(body) if request is None else request
-
-
-# A JSON body holds the GIL while it becomes arrays (orjson, then numpy), and until then it is
-# thousands of Python lists. Bodies between SERIAL_MIN_BYTES and the parse lane's size do that one
-# at a time per process: each finishes sooner, the others wait their turn without taking the GIL
-# from it, and only one request's lists are alive at once. resnet18 (3 MB bodies) over 2 workers,
-# 64 connections: 29 -> 31 req/s unbatched, 19 -> 26 batched (72 threads each parsing at once before).
-# Smaller bodies never wait for it, so neither does an event loop (it answers only those).
-SERIAL_MIN_BYTES = INLINE_MAX_BODY_BYTES
-_CONVERTING = threading.Lock()
-
-
-def converting(body):
-    """The lock a body of this size takes while it turns into arrays (a no-op for small ones and
-    for those the parse lane parses)."""
-    return _CONVERTING if SERIAL_MIN_BYTES < len(body) < LANE_MIN_BYTES else contextlib.nullcontext()
-
-
 def handle(manager, method: str, path: str, body: bytes, served: dict | None = None,
            match=None, lane=None) -> tuple[int, dict | str]:
     """Routes one request; returns `(status, JSON object or Prometheus text)`.
@@ -228,7 +189,7 @@ def handle(manager, method: str, path: str, body: bytes, served: dict | None = N
         raise ServingError("INVALID_ARGUMENT" if method == "POST" else "NOT_FOUND",
                            f"Malformed request: {method} {path}", http_status=None if method in ("GET", "POST") else 405)
     with converting(body):
-        request = _parse(body, lane)
+        request = parse_body(body, lane)
         if isinstance(body, bytearray):
             body.clear()  # the caller's buffer, no longer needed: a large request is not held twice
         if not isinstance(request, dict):
@@ -255,7 +216,7 @@ class TfServingRest:
 
     def cheap(self, method: str, path: str) -> bool:
         """A predict/classify/regress request to a model that runs a row in well under a millisecond
-        (the HTTP app answers it on its event loop; see http_app.py)."""
+        (the HTTP app answers it on its event loop; see process/http_app.py)."""
         match = route(path) if method == "POST" else None
         return bool(match and match["verb"]) and self.manager.cheap(match["name"])
 

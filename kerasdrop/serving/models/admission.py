@@ -8,9 +8,7 @@ import threading
 from collections import defaultdict
 
 from kerasdrop.serving.errors import ServingError, overloaded
-
-DEFAULT_MAX_INFLIGHT = 128  # per model; above the bench's 64 connections, far below a memory problem
-DEFAULT_MAX_ELEMENTS = 1 << 24  # per input tensor: 16.7M floats = 64 MiB, resnet at 224x224x3 x 300 images
+from kerasdrop.serving.limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INFLIGHT
 
 
 class Admission:

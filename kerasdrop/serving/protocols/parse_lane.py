@@ -8,7 +8,7 @@ arrays; the server reads the arrays back while its thread waits on the pipe with
 Anything else (invalid JSON, strings, ragged lists, other keys' values) comes back as None, and the
 caller parses the body itself: errors stay exactly the in-process path's.
 
-    python -m kerasdrop.serving.parse_lane      # frames on stdin/stdout: 8-byte length + payload
+    python -m kerasdrop.serving.protocols.parse_lane      # frames on stdin/stdout: 8-byte length + payload
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class ParseLane:
         with self._lock:
             try:
                 if self._process is None or self._process.poll() is not None:
-                    self._process = subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.parse_lane"],
+                    self._process = subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.protocols.parse_lane"],
                                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                 _write_frame(self._process.stdin, body)
                 answer = _read_frame(self._process.stdout)

@@ -9,8 +9,8 @@ import functools
 
 import numpy as np
 
-from kerasdrop.serving.admission import too_many_elements
 from kerasdrop.serving.errors import invalid
+from kerasdrop.serving.models.admission import too_many_elements
 
 
 def _scalar_rows(dims: list[int], received: tuple) -> bool:

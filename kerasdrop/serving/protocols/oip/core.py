@@ -11,10 +11,10 @@ import dataclasses
 
 import numpy as np
 
-from kerasdrop.serving.admission import too_many_elements
-from kerasdrop.serving.backends import find_signature
 from kerasdrop.serving.errors import ServingError, invalid
-from kerasdrop.serving.oip import datatypes
+from kerasdrop.serving.models.admission import too_many_elements
+from kerasdrop.serving.models.backends import find_signature
+from kerasdrop.serving.protocols.oip import datatypes
 
 SERVER_NAME = "kerasdrop"
 EXTENSIONS = ["binary_tensor_data"]  # Triton's binary tensor extension over REST (tritonclient's default)

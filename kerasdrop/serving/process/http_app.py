@@ -1,6 +1,6 @@
 """The HTTP front: a minimal ASGI app for uvicorn (httptools), routing to protocol routers.
 
-A router (one per protocol, registered in protocols.py) has `claims(path)` and a synchronous
+A router (one per protocol, registered in protocols/registry.py) has `claims(path)` and a synchronous
 `answer(method, path, body) -> (status, bytes, content type)` (a router with `takes_headers` also
 gets the request headers and returns a fourth item, extra response headers),
 which runs on a thread pool so that JSON and inference work never block the event loop for long:
@@ -19,14 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
+from kerasdrop.serving.limits import INLINE_MAX_BODY_BYTES
+
 
 def _json_error(status: int, message: str, extra_headers=()) -> tuple[int, bytes, list]:
     return status, orjson.dumps({"error": message}), list(extra_headers)
-
-
-# The largest request of a cheap model answered on an event loop (REST here, gRPC in grpc_api.py):
-# JSON of this size parses in ~0.5 ms, the most a cheap request holds the loop.
-INLINE_MAX_BODY_BYTES = 64 * 1024
 
 
 class BodyTooLarge(Exception):
