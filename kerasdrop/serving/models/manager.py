@@ -22,6 +22,7 @@ from kerasdrop.serving.models.admission import Admission
 from kerasdrop.serving.models.backends import find_signature, load_backend, row_seconds
 from kerasdrop.serving.models.batching import Batcher
 from kerasdrop.serving.models.golden import require_passing_verification, warm_up
+from kerasdrop.serving.models.images import check_encoded_images
 from kerasdrop.serving.models.inputs import validate_inputs
 from kerasdrop.serving.models.metrics import UNKNOWN_MODEL, Metrics
 from kerasdrop.serving.models.repository import (
@@ -293,6 +294,7 @@ class ModelManager:
         if not validated:
             signature_def = find_signature(loaded.backend, signature, protocol)
             inputs = validate_inputs(signature_def, inputs, self.admission.max_elements)
+        check_encoded_images(signature, inputs, self.admission.max_image_pixels)  # before any decoder sees them
         with self.admission.slot(loaded.name):
             batcher = loaded.batchers.get(signature)
             if batcher is not None:
