@@ -19,6 +19,9 @@ from kerasdrop.serving.limits import (
 # bench/serve_latency.py measured 2 workers at 1.9-2.0x one worker's REST req/s on 2 cores; more
 # processes than cores only add memory (a copy of every model each) and context switches.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+# Limits that 0 turns off (for a server behind a proxy that enforces its own; the benchmark's reference).
+LIMITS_ZERO_TURNS_OFF = ("max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
+                         "header_timeout_seconds")
 
 
 def register(commands) -> None:
@@ -55,18 +58,20 @@ def register(commands) -> None:
                        help="elements per input tensor of one request (default: 16777216)")
     serve.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                        help="decoded pixels of the encoded images (JPEG, PNG, GIF, BMP) in one request, read from "
-                            f"their headers before decoding (default: {DEFAULT_MAX_IMAGE_PIXELS} = 4096x4096)")
+                            "their headers before decoding; 0 turns it off "
+                            f"(default: {DEFAULT_MAX_IMAGE_PIXELS} = 4096x4096)")
     serve.add_argument("--max-concurrent-requests", type=int, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
                        help="REST requests being read or answered, and gRPC calls, in one worker; beyond it 429 / "
-                            f"RESOURCE_EXHAUSTED before the request is read or queued (default: "
+                            f"RESOURCE_EXHAUSTED before the request is read or queued; 0 turns it off (default: "
                             f"{DEFAULT_MAX_CONCURRENT_REQUESTS})")
     serve.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES,
-                       help="a REST request's line and headers; beyond it 431 (default: 32 KiB)")
+                       help="a REST request's line and headers; beyond it 431; 0 turns it off (default: 32 KiB)")
     serve.add_argument("--max-header-count", type=int, default=DEFAULT_MAX_HEADER_COUNT,
-                       help=f"header fields of a REST request; beyond it 431 (default: {DEFAULT_MAX_HEADER_COUNT})")
+                       help="header fields of a REST request; beyond it 431; 0 turns it off "
+                            f"(default: {DEFAULT_MAX_HEADER_COUNT})")
     serve.add_argument("--header-timeout-seconds", type=float, default=DEFAULT_HEADER_TIMEOUT_SECONDS,
                        help="time from a REST request's first byte to the end of its headers; then 408 and the "
-                            f"connection closes (default: {DEFAULT_HEADER_TIMEOUT_SECONDS:g})")
+                            f"connection closes; 0 turns it off (default: {DEFAULT_HEADER_TIMEOUT_SECONDS:g})")
     serve.add_argument("--keep-alive-seconds", type=float, default=DEFAULT_KEEP_ALIVE_SECONDS,
                        help="an idle REST connection (kept alive, or new and silent) is closed after this "
                             f"(default: {DEFAULT_KEEP_ALIVE_SECONDS:g})")
@@ -95,7 +100,7 @@ def run_serve(args: argparse.Namespace) -> int:
                  "max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
                  "header_timeout_seconds", "keep_alive_seconds",
                  "request_timeout", "drain_seconds", "workers"):
-        zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds")
+        zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds", *LIMITS_ZERO_TURNS_OFF)
         if getattr(args, flag) < (0 if zero_allowed else 1):
             raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected "
                              f"{'0 or ' if zero_allowed else ''}a positive number. Received: {getattr(args, flag)}")

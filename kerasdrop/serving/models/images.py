@@ -160,7 +160,7 @@ def check_encoded_images(signature: str, inputs: dict[str, np.ndarray], max_pixe
                 raise invalid(f"Input {key!r}[{index}]: {error.message}") from None
             if size is not None:
                 total += size[0] * size[1] * size[2]
-                if max_pixels is not None and total > max_pixels:
+                if max_pixels and total > max_pixels:
                     raise _too_many_pixels(key, index, size, total, max_pixels)
 
 

@@ -53,7 +53,7 @@ class HttpApp:
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return
-        if self.concurrent >= self.max_concurrent:  # before its body is read: a body is what it would claim
+        if self.max_concurrent and self.concurrent >= self.max_concurrent:  # before its body is read: a body is what it would claim
             status, body, headers = _json_error(429, f"This worker already has {self.max_concurrent} requests in flight "
                                                      "(--max-concurrent-requests); retry later",
                                                 [(b"connection", b"close")])
