@@ -245,3 +245,19 @@ def test_open_inference_duplicate_inputs_are_refused(server):
 def test_a_tf_serving_request_naming_thousands_of_inputs_is_refused_at_once(server):
     status, body = rest(server, "POST", "/v1/models/rgb:predict", {"inputs": {f"x{i}": [0] for i in range(40_000)}})
     assert status == 400 and "40000 inputs" in body["error"], body
+
+
+def test_a_tensorflow_error_keeps_its_cause_not_graph_execution_error():
+    import tensorflow as tf
+
+    from kerasdrop.serving.models.backends import error_cause
+
+    @tf.function
+    def decode(data):
+        return tf.io.decode_jpeg(data)
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        decode(tf.constant(_encoded("JPEG")[:300]))
+    assert raised.value.message.startswith("Graph execution error")  # what clients were answered before
+    cause = error_cause(raised.value)
+    assert "JPEG" in cause and "DecodeJpeg" in cause and "Graph execution error" not in cause, cause
