@@ -109,7 +109,7 @@ class GrpcServer:
     flight are answered (at most `grace` seconds).
     """
 
-    def __init__(self, manager, address: str, services: list, threads: int, options: list):
+    def __init__(self, manager, address: str, services: list, threads: int, options: list, credentials=None):
         import asyncio
         import threading
 
@@ -126,21 +126,22 @@ class GrpcServer:
 
         self._thread = threading.Thread(target=run, name="kerasdrop-grpc-loop", daemon=True)
         self._thread.start()
-        self._server, self.port = self._call(self._create(manager, address, services, options))
+        self._server, self.port = self._call(self._create(manager, address, services, options, credentials))
 
     def _call(self, coroutine, timeout: float | None = 60):
         import asyncio
 
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
-    async def _create(self, manager, address: str, services: list, options: list):
+    async def _create(self, manager, address: str, services: list, options: list, credentials):
         import grpc
 
         server = grpc.aio.server(options=options)
         for add_to_server, servicer in services:
             add_to_server(_AsyncServicer(servicer, manager, self._executor), server)
         try:
-            port = server.add_insecure_port(address)
+            port = (server.add_insecure_port(address) if credentials is None
+                    else server.add_secure_port(address, credentials))
         except RuntimeError:  # grpcio raises RuntimeError("Failed to bind to address ...")
             port = 0
         return server, port
@@ -179,13 +180,14 @@ class GrpcServer:
 
 
 def make_grpc_server(manager, address: str, *, services: list | None = None, threads: int = 16,
-                     reuse_port: bool = False):
+                     reuse_port: bool = False, credentials=None):
     """A started-later gRPC server (GrpcServer: grpc.aio) on `address` with `services` (default: TF
     Serving's) registered: the one registration point for every protocol's gRPC services
     (protocols/registry.py lists them).
 
     `reuse_port`: join the SO_REUSEPORT group that `bind_grpc_guard` opened for this server's
     workers. Without it the port is this server's alone.
+    `credentials`: grpc.ServerCredentials (tls.py: TLS or mutual TLS); None serves plaintext.
     Returns `(server, port)`.
     """
     options = [
@@ -197,8 +199,7 @@ def make_grpc_server(manager, address: str, *, services: list | None = None, thr
         from kerasdrop.serving.protocols.tfserving.grpc_service import tf_serving_services
 
         services = tf_serving_services(manager)
-    server = GrpcServer(manager, address, services, threads,
-                        options)
+    server = GrpcServer(manager, address, services, threads, options, credentials)
     if server.port == 0:
         server.stop(0)
         raise PortInUseError(f"gRPC port {address.rsplit(':', 1)[1]} on {address.rsplit(':', 1)[0]} is already in "
