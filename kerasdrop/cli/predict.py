@@ -51,7 +51,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"kerasdrop predict: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"kerasdrop predict: cannot reach {args.url}: {error}", file=sys.stderr)
+        print(f"kerasdrop predict: cannot reach {args.url}: {error}{_tls_hint(client, args, error)}", file=sys.stderr)
         return 1
     for row, label in enumerate(labels):
         print(f"{label}: {_describe_outputs({name: values[row] for name, values in outputs.items()})}")
@@ -74,6 +74,20 @@ def _client(args):
     except OSError as error:  # ssl.SSLError (an OSError) for a file that is not PEM, or a key not the certificate's
         raise UsageError(f"Invalid value received for --ca-cert/--client-cert/--client-key. Expected PEM files of "
                          f"a certificate and its key. Received: {error}") from None
+
+
+def _tls_hint(client, args, error: OSError) -> str:
+    """Why a server may have hung up on the client: TLS spoken to plain HTTP, or mutual TLS without a
+    client certificate (TLS 1.3 servers refuse that after the handshake, so it reads as a hang-up)."""
+    import http.client
+
+    if not isinstance(error, http.client.RemoteDisconnected):
+        return ""
+    if not client.tls:
+        return " (if the server has --ssl-config-file: an https:// URL)"
+    if args.client_cert is None:
+        return " (if the server verifies clients: --client-cert and --client-key)"
+    return ""
 
 
 def _default_signature(signatures: dict, files) -> str:
