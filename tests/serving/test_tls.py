@@ -173,6 +173,25 @@ def test_a_hand_written_config_with_one_string_per_pem_line_parses(pki, tmp_path
     assert "PRIVATE KEY" not in repr(tls), "the key never shows in a log line or traceback"
 
 
+def test_readmes_openssl_recipe_makes_a_mutual_tls_config(tmp_path):
+    """README's bash block that makes the CA, the certificates and ssl.config, run as written."""
+    import re
+    import shutil
+
+    from kerasdrop.serving.process.tls import load_ssl_config
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (recipe,) = [block for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "openssl req -x509" in block]
+    subprocess.run(["bash", "-e", "-c", recipe], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    assert (tmp_path / "ssl.config").stat().st_mode & 0o777 == 0o600
+    tls = load_ssl_config(tmp_path / "ssl.config")
+    assert tls.mode == "mutual TLS" and tls.custom_ca.strip() == (tmp_path / "ca.crt").read_text().strip()
+    context = ssl.create_default_context(cafile=tmp_path / "ca.crt")  # the client side loads too
+    context.load_cert_chain(tmp_path / "client.crt", tmp_path / "client.key")
+
+
 def test_pem_files_are_private_and_removed(pki):
     from kerasdrop.serving.process.tls import load_ssl_config, pem_files
 
@@ -293,6 +312,8 @@ def test_kerasdrop_predict_over_mutual_tls(mtls_server, pki, tmp_path, capsys, s
     assert code == 0 and "digit.npy: class " in capsys.readouterr().out
     code = main(["predict", "--url", url, "--model", "lenet5", "--ca-cert", pki["ca.crt"], str(tmp_path / "digit.npy")])
     assert code == 1, "without a client certificate the server refuses"
+    if scheme == "https":  # TLS 1.3 refuses after the handshake: a hang-up, which the hint explains
+        assert "(if the server verifies clients: --client-cert and --client-key)" in capsys.readouterr().err
 
 
 def test_predict_refuses_tls_files_with_a_plaintext_url(pki, tmp_path, capsys):
