@@ -215,11 +215,14 @@ def _bad_configs(pki, tmp_path):
         "client_verify without custom_ca": (ssl_config_text(pki["server_key"], pki["server_cert"], client_verify=True),
                                             "Expected custom_ca (the CA that signs client certificates)"),
         "not PEM": (ssl_config_text("not a key", "not a certificate"), "Expected server_key and server_cert as PEM"),
+        "custom_ca not PEM": (ssl_config_text(pki["server_key"], pki["server_cert"], "not a CA", client_verify=True),
+                              "Expected custom_ca as PEM certificates"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "unparseable", "unknown field", "no certificate",
-                                  "key of another certificate", "client_verify without custom_ca", "not PEM"])
+                                  "key of another certificate", "client_verify without custom_ca", "not PEM",
+                                  "custom_ca not PEM"])
 def test_a_bad_ssl_config_is_one_line_and_exit_2_before_anything_listens(pki, tmp_path, capsys, case):
     from kerasdrop.cli import main
 
