@@ -7,10 +7,21 @@ import os
 import pathlib
 
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
+from kerasdrop.serving.limits import (
+    DEFAULT_HEADER_TIMEOUT_SECONDS,
+    DEFAULT_KEEP_ALIVE_SECONDS,
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_IMAGE_PIXELS,
+)
 
 # bench/serve_latency.py measured 2 workers at 1.9-2.0x one worker's REST req/s on 2 cores; more
 # processes than cores only add memory (a copy of every model each) and context switches.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+# Limits that 0 turns off (for a server behind a proxy that enforces its own; the benchmark's reference).
+LIMITS_ZERO_TURNS_OFF = ("max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
+                         "header_timeout_seconds")
 
 
 def register(commands) -> None:
@@ -45,6 +56,25 @@ def register(commands) -> None:
                        help="requests running or queued per model; beyond it 429 / RESOURCE_EXHAUSTED (default: 128)")
     serve.add_argument("--max-elements", type=int, default=1 << 24,
                        help="elements per input tensor of one request (default: 16777216)")
+    serve.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                       help="decoded pixels of the encoded images (JPEG, PNG, GIF, BMP) in one request, read from "
+                            "their headers before decoding; 0 turns it off "
+                            f"(default: {DEFAULT_MAX_IMAGE_PIXELS} = 4096x4096)")
+    serve.add_argument("--max-concurrent-requests", type=int, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+                       help="REST requests being read or answered, and gRPC calls, in one worker; beyond it 429 / "
+                            f"RESOURCE_EXHAUSTED before the request is read or queued; 0 turns it off (default: "
+                            f"{DEFAULT_MAX_CONCURRENT_REQUESTS})")
+    serve.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES,
+                       help="a REST request's line and headers; beyond it 431; 0 turns it off (default: 32 KiB)")
+    serve.add_argument("--max-header-count", type=int, default=DEFAULT_MAX_HEADER_COUNT,
+                       help="header fields of a REST request; beyond it 431; 0 turns it off "
+                            f"(default: {DEFAULT_MAX_HEADER_COUNT})")
+    serve.add_argument("--header-timeout-seconds", type=float, default=DEFAULT_HEADER_TIMEOUT_SECONDS,
+                       help="time from a REST request's first byte to the end of its headers; then 408 and the "
+                            f"connection closes; 0 turns it off (default: {DEFAULT_HEADER_TIMEOUT_SECONDS:g})")
+    serve.add_argument("--keep-alive-seconds", type=float, default=DEFAULT_KEEP_ALIVE_SECONDS,
+                       help="an idle REST connection (kept alive, or new and silent) is closed after this "
+                            f"(default: {DEFAULT_KEEP_ALIVE_SECONDS:g})")
     serve.add_argument("--request-timeout", type=float, default=30.0,
                        help="seconds before an unanswered request gets 504 / DEADLINE_EXCEEDED (default: 30)")
     serve.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
@@ -83,8 +113,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",
+                 "max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
+                 "header_timeout_seconds", "keep_alive_seconds",
                  "request_timeout", "drain_seconds", "workers"):
-        zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds")
+        zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds", *LIMITS_ZERO_TURNS_OFF)
         if getattr(args, flag) < (0 if zero_allowed else 1):
             raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected "
                              f"{'0 or ' if zero_allowed else ''}a positive number. Received: {getattr(args, flag)}")
@@ -94,7 +126,11 @@ def run_serve(args: argparse.Namespace) -> int:
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
                          cheap_model_micros=args.cheap_model_micros,
                          max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
-                         max_elements=args.max_elements, request_timeout=args.request_timeout,
+                         max_elements=args.max_elements, max_image_pixels=args.max_image_pixels,
+                         max_concurrent_requests=args.max_concurrent_requests, max_header_bytes=args.max_header_bytes,
+                         max_header_count=args.max_header_count, header_timeout_seconds=args.header_timeout_seconds,
+                         keep_alive_seconds=args.keep_alive_seconds,
+                         request_timeout=args.request_timeout,
                          drain_seconds=args.drain_seconds, workers=args.workers,
                          require_verification=args.require_verification,
                          ssl_config_file=_absolute(args.ssl_config_file),

@@ -6,6 +6,11 @@ which refuses to publish anything the verifier has not passed; what a version ca
 atomic publish, `models_config.py`). Imports verification, training, zoo and data; never serving or cli.
 """
 
-from kerasdrop.exporting.pipeline import FORMATS, ExportRefusedError, ExportResult, export
+from kerasdrop.exporting.pipeline import (
+    FORMATS,
+    ExportRefusedError,
+    ExportResult,
+    export,
+)
 
 __all__ = ["FORMATS", "ExportRefusedError", "ExportResult", "export"]

@@ -10,7 +10,6 @@ from kerasdrop._files import atomic_write_text
 from kerasdrop._validation import invalid_argument
 from kerasdrop.exporting.repository import versions
 
-
 # The default `models_config`: beside the repository, so `--repo elsewhere` never writes into the
 # current directory, and TF Serving finds it in the mounted repository (`/models/models.config`).
 MODELS_CONFIG_BESIDE_REPO = "{repo}/models.config"

@@ -14,7 +14,9 @@ from typing import Sequence
 
 from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.errors import KerasdropError
-from kerasdrop.exporting import models_config as models_config_file  # `models_config` is an argument of export()
+from kerasdrop.exporting import (
+    models_config as models_config_file,  # `models_config` is an argument of export()
+)
 from kerasdrop.exporting import repository
 from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
 from kerasdrop.exporting.interface import keras_reference, serving_interface

@@ -3,7 +3,12 @@
 `verify(path_or_model) -> Report`; `kerasdrop verify PATH` exits 0 clean, 1 findings, 2 unusable input.
 """
 
-from kerasdrop.verification.api import verify, verify_keras, verify_onnx, verify_saved_model
+from kerasdrop.verification.api import (
+           verify,
+           verify_keras,
+           verify_onnx,
+           verify_saved_model,
+)
 from kerasdrop.verification.report import CheckRun, Finding, Report, UnusableInputError
 
 __all__ = ["CheckRun", "Finding", "Report", "UnusableInputError", "verify", "verify_keras", "verify_onnx",

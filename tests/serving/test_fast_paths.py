@@ -249,12 +249,12 @@ def test_grpc_methods_left_to_the_generated_base_answer_unimplemented_streaming_
     from tensorflow_serving.apis import inference_pb2, prediction_service_pb2_grpc
 
     from kerasdrop.serving.process.grpc_server import GrpcServer
-    from kerasdrop.serving.protocols.tfserving.grpc_service import tf_serving_services
     from kerasdrop.serving.protocols.oip.grpc_service import open_inference_services
     from kerasdrop.serving.protocols.oip.messages import (
         GRPCInferenceServiceStub,
         messages,
     )
+    from kerasdrop.serving.protocols.tfserving.grpc_service import tf_serving_services
 
     manager = _NoModels()
     server = GrpcServer(manager, "127.0.0.1:0", tf_serving_services(manager) + open_inference_services(manager), 4,

@@ -1,5 +1,5 @@
-"""Admission control: a bound on requests in flight (running or queued) per model, and on the
-number of elements one request may carry. Beyond either, the request is refused at once."""
+"""Admission control: a bound on requests in flight (running or queued) per model, and on what one
+request may carry (elements per input, decoded image pixels). Beyond any, the request is refused at once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import threading
 from collections import defaultdict
 
 from kerasdrop.serving.errors import ServingError, overloaded
-from kerasdrop.serving.limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INFLIGHT
+from kerasdrop.serving.limits import (
+    DEFAULT_MAX_ELEMENTS,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_INFLIGHT,
+)
 
 
 class Admission:
@@ -16,9 +20,10 @@ class Admission:
     limit holds for all of them together (`--workers N` does not multiply it)."""
 
     def __init__(self, max_inflight: int = DEFAULT_MAX_INFLIGHT, max_elements: int = DEFAULT_MAX_ELEMENTS,
-                 shared=None):
+                 shared=None, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS):
         self.max_inflight = max_inflight
         self.max_elements = max_elements
+        self.max_image_pixels = max_image_pixels
         self.shared = shared
         self._lock = threading.Lock()
         self._inflight: dict[str, int] = defaultdict(int)  # the limit's count when not shared

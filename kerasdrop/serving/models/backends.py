@@ -43,6 +43,24 @@ def signature_def_map(backend):
     return signature_map
 
 
+_CONTEXT_LINES = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "Traceback", "File ")
+
+
+def error_cause(error: Exception) -> str:
+    """The line of a runtime's error that says what went wrong: TensorFlow puts "Graph execution
+    error:" and a node's stack first and the cause after them (`jpeg::Uncompress failed. Invalid JPEG
+    data ...`), where the first line alone was an empty "Graph execution error:"."""
+    import re
+
+    text = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+    causes = [line for line in lines if not line.startswith(_CONTEXT_LINES)]
+    cause = causes[0] if causes else (lines[0] if lines else type(error).__name__)
+    node = re.search(r"\{\{node ([^}]+)\}\}", text)
+    cause = re.sub(r"\s*\[\[\{\{.*$|\s*\[Op:[^\]]*\]$", "", cause).rstrip(":") or type(error).__name__
+    return f"{cause} (in op {node.group(1).rsplit('/', 1)[-1]})" if node and node.group(1) not in cause else cause
+
+
 class TensorFlowBackend:
     name = "tf"
 
@@ -65,7 +83,7 @@ class TensorFlowBackend:
         try:
             outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
-            raise invalid(str(error).splitlines()[0]) from None
+            raise invalid(error_cause(error)) from None
         return {key: value.numpy() for key, value in outputs.items()}
 
 
@@ -127,7 +145,7 @@ class OnnxBackend:
             try:
                 results = session.run(self._outputs, inputs)
             except Exception as error:  # onnxruntime raises its own exception types for bad feeds
-                raise invalid(str(error).splitlines()[0]) from None
+                raise invalid(error_cause(error)) from None
         finally:
             with self._lock:
                 self._running -= 1

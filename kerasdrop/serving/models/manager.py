@@ -22,6 +22,7 @@ from kerasdrop.serving.models.admission import Admission
 from kerasdrop.serving.models.backends import find_signature, load_backend, row_seconds
 from kerasdrop.serving.models.batching import Batcher
 from kerasdrop.serving.models.golden import require_passing_verification, warm_up
+from kerasdrop.serving.models.images import check_encoded_images
 from kerasdrop.serving.models.inputs import validate_inputs
 from kerasdrop.serving.models.metrics import UNKNOWN_MODEL, Metrics
 from kerasdrop.serving.models.repository import (
@@ -98,6 +99,7 @@ class ModelManager:
         self._loaded: dict[str, dict[int, LoadedVersion]] = {}
         self._config = ModelsConfig()
         self._failures: dict[pathlib.Path, _Failure] = {}
+        self._broken_config: str | None = None  # the last broken models.config's error, logged once
         self._stop = threading.Event()
         self._thread = None
         if models_config:
@@ -114,13 +116,16 @@ class ModelManager:
             return
         try:
             self._config = read_models_config(self.models_config)
+            self._broken_config = None
         except ValueError as error:  # at runtime a broken edit keeps the last good config
-            log.error("%s; keeping the last good models config", error)
+            if str(error) != self._broken_config:  # once per broken edit, not at every poll
+                self._broken_config = str(error)
+                log.error("%s; keeping the last good models config until the file is fixed", error)
 
-    def wanted(self) -> dict[str, dict[int, pathlib.Path]]:
+    def wanted(self, available: dict[str, dict[int, pathlib.Path]] | None = None) -> dict[str, dict[int, pathlib.Path]]:
         """`{model: {version: path}}` that the version policies select from what the repository has."""
         wanted = {}
-        for name, versions in self.scanner.scan().items():
+        for name, versions in (self.scanner.scan() if available is None else available).items():
             policy = self._config.policies.get(name, self.policy)
             wanted[name] = {v: versions[v] for v in policy.select(sorted(versions))}
         return wanted
@@ -128,13 +133,28 @@ class ModelManager:
     def sync(self) -> None:
         """Loads wanted versions (warmed up before they serve), then retires what they replace."""
         self._reload_config()
-        wanted = self.wanted()
+        available = self.scanner.scan()
+        wanted = self.wanted(available)
         self._offered = {name for name, versions in wanted.items() if versions}
         for name, versions in wanted.items():
             for version, path in versions.items():
                 if version not in self._loaded.get(name, {}):
                     self._try_load(name, version, path)
+            self._fall_back(name, versions, available.get(name, {}))
         self._retire(wanted)
+
+    def _fall_back(self, name: str, wanted: dict[int, pathlib.Path], available: dict[int, pathlib.Path]) -> None:
+        """With no version of `name` serving and none of its wanted ones loadable (a new version still
+        being copied in, file by file, when this process starts), the newest older version that loads
+        serves until a wanted one does: version-less requests keep their answers. Only under a
+        `latest` policy: versions pinned by `specific` are what the operator asked for, or nothing."""
+        if self._loaded.get(name) or self._config.policies.get(name, self.policy).kind != "latest":
+            return
+        for version in sorted(set(available) - set(wanted), reverse=True):
+            self._try_load(name, version, available[version])
+            if self._loaded.get(name):
+                log.warning("%s: serving version %s until version(s) %s load", name, version, sorted(wanted))
+                return
 
     def _try_load(self, name: str, version: int, path: pathlib.Path) -> None:
         failure = self._failures.get(path)
@@ -293,6 +313,7 @@ class ModelManager:
         if not validated:
             signature_def = find_signature(loaded.backend, signature, protocol)
             inputs = validate_inputs(signature_def, inputs, self.admission.max_elements)
+        check_encoded_images(signature, inputs, self.admission.max_image_pixels)  # before any decoder sees them
         with self.admission.slot(loaded.name):
             batcher = loaded.batchers.get(signature)
             if batcher is not None:

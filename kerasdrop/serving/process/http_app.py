@@ -19,7 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
-from kerasdrop.serving.limits import INLINE_MAX_BODY_BYTES
+from kerasdrop.serving.limits import (
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    INLINE_MAX_BODY_BYTES,
+)
 
 
 def _json_error(status: int, message: str, extra_headers=()) -> tuple[int, bytes, list]:
@@ -31,9 +34,12 @@ class BodyTooLarge(Exception):
 
 
 class HttpApp:
-    def __init__(self, routers, *, max_body_bytes: int, threads: int = 8):
+    def __init__(self, routers, *, max_body_bytes: int, threads: int = 8,
+                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
         self.routers = list(routers)
         self.max_body_bytes = max_body_bytes
+        self.max_concurrent = max_concurrent  # requests being read or answered (all on this app's event loop)
+        self.concurrent = 0
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-http")
 
     def close(self) -> None:
@@ -47,7 +53,17 @@ class HttpApp:
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return
-        status, body, content_type, headers = await self._answer(scope, receive)
+        if self.max_concurrent and self.concurrent >= self.max_concurrent:  # before its body is read: a body is what it would claim
+            status, body, headers = _json_error(429, f"This worker already has {self.max_concurrent} requests in flight "
+                                                     "(--max-concurrent-requests); retry later",
+                                                [(b"connection", b"close")])
+            content_type = "application/json"
+        else:
+            self.concurrent += 1
+            try:
+                status, body, content_type, headers = await self._answer(scope, receive)
+            finally:
+                self.concurrent -= 1
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", content_type.encode()),
                                 (b"content-length", str(len(body)).encode()), *headers]})

@@ -18,8 +18,14 @@ import socket
 import threading
 
 from kerasdrop.serving.limits import (
+    DEFAULT_HEADER_TIMEOUT_SECONDS,
+    DEFAULT_KEEP_ALIVE_SECONDS,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_ELEMENTS,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MAX_INFLIGHT,
 )
 from kerasdrop.serving.models.admission import Admission
@@ -50,6 +56,12 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_inflight: int = DEFAULT_MAX_INFLIGHT  # per model, running or queued
     max_elements: int = DEFAULT_MAX_ELEMENTS  # per input tensor of one request
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # decoded, over one request's encoded images
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS  # per worker, REST and gRPC each
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # a REST request's line and headers
+    max_header_count: int = DEFAULT_MAX_HEADER_COUNT
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS  # from a request's first byte to its head's end
+    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS  # an idle REST connection is closed
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
@@ -121,7 +133,7 @@ class Server:
             pathlib.Path(config.repo) if config.models is None else None, backend=config.backend,
             policy=VersionPolicy.parse(config.version_policy), models=config.models,
             models_config=config.models_config, batching=batching,
-            admission=Admission(config.max_inflight, config.max_elements), request_timeout=config.request_timeout,
+            admission=Admission(config.max_inflight, config.max_elements, max_image_pixels=config.max_image_pixels), request_timeout=config.request_timeout,
             cheap_row_seconds=config.cheap_model_micros / 1e6,
             require_verification=config.require_verification)
         self.rest_port = None
@@ -175,6 +187,7 @@ class Server:
         self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{host}:{grpc_port}",
                                                      services=grpc_services(self.manager), reuse_port=True,
                                                      threads=self._request_threads(16),
+                                                     max_concurrent=self.config.max_concurrent_requests,
                                                      credentials=grpc_server_credentials(self.config))
         _tune_gc()
         self._start_rest()
@@ -255,15 +268,16 @@ class Server:
         import uvicorn
 
         from kerasdrop.serving.process.http_app import HttpApp
-        from kerasdrop.serving.process.uvicorn_protocol import (
-            JsonErrorHttpToolsProtocol,
-        )
+        from kerasdrop.serving.process.uvicorn_protocol import guarded_protocol
 
         app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes,
-                      threads=self._request_threads(8))
+                      threads=self._request_threads(8), max_concurrent=self.config.max_concurrent_requests)
+        protocol = guarded_protocol(max_header_bytes=self.config.max_header_bytes,
+                                    max_header_count=self.config.max_header_count,
+                                    header_timeout=self.config.header_timeout_seconds)
         with rest_ssl_options(self.config) as ssl_options:  # the PEM files exist only inside this block
-            config = uvicorn.Config(app, http=JsonErrorHttpToolsProtocol, loop="asyncio", lifespan="off",
-                                    access_log=False, log_level="warning", timeout_keep_alive=5,
+            config = uvicorn.Config(app, http=protocol, loop="asyncio", lifespan="off", access_log=False,
+                                    log_level="warning", timeout_keep_alive=self.config.keep_alive_seconds,
                                     timeout_graceful_shutdown=self.config.drain_seconds, **ssl_options)
             config.load()  # reads the certificate files now (uvicorn.Server.serve would load it later)
         self._uvicorn = uvicorn.Server(config)

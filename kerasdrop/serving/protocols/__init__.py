@@ -3,6 +3,11 @@ the Open Inference Protocol (oip/), the JSON body handling both REST routers sha
 place each protocol is registered (registry.py). Imports serving's leaves and models/, never process/.
 """
 
-from kerasdrop.serving.protocols.registry import PROTOCOLS, Protocol, grpc_services, rest_routers
+from kerasdrop.serving.protocols.registry import (
+    PROTOCOLS,
+    Protocol,
+    grpc_services,
+    rest_routers,
+)
 
 __all__ = ["PROTOCOLS", "Protocol", "grpc_services", "rest_routers"]

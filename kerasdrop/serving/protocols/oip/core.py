@@ -132,6 +132,8 @@ def check_input_header(tensor: Tensor, signature_def, max_elements: int) -> int:
 def _requested_outputs(request: InferRequest, outputs: dict) -> list[Tensor]:
     if request.outputs is None:
         return [Tensor(name, "", []) for name in sorted(outputs)]
+    if len(request.outputs) > len(outputs):
+        raise invalid(f"{len(request.outputs)} outputs requested; the model has {len(outputs)}: {sorted(outputs)}")
     unknown = [o.name for o in request.outputs if o.name not in outputs]
     if unknown:
         raise invalid(f"Unknown output {unknown[0]!r} requested; the model's outputs are {sorted(outputs)}")
@@ -147,10 +149,14 @@ def _decoded(tensor: Tensor, count: int) -> np.ndarray:
 
 
 def _inputs(manager, request: InferRequest, signature_def) -> dict[str, np.ndarray]:
-    names = [tensor.name for tensor in request.inputs]
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise invalid(f"Input {duplicated[0]!r} is given more than once")
+    if len(request.inputs) > len(signature_def.inputs):  # before any per-input work
+        raise invalid(f"Request has {len(request.inputs)} inputs; the model takes {len(signature_def.inputs)}: "
+                      f"{sorted(signature_def.inputs)}")
+    seen = set()
+    for tensor in request.inputs:
+        if tensor.name in seen:
+            raise invalid(f"Input {tensor.name!r} is given more than once")
+        seen.add(tensor.name)
     inputs = {}
     for tensor in request.inputs:
         count = check_input_header(tensor, signature_def, manager.admission.max_elements)

@@ -7,6 +7,7 @@ import base64
 import numpy as np
 
 from kerasdrop.serving.errors import invalid
+from kerasdrop.serving.models.admission import too_many_elements
 
 
 def example_from_json(features: dict, context: dict | None = None):
@@ -32,6 +33,28 @@ def example_from_json(features: dict, context: dict | None = None):
             raise invalid(f"Feature {name!r} must be numbers, strings or {{\"b64\": ...}} values of one kind; "
                           f"received {value!r}")
     return example
+
+
+def check_context_size(examples: int, context_values: int, max_elements: int) -> None:
+    """A context is merged into every example (as TF Serving does), so the examples to serialize grow
+    as examples x context: a small body (a large context, many empty examples) would otherwise claim
+    gigabytes. The merged values count against --max-elements, before any merge."""
+    if examples * context_values > max_elements:
+        raise too_many_elements("context (merged into each example)", examples * context_values, max_elements)
+
+
+def json_context_values(context) -> int:
+    if not isinstance(context, dict):
+        return 0
+    return sum(len(value) if isinstance(value, list) else 1 for value in context.values())
+
+
+def proto_context_values(context) -> int:
+    total = 0
+    for feature in context.features.feature.values():
+        kind = feature.WhichOneof("kind")
+        total += len(getattr(feature, kind).value) if kind else 0
+    return total
 
 
 def serialized_examples(examples) -> np.ndarray:

@@ -38,11 +38,14 @@ def _echo(response_spec, loaded, signature: str) -> None:
     response_spec.signature_name = signature
 
 
-def _examples(request_input):
+def _examples(request_input, max_elements: int):
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
         return list(request_input.example_list.examples)
     if kind == "example_list_with_context":
+        with_context = request_input.example_list_with_context
+        examples.check_context_size(len(with_context.examples), examples.proto_context_values(with_context.context),
+                                    max_elements)
         merged = []
         for example in request_input.example_list_with_context.examples:
             combined = type(example)()
@@ -104,7 +107,7 @@ def _run_examples(manager, request, context, method: str):
     signature_def = find_signature(loaded.backend, signature, "grpc")
     examples.check_method(signature_def, signature, method)
     (input_name,) = list(signature_def.inputs)
-    serialized = examples.serialized_examples(_examples(request.input))
+    serialized = examples.serialized_examples(_examples(request.input, manager.admission.max_elements))
     return loaded, signature, manager.run(loaded, signature, {input_name: serialized}, "grpc", _timeout(context))
 
 

@@ -75,6 +75,11 @@ def predict_inputs(body: dict, signature_def) -> tuple[dict, str]:
         raise invalid("Request body must have exactly one of 'instances' (row format) or 'inputs' (columnar "
                       "format); received both")
     names = list(signature_def.inputs)
+    named = body.get("inputs") if isinstance(body.get("inputs"), dict) else \
+        (body["instances"][0] if isinstance(body.get("instances"), list) and body["instances"]
+         and isinstance(body["instances"][0], dict) else {})
+    if len(named) > max(len(names), 1):  # before any per-input work: a request may not name more inputs than exist
+        raise invalid(f"Request names {len(named)} inputs; the signature takes {len(names)}: {sorted(names)}")
     if "instances" in body:
         instances = body["instances"]  # a list, or an array from the parse lane
         if not isinstance(instances, (list, np.ndarray)) or len(instances) == 0:
@@ -156,6 +161,7 @@ def _prepare(manager, loaded, verb: str, request: dict):
     if not isinstance(rows, list) or not rows:
         raise invalid("'examples' must be a non-empty JSON list of feature objects")
     context = request.get("context")
+    examples.check_context_size(len(rows), examples.json_context_values(context), manager.admission.max_elements)
     serialized = examples.serialized_examples(examples.example_from_json(row, context) for row in rows)
     (input_name,) = list(signature_def.inputs)
     if verb == "classify":
