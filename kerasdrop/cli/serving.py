@@ -109,7 +109,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from kerasdrop.serving.process.ports import PortInUseError
     from kerasdrop.serving.process.server import ServeConfig, Server
-    from kerasdrop.serving.process.tls import check_config, describe
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",
@@ -138,6 +137,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")
+    from kerasdrop.serving.process.tls import check_config, describe
+
     tls = check_config(config)  # a bad certificate is exit 2 before anything listens
     try:
         server = Server(config).handle_signals().start()

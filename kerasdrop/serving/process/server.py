@@ -33,8 +33,9 @@ from kerasdrop.serving.models.manager import ModelManager
 from kerasdrop.serving.models.repository import VersionPolicy
 from kerasdrop.serving.process.grpc_server import bind_grpc_guard, make_grpc_server
 from kerasdrop.serving.process.ports import claim_port, join_port
-from kerasdrop.serving.process.tls import grpc_server_credentials, rest_ssl_options
 from kerasdrop.serving.protocols import grpc_services, rest_routers
+# Out of order on purpose: apart from the supervisor's imports above, so the two branches merge cleanly.
+from kerasdrop.serving.process.tls import grpc_server_credentials, rest_ssl_options  # noqa: I001
 
 log = logging.getLogger("kerasdrop.serve")
 
