@@ -242,6 +242,18 @@ def test_a_bad_ssl_config_is_one_line_and_exit_2_before_anything_listens(pki, tm
             probe.bind(("127.0.0.1", port))
 
 
+def test_an_unreadable_ssl_config_is_one_line_not_a_traceback(pki, monkeypatch):
+    from kerasdrop.serving.models import configs
+    from kerasdrop.serving.process.tls import TlsConfigError, load_ssl_config
+
+    def denied(path, kind):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(configs, "parse_text", denied)  # (tests run as root here, who may read any file)
+    with pytest.raises(TlsConfigError, match=r"Expected a readable SSLConfig file\. Received: .*\(Permission denied\)"):
+        load_ssl_config(pki["tls.config"])
+
+
 @pytest.mark.parametrize("flags, expected", [(["--plain-rest"], "Expected it with --ssl-config-file"),
                                              (["--plain-rest", "--ssl-config-file", "T", "--rest-ssl-config-file", "T"],
                                               "Expected it without --rest-ssl-config-file")])

@@ -56,6 +56,8 @@ def load_ssl_config(path: str | pathlib.Path, flag: str = "--ssl-config-file") -
         detail = " ".join(str(error).split())  # one line, whatever the parser wrote
         raise refuse("an SSLConfig text proto with server_key, server_cert, custom_ca, client_verify",
                      f"{path}: {detail}") from None
+    except OSError as error:  # unreadable (permissions): still one line, not a traceback
+        raise refuse("a readable SSLConfig file", f"{path} ({error.strerror or error})") from None
     missing = [name for name in ("server_key", "server_cert") if not getattr(message, name).strip()]
     if missing:
         raise refuse("server_key and server_cert as PEM text", f"{path} without {' and '.join(missing)}")
