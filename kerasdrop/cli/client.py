@@ -22,16 +22,48 @@ class ServingClientError(KerasdropError, RuntimeError):
 
 
 class ServingClient:
-    """`ServingClient("http://127.0.0.1:8501")` or `ServingClient("grpc://127.0.0.1:8500")`."""
+    """`ServingClient("http://127.0.0.1:8501")` or `ServingClient("grpc://127.0.0.1:8500")`; over TLS
+    `https://` or `grpcs://`, trusting `ca_cert` (a PEM file; default: the system's CAs) and, for
+    mutual TLS, presenting `client_cert` with its `client_key`."""
 
-    def __init__(self, url: str, timeout: float = 30.0):
+    def __init__(self, url: str, timeout: float = 30.0, *, ca_cert: str | None = None,
+                 client_cert: str | None = None, client_key: str | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.protocol = "grpc" if self.url.startswith("grpc://") else "rest"
+        self.protocol = "grpc" if self.url.startswith(("grpc://", "grpcs://")) else "rest"
         if self.protocol == "rest" and not self.url.startswith(("http://", "https://")):
-            raise InvalidArgumentError(f"Invalid value received for argument `url`. Expected http://HOST:PORT or "
-                             f"grpc://HOST:PORT. Received: url={url!r}")
+            raise InvalidArgumentError(f"Invalid value received for argument `url`. Expected http://HOST:PORT, "
+                                       f"https://HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT. Received: url={url!r}")
+        self.tls = self.url.startswith(("https://", "grpcs://"))
+        if (ca_cert or client_cert or client_key) and not self.tls:
+            raise InvalidArgumentError(f"Invalid value received for argument `url`. Expected https:// or grpcs:// "
+                                       f"with a CA or client certificate. Received: url={url!r}")
+        if (client_cert is None) != (client_key is None):
+            raise InvalidArgumentError("Invalid value received for argument `client_cert`. Expected it together with "
+                                       f"`client_key`. Received: client_cert={client_cert!r}, client_key={client_key!r}")
+        self._certificates = {"ca_cert": ca_cert, "client_cert": client_cert, "client_key": client_key}
+        self._ssl_context = self._make_ssl_context() if self.protocol == "rest" and self.tls else None
         self._stub = None
+
+    def _make_ssl_context(self):
+        import ssl
+
+        context = ssl.create_default_context(cafile=self._certificates["ca_cert"])
+        if self._certificates["client_cert"]:
+            context.load_cert_chain(self._certificates["client_cert"], self._certificates["client_key"])
+        return context
+
+    def _grpc_channel(self, target: str):
+        import pathlib
+
+        import grpc
+
+        if not self.tls:
+            return grpc.insecure_channel(target)
+        pem = {name: pathlib.Path(path).read_bytes() if path else None for name, path in self._certificates.items()}
+        credentials = grpc.ssl_channel_credentials(root_certificates=pem["ca_cert"], private_key=pem["client_key"],
+                                                   certificate_chain=pem["client_cert"])
+        return grpc.secure_channel(target, credentials)
 
     def predict(self, model: str, images: np.ndarray, *, signature: str = "serving_default",
                 version: int | None = None, input_name: str = "images") -> dict[str, np.ndarray]:
@@ -90,10 +122,9 @@ class ServingClient:
 
     def _grpc_stub(self):
         if self._stub is None:
-            import grpc
             from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-            channel = grpc.insecure_channel(self.url[len("grpc://"):])
+            channel = self._grpc_channel(self.url.split("://", 1)[1])
             self._stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         return self._stub
 
@@ -107,7 +138,7 @@ class ServingClient:
 
     def _request(self, request) -> dict:
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl_context) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             try:

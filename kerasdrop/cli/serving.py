@@ -85,7 +85,22 @@ def register(commands) -> None:
     serve.add_argument("--require-verification", action="store_true",
                        help="serve only versions whose verification.json reports a pass (default: off, so any "
                             "TF Serving repository serves)")
+    _add_tls_options(serve)
     serve.set_defaults(handler=run_serve)
+
+
+def _add_tls_options(serve) -> None:
+    tls = serve.add_argument_group("TLS", "TF Serving's SSLConfig text proto (ssl_config.proto): server_key, "
+                                          "server_cert (PEM text inline), custom_ca, client_verify (mutual TLS)")
+    tls.add_argument("--ssl-config-file", metavar="FILE",
+                     help="secure gRPC and REST with this SSLConfig, as TF Serving's --ssl_config_file secures gRPC "
+                          "(default: none, plaintext)")
+    tls.add_argument("--rest-ssl-config-file", metavar="FILE",
+                     help="REST's own SSLConfig, e.g. a certificate browsers trust while gRPC keeps an internal CA "
+                          "(default: --ssl-config-file's)")
+    tls.add_argument("--plain-rest", action="store_true",
+                     help="keep REST plaintext while gRPC has TLS, as real TF Serving does (e.g. behind a proxy that "
+                          "terminates TLS) (default: off)")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -116,16 +131,30 @@ def run_serve(args: argparse.Namespace) -> int:
                          keep_alive_seconds=args.keep_alive_seconds,
                          request_timeout=args.request_timeout,
                          drain_seconds=args.drain_seconds, workers=args.workers,
-                         require_verification=args.require_verification)
+                         require_verification=args.require_verification,
+                         ssl_config_file=_absolute(args.ssl_config_file),
+                         rest_ssl_config_file=_absolute(args.rest_ssl_config_file), plain_rest=args.plain_rest)
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")
+    from kerasdrop.serving.process.tls import check_config, describe
+
+    tls = check_config(config)  # a bad certificate is exit 2 before anything listens
     try:
         server = Server(config).handle_signals().start()
     except PortInUseError as error:
         raise UsageError(str(error)) from None
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, as URLs write it
-    print(f"kerasdrop serve: REST http://{host}:{server.rest_port}  gRPC {host}:{server.grpc_port}  "
+    rest = f"REST {'https' if tls['rest'] else 'http'}://{host}:{server.rest_port}"
+    grpc = f"gRPC {host}:{server.grpc_port}"
+    if tls["rest"] or tls["grpc"]:  # the plaintext line stays as it was; a secured one names each port's mode
+        rest, grpc = f"{rest} ({describe(tls['rest'])})", f"{grpc} ({describe(tls['grpc'])})"
+    print(f"kerasdrop serve: {rest}  {grpc}  "
           f"backend {args.backend}  models {server.manager.loaded_versions() or 'none yet (polling)'}", flush=True)
     server.serve_forever()
     return 0
+
+
+def _absolute(path: str | None) -> str | None:
+    """A path the worker processes (started elsewhere in time, same directory) read the same way."""
+    return None if path is None else str(pathlib.Path(path).absolute())

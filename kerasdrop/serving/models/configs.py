@@ -1,8 +1,9 @@
 """TF Serving's config file formats that the tensorflow-serving-api package does not ship.
 
-`MonitoringConfig` (tensorflow_serving/config/monitoring_config.proto) and `BatchingParameters`
-(tensorflow_serving/servables/tensorflow/session_bundle_config.proto), rebuilt here with the same
-package, message, field names, numbers and types, so `serve/*.config` are parsed as TF Serving
+`MonitoringConfig` (tensorflow_serving/config/monitoring_config.proto), `BatchingParameters`
+(tensorflow_serving/servables/tensorflow/session_bundle_config.proto) and `SSLConfig`
+(tensorflow_serving/config/ssl_config.proto), rebuilt here with the same package, message, field
+names, numbers and types, so `serve/*.config` and `--ssl-config-file` are parsed as TF Serving
 parses them. `ModelServerConfig` comes from the package itself.
 """
 
@@ -45,13 +46,20 @@ def _messages():
         ("allowed_batch_sizes", 6, F.TYPE_INT64, "", True),
         ("pad_variable_length_inputs", 7, F.TYPE_BOOL, "", False),
     ])
+    message("SSLConfig", [
+        ("server_key", 1, F.TYPE_STRING, "", False),  # PEM text inline, not a path (as TF Serving reads it)
+        ("server_cert", 2, F.TYPE_STRING, "", False),
+        ("custom_ca", 3, F.TYPE_STRING, "", False),
+        ("client_verify", 4, F.TYPE_BOOL, "", False),
+    ])
     pool.Add(proto)
     return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
-            for name in ("MonitoringConfig", "BatchingParameters")}
+            for name in ("MonitoringConfig", "BatchingParameters", "SSLConfig")}
 
 
 def parse_text(path: str | pathlib.Path, kind: str):
-    """Parses a TF Serving config file: kind is ModelServerConfig, MonitoringConfig or BatchingParameters."""
+    """Parses a TF Serving config file: kind is ModelServerConfig, MonitoringConfig, BatchingParameters
+    or SSLConfig."""
     from google.protobuf import text_format
 
     if kind == "ModelServerConfig":

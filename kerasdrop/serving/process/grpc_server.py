@@ -136,7 +136,7 @@ class GrpcServer:
     """
 
     def __init__(self, manager, address: str, services: list, threads: int, options: list,
-                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
+                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS, credentials=None):
         import asyncio
         import threading
 
@@ -154,21 +154,22 @@ class GrpcServer:
 
         self._thread = threading.Thread(target=run, name="kerasdrop-grpc-loop", daemon=True)
         self._thread.start()
-        self._server, self.port = self._call(self._create(manager, address, services, options))
+        self._server, self.port = self._call(self._create(manager, address, services, options, credentials))
 
     def _call(self, coroutine, timeout: float | None = 60):
         import asyncio
 
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
-    async def _create(self, manager, address: str, services: list, options: list):
+    async def _create(self, manager, address: str, services: list, options: list, credentials):
         import grpc
 
         server = grpc.aio.server(options=options)
         for add_to_server, servicer in services:
             add_to_server(_AsyncServicer(servicer, manager, self._executor, self._calls), server)
         try:
-            port = server.add_insecure_port(address)
+            port = (server.add_insecure_port(address) if credentials is None
+                    else server.add_secure_port(address, credentials))
         except RuntimeError:  # grpcio raises RuntimeError("Failed to bind to address ...")
             port = 0
         return server, port
@@ -221,13 +222,15 @@ def _pending_call_options(max_concurrent: int) -> list:
 
 
 def make_grpc_server(manager, address: str, *, services: list | None = None, threads: int = 16,
-                     reuse_port: bool = False, max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
+                     reuse_port: bool = False, max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+                     credentials=None):
     """A started-later gRPC server (GrpcServer: grpc.aio) on `address` with `services` (default: TF
     Serving's) registered: the one registration point for every protocol's gRPC services
     (protocols/registry.py lists them).
 
     `reuse_port`: join the SO_REUSEPORT group that `bind_grpc_guard` opened for this server's
     workers. Without it the port is this server's alone.
+    `credentials`: grpc.ServerCredentials (tls.py: TLS or mutual TLS); None serves plaintext.
     Returns `(server, port)`.
     """
     options = [
@@ -241,7 +244,7 @@ def make_grpc_server(manager, address: str, *, services: list | None = None, thr
         )
 
         services = tf_serving_services(manager)
-    server = GrpcServer(manager, address, services, threads, options, max_concurrent)
+    server = GrpcServer(manager, address, services, threads, options, max_concurrent, credentials)
     if server.port == 0:
         server.stop(0)
         raise PortInUseError(f"gRPC port {address.rsplit(':', 1)[1]} on {address.rsplit(':', 1)[0]} is already in "

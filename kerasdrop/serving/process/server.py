@@ -34,6 +34,8 @@ from kerasdrop.serving.models.repository import VersionPolicy
 from kerasdrop.serving.process.grpc_server import bind_grpc_guard, make_grpc_server
 from kerasdrop.serving.process.ports import claim_port, join_port
 from kerasdrop.serving.protocols import grpc_services, rest_routers
+# Out of order on purpose: apart from the supervisor's imports above, so the two branches merge cleanly.
+from kerasdrop.serving.process.tls import grpc_server_credentials, rest_ssl_options  # noqa: I001
 
 log = logging.getLogger("kerasdrop.serve")
 
@@ -68,6 +70,11 @@ class ServeConfig:
     workers: int = 1  # processes serving REST and gRPC, each with its own sockets (one SO_REUSEPORT group a port)
     rest_fd: int | None = None  # set in a worker: the inherited REST socket
     shared_dir: str | None = None  # set in a worker: the parent's directory of shared admission counts and metrics
+    # TLS (tls.py): paths of SSLConfig files (TF Serving's --ssl_config_file), never their contents, so a
+    # worker's command line (ps) shows no key. None: plaintext, as TF Serving without the flag.
+    ssl_config_file: str | None = None  # gRPC, and REST unless one of the two below
+    rest_ssl_config_file: str | None = None  # REST's own certificate (default: ssl_config_file's)
+    plain_rest: bool = False  # REST in plaintext while gRPC has TLS (as real TF Serving, whose REST has none)
 
 
 def bind_rest_sockets(host: str, port: int, count: int) -> list[socket.socket]:
@@ -181,7 +188,8 @@ class Server:
         self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{host}:{grpc_port}",
                                                      services=grpc_services(self.manager), reuse_port=True,
                                                      threads=self._request_threads(16),
-                                                     max_concurrent=self.config.max_concurrent_requests)
+                                                     max_concurrent=self.config.max_concurrent_requests,
+                                                     credentials=grpc_server_credentials(self.config))
         _tune_gc()
         self._start_rest()
         self.grpc.start()
@@ -268,9 +276,11 @@ class Server:
         protocol = guarded_protocol(max_header_bytes=self.config.max_header_bytes,
                                     max_header_count=self.config.max_header_count,
                                     header_timeout=self.config.header_timeout_seconds)
-        config = uvicorn.Config(app, http=protocol, loop="asyncio", lifespan="off", access_log=False,
-                                log_level="warning", timeout_keep_alive=self.config.keep_alive_seconds,
-                                timeout_graceful_shutdown=self.config.drain_seconds)
+        with rest_ssl_options(self.config) as ssl_options:  # the PEM files exist only inside this block
+            config = uvicorn.Config(app, http=protocol, loop="asyncio", lifespan="off", access_log=False,
+                                    log_level="warning", timeout_keep_alive=self.config.keep_alive_seconds,
+                                    timeout_graceful_shutdown=self.config.drain_seconds, **ssl_options)
+            config.load()  # reads the certificate files now (uvicorn.Server.serve would load it later)
         self._uvicorn = uvicorn.Server(config)
         started = threading.Event()
 
