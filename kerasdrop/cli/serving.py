@@ -8,6 +8,7 @@ import pathlib
 
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
 from kerasdrop.serving.limits import (
+    DEFAULT_BODY_TIMEOUT_SECONDS,
     DEFAULT_HEADER_TIMEOUT_SECONDS,
     DEFAULT_KEEP_ALIVE_SECONDS,
     DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -21,7 +22,7 @@ from kerasdrop.serving.limits import (
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 # Limits that 0 turns off (for a server behind a proxy that enforces its own; the benchmark's reference).
 LIMITS_ZERO_TURNS_OFF = ("max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
-                         "header_timeout_seconds")
+                         "header_timeout_seconds", "body_timeout_seconds")
 
 
 def register(commands) -> None:
@@ -72,6 +73,9 @@ def register(commands) -> None:
     serve.add_argument("--header-timeout-seconds", type=float, default=DEFAULT_HEADER_TIMEOUT_SECONDS,
                        help="time from a REST request's first byte to the end of its headers; then 408 and the "
                             f"connection closes; 0 turns it off (default: {DEFAULT_HEADER_TIMEOUT_SECONDS:g})")
+    serve.add_argument("--body-timeout-seconds", type=float, default=DEFAULT_BODY_TIMEOUT_SECONDS,
+                       help="the longest wait for the next piece of a REST request's body; then 408 and the "
+                            f"connection closes; 0 turns it off (default: {DEFAULT_BODY_TIMEOUT_SECONDS:g})")
     serve.add_argument("--keep-alive-seconds", type=float, default=DEFAULT_KEEP_ALIVE_SECONDS,
                        help="an idle REST connection (kept alive, or new and silent) is closed after this "
                             f"(default: {DEFAULT_KEEP_ALIVE_SECONDS:g})")
@@ -113,7 +117,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",
                  "max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
-                 "header_timeout_seconds", "keep_alive_seconds",
+                 "header_timeout_seconds", "keep_alive_seconds", "body_timeout_seconds",
                  "request_timeout", "drain_seconds", "workers"):
         zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds", *LIMITS_ZERO_TURNS_OFF)
         if getattr(args, flag) < (0 if zero_allowed else 1):
@@ -128,7 +132,7 @@ def run_serve(args: argparse.Namespace) -> int:
                          max_elements=args.max_elements, max_image_pixels=args.max_image_pixels,
                          max_concurrent_requests=args.max_concurrent_requests, max_header_bytes=args.max_header_bytes,
                          max_header_count=args.max_header_count, header_timeout_seconds=args.header_timeout_seconds,
-                         keep_alive_seconds=args.keep_alive_seconds,
+                         keep_alive_seconds=args.keep_alive_seconds, body_timeout_seconds=args.body_timeout_seconds,
                          request_timeout=args.request_timeout,
                          drain_seconds=args.drain_seconds, workers=args.workers,
                          require_verification=args.require_verification,

@@ -22,5 +22,6 @@ INLINE_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024  # --max-header-bytes: nginx's default buffers (4 x 8 KiB); then 431
 DEFAULT_MAX_HEADER_COUNT = 100  # --max-header-count: Apache's LimitRequestFields; then 431
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0  # --header-timeout-seconds: from a request's first byte to its head's end; then 408
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0  # --body-timeout-seconds: the longest wait for the next piece of a body; then 408
 DEFAULT_KEEP_ALIVE_SECONDS = 5.0  # --keep-alive-seconds: an idle connection (kept alive, or new and silent) is closed
 

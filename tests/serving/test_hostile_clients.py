@@ -35,7 +35,7 @@ def image_repo(tmp_path_factory):
 
 
 LIMITS = {"max_header_bytes": 4096, "max_header_count": 20, "header_timeout_seconds": 1.0, "keep_alive_seconds": 1.0,
-          "max_image_pixels": 64 * 64, "max_concurrent_requests": 4}
+          "body_timeout_seconds": 1.0, "max_image_pixels": 64 * 64, "max_concurrent_requests": 4}
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +169,37 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time(ser
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
         assert sock.recv(1) == b""  # closed by the server, not by our timeout
     assert time.monotonic() - started < 8
+
+
+def test_a_body_that_stalls_is_408_and_holds_no_request_slot(server):
+    head = b"POST /v1/models/rgb:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"instances\": "
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:  # more stalled bodies than --max-concurrent-requests
+        stalled = [pool.submit(_raw, server, head) for _ in range(8)]
+        time.sleep(0.3)
+        assert rest(server, "GET", "/v1/models/rgb")[0] == 200
+        status, body = rest(server, "POST", "/v1/models/rgb:predict", {"instances": np.zeros((1, *SHAPE)).tolist()})
+        assert status == 200, body  # the stalled bodies took no slot of the 4
+        answers = [future.result() for future in stalled]
+    for answer in answers:
+        status, error = _status_and_error(answer)
+        assert status == 408 and "--body-timeout-seconds" in error
+
+
+def test_a_declared_body_claims_no_memory_before_it_arrives(server):
+    import resource
+
+    head = b"POST /v1/models/rgb:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 60000000\r\n\r\n"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sockets = [socket.create_connection(("127.0.0.1", server.rest_port)) for _ in range(20)]
+    try:
+        for sock in sockets:
+            sock.sendall(head)
+        time.sleep(0.5)  # 20 x 60 MB declared: 1.2 GB if claimed up front
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert grown < 200_000, f"peak RSS grew by {grown} KiB for bodies that never came"
 
 
 def test_ordinary_requests_pass_the_head_limits(server):

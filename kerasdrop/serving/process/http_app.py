@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 
 from kerasdrop.serving.limits import (
+    DEFAULT_BODY_TIMEOUT_SECONDS,
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     INLINE_MAX_BODY_BYTES,
 )
@@ -33,13 +34,21 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyStalled(Exception):
+    pass
+
+
 class HttpApp:
     def __init__(self, routers, *, max_body_bytes: int, threads: int = 8,
-                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
+                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS):
         self.routers = list(routers)
         self.max_body_bytes = max_body_bytes
-        self.max_concurrent = max_concurrent  # requests being read or answered (all on this app's event loop)
+        # Requests being answered (all on this app's event loop, so a plain count). Taken once the
+        # body is in: a client trickling its body holds its connection and what it sent, not a slot.
+        self.max_concurrent = max_concurrent
         self.concurrent = 0
+        self.body_timeout = body_timeout  # the longest wait for the next piece of a body (0: none)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-http")
 
     def close(self) -> None:
@@ -53,17 +62,7 @@ class HttpApp:
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return
-        if self.max_concurrent and self.concurrent >= self.max_concurrent:  # before its body is read: a body is what it would claim
-            status, body, headers = _json_error(429, f"This worker already has {self.max_concurrent} requests in flight "
-                                                     "(--max-concurrent-requests); retry later",
-                                                [(b"connection", b"close")])
-            content_type = "application/json"
-        else:
-            self.concurrent += 1
-            try:
-                status, body, content_type, headers = await self._answer(scope, receive)
-            finally:
-                self.concurrent -= 1
+        status, body, content_type, headers = await self._answer(scope, receive)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", content_type.encode()),
                                 (b"content-length", str(len(body)).encode()), *headers]})
@@ -80,6 +79,20 @@ class HttpApp:
             await self._discard_rest(receive)
             status, data, headers = _json_error(413, str(error), [(b"connection", b"close")])
             return status, data, "application/json", headers
+        except BodyStalled as error:
+            status, data, headers = _json_error(408, str(error), [(b"connection", b"close")])
+            return status, data, "application/json", headers
+        if self.max_concurrent and self.concurrent >= self.max_concurrent:  # before it queues for a thread
+            status, data, headers = _json_error(429, f"This worker already has {self.max_concurrent} requests in "
+                                                     "flight (--max-concurrent-requests); retry later")
+            return status, data, "application/json", headers
+        self.concurrent += 1
+        try:
+            return await self._run(router, method, path, body, scope)
+        finally:
+            self.concurrent -= 1
+
+    async def _run(self, router, method: str, path: str, body: bytearray, scope):
         loop = asyncio.get_running_loop()
         call = functools.partial(router.answer, method, path, body)
         if getattr(router, "takes_headers", False):
@@ -91,32 +104,49 @@ class HttpApp:
             status, data, content_type, *extra = await loop.run_in_executor(self.executor, call)
         return status, data, content_type, extra[0] if extra else []
 
+    async def _next_piece(self, receive):
+        if not self.body_timeout:
+            return await receive()
+        try:
+            return await asyncio.wait_for(receive(), self.body_timeout)
+        except asyncio.TimeoutError:
+            raise BodyStalled(f"Request body stalled: no data for {self.body_timeout:g} s "
+                              "(--body-timeout-seconds)") from None
+
     async def _read_body(self, scope, receive) -> bytearray:
-        """The body in one buffer sized from Content-Length when given (no second copy of a large
-        body); refused as soon as it passes the limit."""
+        """The body, refused as soon as it passes the limit. Its buffer is sized from Content-Length
+        (no second copy of a large body) once half of it has arrived: claimed before, a header
+        declaring 64 MiB with no body behind it took 64 MiB at once, per connection."""
         limit, declared = self.max_body_bytes, None
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit():
                 declared = int(value)
                 if declared > limit:
                     raise BodyTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
-        body = bytearray(declared) if declared else bytearray()
-        size = 0
+        pieces, body, size = [], None, 0
         while True:
-            message = await receive()
+            message = await self._next_piece(receive)
             if message["type"] == "http.disconnect":
                 break
             chunk = message.get("body", b"")
             if size + len(chunk) > limit:
                 raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes (read {size + len(chunk)} "
                                    "so far)")
-            if declared is not None and size + len(chunk) <= declared:
+            if body is None and declared and 2 * (size + len(chunk)) >= declared:
+                body = bytearray(max(declared, size + len(chunk)))
+                body[:size] = b"".join(pieces)
+                pieces = None
+            if body is None:
+                pieces.append(chunk)
+            elif size + len(chunk) <= len(body):
                 body[size:size + len(chunk)] = chunk
             else:
                 body += chunk
             size += len(chunk)
             if not message.get("more_body", False):
                 break
+        if body is None:
+            return bytearray(b"".join(pieces))
         del body[size:]
         return body
 

@@ -18,6 +18,7 @@ import socket
 import threading
 
 from kerasdrop.serving.limits import (
+    DEFAULT_BODY_TIMEOUT_SECONDS,
     DEFAULT_HEADER_TIMEOUT_SECONDS,
     DEFAULT_KEEP_ALIVE_SECONDS,
     DEFAULT_MAX_BODY_BYTES,
@@ -63,6 +64,7 @@ class ServeConfig:
     max_header_count: int = DEFAULT_MAX_HEADER_COUNT
     header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS  # from a request's first byte to its head's end
     keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS  # an idle REST connection is closed
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS  # the longest wait for the next piece of a body
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
@@ -272,7 +274,8 @@ class Server:
         from kerasdrop.serving.process.uvicorn_protocol import guarded_protocol
 
         app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes,
-                      threads=self._request_threads(8), max_concurrent=self.config.max_concurrent_requests)
+                      threads=self._request_threads(8), max_concurrent=self.config.max_concurrent_requests,
+                      body_timeout=self.config.body_timeout_seconds)
         protocol = guarded_protocol(max_header_bytes=self.config.max_header_bytes,
                                     max_header_count=self.config.max_header_count,
                                     header_timeout=self.config.header_timeout_seconds)
