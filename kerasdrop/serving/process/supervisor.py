@@ -179,6 +179,7 @@ class Watchdog:
     def __init__(self, threads: dict, stopping, fail, *, exit_after: float, interval: float = 0.5):
         self._threads, self._stopping, self._fail = threads, stopping, fail
         self._exit_after, self._interval = exit_after, interval
+        self.timer = None  # the exit after a failure, once started
 
     def start(self) -> "Watchdog":
         threading.Thread(target=self._watch, name="kerasdrop-watchdog", daemon=True).start()
@@ -194,11 +195,11 @@ class Watchdog:
                 if ended:
                     message = (f"The {name} thread of process {os.getpid()} ended while serving; stopping the "
                                "process so that it does not serve the other protocol alone (see the error above)")
+                    self.timer = threading.Timer(self._exit_after, os._exit, (3,))
+                    self.timer.daemon = True
+                    self.timer.start()
                     log.error("%s", message)
                     self._fail(message)
-                    timer = threading.Timer(self._exit_after, os._exit, (3,))
-                    timer.daemon = True
-                    timer.start()
                     return
 
 

@@ -1,0 +1,195 @@
+"""A dead worker is replaced and what it held is freed; a process never serves one protocol alone;
+a crash loop stops the server with one line; SIGTERM still drains and exits 0."""
+
+import json
+import multiprocessing
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from kerasdrop.serving.models.admission import Admission
+from kerasdrop.serving.models.metrics import Metrics
+from kerasdrop.serving.process.shared_counters import MAX_WORKERS, SharedCounters
+from kerasdrop.serving.process.supervisor import (
+    RESTARTS_METRIC,
+    ServingStoppedError,
+    Supervisor,
+    Watchdog,
+    ready_path,
+)
+
+
+def _wait_for(condition, seconds: float, what: str):
+    """Polls `condition()` until it returns something true; fails naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds:g} s: {what}")
+
+
+# --- the shared admission table: one column per worker ----------------------------------------------
+
+
+def _hold_and_die(path, worker, held):
+    """In another process, as worker `worker`: take two admission slots of model "m" and hang."""
+    admission = Admission(max_inflight=3, shared=SharedCounters(path, worker=worker))
+    slots = [admission.slot("m") for _ in range(2)]  # kept: a collected one would release its slot
+    for slot in slots:
+        slot.__enter__()
+    held.set()
+    time.sleep(120)
+
+
+def test_a_dead_workers_admission_slots_are_reclaimed_and_the_limit_holds_over_the_sum(tmp_path):
+    path = str(tmp_path / "admission")
+    parent = Admission(max_inflight=3, shared=SharedCounters(path, create=True))
+    context = multiprocessing.get_context("spawn")
+    held = context.Event()
+    worker = context.Process(target=_hold_and_die, args=(path, 1, held))
+    worker.start()
+    try:
+        assert held.wait(60)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(30)
+        assert parent.inflight("m") == 2, "a killed worker's slots stay taken until reclaimed"
+        with parent.slot("m"):
+            assert parent.shared.columns("m")[:3] == [1, 2, 0]
+            with pytest.raises(Exception, match="--max-inflight 3"):
+                with parent.slot("m"):
+                    pass
+        assert parent.shared.reclaim(1) == 2 and parent.inflight("m") == 0
+        with parent.slot("m"), parent.slot("m"), parent.slot("m"):  # the full limit again
+            assert parent.inflight("m") == 3
+    finally:
+        if worker.is_alive():
+            worker.kill()
+    with pytest.raises(ValueError, match=f"Invalid value received for worker. Expected an index from 0 to "
+                                         f"{MAX_WORKERS - 1}. Received: worker={MAX_WORKERS}"):
+        SharedCounters(path, worker=MAX_WORKERS)
+
+
+def test_workers_beyond_the_tables_columns_are_a_clear_error(tmp_path, capsys):
+    from kerasdrop.cli import main
+
+    assert main(["serve", "--repo", str(tmp_path), "--workers", str(MAX_WORKERS + 1)]) == 2
+    assert (f"Invalid value received for --workers. Expected a number from 1 to {MAX_WORKERS}. "
+            f"Received: {MAX_WORKERS + 1}") in capsys.readouterr().err
+
+
+# --- the supervisor, over stand-in worker processes ---------------------------------------------------
+
+_STAND_IN = "import os, pathlib, sys, time; pathlib.Path(sys.argv[1], f'ready-{os.getpid()}').touch(); time.sleep(120)"
+
+
+def _supervisor(tmp_path, command, **options):
+    counters = SharedCounters(str(tmp_path / "admission"), create=True)
+    metrics, failures, stopping = Metrics(), [], threading.Event()
+    spawned = []
+
+    def spawn(index):
+        spawned.append(subprocess.Popen([sys.executable, "-c", command, str(tmp_path)]))
+        return spawned[-1]
+
+    supervisor = Supervisor(spawn, shared_dir=str(tmp_path), counters=counters, metrics=metrics,
+                            stopping=stopping.is_set, give_up=failures.append, **options)
+    return supervisor, counters, metrics, failures, stopping, spawned
+
+
+def _end(processes):
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+
+
+def _restarts(metrics) -> str:
+    return next(line for line in metrics.render().splitlines() if line.startswith(RESTARTS_METRIC + " "))
+
+
+def test_a_dead_worker_is_replaced_with_its_index_and_its_column_zeroed(tmp_path):
+    supervisor, counters, metrics, failures, stopping, spawned = _supervisor(tmp_path, _STAND_IN)
+    try:
+        supervisor.start([1, 2]).wait_ready(60)
+        assert _restarts(metrics) == f"{RESTARTS_METRIC} 0"
+        SharedCounters(str(tmp_path / "admission"), worker=2).add("m", 3)
+        first = spawned[1]
+        first.kill()
+        _wait_for(lambda: len(spawned) == 3, 30, "a replacement is started")
+        supervisor.wait_ready(60)
+        assert counters.columns("m")[:3] == [0, 0, 0], "the dead worker's count is reclaimed"
+        assert sorted(worker.pid for worker in supervisor.workers()) == sorted([spawned[0].pid, spawned[2].pid])
+        assert not ready_path(str(tmp_path), first.pid).exists()
+        assert _restarts(metrics) == f"{RESTARTS_METRIC} 1"
+        stopping.set()  # the server stops: a worker that exits now is not replaced
+        spawned[0].kill()
+        time.sleep(1)
+        assert len(spawned) == 3 and failures == []
+    finally:
+        _end(supervisor.stop())
+        _end(spawned)
+
+
+def test_workers_that_keep_dying_while_starting_stop_the_server_with_one_line(tmp_path):
+    supervisor, _, metrics, failures, _, spawned = _supervisor(tmp_path, "import sys; sys.exit(3)")
+    try:
+        supervisor.start([1])
+        with pytest.raises(ServingStoppedError) as raised:
+            supervisor.wait_ready(120)
+        message = str(raised.value)
+        assert message.startswith("Worker processes died 5 times within 60 s (the last: worker 1, pid "
+                                  f"{spawned[-1].pid}, exited with status 3 while starting); stopping the server.")
+        assert "\n" not in message and failures == [message]
+        assert len(spawned) == 5 and _restarts(metrics) == f"{RESTARTS_METRIC} 4"
+        time.sleep(1)
+        assert len(spawned) == 5, "nothing is replaced after giving up"
+    finally:
+        _end(supervisor.stop())
+
+
+def test_deaths_stop_counting_once_the_window_passed_and_a_replacement_serves(tmp_path):
+    supervisor, _, metrics, failures, _, spawned = _supervisor(tmp_path, _STAND_IN, max_deaths=2, window=0.5)
+    try:
+        supervisor.start([1]).wait_ready(60)
+        for restart in range(1, 4):  # one death at a time, each recovered and older than the window
+            spawned[-1].kill()
+            _wait_for(lambda: len(spawned) == restart + 1, 30, "a replacement is started")
+            supervisor.wait_ready(60)
+            time.sleep(0.6)
+        assert failures == [] and _restarts(metrics) == f"{RESTARTS_METRIC} 3"
+    finally:
+        _end(supervisor.stop())
+        _end(spawned)
+
+
+def test_the_watchdog_reports_a_protocol_thread_that_ended_unless_stopping():
+    def ended():
+        thread = threading.Thread(target=lambda: None)
+        thread.start()
+        thread.join()
+        return thread
+
+    alive, stopping, failures = threading.Thread(target=time.sleep, args=(30,), daemon=True), threading.Event(), []
+    alive.start()
+    watchdog = Watchdog({"REST (uvicorn)": lambda: alive, "gRPC event loop": ended}, stopping.is_set,
+                        failures.append, exit_after=3600, interval=0.05).start()
+    try:
+        _wait_for(lambda: failures, 10, "the watchdog reports the gRPC loop thread")
+        assert failures == [f"The gRPC event loop thread of process {os.getpid()} ended while serving; stopping the "
+                            "process so that it does not serve the other protocol alone (see the error above)"]
+    finally:
+        watchdog.timer.cancel()  # (its exit, had the process not stopped)
+    stopping.set()
+    quiet = Watchdog({"gRPC event loop": ended}, stopping.is_set, failures.append, exit_after=3600, interval=0.05)
+    quiet.start()
+    time.sleep(0.5)
+    assert len(failures) == 1 and quiet.timer is None, "a thread that ends while stopping is no failure"
