@@ -193,3 +193,182 @@ def test_the_watchdog_reports_a_protocol_thread_that_ended_unless_stopping():
     quiet.start()
     time.sleep(0.5)
     assert len(failures) == 1 and quiet.timer is None, "a thread that ends while stopping is no failure"
+
+
+# --- a real `kerasdrop serve --workers 2` --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sleepy_repo(tmp_path_factory):
+    """A repository of two SavedModels, `sleepy` and `fast`, each answering y = 2x for a batch x
+    after sleeping max(x) seconds (in tf.data's sleep op: no CPU spent), so that a test can hold
+    requests in flight for as long as it needs."""
+    import tensorflow as tf
+    from tensorflow.python.data.experimental.ops.testing import sleep
+
+    class Sleepy(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):
+            # The op sleeps before each of get_single_element's two reads: half the time each.
+            micros = tf.cast(tf.reduce_max(x) * 5e5, tf.int64)
+            slept = tf.data.Dataset.from_tensors(x).apply(sleep(micros)).get_single_element()
+            return {"y": slept * 2}
+
+    repo = tmp_path_factory.mktemp("sleepy") / "export"
+    module = Sleepy()
+    for name in ("sleepy", "fast"):
+        tf.saved_model.save(module, str(repo / name / "1"), signatures={"serving_default": module.serve})
+    return repo
+
+
+def _free_port() -> int:
+    from tests.serving.test_cli_serve import _free_port as free_port
+
+    return free_port()
+
+
+class _Served:
+    """`kerasdrop serve` in a subprocess, its output in a file (a pipe nobody reads would fill)."""
+
+    def __init__(self, repo, tmp_path, *extra, env=None):
+        self.rest_port, self.grpc_port = _free_port(), _free_port()
+        self.log = tmp_path / f"serve-{self.rest_port}.log"
+        with open(self.log, "w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend", "tf",
+                 "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port), "--workers", "2",
+                 "--poll-seconds", "0", "--cheap-model-micros", "0", *extra],
+                stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        _wait_for(lambda: "kerasdrop serve: REST" in self.output() or self.process.poll() is not None, 300,
+                  "the server starts")
+        assert self.process.poll() is None, self.output()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def workers(self) -> dict[int, dict]:
+        """The server's worker processes: pid -> the ServeConfig fields it was started with."""
+        found = {}
+        for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == self.process.pid and b"kerasdrop.serving.process.worker" in command:
+                found[int(stat.parent.name)] = json.loads(command[command.index(b"kerasdrop.serving.process.worker") + 1])
+        return found
+
+    def serving_worker(self, other_than: int | None = None) -> tuple[int, dict]:
+        """The one worker (a new one, when `other_than` names the old), once it serves."""
+        def ready():
+            for pid, config in self.workers().items():
+                if pid != other_than and ready_path(config["shared_dir"], pid).exists():
+                    return pid, config
+            return None
+
+        return _wait_for(ready, 180, f"a worker other than {other_than} serves\n{self.output()}")
+
+    def predict(self, protocol: str, model: str, seconds: float = 0.0, timeout: float = 60):
+        from kerasdrop.cli.client import ServingClient
+
+        port = self.rest_port if protocol == "http" else self.grpc_port
+        client = ServingClient(f"{protocol}://127.0.0.1:{port}", timeout=timeout)
+        return client.predict(model, np.array([seconds], np.float32), input_name="x")["y"].tolist()
+
+    def both_answer(self, times: int = 4) -> None:
+        """REST and gRPC each answer `times` requests, each on a connection of its own (so the kernel
+        spreads them over the processes)."""
+        for _ in range(times):
+            assert self.predict("http", "fast") == [0.0]
+            assert self.predict("grpc", "fast") == [0.0]
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.rest_port}/monitoring/prometheus/metrics"
+        return urllib.request.urlopen(url, timeout=30).read().decode()
+
+    def stop(self) -> int:
+        """SIGTERM; the exit status, once the server and its workers are gone."""
+        workers = list(self.workers())
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=90)
+        _wait_for(lambda: not any(_running(pid) for pid in workers), 60, "the workers stop")
+        return code
+
+    def end(self) -> None:
+        for pid in [*self.workers(), self.process.pid]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(30)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _hold(served, count: int, seconds: float) -> list[threading.Thread]:
+    """`count` REST requests to `sleepy`, each in flight for `seconds` (or until its worker dies)."""
+    def call():
+        try:
+            served.predict("http", "sleepy", seconds)
+        except Exception:  # the ones in the killed worker lose their connection
+            pass
+
+    threads = [threading.Thread(target=call, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_its_slots_freed_and_sigterm_still_exits_0(sleepy_repo, tmp_path):
+    from kerasdrop.cli.client import ServingClientError
+
+    limit = 4
+    served = _Served(sleepy_repo, tmp_path, "--max-inflight", str(limit))
+    try:
+        pid, config = served.serving_worker()
+        table = SharedCounters(f"{config['shared_dir']}/admission")
+        index = config["worker_index"]
+        for _ in range(4):  # the kernel picks each connection's process: retry if none went to the worker
+            holders = _hold(served, limit, 20)
+            columns = _wait_for(lambda: (c := table.columns("sleepy")) and sum(c) == limit and c, 60,
+                                "every slot is held")
+            if columns[index] > 0:
+                break
+            for thread in holders:
+                thread.join(60)
+        assert columns[index] > 0, columns
+        with pytest.raises(ServingClientError) as refused:  # the limit holds over both processes
+            served.predict("http", "sleepy")
+        assert refused.value.status == 429
+
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: not _running(pid), 30, "the killed worker is gone")
+        served.both_answer()  # the parent serves both protocols meanwhile
+        new_pid, new_config = served.serving_worker(other_than=pid)
+        assert new_config["worker_index"] == index
+        served.both_answer()
+        assert table.columns("sleepy")[index] == 0, "the dead worker's slots are reclaimed"
+        for thread in holders:  # the parent's own held requests end
+            thread.join(60)
+        _wait_for(lambda: table.get("sleepy") == 0, 30, "no slot is held")
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(served.predict("http", "sleepy", 2.0)))
+                   for _ in range(limit)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert results == [[4.0]] * limit, "the full limit is available again"
+        assert f"{RESTARTS_METRIC} 1\n" in served.metrics()
+        assert f"worker {index} (pid {pid}) was killed by signal 9 (SIGKILL)" in served.output()
+        assert served.stop() == 0
+    finally:
+        served.end()
