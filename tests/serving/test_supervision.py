@@ -372,3 +372,74 @@ def test_a_killed_worker_is_replaced_its_slots_freed_and_sigterm_still_exits_0(s
         assert served.stop() == 0
     finally:
         served.end()
+
+
+@pytest.mark.slow
+def test_a_worker_whose_grpc_loop_or_rest_thread_ends_is_replaced_and_sigterm_during_a_restart_exits_0(
+        sleepy_repo, tmp_path):
+    served = _Served(sleepy_repo, tmp_path, env={"KERASDROP_SERVE_TEST_CRASH_SIGNALS": "1"})
+    try:
+        pid, _ = served.serving_worker()
+        for crash, thread in ((signal.SIGUSR1, "gRPC event loop"), (signal.SIGUSR2, "REST (uvicorn)")):
+            os.kill(pid, crash)
+            new_pid, _ = served.serving_worker(other_than=pid)
+            assert f"The {thread} thread of process {pid} ended while serving" in served.output()
+            assert f"(pid {pid}) exited with status 1;" in served.output()
+            served.both_answer()
+            pid = new_pid
+        assert f"{RESTARTS_METRIC} 2\n" in served.metrics()
+        os.kill(pid, signal.SIGKILL)  # and SIGTERM while its replacement starts
+        _wait_for(lambda: set(served.workers()) - {pid}, 30, "a replacement is started")
+        assert served.stop() == 0
+    finally:
+        served.end()
+
+
+@pytest.mark.slow
+def test_a_worker_that_keeps_dying_stops_the_server_and_its_workers_with_one_line(sleepy_repo, tmp_path):
+    served = _Served(sleepy_repo, tmp_path)
+    try:
+        killed = []
+
+        def kill_the_worker():  # each as soon as it runs, most while they start
+            for pid in served.workers():
+                if pid not in killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            return served.process.poll() is not None
+
+        _wait_for(kill_the_worker, 120, "the server stops")
+        assert served.process.returncode == 2
+        assert len(killed) == 5, killed
+        errors = [line for line in served.output().splitlines() if line.startswith("kerasdrop serve: error:")]
+        assert errors == [f"kerasdrop serve: error: Worker processes died 5 times within 60 s (the last: worker 1, "
+                          f"pid {killed[-1]}, was killed by signal 9 (SIGKILL) while starting); stopping the server. "
+                          f"The cause is in the log lines of kerasdrop.serve[worker {killed[-1]}] above (with no "
+                          "such line, SIGKILL is often the kernel's out-of-memory killer: see dmesg)"]
+        assert served.output().count("starting a replacement") == 4
+        assert not any(_running(pid) for pid in killed)
+    finally:
+        served.end()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the "crash"
+def test_a_process_whose_rest_thread_ends_stops_both_protocols_and_says_why(sleepy_repo):
+    from kerasdrop.serving.process.server import ServeConfig, Server
+
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    server = Server(ServeConfig(repo=str(sleepy_repo), rest_port=0, grpc_port=0, poll_seconds=0,
+                                cheap_model_micros=0)).start()
+    try:
+        server._loop.call_soon_threadsafe(server._loop.stop)  # as a crash of the REST thread would end it
+        started = time.monotonic()
+        with pytest.raises(ServingStoppedError) as raised:
+            server.serve_forever()
+        assert str(raised.value).startswith(f"The REST (uvicorn) thread of process {os.getpid()} ended while serving")
+        assert time.monotonic() - started < 60
+        assert not server.grpc.loop_thread.is_alive(), "gRPC stopped with it"
+    finally:
+        server.stop(grace=0)
+        if server._watchdog.timer is not None:
+            server._watchdog.timer.cancel()  # its exit, had this process not stopped: not pytest's
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)

@@ -139,6 +139,7 @@ class Server:
         self._signalled = threading.Event()
         self._failure = None  # why the server stopped itself (supervisor.py), if it did
         self._supervisor = None  # in the parent of workers
+        self._watchdog = None
         self._worker_sockets: list[socket.socket] = []  # the workers' REST sockets, until each is handed over
 
     def start(self) -> "Server":
@@ -182,8 +183,9 @@ class Server:
         self.grpc.start()
         if self.config.poll_seconds > 0:
             self.manager.start_polling(self.config.poll_seconds)
-        Watchdog({"REST (uvicorn)": lambda: self._rest_thread, "gRPC event loop": lambda: self.grpc.loop_thread},
-                 self._stopping, self._fail, exit_after=self.config.drain_seconds + 30).start()
+        self._watchdog = Watchdog({"REST (uvicorn)": lambda: self._rest_thread,
+                                   "gRPC event loop": lambda: self.grpc.loop_thread},
+                                  self._stopping, self._fail, exit_after=self.config.drain_seconds + 30).start()
         install_crash_signals({signal.SIGUSR1: lambda: self.grpc.loop, signal.SIGUSR2: lambda: self._loop})
         if self.config.rest_fd is None and self._worker_sockets:
             self._supervise_workers()
