@@ -49,7 +49,8 @@ def register(commands) -> None:
                        help="seconds before an unanswered request gets 504 / DEADLINE_EXCEEDED (default: 30)")
     serve.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                        help="processes serving both protocols on the same ports, with one --max-inflight limit "
-                            f"and one metrics page (default: min(2, CPU cores) = {DEFAULT_WORKERS})")
+                            "and one metrics page; one that dies is replaced, and 5 deaths within 60 s stop the "
+                            f"server, exit 2 (default: min(2, CPU cores) = {DEFAULT_WORKERS}; at most 64)")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
     serve.add_argument("--require-verification", action="store_true",

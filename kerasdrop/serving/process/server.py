@@ -2,9 +2,10 @@
 Protocol (v2) on the same ports, with a draining stop.
 
 REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpc.aio in another; in every worker
-process, each with listening sockets of its own (ports.py). The protocols (their REST routers and
-gRPC services) come from protocols/registry.py. On SIGTERM or SIGINT both stop accepting at once, requests
-in flight are answered within `drain_seconds`, and the process exits 0.
+process, each with listening sockets of its own (ports.py); the parent replaces a worker that dies
+(supervisor.py), and every process stops when one of its two threads ends. The protocols (their
+REST routers and gRPC services) come from protocols/registry.py. On SIGTERM or SIGINT both stop
+accepting at once, requests in flight are answered within `drain_seconds`, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -251,8 +252,8 @@ class Server:
         import sys
 
         fields = dataclasses.asdict(self.config) | {"rest_fd": rest_socket.fileno(), "workers": 1,
-                                                    "worker_index": index, "rest_port": self.rest_port, "grpc_port": self.grpc_port,
-                                                    "shared_dir": self._shared_dir}
+                                                    "rest_port": self.rest_port, "grpc_port": self.grpc_port,
+                                                    "shared_dir": self._shared_dir, "worker_index": index}
         if fields["models"] is not None:
             fields["models"] = {name: str(path) for name, path in fields["models"].items()}
         try:
