@@ -86,6 +86,36 @@ def test_workers_beyond_the_tables_columns_are_a_clear_error(tmp_path, capsys):
             f"Received: {MAX_WORKERS + 1}") in capsys.readouterr().err
 
 
+def test_a_server_refuses_more_workers_than_the_table_has_columns_before_binding_anything():
+    from kerasdrop.errors import InvalidArgumentError
+    from kerasdrop.serving.process.server import ServeConfig, Server
+
+    with pytest.raises(InvalidArgumentError, match=f"Invalid value received for workers. Expected a number from 1 "
+                                                   f"to {MAX_WORKERS}. Received: workers={MAX_WORKERS + 1}"):
+        Server(ServeConfig(rest_port=0, grpc_port=0, workers=MAX_WORKERS + 1, models={})).start()
+
+
+def test_the_restart_counter_is_summed_over_every_process_page():
+    parent, worker = Metrics(), Metrics()
+
+    class Peers:  # what MetricsPeers answers: the other processes' snapshots
+        def __init__(self, *others):
+            self.others = others
+
+        def snapshots(self):
+            return [other.snapshot() for other in self.others]
+
+    parent.count(RESTARTS_METRIC, "Worker processes started to replace one that died.", by=0)
+    parent.count(RESTARTS_METRIC, "Worker processes started to replace one that died.")
+    parent.count(RESTARTS_METRIC, "Worker processes started to replace one that died.")
+    worker.peers = Peers(parent)
+    page = worker.render()  # whichever process answers the scrape
+    assert f"# TYPE {RESTARTS_METRIC} counter\n{RESTARTS_METRIC} 2\n" in page
+    worker.count(RESTARTS_METRIC, "Worker processes started to replace one that died.", by=3)
+    assert f"{RESTARTS_METRIC} 5\n" in worker.render()
+    assert RESTARTS_METRIC not in Metrics().render(), "a server without workers has no such counter"
+
+
 # --- the supervisor, over stand-in worker processes ---------------------------------------------------
 
 _STAND_IN = "import os, pathlib, sys, time; pathlib.Path(sys.argv[1], f'ready-{os.getpid()}').touch(); time.sleep(120)"

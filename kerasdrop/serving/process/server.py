@@ -18,6 +18,7 @@ import signal
 import socket
 import threading
 
+from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.serving.limits import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ELEMENTS,
@@ -28,6 +29,7 @@ from kerasdrop.serving.models.manager import ModelManager
 from kerasdrop.serving.models.repository import VersionPolicy
 from kerasdrop.serving.process.grpc_server import bind_grpc_guard, make_grpc_server
 from kerasdrop.serving.process.ports import claim_port, join_port
+from kerasdrop.serving.process.shared_counters import MAX_WORKERS
 from kerasdrop.serving.process.supervisor import (
     ServingStoppedError,
     Supervisor,
@@ -144,6 +146,9 @@ class Server:
         self._worker_sockets: list[socket.socket] = []  # the workers' REST sockets, until each is handed over
 
     def start(self) -> "Server":
+        if not 1 <= self.config.workers <= MAX_WORKERS:  # one column each in the shared admission table
+            raise InvalidArgumentError(f"Invalid value received for workers. Expected a number from 1 to "
+                                       f"{MAX_WORKERS}. Received: workers={self.config.workers}")
         if self.config.rest_fd is not None:  # a worker: the parent bound its REST socket and guards gRPC's port
             self._rest_socket = socket.socket(fileno=self.config.rest_fd)
             grpc_port = self.config.grpc_port
