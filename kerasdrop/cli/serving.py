@@ -83,7 +83,8 @@ def register(commands) -> None:
                        help="seconds before an unanswered request gets 504 / DEADLINE_EXCEEDED (default: 30)")
     serve.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                        help="processes serving both protocols on the same ports, with one --max-inflight limit "
-                            f"and one metrics page (default: min(2, CPU cores) = {DEFAULT_WORKERS})")
+                            "and one metrics page; one that dies is replaced, and 5 deaths within 60 s stop the "
+                            f"server, exit 2 (default: min(2, CPU cores) = {DEFAULT_WORKERS}; at most 64)")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
     serve.add_argument("--require-verification", action="store_true",
@@ -113,6 +114,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from kerasdrop.serving.process.ports import PortInUseError
     from kerasdrop.serving.process.server import ServeConfig, Server
+    from kerasdrop.serving.process.shared_counters import MAX_WORKERS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",
@@ -123,6 +125,9 @@ def run_serve(args: argparse.Namespace) -> int:
         if getattr(args, flag) < (0 if zero_allowed else 1):
             raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected "
                              f"{'0 or ' if zero_allowed else ''}a positive number. Received: {getattr(args, flag)}")
+    if args.workers > MAX_WORKERS:  # one column each in the shared admission table
+        raise UsageError(f"Invalid value received for --workers. Expected a number from 1 to {MAX_WORKERS}. "
+                         f"Received: {args.workers}")
     config = ServeConfig(repo=args.repo, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                          backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
                          enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,

@@ -50,6 +50,7 @@ class Metrics:
         self._requests = defaultdict(int)
         self._latency = {}
         self._batch_sizes = {}
+        self._counters = {}  # name -> [help, count]: counters of the process layer (worker restarts)
         self.peers = None
 
     def record_request(self, model: str, version, api: str, status: str, seconds: float) -> None:
@@ -68,6 +69,11 @@ class Metrics:
             histogram = self._batch_sizes.setdefault((model, str(version)), _Histogram(BATCH_BUCKETS))
             histogram.observe(size)
 
+    def count(self, name: str, help_text: str, by: int = 1) -> None:
+        """Adds `by` to counter `name` (0 declares it: the page shows it from then on)."""
+        with self._lock:
+            self._counters.setdefault(name, [help_text, 0])[1] += by
+
     def request_count(self, model: str, api: str, status: str = "OK") -> int:
         with self._lock:
             return sum(count for (m, _, a, s), count in self._requests.items() if (m, a, s) == (model, api, status))
@@ -77,11 +83,16 @@ class Metrics:
         with self._lock:
             return {"requests": [[*key, count] for key, count in self._requests.items()],
                     "latency": [[*key, h.counts, h.total, h.count] for key, h in self._latency.items()],
-                    "batch_sizes": [[*key, h.counts, h.total, h.count] for key, h in self._batch_sizes.items()]}
+                    "batch_sizes": [[*key, h.counts, h.total, h.count] for key, h in self._batch_sizes.items()],
+                    "counters": [[name, help_text, count] for name, (help_text, count) in self._counters.items()]}
 
     def render(self) -> str:
         snapshots = [self.snapshot()] + (self.peers.snapshots() if self.peers is not None else [])
         requests, latency, batch_sizes = _merge(snapshots)
+        counters = {}
+        for snapshot in snapshots:
+            for name, help_text, count in snapshot.get("counters", ()):
+                counters[name] = (help_text, counters.get(name, ("", 0))[1] + count)
         lines = ["# HELP :tensorflow:serving:request_count Total requests, by model, version, API and status.",
                  "# TYPE :tensorflow:serving:request_count counter"]
         for (model, version, api, status), count in sorted(requests.items()):
@@ -97,6 +108,8 @@ class Metrics:
         for (model, version), histogram in sorted(batch_sizes.items()):
             lines += _histogram_lines(":tensorflow:serving:batching_session:batch_size", histogram,
                                       model_name=model, version=version)
+        for name, (help_text, count) in sorted(counters.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {count}"]
         return "\n".join(lines) + "\n"
 
 

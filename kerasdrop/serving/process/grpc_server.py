@@ -178,6 +178,15 @@ class GrpcServer:
         self._call(self._server.start())
         self._started = True
 
+    @property
+    def loop_thread(self):
+        """The thread running the event loop: the server answers only while it runs (a watchdog watches it)."""
+        return self._thread
+
+    @property
+    def loop(self):
+        return self._loop
+
     def stop(self, grace: float | None):
         """Stops accepting now; the returned event is set once in-flight calls are answered (the
         thread pool ends after them: a call accepted before the stop still gets a thread), and

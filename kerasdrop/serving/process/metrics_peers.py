@@ -17,11 +17,16 @@ log = logging.getLogger("kerasdrop.serve")
 PEER_TIMEOUT_SECONDS = 5.0  # a worker busy parsing a huge body holds its GIL for a while
 
 
+def peer_socket(directory: str, pid: int) -> pathlib.Path:
+    """Where process `pid` of the server answers its metrics (the supervisor removes a dead one's)."""
+    return pathlib.Path(directory) / f"metrics-{pid}.sock"
+
+
 class MetricsPeers:
     def __init__(self, directory: str, metrics):
         self.directory = pathlib.Path(directory)
         self.metrics = metrics
-        self.path = self.directory / f"metrics-{os.getpid()}.sock"
+        self.path = peer_socket(directory, os.getpid())
         self._listener = None
 
     def start(self) -> "MetricsPeers":

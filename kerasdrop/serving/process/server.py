@@ -2,9 +2,10 @@
 Protocol (v2) on the same ports, with a draining stop.
 
 REST runs on uvicorn (httptools) in a thread of its own; gRPC on grpc.aio in another; in every worker
-process, each with listening sockets of its own (ports.py). The protocols (their REST routers and
-gRPC services) come from protocols/registry.py. On SIGTERM or SIGINT both stop accepting at once, requests
-in flight are answered within `drain_seconds`, and the process exits 0.
+process, each with listening sockets of its own (ports.py); the parent replaces a worker that dies
+(supervisor.py), and every process stops when one of its two threads ends. The protocols (their
+REST routers and gRPC services) come from protocols/registry.py. On SIGTERM or SIGINT both stop
+accepting at once, requests in flight are answered within `drain_seconds`, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import socket
 import threading
 
+from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.serving.limits import (
     DEFAULT_BODY_TIMEOUT_SECONDS,
     DEFAULT_HEADER_TIMEOUT_SECONDS,
@@ -34,6 +36,13 @@ from kerasdrop.serving.models.manager import ModelManager
 from kerasdrop.serving.models.repository import VersionPolicy
 from kerasdrop.serving.process.grpc_server import bind_grpc_guard, make_grpc_server
 from kerasdrop.serving.process.ports import claim_port, join_port
+from kerasdrop.serving.process.shared_counters import MAX_WORKERS
+from kerasdrop.serving.process.supervisor import (
+    ServingStoppedError,
+    Supervisor,
+    Watchdog,
+    install_crash_signals,
+)
 from kerasdrop.serving.protocols import grpc_services, rest_routers
 # Out of order on purpose: apart from the supervisor's imports above, so the two branches merge cleanly.
 from kerasdrop.serving.process.tls import grpc_server_credentials, rest_ssl_options  # noqa: I001
@@ -70,6 +79,7 @@ class ServeConfig:
     require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
     workers: int = 1  # processes serving REST and gRPC, each with its own sockets (one SO_REUSEPORT group a port)
+    worker_index: int = 0  # set in a worker: its index (1..workers-1), kept by its replacement; the parent is 0
     rest_fd: int | None = None  # set in a worker: the inherited REST socket
     shared_dir: str | None = None  # set in a worker: the parent's directory of shared admission counts and metrics
     # TLS (tls.py): paths of SSLConfig files (TF Serving's --ssl_config_file), never their contents, so a
@@ -151,10 +161,15 @@ class Server:
         self._rest_socket = None
         self._stopped = False
         self._signalled = threading.Event()
-        self._workers: list = []
+        self._failure = None  # why the server stopped itself (supervisor.py), if it did
+        self._supervisor = None  # in the parent of workers
+        self._watchdog = None
         self._worker_sockets: list[socket.socket] = []  # the workers' REST sockets, until each is handed over
 
     def start(self) -> "Server":
+        if not 1 <= self.config.workers <= MAX_WORKERS:  # one column each in the shared admission table
+            raise InvalidArgumentError(f"Invalid value received for workers. Expected a number from 1 to "
+                                       f"{MAX_WORKERS}. Received: workers={self.config.workers}")
         if self.config.rest_fd is not None:  # a worker: the parent bound its REST socket and guards gRPC's port
             self._rest_socket = socket.socket(fileno=self.config.rest_fd)
             grpc_port = self.config.grpc_port
@@ -197,10 +212,12 @@ class Server:
         self.grpc.start()
         if self.config.poll_seconds > 0:
             self.manager.start_polling(self.config.poll_seconds)
-        if self.config.rest_fd is None:
-            while self._worker_sockets:  # each in self._workers at once: a failed spawn still stops the others
-                self._workers.append(self._spawn_worker(self._worker_sockets.pop(0)))
-            self._wait_for_workers()
+        self._watchdog = Watchdog({"REST (uvicorn)": lambda: self._rest_thread,
+                                   "gRPC event loop": lambda: self.grpc.loop_thread},
+                                  self._stopping, self._fail, exit_after=self.config.drain_seconds + 30).start()
+        install_crash_signals({signal.SIGUSR1: lambda: self.grpc.loop, signal.SIGUSR2: lambda: self._loop})
+        if self.config.rest_fd is None and self._worker_sockets:
+            self._supervise_workers()
 
     def _close_sockets(self) -> None:
         for sock in [self._rest_socket, *self._worker_sockets, self._grpc_guard]:
@@ -208,22 +225,27 @@ class Server:
                 sock.close()
         self._worker_sockets = []
 
-    def _wait_for_workers(self, seconds: float = 300) -> None:
-        """Returns once every worker serves (it marks itself ready in the shared directory once its
-        models are loaded), so that "started" means all of them; a worker that exits is logged."""
-        import time
+    def _supervise_workers(self) -> None:
+        """Starts workers 1..N-1 (this process is 0) under a Supervisor, which replaces one that
+        dies, and returns once every worker serves. A replacement's REST socket joins the port's
+        group (the claim still listens here); its gRPC server joins through the guard, as the first did."""
+        def spawn(index: int):
+            rest_socket = (self._worker_sockets.pop(0) if self._worker_sockets
+                           else join_port(self._rest_socket, "REST", "--rest-port"))
+            return self._spawn_worker(rest_socket, index)
 
-        deadline, pending = time.monotonic() + seconds, list(self._workers)
-        while pending and time.monotonic() < deadline:
-            for worker in list(pending):
-                if os.path.exists(f"{self._shared_dir}/ready-{worker.pid}"):
-                    pending.remove(worker)
-                elif worker.poll() is not None:
-                    log.error("worker process %d exited with status %s while starting", worker.pid, worker.returncode)
-                    pending.remove(worker)
-            time.sleep(0.05)
-        for worker in pending:
-            log.error("worker process %d did not start within %g s", worker.pid, seconds)
+        self._supervisor = Supervisor(spawn, shared_dir=self._shared_dir, counters=self.manager.admission.shared,
+                                      metrics=self.manager.metrics, stopping=self._stopping, give_up=self._fail)
+        self._supervisor.start(range(1, self.config.workers))
+        self._supervisor.wait_ready()
+
+    def _stopping(self) -> bool:
+        return self._stopped or self._signalled.is_set()
+
+    def _fail(self, message: str) -> None:
+        """Ends `serve_forever` with ServingStoppedError(message): a worker kept dying, or a thread ended."""
+        self._failure = self._failure or message
+        self._signalled.set()
 
     def _request_threads(self, unbatched: int) -> int:
         """Threads that handle requests: a few per core's worth of work without batching; with it,
@@ -246,10 +268,11 @@ class Server:
             self._shared_dir = tempfile.mkdtemp(prefix="kerasdrop-serve-")
         if self._shared_dir is None:
             return
-        self.manager.admission.shared = SharedCounters(f"{self._shared_dir}/admission", create=owner)
+        self.manager.admission.shared = SharedCounters(f"{self._shared_dir}/admission", create=owner,
+                                                       worker=self.config.worker_index)
         self._peers = MetricsPeers(self._shared_dir, self.manager.metrics).start()
 
-    def _spawn_worker(self, rest_socket: socket.socket):
+    def _spawn_worker(self, rest_socket: socket.socket, index: int):
         """A worker process serving on `rest_socket`, whose copy here is closed: a worker that dies
         takes its socket with it, and the kernel sends its share of connections to the others."""
         import json
@@ -258,7 +281,7 @@ class Server:
 
         fields = dataclasses.asdict(self.config) | {"rest_fd": rest_socket.fileno(), "workers": 1,
                                                     "rest_port": self.rest_port, "grpc_port": self.grpc_port,
-                                                    "shared_dir": self._shared_dir}
+                                                    "shared_dir": self._shared_dir, "worker_index": index}
         if fields["models"] is not None:
             fields["models"] = {name: str(path) for name, path in fields["models"].items()}
         try:
@@ -313,13 +336,17 @@ class Server:
         self._stopped = True
         self.manager.draining = True  # readiness answers false from now on
         grace = self.config.drain_seconds if grace is None else grace
-        for worker in self._workers:  # they drain in parallel with this process
+        workers = self._supervisor.stop() if self._supervisor is not None else []  # none replaced from here on
+        for worker in workers:  # they drain in parallel with this process
             worker.send_signal(signal.SIGTERM)
-        grpc_done = self.grpc.stop(grace) if self.grpc else None
+        grpc_done = self._stop_grpc(grace)
         if self._uvicorn:
             self._uvicorn.config.timeout_graceful_shutdown = grace
             self._uvicorn.should_exit = True  # uvicorn sees it within 0.1 s; close the listeners now
-            self._loop.call_soon_threadsafe(lambda: [listener.close() for listener in self._uvicorn.servers])
+            try:
+                self._loop.call_soon_threadsafe(lambda: [listener.close() for listener in self._uvicorn.servers])
+            except RuntimeError:  # its loop ended (the watchdog saw it): take no more connections
+                self._rest_socket.close()
         if self._rest_thread:
             self._rest_thread.join(timeout=grace + 5)
             self._uvicorn.config.app.close()
@@ -327,7 +354,7 @@ class Server:
             grpc_done.wait(grace + 5)
         if self._grpc_guard is not None:
             self._grpc_guard.close()
-        for worker in self._workers:
+        for worker in workers:
             try:
                 worker.wait(timeout=grace + 5)
             except Exception:  # subprocess.TimeoutExpired: a worker that does not drain is ended
@@ -340,6 +367,13 @@ class Server:
             shutil.rmtree(self._shared_dir, ignore_errors=True)
         self.manager.stop()
 
+    def _stop_grpc(self, grace: float):
+        """The event of GrpcServer.stop, or None when there is no gRPC server or its loop ended."""
+        try:
+            return self.grpc.stop(grace) if self.grpc else None
+        except RuntimeError:  # its loop ended (the watchdog saw it): nothing to drain
+            return None
+
     def handle_signals(self) -> "Server":
         """SIGTERM and SIGINT end `serve_forever` with a drain; called before `start()`, so that a
         signal while workers are still starting drains too (instead of killing the process)."""
@@ -348,7 +382,12 @@ class Server:
         return self
 
     def serve_forever(self) -> None:
+        """Serves until SIGTERM or SIGINT, then drains. Raises ServingStoppedError, once everything is
+        stopped, when the server stopped itself: its workers kept dying, or a protocol's thread ended."""
         self.handle_signals()  # again, if the caller did not: from here on a signal drains
         self._signalled.wait()
-        log.info("draining: no new connections; in-flight requests have %g s", self.config.drain_seconds)
+        if self._failure is None:
+            log.info("draining: no new connections; in-flight requests have %g s", self.config.drain_seconds)
         self.stop()
+        if self._failure is not None:
+            raise ServingStoppedError(self._failure)

@@ -1,7 +1,9 @@
 """A worker process of `kerasdrop serve --workers N`: its own model manager (polling the same
 repository), uvicorn on the REST socket it inherits and a gRPC server, each in its port's
 SO_REUSEPORT group (ports.py), so the kernel spreads connections across processes, each with its own GIL.
-Admission counts and metrics are shared through the parent's directory (`shared_dir`).
+Admission counts and metrics are shared through the parent's directory (`shared_dir`). The parent
+replaces a worker that exits for any reason (supervisor.py); this one exits non-zero when a
+protocol's thread ended (its watchdog), and stops when the parent dies.
 
     python -m kerasdrop.serving.process.worker '<ServeConfig as JSON, rest_fd set>' <parent pid>
 """
@@ -36,14 +38,18 @@ def main(argv: list[str]) -> int:
     _exit_with_parent(int(argv[1]) if len(argv) > 1 else os.getppid())  # first: TensorFlow's import takes seconds
     from kerasdrop._quiet import import_tensorflow_quietly
     from kerasdrop.serving.process.server import ServeConfig, Server
+    from kerasdrop.serving.process.supervisor import ServingStoppedError, ready_path
 
     import_tensorflow_quietly()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s[worker {os.getpid()}]: %(message)s")
     config = ServeConfig(**json.loads(argv[0]))
     server = Server(config).handle_signals()
     server.start()
-    (pathlib.Path(config.shared_dir) / f"ready-{os.getpid()}").touch()  # the parent waits for this
-    server.serve_forever()
+    ready_path(config.shared_dir, os.getpid()).touch()  # the parent waits for this
+    try:
+        server.serve_forever()
+    except ServingStoppedError:  # the watchdog logged why; the parent starts a replacement
+        return 1
     return 0
 
 
