@@ -14,7 +14,7 @@ TRAINING_FLAGS = {
     "dropout": "model.dropout", "dropout_kind": "model.dropout_kind", "optimizer": "training.optimizer",
     "lr": "training.learning_rate", "seed": "training.seed", "strategy": "training.strategy",
     "steps_per_execution": "training.steps_per_execution", "early_stopping": "training.early_stopping_patience",
-    "precision": "training.precision",
+    "precision": "training.precision", "offline": "data.offline",
 }
 
 
@@ -77,8 +77,14 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                              "exists (default: start from that recipe)")
     parser.add_argument("--model", help="zoo model name (default: the recipe's, else lenet5)")
     parser.add_argument("--dataset", help="digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path> "
-                                          "(default: the recipe's, else digits)")
-    parser.add_argument("--data-dir", help="TFDS data directory with prepared data sets")
+                                          "| mnist | fashion_mnist | cifar10 | cifar100 (TFDS's; default: the "
+                                          "recipe's, else digits)")
+    parser.add_argument("--data-dir", help="TFDS data directory; a data set not prepared there is downloaded into it "
+                                           "on first use (default: TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+    # store_const with default None: an unset flag must not override a recipe's `data.offline = true`.
+    parser.add_argument("--offline", action="store_const", const=True, default=None,
+                        help="never download: a TFDS data set must already be prepared in --data-dir "
+                             "(default: download on first use; recipe key data.offline)")
     parser.add_argument("--image-size", type=int_list("--image-size"), metavar="H,W",
                         help="resize images, for models that need larger inputs (default: native size)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the model family's, see the first line train prints; else 20)")
