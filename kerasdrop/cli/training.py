@@ -177,6 +177,8 @@ def run_train(args: argparse.Namespace) -> int:
     expected = run.recipe.expect.test_accuracy
     if expected is not None:
         print(accuracy_verdict(metrics["test_accuracy"], expected))
+    elif run.recipe.expect.reference_accuracy is not None:
+        print(reference_line(metrics["test_accuracy"], run.recipe.expect))
     return 0
 
 
@@ -192,6 +194,12 @@ def accuracy_verdict(accuracy: float, expected: float) -> str:
     shown, wanted = f"{accuracy:.4f}", f"{expected:.4f}"
     verdict = "meets" if float(shown) >= float(wanted) else "is BELOW"
     return f"test accuracy {shown} {verdict} the recipe's expected {wanted}"
+
+
+def reference_line(accuracy: float, expect) -> str:
+    """For a recipe not measured here: the run's figure beside its reference's, with no verdict."""
+    return (f"test accuracy {accuracy:.4f}; the recipe's reference reports {expect.reference_accuracy:.4f} "
+            f"({expect.reference_source})")
 
 
 def interrupted_line(interrupted) -> str:

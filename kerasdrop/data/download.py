@@ -33,8 +33,9 @@ def download_and_prepare(builder, name: str, data_dir: str | None) -> None:
     Raises:
         DatasetDownloadError: the download failed for a network reason, named in one line.
     """
+    _silence_retry_warnings()
     try:
-        with _fewer_retries(), _retry_warnings_silenced():
+        with _fewer_retries():
             builder.download_and_prepare()
     except Exception as error:
         reason = network_failure_reason(error)
@@ -130,13 +131,8 @@ def _fewer_retries():
         downloader.MAX_RETRIES = saved
 
 
-@contextlib.contextmanager
-def _retry_warnings_silenced():
-    # urllib3 logs a warning per retry; the failure is reported once, with its reason, instead.
-    connection_log = logging.getLogger("urllib3.connectionpool")
-    saved = connection_log.level
-    connection_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        connection_log.setLevel(saved)
+def _silence_retry_warnings() -> None:
+    # urllib3 logs a warning per retry; the failure is reported once, with its reason, instead. Not
+    # restored afterwards: TFDS's other download threads keep retrying after the first failure is
+    # raised, and their warnings would follow the one-line error (seen here with a failing resolver).
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
