@@ -117,7 +117,7 @@ def main() -> None:
         bound = "input pipeline" if cold < model_rate else "model"
         print(f"  {label:30} {recipe.training.batch_size:5d} {cold:13.0f} img/s {cached:10.0f} img/s "
               f"{model_rate:8.0f} img/s {recipe.model.name:>11}   {bound} ({cold / model_rate:.1f}x)")
-        checks.append((f"{label}: cached pipeline / training step", cached / model_rate))
+        checks.append((f"{label}, {recipe.model.name}: cached pipeline / step", cached / model_rate))
     print(f"  {'target':58} {'measured':>9} {'goal':>8}  result")
     for label, ratio in checks:
         print(f"  {label:58} {ratio:8.1f}x {'>= 2.0x':>8}  {'PASS' if ratio >= 2.0 else 'FAIL'}")

@@ -160,7 +160,12 @@ def run_train(args: argparse.Namespace) -> int:
         if args.resume:
             run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose)
         else:
-            run = train(recipe_or_shipped(args), out=args.out, overrides=overrides, verbose=verbose)
+            from kerasdrop.training.recipe import resolve_recipe
+
+            recipe = resolve_recipe(recipe_or_shipped(args), overrides)
+            if (line := expectation_line(recipe)) is not None:
+                print(line, flush=True)
+            run = train(recipe, out=args.out, verbose=verbose)
     except TrainingInterrupted as interrupted:
         print(interrupted_line(interrupted), file=sys.stderr)
         return 130  # as a shell reports a command ended by SIGINT
@@ -194,6 +199,24 @@ def accuracy_verdict(accuracy: float, expected: float) -> str:
     shown, wanted = f"{accuracy:.4f}", f"{expected:.4f}"
     verdict = "meets" if float(shown) >= float(wanted) else "is BELOW"
     return f"test accuracy {shown} {verdict} the recipe's expected {wanted}"
+
+
+def expectation_line(recipe) -> str | None:
+    """What a recipe not run here leads a user to expect: its reference's accuracy and the time per epoch."""
+    expect = recipe.expect
+    if expect.reference_accuracy is None and expect.cpu_seconds_per_epoch is None:
+        return None
+    parts = []
+    if expect.reference_accuracy is not None:
+        parts.append(f"test accuracy about {expect.reference_accuracy:.4f} per the recipe's reference "
+                     f"({expect.reference_source})")
+    times = [f"{seconds:g} s on {where}" for seconds, where in (
+        (expect.cpu_seconds_per_epoch, "a 2-core CPU (measured)"),
+        (expect.gpu_seconds_per_epoch, "a GPU (FLOPs estimate, a lower bound)"),
+    ) if seconds is not None]
+    if times:
+        parts.append(f"an epoch takes about {' or '.join(times)} (bench/recipe_epoch_time.py)")
+    return f"expect: {'; '.join(parts)}"
 
 
 def reference_line(accuracy: float, expect) -> str:

@@ -34,7 +34,7 @@ def load_tfds_split(options: str, *, data_dir, seed, validation_fraction, offlin
     name, _, train_split = options.partition(":")
     train_split = train_split or "train"
     builder = _builder(name, data_dir, options)
-    if not builder.is_prepared():
+    if not _is_prepared(builder):
         if offline:
             raise DatasetNotPreparedError(_not_prepared_message(name, data_dir))
         download_and_prepare(builder, name, data_dir)
@@ -77,6 +77,20 @@ def _builder(name: str, data_dir: str | None, options: str):
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         raise invalid_argument("dataset", "tfds:<name> with a name from the TFDS catalogue", f"tfds:{options}") from None
+
+
+def _is_prepared(builder) -> bool:
+    import logging
+
+    # TFDS warns "Variant folder ... has no dataset_info.json" for every data set not yet prepared,
+    # which reads like a broken copy on the first, normal, use.
+    absl_log = logging.getLogger("absl")
+    saved = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        return builder.is_prepared()
+    finally:
+        absl_log.setLevel(saved)
 
 
 def _count(dataset) -> int:

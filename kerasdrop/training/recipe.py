@@ -38,10 +38,12 @@ class ModelSection:
 
 @dataclasses.dataclass
 class DataSection:
-    # digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path> | mnist | fashion_mnist | cifar10 | cifar100
+    # digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path>
+    # | mnist | fashion_mnist | cifar10 | cifar100 (keras.datasets' names for TFDS's builders)
     dataset: str = "digits"
     data_dir: Optional[str] = None  # TFDS data directory; None: TFDS_DATA_DIR, else ~/tensorflow_datasets
-    # true: never download; a TFDS data set not prepared in data_dir is an error (false: download on first use, as tfds.load)
+    # true: never download, a TFDS data set not prepared in data_dir is an error; false: download
+    # and prepare it on first use, as tfds.load does
     offline: bool = False
     image_size: Optional[list[int]] = None  # [height, width] to resize to, for models that need larger inputs
     validation_fraction: float = 0.1  # of the training data, held out for validation and best.keras

@@ -113,6 +113,7 @@ def test_the_cli_reports_the_download_failure_in_one_line_and_leaves_no_run(tmp_
     assert status == 2
     # `mnist` is the shipped recipe's `tfds:mnist`, so the run starts from models/simple_cnn_mnist.toml.
     assert "starting from the recipe models/simple_cnn_mnist.toml" in captured.out
+    assert "expect: test accuracy about 0.9900 per the recipe's reference (keras-io" in captured.out
     error_lines = [line for line in captured.err.splitlines() if line.startswith("kerasdrop train: error:")]
     assert len(error_lines) == 1 and "TFDS data set 'mnist'" in error_lines[0] and "was refused" in error_lines[0]
     assert not out.exists()

@@ -143,6 +143,16 @@ def test_a_run_of_a_reference_recipe_prints_both_figures_and_no_verdict():
     assert line == "test accuracy 0.9123; the recipe's reference reports 0.9302 (kuangliu/pytorch-cifar)"
 
 
+def test_a_reference_recipe_says_what_to_expect_before_training_and_a_measured_one_says_nothing():
+    from kerasdrop.cli.training import expectation_line
+
+    line = expectation_line(load_recipe(MODELS_DIR / "resnet18_cifar10.toml"))
+    assert line.startswith("expect: test accuracy about 0.9302 per the recipe's reference (kuangliu/pytorch-cifar README")
+    assert line.endswith("; an epoch takes about 1198 s on a 2-core CPU (measured) or 15 s on a GPU (FLOPs estimate, a lower bound) "
+                         "(bench/recipe_epoch_time.py)")
+    assert expectation_line(load_recipe(MODELS_DIR / "lenet5_digits.toml")) is None
+
+
 @pytest.mark.parametrize("path", [p for p in RECIPES if load_recipe(p).expect.gpu_seconds_per_epoch is not None],
                          ids=lambda p: p.stem)
 def test_recipe_epoch_times_are_what_the_models_flops_give(path):
