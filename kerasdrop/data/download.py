@@ -51,7 +51,7 @@ def default_data_dir(data_dir: str | None) -> str:
 def download_failed_message(name: str, data_dir: str | None, reason: str) -> str:
     return (
         f"TFDS data set {name!r} is not prepared in {default_data_dir(data_dir)} and downloading it failed: "
-        f"{reason}. Without internet here, either pass --data-dir DIR (or set TFDS_DATA_DIR) with a copy "
+        f"{reason}. If this machine has no internet, either pass --data-dir DIR (or set TFDS_DATA_DIR) with a copy "
         f"prepared elsewhere, or run `tfds build {name} --data_dir DIR` on a machine with internet and copy DIR here."
     )
 
