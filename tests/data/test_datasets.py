@@ -184,12 +184,3 @@ def test_keras_datasets_names_are_their_tfds_builders_with_the_zoos_shapes_and_r
     assert (data.info.input_shape, data.info.pixel_range, data.info.num_classes) == (shape, (0.0, 255.0), classes)
     images, _ = _first_batch(data.train)
     assert images.shape == (4, *shape)
-
-
-def test_find_recipe_matches_a_data_set_by_any_of_its_names():
-    from kerasdrop.training.recipe import find_recipe
-
-    assert find_recipe("simple_cnn", "mnist").name == "simple_cnn_mnist.toml"
-    assert find_recipe("simple_cnn", "tfds:mnist").name == "simple_cnn_mnist.toml"
-    assert find_recipe("resnet18", "cifar10").name == "resnet18_cifar10.toml"
-    assert find_recipe("simple_cnn", "cifar100") is None

@@ -187,3 +187,12 @@ def test_forward_flops_counts_multiply_adds_twice():
     outputs = keras.layers.Dense(10)(x)  # 64 -> 10
     model = keras.Model(inputs, outputs)
     assert forward_flops(model) == 2 * (6 * 6 * 4 * 27 + 4 * 4 * 4 * 9 + 64 * 10)
+
+
+def test_find_recipe_matches_a_data_set_by_any_of_its_names():
+    from kerasdrop.training.recipe import find_recipe
+
+    assert find_recipe("simple_cnn", "mnist").name == "simple_cnn_mnist.toml"
+    assert find_recipe("simple_cnn", "tfds:mnist").name == "simple_cnn_mnist.toml"
+    assert find_recipe("resnet18", "cifar10").name == "resnet18_cifar10.toml"
+    assert find_recipe("simple_cnn", "cifar100") is None
