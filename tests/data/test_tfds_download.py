@@ -5,6 +5,7 @@ port and a dead proxy stand in for a machine without network; a killed process f
 """
 
 import os
+import re
 import pathlib
 import signal
 import subprocess
@@ -92,6 +93,26 @@ def test_a_name_that_dns_cannot_resolve_is_named_as_the_reason(tmp_path, monkeyp
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)  # what a machine without a resolver answers
     point_mnist_at("http://storage.example/mnist/", monkeypatch.setattr)
     with pytest.raises(DatasetDownloadError, match="downloading it failed: DNS could not resolve storage.example."):
+        load_dataset("mnist", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "failure, reason",
+    [(OSError(101, "Network is unreachable"), "no route to storage.example:80 (network unreachable)"),
+     (TimeoutError("timed out"), "the connection to storage.example:80 timed out")],
+    ids=["no-route", "timeout"],
+)
+def test_no_route_and_a_timeout_are_named_as_the_reason(tmp_path, monkeypatch, failure, reason):
+    from urllib3.util import connection
+
+    from kerasdrop.data.download import DatasetDownloadError
+
+    def fail(*args, **kwargs):
+        raise failure  # what the socket layer raises on a machine without a route out, or behind a dropping firewall
+
+    monkeypatch.setattr(connection, "create_connection", fail)
+    point_mnist_at("http://storage.example/mnist/", monkeypatch.setattr)
+    with pytest.raises(DatasetDownloadError, match=re.escape(f"downloading it failed: {reason}.")):
         load_dataset("mnist", data_dir=str(tmp_path))
 
 
