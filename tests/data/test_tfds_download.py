@@ -116,6 +116,16 @@ def test_no_route_and_a_timeout_are_named_as_the_reason(tmp_path, monkeypatch, f
         load_dataset("mnist", data_dir=str(tmp_path))
 
 
+def test_an_http_error_status_is_named_as_the_reason(tmp_path, monkeypatch):
+    from kerasdrop.data.download import DatasetDownloadError
+
+    with serve_mirror(tmp_path / "mirror") as (url, handler):
+        point_mnist_at(url + "moved/", monkeypatch.setattr)  # the server answers 404 for these paths
+        with pytest.raises(DatasetDownloadError, match=r"downloading it failed: Failed to get url http://127\.0\.0\.1:"
+                                                       r"\d+/moved/.*HTTP code: 404\."):
+            load_dataset("mnist", data_dir=str(tmp_path / "tfds"))
+
+
 def test_a_failure_that_is_not_the_network_keeps_its_own_error():
     from kerasdrop.data.download import network_failure_reason
 
