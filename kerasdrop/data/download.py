@@ -15,11 +15,10 @@ import os
 from kerasdrop.errors import KerasdropError
 
 # TFDS retries a failed connection 10 times with exponential backoff: measured here, a refused
-# connection was reported after 204 s of retry warnings. Three retries (~1.4 s of backoff) still
-# ride out a dropped connection or a 5xx, and a machine without network hears it at once.
+# connection was reported after 204 s of retry warnings. Three retries (0.4 + 0.8 s of backoff; the
+# failing-download tests take 1.2 s) still ride out a dropped connection or a 5xx, and a machine
+# without network hears it at once.
 DOWNLOAD_RETRIES = 3
-
-
 _TIMEOUTS = ("ConnectTimeoutError", "ReadTimeoutError", "ConnectTimeout", "ReadTimeout", "Timeout")
 
 
@@ -78,7 +77,7 @@ def network_failure_reason(error: BaseException) -> str | None:
             return reason
     for link in chain:
         if type(link).__name__ == "DownloadError":  # TFDS's own: an HTTP status other than 200
-            return str(link)
+            return str(link).rstrip(".")
         if _named([link], "ConnectionError", "RequestException", "HTTPError"):
             return f"{type(link).__name__} for {where}: {link}"
     return None
@@ -121,6 +120,8 @@ def _proxy(where: str) -> str:
 
 @contextlib.contextmanager
 def _fewer_retries():
+    # TFDS reads its module constant on every request and offers no setting for it. A process that
+    # downloads with TFDS in another thread meanwhile gets the same 3 retries.
     from tensorflow_datasets.core.download import downloader
 
     saved = downloader.MAX_RETRIES
