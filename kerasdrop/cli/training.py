@@ -21,7 +21,7 @@ TRAINING_FLAGS = {
     "dropout": "model.dropout", "dropout_kind": "model.dropout_kind", "optimizer": "training.optimizer",
     "lr": "training.learning_rate", "seed": "training.seed", "strategy": "training.strategy",
     "steps_per_execution": "training.steps_per_execution", "early_stopping": "training.early_stopping_patience",
-    "precision": "training.precision",
+    "precision": "training.precision", "offline": "data.offline",
 }
 
 
@@ -84,8 +84,14 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                              "exists (default: start from that recipe)")
     parser.add_argument("--model", help="zoo model name (default: the recipe's, else lenet5)")
     parser.add_argument("--dataset", help="digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path> "
-                                          "(default: the recipe's, else digits)")
-    parser.add_argument("--data-dir", help="TFDS data directory with prepared data sets")
+                                          "| mnist | fashion_mnist | cifar10 | cifar100 (TFDS's; default: the "
+                                          "recipe's, else digits)")
+    parser.add_argument("--data-dir", help="TFDS data directory; a data set not prepared there is downloaded into it "
+                                           "on first use (default: TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+    # store_const with default None: an unset flag must not override a recipe's `data.offline = true`.
+    parser.add_argument("--offline", action="store_const", const=True, default=None,
+                        help="never download: a TFDS data set must already be prepared in --data-dir "
+                             "(default: download on first use; recipe key data.offline)")
     parser.add_argument("--image-size", type=int_list("--image-size"), metavar="H,W",
                         help="resize images, for models that need larger inputs (default: native size)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the model family's, see the first line train prints; else 20)")
@@ -161,7 +167,12 @@ def run_train(args: argparse.Namespace) -> int:
         if args.resume:
             run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose)
         else:
-            run = train(recipe_or_shipped(args), out=args.out, overrides=overrides, verbose=verbose)
+            from kerasdrop.training.recipe import resolve_recipe
+
+            recipe = resolve_recipe(recipe_or_shipped(args), overrides)
+            if (line := expectation_line(recipe)) is not None:
+                print(line, flush=True)
+            run = train(recipe, out=args.out, verbose=verbose)
     except TrainingInterrupted as interrupted:
         print(interrupted_line(interrupted), file=sys.stderr)
         return 130  # as a shell reports a command ended by SIGINT
@@ -178,6 +189,8 @@ def run_train(args: argparse.Namespace) -> int:
     expected = run.recipe.expect.test_accuracy
     if expected is not None:
         print(accuracy_verdict(metrics["test_accuracy"], expected))
+    elif run.recipe.expect.reference_accuracy is not None:
+        print(reference_line(metrics["test_accuracy"], run.recipe.expect))
     return 0
 
 
@@ -193,6 +206,30 @@ def accuracy_verdict(accuracy: float, expected: float) -> str:
     shown, wanted = f"{accuracy:.4f}", f"{expected:.4f}"
     verdict = "meets" if float(shown) >= float(wanted) else "is BELOW"
     return f"test accuracy {shown} {verdict} the recipe's expected {wanted}"
+
+
+def expectation_line(recipe) -> str | None:
+    """What a recipe not run here leads a user to expect: its reference's accuracy and the time per epoch."""
+    expect = recipe.expect
+    if expect.reference_accuracy is None and expect.cpu_seconds_per_epoch is None:
+        return None
+    parts = []
+    if expect.reference_accuracy is not None:
+        parts.append(f"test accuracy about {expect.reference_accuracy:.4f} per the recipe's reference "
+                     f"({expect.reference_source})")
+    times = [f"{seconds:g} s on {where}" for seconds, where in (
+        (expect.cpu_seconds_per_epoch, "a 2-core CPU (measured)"),
+        (expect.gpu_seconds_per_epoch, "a GPU (FLOPs estimate, a lower bound)"),
+    ) if seconds is not None]
+    if times:
+        parts.append(f"an epoch takes about {' or '.join(times)} (bench/recipe_epoch_time.py)")
+    return f"expect: {'; '.join(parts)}"
+
+
+def reference_line(accuracy: float, expect) -> str:
+    """For a recipe not measured here: the run's figure beside its reference's, with no verdict."""
+    return (f"test accuracy {accuracy:.4f}; the recipe's reference reports {expect.reference_accuracy:.4f} "
+            f"({expect.reference_source})")
 
 
 def interrupted_line(interrupted) -> str:

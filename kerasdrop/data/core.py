@@ -12,7 +12,11 @@ from typing import Any
 from kerasdrop._validation import invalid_argument
 from kerasdrop.data.split import Split
 
-SOURCES = ("digits", "synthetic", "tfds:<name>[:<split>]", "folder:<path>")
+SOURCES = ("digits", "synthetic", "tfds:<name>[:<split>]", "folder:<path>", "mnist | fashion_mnist | cifar10 | cifar100")
+# keras.datasets' names, so the obvious name works: each is the TFDS builder of the same name, with
+# keras.datasets' splits (train / test), native uint8 pixels 0..255 and, for cifar100, its default
+# fine labels (TFDS's `label`). Images carry a channel axis (28x28x1), as every zoo model expects.
+KERAS_DATASET_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +54,15 @@ class Datasets:
 
 
 def parse_dataset_spec(spec: str) -> tuple[str, str]:
-    """Splits `"tfds:mnist:train[:50%]"` into `("tfds", "mnist:train[:50%]")`; checks the kind."""
+    """Splits `"tfds:mnist:train[:50%]"` into `("tfds", "mnist:train[:50%]")`; checks the kind.
+
+    A keras.datasets name is its TFDS builder: `"mnist:train[:50%]"` is `("tfds", "mnist:train[:50%]")`.
+    """
     if not isinstance(spec, str) or not spec:
         raise invalid_argument("dataset", f"one of {', '.join(SOURCES)}", spec)
     kind, _, rest = spec.partition(":")
+    if kind in KERAS_DATASET_NAMES:
+        return "tfds", spec
     if kind not in ("digits", "synthetic", "tfds", "folder"):
         raise invalid_argument("dataset", f"one of {', '.join(SOURCES)}", spec)
     if kind in ("tfds", "folder") and not rest:
@@ -61,6 +70,12 @@ def parse_dataset_spec(spec: str) -> tuple[str, str]:
     if kind == "digits" and rest:
         raise invalid_argument("dataset", "digits with no options", spec)
     return kind, rest
+
+
+def canonical_dataset_spec(spec: str) -> str:
+    """The spec every name of the same data means: `"mnist"` -> `"tfds:mnist"`."""
+    kind, rest = parse_dataset_spec(spec)
+    return f"{kind}:{rest}" if rest else kind
 
 
 def load_dataset(
@@ -76,6 +91,7 @@ def load_dataset(
     cache: bool = True,
     train_size: int | None = None,
     split_seed: int | None = None,
+    offline: bool = False,
 ) -> Datasets:
     """Loads a data set as train/validation/test pipelines.
 
@@ -85,7 +101,8 @@ def load_dataset(
         seed: fixes the split of sources without a validation/test split and the shuffle order.
         validation_fraction: share of the training examples held out for validation.
         test_fraction: share held out for testing when the source has no test split.
-        data_dir: TFDS data directory (prepared data sets only; nothing is downloaded).
+        data_dir: TFDS data directory (default: `TFDS_DATA_DIR`, else `~/tensorflow_datasets`); a TFDS
+            data set not prepared there is downloaded and prepared into it on first use.
         image_size: `(height, width)` to resize to, for models whose pooling needs larger inputs.
         shuffle_buffer: shuffle buffer size for the training pipeline.
         cache: keep decoded examples in memory after the first epoch.
@@ -93,6 +110,7 @@ def load_dataset(
             validation and test stay whole. An epoch repeats the subset up to the full split's size.
         split_seed: seed of the train/validation/test split (None: `seed`), so runs with different
             seeds (and subsets, drawn with `seed`) share one fixed validation and test split.
+        offline: never download: a TFDS data set that is not prepared in `data_dir` is an error.
 
     Returns:
         A `Datasets` with batched, prefetched pipelines and a `DatasetInfo`.
@@ -101,13 +119,13 @@ def load_dataset(
     _check_loading_arguments(batch_size=batch_size, validation_fraction=validation_fraction,
                              test_fraction=test_fraction, image_size=image_size, train_size=train_size)
     split = load_split(spec, seed=seed if split_seed is None else split_seed, validation_fraction=validation_fraction,
-                       test_fraction=test_fraction, data_dir=data_dir)
+                       test_fraction=test_fraction, data_dir=data_dir, offline=offline)
     return datasets_from_split(split, spec, batch_size=batch_size, seed=seed, image_size=image_size,
                                shuffle_buffer=shuffle_buffer, cache=cache, train_size=train_size)
 
 
 def load_split(spec: str, *, seed: int = 0, validation_fraction: float = 0.1, test_fraction: float = 0.2,
-               data_dir: str | None = None) -> Split:
+               data_dir: str | None = None, offline: bool = False) -> Split:
     """The source's unbatched train/validation/test `Split`, split with `seed` (see `load_dataset`).
 
     A study loads it once and builds each run's pipelines from it with `datasets_from_split`.
@@ -115,7 +133,7 @@ def load_split(spec: str, *, seed: int = 0, validation_fraction: float = 0.1, te
     kind, rest = parse_dataset_spec(spec)
     _check_loading_arguments(validation_fraction=validation_fraction, test_fraction=test_fraction)
     return _load_split(kind, rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
-                       data_dir=data_dir)
+                       data_dir=data_dir, offline=offline)
 
 
 def datasets_from_split(split: Split, spec: str, *, batch_size: int = 64, seed: int = 0,
@@ -164,7 +182,7 @@ def _check_loading_arguments(*, batch_size=1, validation_fraction=0.1, test_frac
         raise invalid_argument("image_size", "(height, width) as two positive ints", image_size)
 
 
-def _load_split(kind: str, rest: str, *, seed, validation_fraction, test_fraction, data_dir):
+def _load_split(kind: str, rest: str, *, seed, validation_fraction, test_fraction, data_dir, offline):
     """The source's own unbatched splits (`Split`); each source module is imported only when used."""
     if kind == "digits":
         from kerasdrop.data.digits import load_digits_split
@@ -178,7 +196,8 @@ def _load_split(kind: str, rest: str, *, seed, validation_fraction, test_fractio
     if kind == "tfds":
         from kerasdrop.data.tfds import load_tfds_split
 
-        return load_tfds_split(rest, data_dir=data_dir, seed=seed, validation_fraction=validation_fraction)
+        return load_tfds_split(rest, data_dir=data_dir, seed=seed, validation_fraction=validation_fraction,
+                               offline=offline)
     from kerasdrop.data.folder import load_folder_split
 
     return load_folder_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)

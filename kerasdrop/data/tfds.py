@@ -1,14 +1,14 @@
-"""`tfds:<name>[:<split>]`: a prepared TensorFlow Datasets data set (nothing is downloaded).
+"""`tfds:<name>[:<split>]`: a TensorFlow Datasets data set, downloaded and prepared on first use as `tfds.load` does.
 
 `<split>` is the training split (default `train`, any TFDS split spec such as `train[:10%]`);
 validation is carved off its end, and the test split is `test` when the data set has one.
+With `offline=True` nothing is downloaded: the data set must already be prepared in the data directory.
 """
 
 from __future__ import annotations
 
-import os
-
 from kerasdrop._validation import invalid_argument
+from kerasdrop.data.download import default_data_dir, download_and_prepare
 from kerasdrop.data.split import Split
 from kerasdrop.errors import KerasdropError
 
@@ -16,38 +16,33 @@ _RANGE_BY_DTYPE = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
 
 
 class DatasetNotPreparedError(KerasdropError, ValueError):
-    """The TFDS data set exists in the catalogue but its files are not in the data directory."""
+    """The TFDS data set exists in the catalogue but its files are not in the data directory (offline)."""
 
 
 def _not_prepared_message(name: str, data_dir: str | None) -> str:
-    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
     return (
-        f"TFDS data set {name!r} is not prepared in {where} and kerasdrop does not download. "
-        f"On a machine with internet run `tfds build {name} --data_dir DIR` (or "
-        f"`tfds.builder({name!r}, data_dir=DIR).download_and_prepare()`), copy DIR here and pass "
-        f"--data-dir DIR (or set TFDS_DATA_DIR)."
+        f"TFDS data set {name!r} is not prepared in {default_data_dir(data_dir)} and --offline (data.offline) "
+        f"forbids downloading it. Drop --offline to download it now, or on a machine with internet run "
+        f"`tfds build {name} --data_dir DIR` (or `tfds.builder({name!r}, data_dir=DIR).download_and_prepare()`), "
+        f"copy DIR here and pass --data-dir DIR (or set TFDS_DATA_DIR)."
     )
 
 
-def load_tfds_split(options: str, *, data_dir, seed, validation_fraction) -> Split:
+def load_tfds_split(options: str, *, data_dir, seed, validation_fraction, offline: bool = False) -> Split:
     import numpy as np
-    import tensorflow_datasets as tfds
 
     name, _, train_split = options.partition(":")
     train_split = train_split or "train"
+    builder = _builder(name, data_dir, options)
+    if not _is_prepared(builder):
+        if offline:
+            raise DatasetNotPreparedError(_not_prepared_message(name, data_dir))
+        download_and_prepare(builder, name, data_dir)
     try:
-        train, info = tfds.load(
-            name, split=train_split, data_dir=data_dir, download=False, as_supervised=True,
-            with_info=True, shuffle_files=False,
-        )
-    except tfds.core.registered.DatasetNotFoundError:
-        raise invalid_argument("dataset", "tfds:<name> with a name from the TFDS catalogue", f"tfds:{options}") from None
-    except AssertionError as error:
-        if "could not find data" in str(error):
-            raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from None
-        raise
+        train = builder.as_dataset(split=train_split, as_supervised=True, shuffle_files=False)
     except ValueError as error:
         raise invalid_argument("dataset", f"a valid TFDS split spec for {name} ({error})", f"tfds:{options}") from None
+    info = builder.info
 
     image_feature = info.features[info.supervised_keys[0]]
     label_feature = info.features[info.supervised_keys[1]]
@@ -62,7 +57,7 @@ def load_tfds_split(options: str, *, data_dir, seed, validation_fraction) -> Spl
     num_validation = max(1, round(count * validation_fraction))
     validation, train = train.take(num_validation), train.skip(num_validation)
     try:
-        test = tfds.load(name, split="test", data_dir=data_dir, download=False, as_supervised=True, shuffle_files=False)
+        test = builder.as_dataset(split="test", as_supervised=True, shuffle_files=False)
         num_test = _count(test)
     except ValueError:
         # No test split: hold out as many examples again from the training split.
@@ -73,6 +68,29 @@ def load_tfds_split(options: str, *, data_dir, seed, validation_fraction) -> Spl
         train=train, validation=validation, test=test, num_train=num_train, num_validation=num_validation,
         num_test=num_test, input_shape=shape, class_names=class_names, pixel_range=pixel_range,
     )
+
+
+def _builder(name: str, data_dir: str | None, options: str):
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise invalid_argument("dataset", "tfds:<name> with a name from the TFDS catalogue", f"tfds:{options}") from None
+
+
+def _is_prepared(builder) -> bool:
+    import logging
+
+    # TFDS warns "Variant folder ... has no dataset_info.json" for every data set not yet prepared,
+    # which reads like a broken copy on the first, normal, use.
+    absl_log = logging.getLogger("absl")
+    saved = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        return builder.is_prepared()
+    finally:
+        absl_log.setLevel(saved)
 
 
 def _count(dataset) -> int:

@@ -18,7 +18,7 @@ def recipe_datasets(recipe: Recipe):
         recipe.data.dataset, batch_size=recipe.training.batch_size, seed=recipe.training.seed,
         validation_fraction=recipe.data.validation_fraction, test_fraction=recipe.data.test_fraction,
         data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
-        train_size=recipe.data.train_size, split_seed=recipe.data.split_seed,
+        train_size=recipe.data.train_size, split_seed=recipe.data.split_seed, offline=recipe.data.offline,
     )
 
 
@@ -26,7 +26,8 @@ def recipe_split_arguments(recipe: Recipe) -> dict:
     """`kerasdrop.data.core.load_split`'s arguments for the recipe: what its train/validation/test split depends on."""
     return {"spec": recipe.data.dataset, "data_dir": recipe.data.data_dir,
             "seed": recipe.training.seed if recipe.data.split_seed is None else recipe.data.split_seed,
-            "validation_fraction": recipe.data.validation_fraction, "test_fraction": recipe.data.test_fraction}
+            "validation_fraction": recipe.data.validation_fraction, "test_fraction": recipe.data.test_fraction,
+            "offline": recipe.data.offline}
 
 
 def _optimizer(name: str, learning_rate: float):

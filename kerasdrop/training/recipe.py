@@ -38,8 +38,13 @@ class ModelSection:
 
 @dataclasses.dataclass
 class DataSection:
-    dataset: str = "digits"  # digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path>
-    data_dir: Optional[str] = None  # TFDS data directory (prepared data only; nothing is downloaded)
+    # digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path>
+    # | mnist | fashion_mnist | cifar10 | cifar100 (keras.datasets' names for TFDS's builders)
+    dataset: str = "digits"
+    data_dir: Optional[str] = None  # TFDS data directory; None: TFDS_DATA_DIR, else ~/tensorflow_datasets
+    # true: never download, a TFDS data set not prepared in data_dir is an error; false: download
+    # and prepare it on first use, as tfds.load does
+    offline: bool = False
     image_size: Optional[list[int]] = None  # [height, width] to resize to, for models that need larger inputs
     validation_fraction: float = 0.1  # of the training data, held out for validation and best.keras
     test_fraction: float = 0.2  # held out for the test metrics when the source has no test split
@@ -70,6 +75,14 @@ class TrainingSection:
 @dataclasses.dataclass
 class ExpectSection:
     test_accuracy: Optional[float] = None  # what this recipe reaches, measured with this repo's command
+    # For a recipe not run here: the test accuracy its reference reports, and that reference (paper
+    # or implementation, with where the figure stands). `kerasdrop train` compares against it too.
+    reference_accuracy: Optional[float] = None
+    reference_source: Optional[str] = None
+    # Time per epoch, as bench/recipe_epoch_time.py printed it: measured on this repo's 2-core CPU (a
+    # slice of synthetic data of the recipe's shape), and estimated for a GPU from the model's FLOPs.
+    cpu_seconds_per_epoch: Optional[float] = None
+    gpu_seconds_per_epoch: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -263,9 +276,26 @@ def check_recipe(recipe: Recipe) -> None:
     from kerasdrop.data import parse_dataset_spec
 
     parse_dataset_spec(recipe.data.dataset)
+    check_expectations(recipe.expect)
     from kerasdrop.zoo.registry import model_info
 
     model_info(recipe.model.name)
+
+
+def check_expectations(expect: ExpectSection) -> None:
+    """Accuracies are fractions, times positive, and a reference figure names its source."""
+    for key in ("test_accuracy", "reference_accuracy"):
+        value = getattr(expect, key)
+        if value is not None and not 0.0 < value <= 1.0:
+            raise invalid_argument(f"expect.{key}", "a fraction in (0, 1], e.g. 0.99 for 99%", value)
+    for key in ("cpu_seconds_per_epoch", "gpu_seconds_per_epoch"):
+        value = getattr(expect, key)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise invalid_argument(f"expect.{key}", "a positive number of seconds", value)
+    if (expect.reference_accuracy is None) != (not expect.reference_source):
+        raise invalid_argument(
+            "expect.reference_source", "a non-empty source (paper or reference implementation) exactly when "
+            "expect.reference_accuracy is set", expect.reference_source)
 
 
 def recipe_directories() -> list[pathlib.Path]:
@@ -277,15 +307,29 @@ def recipe_directories() -> list[pathlib.Path]:
 
 
 def find_recipe(model: str, dataset: str) -> pathlib.Path | None:
-    """The recipe file that trains exactly `model` on `dataset`, if one ships (None otherwise)."""
+    """The recipe file that trains exactly `model` on `dataset`, if one ships (None otherwise).
+
+    Names of the same data set match (`mnist` finds the recipe for `tfds:mnist`).
+    """
+    from kerasdrop.data.core import canonical_dataset_spec
+
+    try:
+        wanted = canonical_dataset_spec(dataset)
+    except ValueError:
+        return None  # train's own error names the bad spec
     for directory in recipe_directories():
         for path in sorted(directory.glob("*.toml")):
             try:
                 data = tomllib.loads(path.read_text())
             except (OSError, tomllib.TOMLDecodeError):
                 continue
-            if data.get("model", {}).get("name") == model and data.get("data", {}).get("dataset") == dataset:
-                return path
+            if data.get("model", {}).get("name") != model:
+                continue
+            try:
+                if canonical_dataset_spec(data.get("data", {}).get("dataset", "digits")) == wanted:
+                    return path
+            except ValueError:
+                continue
     return None
 
 

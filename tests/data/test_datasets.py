@@ -59,25 +59,26 @@ def test_tfds_source_with_mock_data():
 
 
 def test_tfds_split_spec_selects_the_training_split(monkeypatch):
-    # mock_data serves the same examples for every split, so check what is asked of tfds.load.
+    # mock_data serves the same examples for every split, so check what is asked of the builder.
     import tensorflow_datasets as tfds
 
-    requested = []
-    real_load = tfds.load
-
-    def spy(name, *args, split=None, **kwargs):
-        requested.append((name, split))
-        return real_load(name, *args, split=split, **kwargs)
-
     with tfds.testing.mock_data(num_examples=40):
-        monkeypatch.setattr(tfds, "load", spy)
+        requested = []
+        mocked_as_dataset = tfds.core.DatasetBuilder.as_dataset
+
+        def spy(builder, *args, split=None, **kwargs):
+            requested.append((builder.name, split))
+            return mocked_as_dataset(builder, *args, split=split, **kwargs)
+
+        monkeypatch.setattr(tfds.core.DatasetBuilder, "as_dataset", spy)
         load_dataset("tfds:mnist:train[:50%]", batch_size=8)
     assert requested == [("mnist", "train[:50%]"), ("mnist", "test")]
 
 
-def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
-    with pytest.raises(ValueError, match=r"TFDS data set 'mnist' is not prepared in .*tfds build mnist --data_dir"):
-        load_dataset("tfds:mnist", data_dir=str(tmp_path))
+def test_unprepared_tfds_dataset_offline_says_how_to_prepare_it(tmp_path):
+    with pytest.raises(ValueError, match=r"TFDS data set 'mnist' is not prepared in .*--offline .*tfds build mnist --data_dir"):
+        load_dataset("tfds:mnist", data_dir=str(tmp_path), offline=True)
+    assert list(tmp_path.iterdir()) == [], "offline must not start a download"
 
 
 def test_unknown_tfds_name_is_refused(tmp_path):
@@ -162,3 +163,24 @@ def test_train_size_is_a_stratified_subset_and_validation_and_test_stay_whole():
 def test_bad_train_size_is_refused(train_size):
     with pytest.raises(ValueError, match="^Invalid value received for argument `train_size`"):
         load_dataset("digits", train_size=train_size)
+
+
+@pytest.mark.parametrize(
+    "name, shape, classes",
+    [("mnist", (28, 28, 1), 10), ("fashion_mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10),
+     ("cifar100", (32, 32, 3), 100)],
+)
+def test_keras_datasets_names_are_their_tfds_builders_with_the_zoos_shapes_and_ranges(name, shape, classes):
+    import tensorflow_datasets as tfds
+
+    from kerasdrop.data.core import canonical_dataset_spec
+
+    assert canonical_dataset_spec(name) == f"tfds:{name}"
+    assert canonical_dataset_spec(f"{name}:train[:10%]") == f"tfds:{name}:train[:10%]"
+    with tfds.testing.mock_data(num_examples=20):
+        data = load_dataset(name, batch_size=4)
+    # keras.datasets' shapes with the channel axis the zoo expects, uint8 pixels 0..255, its classes
+    # (cifar100: the 100 fine labels, keras' default label_mode).
+    assert (data.info.input_shape, data.info.pixel_range, data.info.num_classes) == (shape, (0.0, 255.0), classes)
+    images, _ = _first_batch(data.train)
+    assert images.shape == (4, *shape)
