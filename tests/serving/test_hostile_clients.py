@@ -292,3 +292,60 @@ def test_a_tensorflow_error_keeps_its_cause_not_graph_execution_error():
     assert raised.value.message.startswith("Graph execution error")  # what clients were answered before
     cause = error_cause(raised.value)
     assert "JPEG" in cause and "DecodeJpeg" in cause and "Graph execution error" not in cause, cause
+
+
+def test_a_lone_crlf_does_not_keep_a_connection_open(server):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+        sock.sendall(b"\r\n")  # the parser skips it: no request begins, yet the idle timer was cancelled
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert time.monotonic() - started < 8
+    assert not answer or _status_and_error(answer)[0] == 408
+
+
+def test_a_head_over_the_limit_is_431_even_when_it_arrives_in_one_read(server):
+    answer = _raw(server, b"GET /v1/models/rgb?" + b"q" * 6000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, error = _status_and_error(answer)
+    assert status == 431 and "--max-header-bytes" in error
+
+
+def _gif(screen, frames):
+    """A GIF with a `screen` (w, h) logical screen and one tiny-data frame per (left, top, w, h)."""
+    out = b"GIF89a" + struct.pack("<HHBBB", *screen, 0, 0, 0)
+    for left, top, width, height in frames:
+        out += b"\x2c" + struct.pack("<HHHHB", left, top, width, height, 0) + b"\x02\x02\x4c\x01\x00"
+    return out + b"\x3b"
+
+
+def test_image_headers_are_read_as_a_decoder_would_make_room_for_them():
+    from kerasdrop.serving.models.images import declared_size
+
+    width, height, frames = declared_size(_gif((1, 1), [(0, 0, 1, 1), (0, 0, 6000, 6000)]), images_only=False)
+    assert (width, height, frames) == (6000, 6000, 2)  # a frame beyond the 1x1 screen
+    assert declared_size(b"GIF8xa" + _gif((50, 60), [(0, 0, 50, 60)])[6:], images_only=False)[:2] == (50, 60)
+    assert declared_size(b"BMW X5 is a car made by a German company", images_only=False) is None
+
+
+def test_a_progressive_jpeg_with_thousands_of_scans_is_refused():
+    from kerasdrop.serving.errors import ServingError
+    from kerasdrop.serving.models.images import MAX_JPEG_SCANS, declared_size
+
+    progressive = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(progressive, format="JPEG", progressive=True)
+    data = progressive.getvalue()
+    assert declared_size(data, images_only=True)[:2] == (64, 64)
+    last_scan = data.rindex(b"\xff\xda")
+    padded = data[:-2] + data[last_scan:-2] * (MAX_JPEG_SCANS + 5) + b"\xff\xd9"  # the last scan again and again
+    with pytest.raises(ServingError, match="scans"):
+        declared_size(padded, images_only=True)
+
+
+def test_a_tf_example_context_counts_its_bytes_for_every_example():
+    from kerasdrop.serving.errors import ServingError
+    from kerasdrop.serving.protocols.tfserving.examples import check_context_size, json_context_values
+
+    check_context_size(10, json_context_values({"x": 1.0, "tags": ["a", "b"]}), 1 << 24)
+    with pytest.raises(ServingError, match="--max-elements"):
+        check_context_size(100, json_context_values({"blob": "a" * 1_000_000}), 1 << 24)

@@ -12,6 +12,8 @@ left to the model (a string input may be text or a tf.Example).
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 from kerasdrop.serving.errors import ServingError, invalid
@@ -21,6 +23,9 @@ _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # markers without a length (TEM, RSTn)
+# Each scan of a progressive JPEG is decoded over the whole image: 30,000 tiny extra scans (364 KB)
+# took 3.6 s of CPU at 1000x1000, and the pixel limit alone allows hours. Encoders write about 10.
+MAX_JPEG_SCANS = 100
 
 
 def _be16(data: bytes, at: int) -> int:
@@ -52,6 +57,12 @@ def _jpeg_size(data: bytes) -> tuple[int, int, int]:
                 raise invalid("Corrupt JPEG: no frame header (SOF) before the image data")
             if data.rfind(b"\xff\xd9", position) < 0:
                 raise invalid(f"Truncated JPEG: no end-of-image marker after the image data ({len(data)} bytes)")
+            # In entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so every
+            # FF DA after here starts a scan.
+            scans = 1 + data.count(b"\xff\xda", position)
+            if scans > MAX_JPEG_SCANS:
+                raise invalid(f"JPEG with {scans} scans; at most {MAX_JPEG_SCANS} are decoded (a progressive JPEG "
+                              "has about 10)")
             return _checked_size("JPEG", *size)
         position += length
 
@@ -80,12 +91,13 @@ def _skip_sub_blocks(data: bytes, position: int) -> int:
 
 
 def _gif_size(data: bytes) -> tuple[int, int, int]:
-    """The logical screen's size times its frames: TensorFlow decodes every frame of a GIF."""
+    """The logical screen grown to hold every frame, times the frames: TensorFlow decodes every frame
+    of a GIF into one array (a 1x1 screen with a 6000x6000 second frame decoded to 2x6000x6000)."""
     if len(data) < 13:
         raise invalid("Truncated GIF: no complete header")
     width, height = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
     position = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
-    frames = 0
+    frames = 0  # a frame may reach past the logical screen, and the decoder makes room for it
     while position < len(data):
         block = data[position]
         if block == 0x3B:  # trailer
@@ -95,6 +107,8 @@ def _gif_size(data: bytes) -> tuple[int, int, int]:
         elif block == 0x2C:  # image descriptor, local colour table, LZW code size, sub-blocks
             if position + 10 > len(data):
                 break
+            left, top, frame_width, frame_height = struct.unpack_from("<4H", data, position + 1)
+            width, height = max(width, left + frame_width), max(height, top + frame_height)
             flags = data[position + 9]
             position += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
             position = _skip_sub_blocks(data, position + 1)
@@ -124,11 +138,14 @@ def image_format(data: bytes) -> str | None:
         return "JPEG"
     if data.startswith(_PNG):
         return "PNG"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
+    if data[:4] == b"GIF8":  # what TensorFlow's own format check reads
         return "GIF"
-    if data[:2] == b"BM":
-        return "BMP"
+    if data[:2] == b"BM" and len(data) >= 18 and int.from_bytes(data[14:18], "little") in _BMP_HEADER_SIZES:
+        return "BMP"  # (text that starts with "BM" is not one: "BMW X5 ..." had declared 1646290276 pixels)
     return None
+
+
+_BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}  # the DIB header versions decoders know
 
 
 _SIZES = {"JPEG": _jpeg_size, "PNG": _png_size, "GIF": _gif_size, "BMP": _bmp_size}
@@ -152,7 +169,9 @@ def check_encoded_images(signature: str, inputs: dict[str, np.ndarray], max_pixe
         if array.dtype != object:
             continue
         for index, value in enumerate(array.reshape(-1)):
-            if not isinstance(value, bytes):
+            if isinstance(value, str):
+                value = value.encode("utf-8", "surrogatepass")  # what TensorFlow is given for it
+            elif not isinstance(value, bytes):
                 continue
             try:
                 size = declared_size(value, images_only)

@@ -8,9 +8,9 @@ long as it likes. Here each connection's head is bounded before it is spent:
   `max_header_count`: beyond either, 431 (as nginx, Apache and Node answer) and the connection closes;
   the size is counted per chunk read (asyncio reads at most 256 KiB at a time), so what a head may
   buffer is bounded by the limit plus one read;
-- the time from a connection's or a request's first byte to its head's end by `header_timeout`
-  (slowloris): 408 and close; a new connection that sends nothing at all is closed after the
-  keep-alive idle time, as an idle kept-alive one is.
+- the time from a request's first byte (any byte: a lone CRLF, which the parser skips, too) to its
+  head's end by `header_timeout` (slowloris): 408 and close; a new connection that sends nothing at
+  all is closed after the keep-alive idle time, as an idle kept-alive one is.
 uvicorn (0.x) also writes its own plain-text 400 for a request httptools cannot parse (a malformed
 Content-Length, a broken request line) before any app sees it; every error of this server is
 `{"error": ...}`, so that one method is overridden. Checked against uvicorn 0.30-0.55.
@@ -60,7 +60,7 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        self._in_head, self._head_bytes, self._header_count, self._head_exact = True, 0, 0, 0
         self._head_timer = None
         # A connection that never sends a byte is idle, as a kept-alive one between requests is.
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
@@ -72,6 +72,7 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
+            self._start_head_timer()  # on any byte: a lone CRLF, which the parser skips, also counts
         super().data_received(data)  # parser callbacks below; a refusal raised in one ends up in send_400_response
         if self._in_head and self.max_header_bytes and self._head_bytes > self.max_header_bytes \
                 and not self.transport.is_closing():
@@ -80,9 +81,16 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._header_count = True, 0
+        self._in_head, self._header_count, self._head_exact = True, 0, 0
+        self._start_head_timer()
+
+    def _start_head_timer(self) -> None:
         if self._head_timer is None and self.header_timeout:
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -90,7 +98,21 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
             self._refusal = (431, f"Request has more than {self.max_header_count} header fields "
                                   "(--max-header-count)")
             raise _Refused()  # stops the parser: httptools re-raises it as a parser error
+        self._count_head(len(name) + len(value) + 4)
         super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        """The head's exact size, parsed piece by piece: a head that arrives whole in one read is
+        held to the limit too (the per-read count below bounds what is buffered before parsing)."""
+        self._head_exact += size
+        if self.max_header_bytes and self._head_exact > self.max_header_bytes:
+            self._refusal = (431, f"Request header is larger than the limit of {self.max_header_bytes} bytes "
+                                  "(--max-header-bytes)")
+            raise _Refused()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._head_bytes = True, 0  # what comes next is the next request's head
+        super().on_message_complete()
 
     def on_headers_complete(self) -> None:
         self._in_head, self._head_bytes = False, 0
