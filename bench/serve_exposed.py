@@ -35,8 +35,10 @@ from serve_latency import (  # noqa: E402  (the serving bench's load generators 
     MODELS,
     Running,
     free_port,
-    h2load,
+    load_cell,
     median_sample,
+    prepare_to_load,
+    print_targets,
     rss_bytes,
     wait_until_idle,
     wrk,
@@ -94,13 +96,7 @@ def measure_limits_cost(repo, rest_body, grpc_body, seconds: float, rounds: int)
             for cell in CELLS:
                 for setting in (("on", "off") if round_ % 2 == 0 else ("off", "on")):
                     wait_until_idle(list(running.values()))
-                    rest_port, grpc_port = ports[setting]
-                    if cell == "grpc16":
-                        sample = h2load(f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict",
-                                        grpc_body, 16, seconds)
-                    else:
-                        sample = wrk(f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}:predict", rest_body, cell,
-                                     seconds)
+                    sample = load_cell(MODEL, cell, ports[setting], rest_body, grpc_body, seconds)
                     samples.setdefault((setting, cell), []).append(sample)
     return {key: median_sample(values) for key, values in samples.items()}
 
@@ -152,13 +148,8 @@ def report(cost: dict, attack: dict) -> list[bool]:
     print(f"  what the attackers got: {json.dumps(attack['attack'], sort_keys=True)}")
     checks.append(("other clients' p99 under attack (s)", attack["attacked"]["p99"], "< 1.0", -0.9999999))
     checks.append(("peak RSS vs idle under attack", attack["peak"] / attack["idle"], "< 1.3x", -1.2999999))
-    print(f"\n  {'target':48} {'measured':>9} {'goal':>9}  result")
-    passed = []
-    for label, value, goal, bound in checks:
-        ok = value >= bound if bound > 0 else value <= -bound
-        passed.append(ok)
-        print(f"  {label:48} {value:9.3f} {goal:>9}  {'PASS' if ok else 'FAIL'}")
-    return passed
+    print()
+    return print_targets(checks, width=48, digits=3)
 
 
 def main() -> None:
@@ -167,12 +158,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds over both servers; medians (default: 3)")
     parser.add_argument("--attack-seconds", type=float, default=30.0, help="how long the attack lasts (default: 30)")
     args = parser.parse_args()
-    for tool in ("wrk", "h2load"):
-        if subprocess.run(["which", tool], capture_output=True).returncode:
-            raise SystemExit(f"{tool} is not installed: `make bench` installs it (apt-get install wrk nghttp2-client)")
-    from kerasdrop._quiet import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
+    prepare_to_load()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-exposed-bench-"))
     rest_body, grpc_body = export_model(workdir)
     print(f"{args.seconds:g} s per load run, median of {args.rounds} interleaved rounds; wrk and h2load on this "

@@ -181,18 +181,33 @@ def measure_model(name, bodies, repo, seconds, rounds: int) -> dict:
                     if server == ("bare",) and cell == "grpc16":
                         continue
                     wait_until_idle(list(running.values()))
-                    rest_port, grpc_port = ports[server]
-                    if cell == "grpc16":
-                        sample = h2load(f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict",
-                                        grpc_body, 16, seconds)
-                    else:
-                        sample = wrk(f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body, cell,
-                                     seconds)
+                    sample = load_cell(name, cell, ports[server], rest_body, grpc_body, seconds)
                     samples.setdefault((*server, cell), []).append(sample)
         results = {key: median_sample(values) for key, values in samples.items()}
         for server in SERVERS[1:]:
             results[(*server, "batches")] = batches_run(ports[server][0])
     return results
+
+
+def prepare_to_load() -> None:
+    """Checks that the C load generators are there, then imports TensorFlow (quietly) for the exports."""
+    for tool in ("wrk", "h2load"):
+        if subprocess.run(["which", tool], capture_output=True).returncode:
+            raise SystemExit(f"{tool} is not installed: `make bench` installs it (apt-get install wrk nghttp2-client)")
+
+    from kerasdrop._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
+
+def load_cell(name: str, cell, ports: tuple[int, int], rest_body, grpc_body, seconds: float) -> dict:
+    """One load run: REST predicts over `cell` connections (wrk), or gRPC Predict over 16 streams
+    (h2load) for the cell "grpc16"."""
+    rest_port, grpc_port = ports
+    if cell == "grpc16":
+        return h2load(f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict", grpc_body, 16,
+                      seconds)
+    return wrk(f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body, cell, seconds)
 
 
 def median_sample(samples: list[dict]) -> dict:
@@ -358,12 +373,18 @@ def report(name, results, big, workers: int) -> list[bool]:
           f"{spreads[-1][0]:.2f}x {spreads[-1][1]}")
     errors = sum(r.get("errors", 0) for r in results.values() if isinstance(r, dict))
     print(f"  non-2xx answers, wrk timeouts (10 s) or failed calls in all of the above: {errors}")
-    print(f"  {'target':58} {'measured':>9} {'goal':>8}  result")
+    return print_targets(checks)
+
+
+def print_targets(checks, width: int = 58, digits: int = 2) -> list[bool]:
+    """Prints `(label, measured, goal text, bound)` rows with PASS/FAIL: a positive bound is a floor
+    (measured >= bound), a negative one a ceiling (measured <= -bound)."""
+    print(f"  {'target':{width}} {'measured':>9} {'goal':>9}  result")
     passed = []
     for label, value, goal, bound in checks:
         ok = value >= bound if bound > 0 else value <= -bound
         passed.append(ok)
-        print(f"  {label:58} {value:9.2f} {goal:>8}  {'PASS' if ok else 'FAIL'}")
+        print(f"  {label:{width}} {value:9.{digits}f} {goal:>9}  {'PASS' if ok else 'FAIL'}")
     return passed
 
 
@@ -378,13 +399,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all servers; figures are medians (default: 3)")
     parser.add_argument("--models", default="lenet5,resnet18", help="comma-separated (default: lenet5,resnet18)")
     args = parser.parse_args()
-    for tool in ("wrk", "h2load"):
-        if subprocess.run(["which", tool], capture_output=True).returncode:
-            raise SystemExit(f"{tool} is not installed: `make bench` installs it (apt-get install wrk nghttp2-client)")
-
-    from kerasdrop._quiet import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
+    prepare_to_load()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-serve-bench-"))
     names = args.models.split(",")
     from kerasdrop.cli.serving import DEFAULT_WORKERS as workers

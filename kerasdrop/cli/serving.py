@@ -7,22 +7,59 @@ import os
 import pathlib
 
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
-from kerasdrop.serving.limits import (
-    DEFAULT_BODY_TIMEOUT_SECONDS,
-    DEFAULT_HEADER_TIMEOUT_SECONDS,
-    DEFAULT_KEEP_ALIVE_SECONDS,
-    DEFAULT_MAX_CONCURRENT_REQUESTS,
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_HEADER_COUNT,
-    DEFAULT_MAX_IMAGE_PIXELS,
-)
+from kerasdrop.serving import limits
 
 # bench/serve_latency.py measured 2 workers at 1.9-2.0x one worker's REST req/s on 2 cores; more
 # processes than cores only add memory (a copy of every model each) and context switches.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
-# Limits that 0 turns off (for a server behind a proxy that enforces its own; the benchmark's reference).
-LIMITS_ZERO_TURNS_OFF = ("max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
-                         "header_timeout_seconds", "body_timeout_seconds")
+
+# What one request may claim (README, "Exposing the server"): flag, type, default, whether 0 turns it
+# off (for a server behind a proxy that enforces its own; the benchmark's reference), help.
+REQUEST_LIMITS = [
+    ("--max-body-bytes", int, limits.DEFAULT_MAX_BODY_BYTES, False, "largest REST request body, enforced while reading"),
+    ("--max-inflight", int, limits.DEFAULT_MAX_INFLIGHT, False,
+     "requests running or queued per model, over all workers; beyond it 429 / RESOURCE_EXHAUSTED"),
+    ("--max-elements", int, limits.DEFAULT_MAX_ELEMENTS, False, "elements per input tensor of one request"),
+    ("--max-image-pixels", int, limits.DEFAULT_MAX_IMAGE_PIXELS, True,
+     "decoded pixels of the encoded images (JPEG, PNG, GIF, BMP) in one request, read from their headers before "
+     "decoding (4096x4096)"),
+    ("--max-concurrent-requests", int, limits.DEFAULT_MAX_CONCURRENT_REQUESTS, True,
+     "REST requests and gRPC calls being answered in one worker; beyond it 429 / RESOURCE_EXHAUSTED before the "
+     "request queues for a thread"),
+    ("--max-header-bytes", int, limits.DEFAULT_MAX_HEADER_BYTES, True, "a REST request's line and headers; beyond it 431"),
+    ("--max-header-count", int, limits.DEFAULT_MAX_HEADER_COUNT, True, "header fields of a REST request; beyond it 431"),
+    ("--header-timeout-seconds", float, limits.DEFAULT_HEADER_TIMEOUT_SECONDS, True,
+     "time from a REST request's first byte to the end of its headers; then 408 and the connection closes"),
+    ("--body-timeout-seconds", float, limits.DEFAULT_BODY_TIMEOUT_SECONDS, True,
+     "the longest wait for the next piece of a REST request's body; then 408 and the connection closes"),
+    ("--keep-alive-seconds", float, limits.DEFAULT_KEEP_ALIVE_SECONDS, False,
+     "an idle REST connection (kept alive, or new and silent) is closed after this"),
+    ("--request-timeout", float, 30.0, False,
+     "seconds a request may wait for its batch (--enable-batching) before 504 / DEADLINE_EXCEEDED"),
+]
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def _add_limit_options(serve) -> None:
+    limits = serve.add_argument_group("request limits", "what one request may claim, each refused before it is "
+                                                        "spent with an error naming the flag")
+    for flag, kind, default, zero_turns_off, text in REQUEST_LIMITS:
+        limits.add_argument(flag, type=kind, default=default,
+                            help=f"{text}{'; 0 turns it off' if zero_turns_off else ''} (default: "
+                                 f"{default if kind is int else format(default, 'g')})")
+
+
+def _check_positive(args: argparse.Namespace) -> None:
+    others = [("--max-batch-size", False), ("--batch-timeout-micros", True), ("--cheap-model-micros", True),
+              ("--drain-seconds", True), ("--workers", False)]
+    for flag, zero_allowed in [(flag, zero) for flag, _, _, zero, _ in REQUEST_LIMITS] + others:
+        value = getattr(args, _dest(flag))
+        if value < (0 if zero_allowed else 1):
+            raise UsageError(f"Invalid value received for {flag}. Expected {'0 or ' if zero_allowed else ''}a "
+                             f"positive number. Received: {value}")
 
 
 def register(commands) -> None:
@@ -51,36 +88,7 @@ def register(commands) -> None:
                        help="a model that runs one row in less than this (measured at load) is answered on the event "
                             "loop, never batched: a thread hop costs it more than the work; 0 sends every model "
                             "through threads and batching (default: 1000)")
-    serve.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
-                       help="largest REST request body, enforced while reading (default: 64 MiB)")
-    serve.add_argument("--max-inflight", type=int, default=128,
-                       help="requests running or queued per model; beyond it 429 / RESOURCE_EXHAUSTED (default: 128)")
-    serve.add_argument("--max-elements", type=int, default=1 << 24,
-                       help="elements per input tensor of one request (default: 16777216)")
-    serve.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
-                       help="decoded pixels of the encoded images (JPEG, PNG, GIF, BMP) in one request, read from "
-                            "their headers before decoding; 0 turns it off "
-                            f"(default: {DEFAULT_MAX_IMAGE_PIXELS} = 4096x4096)")
-    serve.add_argument("--max-concurrent-requests", type=int, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
-                       help="REST requests being read or answered, and gRPC calls, in one worker; beyond it 429 / "
-                            f"RESOURCE_EXHAUSTED before the request is read or queued; 0 turns it off (default: "
-                            f"{DEFAULT_MAX_CONCURRENT_REQUESTS})")
-    serve.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES,
-                       help="a REST request's line and headers; beyond it 431; 0 turns it off (default: 32 KiB)")
-    serve.add_argument("--max-header-count", type=int, default=DEFAULT_MAX_HEADER_COUNT,
-                       help="header fields of a REST request; beyond it 431; 0 turns it off "
-                            f"(default: {DEFAULT_MAX_HEADER_COUNT})")
-    serve.add_argument("--header-timeout-seconds", type=float, default=DEFAULT_HEADER_TIMEOUT_SECONDS,
-                       help="time from a REST request's first byte to the end of its headers; then 408 and the "
-                            f"connection closes; 0 turns it off (default: {DEFAULT_HEADER_TIMEOUT_SECONDS:g})")
-    serve.add_argument("--body-timeout-seconds", type=float, default=DEFAULT_BODY_TIMEOUT_SECONDS,
-                       help="the longest wait for the next piece of a REST request's body; then 408 and the "
-                            f"connection closes; 0 turns it off (default: {DEFAULT_BODY_TIMEOUT_SECONDS:g})")
-    serve.add_argument("--keep-alive-seconds", type=float, default=DEFAULT_KEEP_ALIVE_SECONDS,
-                       help="an idle REST connection (kept alive, or new and silent) is closed after this "
-                            f"(default: {DEFAULT_KEEP_ALIVE_SECONDS:g})")
-    serve.add_argument("--request-timeout", type=float, default=30.0,
-                       help="seconds before an unanswered request gets 504 / DEADLINE_EXCEEDED (default: 30)")
+    _add_limit_options(serve)
     serve.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                        help="processes serving both protocols on the same ports, with one --max-inflight limit "
                             "and one metrics page; one that dies is replaced, and 5 deaths within 60 s stop the "
@@ -117,14 +125,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from kerasdrop.serving.process.shared_counters import MAX_WORKERS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",
-                 "max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
-                 "header_timeout_seconds", "keep_alive_seconds", "body_timeout_seconds",
-                 "request_timeout", "drain_seconds", "workers"):
-        zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds", *LIMITS_ZERO_TURNS_OFF)
-        if getattr(args, flag) < (0 if zero_allowed else 1):
-            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected "
-                             f"{'0 or ' if zero_allowed else ''}a positive number. Received: {getattr(args, flag)}")
+    _check_positive(args)
     if args.workers > MAX_WORKERS:  # one column each in the shared admission table
         raise UsageError(f"Invalid value received for --workers. Expected a number from 1 to {MAX_WORKERS}. "
                          f"Received: {args.workers}")
@@ -132,17 +133,11 @@ def run_serve(args: argparse.Namespace) -> int:
                          backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
                          enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
-                         cheap_model_micros=args.cheap_model_micros,
-                         max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
-                         max_elements=args.max_elements, max_image_pixels=args.max_image_pixels,
-                         max_concurrent_requests=args.max_concurrent_requests, max_header_bytes=args.max_header_bytes,
-                         max_header_count=args.max_header_count, header_timeout_seconds=args.header_timeout_seconds,
-                         keep_alive_seconds=args.keep_alive_seconds, body_timeout_seconds=args.body_timeout_seconds,
-                         request_timeout=args.request_timeout,
-                         drain_seconds=args.drain_seconds, workers=args.workers,
-                         require_verification=args.require_verification,
+                         cheap_model_micros=args.cheap_model_micros, drain_seconds=args.drain_seconds,
+                         workers=args.workers, require_verification=args.require_verification,
                          ssl_config_file=_absolute(args.ssl_config_file),
-                         rest_ssl_config_file=_absolute(args.rest_ssl_config_file), plain_rest=args.plain_rest)
+                         rest_ssl_config_file=_absolute(args.rest_ssl_config_file), plain_rest=args.plain_rest,
+                         **{_dest(flag): getattr(args, _dest(flag)) for flag, *_ in REQUEST_LIMITS})
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")

@@ -15,23 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import kerasdrop
-from kerasdrop.exporting import export
+from tests.exporting.test_image_bytes import rgb_export  # noqa: F401  (a module fixture)
 from tests.serving.conftest import grpc_stubs, make_slow, rest, running_server
 
 SHAPE = (16, 16, 3)
-
-
-@pytest.fixture(scope="module")
-def image_repo(tmp_path_factory):
-    """An RGB classifier exported with --image-bytes (serving_bytes takes encoded JPEG/PNG)."""
-    import keras
-
-    keras.utils.set_random_seed(5)
-    model = kerasdrop.create_model("lenet5", num_classes=4, input_shape=SHAPE, input_range=(0, 255))
-    repo = tmp_path_factory.mktemp("repo") / "export"
-    export(model, name="rgb", repo=repo, image_bytes=True, models_config=None)
-    return repo
 
 
 LIMITS = {"max_header_bytes": 4096, "max_header_count": 20, "header_timeout_seconds": 1.0, "keep_alive_seconds": 1.0,
@@ -39,8 +26,9 @@ LIMITS = {"max_header_bytes": 4096, "max_header_count": 20, "header_timeout_seco
 
 
 @pytest.fixture(scope="module")
-def server(image_repo):
-    with running_server(repo=str(image_repo), **LIMITS) as running:
+def server(rgb_export):  # noqa: F811  (the imported fixture, by name)
+    result, _ = rgb_export  # an RGB lenet5 on 16x16x3, exported with --image-bytes
+    with running_server(repo=str(result.path.parent.parent), **LIMITS) as running:
         yield running
 
 
@@ -344,7 +332,10 @@ def test_a_progressive_jpeg_with_thousands_of_scans_is_refused():
 
 def test_a_tf_example_context_counts_its_bytes_for_every_example():
     from kerasdrop.serving.errors import ServingError
-    from kerasdrop.serving.protocols.tfserving.examples import check_context_size, json_context_values
+    from kerasdrop.serving.protocols.tfserving.examples import (
+        check_context_size,
+        json_context_values,
+    )
 
     check_context_size(10, json_context_values({"x": 1.0, "tags": ["a", "b"]}), 1 << 24)
     with pytest.raises(ServingError, match="--max-elements"):

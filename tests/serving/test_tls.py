@@ -10,13 +10,11 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from tests.serving.conftest import running_server
-
 
 # --- a private CA, a server certificate for localhost/127.0.0.1, client certificates ---------------------------
 

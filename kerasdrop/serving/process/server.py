@@ -19,18 +19,7 @@ import socket
 import threading
 
 from kerasdrop.errors import InvalidArgumentError
-from kerasdrop.serving.limits import (
-    DEFAULT_BODY_TIMEOUT_SECONDS,
-    DEFAULT_HEADER_TIMEOUT_SECONDS,
-    DEFAULT_KEEP_ALIVE_SECONDS,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONCURRENT_REQUESTS,
-    DEFAULT_MAX_ELEMENTS,
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_HEADER_COUNT,
-    DEFAULT_MAX_IMAGE_PIXELS,
-    DEFAULT_MAX_INFLIGHT,
-)
+from kerasdrop.serving import limits
 from kerasdrop.serving.models.admission import Admission
 from kerasdrop.serving.models.manager import ModelManager
 from kerasdrop.serving.models.repository import VersionPolicy
@@ -43,9 +32,10 @@ from kerasdrop.serving.process.supervisor import (
     Watchdog,
     install_crash_signals,
 )
-from kerasdrop.serving.protocols import grpc_services, rest_routers
+
 # Out of order on purpose: apart from the supervisor's imports above, so the two branches merge cleanly.
 from kerasdrop.serving.process.tls import grpc_server_credentials, rest_ssl_options  # noqa: I001
+from kerasdrop.serving.protocols import grpc_services, rest_routers
 
 log = logging.getLogger("kerasdrop.serve")
 
@@ -64,16 +54,16 @@ class ServeConfig:
     batch_timeout_micros: int = 1000
     cheap_model_micros: int = 1000  # a model running a row faster is answered on the event loop, unbatched
     models_config: str | None = None
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_inflight: int = DEFAULT_MAX_INFLIGHT  # per model, running or queued
-    max_elements: int = DEFAULT_MAX_ELEMENTS  # per input tensor of one request
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # decoded, over one request's encoded images
-    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS  # per worker, REST and gRPC each
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # a REST request's line and headers
-    max_header_count: int = DEFAULT_MAX_HEADER_COUNT
-    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS  # from a request's first byte to its head's end
-    keep_alive_seconds: float = DEFAULT_KEEP_ALIVE_SECONDS  # an idle REST connection is closed
-    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS  # the longest wait for the next piece of a body
+    max_body_bytes: int = limits.DEFAULT_MAX_BODY_BYTES
+    max_inflight: int = limits.DEFAULT_MAX_INFLIGHT  # per model, running or queued
+    max_elements: int = limits.DEFAULT_MAX_ELEMENTS  # per input tensor of one request
+    max_image_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS  # decoded, over one request's encoded images
+    max_concurrent_requests: int = limits.DEFAULT_MAX_CONCURRENT_REQUESTS  # per worker, REST and gRPC each
+    max_header_bytes: int = limits.DEFAULT_MAX_HEADER_BYTES  # a REST request's line and headers
+    max_header_count: int = limits.DEFAULT_MAX_HEADER_COUNT
+    header_timeout_seconds: float = limits.DEFAULT_HEADER_TIMEOUT_SECONDS  # from a request's first byte to its head's end
+    keep_alive_seconds: float = limits.DEFAULT_KEEP_ALIVE_SECONDS  # an idle REST connection is closed
+    body_timeout_seconds: float = limits.DEFAULT_BODY_TIMEOUT_SECONDS  # the longest wait for the next piece of a body
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
