@@ -15,8 +15,10 @@ from __future__ import annotations
 import errno
 import socket
 
+from kerasdrop.errors import KerasdropError
 
-class PortInUseError(OSError):
+
+class PortInUseError(KerasdropError, OSError):
     """A port another process (or server) already listens on; `kerasdrop serve` exits 2 naming it."""
 
 
