@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pathlib
 
-from kerasdrop.verification import graph, numerical, onnx_graph, parity, probes, runtimes, signatures, structure
+from kerasdrop.verification import agreement, graph, numerical, onnx_graph, parity, probes, runtimes, signatures, structure
 from kerasdrop.verification.report import Report, UnusableInputError
 
 
@@ -47,6 +47,8 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
     `for_export`: judged as `kerasdrop export` serves it (traced with training=False), so layers that
     only a call without `training` activates (augmentation) are warnings, listed in
     `report.neutralised`; for `kerasdrop verify` they are errors, as `model(x)` and `model.export` are.
+    With no probe range declared, the numerical checks run at every magnitude of
+    `probes.UNDECLARED_MAGNITUDES`, up to the first that shows an error.
     """
     report = Report(target=target or model.name, kind="keras")
     report.neutralised = structure.check_structure(model, report, for_export=for_export)
@@ -55,17 +57,39 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
         report.add(numerical.CHECK, "error", model.name, "the model declares no inputs (not built?): nothing could be "
                    "run, so inference mode is not proven", "build the model (call it once or give it an Input) and save it")
         return report
-    low, high = probe_range or numerical.keras_probe_range(model)
-    inputs = signatures.accepted_probes(lambda batch: runtimes.call_keras(model, batch, False), specs, [], low, high)
-    batch_test = probes.all_batched(specs)
-    numerical.check_function(lambda batch: runtimes.call_keras(model, batch, False), inputs, report,
-                             location=f"{model.name} called with training=False", batch_test=batch_test)
-    # `model(x)` is what `model.export`, `tf.saved_model.save` and most exporters trace.
-    numerical.check_function(lambda batch: runtimes.call_keras(model, batch, None), inputs, report,
-                             location=f"{model.name} called without training (as model.export traces it)",
-                             severity="warning" if for_export else "error", batch_test=batch_test)
-    numerical.check_keras_twin(model, runtimes.call_keras, inputs, report)
+    scale = probes.magnitudes(probe_range or probes.keras_declared_range(model), specs)
+    served_differences = []
+    for magnitude in scale:
+        errors = len(report.errors)
+        served_differences.append(_check_keras_at(model, specs, magnitude, report, for_export=for_export,
+                                                  label=len(scale) > 1))
+        if len(report.errors) > errors:
+            break  # the other magnitudes add nothing to a refusal
+    if not for_export:
+        agreement.reconcile(report, served_differences)
     return report
+
+
+def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool, label: bool) -> float | None:
+    """The numerical checks on probes of one magnitude; returns how far `model(x)` is from its twin."""
+    def served(training):
+        return lambda batch: runtimes.call_keras(model, batch, training)
+
+    inputs = signatures.accepted_probes(served(False), specs, [], magnitude.low, magnitude.high,
+                                        distribution=magnitude.distribution)
+    batch_test = probes.batched_names(specs)
+    at = f" [{magnitude.name} probes]" if label else ""
+    numerical.check_function(served(False), inputs, report, location=f"{model.name} called with training=False{at}",
+                             batch_test=batch_test)
+    # `model(x)` is what `model.export`, `tf.saved_model.save` and most exporters trace.
+    numerical.check_function(served(None), inputs, report,
+                             location=f"{model.name} called without training (as model.export traces it){at}",
+                             severity="warning" if for_export else "error", batch_test=batch_test)
+    numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, location=f"{model.name}{at}")
+    if for_export:
+        return None  # export serves the training=False trace only
+    return numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, training=None,
+                                      location=f"{model.name} called without training{at}")
 
 
 def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Report | None = None,
@@ -119,10 +143,14 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
     try:
         session = runtimes.onnx_session(path)
     except UnusableInputError as error:
-        if len(report.errors) == errors:
+        if len(report.errors) == errors and not onnx_graph.is_valid_onnx(path):
             raise
-        # Already refused by the graph scan: the verdict stands, with the load failure beside it.
-        report.add(numerical.CHECK, "error", f"onnx {path.name}", f"not run: {error}")
+        # A valid model ONNX Runtime cannot run (a newer opset, another runtime's ops): the graph scan
+        # is the whole verdict, and the report says so (exit 3 when the scan found nothing).
+        report.not_run.append({"artefact": str(path), "reason": str(error)})
+        report.add(numerical.CHECK, "warning", f"onnx {path.name}", f"not run: {error}; no runtime could execute it, "
+                   "so it is judged from its graph alone (repeatability and batch independence unproven)",
+                   "check it in the runtime that will serve it, or convert it to an opset ONNX Runtime runs")
         return None
     specs = runtimes.onnx_input_specs(session)
     if specs is None:
@@ -133,5 +161,5 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
     run = runtimes.onnx_runtime(session)
     inputs = signatures.accepted_probes(run, specs, [], low, high)
     numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}",
-                             batch_test=probes.all_batched(specs))
+                             batch_test=probes.batched_names(specs))
     return run

@@ -33,6 +33,24 @@ def read_onnx(path: pathlib.Path):
         raise UnusableInputError(f"{path} is not a readable ONNX model: {str(error).splitlines()[0][:300]}") from None
 
 
+def is_valid_onnx(path: pathlib.Path) -> bool:
+    """The ONNX checker accepts it (or refuses it only for an IR version or opset newer than it knows)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception:  # unreadable: not ONNX at all
+        return False
+    if not model.graph.node or not model.graph.output:
+        return False
+    try:
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx.checker.ValidationError and friends
+        text = str(error)
+        return "higher than" in text or "opset" in text.lower() and "newer" in text.lower()
+    return True
+
+
 def _subgraphs(node):
     import onnx
 

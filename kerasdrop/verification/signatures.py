@@ -28,7 +28,7 @@ class Served:
     variables: list = dataclasses.field(default_factory=list)
 
 
-def _candidates(specs, ops, low, high, batch, seed):
+def _candidates(specs, ops, low, high, batch, seed, distribution="uniform"):
     """Probe sets to try in order: PNGs for image-decoding signatures, tf.Examples for parsing ones, then
     dtype-shaped probes."""
     low, high = probes.integer_range(specs, low, high)
@@ -38,14 +38,14 @@ def _candidates(specs, ops, low, high, batch, seed):
     features = examples.dense_features(ops) if strings else []
     if features and len(specs) == 1:
         yield {specs[0].name: examples.example_probes(features, low, high, batch, seed)}
-    yield probes.probe_inputs(specs, low, high, batch=batch, seed=seed)
+    yield probes.probe_inputs(specs, low, high, batch=batch, seed=seed, distribution=distribution)
     if any(spec.kind == "int" for spec in specs):  # token ids: the smallest range any vocabulary accepts
         yield probes.probe_inputs(specs, 0.0, 1.0, batch=batch, seed=seed)
 
 
-def accepted_probes(run, specs, ops, low, high, batch=probes.BATCH, seed=0) -> dict:
+def accepted_probes(run, specs, ops, low, high, batch=probes.BATCH, seed=0, distribution="uniform") -> dict:
     """The first candidate probe set `run` accepts (else the first one, whose failure the check reports)."""
-    candidates = list(_candidates(specs, ops, low, high, batch, seed))
+    candidates = list(_candidates(specs, ops, low, high, batch, seed, distribution))
     for inputs in candidates:
         try:
             numerical.call(run, inputs)
@@ -97,9 +97,9 @@ def _check_one(name, meta_graph, loaded, session, warmup, declared, report):
     inputs = accepted_probes(run, specs, ops, low, high)
     errors = len(report.errors)
     numerical.check_function(run, inputs, report, location=location, expect_stochastic=stochastic,
-                             batch_test=probes.all_batched(specs))
+                             batch_test=probes.batched_names(specs))
     for index, request in enumerate(warmup if not stochastic else []):
-        numerical.check_function(run, _warmup_inputs(request, specs), report, batch_test=probes.all_batched(specs),
+        numerical.check_function(run, _warmup_inputs(request, specs), report, batch_test=probes.batched_names(specs),
                                  location=f"{location} warmup request {index + 1} (assets.extra)")
     if not stochastic and signature is not None and len(report.errors) == errors:
         parity.check_parity({"tf2 loader": run, "TF Serving's session path": session_run}, {
