@@ -109,11 +109,11 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
             onnx_graph.check_onnx_graph(onnx_path, report)
         return report
     warmups = probes.warmup_probes(directory)
-    low, high = probe_range or probes.warmup_range([request for requests in warmups.values() for request in requests]) \
-        or probes.DEFAULT_RANGE
-    served = signatures.check_signatures(directory, scan, report, probe_range=(low, high), warmups=warmups)
+    declared = probe_range or probes.warmup_range([request for requests in warmups.values() for request in requests])
+    low, high = declared or probes.DEFAULT_RANGE
+    served = signatures.check_signatures(directory, scan, report, probe_range=declared, warmups=warmups)
     serving = served.get("serving_default")
-    onnx_run = check_onnx(onnx_path, report, probe_range=(low, high)) if onnx_path.is_file() else None
+    onnx_run = check_onnx(onnx_path, report, probe_range=declared) if onnx_path.is_file() else None
     if serving is None:
         if reference:
             report.add(parity.CHECK, "error", "signature serving_default", "no serving_default signature that runs, so "
@@ -157,9 +157,14 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
         report.add(numerical.CHECK, "warning", f"onnx {path.name}", "an input is not a plain tensor (sequence or "
                    "map): numerical checks skipped (the graph scan covered it)")
         return None
-    low, high = probes.integer_range(specs, *(probe_range or probes.DEFAULT_RANGE))
     run = runtimes.onnx_runtime(session)
-    inputs = signatures.accepted_probes(run, specs, [], low, high)
-    numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}",
-                             batch_test=probes.batched_names(specs))
+    for index, magnitude in enumerate(probes.magnitudes(probe_range, specs)):
+        errors = len(report.errors)
+        low, high = probes.integer_range(specs, magnitude.low, magnitude.high)
+        inputs = signatures.accepted_probes(run, specs, [], low, high, distribution=magnitude.distribution)
+        at = f" [{magnitude.name} probes]" if index else ""
+        numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}{at}",
+                                 batch_test=probes.batched_names(specs))
+        if len(report.errors) > errors:
+            break  # the other magnitudes add nothing to a refusal
     return run

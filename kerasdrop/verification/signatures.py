@@ -62,8 +62,11 @@ def _warmup_inputs(request: dict, specs) -> dict:
 
 
 def check_signatures(directory: pathlib.Path, scan: graph.GraphScan, report: Report, *,
-                     probe_range: tuple[float, float], warmups: dict) -> dict[str, Served]:
-    """Judges every signature; returns those that ran, by name. `warmups`: replayed requests by signature."""
+                     probe_range: tuple[float, float] | None, warmups: dict) -> dict[str, Served]:
+    """Judges every signature; returns those that ran, by name. `warmups`: replayed requests by signature.
+
+    `probe_range` None: nothing declares one, so each signature is probed at every magnitude.
+    """
     meta_graph = graph.read_saved_model(directory)
     loaded = runtimes.load_saved_model(directory)
     session = runtimes.SessionRuntime(directory)
@@ -93,11 +96,17 @@ def _check_one(name, meta_graph, loaded, session, warmup, declared, report):
     run = runtimes.tf2_signature_runtime(signature) if signature is not None else session_run
     stochastic = name in graph.STOCHASTIC_SIGNATURES
     ops = graph.signature_ops(meta_graph, name)
-    low, high = declared
-    inputs = accepted_probes(run, specs, ops, low, high)
+    scale = probes.magnitudes(declared, specs)
+    inputs = accepted_probes(run, specs, ops, scale[0].low, scale[0].high, distribution=scale[0].distribution)
     errors = len(report.errors)
     numerical.check_function(run, inputs, report, location=location, expect_stochastic=stochastic,
                              batch_test=probes.batched_names(specs))
+    for magnitude in scale[1:] if not stochastic else []:
+        if len(report.errors) > errors:
+            break  # the other magnitudes add nothing to a refusal
+        numerical.check_function(run, accepted_probes(run, specs, ops, magnitude.low, magnitude.high,
+                                                      distribution=magnitude.distribution), report,
+                                 location=f"{location} [{magnitude.name} probes]", batch_test=probes.batched_names(specs))
     for index, request in enumerate(warmup if not stochastic else []):
         numerical.check_function(run, _warmup_inputs(request, specs), report, batch_test=probes.batched_names(specs),
                                  location=f"{location} warmup request {index + 1} (assets.extra)")

@@ -161,8 +161,9 @@ def _stochastic(call: LayerCall, kind: str, report: Report) -> None:
     elif kind == "random" and is_identity(call.layer):
         report.add(CHECK, "info", call.path, f"{name} {_how(call)} but every rate is 0: the identity, harmless")
     elif kind == "batch_norm" and effective_training(call.layer, True) is False:
-        report.add(CHECK, "info", call.path, f"BatchNormalization {_how(call)} but is frozen (trainable=False): "
-                   "Keras runs it in inference mode (moving statistics), harmless")
+        why = "it is called with" if call.pinned is True else "an enclosing call passes"
+        report.add(CHECK, "info", call.path, f"BatchNormalization is frozen (trainable=False), so Keras runs it in "
+                   f"inference mode (moving statistics) although {why} training=True: harmless")
     elif kind == "batch_norm":
         report.add(CHECK, "error", call.path, f"BatchNormalization {_how(call)}: it uses the batch's statistics, so "
                    "a prediction depends on the other rows of the batch",
