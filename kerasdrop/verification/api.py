@@ -58,20 +58,25 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
                    "run, so inference mode is not proven", "build the model (call it once or give it an Input) and save it")
         return report
     scale = probes.magnitudes(probe_range or probes.keras_declared_range(model), specs)
-    served_differences = []
+    first_probes = None
     for magnitude in scale:
         errors = len(report.errors)
-        served_differences.append(_check_keras_at(model, specs, magnitude, report, for_export=for_export,
-                                                  label=len(scale) > 1))
+        inputs = _check_keras_at(model, specs, magnitude, report, for_export=for_export, label=len(scale) > 1,
+                                 optional=magnitude is not scale[0])
+        first_probes = first_probes or inputs
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
     if not for_export:
-        agreement.reconcile(report, served_differences)
+        agreement.reconcile(report, model, first_probes)
     return report
 
 
-def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool, label: bool) -> float | None:
-    """The numerical checks on probes of one magnitude; returns how far `model(x)` is from its twin."""
+def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool, label: bool,
+                    optional: bool) -> dict | None:
+    """The numerical checks on probes of one magnitude; returns the probes (None if the model refused them).
+
+    `optional`: an extra magnitude the model may refuse (recorded as such, not an error).
+    """
     def served(training):
         return lambda batch: runtimes.call_keras(model, batch, training)
 
@@ -79,6 +84,13 @@ def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool
                                         distribution=magnitude.distribution)
     batch_test = probes.batched_names(specs)
     at = f" [{magnitude.name} probes]" if label else ""
+    if optional:
+        try:
+            numerical.call(served(False), inputs)
+        except numerical.ProbeFailed as failure:
+            report.add(numerical.CHECK, "info", f"{model.name}{at}", f"refuses probes of this magnitude ({failure}): "
+                       "outside the inputs it accepts, so not judged there")
+            return None
     numerical.check_function(served(False), inputs, report, location=f"{model.name} called with training=False{at}",
                              batch_test=batch_test)
     # `model(x)` is what `model.export`, `tf.saved_model.save` and most exporters trace.
@@ -86,10 +98,10 @@ def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool
                              location=f"{model.name} called without training (as model.export traces it){at}",
                              severity="warning" if for_export else "error", batch_test=batch_test)
     numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, location=f"{model.name}{at}")
-    if for_export:
-        return None  # export serves the training=False trace only
-    return numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, training=None,
-                                      location=f"{model.name} called without training{at}")
+    if not for_export:  # export serves the training=False trace only
+        numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, training=None,
+                                   location=f"{model.name} called without training{at}")
+    return inputs
 
 
 def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Report | None = None,
@@ -164,7 +176,7 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
         inputs = signatures.accepted_probes(run, specs, [], low, high, distribution=magnitude.distribution)
         at = f" [{magnitude.name} probes]" if index else ""
         numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}{at}",
-                                 batch_test=probes.batched_names(specs))
+                                 batch_test=probes.batched_names(specs), optional=index > 0)
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
     return run

@@ -100,14 +100,23 @@ def _describe(key: str, difference: float, outputs: dict) -> str:
     return f"up to {difference:.3g} in {key!r}"
 
 
-def check_function(function: Callable, inputs, report: Report, *, location: str,
-                   expect_stochastic: bool = False, severity: str = "error", batch_test: bool = True) -> None:
+def check_function(function: Callable, inputs, report: Report, *, location: str, expect_stochastic: bool = False,
+                   severity: str = "error", batch_test: bool = True, optional: bool = False) -> None:
     """Repeatability and batch independence of `function(inputs) -> outputs`.
 
     `inputs`: one array or `{input name: array}`. `severity` is what a failure counts as ("warning"
-    for call paths kerasdrop never serves). `batch_test=False` for fixed-shape inputs.
+    for call paths kerasdrop never serves). `batch_test=False` for fixed-shape inputs; a frozenset
+    names the batched inputs (the others are passed whole). `optional`: probes of an extra magnitude,
+    which a servable may refuse (a ratio must be < 1): a refusal is recorded, not an error.
     """
     started = time.perf_counter()
+    if optional:
+        try:
+            call(function, inputs)
+        except ProbeFailed as failure:
+            report.add(CHECK, "info", location, f"refuses probes of this magnitude ({failure}): outside the inputs it "
+                       "accepts, so not judged there")
+            return
     try:
         _check(function, inputs, report, location, expect_stochastic, severity, batch_test)
     except ProbeFailed as failure:

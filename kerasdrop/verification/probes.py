@@ -106,6 +106,9 @@ def _one_input(spec: InputSpec, low: float, high: float, batch: int, rng, distri
         return np.vectorize(lambda value: str(value).encode(), otypes=[object])(numbers)
     if spec.kind == "int" and spec.vocabulary:
         low, high = 0.0, float(spec.vocabulary - 1)
+    if spec.kind == "float" and not shape:
+        # A 0-d float is a parameter (a ratio, a temperature), not data: the unit interval at every magnitude.
+        low, high, distribution = 0.0, 1.0, "uniform"
     values = low + (high - low) * unit
     if spec.kind == "float" and distribution == "normal":
         values = rng.standard_normal(size=shape) * brightness
