@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pathlib
 
-from kerasdrop.verification import agreement, graph, numerical, onnx_graph, parity, probes, runtimes, signatures, structure
+from kerasdrop.verification import agreement, draws, graph, numerical, onnx_graph, parity, probes, runtimes, signatures, structure
 from kerasdrop.verification.report import Report, UnusableInputError
 
 
@@ -98,6 +98,11 @@ def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool
                              location=f"{model.name} called without training (as model.export traces it){at}",
                              severity="warning" if for_export else "error", batch_test=batch_test)
     numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, location=f"{model.name}{at}")
+    if not optional:  # a random draw shows at any magnitude: once is enough
+        draws.check_random_draws(model, inputs, report, training=False,
+                                 location=f"{model.name} called with training=False")
+        draws.check_random_draws(model, inputs, report, training=None, location=f"{model.name} called without "
+                                 "training (as model.export traces it)", severity="warning" if for_export else "error")
     if not for_export:  # export serves the training=False trace only
         numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, training=None,
                                    location=f"{model.name} called without training{at}")

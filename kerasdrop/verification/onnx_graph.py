@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from kerasdrop.verification.ops import ONNX_RANDOM_OPS
+from kerasdrop.verification.ops import ONNX_RANDOM_OPS, TF_STATEFUL_RANDOM_OPS, TF_STATELESS_RANDOM_OPS
 from kerasdrop.verification.report import CheckRun, Report, UnusableInputError
 from kerasdrop.verification.structure import STOCHASTIC_ACTION
 
@@ -151,6 +151,12 @@ def check_onnx_graph(path: pathlib.Path, report: Report) -> None:
         if node.op_type in ONNX_RANDOM_OPS or (node.domain == "com.microsoft" and node.op_type in ONNX_CONTRIB_RANDOM_OPS):
             problems += 1
             report.add(CHECK, "error", f"onnx node {location}", f"random op {node.op_type}", STOCHASTIC_ACTION)
+        elif node.op_type in TF_STATEFUL_RANDOM_OPS or node.op_type in TF_STATELESS_RANDOM_OPS:
+            # tf2onnx leaves TensorFlow ops it cannot convert in place (e.g. a stochastic-depth Dropout's
+            # StatelessRandomUniformV2): not ONNX, and random in whichever runtime implements it.
+            problems += 1
+            report.add(CHECK, "error", f"onnx node {location}", f"TensorFlow random op {node.op_type} left "
+                       "unconverted by the exporter: random (or a fixed mask) wherever it runs", STOCHASTIC_ACTION)
         elif node.op_type == "Dropout" and node.domain in ("", "ai.onnx"):
             state = _dropout_finding(node, scope)
             if state:

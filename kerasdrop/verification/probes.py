@@ -155,13 +155,34 @@ def keras_input_specs(model) -> list[InputSpec]:
     except (AttributeError, ValueError):
         return []
     vocabulary, tokens = keras_vocabulary(model)
+    by_input = input_vocabularies(model)
     for tensor in tensors:
         dtype = object if str(tensor.dtype) == "string" else np.dtype(str(tensor.dtype))
         shape = tuple(tensor.shape)
+        ids = by_input.get(tensor.name, vocabulary) if np.issubdtype(dtype, np.integer) else None
         specs.append(InputSpec(tensor.name, dtype, shape[1:], batched=bool(shape) and shape[0] is None,
-                               vocabulary=vocabulary if np.issubdtype(dtype, np.integer) else None,
+                               vocabulary=ids,
                                tokens=tokens if dtype == object else None))
     return specs
+
+
+def input_vocabularies(model) -> dict[str, int]:
+    """`{input name: input_dim}` for inputs fed straight into an Embedding, in the model or a nested
+    functional model (keras-hub backbones: `token_ids` -> token embedding, `segment_ids` -> 2 segments)."""
+    import keras
+
+    found = {}
+    for layer in model._flatten_layers(include_self=True):
+        try:
+            tensors = list(layer.inputs or []) if isinstance(layer, keras.Model) else []
+        except (AttributeError, ValueError):  # a subclassed model declares no inputs
+            tensors = []
+        for tensor in tensors:
+            for consumer in layer.layers:
+                if isinstance(consumer, keras.layers.Embedding) and any(
+                        any(x is tensor for x in node.input_tensors) for node in consumer._inbound_nodes):
+                    found.setdefault(tensor.name, int(consumer.input_dim))
+    return found
 
 
 def keras_vocabulary(model) -> tuple[int | None, tuple | None]:

@@ -19,6 +19,8 @@ from kerasdrop.verification.report import CheckRun, Report
 CHECK = "structure"
 STOCHASTIC_ACTION = ("call the layer without `training=True`; if you want stochastic inference, export with "
                      "`--mc-samples N`, which adds an `mc_dropout` signature and keeps `serving_default` deterministic")
+# Packages whose layers are Keras' own or built only from them (walked into, not flagged as custom).
+KERAS_LIBRARIES = ("keras.", "keras_hub.", "keras_nlp.", "keras_cv.")
 # Attributes that scale a stochastic layer's effect; all present and 0 means the layer is the identity.
 _RATE_ATTRIBUTES = ("rate", "stddev", "dropout", "recurrent_dropout")
 
@@ -66,7 +68,9 @@ def layer_kind(layer) -> str | None:
         preprocessing = "preprocessing" in type(layer).__module__
         return "augmentation" if preprocessing or _call_default_training(layer) is True else "random"
     module = type(layer).__module__
-    if isinstance(layer, keras.Model) or module.startswith("keras."):
+    # keras-hub's (formerly keras-nlp's/keras-cv's) layers are built from Keras layers, which are walked
+    # and judged on their own; the layer itself draws nothing (it owns no SeedGenerator, checked above).
+    if isinstance(layer, keras.Model) or module.startswith(KERAS_LIBRARIES):
         return None
     return "custom"
 
