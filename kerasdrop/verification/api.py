@@ -98,14 +98,17 @@ def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool
                              location=f"{model.name} called without training (as model.export traces it){at}",
                              severity="warning" if for_export else "error", batch_test=batch_test)
     numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, location=f"{model.name}{at}")
+    if for_export:
+        # Export serves the training=False trace only, and re-verifies the SavedModel it writes, whose
+        # graph scan sees every random op the trace kept.
+        return inputs
     if not optional:  # a random draw shows at any magnitude: once is enough
         draws.check_random_draws(model, inputs, report, training=False,
                                  location=f"{model.name} called with training=False")
-        draws.check_random_draws(model, inputs, report, training=None, location=f"{model.name} called without "
-                                 "training (as model.export traces it)", severity="warning" if for_export else "error")
-    if not for_export:  # export serves the training=False trace only
-        numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, training=None,
-                                   location=f"{model.name} called without training{at}")
+        draws.check_random_draws(model, inputs, report, training=None,
+                                 location=f"{model.name} called without training (as model.export traces it)")
+    numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, training=None,
+                               location=f"{model.name} called without training{at}")
     return inputs
 
 

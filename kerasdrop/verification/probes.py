@@ -71,10 +71,6 @@ class InputSpec:
         return "int" if np.issubdtype(self.dtype, np.integer) else "float"
 
 
-def all_batched(specs: list[InputSpec]) -> bool:
-    return bool(specs) and all(spec.batched for spec in specs)
-
-
 def batched_names(specs: list[InputSpec]) -> frozenset:
     """The inputs a batch test slices row by row; the others (0-d flags, fixed tensors) go whole to each call."""
     return frozenset(spec.name for spec in specs if spec.batched)
