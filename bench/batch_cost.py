@@ -46,7 +46,7 @@ def main() -> None:
     import keras
 
     from kerasdrop.exporting import export
-    from kerasdrop.serving.backends import _onnx_session
+    from kerasdrop.serving.models.backends import _onnx_session
     from kerasdrop.zoo import create_model
 
     repo = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-batch-cost-")) / "export"

@@ -157,3 +157,76 @@ def test_no_function_is_longer_than_a_screen():
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(PACKAGE_ROOT.parent)}:{node.lineno} {node.name} ({lines} lines)")
     assert long == [], "functions longer than a screen:\n" + "\n".join(long)
+
+
+# Inside kerasdrop/serving/: the layers its package docstring draws, bottom to top. The two leaves
+# (errors, limits) are read by all; the model lifecycle knows no protocol; the protocols know no
+# process; the process layer wires them. Nothing else lives at serving's top level.
+SERVING_LAYERS = {"errors": 0, "limits": 0, "models": 1, "protocols": 2, "process": 3}
+
+
+def _serving_part(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] != ["kerasdrop", "serving"] or len(parts) == 2:
+        return None
+    return parts[2]
+
+
+def test_serving_is_laid_out_by_layer():
+    unplaced = sorted({part for part in map(_serving_part, _modules()) if part is not None} - set(SERVING_LAYERS))
+    assert unplaced == [], (f"kerasdrop.serving.{', kerasdrop.serving.'.join(unplaced)} is in no serving layer: "
+                            "move it into models/, protocols/ or process/ (kerasdrop/serving/__init__.py)")
+
+
+def serving_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports inside kerasdrop.serving that go up or sideways between its layers."""
+    wrong = []
+    for module, targets in sorted(graph.items()):
+        source = _serving_part(module)
+        if source is None:
+            continue
+        for target in sorted(targets):
+            destination = _serving_part(target)
+            if destination is None or destination == source:
+                continue
+            if SERVING_LAYERS.get(destination, -1) >= SERVING_LAYERS.get(source, -1):
+                wrong.append(f"{module} -> {target}")
+    return wrong
+
+
+def test_serving_imports_only_go_down_its_layers():
+    assert serving_violations(import_graph()) == [], "serving imports that go up or sideways:\n" + "\n".join(
+        serving_violations(import_graph()))
+
+
+@pytest.mark.parametrize("source, target, allowed", [
+    ("protocols/a.py", "kerasdrop.serving.models.b", True), ("process/a.py", "kerasdrop.serving.protocols.b", True),
+    ("models/a.py", "kerasdrop.serving.limits", True), ("models/a.py", "kerasdrop.serving.protocols.b", False),
+    ("protocols/a.py", "kerasdrop.serving.process.b", False), ("models/a.py", "kerasdrop.serving.process.b", False),
+])
+def test_the_serving_layer_rule_tells_down_from_up(source, target, allowed):
+    graph = {"kerasdrop.serving." + source[:-3].replace("/", "."): {target}}
+    assert (serving_violations(graph) == []) is allowed
+
+
+def test_one_protocol_never_imports_another():
+    wrong = []
+    for module, targets in sorted(import_graph().items()):
+        parts = module.split(".")
+        if parts[:3] != ["kerasdrop", "serving", "protocols"] or len(parts) < 5:
+            continue
+        for target in targets:
+            other = target.split(".")
+            if other[:3] == parts[:3] and len(other) >= 5 and other[3] != parts[3]:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == [], ("a protocol imports another (share the code through protocols/ itself):\n"
+                         + "\n".join(sorted(wrong)))
+
+
+MAX_MODULE_LINES = 400  # a module a reader holds in mind at once; past it, one file holds two concepts
+
+
+def test_no_module_is_longer_than_a_reader_holds_in_mind():
+    long = [f"{path.relative_to(PACKAGE_ROOT.parent)} ({lines} lines)" for path in sorted(PACKAGE_ROOT.rglob("*.py"))
+            if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert long == [], f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(long)

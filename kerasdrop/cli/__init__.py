@@ -11,7 +11,15 @@ import argparse
 import sys
 from typing import Sequence
 
-from kerasdrop.cli import exporting, models, predict, serving, studies, training, verification
+from kerasdrop.cli import (
+    exporting,
+    models,
+    predict,
+    serving,
+    studies,
+    training,
+    verification,
+)
 from kerasdrop.cli._options import UsageError
 from kerasdrop.errors import KerasdropError
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from kerasdrop.cli._options import UsageError, add_head_options, dropout_value, float_list, int_list, quiet_tensorflow
+from kerasdrop.cli._options import (
+    UsageError,
+    add_head_options,
+    dropout_value,
+    float_list,
+    int_list,
+    quiet_tensorflow,
+)
 
 
 def register(commands) -> None:

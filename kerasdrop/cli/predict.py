@@ -15,20 +15,26 @@ def register(commands) -> None:
     predict = commands.add_parser("predict", help="send images to a TF Serving server; print class and probabilities")
     predict.add_argument("files", nargs="+", help="PNG/JPEG images (resized to the model input) or .npy arrays")
     predict.add_argument("--url", default="http://127.0.0.1:8501",
-                         help="http://HOST:PORT (REST) or grpc://HOST:PORT (default: http://127.0.0.1:8501)")
+                         help="http://HOST:PORT (REST) or grpc://HOST:PORT; https:// and grpcs:// over TLS "
+                              "(default: http://127.0.0.1:8501)")
     predict.add_argument("--model", required=True, help="model name on the server")
     predict.add_argument("--version", type=int, help="model version (default: the server's latest)")
     predict.add_argument("--signature",
                          help="signature to call, e.g. mc_dropout; its outputs are printed (default: serving_bytes, "
                               "sent the files' bytes, when the model has it and every file is a PNG/JPEG; else "
                               "serving_default, sent decoded pixels)")
+    tls = predict.add_argument_group("TLS", "for a server with --ssl-config-file: use an https:// or grpcs:// --url")
+    tls.add_argument("--ca-cert", metavar="PEM", help="CA certificate that signed the server's (default: the system's CAs)")
+    tls.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS, with --client-key "
+                                                          "(default: none)")
+    tls.add_argument("--client-key", metavar="PEM", help="the client certificate's private key (default: none)")
     predict.set_defaults(handler=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from kerasdrop.serving.client import ServingClient, ServingClientError
+    from kerasdrop.cli.client import ServingClientError
 
-    client = ServingClient(args.url)
+    client = _client(args)
     if client.protocol == "grpc":
         quiet_tensorflow()  # the gRPC path builds TensorProtos with TensorFlow
     try:
@@ -45,11 +51,43 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"kerasdrop predict: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"kerasdrop predict: cannot reach {args.url}: {error}", file=sys.stderr)
+        print(f"kerasdrop predict: cannot reach {args.url}: {error}{_tls_hint(client, args, error)}", file=sys.stderr)
         return 1
     for row, label in enumerate(labels):
         print(f"{label}: {_describe_outputs({name: values[row] for name, values in outputs.items()})}")
     return 0
+
+
+def _client(args):
+    """The client for --url with the TLS files; a missing file or a flag without https/grpcs is exit 2."""
+    import pathlib
+
+    from kerasdrop.cli.client import ServingClient
+
+    for flag in ("ca_cert", "client_cert", "client_key"):
+        path = getattr(args, flag)
+        if path is not None and not pathlib.Path(path).is_file():
+            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a PEM file. "
+                             f"Received: {path} (no such file)")
+    try:
+        return ServingClient(args.url, ca_cert=args.ca_cert, client_cert=args.client_cert, client_key=args.client_key)
+    except OSError as error:  # ssl.SSLError (an OSError) for a file that is not PEM, or a key not the certificate's
+        raise UsageError(f"Invalid value received for --ca-cert/--client-cert/--client-key. Expected PEM files of "
+                         f"a certificate and its key. Received: {error}") from None
+
+
+def _tls_hint(client, args, error: OSError) -> str:
+    """Why a server may have hung up on the client: TLS spoken to plain HTTP, or mutual TLS without a
+    client certificate (TLS 1.3 servers refuse that after the handshake, so it reads as a hang-up)."""
+    import http.client
+
+    if not isinstance(error, http.client.RemoteDisconnected):
+        return ""
+    if not client.tls:
+        return " (if the server has --ssl-config-file: an https:// URL)"
+    if args.client_cert is None:
+        return " (if the server verifies clients: --client-cert and --client-key)"
+    return ""
 
 
 def _default_signature(signatures: dict, files) -> str:
@@ -77,7 +115,7 @@ def _images_with_labels(files, row_shape):
     """One batch of every image, and one label per row: `file` for an image, `file[row]` for N-row .npy files."""
     import numpy as np
 
-    from kerasdrop.serving.client import load_images
+    from kerasdrop.cli.client import load_images
 
     batches, labels = [], []
     for path in files:

@@ -7,10 +7,22 @@ import os
 import pathlib
 
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
+from kerasdrop.serving.limits import (
+    DEFAULT_BODY_TIMEOUT_SECONDS,
+    DEFAULT_HEADER_TIMEOUT_SECONDS,
+    DEFAULT_KEEP_ALIVE_SECONDS,
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_IMAGE_PIXELS,
+)
 
 # bench/serve_latency.py measured 2 workers at 1.9-2.0x one worker's REST req/s on 2 cores; more
 # processes than cores only add memory (a copy of every model each) and context switches.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+# Limits that 0 turns off (for a server behind a proxy that enforces its own; the benchmark's reference).
+LIMITS_ZERO_TURNS_OFF = ("max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
+                         "header_timeout_seconds", "body_timeout_seconds")
 
 
 def register(commands) -> None:
@@ -45,51 +57,113 @@ def register(commands) -> None:
                        help="requests running or queued per model; beyond it 429 / RESOURCE_EXHAUSTED (default: 128)")
     serve.add_argument("--max-elements", type=int, default=1 << 24,
                        help="elements per input tensor of one request (default: 16777216)")
+    serve.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                       help="decoded pixels of the encoded images (JPEG, PNG, GIF, BMP) in one request, read from "
+                            "their headers before decoding; 0 turns it off "
+                            f"(default: {DEFAULT_MAX_IMAGE_PIXELS} = 4096x4096)")
+    serve.add_argument("--max-concurrent-requests", type=int, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+                       help="REST requests being read or answered, and gRPC calls, in one worker; beyond it 429 / "
+                            f"RESOURCE_EXHAUSTED before the request is read or queued; 0 turns it off (default: "
+                            f"{DEFAULT_MAX_CONCURRENT_REQUESTS})")
+    serve.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES,
+                       help="a REST request's line and headers; beyond it 431; 0 turns it off (default: 32 KiB)")
+    serve.add_argument("--max-header-count", type=int, default=DEFAULT_MAX_HEADER_COUNT,
+                       help="header fields of a REST request; beyond it 431; 0 turns it off "
+                            f"(default: {DEFAULT_MAX_HEADER_COUNT})")
+    serve.add_argument("--header-timeout-seconds", type=float, default=DEFAULT_HEADER_TIMEOUT_SECONDS,
+                       help="time from a REST request's first byte to the end of its headers; then 408 and the "
+                            f"connection closes; 0 turns it off (default: {DEFAULT_HEADER_TIMEOUT_SECONDS:g})")
+    serve.add_argument("--body-timeout-seconds", type=float, default=DEFAULT_BODY_TIMEOUT_SECONDS,
+                       help="the longest wait for the next piece of a REST request's body; then 408 and the "
+                            f"connection closes; 0 turns it off (default: {DEFAULT_BODY_TIMEOUT_SECONDS:g})")
+    serve.add_argument("--keep-alive-seconds", type=float, default=DEFAULT_KEEP_ALIVE_SECONDS,
+                       help="an idle REST connection (kept alive, or new and silent) is closed after this "
+                            f"(default: {DEFAULT_KEEP_ALIVE_SECONDS:g})")
     serve.add_argument("--request-timeout", type=float, default=30.0,
                        help="seconds before an unanswered request gets 504 / DEADLINE_EXCEEDED (default: 30)")
     serve.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                        help="processes serving both protocols on the same ports, with one --max-inflight limit "
-                            f"and one metrics page (default: min(2, CPU cores) = {DEFAULT_WORKERS})")
+                            "and one metrics page; one that dies is replaced, and 5 deaths within 60 s stop the "
+                            f"server, exit 2 (default: min(2, CPU cores) = {DEFAULT_WORKERS}; at most 64)")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
     serve.add_argument("--require-verification", action="store_true",
                        help="serve only versions whose verification.json reports a pass (default: off, so any "
                             "TF Serving repository serves)")
+    _add_tls_options(serve)
     serve.set_defaults(handler=run_serve)
+
+
+def _add_tls_options(serve) -> None:
+    tls = serve.add_argument_group("TLS", "TF Serving's SSLConfig text proto (ssl_config.proto): server_key, "
+                                          "server_cert (PEM text inline), custom_ca, client_verify (mutual TLS)")
+    tls.add_argument("--ssl-config-file", metavar="FILE",
+                     help="secure gRPC and REST with this SSLConfig, as TF Serving's --ssl_config_file secures gRPC "
+                          "(default: none, plaintext)")
+    tls.add_argument("--rest-ssl-config-file", metavar="FILE",
+                     help="REST's own SSLConfig, e.g. a certificate browsers trust while gRPC keeps an internal CA "
+                          "(default: --ssl-config-file's)")
+    tls.add_argument("--plain-rest", action="store_true",
+                     help="keep REST plaintext while gRPC has TLS, as real TF Serving does (e.g. behind a proxy that "
+                          "terminates TLS) (default: off)")
 
 
 def run_serve(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     import logging
 
-    from kerasdrop.serving.ports import PortInUseError
-    from kerasdrop.serving.server import ServeConfig, Server
+    from kerasdrop.serving.process.ports import PortInUseError
+    from kerasdrop.serving.process.server import ServeConfig, Server
+    from kerasdrop.serving.process.shared_counters import MAX_WORKERS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for flag in ("max_batch_size", "batch_timeout_micros", "cheap_model_micros", "max_body_bytes", "max_inflight", "max_elements",
+                 "max_image_pixels", "max_concurrent_requests", "max_header_bytes", "max_header_count",
+                 "header_timeout_seconds", "keep_alive_seconds", "body_timeout_seconds",
                  "request_timeout", "drain_seconds", "workers"):
-        zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds")
+        zero_allowed = flag in ("batch_timeout_micros", "cheap_model_micros", "drain_seconds", *LIMITS_ZERO_TURNS_OFF)
         if getattr(args, flag) < (0 if zero_allowed else 1):
             raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected "
                              f"{'0 or ' if zero_allowed else ''}a positive number. Received: {getattr(args, flag)}")
+    if args.workers > MAX_WORKERS:  # one column each in the shared admission table
+        raise UsageError(f"Invalid value received for --workers. Expected a number from 1 to {MAX_WORKERS}. "
+                         f"Received: {args.workers}")
     config = ServeConfig(repo=args.repo, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                          backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
                          enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
                          batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
                          cheap_model_micros=args.cheap_model_micros,
                          max_body_bytes=args.max_body_bytes, max_inflight=args.max_inflight,
-                         max_elements=args.max_elements, request_timeout=args.request_timeout,
+                         max_elements=args.max_elements, max_image_pixels=args.max_image_pixels,
+                         max_concurrent_requests=args.max_concurrent_requests, max_header_bytes=args.max_header_bytes,
+                         max_header_count=args.max_header_count, header_timeout_seconds=args.header_timeout_seconds,
+                         keep_alive_seconds=args.keep_alive_seconds, body_timeout_seconds=args.body_timeout_seconds,
+                         request_timeout=args.request_timeout,
                          drain_seconds=args.drain_seconds, workers=args.workers,
-                         require_verification=args.require_verification)
+                         require_verification=args.require_verification,
+                         ssl_config_file=_absolute(args.ssl_config_file),
+                         rest_ssl_config_file=_absolute(args.rest_ssl_config_file), plain_rest=args.plain_rest)
     if not pathlib.Path(args.repo).is_dir():
         raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
                          "kerasdrop export MODEL.keras --name NAME")
+    from kerasdrop.serving.process.tls import check_config, describe
+
+    tls = check_config(config)  # a bad certificate is exit 2 before anything listens
     try:
         server = Server(config).handle_signals().start()
     except PortInUseError as error:
         raise UsageError(str(error)) from None
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, as URLs write it
-    print(f"kerasdrop serve: REST http://{host}:{server.rest_port}  gRPC {host}:{server.grpc_port}  "
+    rest = f"REST {'https' if tls['rest'] else 'http'}://{host}:{server.rest_port}"
+    grpc = f"gRPC {host}:{server.grpc_port}"
+    if tls["rest"] or tls["grpc"]:  # the plaintext line stays as it was; a secured one names each port's mode
+        rest, grpc = f"{rest} ({describe(tls['rest'])})", f"{grpc} ({describe(tls['grpc'])})"
+    print(f"kerasdrop serve: {rest}  {grpc}  "
           f"backend {args.backend}  models {server.manager.loaded_versions() or 'none yet (polling)'}", flush=True)
     server.serve_forever()
     return 0
+
+
+def _absolute(path: str | None) -> str | None:
+    """A path the worker processes (started elsewhere in time, same directory) read the same way."""
+    return None if path is None else str(pathlib.Path(path).absolute())

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kerasdrop.cli._options import add_head_options, dropout_value, float_list, int_list, print_flushed, quiet_tensorflow
+from kerasdrop.cli._options import (
+    add_head_options,
+    dropout_value,
+    float_list,
+    int_list,
+    print_flushed,
+    quiet_tensorflow,
+)
 
 # Flag -> recipe key. Flags left unset do not override the recipe.
 TRAINING_FLAGS = {

@@ -12,8 +12,8 @@ import pathlib
 import tomllib
 
 from kerasdrop._files import atomic_write_text
-from kerasdrop.exporting.interface import serving_interface
 from kerasdrop.errors import InvalidArgumentError
+from kerasdrop.exporting.interface import serving_interface
 
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"

@@ -14,6 +14,9 @@ from typing import Sequence
 
 from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.errors import KerasdropError
+from kerasdrop.exporting import (
+    models_config as models_config_file,  # `models_config` is an argument of export()
+)
 from kerasdrop.exporting import repository
 from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
 from kerasdrop.exporting.interface import keras_reference, serving_interface
@@ -61,7 +64,7 @@ def export(
     version: int | None = None,
     formats: Sequence[str] = FORMATS,
     mc_samples: int | None = None,
-    models_config: str | pathlib.Path | None = repository.MODELS_CONFIG_BESIDE_REPO,
+    models_config: str | pathlib.Path | None = models_config_file.MODELS_CONFIG_BESIDE_REPO,
     base_path: str = "/models",
     image_bytes: bool = False,
     int8: bool = False,
@@ -100,8 +103,8 @@ def export(
     repo = pathlib.Path(repo)
     model_dir = repo / name
     version = repository.resolve_version(model_dir, version)
-    models_config = repository.models_config_path(repo, models_config)
-    repository.read_models_config(models_config)  # one that cannot be merged into refuses the export now
+    models_config = models_config_file.models_config_path(repo, models_config)
+    models_config_file.read_models_config(models_config)  # one that cannot be merged into refuses the export now
     options = {"mc_samples": mc_samples, "image_bytes": image_bytes, "max_drop": int8_max_drop,
                "int8_run": _check_int8(model_or_path, formats, int8_max_drop) if int8 else None}
     seconds = {}
@@ -129,7 +132,7 @@ def export(
     report.target = str(path)
     _save_report(report, path, int8_record)
     if models_config is not None:
-        repository.write_models_config(repo, models_config, base_path)
+        models_config_file.write_models_config(repo, models_config, base_path)
     return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
                         models_config=models_config, interface=serving_interface(model), int8=int8_record)
 

@@ -11,7 +11,12 @@ from __future__ import annotations
 import pathlib
 
 # input_signature and serving_function are imported from here by onnx.py and bench/.
-from kerasdrop.exporting.interface import input_signature, serving_function, serving_interface
+from kerasdrop.exporting.interface import (
+    input_signature,
+    serving_function,
+    serving_interface,
+)
+
 # The stochastic passes live in the zoo so the MC-dropout studies (kerasdrop/training/) run the very
 # function the `mc_dropout` signature exports.
 from kerasdrop.zoo.monte_carlo import monte_carlo_function

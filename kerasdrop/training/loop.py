@@ -18,11 +18,21 @@ from typing import Any, Sequence
 from kerasdrop._keras_compat import multi_worker_fit
 from kerasdrop.errors import RunDirectoryError, TrainingDivergedError
 from kerasdrop.training import artifacts
-from kerasdrop.training.build import compile_for_training, describe_dropout, evaluate_trained
+from kerasdrop.training.build import (
+    compile_for_training,
+    describe_dropout,
+    evaluate_trained,
+)
 from kerasdrop.training.checkpoint import best_in_memory_checkpoint
 from kerasdrop.training.recipe import Recipe, RecipeError, load_recipe, resolve_recipe
 from kerasdrop.training.run import (
-    DEFAULT_RUNS_DIR, Run, default_run_dir, prepare_run_dir, provenance, remove_run_files, write_recipe,
+    DEFAULT_RUNS_DIR,
+    Run,
+    default_run_dir,
+    prepare_run_dir,
+    provenance,
+    remove_run_files,
+    write_recipe,
 )
 from kerasdrop.training.session import TrainingSession
 

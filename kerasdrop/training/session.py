@@ -9,7 +9,12 @@ from __future__ import annotations
 import json
 
 from kerasdrop.training.build import (
-    build_model, compile_for_training, precision_policy, recipe_datasets, recipe_split_arguments, steps_per_epoch,
+    build_model,
+    compile_for_training,
+    precision_policy,
+    recipe_datasets,
+    recipe_split_arguments,
+    steps_per_epoch,
 )
 from kerasdrop.training.recipe import Recipe
 

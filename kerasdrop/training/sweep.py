@@ -17,9 +17,9 @@ from typing import Any, Callable, Sequence
 from kerasdrop._validation import check_positive_int, check_rate, invalid_argument
 from kerasdrop.training import artifacts
 from kerasdrop.training.loop import train
+from kerasdrop.training.progress import SweepProgress
 from kerasdrop.training.recipe import resolve_recipe
 from kerasdrop.training.run import Run, summarise_runs
-from kerasdrop.training.progress import SweepProgress
 from kerasdrop.training.session import TrainingSession
 
 COLUMNS = ("train_accuracy", "validation_accuracy", "generalization_gap", "test_accuracy")

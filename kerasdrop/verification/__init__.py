@@ -4,7 +4,12 @@
 3 graph only (no runtime could execute it).
 """
 
-from kerasdrop.verification.api import verify, verify_keras, verify_onnx, verify_saved_model
+from kerasdrop.verification.api import (
+           verify,
+           verify_keras,
+           verify_onnx,
+           verify_saved_model,
+)
 from kerasdrop.verification.report import CheckRun, Finding, Report, UnusableInputError
 
 __all__ = ["CheckRun", "Finding", "Report", "UnusableInputError", "verify", "verify_keras", "verify_onnx",

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import pathlib
 
-from kerasdrop.verification import agreement, draws, graph, numerical, onnx_graph, parity, probes, runtimes, signatures, structure
+from kerasdrop.verification import (
+    agreement,
+    draws,
+    graph,
+    numerical,
+    onnx_graph,
+    parity,
+    probes,
+    runtimes,
+    signatures,
+    structure,
+)
 from kerasdrop.verification.report import Report, UnusableInputError
 
 

@@ -11,7 +11,15 @@ import pathlib
 
 import numpy as np
 
-from kerasdrop.verification import examples, graph, images, numerical, parity, probes, runtimes
+from kerasdrop.verification import (
+    examples,
+    graph,
+    images,
+    numerical,
+    parity,
+    probes,
+    runtimes,
+)
 from kerasdrop.verification.report import Report
 
 MC_SIGNATURE = "mc_dropout"

@@ -14,7 +14,12 @@ import functools
 import math
 from typing import Any, Callable, Sequence
 
-from kerasdrop._validation import check_positive_int, check_rate, invalid_argument, is_number
+from kerasdrop._validation import (
+    check_positive_int,
+    check_rate,
+    invalid_argument,
+    is_number,
+)
 from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.zoo.head import resolve_head
 

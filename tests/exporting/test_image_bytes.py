@@ -165,7 +165,7 @@ def test_onnx_backend_names_serving_bytes_as_tf_only(rgb_export):
 
 
 def test_kerasdrop_predict_sends_file_bytes_to_serving_bytes(served, tmp_path, capsys, monkeypatch):
-    from kerasdrop.serving.client import ServingClient
+    from kerasdrop.cli.client import ServingClient
 
     server, result = served
     paths = []

@@ -7,7 +7,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from kerasdrop.exporting import export
-from kerasdrop.exporting.repository import write_models_config
+from kerasdrop.exporting.models_config import write_models_config
 
 HAND_WRITTEN = """# Our cluster's models: edited by hand, keep the labels.
 model_config_list {

@@ -5,7 +5,7 @@ import pathlib
 import pytest
 import yaml
 
-from kerasdrop.serving.configs import parse_text
+from kerasdrop.serving.models.configs import parse_text
 
 SERVE = pathlib.Path(__file__).resolve().parents[2] / "serve"
 
@@ -59,7 +59,7 @@ def test_kubernetes_reads_the_models_config_export_keeps_not_a_copy():
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
     # export's default --models-config is <repo>/models.config; the repository is mounted at `models`.
     assert flags["model_config_file"] == f"{mounts['models']}/models.config"
-    from kerasdrop.exporting.repository import MODELS_CONFIG_BESIDE_REPO
+    from kerasdrop.exporting.models_config import MODELS_CONFIG_BESIDE_REPO
 
     assert MODELS_CONFIG_BESIDE_REPO == "{repo}/models.config"
 
@@ -103,3 +103,32 @@ def test_compose_healthcheck_needs_only_what_the_tensorflow_serving_image_ships(
     assert healthy.returncode == 0
     assert unknown_model.returncode != 0
     assert subprocess.run(_compose_healthcheck(port, "lenet5"), timeout=10, stderr=subprocess.DEVNULL).returncode != 0
+
+
+def test_compose_tls_override_adds_only_the_ssl_config_file_from_a_mounted_directory():
+    """docker-compose.tls.yml repeats the base command (compose replaces lists), so it must not drift."""
+    base = yaml.safe_load((SERVE / "docker-compose.yml").read_text())["services"]["tf-serving"]
+    tls = yaml.safe_load((SERVE / "docker-compose.tls.yml").read_text())["services"]["tf-serving"]
+    assert tls["command"] == [*base["command"], "--ssl_config_file=/tls/ssl.config"]
+    assert not any(arg.startswith("--ssl_config_file") for arg in base["command"]), "plain unless asked"
+    (volume,) = tls["volumes"]
+    source, target, mode = volume.split(":")
+    assert target == "/tls" and mode == "ro" and (SERVE / source).is_dir()
+    ignored = (SERVE / source / ".gitignore").read_text().split()
+    assert "*" in ignored and "!.gitignore" in ignored, "a private key in serve/tls/ must never be committed"
+
+
+def test_kubernetes_mounts_the_ssl_config_from_a_secret_not_in_the_manifests():
+    documents = list(yaml.safe_load_all((SERVE / "k8s" / "tf-serving.yaml").read_text()))
+    assert "Secret" not in {document["kind"] for document in documents}, "keys are created in the cluster, not committed"
+    spec = next(document for document in documents if document["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in container["args"])
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    directory = flags["ssl_config_file"].rsplit("/", 1)[0]
+    volume = next(volume for volume in spec["volumes"] if volume["name"] == mounts[directory])
+    assert volume["secret"]["secretName"] == "kerasdrop-tf-serving-tls" and volume["secret"]["defaultMode"] == 0o400
+    # Not nested in another mount: the ConfigMap's /config is read-only, where a mount point cannot be made.
+    assert not any(directory.startswith(path + "/") for path in mounts)
+    # TF Serving's REST has no TLS: the probes keep plain HTTP on 8501 (and gRPC's liveness is a TCP check).
+    assert container["readinessProbe"]["httpGet"]["port"] == 8501 and "scheme" not in container["readinessProbe"]["httpGet"]

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from kerasdrop.serving.server import ServeConfig, Server
+from kerasdrop.serving.process.server import ServeConfig, Server
 
 
 @contextlib.contextmanager
@@ -47,7 +47,10 @@ def rest(server, method, path, body=None, raw=None):
 
 def grpc_stubs(server):
     import grpc
-    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import (
+        model_service_pb2_grpc,
+        prediction_service_pb2_grpc,
+    )
 
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     return prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
@@ -81,8 +84,8 @@ def write_golden(version_dir, *, backend="tf", edit=None):
     may change it before it is written (a tampered copy)."""
     import pathlib
 
-    from kerasdrop.serving.backends import load_backend
-    from kerasdrop.serving.golden import DEFAULT_REQUESTS, replay
+    from kerasdrop.serving.models.backends import load_backend
+    from kerasdrop.serving.models.golden import DEFAULT_REQUESTS, replay
     from kerasdrop.verification.numerical import TOLERANCE
 
     version_dir = pathlib.Path(version_dir)

@@ -6,8 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from kerasdrop.serving.manager import ModelManager
-from kerasdrop.serving.repository import ConfigError, VersionPolicy, read_models_config
+from kerasdrop.serving.models.manager import ModelManager
+from kerasdrop.serving.models.repository import (
+    ConfigError,
+    VersionPolicy,
+    read_models_config,
+)
 from tests.serving.conftest import rest, running_server
 
 IMAGE = np.random.default_rng(1).uniform(0, 16, (1, 8, 8, 1)).astype("float32")

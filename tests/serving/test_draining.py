@@ -10,8 +10,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from kerasdrop.serving.batching import Batcher
 from kerasdrop.serving.errors import ServingError
+from kerasdrop.serving.models.batching import Batcher
 
 IMAGE = np.random.default_rng(3).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
 
@@ -58,7 +58,7 @@ def test_a_request_past_its_deadline_gets_deadline_exceeded():
 def test_hot_swap_under_batching_answers_every_request(exported_repo, tmp_path):
     import shutil
 
-    from kerasdrop.serving.client import ServingClient
+    from kerasdrop.cli.client import ServingClient
     from tests.serving.conftest import running_server
 
     source, _ = exported_repo
@@ -109,7 +109,7 @@ def _start_server(repo, rest_port, grpc_port, *extra):
 
 @pytest.mark.slow
 def test_sigterm_drains_in_flight_requests_on_both_protocols_and_exits_0(exported_repo):
-    from kerasdrop.serving.client import ServingClient
+    from kerasdrop.cli.client import ServingClient
     from tests.serving.test_cli_serve import _free_port
 
     repo, _ = exported_repo
@@ -186,9 +186,9 @@ def _tcp_sockets(pid: int, port: int, state: str) -> set[int]:
 
 @pytest.mark.slow
 def test_workers_share_the_rest_port_and_stop_together(exported_repo):
-    from kerasdrop.serving.client import ServingClient
-    from kerasdrop.serving.grpc_api import PortInUseError
-    from kerasdrop.serving.server import ServeConfig, Server
+    from kerasdrop.cli.client import ServingClient
+    from kerasdrop.serving.process.ports import PortInUseError
+    from kerasdrop.serving.process.server import ServeConfig, Server
     from tests.serving.test_cli_serve import _free_port
 
     repo, _ = exported_repo
@@ -262,9 +262,9 @@ def test_a_lone_request_is_not_held_back_for_company():
 
 
 def test_a_lone_request_runs_on_every_core_only_while_no_other_worker_has_requests(exported_repo, tmp_path):
-    from kerasdrop.serving.admission import Admission
-    from kerasdrop.serving.manager import ModelManager
-    from kerasdrop.serving.shared_counters import SharedCounters
+    from kerasdrop.serving.models.admission import Admission
+    from kerasdrop.serving.models.manager import ModelManager
+    from kerasdrop.serving.process.shared_counters import SharedCounters
 
     repo, _ = exported_repo
     path = str(tmp_path / "admission")
@@ -299,8 +299,8 @@ def test_onnx_runs_a_lone_request_on_every_core_if_faster_and_concurrent_ones_on
                                                                                            monkeypatch):
     import os
 
-    from kerasdrop.serving import backends
-    from kerasdrop.serving.backends import OnnxBackend
+    from kerasdrop.serving.models import backends
+    from kerasdrop.serving.models.backends import OnnxBackend
 
     repo, _ = exported_repo
     version = next((repo / "lenet5").iterdir())

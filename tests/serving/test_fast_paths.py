@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from kerasdrop.serving.batching import Batcher
+from kerasdrop.serving.models.batching import Batcher
 from tests.serving.conftest import grpc_stubs, make_slow, rest, running_server
 
 IMAGE = np.random.default_rng(4).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
@@ -144,7 +144,10 @@ def test_tensor_protos_are_tensorflows_own(array):
     from tensorflow.core.framework import tensor_pb2
     from tensorflow.core.protobuf import meta_graph_pb2
 
-    from kerasdrop.serving.tensors import array_to_proto, tensor_to_array
+    from kerasdrop.serving.protocols.tfserving.tensors import (
+        array_to_proto,
+        tensor_to_array,
+    )
 
     proto = array_to_proto(array)
     assert proto == tf.make_tensor_proto(array), "byte for byte what TensorFlow writes"
@@ -158,7 +161,7 @@ def test_tensor_protos_are_tensorflows_own(array):
 
 
 def test_large_json_bodies_become_arrays_one_at_a_time_and_run_without_the_lock(exported_repo, monkeypatch):
-    from kerasdrop.serving import rest as rest_module
+    from kerasdrop.serving.protocols import json_body as rest_module
 
     held_while_parsing, held_while_running = [], []
     parse = rest_module.parse_json
@@ -185,7 +188,7 @@ def test_a_tensor_content_of_the_wrong_length_is_invalid_argument():
     from tensorflow.core.protobuf import meta_graph_pb2
 
     from kerasdrop.serving.errors import ServingError
-    from kerasdrop.serving.tensors import tensor_to_array
+    from kerasdrop.serving.protocols.tfserving.tensors import tensor_to_array
 
     proto = tensor_pb2.TensorProto(dtype=1, tensor_content=bytes(26))  # [2, 3] floats are 24 bytes
     proto.tensor_shape.dim.add(size=2)
@@ -213,9 +216,9 @@ def test_grpc_drain_answers_a_call_accepted_before_the_stop_and_a_second_stop_is
 
     import grpc
 
-    from kerasdrop.serving.grpc_api import GrpcServer
-    from kerasdrop.serving.oip.grpc_service import open_inference_services
-    from kerasdrop.serving.oip.messages import messages
+    from kerasdrop.serving.process.grpc_server import GrpcServer
+    from kerasdrop.serving.protocols.oip.grpc_service import open_inference_services
+    from kerasdrop.serving.protocols.oip.messages import messages
 
     manager = _NoModels()
     server = GrpcServer(manager, "127.0.0.1:0", open_inference_services(manager), 4, [("grpc.so_reuseport", 0)])
@@ -245,9 +248,13 @@ def test_grpc_methods_left_to_the_generated_base_answer_unimplemented_streaming_
     import grpc
     from tensorflow_serving.apis import inference_pb2, prediction_service_pb2_grpc
 
-    from kerasdrop.serving.grpc_api import GrpcServer, tf_serving_services
-    from kerasdrop.serving.oip.grpc_service import open_inference_services
-    from kerasdrop.serving.oip.messages import GRPCInferenceServiceStub, messages
+    from kerasdrop.serving.process.grpc_server import GrpcServer
+    from kerasdrop.serving.protocols.oip.grpc_service import open_inference_services
+    from kerasdrop.serving.protocols.oip.messages import (
+        GRPCInferenceServiceStub,
+        messages,
+    )
+    from kerasdrop.serving.protocols.tfserving.grpc_service import tf_serving_services
 
     manager = _NoModels()
     server = GrpcServer(manager, "127.0.0.1:0", tf_serving_services(manager) + open_inference_services(manager), 4,
@@ -294,7 +301,7 @@ class _Timed:
 
 
 def test_a_model_is_timed_on_its_slowest_signature_and_untimeable_ones_make_it_not_cheap():
-    from kerasdrop.serving.backends import row_seconds
+    from kerasdrop.serving.models.backends import row_seconds
 
     float_rows = (1, [-1, 4])
     timed = row_seconds(_Timed({"serving_default": 0.0, "mc_dropout": 0.01},

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from kerasdrop.serving.manager import ModelManager
-from kerasdrop.serving.repository import VersionPolicy
+from kerasdrop.serving.models.manager import ModelManager
+from kerasdrop.serving.models.repository import VersionPolicy
 from tests.serving.conftest import rest, running_server, write_golden
 
 IMAGE = np.random.default_rng(3).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
@@ -165,7 +165,10 @@ def test_not_ready_until_the_golden_requests_match_then_ready(exported_repo, tmp
 def _grpc_infer_code(server):
     import grpc
 
-    from kerasdrop.serving.oip.messages import GRPCInferenceServiceStub, messages
+    from kerasdrop.serving.protocols.oip.messages import (
+        GRPCInferenceServiceStub,
+        messages,
+    )
 
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         stub = GRPCInferenceServiceStub(channel)

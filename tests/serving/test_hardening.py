@@ -80,7 +80,7 @@ def test_version_beyond_int64_is_a_400(onnx_server):
 
 def test_elements_over_the_limit_are_refused_before_any_array_is_built(onnx_server):
     from kerasdrop.serving.errors import ServingError
-    from kerasdrop.serving.inputs import validate_inputs
+    from kerasdrop.serving.models.inputs import validate_inputs
 
     loaded = onnx_server.manager.resolve("lenet5")
     signature_def = loaded.backend.signature_defs["serving_default"]
@@ -202,8 +202,8 @@ def test_max_inflight_refuses_at_once_with_429_and_resource_exhausted(exported_r
 
 
 def test_ports_in_use_are_errors_that_name_the_port(exported_repo):
-    from kerasdrop.serving.grpc_api import PortInUseError
-    from kerasdrop.serving.server import ServeConfig, Server
+    from kerasdrop.serving.process.ports import PortInUseError
+    from kerasdrop.serving.process.server import ServeConfig, Server
 
     repo, _ = exported_repo
     with running_server(repo=str(repo), backend="onnx") as first:
@@ -223,8 +223,8 @@ def test_an_ipv6_host_serves_both_protocols_and_a_foreign_address_names_host(exp
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from kerasdrop.serving.grpc_api import PortInUseError
-    from kerasdrop.serving.server import ServeConfig, Server
+    from kerasdrop.serving.process.ports import PortInUseError
+    from kerasdrop.serving.process.server import ServeConfig, Server
 
     try:
         with socket.socket(socket.AF_INET6) as probe:
@@ -253,8 +253,8 @@ def test_an_ipv6_host_serves_both_protocols_and_a_foreign_address_names_host(exp
 
 
 def test_a_server_that_fails_to_start_leaves_no_port_bound(exported_repo, monkeypatch):
-    from kerasdrop.serving.manager import ModelManager
-    from kerasdrop.serving.server import ServeConfig, Server
+    from kerasdrop.serving.models.manager import ModelManager
+    from kerasdrop.serving.process.server import ServeConfig, Server
     from tests.serving.test_cli_serve import _free_port
 
     def broken_sync(self):

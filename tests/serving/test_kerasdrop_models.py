@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kerasdrop.serving.client import ServingClient
+from kerasdrop.cli.client import ServingClient
 from tests.serving.conftest import grpc_stubs, rest, running_server
 
 IMAGES = np.random.default_rng(0).uniform(0, 16, (3, 8, 8, 1)).astype("float32")

@@ -50,7 +50,7 @@ def served(request, exported_repo, tmp_path_factory):
 
 
 def _tf_serving_answer(rest_port):
-    from kerasdrop.serving.client import ServingClient
+    from kerasdrop.cli.client import ServingClient
 
     return ServingClient(f"http://127.0.0.1:{rest_port}").predict("lenet5", IMAGES)
 

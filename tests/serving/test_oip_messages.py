@@ -1,4 +1,4 @@
-"""The Open Inference Protocol's gRPC messages come from tritonclient (kerasdrop/serving/oip/messages.py):
+"""The Open Inference Protocol's gRPC messages come from tritonclient (kerasdrop/serving/protocols/oip/messages.py):
 Triton's `inference` package must hold the protocol's service and messages field by field, and nothing
 generated from a proto is kept in this repository."""
 
@@ -78,14 +78,14 @@ def _message(file_descriptor, dotted: str):
 def test_the_messages_are_tritonclients_generated_inference_package():
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-    from kerasdrop.serving.oip import messages
+    from kerasdrop.serving.protocols.oip import messages
 
     assert messages.messages is service_pb2 and service_pb2.DESCRIPTOR.package == "inference"
     assert messages.GRPCInferenceServiceServicer is service_pb2_grpc.GRPCInferenceServiceServicer
 
 
 def test_the_service_has_the_six_protocol_methods_with_their_request_and_response_types():
-    from kerasdrop.serving.oip.messages import messages
+    from kerasdrop.serving.protocols.oip.messages import messages
 
     service = messages.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     assert service.full_name == "inference.GRPCInferenceService"
@@ -97,7 +97,7 @@ def test_the_service_has_the_six_protocol_methods_with_their_request_and_respons
 
 
 def test_every_protocol_message_has_exactly_the_protocols_fields_numbers_and_types():
-    from kerasdrop.serving.oip.messages import messages
+    from kerasdrop.serving.protocols.oip.messages import messages
 
     for name, expected in OIP_MESSAGES.items():
         message = _message(messages.DESCRIPTOR, name)
@@ -106,8 +106,8 @@ def test_every_protocol_message_has_exactly_the_protocols_fields_numbers_and_typ
 
 
 def test_the_servicer_implements_the_six_protocol_methods_and_leaves_the_rest_to_the_base():
-    from kerasdrop.serving.oip.grpc_service import make_servicer
-    from kerasdrop.serving.oip.messages import GRPCInferenceServiceServicer
+    from kerasdrop.serving.protocols.oip.grpc_service import make_servicer
+    from kerasdrop.serving.protocols.oip.messages import GRPCInferenceServiceServicer
 
     servicer = type(make_servicer(manager=None))
     overridden = {name for name in vars(servicer) if not name.startswith("_")}

@@ -162,7 +162,7 @@ def test_admission_control_applies_to_v2(shared_testdata):
 def oip_stub(half_plus_two):
     import grpc
 
-    from kerasdrop.serving.oip.messages import GRPCInferenceServiceStub
+    from kerasdrop.serving.protocols.oip.messages import GRPCInferenceServiceStub
 
     channel = grpc.insecure_channel(f"127.0.0.1:{half_plus_two.grpc_port}")
     yield GRPCInferenceServiceStub(channel)
@@ -170,7 +170,7 @@ def oip_stub(half_plus_two):
 
 
 def _pb2():
-    from kerasdrop.serving.oip.messages import messages
+    from kerasdrop.serving.protocols.oip.messages import messages
 
     return messages
 
@@ -240,7 +240,7 @@ def test_grpc_methods_of_triton_beyond_the_protocol_are_unimplemented(oip_stub):
 
 
 def test_bytes_tensors_round_trip_through_the_length_prefixed_encoding():
-    from kerasdrop.serving.oip import datatypes
+    from kerasdrop.serving.protocols.oip import datatypes
 
     values = np.array([b"", b"ab", "\u00e9".encode()], dtype=object)
     encoded = datatypes.to_buffer(values)

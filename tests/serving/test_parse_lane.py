@@ -6,7 +6,11 @@ import numpy as np
 import orjson
 import pytest
 
-from kerasdrop.serving.parse_lane import LANE_MIN_BYTES, ParseLane, parse_numeric_request
+from kerasdrop.serving.protocols.parse_lane import (
+    LANE_MIN_BYTES,
+    ParseLane,
+    parse_numeric_request,
+)
 from tests.serving.conftest import rest, running_server
 
 

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from kerasdrop.serving.admission import Admission
 from kerasdrop.serving.errors import ServingError
-from kerasdrop.serving.metrics import LATENCY_BUCKETS_US, Metrics
-from kerasdrop.serving.metrics_peers import MetricsPeers
-from kerasdrop.serving.shared_counters import SharedCounters
+from kerasdrop.serving.models.admission import Admission
+from kerasdrop.serving.models.metrics import LATENCY_BUCKETS_US, Metrics
+from kerasdrop.serving.process.metrics_peers import MetricsPeers
+from kerasdrop.serving.process.shared_counters import SharedCounters
 
 
 def _hold_slots(path, count, held, release):
@@ -92,13 +92,13 @@ def test_a_metrics_page_sums_every_workers_metrics(tmp_path):
 
 _ORPHANING_PARENT = """
 import json, os, socket, subprocess, sys
-from kerasdrop.serving.shared_counters import SharedCounters
+from kerasdrop.serving.process.shared_counters import SharedCounters
 shared = SharedCounters(sys.argv[2] + "/admission", create=True)  # as the first process makes it
 rest = socket.socket(); rest.bind(("127.0.0.1", 0)); rest.listen()
 probe = socket.socket(); probe.bind(("127.0.0.1", 0)); grpc_port = probe.getsockname()[1]; probe.close()
 config = dict(repo=sys.argv[1], shared_dir=sys.argv[2], backend="onnx", rest_fd=rest.fileno(),
               rest_port=rest.getsockname()[1], grpc_port=grpc_port, poll_seconds=60)
-worker = subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.worker", json.dumps(config), str(os.getpid())],
+worker = subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.process.worker", json.dumps(config), str(os.getpid())],
                           pass_fds=[rest.fileno()])
 print(worker.pid, flush=True)
 os._exit(0)  # dies while the worker still imports TensorFlow

@@ -87,7 +87,8 @@ def test_mobilenet_onnx_export(tmp_path, broken):
 
 @pytest.mark.slow
 def test_efficientnet_stochastic_depth_is_caught_though_the_outputs_hide_it(tmp_path):
-    # The clean EfficientNet (keras_app:EfficientNetB0) passes in test_verify.py's zoo test. Frozen weights do not stop Dropout: under training=True stochastic depth drops residual branches.
+    # The clean EfficientNet (keras_app:EfficientNetB0) passes in test_verify.py's zoo test. Frozen
+    # weights do not stop Dropout: under training=True stochastic depth drops residual branches.
     # Untrained, their effect on the probabilities is below float resolution: structure and the drawn
     # random numbers decide.
     report = verify(producers.application_classifier("EfficientNet", frozen=True, backbone_training=True))

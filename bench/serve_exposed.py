@@ -1,0 +1,187 @@
+"""`kerasdrop serve` exposed to hostile clients: what its limits cost, and other clients' latency and the
+server's memory under attack, measured side by side in one run.
+
+1. Limits on (the defaults) against limits off (--max-header-bytes, --max-header-count,
+   --header-timeout-seconds, --max-image-pixels and --max-concurrent-requests all 0: uvicorn's own
+   HTTP protocol, no image or concurrency checks), both running at once: LeNet-5 at 32x32x1 as
+   bench/serve_latency.py serves it (--backend onnx, the default --workers), REST at 16 and 64
+   connections (wrk) and gRPC at 16 streams (h2load), in --rounds rounds that visit both servers
+   in turn; each figure is a median. Target: limits on >= 0.95x limits off in every cell.
+2. Under attack, one server with the defaults (--backend tf, as a user gets it, so serving_bytes
+   decodes in TensorFlow): other clients' p99 (wrk, 16 connections) and the server's resident memory
+   (all its processes) while idle, then while bench/_support/attackers.py keeps 300 sockets
+   trickling request headers a byte a second (re-opening each one the server cuts) and posts a
+   ~50 KB PNG declaring 20000x20000 pixels to serving_bytes in a loop. Targets: p99 < 1 s, peak
+   RSS < 1.3x idle.
+
+    .venv/bin/python bench/serve_exposed.py [--seconds 5] [--rounds 3] [--attack-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from serve_latency import (  # noqa: E402  (the serving bench's load generators and helpers)
+    MODELS,
+    Running,
+    free_port,
+    h2load,
+    median_sample,
+    rss_bytes,
+    wait_until_idle,
+    wrk,
+)
+
+MODEL = "lenet5"
+LIMITS_OFF = ["--max-header-bytes", "0", "--max-header-count", "0", "--header-timeout-seconds", "0",
+              "--max-image-pixels", "0", "--max-concurrent-requests", "0"]
+CELLS = (16, 64, "grpc16")
+
+
+def export_model(workdir: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """LeNet-5 with serving_bytes; its batch-1 REST and gRPC bodies as bench/serve_latency.py sends them."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    from kerasdrop.exporting import export
+    from kerasdrop.zoo import create_model
+
+    keras.utils.set_random_seed(0)
+    model = create_model(MODEL, num_classes=10, **MODELS[MODEL])
+    export(model, name=MODEL, repo=workdir / "export", models_config=None, image_bytes=True)
+    image = np.random.default_rng(0).uniform(0, 255, (1, *MODELS[MODEL]["input_shape"])).astype("float32")
+    rest_body = workdir / "rest.json"
+    rest_body.write_bytes(json.dumps({"instances": image.tolist()}).encode())
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(image))
+    message = request.SerializeToString()
+    grpc_body = workdir / "grpc.bin"
+    grpc_body.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+    return rest_body, grpc_body
+
+
+def serve_command(repo: pathlib.Path, rest_port: int, grpc_port: int, backend: str, extra=()) -> list[str]:
+    return [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend", backend,
+            "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--poll-seconds", "0", *extra]
+
+
+def measure_limits_cost(repo, rest_body, grpc_body, seconds: float, rounds: int) -> dict:
+    """`{(setting, cell): median sample}` for limits "on" and "off", interleaved round by round."""
+    settings = {"on": [], "off": LIMITS_OFF}
+    ports, running, samples = {}, {}, {}
+    with contextlib.ExitStack() as stack:
+        for setting, extra in settings.items():
+            wait_until_idle(list(running.values()))
+            rest_port, grpc_port = free_port(), free_port()
+            command = serve_command(repo, rest_port, grpc_port, "onnx", extra)
+            running[setting] = stack.enter_context(Running(command, f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}")).pid
+            ports[setting] = (rest_port, grpc_port)
+            wrk(f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}:predict", rest_body, 4, 2)  # warm-up
+        for round_ in range(rounds):
+            for cell in CELLS:
+                for setting in (("on", "off") if round_ % 2 == 0 else ("off", "on")):
+                    wait_until_idle(list(running.values()))
+                    rest_port, grpc_port = ports[setting]
+                    if cell == "grpc16":
+                        sample = h2load(f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict",
+                                        grpc_body, 16, seconds)
+                    else:
+                        sample = wrk(f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}:predict", rest_body, cell,
+                                     seconds)
+                    samples.setdefault((setting, cell), []).append(sample)
+    return {key: median_sample(values) for key, values in samples.items()}
+
+
+def measure_under_attack(repo, rest_body, seconds: float, attack_seconds: float) -> dict:
+    rest_port, grpc_port = free_port(), free_port()
+    command = serve_command(repo, rest_port, grpc_port, "tf")
+    url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}:predict"
+    with Running(command, f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}") as process:
+        wrk(url, rest_body, 4, 2)  # warm up
+        calm = wrk(url, rest_body, 16, seconds)
+        idle = rss_bytes(process.pid)
+        peak, stop = [idle], threading.Event()
+
+        def sample_rss():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_bytes(process.pid))
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample_rss)
+        sampler.start()
+        attack = subprocess.Popen([sys.executable, str(HERE / "_support" / "attackers.py"), str(rest_port), MODEL,
+                                   str(attack_seconds)], stdout=subprocess.PIPE, text=True)
+        time.sleep(min(12.0, attack_seconds / 2))  # the trickling sockets have all opened, bombs are flying
+        attacked = wrk(url, rest_body, 16, seconds)
+        outcome = json.loads(attack.communicate(timeout=attack_seconds + 120)[0].strip().splitlines()[-1])
+        stop.set()
+        sampler.join()
+    return {"calm": calm, "attacked": attacked, "idle": idle, "peak": peak[0], "attack": outcome}
+
+
+def report(cost: dict, attack: dict) -> list[bool]:
+    print(f"\n1. {MODEL} (32x32x1, --backend onnx): req/s, limits on (the defaults) vs off, medians")
+    print(f"  {'cell':18} {'on':>10} {'off':>10} {'on/off':>8}   spread on, off")
+    checks = []
+    for cell in CELLS:
+        on, off = cost[("on", cell)], cost[("off", cell)]
+        label = "gRPC 16 streams" if cell == "grpc16" else f"REST {cell} conn"
+        print(f"  {label:18} {on['rps']:10.0f} {off['rps']:10.0f} {on['rps'] / off['rps']:7.2f}x   "
+              f"{on['spread']:.2f}x, {off['spread']:.2f}x")
+        checks.append((f"limits on vs off, {label}", on["rps"] / off["rps"], ">= 0.95x", 0.95))
+    errors = sum(sample["errors"] for sample in cost.values())
+    print(f"  non-2xx answers or failed calls: {errors}")
+    print("\n2. under attack (--backend tf, defaults): 300 sockets trickling headers + an image bomb loop")
+    print(f"  other clients, 16 conn: calm {attack['calm']['rps']:.0f} req/s p99 {attack['calm']['p99'] * 1000:.1f} ms;"
+          f" attacked {attack['attacked']['rps']:.0f} req/s p99 {attack['attacked']['p99'] * 1000:.1f} ms, "
+          f"{attack['attacked']['errors']} errors")
+    print(f"  RSS (all server processes): idle {attack['idle'] / 2**20:.0f} MiB, peak {attack['peak'] / 2**20:.0f} MiB")
+    print(f"  what the attackers got: {json.dumps(attack['attack'], sort_keys=True)}")
+    checks.append(("other clients' p99 under attack (s)", attack["attacked"]["p99"], "< 1.0", -0.9999999))
+    checks.append(("peak RSS vs idle under attack", attack["peak"] / attack["idle"], "< 1.3x", -1.2999999))
+    print(f"\n  {'target':48} {'measured':>9} {'goal':>9}  result")
+    passed = []
+    for label, value, goal, bound in checks:
+        ok = value >= bound if bound > 0 else value <= -bound
+        passed.append(ok)
+        print(f"  {label:48} {value:9.3f} {goal:>9}  {'PASS' if ok else 'FAIL'}")
+    return passed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run (default: 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over both servers; medians (default: 3)")
+    parser.add_argument("--attack-seconds", type=float, default=30.0, help="how long the attack lasts (default: 30)")
+    args = parser.parse_args()
+    for tool in ("wrk", "h2load"):
+        if subprocess.run(["which", tool], capture_output=True).returncode:
+            raise SystemExit(f"{tool} is not installed: `make bench` installs it (apt-get install wrk nghttp2-client)")
+    from kerasdrop._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-exposed-bench-"))
+    rest_body, grpc_body = export_model(workdir)
+    print(f"{args.seconds:g} s per load run, median of {args.rounds} interleaved rounds; wrk and h2load on this "
+          "machine's cores beside the servers")
+    cost = measure_limits_cost(workdir / "export", rest_body, grpc_body, args.seconds, args.rounds)
+    attack = measure_under_attack(workdir / "export", rest_body, max(args.seconds, 8), args.attack_seconds)
+    passed = report(cost, attack)
+    print(f"\n{sum(passed)} of {len(passed)} targets met")
+
+
+if __name__ == "__main__":
+    main()

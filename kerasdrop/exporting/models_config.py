@@ -1,0 +1,140 @@
+"""The repository's `models.config` (TF Serving's --model_config_file): an entry for every published model,
+merged into the file that is there, keeping every entry, field and leading comment an operator wrote.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from kerasdrop._files import atomic_write_text
+from kerasdrop._validation import invalid_argument
+from kerasdrop.exporting.repository import versions
+
+# The default `models_config`: beside the repository, so `--repo elsewhere` never writes into the
+# current directory, and TF Serving finds it in the mounted repository (`/models/models.config`).
+MODELS_CONFIG_BESIDE_REPO = "{repo}/models.config"
+
+
+def models_config_path(repo: pathlib.Path, models_config) -> pathlib.Path | None:
+    """The file `models_config` names (`{repo}` stands for the repository), or None to leave it alone."""
+    if models_config is None:
+        return None
+    return pathlib.Path(str(models_config).replace("{repo}", str(repo)))
+
+
+def read_models_config(path: pathlib.Path | None):
+    """`(leading comment lines, ModelServerConfig)` of an existing file; empty when there is none.
+
+    A file that does not parse, or holds a `custom_model_config`, is refused before anything is written.
+    """
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    if path is None or not path.is_file():
+        return "", config
+    text = path.read_text()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise invalid_argument("models_config", "a ModelServerConfig text file (TF Serving's --model_config_file) "
+                               f"to merge into; it is left as it is. Parse error: {error}", str(path)) from None
+    if config.WhichOneof("config") == "custom_model_config":
+        raise invalid_argument("models_config", "a ModelServerConfig with a model_config_list (this one has a "
+                               "custom_model_config, which export cannot merge into)", str(path))
+    header = "".join(line + "\n" for line in _leading_comments(text))
+    return header, config
+
+
+def _leading_comments(text: str) -> list[str]:
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return lines
+
+
+def models_config_text(repo: pathlib.Path, base_path: str = "/models", existing: pathlib.Path | None = None) -> str:
+    """`existing` (a ModelServerConfig text file) with an entry for every model published in `repo`.
+
+    Every entry and field already there is kept (version_labels, model_version_policy, a hand-set
+    base_path, models from elsewhere); a model of `repo` without an entry gets one, and an entry
+    without a base_path or platform gets export's. When export only adds entries (the usual case)
+    they are inserted into the file's own text, so every comment and its layout stay; when it must
+    fill a field into an existing entry the file is rewritten and only its leading comments stay.
+    """
+    from google.protobuf import text_format
+
+    header, config = read_models_config(existing)
+    entries = {entry.name: entry for entry in config.model_config_list.config}
+    added, filled = [], False
+    for model_dir in sorted(path for path in pathlib.Path(repo).iterdir() if path.is_dir()):
+        if not versions(model_dir):
+            continue
+        entry = entries.get(model_dir.name)
+        filled |= entry is not None and not (entry.base_path and entry.model_platform)
+        if entry is None:
+            entry = config.model_config_list.config.add()
+            entry.name = model_dir.name
+            added.append(entry)
+        if not entry.base_path:
+            entry.base_path = f"{base_path.rstrip('/')}/{model_dir.name}"
+        if not entry.model_platform:
+            entry.model_platform = "tensorflow"
+    if existing is not None and existing.is_file():
+        kept = None if filled else _with_entries_appended(existing.read_text(), added)
+        if kept is not None and text_format.Parse(kept, type(config)()) == config:
+            return kept
+    header = header or (f"# Kept by `kerasdrop export` for the model repository {repo}: every model with a published\n"
+                        f"# version; entries, fields and comments written by hand are kept (only the leading comments\n"
+                        f"# when export has to fill a field into an existing entry). TF Serving reads it with "
+                        f"--model_config_file.\n")
+    return header + text_format.MessageToString(config)
+
+
+def _closing_braces(text: str) -> list[int]:
+    """Positions of `}` outside strings and `#` comments (text format's only comment syntax)."""
+    positions, quote, index = [], None, 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            newline = text.find("\n", index)
+            index = len(text) if newline < 0 else newline
+        elif char == "}":
+            positions.append(index)
+        index += 1
+    return positions
+
+
+def _with_entries_appended(text: str, added: list) -> str | None:
+    """`text` with `added` entries inserted before the brace closing `model_config_list`; None if not found."""
+    from google.protobuf import text_format
+
+    if not added:
+        return text
+    braces = _closing_braces(text)
+    if not braces:
+        return None
+    close = braces[-1]  # model_config_list is the config's one top-level field
+    line_start = text.rfind("\n", 0, close) + 1
+    at = line_start if not text[line_start:close].strip() else close
+    blocks = "".join("  config {\n" + "".join(f"    {line}\n" for line in
+                                                text_format.MessageToString(entry).splitlines()) + "  }\n"
+                     for entry in added)
+    return text[:at] + ("" if at == line_start else "\n") + blocks + text[at:]
+
+
+def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str = "/models") -> pathlib.Path:
+    """Merges `repo`'s models into the ModelServerConfig at `path` (created when missing)."""
+    path = pathlib.Path(path)
+    text = models_config_text(repo, base_path, existing=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, text)
