@@ -12,12 +12,15 @@ def register(commands) -> None:
     verify = commands.add_parser(
         "verify", help="prove inference is deterministic and batch independent (.keras, SavedModel dir, .onnx)",
         description="Checks structure, graph ops, repeatability, batch independence and runtime parity. "
-                    "Exit 0: clean; 1: findings; 2: unusable input.",
+                    "Exit 0: clean (proven by running it); 1: findings (errors); 2: unusable input (missing, "
+                    "corrupt, not loadable); 3: graph only: no error found, but no runtime could execute the "
+                    "artefact (e.g. an ONNX opset or op ONNX Runtime lacks), so only its graph was judged.",
     )
     verify.add_argument("path", help="a .keras file, a SavedModel directory, or an .onnx file")
     verify.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     verify.add_argument("--probe-range", type=float_list("--probe-range"), metavar="LOW,HIGH",
-                        help="range of the probe inputs (default: the model's pixel range, else 0,1)")
+                        help="range of the probe inputs (default: the range the model declares; else several "
+                             "magnitudes: 0..1, 0..255, standard normal, -1e4..1e4)")
     verify.set_defaults(handler=run_verify)
 
 

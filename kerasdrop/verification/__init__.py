@@ -1,6 +1,7 @@
 """The inference-mode verifier: structure, graph scan, numerical and cross-runtime checks, one report.
 
-`verify(path_or_model) -> Report`; `kerasdrop verify PATH` exits 0 clean, 1 findings, 2 unusable input.
+`verify(path_or_model) -> Report`; `kerasdrop verify PATH` exits 0 clean, 1 findings, 2 unusable input,
+3 graph only (no runtime could execute it).
 """
 
 from kerasdrop.verification.api import (

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pathlib
 
 from kerasdrop.verification import (
+    agreement,
+    draws,
     graph,
     numerical,
     onnx_graph,
@@ -56,6 +58,8 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
     `for_export`: judged as `kerasdrop export` serves it (traced with training=False), so layers that
     only a call without `training` activates (augmentation) are warnings, listed in
     `report.neutralised`; for `kerasdrop verify` they are errors, as `model(x)` and `model.export` are.
+    With no probe range declared, the numerical checks run at every magnitude of
+    `probes.UNDECLARED_MAGNITUDES`, up to the first that shows an error.
     """
     report = Report(target=target or model.name, kind="keras")
     report.neutralised = structure.check_structure(model, report, for_export=for_export)
@@ -64,17 +68,59 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
         report.add(numerical.CHECK, "error", model.name, "the model declares no inputs (not built?): nothing could be "
                    "run, so inference mode is not proven", "build the model (call it once or give it an Input) and save it")
         return report
-    low, high = probe_range or numerical.keras_probe_range(model)
-    inputs = signatures.accepted_probes(lambda batch: runtimes.call_keras(model, batch, False), specs, [], low, high)
-    batch_test = probes.all_batched(specs)
-    numerical.check_function(lambda batch: runtimes.call_keras(model, batch, False), inputs, report,
-                             location=f"{model.name} called with training=False", batch_test=batch_test)
-    # `model(x)` is what `model.export`, `tf.saved_model.save` and most exporters trace.
-    numerical.check_function(lambda batch: runtimes.call_keras(model, batch, None), inputs, report,
-                             location=f"{model.name} called without training (as model.export traces it)",
-                             severity="warning" if for_export else "error", batch_test=batch_test)
-    numerical.check_keras_twin(model, runtimes.call_keras, inputs, report)
+    scale = probes.magnitudes(probe_range or probes.keras_declared_range(model), specs)
+    first_probes = None
+    for magnitude in scale:
+        errors = len(report.errors)
+        inputs = _check_keras_at(model, specs, magnitude, report, for_export=for_export, label=len(scale) > 1,
+                                 optional=magnitude is not scale[0])
+        first_probes = first_probes or inputs
+        if len(report.errors) > errors:
+            break  # the other magnitudes add nothing to a refusal
+    if not for_export:
+        agreement.reconcile(report, model, first_probes)
     return report
+
+
+def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool, label: bool,
+                    optional: bool) -> dict | None:
+    """The numerical checks on probes of one magnitude; returns the probes (None if the model refused them).
+
+    `optional`: an extra magnitude the model may refuse (recorded as such, not an error).
+    """
+    def served(training):
+        return lambda batch: runtimes.call_keras(model, batch, training)
+
+    inputs = signatures.accepted_probes(served(False), specs, [], magnitude.low, magnitude.high,
+                                        distribution=magnitude.distribution)
+    batch_test = probes.batched_names(specs)
+    at = f" [{magnitude.name} probes]" if label else ""
+    if optional:
+        try:
+            numerical.call(served(False), inputs)
+        except numerical.ProbeFailed as failure:
+            report.add(numerical.CHECK, "info", f"{model.name}{at}", f"refuses probes of this magnitude ({failure}): "
+                       "outside the inputs it accepts, so not judged there")
+            return None
+    numerical.check_function(served(False), inputs, report, location=f"{model.name} called with training=False{at}",
+                             batch_test=batch_test)
+    # `model(x)` is what `model.export`, `tf.saved_model.save` and most exporters trace.
+    numerical.check_function(served(None), inputs, report,
+                             location=f"{model.name} called without training (as model.export traces it){at}",
+                             severity="warning" if for_export else "error", batch_test=batch_test)
+    numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, location=f"{model.name}{at}")
+    if for_export:
+        # Export serves the training=False trace only, and re-verifies the SavedModel it writes, whose
+        # graph scan sees every random op the trace kept.
+        return inputs
+    if not optional:  # a random draw shows at any magnitude: once is enough
+        draws.check_random_draws(model, inputs, report, training=False,
+                                 location=f"{model.name} called with training=False")
+        draws.check_random_draws(model, inputs, report, training=None,
+                                 location=f"{model.name} called without training (as model.export traces it)")
+    numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, training=None,
+                               location=f"{model.name} called without training{at}")
+    return inputs
 
 
 def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Report | None = None,
@@ -94,11 +140,11 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
             onnx_graph.check_onnx_graph(onnx_path, report)
         return report
     warmups = probes.warmup_probes(directory)
-    low, high = probe_range or probes.warmup_range([request for requests in warmups.values() for request in requests]) \
-        or probes.DEFAULT_RANGE
-    served = signatures.check_signatures(directory, scan, report, probe_range=(low, high), warmups=warmups)
+    declared = probe_range or probes.warmup_range([request for requests in warmups.values() for request in requests])
+    low, high = declared or probes.DEFAULT_RANGE
+    served = signatures.check_signatures(directory, scan, report, probe_range=declared, warmups=warmups)
     serving = served.get("serving_default")
-    onnx_run = check_onnx(onnx_path, report, probe_range=(low, high)) if onnx_path.is_file() else None
+    onnx_run = check_onnx(onnx_path, report, probe_range=declared) if onnx_path.is_file() else None
     if serving is None:
         if reference:
             report.add(parity.CHECK, "error", "signature serving_default", "no serving_default signature that runs, so "
@@ -128,19 +174,28 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
     try:
         session = runtimes.onnx_session(path)
     except UnusableInputError as error:
-        if len(report.errors) == errors:
+        if len(report.errors) == errors and not onnx_graph.is_valid_onnx(path):
             raise
-        # Already refused by the graph scan: the verdict stands, with the load failure beside it.
-        report.add(numerical.CHECK, "error", f"onnx {path.name}", f"not run: {error}")
+        # A valid model ONNX Runtime cannot run (a newer opset, another runtime's ops): the graph scan
+        # is the whole verdict, and the report says so (exit 3 when the scan found nothing).
+        report.not_run.append({"artefact": str(path), "reason": str(error)})
+        report.add(numerical.CHECK, "warning", f"onnx {path.name}", f"not run: {error}; no runtime could execute it, "
+                   "so it is judged from its graph alone (repeatability and batch independence unproven)",
+                   "check it in the runtime that will serve it, or convert it to an opset ONNX Runtime runs")
         return None
     specs = runtimes.onnx_input_specs(session)
     if specs is None:
         report.add(numerical.CHECK, "warning", f"onnx {path.name}", "an input is not a plain tensor (sequence or "
                    "map): numerical checks skipped (the graph scan covered it)")
         return None
-    low, high = probes.integer_range(specs, *(probe_range or probes.DEFAULT_RANGE))
     run = runtimes.onnx_runtime(session)
-    inputs = signatures.accepted_probes(run, specs, [], low, high)
-    numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}",
-                             batch_test=probes.all_batched(specs))
+    for index, magnitude in enumerate(probes.magnitudes(probe_range, specs)):
+        errors = len(report.errors)
+        low, high = probes.integer_range(specs, magnitude.low, magnitude.high)
+        inputs = signatures.accepted_probes(run, specs, [], low, high, distribution=magnitude.distribution)
+        at = f" [{magnitude.name} probes]" if index else ""
+        numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}{at}",
+                                 batch_test=probes.batched_names(specs), optional=index > 0)
+        if len(report.errors) > errors:
+            break  # the other magnitudes add nothing to a refusal
     return run

@@ -100,14 +100,23 @@ def _describe(key: str, difference: float, outputs: dict) -> str:
     return f"up to {difference:.3g} in {key!r}"
 
 
-def check_function(function: Callable, inputs, report: Report, *, location: str,
-                   expect_stochastic: bool = False, severity: str = "error", batch_test: bool = True) -> None:
+def check_function(function: Callable, inputs, report: Report, *, location: str, expect_stochastic: bool = False,
+                   severity: str = "error", batch_test: bool = True, optional: bool = False) -> None:
     """Repeatability and batch independence of `function(inputs) -> outputs`.
 
     `inputs`: one array or `{input name: array}`. `severity` is what a failure counts as ("warning"
-    for call paths kerasdrop never serves). `batch_test=False` for fixed-shape inputs.
+    for call paths kerasdrop never serves). `batch_test=False` for fixed-shape inputs; a frozenset
+    names the batched inputs (the others are passed whole). `optional`: probes of an extra magnitude,
+    which a servable may refuse (a ratio must be < 1): a refusal is recorded, not an error.
     """
     started = time.perf_counter()
+    if optional:
+        try:
+            call(function, inputs)
+        except ProbeFailed as failure:
+            report.add(CHECK, "info", location, f"refuses probes of this magnitude ({failure}): outside the inputs it "
+                       "accepts, so not judged there")
+            return
     try:
         _check(function, inputs, report, location, expect_stochastic, severity, batch_test)
     except ProbeFailed as failure:
@@ -140,14 +149,16 @@ def _check(function, inputs, report, location, expect_stochastic, severity, batc
         inputs_by_name, unwrap = {"": inputs}, True
     else:
         inputs_by_name, unwrap = inputs, False
-    size = probes.batch_size(inputs_by_name)
+    # `batch_test` may name the batched inputs; the others (0-d flags, fixed tensors) go whole to every call.
+    batched = batch_test if isinstance(batch_test, frozenset) else None
+    size = probes.batch_size(inputs_by_name, batched)
     batch_major = [name for name, value in first.items() if value.ndim and len(value) == size]
     if not batch_test or size < 2 or not batch_major:
         why = "a batch of one" if batch_test and size < 2 else "fixed batch shape"
         report.add(CHECK, "info", location, f"{why}: batch independence not applicable")
         return
-    rows = [call(function, probes.row(inputs_by_name, index)[""] if unwrap else probes.row(inputs_by_name, index))
-            for index in range(size)]
+    rows = [call(function, probes.row(inputs_by_name, index, batched)[""] if unwrap else
+                 probes.row(inputs_by_name, index, batched)) for index in range(size)]
     alone = {name: np.concatenate([row[name] for row in rows]) for name in batch_major}
     key, difference, close = differences({name: first[name] for name in batch_major}, alone)
     if not close:
@@ -181,25 +192,32 @@ def inference_twin(model):
         return None
 
 
-def check_keras_twin(model, run_model: Callable, inputs, report: Report) -> None:
-    """`run_model(model, inputs, training)` calls a Keras model on probe inputs."""
+def check_keras_twin(model, run_model: Callable, inputs, report: Report, *, training=False,
+                     location: str | None = None, severity: str = "error") -> float | None:
+    """`run_model(model, inputs, training)` calls a Keras model on probe inputs; the model called with
+    `training` (False, or None as `model(x)`) is compared with its twin called with training=False.
+
+    Returns the largest difference, or None when the comparison could not be made.
+    """
     started = time.perf_counter()
+    location = location or model.name
     twin = inference_twin(model)
     if twin is None:
-        report.add(CHECK, "warning", model.name, "not a functional model: the inference-twin parity check was skipped",
+        report.add(CHECK, "warning", location, "not a functional model: the inference-twin parity check was skipped",
                    "build the model with the functional API so it can be checked")
-        return
+        return None
     try:
-        served = call(lambda batch: run_model(model, batch, False), inputs)
+        served = call(lambda batch: run_model(model, batch, training), inputs)
         reference = call(lambda batch: run_model(twin, batch, False), inputs)
     except ProbeFailed as failure:
-        report.add(CHECK, "warning", model.name, f"inference-twin parity skipped: {failure}")
-        return
+        report.add(CHECK, "warning", location, f"inference-twin parity skipped: {failure}")
+        return None
     key, difference, close = differences(served, reference)
     if not close:
-        report.add(CHECK, "error", model.name, f"outputs differ from the inference twin (same weights, stochastic "
+        report.add(CHECK, severity, location, f"outputs differ from the inference twin (same weights, stochastic "
                    f"layers removed) by {_describe(key, difference, served)}: a layer is active at inference, possibly "
                    "with a fixed mask that repeat calls cannot reveal", STOCHASTIC_ACTION)
     else:
-        report.add(CHECK, "info", model.name, f"matches its inference twin (max difference {difference:.2g})")
-    report.checks.append(CheckRun(CHECK, f"{model.name} twin", time.perf_counter() - started, "inference-twin parity"))
+        report.add(CHECK, "info", location, f"matches its inference twin (max difference {difference:.2g})")
+    report.checks.append(CheckRun(CHECK, f"{location} twin", time.perf_counter() - started, "inference-twin parity"))
+    return difference

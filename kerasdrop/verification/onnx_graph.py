@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from kerasdrop.verification.ops import ONNX_RANDOM_OPS
+from kerasdrop.verification.ops import ONNX_RANDOM_OPS, TF_STATEFUL_RANDOM_OPS, TF_STATELESS_RANDOM_OPS
 from kerasdrop.verification.report import CheckRun, Report, UnusableInputError
 from kerasdrop.verification.structure import STOCHASTIC_ACTION
 
@@ -31,6 +31,24 @@ def read_onnx(path: pathlib.Path):
         return onnx.load(str(path))
     except Exception as error:  # onnx raises DecodeError and friends
         raise UnusableInputError(f"{path} is not a readable ONNX model: {str(error).splitlines()[0][:300]}") from None
+
+
+def is_valid_onnx(path: pathlib.Path) -> bool:
+    """The ONNX checker accepts it (or refuses it only for an IR version or opset newer than it knows)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception:  # unreadable: not ONNX at all
+        return False
+    if not model.graph.node or not model.graph.output:
+        return False
+    try:
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx.checker.ValidationError and friends
+        text = str(error)
+        return "higher than" in text or "opset" in text.lower() and "newer" in text.lower()
+    return True
 
 
 def _subgraphs(node):
@@ -133,6 +151,12 @@ def check_onnx_graph(path: pathlib.Path, report: Report) -> None:
         if node.op_type in ONNX_RANDOM_OPS or (node.domain == "com.microsoft" and node.op_type in ONNX_CONTRIB_RANDOM_OPS):
             problems += 1
             report.add(CHECK, "error", f"onnx node {location}", f"random op {node.op_type}", STOCHASTIC_ACTION)
+        elif node.op_type in TF_STATEFUL_RANDOM_OPS or node.op_type in TF_STATELESS_RANDOM_OPS:
+            # tf2onnx leaves TensorFlow ops it cannot convert in place (e.g. a stochastic-depth Dropout's
+            # StatelessRandomUniformV2): not ONNX, and random in whichever runtime implements it.
+            problems += 1
+            report.add(CHECK, "error", f"onnx node {location}", f"TensorFlow random op {node.op_type} left "
+                       "unconverted by the exporter: random (or a fixed mask) wherever it runs", STOCHASTIC_ACTION)
         elif node.op_type == "Dropout" and node.domain in ("", "ai.onnx"):
             state = _dropout_finding(node, scope)
             if state:

@@ -1,7 +1,9 @@
 """Probe inputs for the numerical checks: one array per declared input, of its own dtype and shape.
 
 Float and integer probes span the model's real input range with rows of different brightness (a
-batch-dependent layer shows only when rows differ); strings are decimal numerals; booleans random.
+batch-dependent layer shows only when rows differ); with no declared range, several magnitudes.
+Token ids stay inside the model's vocabulary, strings are its lookup tokens (else decimal
+numerals), padding masks are prefixes of different lengths, booleans random, 0-d inputs scalars.
 """
 
 from __future__ import annotations
@@ -18,6 +20,31 @@ DEFAULT_RANGE = (0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
+class Magnitude:
+    """A range float probes span (`normal`: standard normal values, rows of different spread)."""
+
+    name: str
+    low: float
+    high: float
+    distribution: str = "uniform"
+
+
+# With no range declared anywhere, probes take each of these in turn, so a rescaling that depends on
+# the batch (`x / max(1, max(batch))`) shows whatever numbers the users send.
+UNDECLARED_MAGNITUDES = (Magnitude("unit interval", 0.0, 1.0), Magnitude("0..255 pixels", 0.0, 255.0),
+                         Magnitude("standard normal", -1.0, 1.0, "normal"), Magnitude("large", -1e4, 1e4))
+
+
+def magnitudes(declared: tuple[float, float] | None, specs=None) -> list[Magnitude]:
+    """The declared range alone; else every magnitude (one when no input is a float: they do not apply)."""
+    if declared is not None:
+        return [Magnitude(f"declared range {declared[0]:g}..{declared[1]:g}", float(declared[0]), float(declared[1]))]
+    if specs is not None and not any(spec.kind == "float" for spec in specs):
+        return [UNDECLARED_MAGNITUDES[0]]
+    return list(UNDECLARED_MAGNITUDES)
+
+
+@dataclasses.dataclass(frozen=True)
 class InputSpec:
     """One input of a servable: its name, numpy dtype (`object` for strings), per-row shape, and
     whether its first dimension is an open batch dimension (False: fixed shape, no batch test)."""
@@ -26,6 +53,13 @@ class InputSpec:
     dtype: np.dtype
     row_shape: tuple
     batched: bool = True
+    vocabulary: int | None = None  # integer ids: the smallest vocabulary (Embedding input_dim) they index
+    tokens: tuple | None = None  # strings: the lookup table's tokens
+
+    @property
+    def is_padding_mask(self) -> bool:
+        """keras-hub's `padding_mask` and friends: ones then zeros along the sequence."""
+        return "mask" in self.name.lower() and self.kind in ("bool", "int") and len(self.row_shape) == 1
 
     @property
     def kind(self) -> str:
@@ -37,24 +71,43 @@ class InputSpec:
         return "int" if np.issubdtype(self.dtype, np.integer) else "float"
 
 
-def all_batched(specs: list[InputSpec]) -> bool:
-    return bool(specs) and all(spec.batched for spec in specs)
+def batched_names(specs: list[InputSpec]) -> frozenset:
+    """The inputs a batch test slices row by row; the others (0-d flags, fixed tensors) go whole to each call."""
+    return frozenset(spec.name for spec in specs if spec.batched)
 
 
-def _one_input(spec: InputSpec, low: float, high: float, batch: int, rng) -> np.ndarray:
+def _padding_mask(spec: InputSpec, shape: tuple) -> np.ndarray:
+    # Row i keeps a prefix of (i + 1) / rows of the sequence (at least one position): rows of different lengths.
+    rows, length = shape[0], shape[-1]
+    keep = np.maximum(1, np.round(length * np.arange(1, rows + 1) / rows)).reshape(-1, 1)
+    return (np.arange(length).reshape(1, -1) < keep).astype(spec.dtype)
+
+
+def _one_input(spec: InputSpec, low: float, high: float, batch: int, rng, distribution: str = "uniform"):
     dims = [OPEN_DIMENSION if dim is None else int(dim) for dim in spec.row_shape]
     shape = (batch, *dims) if spec.batched else tuple(dims)
     rows = shape[0] if shape else 1
+    if spec.is_padding_mask and spec.batched:
+        return _padding_mask(spec, shape)
     # Row i spans [low, low + (high - low) * (i + 1) / rows]: dark rows next to bright ones.
     brightness = (np.arange(1, rows + 1) / rows).reshape((-1,) + (1,) * (len(shape) - 1)) if shape else 1.0
     unit = rng.uniform(0.0, 1.0, size=shape) * brightness
     if spec.kind == "bool":
-        return unit > 0.5 * brightness
+        return np.asarray(unit > 0.5 * brightness)  # an array even when 0-d: runtimes refuse numpy.bool scalars
     if spec.kind == "string":
-        numbers = np.round(low + (high - low) * unit).astype("int64")
-        return np.vectorize(lambda value: str(value).encode(), otypes=[object])(numbers) if shape else \
-            np.array(str(int(numbers)).encode(), dtype=object)
+        if spec.tokens:
+            picks = np.asarray(np.floor(unit * len(spec.tokens)).astype("int64") % len(spec.tokens))
+            return np.vectorize(lambda index: str(spec.tokens[index]).encode(), otypes=[object])(picks)
+        numbers = np.asarray(np.round(low + (high - low) * unit).astype("int64"))
+        return np.vectorize(lambda value: str(value).encode(), otypes=[object])(numbers)
+    if spec.kind == "int" and spec.vocabulary:
+        low, high = 0.0, float(spec.vocabulary - 1)
+    if spec.kind == "float" and not shape:
+        # A 0-d float is a parameter (a ratio, a temperature), not data: the unit interval at every magnitude.
+        low, high, distribution = 0.0, 1.0, "uniform"
     values = low + (high - low) * unit
+    if spec.kind == "float" and distribution == "normal":
+        values = rng.standard_normal(size=shape) * brightness
     if spec.kind == "int":
         limits = np.iinfo(spec.dtype)
         values = np.clip(np.round(values), limits.min, limits.max)
@@ -62,10 +115,11 @@ def _one_input(spec: InputSpec, low: float, high: float, batch: int, rng) -> np.
 
 
 def probe_inputs(specs: list[InputSpec], low: float, high: float, batch: int = BATCH,
-                 seed: int = 0) -> dict[str, np.ndarray]:
-    """`{input name: array}`: `batch` rows per batched input, uniform within [low, high] per row brightness."""
+                 seed: int = 0, distribution: str = "uniform") -> dict[str, np.ndarray]:
+    """`{input name: array}`: `batch` rows per batched input, uniform within [low, high] per row brightness
+    (`distribution="normal"`: standard normal floats, rows of different spread)."""
     rng = np.random.default_rng(seed)
-    return {spec.name: _one_input(spec, low, high, batch, rng) for spec in specs}
+    return {spec.name: _one_input(spec, low, high, batch, rng, distribution) for spec in specs}
 
 
 def integer_range(specs: list[InputSpec], low: float, high: float) -> tuple[float, float]:
@@ -77,12 +131,16 @@ def integer_range(specs: list[InputSpec], low: float, high: float) -> tuple[floa
     return 0.0, 1.0
 
 
-def batch_size(inputs: dict[str, np.ndarray]) -> int:
-    return min(len(value) for value in inputs.values()) if inputs else 0
+def batch_size(inputs: dict[str, np.ndarray], batched=None) -> int:
+    """Rows of the batched inputs (`batched`: their names; default every input that is not 0-d)."""
+    sizes = [len(value) for name, value in inputs.items()
+             if np.ndim(value) and (batched is None or name in batched)]
+    return min(sizes) if sizes else 0
 
 
-def row(inputs: dict[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
-    return {name: value[index:index + 1] for name, value in inputs.items()}
+def row(inputs: dict[str, np.ndarray], index: int, batched=None) -> dict[str, np.ndarray]:
+    return {name: value[index:index + 1] if np.ndim(value) and (batched is None or name in batched) else value
+            for name, value in inputs.items()}
 
 
 def keras_input_specs(model) -> list[InputSpec]:
@@ -92,11 +150,53 @@ def keras_input_specs(model) -> list[InputSpec]:
         tensors = list(model.inputs or [])
     except (AttributeError, ValueError):
         return []
+    vocabulary, tokens = keras_vocabulary(model)
+    by_input = input_vocabularies(model)
     for tensor in tensors:
         dtype = object if str(tensor.dtype) == "string" else np.dtype(str(tensor.dtype))
         shape = tuple(tensor.shape)
-        specs.append(InputSpec(tensor.name, dtype, shape[1:], batched=bool(shape) and shape[0] is None))
+        ids = by_input.get(tensor.name, vocabulary) if np.issubdtype(dtype, np.integer) else None
+        specs.append(InputSpec(tensor.name, dtype, shape[1:], batched=bool(shape) and shape[0] is None,
+                               vocabulary=ids,
+                               tokens=tokens if dtype == object else None))
     return specs
+
+
+def input_vocabularies(model) -> dict[str, int]:
+    """`{input name: input_dim}` for inputs fed straight into an Embedding, in the model or a nested
+    functional model (keras-hub backbones: `token_ids` -> token embedding, `segment_ids` -> 2 segments)."""
+    import keras
+
+    found = {}
+    for layer in model._flatten_layers(include_self=True):
+        try:
+            tensors = list(layer.inputs or []) if isinstance(layer, keras.Model) else []
+        except (AttributeError, ValueError):  # a subclassed model declares no inputs
+            tensors = []
+        for tensor in tensors:
+            for consumer in layer.layers:
+                if isinstance(consumer, keras.layers.Embedding) and any(
+                        any(x is tensor for x in node.input_tensors) for node in consumer._inbound_nodes):
+                    found.setdefault(tensor.name, int(consumer.input_dim))
+    return found
+
+
+def keras_vocabulary(model) -> tuple[int | None, tuple | None]:
+    """`(smallest Embedding input_dim, StringLookup tokens)`: token-id probes valid for every embedding,
+    string probes from the lookup table (an out-of-vocabulary token is legal too, but proves less)."""
+    import keras
+
+    sizes, tokens = [], None
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Embedding) and getattr(layer, "input_dim", None):
+            sizes.append(int(layer.input_dim))
+        elif isinstance(layer, keras.layers.StringLookup) and tokens is None:
+            try:
+                vocabulary = [token for token in layer.get_vocabulary() if token != layer.oov_token and token != ""]
+            except (AttributeError, ValueError, RuntimeError):
+                vocabulary = []
+            tokens = tuple(vocabulary) or None
+    return (min(sizes) if sizes else None), tokens
 
 
 def keras_declared_range(model) -> tuple[float, float] | None:

@@ -15,6 +15,9 @@ from typing import Any
 from kerasdrop.errors import KerasdropError
 
 SEVERITIES = ("error", "warning", "info")
+# `kerasdrop verify`'s exit status per verdict (2, unusable input, is raised before any verdict):
+# "graph-only" = no error found, but no runtime could execute an artefact, so only its graph was judged.
+EXIT_CODES = {"pass": 0, "fail": 1, "graph-only": 3}
 
 
 class UnusableInputError(KerasdropError, ValueError):
@@ -53,18 +56,26 @@ class Report:
     # Layers `kerasdrop export` turned off by tracing training=False (a plain model.export would not):
     # [{"layer": path, "class": class name, "reason": why it is active otherwise}].
     neutralised: list = dataclasses.field(default_factory=list)
+    # Artefacts no runtime could execute (judged from their graph alone): [{"artefact": path, "reason": why}].
+    not_run: list = dataclasses.field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
         return [finding for finding in self.findings if finding.severity == "error"]
 
     @property
+    def verdict(self) -> str:
+        """`fail` (an error), `graph-only` (no error, but something was never run), or `pass` (proven)."""
+        return "fail" if self.errors else "graph-only" if self.not_run else "pass"
+
+    @property
     def ok(self) -> bool:
-        return not self.errors
+        """Proven: no error, and every artefact was run. A graph-only verdict is not a proof."""
+        return self.verdict == "pass"
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.ok else 1
+        return EXIT_CODES[self.verdict]
 
     def add(self, check: str, severity: str, location: str, message: str, action: str = "") -> None:
         self.findings.append(Finding(check, severity, location, message, action))
@@ -74,17 +85,20 @@ class Report:
         self.checks.extend(other.checks)
         self.tolerances.update(other.tolerances)
         self.neutralised.extend(other.neutralised)
+        self.not_run.extend(other.not_run)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "kind": self.kind,
             "ok": self.ok,
+            "verdict": self.verdict,
             "summary": {severity: sum(f.severity == severity for f in self.findings) for severity in SEVERITIES},
             "findings": [dataclasses.asdict(finding) for finding in self.findings],
             "checks": [dataclasses.asdict(check) for check in self.checks],
             "tolerances": self.tolerances,
             "neutralised": self.neutralised,
+            "not_run": self.not_run,
         }
 
     @classmethod
@@ -94,6 +108,7 @@ class Report:
             findings=[Finding(**finding) for finding in data["findings"]],
             checks=[CheckRun(**check) for check in data.get("checks", [])],
             tolerances=data.get("tolerances", {}), neutralised=data.get("neutralised", []),
+            not_run=data.get("not_run", []),
         )
 
     def to_json(self) -> str:
@@ -109,7 +124,8 @@ class Report:
         from rich.table import Table
 
         console = console or Console()
-        verdict = "[bold green]PASS[/]" if self.ok else "[bold red]FAIL[/]"
+        verdict = {"pass": "[bold green]PASS[/]", "fail": "[bold red]FAIL[/]",
+                   "graph-only": "[bold yellow]GRAPH ONLY (not run: no runtime could execute it)[/]"}[self.verdict]
         console.print(f"kerasdrop verify — {escape(self.target)} ({self.kind}): {verdict}")
         problems = [finding for finding in self.findings if finding.severity != "info"]
         if problems:
@@ -132,6 +148,9 @@ class Report:
             console.print(f"  [yellow]neutralised[/] {escape(layer['layer'])} ({escape(layer['class'])}): "
                           f"{escape(layer['reason'])}; this export traced training=False, a plain model.export "
                           "would keep it active", highlight=False)
+        for artefact in self.not_run:
+            console.print(f"  [yellow]not run[/] {escape(artefact['artefact'])}: {escape(artefact['reason'])}; "
+                          "judged from its graph alone", highlight=False)
         counts = self.to_dict()["summary"]
         console.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} passed "
                       f"({len(self.checks)} check runs, {sum(c.seconds for c in self.checks):.1f}s)")

@@ -36,7 +36,7 @@ class Served:
     variables: list = dataclasses.field(default_factory=list)
 
 
-def _candidates(specs, ops, low, high, batch, seed):
+def _candidates(specs, ops, low, high, batch, seed, distribution="uniform"):
     """Probe sets to try in order: PNGs for image-decoding signatures, tf.Examples for parsing ones, then
     dtype-shaped probes."""
     low, high = probes.integer_range(specs, low, high)
@@ -46,14 +46,14 @@ def _candidates(specs, ops, low, high, batch, seed):
     features = examples.dense_features(ops) if strings else []
     if features and len(specs) == 1:
         yield {specs[0].name: examples.example_probes(features, low, high, batch, seed)}
-    yield probes.probe_inputs(specs, low, high, batch=batch, seed=seed)
+    yield probes.probe_inputs(specs, low, high, batch=batch, seed=seed, distribution=distribution)
     if any(spec.kind == "int" for spec in specs):  # token ids: the smallest range any vocabulary accepts
         yield probes.probe_inputs(specs, 0.0, 1.0, batch=batch, seed=seed)
 
 
-def accepted_probes(run, specs, ops, low, high, batch=probes.BATCH, seed=0) -> dict:
+def accepted_probes(run, specs, ops, low, high, batch=probes.BATCH, seed=0, distribution="uniform") -> dict:
     """The first candidate probe set `run` accepts (else the first one, whose failure the check reports)."""
-    candidates = list(_candidates(specs, ops, low, high, batch, seed))
+    candidates = list(_candidates(specs, ops, low, high, batch, seed, distribution))
     for inputs in candidates:
         try:
             numerical.call(run, inputs)
@@ -70,8 +70,11 @@ def _warmup_inputs(request: dict, specs) -> dict:
 
 
 def check_signatures(directory: pathlib.Path, scan: graph.GraphScan, report: Report, *,
-                     probe_range: tuple[float, float], warmups: dict) -> dict[str, Served]:
-    """Judges every signature; returns those that ran, by name. `warmups`: replayed requests by signature."""
+                     probe_range: tuple[float, float] | None, warmups: dict) -> dict[str, Served]:
+    """Judges every signature; returns those that ran, by name. `warmups`: replayed requests by signature.
+
+    `probe_range` None: nothing declares one, so each signature is probed at every magnitude.
+    """
     meta_graph = graph.read_saved_model(directory)
     loaded = runtimes.load_saved_model(directory)
     session = runtimes.SessionRuntime(directory)
@@ -101,13 +104,20 @@ def _check_one(name, meta_graph, loaded, session, warmup, declared, report):
     run = runtimes.tf2_signature_runtime(signature) if signature is not None else session_run
     stochastic = name in graph.STOCHASTIC_SIGNATURES
     ops = graph.signature_ops(meta_graph, name)
-    low, high = declared
-    inputs = accepted_probes(run, specs, ops, low, high)
+    scale = probes.magnitudes(declared, specs)
+    inputs = accepted_probes(run, specs, ops, scale[0].low, scale[0].high, distribution=scale[0].distribution)
     errors = len(report.errors)
     numerical.check_function(run, inputs, report, location=location, expect_stochastic=stochastic,
-                             batch_test=probes.all_batched(specs))
+                             batch_test=probes.batched_names(specs))
+    for magnitude in scale[1:] if not stochastic else []:
+        if len(report.errors) > errors:
+            break  # the other magnitudes add nothing to a refusal
+        numerical.check_function(run, accepted_probes(run, specs, ops, magnitude.low, magnitude.high,
+                                                      distribution=magnitude.distribution), report,
+                                 location=f"{location} [{magnitude.name} probes]", batch_test=probes.batched_names(specs),
+                                 optional=True)
     for index, request in enumerate(warmup if not stochastic else []):
-        numerical.check_function(run, _warmup_inputs(request, specs), report, batch_test=probes.all_batched(specs),
+        numerical.check_function(run, _warmup_inputs(request, specs), report, batch_test=probes.batched_names(specs),
                                  location=f"{location} warmup request {index + 1} (assets.extra)")
     if not stochastic and signature is not None and len(report.errors) == errors:
         parity.check_parity({"tf2 loader": run, "TF Serving's session path": session_run}, {

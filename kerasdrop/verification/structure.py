@@ -4,7 +4,8 @@ Every nested layer is walked: sub-models, wrappers (TimeDistributed, Bidirection
 layers inside custom layers. A layer's training mode under `model(x)` (how `model.export` traces it)
 is its own pinned flag, else the one its caller passes down, else its `call` default (True for
 augmentation layers). A layer is stochastic when it owns a random SeedGenerator; with every rate 0
-it is the identity whatever its mode.
+it is the identity whatever its mode. The mode judged is the one Keras runs (`effective_training`):
+a frozen BatchNormalization (`trainable=False`) uses its moving statistics even under training=True.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from kerasdrop.verification.report import CheckRun, Report
 CHECK = "structure"
 STOCHASTIC_ACTION = ("call the layer without `training=True`; if you want stochastic inference, export with "
                      "`--mc-samples N`, which adds an `mc_dropout` signature and keeps `serving_default` deterministic")
+# Packages whose layers are Keras' own or built only from them (walked into, not flagged as custom).
+KERAS_LIBRARIES = ("keras.", "keras_hub.", "keras_nlp.", "keras_cv.")
 # Attributes that scale a stochastic layer's effect; all present and 0 means the layer is the identity.
 _RATE_ATTRIBUTES = ("rate", "stddev", "dropout", "recurrent_dropout")
 
@@ -65,9 +68,25 @@ def layer_kind(layer) -> str | None:
         preprocessing = "preprocessing" in type(layer).__module__
         return "augmentation" if preprocessing or _call_default_training(layer) is True else "random"
     module = type(layer).__module__
-    if isinstance(layer, keras.Model) or module.startswith("keras."):
+    # keras-hub's (formerly keras-nlp's/keras-cv's) layers are built from Keras layers, which are walked
+    # and judged on their own; the layer itself draws nothing (it owns no SeedGenerator, checked above).
+    if isinstance(layer, keras.Model) or module.startswith(KERAS_LIBRARIES):
         return None
     return "custom"
+
+
+def effective_training(layer, training: bool | None) -> bool | None:
+    """The mode Keras actually runs `layer` in when its call resolves to `training`.
+
+    Keras 3's BatchNormalization normalises with batch statistics only when `training and
+    self.trainable` (the fine-tuning recipe: freeze the backbone, its BatchNorm stays in inference
+    mode whatever the call says); Dropout-like layers ignore `trainable`.
+    """
+    import keras
+
+    if training is True and isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable:
+        return False
+    return training
 
 
 def _own_pins(model, layer) -> list:
@@ -145,6 +164,10 @@ def _stochastic(call: LayerCall, kind: str, report: Report) -> None:
         report.add(CHECK, "info", call.path, f"{name} {mode}: {what} at inference")
     elif kind == "random" and is_identity(call.layer):
         report.add(CHECK, "info", call.path, f"{name} {_how(call)} but every rate is 0: the identity, harmless")
+    elif kind == "batch_norm" and effective_training(call.layer, True) is False:
+        why = "it is called with" if call.pinned is True else "an enclosing call passes"
+        report.add(CHECK, "info", call.path, f"BatchNormalization is frozen (trainable=False), so Keras runs it in "
+                   f"inference mode (moving statistics) although {why} training=True: harmless")
     elif kind == "batch_norm":
         report.add(CHECK, "error", call.path, f"BatchNormalization {_how(call)}: it uses the batch's statistics, so "
                    "a prediction depends on the other rows of the batch",
