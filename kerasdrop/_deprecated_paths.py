@@ -46,6 +46,8 @@ _SERVING_MOVES = {
 RENAMED_MODULES = {
     **{f"kerasdrop.serving.{old}": (f"kerasdrop.serving.{new}",) for old, new in _SERVING_MOVES.items()},
     "kerasdrop.serving.client": ("kerasdrop.cli.client",),
+    "kerasdrop.verification.examples": ("kerasdrop.verification.probes.examples",),
+    "kerasdrop.verification.images": ("kerasdrop.verification.probes.images",),
     "kerasdrop.serving.grpc_api": ("kerasdrop.serving.process.grpc_server",
                                    "kerasdrop.serving.protocols.tfserving.grpc_service"),
 }

@@ -2,6 +2,10 @@
 
 `verify(path_or_model) -> Report`; `kerasdrop verify PATH` exits 0 clean, 1 findings, 2 unusable input,
 3 graph only (no runtime could execute it).
+
+One module per check (structure, graph and onnx_graph, numerical and signatures, parity, draws),
+what they feed (probes/) and run on (runtimes), the report, and api.verify over them. Imports only
+kerasdrop's error types (it judges artefacts from anyone); exporting and the CLI import it.
 """
 
 from kerasdrop.verification.api import (

@@ -12,7 +12,11 @@ import time
 
 import numpy as np
 
-from kerasdrop.verification.ops import ONNX_RANDOM_OPS, TF_STATEFUL_RANDOM_OPS, TF_STATELESS_RANDOM_OPS
+from kerasdrop.verification.ops import (
+    ONNX_RANDOM_OPS,
+    TF_STATEFUL_RANDOM_OPS,
+    TF_STATELESS_RANDOM_OPS,
+)
 from kerasdrop.verification.report import CheckRun, Report, UnusableInputError
 from kerasdrop.verification.structure import STOCHASTIC_ACTION
 

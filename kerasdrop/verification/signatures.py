@@ -12,14 +12,13 @@ import pathlib
 import numpy as np
 
 from kerasdrop.verification import (
-    examples,
     graph,
-    images,
     numerical,
     parity,
     probes,
     runtimes,
 )
+from kerasdrop.verification.probes import examples, images
 from kerasdrop.verification.report import Report
 
 MC_SIGNATURE = "mc_dropout"

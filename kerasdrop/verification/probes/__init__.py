@@ -4,6 +4,10 @@ Float and integer probes span the model's real input range with rows of differen
 batch-dependent layer shows only when rows differ); with no declared range, several magnitudes.
 Token ids stay inside the model's vocabulary, strings are its lookup tokens (else decimal
 numerals), padding masks are prefixes of different lengths, booleans random, 0-d inputs scalars.
+
+Every probe the verifier feeds lives in this package: arrays per declared input here (dtype, shape,
+range, magnitudes), tf.Examples for signatures that parse them (`examples.py`), encoded images for
+signatures that decode them (`images.py`). Imports nothing of the verifier's checks.
 """
 
 from __future__ import annotations
