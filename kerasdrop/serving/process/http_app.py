@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 
 from kerasdrop.serving.limits import (
-    DEFAULT_BODY_TIMEOUT_SECONDS,
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     INLINE_MAX_BODY_BYTES,
 )
@@ -34,21 +33,20 @@ class BodyTooLarge(Exception):
     pass
 
 
-class BodyStalled(Exception):
-    pass
+class ClientGone(Exception):
+    """The connection closed before the body was complete (the client left, or the protocol cut a
+    stalled body with 408): there is nothing to run and no one to answer."""
 
 
 class HttpApp:
     def __init__(self, routers, *, max_body_bytes: int, threads: int = 8,
-                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
-                 body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS):
+                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
         self.routers = list(routers)
         self.max_body_bytes = max_body_bytes
         # Requests being answered (all on this app's event loop, so a plain count). Taken once the
         # body is in: a client trickling its body holds its connection and what it sent, not a slot.
         self.max_concurrent = max_concurrent
         self.concurrent = 0
-        self.body_timeout = body_timeout  # the longest wait for the next piece of a body (0: none)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-http")
 
     def close(self) -> None:
@@ -79,8 +77,8 @@ class HttpApp:
             await self._discard_rest(receive)
             status, data, headers = _json_error(413, str(error), [(b"connection", b"close")])
             return status, data, "application/json", headers
-        except BodyStalled as error:
-            status, data, headers = _json_error(408, str(error), [(b"connection", b"close")])
+        except ClientGone:  # the answer goes nowhere (uvicorn drops it); sent so the cycle ends as usual
+            status, data, headers = _json_error(400, "The connection closed before the request body was complete")
             return status, data, "application/json", headers
         if self.max_concurrent and self.concurrent >= self.max_concurrent:  # before it queues for a thread
             status, data, headers = _json_error(429, f"This worker already has {self.max_concurrent} requests in "
@@ -104,15 +102,6 @@ class HttpApp:
             status, data, content_type, *extra = await loop.run_in_executor(self.executor, call)
         return status, data, content_type, extra[0] if extra else []
 
-    async def _next_piece(self, receive):
-        if not self.body_timeout:
-            return await receive()
-        try:
-            return await asyncio.wait_for(receive(), self.body_timeout)
-        except asyncio.TimeoutError:
-            raise BodyStalled(f"Request body stalled: no data for {self.body_timeout:g} s "
-                              "(--body-timeout-seconds)") from None
-
     async def _read_body(self, scope, receive) -> bytearray:
         """The body, refused as soon as it passes the limit. Its buffer is sized from Content-Length
         (no second copy of a large body) once half of it has arrived: claimed before, a header
@@ -125,9 +114,9 @@ class HttpApp:
                     raise BodyTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
         pieces, body, size = [], None, 0
         while True:
-            message = await self._next_piece(receive)
+            message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise ClientGone()
             chunk = message.get("body", b"")
             if size + len(chunk) > limit:
                 raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes (read {size + len(chunk)} "

@@ -287,11 +287,11 @@ class Server:
         from kerasdrop.serving.process.uvicorn_protocol import guarded_protocol
 
         app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes,
-                      threads=self._request_threads(8), max_concurrent=self.config.max_concurrent_requests,
-                      body_timeout=self.config.body_timeout_seconds)
+                      threads=self._request_threads(8), max_concurrent=self.config.max_concurrent_requests)
         protocol = guarded_protocol(max_header_bytes=self.config.max_header_bytes,
                                     max_header_count=self.config.max_header_count,
-                                    header_timeout=self.config.header_timeout_seconds)
+                                    header_timeout=self.config.header_timeout_seconds,
+                                    body_timeout=self.config.body_timeout_seconds)
         with rest_ssl_options(self.config) as ssl_options:  # the PEM files exist only inside this block
             config = uvicorn.Config(app, http=protocol, loop="asyncio", lifespan="off", access_log=False,
                                     log_level="warning", timeout_keep_alive=self.config.keep_alive_seconds,
