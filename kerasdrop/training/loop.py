@@ -126,8 +126,11 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     import keras
     import tensorflow as tf
 
+    from kerasdrop.training.cpu import warn_if_bfloat16_is_emulated
+
     keras.utils.set_random_seed(recipe.training.seed)
     tf.config.experimental.enable_op_determinism()
+    warn_if_bfloat16_is_emulated(recipe.training.precision)
 
     # --- data ---------------------------------------------------------------------------------
     data = session.datasets(recipe)
