@@ -97,6 +97,27 @@ def training_threads() -> dict:
             or int(os.environ.get("TF_NUM_INTEROP_THREADS", "0"))}
 
 
+def apply_cpu_threads(threads: int) -> bool:
+    """Sets TensorFlow's intra-op and inter-op pools to `threads` (0: leave TensorFlow's default).
+
+    Returns whether the setting is in effect: the pools are fixed once TensorFlow has run an op, so a
+    later run in the same process keeps the first one's (and warns; its provenance says which it had).
+    """
+    import tensorflow as tf
+
+    if threads == 0:
+        return True
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        warnings.warn(f"training.cpu_threads = {threads} is ignored: TensorFlow already runs with "
+                      f"{training_threads()} threads in this process. Train in a new process to use it.",
+                      stacklevel=2)
+        return False
+    return True
+
+
 def warn_if_bfloat16_is_emulated(precision: str, info: CpuInfo | None = None) -> bool:
     """Warns when mixed_bfloat16 is asked for on a CPU without native bfloat16; returns whether it warned."""
     info = info if info is not None else cpu_info()

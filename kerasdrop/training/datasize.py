@@ -53,8 +53,10 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
               ("data.split_seed", base.training.seed)],
              f"size {size_label(size)}, rate {rate:g}, seed {seed}")
             for size in sizes for rate in rates for seed in range(base.training.seed, base.training.seed + seeds)]
+    workers = study_worker_count(len([job for job in jobs if not (job[0] / "metrics.json").is_file()]), workers)
+    if workers > 1:  # each worker trains on one thread, and its runs' recipes say so
+        jobs = [(run_dir, [*overrides, ("training.cpu_threads", 1)], label) for run_dir, overrides, label in jobs]
     to_train = [job for job in jobs if not (job[0] / "metrics.json").is_file()]
-    workers = study_worker_count(len(to_train), workers)
     session = TrainingSession()
     compiled_in_workers = 0
     if workers > 1:

@@ -85,8 +85,10 @@ def train(
         recipe = resolve_recipe(recipe_or_kwargs, overrides)
         out = pathlib.Path(out) if out is not None else default_run_dir(recipe, runs_dir)
 
+    from kerasdrop.training.cpu import apply_cpu_threads
     from kerasdrop.training.distribute import is_chief, make_strategy
 
+    apply_cpu_threads(recipe.training.cpu_threads)  # before TensorFlow's first op fixes its thread pools
     chief = is_chief()
     # The strategy must exist before other TensorFlow work (MultiWorkerMirroredStrategy requires it).
     strategy = make_strategy(recipe.training.strategy)

@@ -131,11 +131,12 @@ def test_a_study_in_worker_processes_matches_one_process_and_reproduces_from_its
         for workers_rate, one_rate in zip(workers_entry["rates"], one_entry["rates"]):
             # One thread per op instead of TensorFlow's default changes float rounding, not the result.
             assert workers_rate["mean"]["test_accuracy"] == pytest.approx(one_rate["mean"]["test_accuracy"], abs=0.05)
-    # A worker's run records its threads, and trained again alone on them it measures the same.
+    # A worker's run records its threads, and trained again alone from its recipe it measures the same.
     run_dir = tmp_path / "study" / "size-all" / "rate-0.5" / "seed-1"
-    threads = tomllib.loads((run_dir / "recipe.toml").read_text())["provenance"]["cpu"]["tensorflow_threads"]
-    assert threads == {"intra_op": 1, "inter_op": 1}
-    environment = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    saved = tomllib.loads((run_dir / "recipe.toml").read_text())
+    assert saved["training"]["cpu_threads"] == 1
+    assert saved["provenance"]["cpu"]["tensorflow_threads"] == {"intra_op": 1, "inter_op": 1}
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TF_NUM_")}
     subprocess.run([sys.executable, "-c", "import sys; from kerasdrop.cli import main; sys.exit(main(sys.argv[1:]))", "train", str(run_dir / "recipe.toml"), "--out",
                     str(tmp_path / "alone"), "--quiet"], env=environment, check=True, capture_output=True)
     alone = Run.load(tmp_path / "alone")
