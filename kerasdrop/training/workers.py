@@ -50,13 +50,18 @@ def _start_worker() -> None:
     _worker_session = TrainingSession()
 
 
-def _train_job(base, run_dir: str, overrides: list, label: str) -> tuple[int, int]:
-    """Trains one run in this worker; returns `(process id, models its session has compiled so far)`."""
-    from kerasdrop.training.datasize import run_once
-    from kerasdrop.training.progress import SweepProgress
+def _train_job(base, run_dir: str, overrides: list) -> tuple[int, int]:
+    """Trains one run in this worker; returns `(process id, models its session has compiled so far)`.
 
-    run_once(base, pathlib.Path(run_dir), overrides=overrides, verbose=0, reporter=SweepProgress(None, 1),
-             label=label, session=_worker_session)
+    As `datasize.run_once` for a run not finished: an interrupted one is trained again from the start.
+    """
+    import shutil
+
+    from kerasdrop.training.loop import train
+
+    if pathlib.Path(run_dir).exists():
+        shutil.rmtree(run_dir)  # interrupted: only this study wrote it, and it holds no finished result
+    train(base, out=run_dir, verbose=0, overrides=overrides, backup=False, session=_worker_session)
     return os.getpid(), _worker_session.models_compiled
 
 
@@ -75,7 +80,7 @@ def train_in_workers(base, jobs: Sequence[tuple[pathlib.Path, list, str]], *, wo
     # spawn, not fork: the parent may already run TensorFlow's thread pools, which fork does not copy safely.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker) as pool:
-        pending = {pool.submit(_train_job, base, str(run_dir), overrides, label): label
+        pending = {pool.submit(_train_job, base, str(run_dir), overrides): label
                    for run_dir, overrides, label in jobs}
         compiled = {}
         for future in concurrent.futures.as_completed(pending):
