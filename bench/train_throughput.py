@@ -12,7 +12,7 @@ warms them all, then asks each in turn for one epoch per round. This shared mach
 speed regimes (the CPU/wall column shows how much CPU a process got), so each round's ratio is taken
 between neighbours in time, and medians and ranges over rounds are printed. FLOP/s are training FLOPs
 (3 forward passes, kerasdrop/training/epoch_time.py) per image times images/s, against the CPU's peak
-(kerasdrop/training/cpu.py states the assumptions) and a float32 matmul timed in the same rounds.
+(kerasdrop/training/cpu.py states the assumptions) and, round by round, a float32 matmul timed in the same round.
 
     .venv/bin/python bench/train_throughput.py [--rounds 5] [--examples 10000]
 """
@@ -156,7 +156,7 @@ def _spread(values) -> str:
     return f"{statistics.median(values):8.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
-def _report_case(name: str, case: dict, measured: dict, cpu, reference_gflops: float) -> dict:
+def _report_case(name: str, case: dict, measured: dict, cpu, matmul_gflops: list[float]) -> dict:
     flops = _training_flops_per_image(case)
     print(f"\n{name}: {case['examples']} synthetic {'x'.join(map(str, case['shape']))} images, batch "
           f"{case['batch']}; training {flops / 1e6:.2f} MFLOP/image (3 x forward)")
@@ -169,11 +169,14 @@ def _report_case(name: str, case: dict, measured: dict, cpu, reference_gflops: f
         per_round = [rate / base for rate, base in zip(rates, plain)]
         ratios[configuration] = statistics.median(per_round)
         gflops = statistics.median(rates) * flops / 1e9
+        # Against the matmul of the same round, so both ran in the same regime of the machine.
+        share_of_matmul = statistics.median(rate * flops / 1e9 / reference
+                                            for rate, reference in zip(rates, matmul_gflops))
         peak = cpu.peak_flops("bfloat16" if configuration.startswith("mixed_bfloat16") else "float32")
         share_of_peak = f"{100 * gflops * 1e9 / peak:6.1f}%" if peak else "    n/a"
         print(f"  {configuration:24s} {_spread(rates):>26s} {ratios[configuration]:13.2f} "
               f"({min(per_round):.2f}-{max(per_round):.2f}){'':5s} {gflops:8.1f} {share_of_peak} "
-              f"{100 * gflops / reference_gflops:7.1f}% {statistics.median(values['cpu']):8.2f}")
+              f"{100 * share_of_matmul:7.1f}% {statistics.median(values['cpu']):8.2f}")
     return ratios
 
 
@@ -215,9 +218,9 @@ def main() -> None:
     from kerasdrop._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    reference = statistics.median(measured["matmul"]["rate"])
     ratios = {case_name: _report_case(case_name, {**case, "examples": args.examples},
-                                      {name: measured[(case_name, name)] for name in configurations}, cpu, reference)
+                                      {name: measured[(case_name, name)] for name in configurations}, cpu,
+                                      measured["matmul"]["rate"])
               for case_name, case in CASES.items()}
     _report_targets(ratios)
     print(f"\nload average after the run: {' '.join(f'{load:.1f}' for load in os.getloadavg())} "
