@@ -34,30 +34,41 @@ def size_label(size: int | None) -> str:
 
 
 def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
-                   train_sizes: Sequence[int | None], verbose=0, progress=None) -> dict:
-    """Trains every (size, rate, seed) in one process and one `TrainingSession` (the data loaded once,
-    one compiled model per rate) and summarises."""
+                   train_sizes: Sequence[int | None], verbose=0, progress=None, workers: int | None = None) -> dict:
+    """Trains every (size, rate, seed) and summarises.
+
+    With more than one worker (default: one per usable CPU, `training/workers.py`), the runs are
+    trained side by side in single-threaded worker processes; with one, in this process. Either
+    way each process loads the data once and compiles one model per rate (a `TrainingSession`).
+    """
     from kerasdrop.training.progress import SweepProgress
     from kerasdrop.training.session import TrainingSession
+    from kerasdrop.training.workers import study_worker_count, train_in_workers
 
     sizes = check_train_sizes(train_sizes)
-    session = TrainingSession()
     reporter = SweepProgress(progress, len(sizes) * len(rates) * seeds)
     started = time.perf_counter()
+    jobs = [(out / f"size-{size_label(size)}" / f"rate-{rate:g}" / f"seed-{seed}",
+             [("model.dropout", rate), ("training.seed", seed), ("data.train_size", size),
+              ("data.split_seed", base.training.seed)],
+             f"size {size_label(size)}, rate {rate:g}, seed {seed}")
+            for size in sizes for rate in rates for seed in range(base.training.seed, base.training.seed + seeds)]
+    workers = study_worker_count(len([job for job in jobs if not (job[0] / "metrics.json").is_file()]), workers)
+    if workers > 1:  # each worker trains on one thread, and its runs' recipes say so
+        jobs = [(run_dir, [*overrides, ("training.cpu_threads", 1)], label) for run_dir, overrides, label in jobs]
+    to_train = [job for job in jobs if not (job[0] / "metrics.json").is_file()]
+    session = TrainingSession()
+    compiled_in_workers = 0
+    if workers > 1:
+        compiled_in_workers = train_in_workers(base, to_train, workers=workers, reporter=reporter)
+        reporter = SweepProgress(None, len(jobs))  # every run is finished now; only loaded below
+    runs = iter([run_once(base, run_dir, verbose=verbose, reporter=reporter, session=session, label=label,
+                          overrides=overrides) for run_dir, overrides, label in jobs])
     entries = []
     for size in sizes:
-        per_rate = []
-        for rate in rates:
-            runs = []
-            for seed in range(base.training.seed, base.training.seed + seeds):
-                runs.append(run_once(
-                    base, out / f"size-{size_label(size)}" / f"rate-{rate:g}" / f"seed-{seed}", verbose=verbose,
-                    reporter=reporter, session=session, label=f"size {size_label(size)}, rate {rate:g}, seed {seed}",
-                    overrides=[("model.dropout", rate), ("training.seed", seed), ("data.train_size", size),
-                               ("data.split_seed", base.training.seed)]))
-            per_rate.append(_summarise_runs(rate, runs))
-        num_train = runs[0].metrics["dataset"]["num_train"]
-        entries.append({"train_size": size_label(size), "num_train": num_train, "rates": per_rate})
+        runs_per_rate = [[next(runs) for _ in range(seeds)] for _ in rates]
+        entries.append({"train_size": size_label(size), "num_train": runs_per_rate[0][0].metrics["dataset"]["num_train"],
+                        "rates": [_summarise_runs(rate, rate_runs) for rate, rate_runs in zip(rates, runs_per_rate)]})
     summary = {
         "study": "datasize",
         "model": base.model.name,
@@ -67,7 +78,8 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
         "seeds": seeds,
         "rates": rates,
         "sizes": entries,
-        "compiled_models": session.models_compiled,
+        "compiled_models": session.models_compiled + compiled_in_workers,
+        "worker_processes": workers,
         "fit_seconds": round(sum(rate["fit_seconds"] for entry in entries for rate in entry["rates"]), 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }

@@ -85,8 +85,10 @@ def train(
         recipe = resolve_recipe(recipe_or_kwargs, overrides)
         out = pathlib.Path(out) if out is not None else default_run_dir(recipe, runs_dir)
 
+    from kerasdrop.training.cpu import apply_cpu_threads
     from kerasdrop.training.distribute import is_chief, make_strategy
 
+    apply_cpu_threads(recipe.training.cpu_threads)  # before TensorFlow's first op fixes its thread pools
     chief = is_chief()
     # The strategy must exist before other TensorFlow work (MultiWorkerMirroredStrategy requires it).
     strategy = make_strategy(recipe.training.strategy)
@@ -126,8 +128,11 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     import keras
     import tensorflow as tf
 
+    from kerasdrop.training.cpu import warn_if_bfloat16_is_emulated
+
     keras.utils.set_random_seed(recipe.training.seed)
     tf.config.experimental.enable_op_determinism()
+    warn_if_bfloat16_is_emulated(recipe.training.precision)
 
     # --- data ---------------------------------------------------------------------------------
     data = session.datasets(recipe)

@@ -32,6 +32,11 @@ class SweepProgress:
         self._started = time.perf_counter()
         return [self._epoch_callback(label, epochs)] if self.emit else []
 
+    def finished_elsewhere(self, label: str) -> None:
+        """A run trained in a worker process (`training/workers.py`) has finished."""
+        self.done += 1
+        self._say(f"run {self.done}/{self.total_runs}: {label}: trained")
+
     def finish(self) -> None:
         self.trained_seconds.append(time.perf_counter() - self._started)
 

@@ -67,6 +67,10 @@ class TrainingSection:
     early_stopping_patience: Optional[int] = None  # epochs without improvement of `monitor`; None: off
     monitor: str = "val_accuracy"  # the metric best.keras and early stopping follow (maximised)
     strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG)
+    # Threads each TensorFlow op may use (intra-op and inter-op pools); 0: TensorFlow's default, every
+    # usable CPU. The pools are fixed when TensorFlow starts, so it applies to a process's first run.
+    # Tiny models (lenet5 on 8x8 digits) train faster on 1 (bench/train_throughput.py).
+    cpu_threads: int = 0
     # float32 | mixed_bfloat16. bfloat16 compute doubles conv throughput on CPUs with AVX512-BF16/AMX
     # (bench/train_throughput.py); saved models are converted back to float32 either way.
     precision: str = "float32"
@@ -258,6 +262,8 @@ def check_recipe(recipe: Recipe) -> None:
     for key in ("epochs", "batch_size", "steps_per_execution"):
         if getattr(training, key) < 1:
             raise invalid_argument(f"training.{key}", "an integer >= 1", getattr(training, key))
+    if training.cpu_threads < 0:
+        raise invalid_argument("training.cpu_threads", "an integer >= 0 (0: every usable CPU)", training.cpu_threads)
     if training.optimizer not in OPTIMIZERS:
         raise invalid_argument("training.optimizer", f"one of {', '.join(OPTIMIZERS)}", training.optimizer)
     if training.strategy not in STRATEGIES:

@@ -102,7 +102,9 @@ def provenance(recipe: Recipe) -> dict:
     import tensorflow as tf
 
     from kerasdrop import __version__
+    from kerasdrop.training.cpu import cpu_info, training_threads
 
+    cpu = cpu_info()
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
@@ -113,6 +115,11 @@ def provenance(recipe: Recipe) -> dict:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # The speed and, under mixed_bfloat16, the arithmetic depend on the CPU: native bfloat16
+        # (AVX512-BF16 / AMX) or emulated, and how many threads each op was split over.
+        "cpu": {**cpu.to_dict(), "tensorflow_threads": training_threads(),
+                "bfloat16": ("not used" if recipe.training.precision == "float32"
+                             else "native" if cpu.native_bfloat16 else "emulated")},
     }
 
 

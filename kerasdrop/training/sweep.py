@@ -48,6 +48,7 @@ def sweep(
     verbose: int | str = 0,
     progress: Callable[[str], None] | None = None,
     train_sizes: Sequence[int | None] | None = None,
+    workers: int | None = None,
 ) -> SweepResult:
     """Trains the recipe once per (rate, seed) and summarises train/validation/test accuracy.
 
@@ -60,6 +61,8 @@ def sweep(
         train_sizes: the data-size study: training-subset sizes (None: the whole split); each run
             goes to `size-<n|all>/rate-<rate>/seed-<seed>/`, and every run shares the split of
             `training.seed`, so validation and test are the same whole, fixed splits throughout.
+        workers: the data-size study's worker processes, each training runs on one CPU thread
+            (None: one per usable CPU; 1: every run in this process, on TensorFlow's default threads).
     """
     rates = [check_rate(rate, "rates") for rate in rates]
     if not rates or len(set(rates)) != len(rates):
@@ -72,7 +75,7 @@ def sweep(
         from kerasdrop.training.datasize import datasize_study
 
         return SweepResult(out, datasize_study(base, rates=rates, seeds=seeds, out=out, train_sizes=train_sizes,
-                                               verbose=verbose, progress=progress))
+                                               verbose=verbose, progress=progress, workers=workers))
 
     results = []
     reporter = SweepProgress(progress, len(rates) * seeds)

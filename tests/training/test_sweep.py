@@ -64,8 +64,9 @@ def test_bad_sweep_arguments(tmp_path, rates, seeds, argument):
 
 @pytest.fixture(scope="module")
 def datasize_sweep(tmp_path_factory):
+    # One process: the runs then reproduce bit for bit when trained again alone in this process.
     return sweep(dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None],
-                 out=tmp_path_factory.mktemp("datasize"))
+                 out=tmp_path_factory.mktemp("datasize"), workers=1)
 
 
 @pytest.mark.slow
@@ -110,6 +111,36 @@ def test_a_study_run_trained_again_alone_from_its_recipe_measures_the_same(datas
         study_weights = keras.saving.load_model(run_dir / name).get_weights()
         alone_weights = keras.saving.load_model(tmp_path / "alone" / name).get_weights()
         assert all(np.array_equal(a, b) for a, b in zip(study_weights, alone_weights)), name
+
+
+@pytest.mark.slow
+def test_a_study_in_worker_processes_matches_one_process_and_reproduces_from_its_recipe(datasize_sweep, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import tomllib
+
+    from kerasdrop.training.run import Run
+
+    in_workers = sweep(dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None], out=tmp_path / "study",
+                       workers=2)
+    assert in_workers.summary["worker_processes"] == 2
+    assert in_workers.summary["compiled_models"] >= 2  # one per rate in each worker that trained it
+    one_process = datasize_sweep.summary
+    for workers_entry, one_entry in zip(in_workers.summary["sizes"], one_process["sizes"]):
+        for workers_rate, one_rate in zip(workers_entry["rates"], one_entry["rates"]):
+            # One thread per op instead of TensorFlow's default changes float rounding, not the result.
+            assert workers_rate["mean"]["test_accuracy"] == pytest.approx(one_rate["mean"]["test_accuracy"], abs=0.05)
+    # A worker's run records its threads, and trained again alone from its recipe it measures the same.
+    run_dir = tmp_path / "study" / "size-all" / "rate-0.5" / "seed-1"
+    saved = tomllib.loads((run_dir / "recipe.toml").read_text())
+    assert saved["training"]["cpu_threads"] == 1
+    assert saved["provenance"]["cpu"]["tensorflow_threads"] == {"intra_op": 1, "inter_op": 1}
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TF_NUM_")}
+    subprocess.run([sys.executable, "-c", "import sys; from kerasdrop.cli import main; sys.exit(main(sys.argv[1:]))", "train", str(run_dir / "recipe.toml"), "--out",
+                    str(tmp_path / "alone"), "--quiet"], env=environment, check=True, capture_output=True)
+    alone = Run.load(tmp_path / "alone")
+    assert alone.history == Run.load(run_dir).history
 
 
 @pytest.mark.slow
