@@ -25,8 +25,10 @@ from kerasdrop.serving.limits import (
 )
 
 
-def _json_error(status: int, message: str, extra_headers=()) -> tuple[int, bytes, list]:
-    return status, orjson.dumps({"error": message}), list(extra_headers)
+def _json_error(status: int, message: str, close: bool = False) -> tuple[int, bytes, str, list]:
+    """An answer `(status, body, content type, extra headers)` of `{"error": message}`; `close` ends
+    the connection after it."""
+    return status, orjson.dumps({"error": message}), "application/json", [(b"connection", b"close")] if close else []
 
 
 class BodyTooLarge(Exception):
@@ -70,20 +72,17 @@ class HttpApp:
         method, path = scope["method"], scope["path"]
         router = next((r for r in self.routers if r.claims(path)), None)
         if router is None:
-            return (*_json_error(404, f"Malformed request: {method} {path}")[:2], "application/json", [])
+            return _json_error(404, f"Malformed request: {method} {path}")
         try:
             body = await self._read_body(scope, receive)
         except BodyTooLarge as error:
             await self._discard_rest(receive)
-            status, data, headers = _json_error(413, str(error), [(b"connection", b"close")])
-            return status, data, "application/json", headers
+            return _json_error(413, str(error), close=True)
         except ClientGone:  # the answer goes nowhere (uvicorn drops it); sent so the cycle ends as usual
-            status, data, headers = _json_error(400, "The connection closed before the request body was complete")
-            return status, data, "application/json", headers
+            return _json_error(400, "The connection closed before the request body was complete")
         if self.max_concurrent and self.concurrent >= self.max_concurrent:  # before it queues for a thread
-            status, data, headers = _json_error(429, f"This worker already has {self.max_concurrent} requests in "
-                                                     "flight (--max-concurrent-requests); retry later")
-            return status, data, "application/json", headers
+            return _json_error(429, f"This worker already has {self.max_concurrent} requests in flight "
+                                    "(--max-concurrent-requests); retry later")
         self.concurrent += 1
         try:
             return await self._run(router, method, path, body, scope)
