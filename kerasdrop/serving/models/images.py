@@ -16,9 +16,9 @@ import struct
 
 import numpy as np
 
+from kerasdrop.exporting.image_bytes import BYTES_SIGNATURE as IMAGE_SIGNATURE  # export --image-bytes
 from kerasdrop.serving.errors import ServingError, invalid
 
-IMAGE_SIGNATURE = "serving_bytes"  # kerasdrop export --image-bytes (exporting/image_bytes.py)
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
