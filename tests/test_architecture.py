@@ -18,6 +18,7 @@ PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "kerasdrop"
 # The top-level part of each module name (kerasdrop.<part>...) and its layer.
 LAYERS = {
     "_util": 0,  # kerasdrop/_*.py, errors.py (the error types) and the lazy kerasdrop/__init__.py
+    "layout": 0,  # the model repository's file names: exporting writes and serving reads through it
     "zoo": 1, "data": 1,
     "training": 2, "verification": 2,
     "exporting": 3,
