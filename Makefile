@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench studies clean
+.PHONY: demo test test-fast lint docs bench studies clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")'
@@ -36,6 +36,28 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+# `make docs` and `make lint` need no TensorFlow: a venv of their own holds only the `docs` and `lint`
+# extras of pyproject.toml (read from it, so the versions are written once), installed in seconds.
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+
+$(TOOLS_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")'
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -c 'import tomllib; extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(extras["docs"] + extras["lint"]))' > $(TOOLS_VENV)/requirements.txt
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(TOOLS_VENV)/requirements.txt
+	touch $(TOOLS_STAMP)
+
+# The documentation site (mkdocs.yml, docs/, README.md as its front page) into site/; --strict turns
+# a broken link or anchor, or a page missing from the nav, into a failure.
+docs: $(TOOLS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(TOOLS_VENV)/bin/mkdocs build --strict --quiet
+
+# The lint and the formatter's check, with pyproject.toml's [tool.ruff] settings; nothing is rewritten.
+lint: $(TOOLS_STAMP)
+	$(TOOLS_VENV)/bin/ruff check .
+	$(TOOLS_VENV)/bin/ruff format --check .
+
 # The serving benchmark loads the servers with C load generators (wrk, h2load from nghttp2-client)
 # and compares against a bare Starlette app (the `bench` extra).
 bench: $(STAMP)
@@ -64,4 +86,4 @@ studies: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) site build *.egg-info
