@@ -1,4 +1,4 @@
-"""The top-level API reads as ARCHITECTURE.md writes it: kerasdrop.train/verify/export are plain functions."""
+"""The top-level API reads as docs/architecture.md writes it: kerasdrop.train/verify/export are plain functions."""
 
 import kerasdrop
 
