@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint docs bench studies clean
 
+CHECK_PYTHON := import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")
+
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")'
+	@$(PYTHON) -c '$(CHECK_PYTHON)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -40,11 +42,13 @@ test-fast: $(STAMP)
 # extras of pyproject.toml (read from it, so the versions are written once), installed in seconds.
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
+TOOLS_REQUIREMENTS := import tomllib; extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; \
+	print("\n".join(extras["docs"] + extras["lint"]))
 
 $(TOOLS_STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")'
+	@$(PYTHON) -c '$(CHECK_PYTHON)'
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/python -c 'import tomllib; extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(extras["docs"] + extras["lint"]))' > $(TOOLS_VENV)/requirements.txt
+	$(TOOLS_VENV)/bin/python -c '$(TOOLS_REQUIREMENTS)' > $(TOOLS_VENV)/requirements.txt
 	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(TOOLS_VENV)/requirements.txt
 	touch $(TOOLS_STAMP)
 

@@ -32,7 +32,7 @@ def _repository_path(target: str, page_in_root: bool) -> str | None:
 def _site_target(target: str, page_in_root: bool) -> str:
     path = posixpath.normpath(target if page_in_root else posixpath.join("docs", target))
     if path.startswith("docs/"):
-        return path[len("docs/"):]
+        return path[len("docs/") :]
     return PAGES_FROM_ROOT.get(path, path)
 
 
@@ -45,7 +45,11 @@ def on_files(files, config):
     for path, in_root in pages:
         for target, _anchor in LINK.findall(path.read_text()):
             repository_path = _repository_path(target, in_root)
-            if repository_path and repository_path not in PAGES_FROM_ROOT and (ROOT / repository_path).is_file():
+            if (
+                repository_path
+                and repository_path not in PAGES_FROM_ROOT
+                and (ROOT / repository_path).is_file()
+            ):
                 wanted.add(repository_path)
     for repository_path in sorted(wanted):
         files.append(File.generated(config, repository_path, abs_src_path=str(ROOT / repository_path)))

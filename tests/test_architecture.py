@@ -256,16 +256,16 @@ def _page_layer_tables() -> list[dict[str, int]]:
 
 def test_the_architecture_page_lists_the_layers_this_test_enforces():
     package_layers, serving_layers = _page_layer_tables()
-    assert package_layers == LAYERS, "docs/architecture.md's layer table differs from LAYERS here: change both"
-    assert serving_layers == SERVING_LAYERS, "docs/architecture.md's serving table differs from SERVING_LAYERS"
+    assert package_layers == LAYERS, "docs/architecture.md's layer table is not LAYERS: change both"
+    assert serving_layers == SERVING_LAYERS, "docs/architecture.md's serving table is not SERVING_LAYERS"
 
 
 def _defines(path: pathlib.Path, dotted: str) -> bool:
     """Whether the module at `path` defines `dotted`: a function or class, or `Class.method`."""
     scope = ast.parse(path.read_text()).body
     for part in dotted.split("."):
-        found = [node for node in scope if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                 and node.name == part]
+        definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        found = [node for node in scope if isinstance(node, definitions) and node.name == part]
         if not found:
             return False
         scope = found[0].body

@@ -31,7 +31,10 @@ def test_the_front_page_and_the_zoo_page_hold_the_examples_the_tests_below_run()
     assert len(README.read_text().splitlines()) <= 250, "README.md is the front page: move detail to docs/"
 
 
-@pytest.mark.parametrize("page, example", _blocks("python"), ids=lambda value: value if value.endswith(".md") else "")
+PYTHON_EXAMPLES = _blocks("python")
+
+
+@pytest.mark.parametrize("page, example", PYTHON_EXAMPLES, ids=[page for page, _ in PYTHON_EXAMPLES])
 def test_every_python_example_runs_as_written(monkeypatch, page, example):
     from kerasdrop.zoo import registry
 
@@ -48,7 +51,8 @@ def test_zoo_table_matches_what_kerasdrop_models_prints(capsys, monkeypatch):
     assert main(["models"]) == 0
     printed = capsys.readouterr().out
     page_table = tables[0].split("\n", 1)[1]
-    assert [line.rstrip() for line in printed.splitlines()] == [line.rstrip() for line in page_table.splitlines()]
+    shown = [line.rstrip() for line in page_table.splitlines()]
+    assert [line.rstrip() for line in printed.splitlines()] == shown
 
 
 # --- curl -----------------------------------------------------------------------------------------
@@ -76,7 +80,8 @@ def _shell_commands(block):
 
 def _curl_commands():
     """(page, argv) of every curl command in a bash block of the pages."""
-    return [(page, argv) for page, block in _blocks("bash") for argv in _shell_commands(block) if argv[0] == "curl"]
+    return [(page, argv) for page, block in _blocks("bash")
+            for argv in _shell_commands(block) if argv[0] == "curl"]
 
 
 def _curl_request(argv):
@@ -130,7 +135,8 @@ def lenet5_server(tmp_path_factory):
 
 
 LIVE_CURLS = [(page, argv) for page, argv in CURLS
-              if _curl_request(argv)[1].startswith("http://127.0.0.1:8501/") and not any("STANDIN" in argument for argument in argv)]
+              if _curl_request(argv)[1].startswith("http://127.0.0.1:8501/")
+              and not any("STANDIN" in argument for argument in argv)]
 
 
 @pytest.mark.parametrize("page, argv", LIVE_CURLS, ids=[page for page, _ in LIVE_CURLS])
