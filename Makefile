@@ -71,7 +71,7 @@ bench: $(STAMP)
 	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet (bench/ is empty)"; exit 0; }; \
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-# The dropout studies of README "Dropout measured as the literature measures it": data-size sweeps
+# The dropout studies of docs/dropout-studies.md: data-size sweeps
 # (36 runs per model in one process, on one compiled model per dropout rate: a TrainingSession) and
 # calibration / MC averaging of the full-data dropout-0.5 runs. Runs go to runs/studies/ (finished
 # runs are reused); summaries are copied to models/studies/.
