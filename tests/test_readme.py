@@ -149,3 +149,34 @@ def test_every_plain_curl_command_is_answered_by_kerasdrop_serve(lenet5_server, 
     with urllib.request.urlopen(request, timeout=30) as response:  # an HTTP error status raises
         assert response.status == 200
         json.loads(response.read())
+
+
+# --- kerasdrop commands -----------------------------------------------------------------------------
+
+KERASDROP_COMMANDS = [(page, argv) for page, block in _blocks("bash")
+                      for argv in _shell_commands(block) if argv[0] == "kerasdrop"]
+
+
+def test_every_kerasdrop_command_the_pages_show_parses_with_the_clis_own_parser(capsys):
+    """Each flag a command names is one its subcommand has, spelled in full (argparse would take an
+    abbreviation), and a command written out (not a synopsis with [optional] parts) parses, so a
+    renamed or removed flag cannot stay in the documentation."""
+    from kerasdrop.cli import build_parser
+
+    assert len(KERASDROP_COMMANDS) >= 30
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    wrong = []
+    for page, argv in KERASDROP_COMMANDS:
+        shown = f"{page}: {shlex.join(argv)}"
+        known = set((commands.get(argv[1]) or parser)._option_string_actions)
+        flags = {flag for argument in argv for flag in re.findall(r"^\[?(--[a-z][a-z0-9_-]*)", argument)}
+        wrong += [f"{shown} ({flag})" for flag in sorted(flags - known)]
+        if any("[" in argument for argument in argv):
+            continue
+        try:
+            build_parser().parse_args(argv[1:])
+        except SystemExit as exit_:
+            if exit_.code:
+                wrong.append(f"{shown} ({capsys.readouterr().err.strip().splitlines()[-1]})")
+    assert wrong == [], "commands the CLI does not take:\n" + "\n".join(wrong)
