@@ -1,6 +1,6 @@
 """The README and the documentation pages (docs/*.md) are true: their Python examples run, their zoo
-table is what `kerasdrop models` prints, and their curl commands are complete and answered by a real
-`kerasdrop serve`."""
+table is what `kerasdrop models` prints, their kerasdrop commands parse, and their curl commands are
+complete and answered by a real `kerasdrop serve`."""
 
 import json
 import pathlib
