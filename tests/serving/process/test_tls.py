@@ -181,7 +181,8 @@ def test_the_tls_pages_openssl_recipe_makes_a_mutual_tls_config(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
     page = (pathlib.Path(__file__).resolve().parents[3] / "docs" / "tls.md").read_text()
-    (recipe,) = [block for block in re.findall(r"```bash\n(.*?)```", page, flags=re.S) if "openssl req -x509" in block]
+    blocks = re.findall(r"```bash\n(.*?)```", page, flags=re.S)
+    (recipe,) = [block for block in blocks if "openssl req -x509" in block]
     subprocess.run(["bash", "-e", "-c", recipe], cwd=tmp_path, check=True, capture_output=True, timeout=60)
     assert (tmp_path / "ssl.config").stat().st_mode & 0o777 == 0o600
     tls = load_ssl_config(tmp_path / "ssl.config")
