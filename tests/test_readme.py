@@ -134,9 +134,19 @@ def lenet5_server(tmp_path_factory):
         yield server
 
 
-LIVE_CURLS = [(page, argv) for page, argv in CURLS
-              if _curl_request(argv)[1].startswith("http://127.0.0.1:8501/")
-              and not any("STANDIN" in argument for argument in argv)]
+def _runs_against_the_demo_model(argv) -> bool:
+    """A plain-HTTP call on the default port that names no model or the demo's lenet5, and whose
+    body needs nothing from the shell (a file of the reader's)."""
+    url = _curl_request(argv)[1]
+    return (url.startswith("http://127.0.0.1:8501/") and ("/models/" not in url or "/models/lenet5" in url)
+            and not any("STANDIN" in argument for argument in argv))
+
+
+LIVE_CURLS = [(page, argv) for page, argv in CURLS if _runs_against_the_demo_model(argv)]
+
+
+def test_the_curl_commands_about_the_demo_model_are_the_ones_run_below():
+    assert len(LIVE_CURLS) >= 5, LIVE_CURLS
 
 
 @pytest.mark.parametrize("page, argv", LIVE_CURLS, ids=[page for page, _ in LIVE_CURLS])
