@@ -4,10 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench studies clean
+.PHONY: demo test test-fast lint docs bench studies clean
+
+CHECK_PYTHON := import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kerasdrop needs Python >= 3.11; set PYTHON=python3.11")'
+	@$(PYTHON) -c '$(CHECK_PYTHON)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -36,6 +38,30 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+# `make docs` and `make lint` need no TensorFlow: a venv of their own holds only the `docs` and `lint`
+# extras of pyproject.toml (read from it, so the versions are written once), installed in seconds.
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+TOOLS_REQUIREMENTS := import tomllib; extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; \
+	print("\n".join(extras["docs"] + extras["lint"]))
+
+$(TOOLS_STAMP): pyproject.toml
+	@$(PYTHON) -c '$(CHECK_PYTHON)'
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -c '$(TOOLS_REQUIREMENTS)' > $(TOOLS_VENV)/requirements.txt
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(TOOLS_VENV)/requirements.txt
+	touch $(TOOLS_STAMP)
+
+# The documentation site (mkdocs.yml, docs/, README.md as its front page) into site/; --strict turns
+# a broken link or anchor, or a page missing from the nav, into a failure.
+docs: $(TOOLS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(TOOLS_VENV)/bin/mkdocs build --strict --quiet
+
+# The lint and the formatter's check, with pyproject.toml's [tool.ruff] settings; nothing is rewritten.
+lint: $(TOOLS_STAMP)
+	$(TOOLS_VENV)/bin/ruff check .
+	$(TOOLS_VENV)/bin/ruff format --check .
+
 # The serving benchmark loads the servers with C load generators (wrk, h2load from nghttp2-client)
 # and compares against a bare Starlette app (the `bench` extra).
 bench: $(STAMP)
@@ -45,7 +71,7 @@ bench: $(STAMP)
 	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet (bench/ is empty)"; exit 0; }; \
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-# The dropout studies of README "Dropout measured as the literature measures it": data-size sweeps
+# The dropout studies of docs/dropout-studies.md: data-size sweeps
 # (36 runs per model in one process, on one compiled model per dropout rate: a TrainingSession) and
 # calibration / MC averaging of the full-data dropout-0.5 runs. Runs go to runs/studies/ (finished
 # runs are reused); summaries are copied to models/studies/.
@@ -64,4 +90,4 @@ studies: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) site build *.egg-info

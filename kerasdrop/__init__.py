@@ -6,8 +6,6 @@ TensorFlow until a function that needs it is called. Each public name is one thi
 `kerasdrop.verification` and `kerasdrop.exporting`.
 """
 
-from kerasdrop import _deprecated_paths
-
 __version__ = "0.2.0"
 
 _LAZY = {
@@ -24,10 +22,6 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 _SUBPACKAGES = ("data", "exporting", "serving", "training", "verification", "zoo")
-
-# kerasdrop 0.1's package paths (kerasdrop.train.<x>, ...) keep working for one release, with a warning.
-_deprecated_paths.install()
-
 
 def __getattr__(name):
     import importlib

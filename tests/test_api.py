@@ -1,4 +1,14 @@
-"""The top-level API reads as ARCHITECTURE.md writes it: kerasdrop.train/verify/export are plain functions."""
+"""The top-level API reads as docs/architecture.md writes it: kerasdrop.train/verify/export are plain
+functions; the import paths CHANGELOG.md lists as renamed are gone."""
+
+import importlib
+import importlib.util
+import inspect
+import pathlib
+import re
+import sys
+
+import pytest
 
 import kerasdrop
 
@@ -43,75 +53,28 @@ def test_no_kerasdrop_module_object_is_callable():
     assert [module.__name__ for module in modules if callable(module)] == []
 
 
-def _deprecation_warnings_of(script: str) -> list[str]:
-    """Runs `script` in a fresh interpreter (imports are cached per process); its 'warned:' lines.
-    The script ends by printing 'ok'."""
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[-1] == "ok"
-    return [line for line in lines if line.startswith("warned:")]
+CHANGELOG = pathlib.Path(__file__).resolve().parents[1] / "CHANGELOG.md"
 
 
-def test_old_package_paths_still_import_for_one_release_with_a_deprecation_warning():
-    script = """
-import warnings
-warnings.simplefilter("error", DeprecationWarning)
-import kerasdrop
-import kerasdrop.training, kerasdrop.verification.report
-for statement in ("from kerasdrop.train import Recipe", "from kerasdrop.verify.report import Report",
-                  "from kerasdrop.export.pipeline import ExportResult"):
-    try:
-        exec(statement)
-    except DeprecationWarning as warning:
-        print("warned:", warning)
-warnings.simplefilter("ignore", DeprecationWarning)
-from kerasdrop.train import Recipe
-from kerasdrop.verify.report import Report
-from kerasdrop.verify import report as old_report
-assert Recipe is kerasdrop.training.Recipe
-assert Report is kerasdrop.verification.Report and old_report is kerasdrop.verification.report
-import inspect
-assert inspect.isfunction(kerasdrop.train) and inspect.isfunction(kerasdrop.verify), kerasdrop.train
-print("ok")
-"""
-    warned = _deprecation_warnings_of(script)
-    assert len(warned) == 3, warned
-    assert "kerasdrop.train.Recipe is deprecated" in warned[0] and "import kerasdrop.training.Recipe" in warned[0]
-    assert "kerasdrop.verify.report is deprecated" in warned[1]
-    assert "kerasdrop.export.pipeline is deprecated" in warned[2]
+def _renames() -> list[tuple[str, list[str]]]:
+    """(old module, [new modules]) from CHANGELOG.md's table of renamed import paths."""
+    rows = re.findall(r"^\| `(kerasdrop[\w.]*)` \| (`kerasdrop[\w.]*`(?: and `kerasdrop[\w.]*`)*) \|",
+                      CHANGELOG.read_text(), flags=re.M)
+    return [(old, re.findall(r"`([\w.]+)`", new)) for old, new in rows]
 
 
-def test_serving_module_paths_of_before_the_layers_still_import_with_a_warning_as_the_same_modules():
-    script = """
-import warnings
-warnings.simplefilter("error", DeprecationWarning)
-import kerasdrop
-for statement in ("from kerasdrop.serving.manager import ModelManager", "from kerasdrop.serving.oip.rest import OipRest",
-                  "from kerasdrop.serving.client import ServingClient", "import kerasdrop.serving.grpc_api"):
-    try:
-        exec(statement)
-    except DeprecationWarning as warning:
-        print("warned:", warning)
-warnings.simplefilter("ignore", DeprecationWarning)
-from kerasdrop.serving.manager import ModelManager
-from kerasdrop.serving.oip import core as old_core
-from kerasdrop.serving.grpc_api import make_grpc_server, tf_serving_services
-from kerasdrop.serving.client import ServingClient
-import kerasdrop.cli.client, kerasdrop.serving.models.manager, kerasdrop.serving.protocols.oip.core as new_core
-import kerasdrop.serving.process.grpc_server, kerasdrop.serving.protocols.tfserving.grpc_service as services
-assert ModelManager is kerasdrop.serving.models.manager.ModelManager
-assert old_core is new_core and new_core.__spec__.name == "kerasdrop.serving.protocols.oip.core"
-assert make_grpc_server is kerasdrop.serving.process.grpc_server.make_grpc_server
-assert tf_serving_services is services.tf_serving_services and ServingClient is kerasdrop.cli.client.ServingClient
-print("ok")
-"""
-    warned = _deprecation_warnings_of(script)
-    assert len(warned) == 4, warned
-    assert "kerasdrop.serving.manager is deprecated" in warned[0] and "kerasdrop.serving.models.manager" in warned[0]
-    assert "kerasdrop.serving.oip is deprecated" in warned[1] and "kerasdrop.serving.protocols.oip" in warned[1]
-    assert "import kerasdrop.cli.client instead" in warned[2]
-    assert "kerasdrop.serving.grpc_api is deprecated" in warned[3]
+def test_the_changelog_lists_each_renamed_import_path_once_the_new_one_imports_and_the_old_one_is_gone():
+    renames = _renames()
+    assert len(renames) >= 30 and len({old for old, _ in renames}) == len(renames)
+    for old, new_modules in renames:
+        for new in new_modules:
+            assert importlib.util.find_spec(new) is not None, f"CHANGELOG.md: no module {new} (for {old})"
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+
+
+def test_importing_kerasdrop_installs_no_import_hook():
+    import kerasdrop
+
+    assert [finder for finder in sys.meta_path if type(finder).__module__.startswith("kerasdrop")] == []
+    assert inspect.isfunction(kerasdrop.train) and inspect.isfunction(kerasdrop.export)

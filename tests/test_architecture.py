@@ -1,19 +1,23 @@
 """The import graph of kerasdrop/, read with `ast` (nothing imported): no cycles, and data flows one way.
 
-Layers, bottom to top, as ../shared/ARCHITECTURE.md draws them: the private utility modules, then
-`zoo` and `data`, then `training` and `verification`, then `exporting`, then `serving`, then `cli` and `demo`.
-A module may import its own package and any package of a lower layer, never a higher one nor a
-sibling of its own layer. An import inside a function counts: it runs too, only later.
+Layers, bottom to top, as docs/architecture.md ("Layers") draws them: the private utility modules and
+the repository layout, then `zoo` and `data`, then `training` and `verification`, then `exporting`,
+then `serving`, then `cli` and `demo`. A module may import its own package and any package of a lower
+layer, never a higher one nor a sibling of its own layer. An import inside a function counts: it runs
+too, only later. The page's tables must list exactly the layers enforced here, and the code its
+request paths name must exist, so the page cannot drift from the code unnoticed.
 """
 
 from __future__ import annotations
 
 import ast
 import pathlib
+import re
 
 import pytest
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "kerasdrop"
+ARCHITECTURE_PAGE = PACKAGE_ROOT.parent / "docs" / "architecture.md"
 
 # The top-level part of each module name (kerasdrop.<part>...) and its layer.
 LAYERS = {
@@ -105,7 +109,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_every_module_belongs_to_a_layer():
     unplaced = sorted({_layer_key(module) for module in _modules()} - set(LAYERS))
     assert not unplaced, (f"kerasdrop.{', kerasdrop.'.join(unplaced)} is in no layer: add it to LAYERS in "
-                          "tests/test_architecture.py where ../shared/ARCHITECTURE.md's data flow puts it")
+                          "tests/test_architecture.py and docs/architecture.md where the data flow puts it")
 
 
 def test_import_graph_has_no_cycles():
@@ -231,3 +235,49 @@ def test_no_module_is_longer_than_a_reader_holds_in_mind():
     long = [f"{path.relative_to(PACKAGE_ROOT.parent)} ({lines} lines)" for path in sorted(PACKAGE_ROOT.rglob("*.py"))
             if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES]
     assert long == [], f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(long)
+
+
+# --- docs/architecture.md says what this file enforces ----------------------------------------------
+
+
+def _page_layer_tables() -> list[dict[str, int]]:
+    """Each `| layer | packages | ... |` table of docs/architecture.md as {package: layer}, in page order."""
+    tables, current = [], None
+    for line in ARCHITECTURE_PAGE.read_text().splitlines():
+        if line.startswith("| layer | packages |"):
+            current = {}
+            tables.append(current)
+        elif current is not None and (row := re.match(r"\| (\d+) \| ([^|]*) \|", line)):
+            current.update({package: int(row[1]) for package in re.findall(r"`(\w+)`", row[2])})
+        elif not line.startswith("|"):
+            current = None
+    return tables
+
+
+def test_the_architecture_page_lists_the_layers_this_test_enforces():
+    package_layers, serving_layers = _page_layer_tables()
+    assert package_layers == LAYERS, "docs/architecture.md's layer table is not LAYERS: change both"
+    assert serving_layers == SERVING_LAYERS, "docs/architecture.md's serving table is not SERVING_LAYERS"
+
+
+def _defines(path: pathlib.Path, dotted: str) -> bool:
+    """Whether the module at `path` defines `dotted`: a function or class, or `Class.method`."""
+    scope = ast.parse(path.read_text()).body
+    for part in dotted.split("."):
+        definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        found = [node for node in scope if isinstance(node, definitions) and node.name == part]
+        if not found:
+            return False
+        scope = found[0].body
+    return True
+
+
+def test_the_architecture_page_names_files_and_functions_that_exist():
+    text = ARCHITECTURE_PAGE.read_text()
+    files = set(re.findall(r"`(kerasdrop/[\w/]+\.py)`", text))
+    assert len(files) >= 10 and not [f for f in sorted(files) if not (PACKAGE_ROOT.parent / f).is_file()]
+    # A request's path: "N. `kerasdrop/<file>.py` — `Name`: ...", one step per line.
+    steps = re.findall(r"^\d+\. `(kerasdrop/[\w/]+\.py)` — `([\w.]+)`", text, flags=re.M)
+    assert len(steps) >= 10, "the REST and gRPC request paths are numbered steps naming a file and a function"
+    missing = [f"{file} {name}" for file, name in steps if not _defines(PACKAGE_ROOT.parent / file, name)]
+    assert missing == [], "docs/architecture.md names code that is not there:\n" + "\n".join(missing)

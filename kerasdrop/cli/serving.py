@@ -13,7 +13,7 @@ from kerasdrop.serving import limits
 # processes than cores only add memory (a copy of every model each) and context switches.
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 
-# What one request may claim (README, "Exposing the server"): flag, type, default, whether 0 turns it
+# What one request may claim (docs/serving-limits.md): flag, type, default, whether 0 turns it
 # off (for a server behind a proxy that enforces its own; the benchmark's reference), help.
 REQUEST_LIMITS = [
     ("--max-body-bytes", int, limits.DEFAULT_MAX_BODY_BYTES, False, "largest REST request body, enforced while reading"),

@@ -1,7 +1,7 @@
 """`golden.json`: what the verified model answered to its own warmup requests, published with the version.
 
 A server replays the warmup requests and calls a version ready only when its answers match these
-(floats within the verifier's TOLERANCE, integers exactly). Format: README, "Golden requests".
+(floats within the verifier's TOLERANCE, integers exactly). Format: docs/export.md, "Golden requests".
 """
 
 from __future__ import annotations

@@ -219,10 +219,10 @@ def test_a_run_killed_mid_prepare_is_not_taken_for_prepared_data(tmp_path, monke
     np.testing.assert_array_equal(images, np.broadcast_to(labels[:, None, None, None] * 25.0, images.shape))
 
 
-def test_the_readme_shows_the_offline_error_kerasdrop_prints_today():
+def test_the_data_sets_page_shows_the_offline_error_kerasdrop_prints_today():
     from kerasdrop.data.download import download_failed_message
 
-    readme = (REPO / "README.md").read_text()
+    page = (REPO / "docs" / "datasets.md").read_text()
     line = "kerasdrop train: error: " + download_failed_message(
         "mnist", "/tmp/tfds", "DNS could not resolve storage.googleapis.com")
-    assert line in readme, "README's pasted offline error no longer matches the message; paste a fresh run"
+    assert line in page, "docs/datasets.md's pasted offline error no longer matches the message; paste a fresh run"

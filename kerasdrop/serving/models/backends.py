@@ -121,7 +121,7 @@ class OnnxBackend:
         second thread costing more than it computes. Spinning is off, so the idle threads of the
         parallel session cost nothing. It is not used while another worker has requests in flight
         (`crowded`): two workers each running a lone run on every core put four threads on two
-        cores (resnet18 at 64 connections, 2 workers: README, "Serving")."""
+        cores (resnet18 at 64 connections, 2 workers: docs/serving.md)."""
         cores = os.cpu_count() or 1
         feed = _zero_row(self.signature_defs["serving_default"])
         if cores == 1 or feed is None:

@@ -6,7 +6,7 @@ gets the request headers and returns a fourth item, extra response headers),
 which runs on a thread pool so that JSON and inference work never block the event loop for long:
 only a request whose router says `cheap(method, path)` (a model measured to run a row in well under
 a millisecond) with a body of at most INLINE_MAX_BODY_BYTES is answered on the loop itself, where
-the two thread switches of the pool cost more than the work (README, "Serving latency"). The app
+the two thread switches of the pool cost more than the work (docs/benchmarks.md, "Serving latency"). The app
 reads a body only up to the limit (a Content-Length over it is refused before reading; a chunked
 body is cut off when it passes the limit) and answers anything it cannot route with 4xx JSON.
 """

@@ -27,7 +27,7 @@ MAX_DEATHS = 5
 DEATH_WINDOW_SECONDS = 60.0
 RESTARTS_METRIC = ":kerasdrop:serving:worker_restarts_total"
 RESTARTS_HELP = "Worker processes started to replace one that died."
-# Test-only (tests/serving/test_supervision.py): with this variable set to 1, SIGUSR1 stops a
+# Test-only (tests/serving/process/test_supervision.py): with this variable set to 1, SIGUSR1 stops a
 # process's gRPC event loop and SIGUSR2 its REST one, as a crash in either thread would.
 CRASH_SIGNALS_VARIABLE = "KERASDROP_SERVE_TEST_CRASH_SIGNALS"
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.serving.conftest import write_golden
-from tests.serving.test_cli_serve import _free_port
+from tests.cli.test_serve import _free_port
 
 IMAGES = np.random.default_rng(11).uniform(0, 16, (3, 8, 8, 1)).astype("float32")
 

@@ -157,7 +157,7 @@ def test_ssl_config_is_tf_servings_message():
 
 
 def test_a_hand_written_config_with_one_string_per_pem_line_parses(pki, tmp_path):
-    """The form README shows: adjacent string literals are one string in protobuf's text format."""
+    """The form docs/tls.md shows: adjacent string literals are one string in protobuf's text format."""
     from kerasdrop.serving.process.tls import load_ssl_config
 
     def literal(pem: str) -> str:
@@ -171,8 +171,8 @@ def test_a_hand_written_config_with_one_string_per_pem_line_parses(pki, tmp_path
     assert "PRIVATE KEY" not in repr(tls), "the key never shows in a log line or traceback"
 
 
-def test_readmes_openssl_recipe_makes_a_mutual_tls_config(tmp_path):
-    """README's bash block that makes the CA, the certificates and ssl.config, run as written."""
+def test_the_tls_pages_openssl_recipe_makes_a_mutual_tls_config(tmp_path):
+    """docs/tls.md's bash block that makes the CA, the certificates and ssl.config, run as written."""
     import re
     import shutil
 
@@ -180,8 +180,9 @@ def test_readmes_openssl_recipe_makes_a_mutual_tls_config(tmp_path):
 
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
-    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
-    (recipe,) = [block for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "openssl req -x509" in block]
+    page = (pathlib.Path(__file__).resolve().parents[3] / "docs" / "tls.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", page, flags=re.S)
+    (recipe,) = [block for block in blocks if "openssl req -x509" in block]
     subprocess.run(["bash", "-e", "-c", recipe], cwd=tmp_path, check=True, capture_output=True, timeout=60)
     assert (tmp_path / "ssl.config").stat().st_mode & 0o777 == 0o600
     tls = load_ssl_config(tmp_path / "ssl.config")

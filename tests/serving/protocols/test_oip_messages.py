@@ -6,7 +6,7 @@ import pathlib
 
 from google.protobuf import descriptor_pb2
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 # The protocol's gRPC definition (open_inference_grpc.proto in github.com/kserve/open-inference-protocol,
 # specification/protocol), transcribed: service methods, then each message's fields as (number, type).

@@ -252,7 +252,7 @@ def sleepy_repo(tmp_path_factory):
 
 
 def _free_port() -> int:
-    from tests.serving.test_cli_serve import _free_port as free_port
+    from tests.cli.test_serve import _free_port as free_port
 
     return free_port()
 

@@ -255,7 +255,7 @@ def test_an_ipv6_host_serves_both_protocols_and_a_foreign_address_names_host(exp
 def test_a_server_that_fails_to_start_leaves_no_port_bound(exported_repo, monkeypatch):
     from kerasdrop.serving.models.manager import ModelManager
     from kerasdrop.serving.process.server import ServeConfig, Server
-    from tests.serving.test_cli_serve import _free_port
+    from tests.cli.test_serve import _free_port
 
     def broken_sync(self):
         raise RuntimeError("the repository broke mid-start")
