@@ -81,9 +81,8 @@ def export(
         mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
         models_config: ModelServerConfig text file to keep listing every model, merged into: what is
             there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
-        base_path: where the repository is mounted for TF Serving, for `models_config`: given, this
-            model's entry points there (an existing entry is moved); None: `/models` for a new entry,
-            an existing entry's kept.
+        base_path: where TF Serving mounts the repository: given, this model's models_config entry
+            points there (moved if it existed); None: `/models` for a new entry, an old one's kept.
         image_bytes: adds `serving_bytes`: encoded JPEG/PNG strings, decoded and resized in the graph.
         int8: adds `model.int8.onnx` if top-1 test accuracy drops by <= `int8_max_drop` points (needs a
             run's `model.keras`, the onnx format); measurements in `result.int8` and verification.json.
