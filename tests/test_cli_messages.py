@@ -1,5 +1,6 @@
 """The first afternoon's messages: what a new user types gets a clear answer (issue 26, item 7)."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -112,3 +113,58 @@ def test_ports_in_use_are_both_named_before_tensorflow_is_imported(tmp_path):
     assert f"REST port {rest_port} on 127.0.0.1 is already in use" in result.stderr
     assert f"gRPC port {grpc_port} on 127.0.0.1 is already in use" in result.stderr
     assert seconds < 10, f"{seconds:.1f} s (a process start and no TensorFlow: well under 2 s on a quiet machine)"
+
+
+@pytest.fixture
+def unresolvable_probe(monkeypatch):
+    """The offline probe aimed at a name that never resolves (RFC 2606 `.invalid`), with no proxy set."""
+    from kerasdrop.data import download
+
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(download, "PROBE_HOST", "kerasdrop-offline-probe.invalid")
+    return download
+
+
+def test_an_offline_machine_hears_about_a_tfds_data_set_at_once(unresolvable_probe, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(unresolvable_probe.DatasetDownloadError,
+                       match=r"TFDS data set 'mnist' is not prepared in .* DNS could not resolve kerasdrop-offline"):
+        unresolvable_probe.check_can_download("mnist", str(tmp_path))
+    assert time.monotonic() - started < 2 * unresolvable_probe.PROBE_SECONDS + 0.5
+
+
+def test_a_prepared_or_non_tfds_data_set_is_not_probed(unresolvable_probe, tmp_path):
+    (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
+    (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
+    unresolvable_probe.check_can_download("tfds:mnist:train[:10%]", str(tmp_path))
+    unresolvable_probe.check_can_download("digits", str(tmp_path))
+
+
+def test_train_offline_fails_in_one_line_before_tensorflow_loads(tmp_path):
+    script = ("import sys; from kerasdrop.data import download; download.PROBE_HOST = 'kerasdrop-probe.invalid'; "
+              "from kerasdrop.cli import main; "
+              f"code = main(['train', '--model', 'mlp', '--dataset', 'mnist', '--data-dir', {str(tmp_path)!r}, "
+              f"'--out', {str(tmp_path / 'run')!r}]); print(code, 'tensorflow' in sys.modules)")
+    environment = {key: value for key, value in os.environ.items() if "proxy" not in key.lower()}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env=environment)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert "\x1b" not in result.stderr and "DNS could not resolve kerasdrop-probe.invalid" in result.stderr
+
+
+def test_no_progress_bars_when_the_output_is_not_a_terminal(unresolvable_probe, capsys):
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    class Refused:
+        def download_and_prepare(self):
+            raise ConnectionRefusedError("refused")
+
+    try:
+        tqdm_utils.enable_progress_bar()
+        with pytest.raises(unresolvable_probe.DatasetDownloadError):
+            unresolvable_probe.download_and_prepare(Refused(), "mnist", None)
+        assert tqdm_utils._active is False
+    finally:
+        tqdm_utils.enable_progress_bar()

@@ -157,6 +157,10 @@ def training_overrides(args: argparse.Namespace) -> list:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.dataset is not None and not args.resume and not args.offline:
+        from kerasdrop.data.download import check_can_download
+
+        check_can_download(args.dataset, args.data_dir)  # an offline machine hears it before TensorFlow loads
     quiet_tensorflow()
     from kerasdrop.training import train
     from kerasdrop.training.loop import TrainingInterrupted
