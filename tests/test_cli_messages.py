@@ -134,11 +134,10 @@ def test_an_offline_machine_hears_about_a_tfds_data_set_at_once(unresolvable_pro
     assert time.monotonic() - started < 2 * unresolvable_probe.PROBE_SECONDS + 0.5
 
 
-def test_a_prepared_or_non_tfds_data_set_is_not_probed(unresolvable_probe, tmp_path):
+def test_a_prepared_data_set_is_not_probed(unresolvable_probe, tmp_path):
     (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
     (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
-    unresolvable_probe.check_can_download("tfds:mnist:train[:10%]", str(tmp_path))
-    unresolvable_probe.check_can_download("digits", str(tmp_path))
+    unresolvable_probe.check_can_download("mnist:train[:10%]", str(tmp_path))
 
 
 def test_train_offline_fails_in_one_line_before_tensorflow_loads(tmp_path):

@@ -158,9 +158,12 @@ def training_overrides(args: argparse.Namespace) -> list:
 
 def run_train(args: argparse.Namespace) -> int:
     if args.dataset is not None and not args.resume and not args.offline:
+        from kerasdrop.data.core import parse_dataset_spec
         from kerasdrop.data.download import check_can_download
 
-        check_can_download(args.dataset, args.data_dir)  # an offline machine hears it before TensorFlow loads
+        kind, options = parse_dataset_spec(args.dataset)
+        if kind == "tfds":  # an offline machine hears it before TensorFlow loads
+            check_can_download(options, args.data_dir)
     quiet_tensorflow()
     from kerasdrop.training import train
     from kerasdrop.training.loop import TrainingInterrupted

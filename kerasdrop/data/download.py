@@ -53,18 +53,16 @@ def download_and_prepare(builder, name: str, data_dir: str | None) -> None:
         raise DatasetDownloadError(download_failed_message(name, data_dir, reason)) from error
 
 
-def check_can_download(dataset: str, data_dir: str | None) -> None:
-    """Raises DatasetDownloadError at once (no TensorFlow import, <= 2 x PROBE_SECONDS) when `dataset`
-    is a TFDS data set not prepared in `data_dir` and this machine has no DNS or no route to the internet.
+def check_can_download(name: str, data_dir: str | None) -> None:
+    """Raises DatasetDownloadError at once (no TensorFlow import, <= 2 x PROBE_SECONDS) when the TFDS
+    data set `name` (`mnist`, `mnist:train[:10%]`) is not prepared in `data_dir` and this machine has no
+    DNS or no route to the internet.
 
     Anything else, a machine behind a proxy included, is left to the download itself to judge.
     """
-    from kerasdrop.data.core import parse_dataset_spec
-
-    kind, options = parse_dataset_spec(dataset)
-    name = options.partition(":")[0].split("/")[0]
+    name = name.partition(":")[0].split("/")[0]
     prepared = pathlib.Path(default_data_dir(data_dir)).expanduser() / name
-    if kind != "tfds" or next(prepared.rglob("dataset_info.json"), None) is not None:
+    if next(prepared.rglob("dataset_info.json"), None) is not None:
         return
     reason = _offline_reason()
     if reason is not None:
