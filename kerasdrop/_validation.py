@@ -43,3 +43,15 @@ def check_choice(value: Any, argument: str, choices: Sequence[str]) -> str:
         listed = ", ".join(repr(choice) for choice in choices)
         raise invalid_argument(argument, f"one of {listed}", value)
     return value
+
+
+def parse_shape(text: str) -> tuple[int, ...] | None:
+    """`"32x32x3"` (as `kerasdrop models` prints shapes) or `"32,32,3"` -> `(32, 32, 3)`; None unless
+    every part is a positive integer. The one reader of shapes written as text."""
+    import re
+
+    try:
+        shape = tuple(int(part) for part in re.split(r"[xX,]", text.strip()))
+    except ValueError:
+        return None
+    return shape if shape and min(shape) >= 1 else None

@@ -26,3 +26,7 @@ VERIFICATION_FILE = "verification.json"
 GOLDEN_FILE = "golden.json"
 MODEL_CARD_JSON = "model_card.json"
 MODEL_CARD_MARKDOWN = "MODEL_CARD.md"
+# Class names, one a line, line i naming class id i (the label-file convention of TF Lite metadata and
+# TF Hub image classifiers); under assets.extra/, which TF Serving copies with the version and ignores.
+LABELS_FILE = "labels.txt"
+LABELS_PATH = f"{ASSETS_EXTRA_DIR}/{LABELS_FILE}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from kerasdrop._validation import parse_shape
 from kerasdrop.errors import KerasdropError
 
 
@@ -21,6 +22,22 @@ def int_list(flag: str) -> Callable[[str], tuple[int, ...]]:
                 f"Invalid value received for {flag}. Expected comma-separated integers, e.g. 512,256. "
                 f"Received: {text!r}"
             ) from None
+
+    return parse
+
+
+def shape(flag: str, names: str) -> Callable[[str], tuple[int, ...]]:
+    """The parser of a shape flag; `names` its dimensions, e.g. "H,W,C"."""
+    example = {"H,W,C": "32x32x3 or 32,32,3", "H,W": "64x64 or 64,64"}[names]
+
+    def parse(text: str) -> tuple[int, ...]:
+        parsed = parse_shape(text)
+        if parsed is None or len(parsed) != len(names.split(",")):
+            raise argparse.ArgumentTypeError(
+                f"Invalid value received for {flag}. Expected {names} as positive integers, e.g. {example}. "
+                f"Received: {text!r}"
+            )
+        return parsed
 
     return parse
 

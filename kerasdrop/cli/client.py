@@ -44,6 +44,7 @@ class ServingClient:
         self._certificates = {"ca_cert": ca_cert, "client_cert": client_cert, "client_key": client_key}
         self._ssl_context = self._make_ssl_context() if self.protocol == "rest" and self.tls else None
         self._stub = None
+        self._channel = None
 
     def _make_ssl_context(self):
         import ssl
@@ -75,7 +76,7 @@ class ServingClient:
         body = {"signature_name": signature, "inputs": {input_name: images.tolist()}}
         outputs = self._post(path, body)["outputs"]
         if not isinstance(outputs, dict):  # TF Serving omits the name of a signature's only output
-            (name,) = self._signature_outputs(model, signature)
+            (name,) = self._signature_outputs(model, signature, version)
             outputs = {name: outputs}
         return {key: np.asarray(value) for key, value in outputs.items()}
 
@@ -88,21 +89,48 @@ class ServingClient:
         values = [{"b64": base64.b64encode(data).decode()} for data in encoded]
         outputs = self._post(path, {"signature_name": signature, "inputs": {input_name: values}})["outputs"]
         if not isinstance(outputs, dict):  # TF Serving omits the name of a signature's only output
-            (name,) = self._signature_outputs(model, signature)
+            (name,) = self._signature_outputs(model, signature, version)
             outputs = {name: outputs}
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def status(self, model: str) -> dict:
         return self._get(f"/v1/models/{model}")
 
-    def _signature_outputs(self, model: str, signature: str) -> list[str]:
-        signature_map = self._get(f"/v1/models/{model}/metadata")["metadata"]["signature_def"]["signature_def"]
+    @staticmethod
+    def _model_path(model: str, version: int | None) -> str:
+        return f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "")
+
+    def _signature_outputs(self, model: str, signature: str, version: int | None = None) -> list[str]:
+        path = self._model_path(model, version) + "/metadata"
+        signature_map = self._get(path)["metadata"]["signature_def"]["signature_def"]
         return list(signature_map[signature].get("outputs", {}))
 
-    def signature_inputs(self, model: str) -> dict:
-        """`{signature name: {input name: (dims, ...)}}` from the model's metadata, over REST or gRPC."""
+    def latest_version(self, model: str) -> int | None:
+        """The highest version the server reports AVAILABLE for `model` (None when it reports none)."""
         if self.protocol == "rest":
-            signature_map = self._get(f"/v1/models/{model}/metadata")["metadata"]["signature_def"]["signature_def"]
+            states = self.status(model).get("model_version_status", [])
+            available = [int(state["version"]) for state in states if state.get("state") == "AVAILABLE"]
+            return max(available, default=None)
+        import grpc
+        from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        stub = model_service_pb2_grpc.ModelServiceStub(self._grpc_stub_channel())
+        try:
+            response = stub.GetModelStatus(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ServingClientError(error.code().name, error.details()) from None
+        available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return max((status.version for status in response.model_version_status if status.state == available),
+                   default=None)
+
+    def signature_inputs(self, model: str, version: int | None = None) -> dict:
+        """`{signature name: {input name: (dims, ...)}}` from the metadata of `version` (default: the
+        server's latest), over REST or gRPC."""
+        if self.protocol == "rest":
+            path = self._model_path(model, version) + "/metadata"
+            signature_map = self._get(path)["metadata"]["signature_def"]["signature_def"]
             return {name: {key: tuple(int(dim["size"]) for dim in spec["tensor_shape"].get("dim", []))
                            for key, spec in signature.get("inputs", {}).items()}
                     for name, signature in signature_map.items()}
@@ -111,6 +139,8 @@ class ServingClient:
 
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = model
+        if version is not None:
+            request.model_spec.version.value = version
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         try:
             self._grpc_stub().GetModelMetadata(request, timeout=self.timeout).metadata["signature_def"].Unpack(
@@ -120,12 +150,16 @@ class ServingClient:
         return {name: {key: tuple(dim.size for dim in spec.tensor_shape.dim) for key, spec in signature.inputs.items()}
                 for name, signature in signature_map.signature_def.items()}
 
+    def _grpc_stub_channel(self):
+        if self._channel is None:
+            self._channel = self._grpc_channel(self.url.split("://", 1)[1])
+        return self._channel
+
     def _grpc_stub(self):
         if self._stub is None:
             from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-            channel = self._grpc_channel(self.url.split("://", 1)[1])
-            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._grpc_stub_channel())
         return self._stub
 
     def _get(self, path: str) -> dict:
@@ -165,10 +199,15 @@ class ServingClient:
         return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
 
 
-def load_images(paths, row_shape) -> np.ndarray:
-    """PNG/JPEG (resized to the model's input, native 0..255 values) or .npy files, as one batch.
+# The values an 8-bit PNG/JPEG pixel takes, which `load_images` maps onto the model's pixel range.
+IMAGE_FILE_RANGE = (0.0, 255.0)
+
+
+def load_images(paths, row_shape, pixel_range: tuple[float, float] | None = None) -> np.ndarray:
+    """PNG/JPEG (resized to the model's input) or .npy files (taken as they are), as one batch.
 
     `row_shape`: the input's per-row shape; images need (height, width, channels), any shape takes .npy.
+    `pixel_range`: the model's input range, which image pixels (0..255) are scaled into; None keeps 0..255.
     """
     import pathlib
 
@@ -198,5 +237,8 @@ def load_images(paths, row_shape) -> np.ndarray:
                 array = np.asarray(image, dtype="float32")
         except OSError as error:
             raise InvalidArgumentError(f"{path} is not a readable PNG/JPEG image: {error}") from None
+        if pixel_range is not None:
+            low, high = pixel_range
+            array = low + array * ((high - low) / IMAGE_FILE_RANGE[1])
         batch.append(array.reshape(height, width, channels))
     return np.stack(batch)

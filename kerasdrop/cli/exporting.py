@@ -32,8 +32,10 @@ def register(commands) -> None:
     export.add_argument("--models-config", default="{repo}/models.config",
                         help="ModelServerConfig file kept listing every model; hand-written entries and fields "
                              "are kept (default: models.config inside --repo)")
-    export.add_argument("--base-path", default="/models",
-                        help="where TF Serving mounts the repository, for --models-config (default: /models)")
+    export.add_argument("--base-path",
+                        help="where TF Serving mounts the repository, for --models-config: this model's entry gets "
+                             "base_path BASE_PATH/NAME, an existing entry's is updated (default: /models for a new "
+                             "entry; an existing entry keeps its base_path)")
     export.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     export.set_defaults(handler=run_export)
 

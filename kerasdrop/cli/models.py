@@ -9,8 +9,8 @@ from kerasdrop.cli._options import (
     add_head_options,
     dropout_value,
     float_list,
-    int_list,
     quiet_tensorflow,
+    shape,
 )
 
 
@@ -25,8 +25,9 @@ def register(commands) -> None:
 
     describe = commands.add_parser("describe", help="print the layer summary of one model")
     describe.add_argument("name", help="model name from `kerasdrop models`")
-    describe.add_argument("--input-shape", type=int_list("--input-shape"), metavar="H,W,C",
-                          help="input image shape (default: the model's, see `kerasdrop models`)")
+    describe.add_argument("--input-shape", type=shape("--input-shape", "H,W,C"), metavar="HxWxC",
+                          help="input image shape, e.g. 32x32x3 or 32,32,3 (default: the model's, see `kerasdrop "
+                               "models`)")
     describe.add_argument("--num-classes", type=int, default=10, help="number of classes (default: 10)")
     add_head_options(describe)
     describe.add_argument("--conv-dropout", type=float, metavar="R",

@@ -39,6 +39,14 @@ REQUEST_LIMITS = [
 ]
 
 
+def _gflags_bool(text: str) -> bool:
+    """A boolean as tensorflow_model_server's flags take it: `--enable_batching`, `=true`, `=false`."""
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"Expected true or false. Received: {text!r}")
+    return value in ("true", "1")
+
+
 def _dest(flag: str) -> str:
     return flag[2:].replace("-", "_")
 
@@ -68,19 +76,34 @@ def register(commands) -> None:
         description="TF Serving's protocol and the Open Inference Protocol (v2) over the repository `kerasdrop "
                     "export` writes. Defaults as TF Serving's.",
     )
-    serve.add_argument("--repo", default="export", help="model repository (default: export)")
+    # Each flag that tensorflow_model_server has under another name also takes that name (its second
+    # spelling here), so a TF Serving command line runs unchanged: --port, --rest_api_port, --model_name,
+    # --model_base_path, --model_config_file, --file_system_poll_wait_seconds, --enable_batching,
+    # --ssl_config_file.
+    serve.add_argument("--repo", help="model repository: every model directory in it is served (default: export, "
+                                      "unless --models-config names the models)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
-    serve.add_argument("--rest-port", type=int, default=8501, help="REST port (default: 8501)")
-    serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (default: 8500)")
+    serve.add_argument("--model-name", "--model_name",
+                       help="with --model-base-path: serve this one model under this name, as tensorflow_model_server "
+                            "does (default: default)")
+    serve.add_argument("--model-base-path", "--model_base_path", metavar="DIR",
+                       help="serve the one model whose version directories are in DIR (default: none, serve --repo)")
+    serve.add_argument("--rest-port", "--rest_api_port", type=int, default=8501, help="REST port (default: 8501)")
+    serve.add_argument("--grpc-port", "--port", type=int, default=8500, help="gRPC port (default: 8500)")
     serve.add_argument("--backend", choices=("tf", "onnx", "onnx-int8"), default="tf",
                        help="tf: SavedModel signatures; onnx: model.onnx in ONNX Runtime; onnx-int8: model.int8.onnx "
                             "(kerasdrop export --int8) in ONNX Runtime (default: tf)")
     serve.add_argument("--version-policy", default="latest",
                        help="latest | latest:N | all | specific:1,2; a models.config policy wins (default: latest)")
-    serve.add_argument("--poll-seconds", type=float, default=2.0,
+    serve.add_argument("--poll-seconds", "--file_system_poll_wait_seconds", type=float, default=2.0,
                        help="how often to look for new versions; 0 turns polling off (default: 2)")
-    serve.add_argument("--models-config", help="ModelServerConfig file for version labels (default: none)")
-    serve.add_argument("--enable-batching", action="store_true", help="server-side dynamic batching (default: off)")
+    serve.add_argument("--models-config", "--model_config_file",
+                       help="ModelServerConfig file (TF Serving's --model_config_file): exactly the models it "
+                            "lists are served, by their names, from their base_paths (absolute, as TF Serving "
+                            "requires), with their version policies and labels; re-read at every poll "
+                            "(default: none, serve --repo)")
+    serve.add_argument("--enable-batching", "--enable_batching", nargs="?", const=True, default=False,
+                       type=_gflags_bool, metavar="true|false", help="server-side dynamic batching (default: off)")
     serve.add_argument("--max-batch-size", type=int, default=64, help="rows per batch (default: 64)")
     serve.add_argument("--batch-timeout-micros", type=int, default=1000,
                        help="how long a request waits for others (default: 1000)")
@@ -105,7 +128,7 @@ def register(commands) -> None:
 def _add_tls_options(serve) -> None:
     tls = serve.add_argument_group("TLS", "TF Serving's SSLConfig text proto (ssl_config.proto): server_key, "
                                           "server_cert (PEM text inline), custom_ca, client_verify (mutual TLS)")
-    tls.add_argument("--ssl-config-file", metavar="FILE",
+    tls.add_argument("--ssl-config-file", "--ssl_config_file", metavar="FILE",
                      help="secure gRPC and REST with this SSLConfig, as TF Serving's --ssl_config_file secures gRPC "
                           "(default: none, plaintext)")
     tls.add_argument("--rest-ssl-config-file", metavar="FILE",
@@ -116,31 +139,66 @@ def _add_tls_options(serve) -> None:
                           "terminates TLS) (default: off)")
 
 
+def _models_to_serve(args: argparse.Namespace) -> tuple[str | None, dict | None]:
+    """`(repo, {name: model directory})` from the one source given: --repo, --models-config or --model-base-path."""
+    from kerasdrop.serving.models.repository import not_a_repository
+
+    given = [f"{flag} {value}" for flag, value in (("--repo", args.repo), ("--models-config", args.models_config),
+                                                   ("--model-base-path", args.model_base_path)) if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} name different sets of models; give one: --models-config serves "
+                         "exactly the models the file lists, from their base_paths (as TF Serving does with "
+                         "--model_config_file), --model-base-path one model, --repo every model directory of "
+                         "the repository")
+    if args.model_name is not None and args.model_base_path is None:
+        raise UsageError(f"--model_name {args.model_name} needs --model_base_path: the directory holding the model's "
+                         "version directories (as tensorflow_model_server requires)")
+    if args.model_base_path is not None:
+        base_path = pathlib.Path(args.model_base_path)
+        if not base_path.is_dir():
+            raise UsageError(f"Invalid value received for --model-base-path. Expected a directory of version "
+                             f"directories (e.g. export/lenet5). Received: {base_path} (no such directory)")
+        return None, {args.model_name or "default": base_path.absolute()}
+    if args.models_config is not None:
+        return None, None
+    repo = args.repo if args.repo is not None else "export"
+    if not pathlib.Path(repo).is_dir():
+        raise UsageError(f"Model repository {repo} does not exist. Export a model first: "
+                         "kerasdrop export MODEL.keras --name NAME")
+    hint = not_a_repository(repo)
+    if hint is not None:
+        raise UsageError(hint)
+    return repo, None
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    quiet_tensorflow()
     import logging
 
-    from kerasdrop.serving.process.ports import PortInUseError
-    from kerasdrop.serving.process.server import ServeConfig, Server
+    from kerasdrop.serving.process.ports import PortInUseError, check_ports_free
     from kerasdrop.serving.process.shared_counters import MAX_WORKERS
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     _check_positive(args)
     if args.workers > MAX_WORKERS:  # one column each in the shared admission table
         raise UsageError(f"Invalid value received for --workers. Expected a number from 1 to {MAX_WORKERS}. "
                          f"Received: {args.workers}")
-    config = ServeConfig(repo=args.repo, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
+    repo, models = _models_to_serve(args)
+    try:  # before TensorFlow's import: a port in use is reported in well under a second, both ports named
+        check_ports_free(args.host, [(args.rest_port, "REST", "--rest-port"), (args.grpc_port, "gRPC", "--grpc-port")])
+    except PortInUseError as error:
+        raise UsageError(str(error)) from None
+    quiet_tensorflow()
+    from kerasdrop.serving.process.server import ServeConfig, Server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = ServeConfig(repo=repo, models=models, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                          backend=args.backend, version_policy=args.version_policy, poll_seconds=args.poll_seconds,
                          enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
-                         batch_timeout_micros=args.batch_timeout_micros, models_config=args.models_config,
+                         batch_timeout_micros=args.batch_timeout_micros, models_config=_absolute(args.models_config),
                          cheap_model_micros=args.cheap_model_micros, drain_seconds=args.drain_seconds,
                          workers=args.workers, require_verification=args.require_verification,
                          ssl_config_file=_absolute(args.ssl_config_file),
                          rest_ssl_config_file=_absolute(args.rest_ssl_config_file), plain_rest=args.plain_rest,
                          **{_dest(flag): getattr(args, _dest(flag)) for flag, *_ in REQUEST_LIMITS})
-    if not pathlib.Path(args.repo).is_dir():
-        raise UsageError(f"Model repository {args.repo} does not exist. Export a model first: "
-                         "kerasdrop export MODEL.keras --name NAME")
     from kerasdrop.serving.process.tls import check_config, describe
 
     tls = check_config(config)  # a bad certificate is exit 2 before anything listens

@@ -9,9 +9,9 @@ from kerasdrop.cli._options import (
     add_head_options,
     dropout_value,
     float_list,
-    int_list,
     print_flushed,
     quiet_tensorflow,
+    shape,
 )
 
 # Flag -> recipe key. Flags left unset do not override the recipe.
@@ -92,8 +92,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_const", const=True, default=None,
                         help="never download: a TFDS data set must already be prepared in --data-dir "
                              "(default: download on first use; recipe key data.offline)")
-    parser.add_argument("--image-size", type=int_list("--image-size"), metavar="H,W",
-                        help="resize images, for models that need larger inputs (default: native size)")
+    parser.add_argument("--image-size", type=shape("--image-size", "H,W"), metavar="HxW",
+                        help="resize images to HxW or H,W, for models that need larger inputs (default: native size)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the model family's, see the first line train prints; else 20)")
     parser.add_argument("--batch-size", type=int, help="global batch size (default: the model family's; else 64)")
     add_head_options(parser)
@@ -157,6 +157,13 @@ def training_overrides(args: argparse.Namespace) -> list:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.dataset is not None and not args.resume and not args.offline:
+        from kerasdrop.data.core import parse_dataset_spec
+        from kerasdrop.data.download import check_can_download
+
+        kind, options = parse_dataset_spec(args.dataset)
+        if kind == "tfds":  # an offline machine hears it before TensorFlow loads
+            check_can_download(options, args.data_dir)
     quiet_tensorflow()
     from kerasdrop.training import train
     from kerasdrop.training.loop import TrainingInterrupted

@@ -64,7 +64,12 @@ def parse_dataset_spec(spec: str) -> tuple[str, str]:
     if kind in KERAS_DATASET_NAMES:
         return "tfds", spec
     if kind not in ("digits", "synthetic", "tfds", "folder"):
-        raise invalid_argument("dataset", f"one of {', '.join(SOURCES)}", spec)
+        import difflib
+
+        close = difflib.get_close_matches(kind, ("digits", "synthetic", "tfds", "folder", *KERAS_DATASET_NAMES),
+                                          n=3, cutoff=0.6)
+        hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+        raise invalid_argument("dataset", f"one of {', '.join(SOURCES)}{hint}", spec)
     if kind in ("tfds", "folder") and not rest:
         raise invalid_argument("dataset", f"{kind}:<{'name' if kind == 'tfds' else 'path'}>", spec)
     if kind == "digits" and rest:

@@ -11,6 +11,8 @@ import contextlib
 import errno
 import logging
 import os
+import pathlib
+import sys
 
 from kerasdrop.errors import KerasdropError
 
@@ -19,6 +21,10 @@ from kerasdrop.errors import KerasdropError
 # failing-download tests take 1.2 s) still ride out a dropped connection or a 5xx, and a machine
 # without network hears it at once.
 DOWNLOAD_RETRIES = 3
+# Where TFDS fetches a prepared data set first (and mnist's files): if this machine cannot resolve or
+# route to it, it is offline, which `check_can_download` tells in PROBE_SECONDS, before TensorFlow loads.
+PROBE_HOST = "storage.googleapis.com"
+PROBE_SECONDS = 1.5
 _TIMEOUTS = ("ConnectTimeoutError", "ReadTimeoutError", "ConnectTimeout", "ReadTimeout", "Timeout")
 
 
@@ -33,6 +39,10 @@ def download_and_prepare(builder, name: str, data_dir: str | None) -> None:
         DatasetDownloadError: the download failed for a network reason, named in one line.
     """
     _silence_retry_warnings()
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log or a pipe: no tqdm bars and their escape codes
+        import tensorflow_datasets as tfds
+
+        tfds.disable_progress_bar()
     try:
         with _fewer_retries():
             builder.download_and_prepare()
@@ -41,6 +51,57 @@ def download_and_prepare(builder, name: str, data_dir: str | None) -> None:
         if reason is None:
             raise  # not a network failure (a full disk, a bug): keep its own type and traceback
         raise DatasetDownloadError(download_failed_message(name, data_dir, reason)) from error
+
+
+def check_can_download(name: str, data_dir: str | None) -> None:
+    """Raises DatasetDownloadError at once (no TensorFlow import, <= 2 x PROBE_SECONDS) when the TFDS
+    data set `name` (`mnist`, `mnist:train[:10%]`) is not prepared in `data_dir` and this machine has no
+    DNS or no route to the internet.
+
+    Anything else, a machine behind a proxy included, is left to the download itself to judge.
+    """
+    name = name.partition(":")[0].split("/")[0]
+    prepared = pathlib.Path(default_data_dir(data_dir)).expanduser() / name
+    if next(prepared.rglob("dataset_info.json"), None) is not None:
+        return
+    reason = _offline_reason()
+    if reason is not None:
+        raise DatasetDownloadError(download_failed_message(name, data_dir, reason))
+
+
+def _offline_reason() -> str | None:
+    """`DNS could not resolve ...` or `no route to ...` when PROBE_HOST cannot be reached; None if it can or
+    the probe cannot tell (a proxy, a slow resolver)."""
+    import socket
+    import threading
+    from urllib.request import getproxies
+
+    if getproxies():
+        return None
+    found = {}
+
+    def resolve():
+        try:
+            found["addresses"] = socket.getaddrinfo(PROBE_HOST, 443, type=socket.SOCK_STREAM)
+        except OSError as error:  # socket.gaierror: no DNS, or the name does not resolve
+            found["error"] = error
+
+    resolver = threading.Thread(target=resolve, daemon=True)  # getaddrinfo takes no timeout of its own
+    resolver.start()
+    resolver.join(PROBE_SECONDS)
+    if "error" in found:
+        return f"DNS could not resolve {PROBE_HOST}"
+    if "addresses" not in found:
+        return None
+    family, kind, proto, _, address = found["addresses"][0]
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.settimeout(PROBE_SECONDS)
+            probe.connect(address)
+    except OSError as error:
+        if error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return f"no route to {PROBE_HOST}:443 (network unreachable)"
+    return None
 
 
 def default_data_dir(data_dir: str | None) -> str:

@@ -6,7 +6,7 @@ so tests can assert that training works without any download.
 
 from __future__ import annotations
 
-from kerasdrop._validation import invalid_argument
+from kerasdrop._validation import invalid_argument, parse_shape
 from kerasdrop.data.split import Split, split_from_arrays
 
 DEFAULT_SHAPE = (16, 16, 1)
@@ -18,7 +18,7 @@ def parse_synthetic_options(options: str) -> tuple[tuple[int, int, int], int]:
     """`"28x28x1:10"` -> `((28, 28, 1), 10)`; empty parts take the defaults."""
     shape_text, _, classes_text = options.partition(":")
     try:
-        shape = tuple(int(v) for v in shape_text.split("x")) if shape_text else DEFAULT_SHAPE
+        shape = (parse_shape(shape_text) or ()) if shape_text else DEFAULT_SHAPE  # 28x28x1 or 28,28,1
         classes = int(classes_text) if classes_text else DEFAULT_CLASSES
     except ValueError:
         shape, classes = (), 0

@@ -14,6 +14,7 @@ import tomllib
 from kerasdrop._files import atomic_write_text
 from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.exporting.interface import serving_interface
+from kerasdrop.layout import LABELS_PATH
 
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"
@@ -60,16 +61,23 @@ def _family(model_name: str):
         return None
 
 
-def _input_contract(model, interface) -> dict:
-    """The first input's contract (a zoo model has one, `images`); `inputs` lists every one."""
+def _input_contract(model, interface, dataset: dict | None) -> dict:
+    """The first input's contract (a zoo model has one, `images`); `inputs` lists every one.
+
+    `pixel_range` is the range the model was trained on: the run's data set's (`dataset`), else the one
+    the model's input_rescaling layer declares, else None (unknown: `kerasdrop predict` then refuses to
+    guess how to scale an image file).
+    """
     from kerasdrop.verification.numerical import keras_probe_range
 
     names = [layer.name for layer in model.layers]
     preprocessing = ("input_rescaling: Rescaling maps the pixel range to [0, 1] inside the model; send raw pixels"
                      if "input_rescaling" in names else None)
     inputs = [{"name": spec.name, "shape": [None, *spec.row_shape], "dtype": spec.dtype} for spec in interface.inputs]
-    return {**inputs[0], "pixel_range": list(keras_probe_range(model)) if preprocessing else None,
-            "preprocessing_inside_model": preprocessing, "inputs": inputs}
+    trained_range = (dataset or {}).get("pixel_range")
+    pixel_range = ([float(value) for value in trained_range] if trained_range else
+                   list(keras_probe_range(model)) if preprocessing else None)
+    return {**inputs[0], "pixel_range": pixel_range, "preprocessing_inside_model": preprocessing, "inputs": inputs}
 
 
 def _check_target(target: str, version: int) -> str:
@@ -126,7 +134,7 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
             "dropout_at_inference": "off in serving_default and ONNX (verified); on only in mc_dropout" if mc_samples
             else "off (verified)",
         },
-        "input": _input_contract(model, interface),
+        "input": _input_contract(model, interface, dataset),
         "training_data": None if dataset is None else {
             "dataset": dataset["name"], "classes": list(dataset["class_names"]),
             "split_sizes": {"train": dataset["num_train"], "validation": dataset["num_validation"],
@@ -142,7 +150,7 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
                    "files": ["saved_model.pb", "variables/", "assets.extra/tf_serving_warmup_requests", "golden.json",
                              *(["model.onnx"] if "onnx" in formats else []),
                              *(["model.int8.onnx"] if int8 and int8["published"] else []), "verification.json",
-                             CARD_MARKDOWN, CARD_JSON],
+                             CARD_MARKDOWN, CARD_JSON, *([LABELS_PATH] if dataset is not None else [])],
                    **({"int8": int8} if int8 is not None else {})},
     }
     card["intended_use"] = _intended_use(card, interface)
@@ -189,8 +197,28 @@ def _unknown(card: dict, why_no_run: str) -> dict:
 
 
 def write_model_card(directory: pathlib.Path, card: dict) -> None:
+    """The card, and the class names as `assets.extra/labels.txt` when the training data names them."""
     atomic_write_text(directory / CARD_JSON, json.dumps(card, indent=2) + "\n")
     atomic_write_text(directory / CARD_MARKDOWN, render_markdown(card))
+    if card["training_data"] is not None:
+        (directory / LABELS_PATH).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / LABELS_PATH, "".join(f"{name}\n" for name in card["training_data"]["classes"]))
+
+
+def version_units(version_dir) -> tuple[tuple[float, float] | None, list[str] | None]:
+    """`(pixel range, class names)` an exported version recorded, each None when it is not known there."""
+    version_dir = pathlib.Path(version_dir)
+    pixel_range = classes = None
+    try:
+        recorded = json.loads((version_dir / CARD_JSON).read_text())["input"]["pixel_range"]
+        pixel_range = (float(recorded[0]), float(recorded[1])) if recorded else None
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        pass
+    try:
+        classes = (version_dir / LABELS_PATH).read_text().splitlines() or None
+    except (OSError, UnicodeDecodeError):
+        pass
+    return pixel_range, classes
 
 
 def load_model_card(path) -> dict:

@@ -1,5 +1,8 @@
 """The repository's `models.config` (TF Serving's --model_config_file): an entry for every published model,
 merged into the file that is there, keeping every entry, field and leading comment an operator wrote.
+
+Writers take an exclusive lock on `models.config.lock` beside it for the whole read-merge-write, so two
+exports into one repository at once never lose each other's entry.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from kerasdrop.exporting.repository import versions
 # The default `models_config`: beside the repository, so `--repo elsewhere` never writes into the
 # current directory, and TF Serving finds it in the mounted repository (`/models/models.config`).
 MODELS_CONFIG_BESIDE_REPO = "{repo}/models.config"
+# Where the repository is mounted for TF Serving when export is not told (the serve/ docker-compose's).
+DEFAULT_BASE_PATH = "/models"
 
 
 def models_config_path(repo: pathlib.Path, models_config) -> pathlib.Path | None:
@@ -55,31 +60,38 @@ def _leading_comments(text: str) -> list[str]:
     return lines
 
 
-def models_config_text(repo: pathlib.Path, base_path: str = "/models", existing: pathlib.Path | None = None) -> str:
+def models_config_text(repo: pathlib.Path, base_path: str | None = None, existing: pathlib.Path | None = None,
+                       exported: str | None = None) -> str:
     """`existing` (a ModelServerConfig text file) with an entry for every model published in `repo`.
 
     Every entry and field already there is kept (version_labels, model_version_policy, a hand-set
     base_path, models from elsewhere); a model of `repo` without an entry gets one, and an entry
-    without a base_path or platform gets export's. When export only adds entries (the usual case)
-    they are inserted into the file's own text, so every comment and its layout stay; when it must
-    fill a field into an existing entry the file is rewritten and only its leading comments stay.
+    without a base_path or platform gets export's. `base_path` given (not None) is an instruction for
+    the model just `exported`: its entry's base_path becomes `<base_path>/<exported>` even if another
+    was there; None keeps every base_path there and gives new entries DEFAULT_BASE_PATH's. When export
+    only adds entries (the usual case) they are inserted into the file's own text, so every comment
+    and its layout stay; when it must change a field of an existing entry the file is rewritten and
+    only its leading comments stay.
     """
     from google.protobuf import text_format
 
     header, config = read_models_config(existing)
     entries = {entry.name: entry for entry in config.model_config_list.config}
     added, filled = [], False
+    mount = (base_path if base_path is not None else DEFAULT_BASE_PATH).rstrip("/")
     for model_dir in sorted(path for path in pathlib.Path(repo).iterdir() if path.is_dir()):
         if not versions(model_dir):
             continue
         entry = entries.get(model_dir.name)
-        filled |= entry is not None and not (entry.base_path and entry.model_platform)
+        wanted = f"{mount}/{model_dir.name}"
+        moved = base_path is not None and model_dir.name == exported and entry is not None and entry.base_path != wanted
+        filled |= entry is not None and (moved or not (entry.base_path and entry.model_platform))
         if entry is None:
             entry = config.model_config_list.config.add()
             entry.name = model_dir.name
             added.append(entry)
-        if not entry.base_path:
-            entry.base_path = f"{base_path.rstrip('/')}/{model_dir.name}"
+        if not entry.base_path or moved:
+            entry.base_path = wanted
         if not entry.model_platform:
             entry.model_platform = "tensorflow"
     if existing is not None and existing.is_file():
@@ -132,9 +144,32 @@ def _with_entries_appended(text: str, added: list) -> str | None:
     return text[:at] + ("" if at == line_start else "\n") + blocks + text[at:]
 
 
-def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str = "/models") -> pathlib.Path:
-    """Merges `repo`'s models into the ModelServerConfig at `path` (created when missing)."""
+def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str | None = None,
+                        exported: str | None = None) -> pathlib.Path:
+    """Merges `repo`'s models into the ModelServerConfig at `path` (created when missing), under its lock.
+
+    `base_path`, `exported`: as `models_config_text` takes them (an explicit base_path moves `exported`'s entry).
+    """
     path = pathlib.Path(path)
-    text = models_config_text(repo, base_path, existing=path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, text)
+    with _locked(path):
+        # Read inside the lock: another export's entry, written while this one waited, is merged, not lost.
+        text = models_config_text(repo, base_path, existing=path, exported=exported)
+        return atomic_write_text(path, text)
+
+
+def _locked(path: pathlib.Path):
+    """An exclusive lock on `<path>.lock` (the file itself is replaced by rename, so it cannot carry one)."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def hold():
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    return hold()

@@ -65,7 +65,7 @@ def export(
     formats: Sequence[str] = FORMATS,
     mc_samples: int | None = None,
     models_config: str | pathlib.Path | None = models_config_file.MODELS_CONFIG_BESIDE_REPO,
-    base_path: str = "/models",
+    base_path: str | None = None,
     image_bytes: bool = False,
     int8: bool = False,
     int8_max_drop: float = DEFAULT_MAX_DROP,
@@ -81,7 +81,8 @@ def export(
         mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
         models_config: ModelServerConfig text file to keep listing every model, merged into: what is
             there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
-        base_path: where the repository is mounted for TF Serving, for `models_config`.
+        base_path: where TF Serving mounts the repository: given, this model's models_config entry
+            points there (moved if it existed); None: `/models` for a new entry, an old one's kept.
         image_bytes: adds `serving_bytes`: encoded JPEG/PNG strings, decoded and resized in the graph.
         int8: adds `model.int8.onnx` if top-1 test accuracy drops by <= `int8_max_drop` points (needs a
             run's `model.keras`, the onnx format); measurements in `result.int8` and verification.json.
@@ -132,7 +133,7 @@ def export(
     report.target = str(path)
     _save_report(report, path, int8_record)
     if models_config is not None:
-        models_config_file.write_models_config(repo, models_config, base_path)
+        models_config_file.write_models_config(repo, models_config, base_path, exported=name)
     return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
                         models_config=models_config, interface=serving_interface(model), int8=int8_record)
 

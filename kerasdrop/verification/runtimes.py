@@ -25,6 +25,11 @@ def load_keras_model(path: str | pathlib.Path):
     import keras
 
     path = pathlib.Path(path)
+    if path.is_dir():  # a run directory, most often: name the .keras files it holds
+        found = sorted(path.glob("*.keras"), key=lambda file: (file.name != "model.keras", file.name))
+        hint = (f"; found {', '.join(map(str, found))}: did you mean {found[0]}?" if found
+                else "; it holds no .keras file")
+        raise UnusableInputError(f"Expected a .keras file; {path} is a directory{hint}")
     if not path.is_file():
         raise UnusableInputError(f"Model file not found: {path}")
     try:

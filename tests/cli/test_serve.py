@@ -44,7 +44,8 @@ def test_serve_predict_and_graceful_shutdown(exported_repo, tmp_path):
         missing = subprocess.run([sys.executable, "-m", "kerasdrop.cli", "predict", "--url",
                                   f"http://127.0.0.1:{rest_port}", "--model", "nope", str(tmp_path / "digit.npy")],
                                  capture_output=True, text=True, timeout=120)
-        assert missing.returncode == 1 and "404" in missing.stderr and "Servable not found" in missing.stderr
+        assert missing.returncode == 1 and "404" in missing.stderr
+        assert "Could not find any versions of model nope (served: lenet5)" in missing.stderr
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)

@@ -88,8 +88,13 @@ def closed_port_url() -> str:
 
 def point_mnist_at(url: str, setattr_=setattr) -> None:
     """TFDS's MNIST builder downloads from `url` and expects the mirror's counts (`setattr_`: monkeypatch's)."""
+    import urllib.parse
+
     from tensorflow_datasets.image_classification import mnist
 
+    from kerasdrop.data import download
+
     setattr_(mnist.MNIST, "URL", url)
+    setattr_(download, "PROBE_HOST", urllib.parse.urlsplit(url).hostname)  # the offline probe asks the mirror's host
     setattr_(mnist, "_TRAIN_EXAMPLES", TRAIN_EXAMPLES)
     setattr_(mnist, "_TEST_EXAMPLES", TEST_EXAMPLES)

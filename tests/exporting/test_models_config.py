@@ -129,3 +129,54 @@ def test_filling_a_field_into_a_hand_written_entry_keeps_the_leading_comments_as
     assert text.startswith("# leading\n") and "# inner" not in text
     (entry,) = _parse(config).model_config_list.config
     assert (entry.base_path, entry.model_platform) == ("/models/lenet5", "tensorflow")
+
+
+def test_an_explicit_base_path_moves_the_exported_models_entry_and_no_other(tmp_path):
+    repo = _fake_repository(tmp_path / "export", lenet5=[1], mlp=[1])
+    config = tmp_path / "export" / "models.config"
+    write_models_config(repo, config)
+    write_models_config(repo, config, "/srv/models", exported="lenet5")
+    paths = {entry.name: entry.base_path for entry in _parse(config).model_config_list.config}
+    assert paths == {"lenet5": "/srv/models/lenet5", "mlp": "/models/mlp"}
+    # Without --base-path, an export keeps what the entry says (a hand-set path is not reset to /models).
+    write_models_config(repo, config, exported="lenet5")
+    assert {e.name: e.base_path for e in _parse(config).model_config_list.config}["lenet5"] == "/srv/models/lenet5"
+
+
+def _export_many(repo, config, prefix, count, barrier):
+    """One exporter process: publishes `count` fake models, each merged into `config` as `export
+    --base-path /<prefix>` does, with the read-merge-write slowed so that the two processes overlap."""
+    import time
+
+    from kerasdrop.exporting import models_config
+
+    read = models_config.read_models_config
+
+    def slowed(*args, **kwargs):
+        found = read(*args, **kwargs)
+        time.sleep(0.02)
+        return found
+
+    models_config.read_models_config = slowed
+    barrier.wait()
+    for index in range(count):
+        (repo / f"{prefix}{index}" / "1").mkdir(parents=True)
+        models_config.write_models_config(repo, config, f"/{prefix}", exported=f"{prefix}{index}")
+
+
+def test_two_exports_at_once_lose_no_entry(tmp_path):
+    import multiprocessing
+
+    repo, config = tmp_path / "export", tmp_path / "export" / "models.config"
+    repo.mkdir()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    workers = [context.Process(target=_export_many, args=(repo, config, prefix, 15, barrier)) for prefix in "ab"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    paths = {entry.name: entry.base_path for entry in _parse(config).model_config_list.config}
+    # Each entry as its own export wrote it: none overwritten by the other process's stale copy.
+    assert paths == {f"{prefix}{index}": f"/{prefix}/{prefix}{index}" for prefix in "ab" for index in range(15)}

@@ -157,8 +157,25 @@ def declared_size(data: bytes, images_only: bool) -> tuple[int, int, int] | None
     kind = image_format(data)
     if images_only and kind not in ("JPEG", "PNG"):
         raise invalid(f"not a JPEG or PNG image (it starts with {data[:8]!r}); "
-                      f"the {IMAGE_SIGNATURE} signature decodes JPEG and PNG")
+                      f"the {IMAGE_SIGNATURE} signature decodes JPEG and PNG{_base64_hint(data)}")
     return None if kind is None else _SIZES[kind](data)
+
+
+def _base64_hint(data: bytes) -> str:
+    """A hint when `data` is the base64 text of an image sent as a plain JSON string: TF Serving's REST
+    API takes such a string as the bytes themselves, and only `{"b64": "..."}` as base64 to decode."""
+    import base64
+    import binascii
+
+    head = data[:64].strip()
+    try:
+        decoded = base64.b64decode(head[: len(head) // 4 * 4], validate=True)
+    except (binascii.Error, ValueError):
+        return ""
+    if image_format(decoded) is None:
+        return ""
+    return ('. It looks like base64 text of an image sent as a plain string: over REST, wrap it as '
+            '{"b64": "<the base64 text>"} (TF Serving decodes only a b64 object; a string is taken as the bytes)')
 
 
 def check_encoded_images(signature: str, inputs: dict[str, np.ndarray], max_pixels: int | None) -> None:

@@ -41,6 +41,8 @@ RETRY_MAX_SECONDS = 300.0
 # work: lenet5 at 32x32x1 runs in ~60 us) and it is not batched (at 16-64 connections batching it
 # measured 0.7-0.8x of unbatched: the batcher's two thread hops cost more than a merged run saves).
 CHEAP_ROW_SECONDS = 1e-3
+# How many model names (or versions) a "not found" answer lists: enough to spot a typo, bounded.
+SERVED_LISTED = 10
 
 
 @dataclasses.dataclass
@@ -81,7 +83,9 @@ class ModelManager:
                  models: dict[str, pathlib.Path] | None = None, models_config=None, batching: dict | None = None,
                  metrics: Metrics | None = None, admission: Admission | None = None, request_timeout: float = 30.0,
                  require_verification: bool = False, cheap_row_seconds: float = CHEAP_ROW_SECONDS):
-        """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead.
+        """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead;
+        neither, with `models_config`: exactly the models that file lists, from their base paths (as TF
+        Serving's --model_config_file; with `repo` or `models` the file gives only policies and labels).
         `require_verification`: load only versions whose verification.json reports a pass."""
         self.scanner = RepositoryScanner(repo, models)
         self.backend = backend
@@ -102,8 +106,11 @@ class ModelManager:
         self._broken_config: str | None = None  # the last broken models.config's error, logged once
         self._stop = threading.Event()
         self._thread = None
+        self._follow_config = bool(models_config) and repo is None and models is None
         if models_config:
             self._config = read_models_config(models_config)  # ConfigError at start-up: the caller exits 2
+            if self._follow_config:
+                self.scanner.follow(self._config, models_config)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -115,7 +122,10 @@ class ModelManager:
         if not self.models_config:
             return
         try:
-            self._config = read_models_config(self.models_config)
+            config = read_models_config(self.models_config)
+            if self._follow_config:
+                self.scanner.follow(config, self.models_config)
+            self._config = config
             self._broken_config = None
         except ValueError as error:  # at runtime a broken edit keeps the last good config
             if str(error) != self._broken_config:  # once per broken edit, not at every poll
@@ -282,7 +292,7 @@ class ModelManager:
         with self._lock:
             versions = self._loaded.get(name)
             if not versions:
-                raise not_found(f"Servable not found for request: Latest({name})")
+                raise not_found(f"Servable not found for request: Latest({name}){self._served_hint_locked()}")
             if label is not None:
                 labels = self._config.labels.get(name, {})
                 if label not in labels:
@@ -291,7 +301,10 @@ class ModelManager:
             if version is None:
                 return versions[max(versions)]
             if version not in versions:
-                raise not_found(f"Servable not found for request: Specific({name}, {version})")
+                served = ", ".join(str(v) for v in sorted(versions)[:SERVED_LISTED])
+                raise not_found(f"Servable not found for request: Specific({name}, {version}) ({name} serves "
+                                f"version{'s' if len(versions) > 1 else ''} {served}"
+                                f"{', ...' if len(versions) > SERVED_LISTED else ''})")
             return versions[version]
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[dict]:
@@ -300,10 +313,20 @@ class ModelManager:
         else:
             with self._lock:
                 versions = sorted(self._loaded.get(name, {}))
+                hint = self._served_hint_locked()
             if not versions:
-                raise not_found(f"Could not find any versions of model {name}")
+                raise not_found(f"Could not find any versions of model {name}{hint}")
         return [{"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
                 for v in versions]
+
+    def _served_hint_locked(self) -> str:
+        """` (served: a, b, ... and N more)` after TF Serving's own words, which clients may match on;
+        bounded, so a repository of thousands of models does not make every 404 huge. Holds `_lock`."""
+        names = sorted(name for name, versions in self._loaded.items() if versions)
+        if not names:
+            return " (no model is served yet)"
+        more = f" and {len(names) - SERVED_LISTED} more" if len(names) > SERVED_LISTED else ""
+        return f" (served: {', '.join(names[:SERVED_LISTED])}{more})"
 
     def run(self, loaded: LoadedVersion, signature: str, inputs: dict, protocol: str = "rest",
             timeout: float | None = None, validated: bool = False) -> dict[str, np.ndarray]:

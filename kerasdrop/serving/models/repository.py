@@ -70,6 +70,7 @@ class ModelsConfig:
 
     policies: dict = dataclasses.field(default_factory=dict)  # {model: VersionPolicy}
     labels: dict = dataclasses.field(default_factory=dict)  # {model: {label: version}}
+    base_paths: dict = dataclasses.field(default_factory=dict)  # {model: base_path}, as the file lists them
 
 
 def read_models_config(path) -> ModelsConfig:
@@ -88,13 +89,62 @@ def read_models_config(path) -> ModelsConfig:
         # ParseError's message starts "line:column : ..."; say it as file:line like a compiler.
         line = error.GetLine() if hasattr(error, "GetLine") else "?"
         raise ConfigError(f"{path}:{line}: not a valid ModelServerConfig: {error}") from None
-    policies, labels = {}, {}
+    policies, labels, base_paths = {}, {}, {}
     for entry in config.model_config_list.config:
         policy = VersionPolicy.from_proto(entry.model_version_policy)
         if policy is not None:
             policies[entry.name] = policy
         labels[entry.name] = dict(entry.version_labels)
-    return ModelsConfig(policies, labels)
+        if entry.name in base_paths:  # TF Serving's ValidateModelConfigList refuses it the same way
+            raise ConfigError(f"{path}: illegal to list model {entry.name} multiple times in config list")
+        base_paths[entry.name] = entry.base_path
+    return ModelsConfig(policies, labels, base_paths)
+
+
+def listed_model_dirs(config: ModelsConfig, source) -> dict[str, pathlib.Path]:
+    """`{model: base path}` of a models.config's list: what TF Serving serves from that file, exactly.
+
+    tensorflow_model_server sets no model_config_list_root_dir, so every base_path must be absolute
+    (TF Serving refuses a relative one at start-up with the same words); kerasdrop reads local
+    directories only, so a URI (gs://, s3://) is refused too. `source` names the file in errors.
+    """
+    import re
+
+    found = {}
+    for name, base_path in config.base_paths.items():
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", base_path):
+            raise ConfigError(f"{source}: model {name} has base_path {base_path}; kerasdrop serve reads local "
+                              "directories only (mount the bucket, or serve it with TF Serving)")
+        if not pathlib.PurePosixPath(base_path).is_absolute():
+            raise ConfigError(f"{source}: expected model {name} to have an absolute path or URI; got "
+                              f"base_path()={base_path!r} (as TF Serving requires; e.g. `kerasdrop export "
+                              f"--base-path $PWD/export` writes absolute base paths for serving from this machine)")
+        found[name] = pathlib.Path(base_path)
+    return found
+
+
+def not_a_repository(path) -> str | None:
+    """Why `path`, given as a repository, is one model's directory or one version's instead, with the
+    command that serves it; None when it is not one of those (a repository, empty or not)."""
+    from kerasdrop.layout import SAVED_MODEL_FILE
+
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        return None
+    if (path / SAVED_MODEL_FILE).is_file():
+        model_dir = path.parent.absolute()
+        return (f"{path} is a version directory (saved_model.pb is in it), not a repository of model directories: "
+                f"serve its repository with `kerasdrop serve --repo {model_dir.parent}`, or this model alone with "
+                f"`kerasdrop serve --model_name {model_dir.name} --model_base_path {model_dir}`")
+    versions = [version for version, directory in version_directories(path).items()
+                if (directory / SAVED_MODEL_FILE).is_file()]
+    if not versions:
+        return None
+    model_dir = path.absolute()
+    return (f"{path} is the model directory of {model_dir.name!r} (version{'s' if len(versions) > 1 else ''} "
+            f"{', '.join(map(str, versions))}), not a repository of model directories: serve its repository with "
+            f"`kerasdrop serve --repo {model_dir.parent}`, or this model alone with `kerasdrop serve --model_name "
+            f"{model_dir.name} --model_base_path {model_dir}`")
 
 
 class RepositoryScanner:
@@ -104,6 +154,11 @@ class RepositoryScanner:
         self.repo = pathlib.Path(repo) if repo else None
         self.explicit_models = models
         self._reported: set[pathlib.Path] = set()
+
+    def follow(self, config: ModelsConfig, source) -> None:
+        """Serve exactly the models `config` (the file `source`) lists, from their base paths, as TF
+        Serving does with --model_config_file; called again whenever the file is re-read."""
+        self.explicit_models = listed_model_dirs(config, source)
 
     def _skip(self, path: pathlib.Path, reason: str) -> None:
         if path not in self._reported:
@@ -129,6 +184,10 @@ class RepositoryScanner:
     def scan(self) -> dict[str, dict[int, pathlib.Path]]:
         available = {}
         for name, model_dir in self.model_dirs().items():
+            if self.explicit_models is not None and not model_dir.is_dir():
+                self._skip(model_dir, f"the base path of model {name} does not exist (TF Serving: \"Could not find "
+                                      "base path\"); polling for it")
+                continue
             try:
                 versions = self.versions(model_dir)
             except OSError as error:  # unreadable directory: skip it, keep polling the rest

@@ -42,7 +42,7 @@ log = logging.getLogger("kerasdrop.serve")
 
 @dataclasses.dataclass
 class ServeConfig:
-    repo: str = "export"
+    repo: str | None = "export"  # None with `models_config`: serve exactly the models that file lists
     host: str = "127.0.0.1"  # loopback unless asked: a model server is not for the open network by default
     rest_port: int = 8501  # TF Serving's defaults
     grpc_port: int = 8500
@@ -133,7 +133,8 @@ class Server:
         batching = ({"max_batch_size": config.max_batch_size, "batch_timeout_micros": config.batch_timeout_micros}
                     if config.enable_batching else None)
         self.manager = ModelManager(
-            pathlib.Path(config.repo) if config.models is None else None, backend=config.backend,
+            pathlib.Path(config.repo) if config.models is None and config.repo is not None else None,
+            backend=config.backend,
             policy=VersionPolicy.parse(config.version_policy), models=config.models,
             models_config=config.models_config, batching=batching,
             admission=Admission(config.max_inflight, config.max_elements, max_image_pixels=config.max_image_pixels), request_timeout=config.request_timeout,

@@ -112,8 +112,7 @@ def test_serve_exits_2_on_a_bad_models_config_at_start_up(exported_repo, tmp_pat
     repo, _ = exported_repo
     config = tmp_path / "models.config"
     config.write_text("model_config_list { config { name: \"lenet5\" ")
-    assert main(["serve", "--repo", str(repo), "--models-config", str(config), "--rest-port", "0",
-                 "--grpc-port", "0"]) == 2
+    assert main(["serve", "--models-config", str(config), "--rest-port", "0", "--grpc-port", "0"]) == 2
     assert f"{config}:1" in capsys.readouterr().err
 
 
