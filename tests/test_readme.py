@@ -71,6 +71,8 @@ def _shell_commands(block):
             argv = shlex.split(SHELL_SUBSTITUTION.sub("STANDIN", pending), comments=True)
         except ValueError:  # a quote still open: the command goes on on the next line
             continue
+        if argv and argv[-1] == "&":  # run in the background: the command is the same
+            argv.pop()
         if argv:
             commands.append(argv)
         pending = ""
