@@ -18,7 +18,9 @@ PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "kerasdrop"
 # The top-level part of each module name (kerasdrop.<part>...) and its layer.
 LAYERS = {
     "_util": 0,  # kerasdrop/_*.py, errors.py (the error types) and the lazy kerasdrop/__init__.py
-    "layout": 0,  # the model repository's file names: exporting writes and serving reads through it
+    # the model repository's file names and readers: exporting writes and serving reads through it
+    # (above the _util modules, for the error types its readers raise)
+    "layout": 0.5,
     "zoo": 1, "data": 1,
     "training": 2, "verification": 2,
     "exporting": 3,

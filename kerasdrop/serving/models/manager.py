@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from kerasdrop.layout import GOLDEN_FILE, ONNX_FILE, SAVED_MODEL_FILE, VARIABLES_DIR, VERIFICATION_FILE
 from kerasdrop.serving.errors import invalid, not_found
 from kerasdrop.serving.models.admission import Admission
 from kerasdrop.serving.models.backends import find_signature, load_backend, row_seconds
@@ -29,7 +30,7 @@ from kerasdrop.serving.models.repository import (
     ModelsConfig,
     RepositoryScanner,
     VersionPolicy,
-    read_models_config,
+    models_config_settings,
 )
 
 log = logging.getLogger("kerasdrop.serve")
@@ -67,7 +68,7 @@ class _Failure:
 
 def _fingerprint(path: pathlib.Path) -> tuple:
     stats = []
-    for name in ("saved_model.pb", "model.onnx", "variables", "golden.json", "verification.json"):
+    for name in (SAVED_MODEL_FILE, ONNX_FILE, VARIABLES_DIR, GOLDEN_FILE, VERIFICATION_FILE):
         try:
             stat = (path / name).stat()
             stats.append((name, stat.st_size, stat.st_mtime_ns))
@@ -103,7 +104,7 @@ class ModelManager:
         self._stop = threading.Event()
         self._thread = None
         if models_config:
-            self._config = read_models_config(models_config)  # ConfigError at start-up: the caller exits 2
+            self._config = models_config_settings(models_config)  # ConfigError at start-up: exit 2
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ class ModelManager:
         if not self.models_config:
             return
         try:
-            self._config = read_models_config(self.models_config)
+            self._config = models_config_settings(self.models_config)
             self._broken_config = None
         except ValueError as error:  # at runtime a broken edit keeps the last good config
             if str(error) != self._broken_config:  # once per broken edit, not at every poll

@@ -10,14 +10,13 @@ import dataclasses
 import logging
 import pathlib
 
-from kerasdrop.errors import InvalidArgumentError, KerasdropError
+from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.exporting.repository import version_directories
+from kerasdrop.layout import SAVED_MODEL_FILE, ModelsConfigError, read_models_config
 
 log = logging.getLogger("kerasdrop.serve")
 
-
-class ConfigError(KerasdropError, ValueError):
-    """A models.config that cannot be used; the message names the file and line."""
+ConfigError = ModelsConfigError  # a models.config that cannot be used (layout.read_models_config raises it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,22 +71,10 @@ class ModelsConfig:
     labels: dict = dataclasses.field(default_factory=dict)  # {model: {label: version}}
 
 
-def read_models_config(path) -> ModelsConfig:
-    """Parses a ModelServerConfig text file with the official protos; ConfigError names file and line."""
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    path = pathlib.Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"Cannot read models config {path}: {error}") from None
-    try:
-        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
-    except text_format.ParseError as error:
-        # ParseError's message starts "line:column : ..."; say it as file:line like a compiler.
-        line = error.GetLine() if hasattr(error, "GetLine") else "?"
-        raise ConfigError(f"{path}:{line}: not a valid ModelServerConfig: {error}") from None
+def models_config_settings(path) -> ModelsConfig:
+    """What serve honours of a models.config (read by layout.read_models_config, whose ConfigError
+    names file and line)."""
+    config = read_models_config(path)
     policies, labels = {}, {}
     for entry in config.model_config_list.config:
         policy = VersionPolicy.from_proto(entry.model_version_policy)
@@ -122,7 +109,7 @@ class RepositoryScanner:
         """Complete versions only: a directory without saved_model.pb is still being copied."""
         found = {}
         for version, path in version_directories(model_dir, on_skip=self._skip).items():
-            if (path / "saved_model.pb").is_file():
+            if (path / SAVED_MODEL_FILE).is_file():
                 found[version] = path
         return found
 
