@@ -25,7 +25,8 @@ from kerasdrop.serving.protocols.recorded import (
     NO_HEADERS,
     Call,
     parse_version,
-    rest_answer,
+    rest_error,
+    run_recorded,
 )
 from kerasdrop.serving.protocols.tfserving import core, examples
 
@@ -200,13 +201,6 @@ def handle(call, method: str, path: str, body: bytes, match=None, lane=None) -> 
     return _run(call, loaded, verb, *decoded)
 
 
-def _encoded(call, method: str, path: str, body, match, lane) -> tuple[int, bytes, str, tuple]:
-    payload = handle(call, method, path, body, match, lane)
-    if isinstance(payload, str):
-        return 200, payload.encode(), "text/plain; version=0.0.4", NO_HEADERS
-    return 200, orjson.dumps(payload), JSON, NO_HEADERS
-
-
 class TfServingRest:
     """TF Serving's REST API as one router of the HTTP app (a `RestRouter`, protocols/registry.py)."""
 
@@ -231,4 +225,9 @@ class TfServingRest:
         match = route(path)
         api = f"rest:{match['verb'] or ('metadata' if match['metadata'] else 'status')}" if match else ""
         call = Call(self.manager, match["name"] if match else None, api)
-        return rest_answer(call, _encoded, method, path, body, match, self.lane)
+        payload, error = run_recorded(call, handle, method, path, body, match, self.lane)
+        if error is not None:
+            return rest_error(error)
+        if isinstance(payload, str):
+            return 200, payload.encode(), "text/plain; version=0.0.4", NO_HEADERS
+        return 200, orjson.dumps(payload), JSON, NO_HEADERS
