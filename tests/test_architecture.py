@@ -22,8 +22,9 @@ ARCHITECTURE_PAGE = PACKAGE_ROOT.parent / "docs" / "architecture.md"
 # The top-level part of each module name (kerasdrop.<part>...) and its layer.
 LAYERS = {
     "_util": 0,  # kerasdrop/_*.py, errors.py (the error types) and the lazy kerasdrop/__init__.py
-    "layout": 0,  # the model repository's file names: exporting writes and serving reads through it
-    "zoo": 1, "data": 1,
+    # layout: the model repository's file names and readers, which exporting writes and serving reads
+    # through; beside zoo and data, above the _util modules for the error types its readers raise
+    "zoo": 1, "data": 1, "layout": 1,
     "training": 2, "verification": 2,
     "exporting": 3,
     "serving": 4,

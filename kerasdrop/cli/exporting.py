@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from kerasdrop.cli._options import print_report, quiet_tensorflow
+from kerasdrop.layout import INT8_ONNX_FILE, MODELS_CONFIG_BESIDE_REPO, MODELS_CONFIG_FILE
 
 
 def register(commands) -> None:
@@ -25,13 +26,14 @@ def register(commands) -> None:
                         help="add a serving_bytes signature taking encoded JPEG/PNG strings ({\"b64\": ...} over REST), "
                              "decoded and resized in the graph (default: off)")
     export.add_argument("--int8", action="store_true",
-                        help="also write model.int8.onnx (static QDQ, calibrated on the run's training data), published "
-                             "only if top-1 accuracy on the run's test split holds; needs a run's model.keras (default: off)")
+                        help=f"also write {INT8_ONNX_FILE} (static QDQ, calibrated on the run's training "
+                             "data), published only if top-1 accuracy on the run's test split holds; needs a "
+                             "run's model.keras (default: off)")
     export.add_argument("--int8-max-drop", type=float, default=0.5, metavar="POINTS",
                         help="largest accuracy drop, in percentage points, that --int8 accepts (default: 0.5)")
-    export.add_argument("--models-config", default="{repo}/models.config",
+    export.add_argument("--models-config", default=MODELS_CONFIG_BESIDE_REPO,
                         help="ModelServerConfig file kept listing every model; hand-written entries and fields "
-                             "are kept (default: models.config inside --repo)")
+                             f"are kept (default: {MODELS_CONFIG_FILE} inside --repo)")
     export.add_argument("--base-path",
                         help="where TF Serving mounts the repository, for --models-config: this model's entry gets "
                              "base_path BASE_PATH/NAME, an existing entry's is updated (default: /models for a new "

@@ -7,6 +7,7 @@ import os
 import pathlib
 
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
+from kerasdrop.layout import INT8_ONNX_FILE, MODELS_CONFIG_FILE, ONNX_FILE, VERIFICATION_FILE
 from kerasdrop.serving import limits
 
 # bench/serve_latency.py measured 2 workers at 1.9-2.0x one worker's REST req/s on 2 cores; more
@@ -91,10 +92,11 @@ def register(commands) -> None:
     serve.add_argument("--rest-port", "--rest_api_port", type=int, default=8501, help="REST port (default: 8501)")
     serve.add_argument("--grpc-port", "--port", type=int, default=8500, help="gRPC port (default: 8500)")
     serve.add_argument("--backend", choices=("tf", "onnx", "onnx-int8"), default="tf",
-                       help="tf: SavedModel signatures; onnx: model.onnx in ONNX Runtime; onnx-int8: model.int8.onnx "
-                            "(kerasdrop export --int8) in ONNX Runtime (default: tf)")
+                       help=f"tf: SavedModel signatures; onnx: {ONNX_FILE} in ONNX Runtime; onnx-int8: "
+                            f"{INT8_ONNX_FILE} (kerasdrop export --int8) in ONNX Runtime (default: tf)")
     serve.add_argument("--version-policy", default="latest",
-                       help="latest | latest:N | all | specific:1,2; a models.config policy wins (default: latest)")
+                       help=f"latest | latest:N | all | specific:1,2; a {MODELS_CONFIG_FILE} policy wins "
+                            "(default: latest)")
     serve.add_argument("--poll-seconds", "--file_system_poll_wait_seconds", type=float, default=2.0,
                        help="how often to look for new versions; 0 turns polling off (default: 2)")
     serve.add_argument("--models-config", "--model_config_file",
@@ -119,8 +121,8 @@ def register(commands) -> None:
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM/SIGINT, time for in-flight requests to finish (default: 10)")
     serve.add_argument("--require-verification", action="store_true",
-                       help="serve only versions whose verification.json reports a pass (default: off, so any "
-                            "TF Serving repository serves)")
+                       help=f"serve only versions whose {VERIFICATION_FILE} reports a pass (default: off, so "
+                            "any TF Serving repository serves)")
     _add_tls_options(serve)
     serve.set_defaults(handler=run_serve)
 

@@ -1,7 +1,8 @@
 """`golden.json`: what the verified model answered to its own warmup requests, published with the version.
 
 A server replays the warmup requests and calls a version ready only when its answers match these
-(floats within the verifier's TOLERANCE, integers exactly). Format: docs/export.md, "Golden requests".
+(floats within the verifier's TOLERANCE, integers exactly). Format: docs/export.md, "Golden requests";
+read back by `kerasdrop.layout.read_golden`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,13 @@ import pathlib
 import numpy as np
 
 from kerasdrop._files import atomic_write_text
-from kerasdrop.exporting.warmup import WARMUP_FILE, predict_requests
-
-GOLDEN_FILE = "golden.json"
-GOLDEN_FORMAT = 1
-WARMUP_PATH = f"assets.extra/{WARMUP_FILE}"
+from kerasdrop.exporting.warmup import predict_requests
+from kerasdrop.layout import GOLDEN_FILE, GOLDEN_FORMAT, WARMUP_PATH, warmup_path
 
 
 def warmup_inputs(version_dir: pathlib.Path, signature: str) -> list[dict[str, np.ndarray]]:
     """The inputs of each warmup record that is a PredictRequest on `signature`, in file order."""
-    return [inputs for name, inputs in predict_requests(pathlib.Path(version_dir) / WARMUP_PATH) if name == signature]
+    return [inputs for name, inputs in predict_requests(warmup_path(version_dir)) if name == signature]
 
 
 def _as_json(outputs: dict) -> dict:
@@ -70,8 +68,3 @@ def write_golden(version_dir: pathlib.Path, run, *, signature: str = "serving_de
                    "tolerance": dict(entry["tolerance"])} for name, entry in backends.items()}
     return atomic_write_text(pathlib.Path(version_dir) / GOLDEN_FILE, json.dumps(document) + "\n")
 
-
-def read_golden(version_dir: pathlib.Path) -> dict | None:
-    """The `golden.json` of a version, or None when it has none (any TF Serving repository)."""
-    path = pathlib.Path(version_dir) / GOLDEN_FILE
-    return json.loads(path.read_text()) if path.is_file() else None

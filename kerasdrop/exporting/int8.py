@@ -14,8 +14,9 @@ import time
 import numpy as np
 
 from kerasdrop._validation import invalid_argument, is_number
+from kerasdrop.layout import INT8_ONNX_FILE, ONNX_FILE
 
-INT8_FILE = "model.int8.onnx"
+INT8_FILE = INT8_ONNX_FILE  # the name callers of this module know
 INT8_BACKEND = "onnx-int8"
 DEFAULT_MAX_DROP = 0.5  # accuracy points (percent) the issue allows int8 to lose on the test split
 CALIBRATION_EXAMPLES = 1024  # MinMax calibration settles within a few hundred images of a small data set
@@ -166,7 +167,7 @@ def build_int8(staging: pathlib.Path, run_dir: pathlib.Path, *, max_drop: float,
                latency_seconds: float = LATENCY_SECONDS) -> Int8Result:
     """Quantises `staging/model.onnx`, measures it against fp32 and keeps `model.int8.onnx` only if it passes."""
     data = run_datasets(run_dir)
-    fp32_path, int8_path = staging / "model.onnx", staging / INT8_FILE
+    fp32_path, int8_path = staging / ONNX_FILE, staging / INT8_FILE
     calibration = calibration_batches(data.train)
     quantize(fp32_path, int8_path, calibration)
     fp32, int8 = _session(fp32_path), _session(int8_path)
@@ -207,7 +208,7 @@ def int8_runner(staging: pathlib.Path):
 
 def describe(record: dict) -> list[str]:
     """The export's printed lines about int8: accuracy, drop, size, latency ratios side by side."""
-    verdict = "published" if record["published"] else "REFUSED (model.onnx, fp32, is still published)"
+    verdict = "published" if record["published"] else f"REFUSED ({ONNX_FILE}, fp32, is still published)"
     lines = [f"int8 {record['file']}: {verdict}: {record['reason']}",
              f"  top-1 accuracy on {record['test_examples']} test images: fp32 {100 * record['fp32_accuracy']:.2f}%  "
              f"int8 {100 * record['int8_accuracy']:.2f}%  drop {record['drop_points']:.2f} points "

@@ -14,10 +14,21 @@ import tomllib
 from kerasdrop._files import atomic_write_text
 from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.exporting.interface import serving_interface
-from kerasdrop.layout import LABELS_PATH
+from kerasdrop.layout import (
+    GOLDEN_FILE,
+    INT8_ONNX_FILE,
+    LABELS_PATH,
+    MODEL_CARD_JSON,
+    MODEL_CARD_MARKDOWN,
+    ONNX_FILE,
+    SAVED_MODEL_FILE,
+    VARIABLES_DIR,
+    VERIFICATION_FILE,
+    WARMUP_PATH,
+)
 
-CARD_JSON = "model_card.json"
-CARD_MARKDOWN = "MODEL_CARD.md"
+CARD_JSON = MODEL_CARD_JSON  # the names callers of this module know
+CARD_MARKDOWN = MODEL_CARD_MARKDOWN
 CARD_SECTIONS = ("model_details", "intended_use", "input", "training_data", "recipe", "provenance", "evaluation",
                  "calibration", "verification", "export", "unknown")
 # The metrics copied from the run's metrics.json (all measured with dropout off).
@@ -147,9 +158,9 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
         "calibration": calibration,
         "verification": _verification(report, version),
         "export": {"formats": list(formats), "signatures": signatures,
-                   "files": ["saved_model.pb", "variables/", "assets.extra/tf_serving_warmup_requests", "golden.json",
-                             *(["model.onnx"] if "onnx" in formats else []),
-                             *(["model.int8.onnx"] if int8 and int8["published"] else []), "verification.json",
+                   "files": [SAVED_MODEL_FILE, f"{VARIABLES_DIR}/", WARMUP_PATH, GOLDEN_FILE,
+                             *([ONNX_FILE] if "onnx" in formats else []),
+                             *([INT8_ONNX_FILE] if int8 and int8["published"] else []), VERIFICATION_FILE,
                              CARD_MARKDOWN, CARD_JSON, *([LABELS_PATH] if dataset is not None else [])],
                    **({"int8": int8} if int8 is not None else {})},
     }

@@ -12,10 +12,9 @@ import pathlib
 from kerasdrop._files import atomic_write_text
 from kerasdrop._validation import invalid_argument
 from kerasdrop.exporting.repository import versions
+from kerasdrop.layout import MODELS_CONFIG_BESIDE_REPO, ModelsConfigError, read_models_config  # noqa: F401
 
-# The default `models_config`: beside the repository, so `--repo elsewhere` never writes into the
-# current directory, and TF Serving finds it in the mounted repository (`/models/models.config`).
-MODELS_CONFIG_BESIDE_REPO = "{repo}/models.config"
+# MODELS_CONFIG_BESIDE_REPO (layout.py) is export's default `models_config`, re-exported here for its callers.
 # Where the repository is mounted for TF Serving when export is not told (the serve/ docker-compose's).
 DEFAULT_BASE_PATH = "/models"
 
@@ -27,27 +26,25 @@ def models_config_path(repo: pathlib.Path, models_config) -> pathlib.Path | None
     return pathlib.Path(str(models_config).replace("{repo}", str(repo)))
 
 
-def read_models_config(path: pathlib.Path | None):
-    """`(leading comment lines, ModelServerConfig)` of an existing file; empty when there is none.
+def models_config_to_merge(path: pathlib.Path | None):
+    """`(leading comment lines, ModelServerConfig)` of an existing file (read by
+    layout.read_models_config); empty when there is none.
 
     A file that does not parse, or holds a `custom_model_config`, is refused before anything is written.
     """
-    from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
-    config = model_server_config_pb2.ModelServerConfig()
     if path is None or not path.is_file():
-        return "", config
-    text = path.read_text()
+        return "", model_server_config_pb2.ModelServerConfig()
     try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as error:
+        config = read_models_config(path)
+    except ModelsConfigError as error:
         raise invalid_argument("models_config", "a ModelServerConfig text file (TF Serving's --model_config_file) "
-                               f"to merge into; it is left as it is. Parse error: {error}", str(path)) from None
+                               f"to merge into; it is left as it is. {error}", str(path)) from None
     if config.WhichOneof("config") == "custom_model_config":
         raise invalid_argument("models_config", "a ModelServerConfig with a model_config_list (this one has a "
                                "custom_model_config, which export cannot merge into)", str(path))
-    header = "".join(line + "\n" for line in _leading_comments(text))
+    header = "".join(line + "\n" for line in _leading_comments(path.read_text()))
     return header, config
 
 
@@ -75,7 +72,7 @@ def models_config_text(repo: pathlib.Path, base_path: str | None = None, existin
     """
     from google.protobuf import text_format
 
-    header, config = read_models_config(existing)
+    header, config = models_config_to_merge(existing)
     entries = {entry.name: entry for entry in config.model_config_list.config}
     added, filled = [], False
     mount = (base_path if base_path is not None else DEFAULT_BASE_PATH).rstrip("/")

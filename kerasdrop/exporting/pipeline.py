@@ -20,6 +20,7 @@ from kerasdrop.exporting import (
 from kerasdrop.exporting import repository
 from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
 from kerasdrop.exporting.interface import keras_reference, serving_interface
+from kerasdrop.layout import INT8_ONNX_FILE, ONNX_FILE, SAVED_MODEL_FILE, VERIFICATION_FILE
 from kerasdrop.verification.report import Report
 
 FORMATS = ("savedmodel", "onnx")
@@ -52,7 +53,7 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
         raise invalid_argument("formats", f"a comma-separated subset of {', '.join(FORMATS)}", ",".join(formats))
     if "savedmodel" not in formats:
         raise invalid_argument("formats", "a list including savedmodel (a TF Serving version directory needs "
-                               "saved_model.pb; ONNX is written beside it)", ",".join(formats))
+                               f"{SAVED_MODEL_FILE}; ONNX is written beside it)", ",".join(formats))
     return formats
 
 
@@ -105,7 +106,7 @@ def export(
     model_dir = repo / name
     version = repository.resolve_version(model_dir, version)
     models_config = models_config_file.models_config_path(repo, models_config)
-    models_config_file.read_models_config(models_config)  # one that cannot be merged into refuses the export now
+    models_config_file.models_config_to_merge(models_config)  # one it cannot merge into refuses export now
     options = {"mc_samples": mc_samples, "image_bytes": image_bytes, "max_drop": int8_max_drop,
                "int8_run": _check_int8(model_or_path, formats, int8_max_drop) if int8 else None}
     seconds = {}
@@ -144,7 +145,8 @@ def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
 
     check_max_drop(max_drop)
     if "onnx" not in formats:
-        raise invalid_argument("int8", "the onnx format in `formats` (model.int8.onnx is quantised from model.onnx)",
+        raise invalid_argument("int8", f"the onnx format in `formats` ({INT8_ONNX_FILE} is quantised from "
+                               f"{ONNX_FILE})",
                                True)
     return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None)
 
@@ -158,7 +160,7 @@ def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | No
     data = report.to_dict()
     if int8_record is not None:
         data["int8"] = int8_record
-    atomic_write_text(directory / "verification.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(directory / VERIFICATION_FILE, json.dumps(data, indent=2) + "\n")
 
 
 def _verified_keras_model(model_or_path, seconds: dict, options: dict):
@@ -209,7 +211,7 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
     seconds["savedmodel"] = time.perf_counter() - started
     if "onnx" in formats:
         started = time.perf_counter()
-        write_onnx(model, staging / "model.onnx")
+        write_onnx(model, staging / ONNX_FILE)
         seconds["onnx"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -9,7 +9,8 @@ import pathlib
 
 import numpy as np
 
-WARMUP_FILE = "tf_serving_warmup_requests"
+from kerasdrop.layout import warmup_path
+
 WARMUP_BATCH_SIZES = (1, 8)
 
 
@@ -40,7 +41,7 @@ def write_warmup(version_dir: pathlib.Path, model_name: str, inputs, low: float,
     """Writes the warmup file; `inputs`: the `ServedInput`s of `serving_default` (interface.py)."""
     import tensorflow as tf
 
-    path = pathlib.Path(version_dir) / "assets.extra" / WARMUP_FILE
+    path = warmup_path(version_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for record in warmup_records(model_name, inputs, low, high):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 
+from kerasdrop.layout import ONNX_FILE
 from kerasdrop.verification import (
     agreement,
     draws,
@@ -133,7 +134,7 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
     """
     report = report or Report(target=str(directory), kind="savedmodel")
     scan = graph.check_saved_model_graph(directory, report)
-    onnx_path = pathlib.Path(directory) / "model.onnx"
+    onnx_path = pathlib.Path(directory) / ONNX_FILE
     if not scan.runnable:
         report.add(numerical.CHECK, "info", str(directory), "not run: the graph scan refused it before any execution")
         if onnx_path.is_file():

@@ -12,6 +12,7 @@ import dataclasses
 import pathlib
 import time
 
+from kerasdrop.layout import SAVED_MODEL_FILE
 from kerasdrop.verification import ops as tf_ops
 from kerasdrop.verification.report import CheckRun, Report, UnusableInputError
 from kerasdrop.verification.structure import STOCHASTIC_ACTION
@@ -34,9 +35,9 @@ class GraphScan:
 def read_saved_model(directory: pathlib.Path):
     from tensorflow.core.protobuf import saved_model_pb2
 
-    path = pathlib.Path(directory) / "saved_model.pb"
+    path = pathlib.Path(directory) / SAVED_MODEL_FILE
     if not path.is_file():
-        raise UnusableInputError(f"{directory} is not a SavedModel directory (no saved_model.pb).")
+        raise UnusableInputError(f"{directory} is not a SavedModel directory (no {SAVED_MODEL_FILE}).")
     saved_model = saved_model_pb2.SavedModel()
     try:
         saved_model.ParseFromString(path.read_bytes())

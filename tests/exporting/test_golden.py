@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from kerasdrop.exporting.golden import GOLDEN_FILE, read_golden, warmup_inputs, write_golden
+from kerasdrop.exporting.golden import warmup_inputs, write_golden
+from kerasdrop.layout import GOLDEN_FILE, read_golden
 from kerasdrop.verification.numerical import TOLERANCE
 from tests.exporting.test_export import exported, small_model_file  # noqa: F401  (module fixtures)
 

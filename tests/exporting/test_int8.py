@@ -10,7 +10,8 @@ import pytest
 from kerasdrop.cli import main
 from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.exporting import export
-from kerasdrop.exporting.golden import read_golden, warmup_inputs
+from kerasdrop.exporting.golden import warmup_inputs
+from kerasdrop.layout import read_golden
 from kerasdrop.exporting.int8 import run_datasets
 from tests.serving.conftest import rest, running_server
 

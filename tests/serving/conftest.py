@@ -85,7 +85,8 @@ def write_golden(version_dir, *, backend="tf", edit=None):
     import pathlib
 
     from kerasdrop.serving.models.backends import load_backend
-    from kerasdrop.serving.models.golden import DEFAULT_REQUESTS, replay
+    from kerasdrop.layout import WARMUP_PATH as DEFAULT_REQUESTS
+    from kerasdrop.serving.models.golden import replay
     from kerasdrop.verification.numerical import TOLERANCE
 
     version_dir = pathlib.Path(version_dir)

@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from kerasdrop.layout import INT8_ONNX_FILE, ONNX_FILE, VERIFICATION_FILE
 from kerasdrop.serving.errors import ServingError, invalid, signature_not_found
 
 
@@ -91,7 +92,7 @@ class OnnxBackend:
     """`model.onnx` in ONNX Runtime behind the same API; only `serving_default` (no mc_dropout)."""
 
     name = "onnx"
-    filename = "model.onnx"
+    filename = ONNX_FILE
     exported_with = "ONNX"
 
     def __init__(self, version_dir: pathlib.Path):
@@ -215,8 +216,9 @@ class OnnxInt8Backend(OnnxBackend):
     """`model.int8.onnx`, which `kerasdrop export --int8` publishes only when its accuracy held."""
 
     name = "onnx-int8"
-    filename = "model.int8.onnx"
-    exported_with = "--int8 whose accuracy gate passed (verification.json's int8 section says why not otherwise)"
+    filename = INT8_ONNX_FILE
+    exported_with = (f"--int8 whose accuracy gate passed ({VERIFICATION_FILE}'s int8 section says why not "
+                     "otherwise)")
 
 
 BACKENDS = {"tf": TensorFlowBackend, "onnx": OnnxBackend, "onnx-int8": OnnxInt8Backend}

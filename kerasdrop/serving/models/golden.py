@@ -14,10 +14,7 @@ import pathlib
 import numpy as np
 
 from kerasdrop.errors import KerasdropError
-
-GOLDEN_FILE = "golden.json"
-GOLDEN_FORMAT = 1
-DEFAULT_REQUESTS = "assets.extra/tf_serving_warmup_requests"
+from kerasdrop.layout import GOLDEN_FILE, VERIFICATION_FILE, WARMUP_PATH, read_golden, warmup_path
 
 
 class GoldenMismatch(KerasdropError):
@@ -53,23 +50,14 @@ def _tolerance(document: dict, path: pathlib.Path) -> tuple[float, float]:
     return float(values[0]), float(values[1])
 
 
-def read_golden(version_dir: pathlib.Path, backend: str) -> Golden | None:
-    """The golden answers for `backend` (its `backends` entry when there is one), or None without golden.json."""
+def golden_for(version_dir: pathlib.Path, backend: str) -> Golden | None:
+    """The golden answers for `backend` (its `backends` entry when there is one), or None without
+    golden.json (read by layout.read_golden, which owns the file's format)."""
     version_dir = pathlib.Path(version_dir)
-    path = version_dir / GOLDEN_FILE
-    if not path.is_file():
+    document = read_golden(version_dir)
+    if document is None:
         return None
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise GoldenMismatch(f"{path} cannot be read as JSON: {error}") from None
-    if not isinstance(document, dict) or document.get("format") != GOLDEN_FORMAT:
-        found = document.get("format") if isinstance(document, dict) else type(document).__name__
-        raise GoldenMismatch(f"{path}: expected 'format': {GOLDEN_FORMAT}; received {found!r}")
-    requests = version_dir / document.get("requests", DEFAULT_REQUESTS)
-    if version_dir.resolve() not in requests.resolve().parents:
-        raise GoldenMismatch(f"{path}: 'requests' must name a file inside the version directory; received "
-                             f"{document.get('requests')!r}")
+    path = version_dir / GOLDEN_FILE
     entry = document
     backends = document.get("backends") or {}
     if isinstance(backends, dict) and isinstance(backends.get(backend), dict):
@@ -79,11 +67,12 @@ def read_golden(version_dir: pathlib.Path, backend: str) -> Golden | None:
     if not all(isinstance(item, dict) for item in outputs):
         raise GoldenMismatch(f"{path}: 'outputs' must be a list of {{output name: values}} objects")
     dtypes = document.get("dtypes") if isinstance(document.get("dtypes"), dict) else {}
+    requests = version_dir / document.get("requests", WARMUP_PATH)
     return Golden(requests, document.get("signature", "serving_default"), outputs, dtypes, atol, rtol)
 
 
 def require_passing_verification(version_dir: pathlib.Path) -> None:
-    path = pathlib.Path(version_dir) / "verification.json"
+    path = pathlib.Path(version_dir) / VERIFICATION_FILE
     if not path.is_file():
         raise VerificationRequired(f"{path} not found; --require-verification serves only versions that "
                                    "`kerasdrop export` verified")
@@ -142,7 +131,7 @@ def check(golden: Golden, answers: list[dict]) -> None:
     """Raises GoldenMismatch naming the first request and output that differ, and by how much."""
     if len(answers) != len(golden.outputs):
         raise GoldenMismatch(f"{golden.requests.name} holds {len(answers)} {golden.signature} requests the backend "
-                             f"answered; golden.json has outputs for {len(golden.outputs)}")
+                             f"answered; {GOLDEN_FILE} has outputs for {len(golden.outputs)}")
     for index, (expected, actual) in enumerate(zip(golden.outputs, answers)):
         for key, values in expected.items():
             if key not in actual:
@@ -156,9 +145,9 @@ def check(golden: Golden, answers: list[dict]) -> None:
 def warm_up(version_dir: pathlib.Path, backend, backend_name: str) -> Golden | None:
     """Replays the version's warmup requests on `backend`; with golden.json, checks the answers."""
     version_dir = pathlib.Path(version_dir)
-    golden = read_golden(version_dir, backend_name)
+    golden = golden_for(version_dir, backend_name)
     if golden is None:
-        requests = version_dir / DEFAULT_REQUESTS
+        requests = warmup_path(version_dir)
         if requests.is_file():
             replay(requests, backend)
         return None

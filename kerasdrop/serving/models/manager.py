@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from kerasdrop.layout import GOLDEN_FILE, ONNX_FILE, SAVED_MODEL_FILE, VARIABLES_DIR, VERIFICATION_FILE
 from kerasdrop.serving.errors import invalid, not_found
 from kerasdrop.serving.models.admission import Admission
 from kerasdrop.serving.models.backends import find_signature, load_backend, row_seconds
@@ -29,7 +30,7 @@ from kerasdrop.serving.models.repository import (
     ModelsConfig,
     RepositoryScanner,
     VersionPolicy,
-    read_models_config,
+    models_config_settings,
 )
 
 log = logging.getLogger("kerasdrop.serve")
@@ -69,7 +70,7 @@ class _Failure:
 
 def _fingerprint(path: pathlib.Path) -> tuple:
     stats = []
-    for name in ("saved_model.pb", "model.onnx", "variables", "golden.json", "verification.json"):
+    for name in (SAVED_MODEL_FILE, ONNX_FILE, VARIABLES_DIR, GOLDEN_FILE, VERIFICATION_FILE):
         try:
             stat = (path / name).stat()
             stats.append((name, stat.st_size, stat.st_mtime_ns))
@@ -108,7 +109,7 @@ class ModelManager:
         self._thread = None
         self._follow_config = bool(models_config) and repo is None and models is None
         if models_config:
-            self._config = read_models_config(models_config)  # ConfigError at start-up: the caller exits 2
+            self._config = models_config_settings(models_config)  # ConfigError at start-up: exit 2
             if self._follow_config:
                 self.scanner.follow(self._config, models_config)
 
@@ -122,7 +123,7 @@ class ModelManager:
         if not self.models_config:
             return
         try:
-            config = read_models_config(self.models_config)
+            config = models_config_settings(self.models_config)
             if self._follow_config:
                 self.scanner.follow(config, self.models_config)
             self._config = config

@@ -10,14 +10,13 @@ import dataclasses
 import logging
 import pathlib
 
-from kerasdrop.errors import InvalidArgumentError, KerasdropError
+from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.exporting.repository import version_directories
+from kerasdrop.layout import SAVED_MODEL_FILE, ModelsConfigError, read_models_config
 
 log = logging.getLogger("kerasdrop.serve")
 
-
-class ConfigError(KerasdropError, ValueError):
-    """A models.config that cannot be used; the message names the file and line."""
+ConfigError = ModelsConfigError  # a models.config that cannot be used (layout.read_models_config raises it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,22 +72,10 @@ class ModelsConfig:
     base_paths: dict = dataclasses.field(default_factory=dict)  # {model: base_path}, as the file lists them
 
 
-def read_models_config(path) -> ModelsConfig:
-    """Parses a ModelServerConfig text file with the official protos; ConfigError names file and line."""
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    path = pathlib.Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"Cannot read models config {path}: {error}") from None
-    try:
-        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
-    except text_format.ParseError as error:
-        # ParseError's message starts "line:column : ..."; say it as file:line like a compiler.
-        line = error.GetLine() if hasattr(error, "GetLine") else "?"
-        raise ConfigError(f"{path}:{line}: not a valid ModelServerConfig: {error}") from None
+def models_config_settings(path) -> ModelsConfig:
+    """What serve honours of a models.config (read by layout.read_models_config, whose ConfigError
+    names file and line)."""
+    config = read_models_config(path)
     policies, labels, base_paths = {}, {}, {}
     for entry in config.model_config_list.config:
         policy = VersionPolicy.from_proto(entry.model_version_policy)
@@ -126,14 +113,14 @@ def listed_model_dirs(config: ModelsConfig, source) -> dict[str, pathlib.Path]:
 def not_a_repository(path) -> str | None:
     """Why `path`, given as a repository, is one model's directory or one version's instead, with the
     command that serves it; None when it is not one of those (a repository, empty or not)."""
-    from kerasdrop.layout import SAVED_MODEL_FILE
 
     path = pathlib.Path(path)
     if not path.is_dir():
         return None
     if (path / SAVED_MODEL_FILE).is_file():
         model_dir = path.parent.absolute()
-        return (f"{path} is a version directory (saved_model.pb is in it), not a repository of model directories: "
+        return (f"{path} is a version directory ({SAVED_MODEL_FILE} is in it), not a repository of model "
+                "directories: "
                 f"serve its repository with `kerasdrop serve --repo {model_dir.parent}`, or this model alone with "
                 f"`kerasdrop serve --model_name {model_dir.name} --model_base_path {model_dir}`")
     versions = [version for version, directory in version_directories(path).items()
@@ -177,7 +164,7 @@ class RepositoryScanner:
         """Complete versions only: a directory without saved_model.pb is still being copied."""
         found = {}
         for version, path in version_directories(model_dir, on_skip=self._skip).items():
-            if (path / "saved_model.pb").is_file():
+            if (path / SAVED_MODEL_FILE).is_file():
                 found[version] = path
         return found
 

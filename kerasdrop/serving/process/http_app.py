@@ -1,8 +1,7 @@
 """The HTTP front: a minimal ASGI app for uvicorn (httptools), routing to protocol routers.
 
-A router (one per protocol, registered in protocols/registry.py) has `claims(path)` and a synchronous
-`answer(method, path, body) -> (status, bytes, content type)` (a router with `takes_headers` also
-gets the request headers and returns a fourth item, extra response headers),
+A router (one per protocol, registered in protocols/registry.py) is a `RestRouter`: `claims(path)`
+and a synchronous `answer(method, path, body, headers) -> (status, bytes, content type, headers)`,
 which runs on a thread pool so that JSON and inference work never block the event loop for long:
 only a request whose router says `cheap(method, path)` (a model measured to run a row in well under
 a millisecond) with a body of at most INLINE_MAX_BODY_BYTES is answered on the loop itself, where
@@ -14,7 +13,6 @@ body is cut off when it passes the limit) and answers anything it cannot route w
 from __future__ import annotations
 
 import asyncio
-import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -23,6 +21,7 @@ from kerasdrop.serving.limits import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     INLINE_MAX_BODY_BYTES,
 )
+from kerasdrop.serving.protocols.registry import RestRouter
 
 
 def _json_error(status: int, message: str, close: bool = False) -> tuple[int, bytes, str, list]:
@@ -41,7 +40,7 @@ class ClientGone(Exception):
 
 
 class HttpApp:
-    def __init__(self, routers, *, max_body_bytes: int, threads: int = 8,
+    def __init__(self, routers: list[RestRouter], *, max_body_bytes: int, threads: int = 8,
                  max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
         self.routers = list(routers)
         self.max_body_bytes = max_body_bytes
@@ -52,10 +51,9 @@ class HttpApp:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kerasdrop-http")
 
     def close(self) -> None:
-        """Ends what the routers started (a router may have a `close()`)."""
+        """Ends what the routers started."""
         for router in self.routers:
-            if hasattr(router, "close"):
-                router.close()
+            router.close()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -89,17 +87,11 @@ class HttpApp:
         finally:
             self.concurrent -= 1
 
-    async def _run(self, router, method: str, path: str, body: bytearray, scope):
+    async def _run(self, router: RestRouter, method: str, path: str, body: bytearray, scope):
+        if len(body) <= INLINE_MAX_BODY_BYTES and router.cheap(method, path):
+            return router.answer(method, path, body, scope["headers"])
         loop = asyncio.get_running_loop()
-        call = functools.partial(router.answer, method, path, body)
-        if getattr(router, "takes_headers", False):
-            call = functools.partial(call, headers=scope["headers"])
-        cheap = getattr(router, "cheap", None)
-        if cheap is not None and len(body) <= INLINE_MAX_BODY_BYTES and cheap(method, path):
-            status, data, content_type, *extra = call()
-        else:
-            status, data, content_type, *extra = await loop.run_in_executor(self.executor, call)
-        return status, data, content_type, extra[0] if extra else []
+        return await loop.run_in_executor(self.executor, router.answer, method, path, body, scope["headers"])
 
     async def _read_body(self, scope, receive) -> bytearray:
         """The body, refused as soon as it passes the limit. Its buffer is sized from Content-Length

@@ -2,20 +2,36 @@
 HTTP app dispatches to and the services the gRPC server registers, all over the one model manager.
 
 A protocol is one `Protocol` entry in `PROTOCOLS`:
-- `rest_routers(manager)` -> objects with `claims(path) -> bool` and a synchronous
-  `answer(method, path, body) -> (status, body bytes, content type)`; the first router that claims a
-  path answers it, on the HTTP app's thread pool, or on its event loop when the router's optional
-  `cheap(method, path)` says the request goes to a cheap model (`manager.cheap`; process/http_app.py); an
-  optional `close()` runs when the server stops.
-- `grpc_services(manager)` -> `(add_XServicer_to_server, servicer)` pairs: synchronous servicers
-  (grpcio's generated base classes) that the one gRPC server of each worker process registers
-  (grpc.aio, which runs them on a thread pool, or on its event loop for a cheap model: process/grpc_server.py).
+- `rest_routers(manager)` -> `RestRouter`s; the first router that claims a path answers it, on the
+  HTTP app's thread pool, or on its event loop when the router says the request goes to a cheap
+  model (`manager.cheap`; process/http_app.py).
+- `grpc_services(manager)` -> `(add_XServicer_to_server, servicer)` pairs: synchronous servicers,
+  one method per RPC, that the one gRPC server of each worker process registers (grpc.aio, which
+  runs them on a thread pool, or on its event loop for a cheap model: process/grpc_server.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Callable
+
+
+class RestRouter(typing.Protocol):
+    """What the HTTP app asks of a protocol's REST router."""
+
+    def claims(self, path: str) -> bool:
+        """Whether this router answers `path` (the app asks each router in registration order)."""
+
+    def cheap(self, method: str, path: str) -> bool:
+        """Whether the request goes to a model cheap enough to answer on the app's event loop."""
+
+    def answer(self, method: str, path: str, body: bytearray, headers) -> tuple[int, bytes, str, tuple]:
+        """`(status, body bytes, content type, extra headers)` of one request (synchronous; never
+        raises for a bad request). `headers`: the request's, as ASGI gives them ((name, value) bytes)."""
+
+    def close(self) -> None:
+        """Ends what the router started, when the server stops."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,8 @@ import pathlib
 
 import numpy as np
 
+from kerasdrop.layout import warmup_path
+
 BATCH = 6
 # A dimension the signature leaves open (other than the batch) gets this size in probes.
 OPEN_DIMENSION = 8
@@ -258,7 +260,7 @@ def warmup_probes(directory: pathlib.Path) -> dict[str, list[dict[str, np.ndarra
     Predict requests give their input tensors; Classify/Regress requests their tf.Examples, serialized
     as the one string input such signatures take (key `""`, filled in by the caller).
     """
-    path = pathlib.Path(directory) / "assets.extra" / "tf_serving_warmup_requests"
+    path = warmup_path(directory)
     if not path.is_file():
         return {}
     import tensorflow as tf

@@ -3,6 +3,8 @@
 REST (`rest.py`) and gRPC (`grpc_service.py`) decode their messages into `InferRequest`, call
 `infer`, and encode the `InferResponse`; every check and error lives here once. A model's tensors
 are its `serving_default` signature's (another one with the request parameter `signature_name`).
+`call` is the request being answered (protocols/recorded.py): its model manager, and where the
+version that answered is noted for the metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from kerasdrop.serving.errors import ServingError, invalid
 from kerasdrop.serving.models.admission import too_many_elements
 from kerasdrop.serving.models.backends import find_signature
 from kerasdrop.serving.protocols.oip import datatypes
+from kerasdrop.serving.protocols.recorded import parse_version
 
 SERVER_NAME = "kerasdrop"
 EXTENSIONS = ["binary_tensor_data"]  # Triton's binary tensor extension over REST (tritonclient's default)
@@ -63,22 +66,14 @@ def server_metadata() -> dict:
     return {"name": SERVER_NAME, "version": server_version, "extensions": list(EXTENSIONS)}
 
 
-def parse_version(text: str | None) -> int | None:
-    """A model version from a URL or a message: empty means the server's choice (the latest serving)."""
-    if not text:
-        return None
-    if not text.isdigit() or not 0 < int(text) < 2**63:
-        raise invalid(f"Model version must be a positive 64-bit integer; received {text!r}")
-    return int(text)
-
-
-def resolve(manager, name: str, version: str | None):
+def resolve(call, name: str, version: str | None):
     """The serving version a request names. A model the repository offers but with no version ready
     (loading, failed to load, or failed its golden requests) is UNAVAILABLE (503), as Triton answers,
     rather than NOT_FOUND."""
     try:
-        return manager.resolve(name, parse_version(version))
+        return call.resolve(name, parse_version(version))
     except ServingError as error:
+        manager = call.manager
         if error.code == "NOT_FOUND" and manager.offers(name) and not manager.model_ready(name):
             raise ServingError("UNAVAILABLE", f"Model {name!r} is in the repository but no version of it is ready "
                                "(loading, or it failed to load or to answer its golden requests: see the server "
@@ -86,8 +81,8 @@ def resolve(manager, name: str, version: str | None):
         raise
 
 
-def model_ready(manager, name: str, version: str | None) -> bool:
-    return manager.model_ready(name, parse_version(version))
+def model_ready(call, name: str, version: str | None) -> bool:
+    return call.manager.model_ready(name, parse_version(version))
 
 
 def _signature_name(parameters: dict) -> str:
@@ -102,10 +97,10 @@ def _tensor_metadata(tensors) -> list[dict]:
             for key, info in sorted(tensors.items())]
 
 
-def model_metadata(manager, name: str, version: str | None) -> dict:
-    loaded = resolve(manager, name, version)
+def model_metadata(call, name: str, version: str | None) -> dict:
+    loaded = resolve(call, name, version)
     signature_def = find_signature(loaded.backend, DEFAULT_SIGNATURE, "rest")
-    return {"name": loaded.name, "versions": [str(v) for v in manager.loaded_versions().get(name, [])],
+    return {"name": loaded.name, "versions": [str(v) for v in call.manager.loaded_versions().get(name, [])],
             "platform": PLATFORMS.get(getattr(loaded.backend, "name", ""), "tensorflow_savedmodel"),
             "inputs": _tensor_metadata(signature_def.inputs), "outputs": _tensor_metadata(signature_def.outputs)}
 
@@ -164,16 +159,16 @@ def _inputs(manager, request: InferRequest, signature_def) -> dict[str, np.ndarr
     return inputs
 
 
-def infer(manager, request: InferRequest, protocol: str, timeout: float | None = None) -> InferResponse:
+def infer(call, request: InferRequest, protocol: str, timeout: float | None = None) -> InferResponse:
     """Checks and decodes a request's inputs, then runs them through the manager: admission,
     batching, deadline and the signature's shape checks are the TF Serving protocol's own."""
     if not isinstance(request.parameters, dict):
         raise invalid("'parameters' must be a JSON object of name: value pairs")
-    loaded = resolve(manager, request.model_name, request.model_version)
+    loaded = resolve(call, request.model_name, request.model_version)
     signature = _signature_name(request.parameters)
     signature_def = find_signature(loaded.backend, signature, protocol)
-    inputs = _inputs(manager, request, signature_def)
-    outputs = manager.run(loaded, signature, inputs, protocol, timeout)
+    inputs = _inputs(call.manager, request, signature_def)
+    outputs = call.manager.run(loaded, signature, inputs, protocol, timeout)
     answered = []
     for wanted in _requested_outputs(request, outputs):
         array = np.asarray(outputs[wanted.name])

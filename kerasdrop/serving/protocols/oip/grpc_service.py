@@ -10,12 +10,16 @@ when over the admission limit, DEADLINE_EXCEEDED past the deadline.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from kerasdrop.serving.errors import ServingError, grpc_status_code, invalid
+from kerasdrop.serving.errors import invalid
 from kerasdrop.serving.protocols.oip import core, datatypes
+from kerasdrop.serving.protocols.oip.messages import (
+    GRPCInferenceServiceServicer,
+    add_GRPCInferenceServiceServicer_to_server,
+)
+from kerasdrop.serving.protocols.oip.messages import messages as pb2
+from kerasdrop.serving.protocols.recorded import Call, grpc_answer, grpc_timeout
 
 # The InferTensorContents field that carries each datatype (FP16 travels only as raw contents).
 _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
@@ -64,8 +68,6 @@ def infer_request(message) -> core.InferRequest:
 
 def infer_response(response: core.InferResponse, raw: bool):
     """The response message; every output raw, or every one in typed contents (the spec allows no mix)."""
-    from kerasdrop.serving.protocols.oip.messages import messages as pb2
-
     message = pb2.ModelInferResponse(model_name=response.model_name, model_version=response.model_version,
                                      id=response.id)
     raw = raw or any(tensor.datatype not in _CONTENTS for tensor in response.outputs)
@@ -80,82 +82,74 @@ def infer_response(response: core.InferResponse, raw: bool):
     return message
 
 
-def _timeout(context) -> float | None:
-    remaining = context.time_remaining()
-    return remaining if remaining is not None and remaining < 1e6 else None
-
-
-def _model_infer(manager, request, context):
-    response = core.infer(manager, infer_request(request), "grpc", _timeout(context))
+def _model_infer(call, request, context):
+    response = core.infer(call, infer_request(request), "grpc", grpc_timeout(context))
     return infer_response(response, raw=bool(request.raw_input_contents))
 
 
-def _model_metadata(manager, request, context):
-    from kerasdrop.serving.protocols.oip.messages import messages as pb2
-
-    metadata = core.model_metadata(manager, request.name, request.version)
+def _model_metadata(call, request, context):
+    metadata = core.model_metadata(call, request.name, request.version)
     return pb2.ModelMetadataResponse(
         name=metadata["name"], versions=metadata["versions"], platform=metadata["platform"],
         inputs=[pb2.ModelMetadataResponse.TensorMetadata(**tensor) for tensor in metadata["inputs"]],
         outputs=[pb2.ModelMetadataResponse.TensorMetadata(**tensor) for tensor in metadata["outputs"]])
 
 
-def _simple(manager, request, context, method: str):
-    from kerasdrop.serving.protocols.oip.messages import messages as pb2
+def _model_ready(call, request, context):
+    return pb2.ModelReadyResponse(ready=core.model_ready(call, request.name, request.version))
 
-    if method == "ServerLive":
-        return pb2.ServerLiveResponse(live=True)
-    if method == "ServerReady":
-        return pb2.ServerReadyResponse(ready=manager.readiness()[0])
-    if method == "ModelReady":
-        return pb2.ModelReadyResponse(ready=core.model_ready(manager, request.name, request.version))
+
+def _server_live(call, request, context):
+    return pb2.ServerLiveResponse(live=True)
+
+
+def _server_ready(call, request, context):
+    return pb2.ServerReadyResponse(ready=call.manager.readiness()[0])
+
+
+def _server_metadata(call, request, context):
     metadata = core.server_metadata()
     return pb2.ServerMetadataResponse(name=metadata["name"], version=metadata["version"],
                                       extensions=metadata["extensions"])
 
 
-_MODEL_APIS = ("v2_infer", "v2_metadata", "v2_ready")  # counted in the metrics, like TF Serving's APIs
+class InferenceService(GRPCInferenceServiceServicer):
+    """`inference.GRPCInferenceService` over a model manager: the protocol's six methods, one per RPC.
+    The rest of Triton's service (repository, shared memory, statistics...) is left to the generated
+    base, which answers UNIMPLEMENTED. The model methods are counted in the metrics (`grpc:v2_*`),
+    like TF Serving's APIs; the server's own (live, ready, metadata) are not."""
+
+    def __init__(self, manager):
+        self._manager = manager
+
+    def ServerLive(self, request, context):
+        return grpc_answer(Call(self._manager, None, "grpc:ServerLive"), _server_live, request, context)
+
+    def ServerReady(self, request, context):
+        return grpc_answer(Call(self._manager, None, "grpc:ServerReady"), _server_ready, request, context)
+
+    def ServerMetadata(self, request, context):
+        return grpc_answer(Call(self._manager, None, "grpc:ServerMetadata"), _server_metadata, request,
+                           context)
+
+    def ModelReady(self, request, context):
+        return grpc_answer(Call(self._manager, request.name, "grpc:v2_ready"), _model_ready, request, context)
+
+    def ModelMetadata(self, request, context):
+        return grpc_answer(Call(self._manager, request.name, "grpc:v2_metadata"), _model_metadata, request,
+                           context)
+
+    def ModelInfer(self, request, context):
+        return grpc_answer(Call(self._manager, request.model_name, "grpc:v2_infer"), _model_infer, request,
+                           context)
 
 
-def _guarded(manager, api: str, function):
-    """A servicer method: runs `function`, records the metrics, turns a ServingError into its status."""
-    def method(self, request, context):
-        started, code = time.perf_counter(), "INTERNAL"
-        try:
-            response = function(manager, request, context)
-            code = "OK"
-            return response
-        except ServingError as error:
-            code = error.code
-            context.abort(grpc_status_code(error.code), error.message)
-        finally:
-            if api in _MODEL_APIS:
-                name = getattr(request, "model_name", "") or getattr(request, "name", "")
-                version = getattr(request, "model_version", "") or getattr(request, "version", "")
-                manager.record_request(name, version, f"grpc:{api}", code, time.perf_counter() - started)
-    return method
-
-
-def make_servicer(manager):
-    """`inference.GRPCInferenceService` over `manager`: the protocol's six methods; the rest of Triton's
-    service (repository, shared memory, statistics...) left to the generated base, which answers UNIMPLEMENTED."""
-    from kerasdrop.serving.protocols.oip.messages import GRPCInferenceServiceServicer
-
-    def simple(method):
-        return lambda manager_, request, context: _simple(manager_, request, context, method)
-
-    methods = {"ModelInfer": _guarded(manager, "v2_infer", _model_infer),
-               "ModelMetadata": _guarded(manager, "v2_metadata", _model_metadata),
-               "ModelReady": _guarded(manager, "v2_ready", simple("ModelReady"))}
-    for method in ("ServerLive", "ServerReady", "ServerMetadata"):
-        methods[method] = _guarded(manager, method, simple(method))
-    return type("GRPCInferenceService", (GRPCInferenceServiceServicer,), methods)()
+def make_servicer(manager) -> InferenceService:
+    """The protocol's gRPC servicer over `manager`."""
+    return InferenceService(manager)
 
 
 def open_inference_services(manager) -> list:
-    """`[(add_GRPCInferenceServiceServicer_to_server, servicer)]` for `make_grpc_server` (registered in protocols/registry.py)."""
-    from kerasdrop.serving.protocols.oip.messages import (
-        add_GRPCInferenceServiceServicer_to_server,
-    )
-
-    return [(add_GRPCInferenceServiceServicer_to_server, make_servicer(manager))]
+    """`[(add_GRPCInferenceServiceServicer_to_server, servicer)]` for `make_grpc_server` (registered in
+    protocols/registry.py)."""
+    return [(add_GRPCInferenceServiceServicer_to_server, InferenceService(manager))]

@@ -14,7 +14,6 @@ model in the repository with no version ready.
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import orjson
@@ -23,11 +22,11 @@ from kerasdrop.serving.errors import ServingError, invalid, not_found
 from kerasdrop.serving.models.inputs import nested_size
 from kerasdrop.serving.protocols.json_body import converting, parse_json
 from kerasdrop.serving.protocols.oip import core, datatypes
+from kerasdrop.serving.protocols.recorded import JSON, NO_HEADERS, Call, rest_answer
 
 _PATH = re.compile(r"^/v2(?:/health/(?P<health>live|ready)|/models/(?P<name>[^/]+)"
                    r"(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer))?)?/?$")
 HEADER_LENGTH = "inference-header-content-length"
-_JSON = "application/json"
 
 
 def _flatten(values):
@@ -146,7 +145,7 @@ def _json_data(tensor: core.Tensor) -> list:
                       "\"parameters\": {\"binary_data\": true}") from None
 
 
-def encode_infer(response: core.InferResponse, binary_default) -> tuple[bytes, str, list]:
+def encode_infer(response: core.InferResponse, binary_default) -> tuple[bytes, str, list | tuple]:
     """`(body, content type, extra headers)`: JSON, or JSON then the binary outputs."""
     if not isinstance(binary_default, bool):
         raise invalid(f"Parameter 'binary_data_output' must be a boolean; received {binary_default!r}")
@@ -165,7 +164,7 @@ def encode_infer(response: core.InferResponse, binary_default) -> tuple[bytes, s
         document["id"] = response.id
     header = orjson.dumps(document)
     if not blobs:
-        return header, _JSON, []
+        return header, JSON, NO_HEADERS
     return header + b"".join(blobs), "application/octet-stream", [(b"Inference-Header-Content-Length", str(len(header)).encode())]
 
 
@@ -176,29 +175,43 @@ def _health(manager, which: str) -> tuple[int, dict]:
     return (200, {"ready": True}) if ready else (400, {"ready": False, "reason": reason})
 
 
-def _model(manager, method: str, match, body, headers: dict) -> tuple[int, bytes, str, list]:
+def _model(call, method: str, match, body, headers: dict) -> tuple[int, bytes, str, tuple]:
     name, version, action = match["name"], match["version"], match["action"]
     if method != ("POST" if action == "infer" else "GET"):
         raise ServingError("INVALID_ARGUMENT", f"Method {method} is not allowed on {match.string}; expected "
                            f"{'POST' if action == 'infer' else 'GET'}", http_status=405)
     if action == "ready":
-        ready = core.model_ready(manager, name, version)
-        return (200 if ready else 400), orjson.dumps({"name": name, "ready": ready}), _JSON, []
+        ready = core.model_ready(call, name, version)
+        return (200 if ready else 400), orjson.dumps({"name": name, "ready": ready}), JSON, NO_HEADERS
     if action is None:
-        return 200, orjson.dumps(core.model_metadata(manager, name, version)), _JSON, []
-    core.resolve(manager, name, version)  # an unknown model is a 404 whatever the body holds
+        return 200, orjson.dumps(core.model_metadata(call, name, version)), JSON, NO_HEADERS
+    core.resolve(call, name, version)  # an unknown model is a 404 whatever the body holds
     with converting(body):  # one large JSON body at a time becomes arrays (json_body.py)
         request = parse_infer(name, version, body, headers)
     binary_default = request.parameters.get("binary_data_output", False) if isinstance(
         request.parameters, dict) else False
-    response = core.infer(manager, request, "rest")
+    response = core.infer(call, request, "rest")
     return (200, *encode_infer(response, binary_default))
 
 
-class OipRest:
-    """The router: `claims(path)`, `answer(method, path, body, headers) -> (status, body, type, headers)`."""
+def _route(call, method: str, path: str, match, body, raw_headers) -> tuple[int, bytes, str, tuple]:
+    if not match:
+        raise not_found(f"Not an Open Inference Protocol path: {method} {path}")
+    if match["name"] is not None:
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in raw_headers}
+        return _model(call, method, match, body, headers)
+    if method != "GET":
+        raise ServingError("INVALID_ARGUMENT", f"Method {method} is not allowed on {path}; expected GET",
+                           http_status=405)
+    if match["health"]:
+        status, document = _health(call.manager, match["health"])
+        return status, orjson.dumps(document), JSON, NO_HEADERS
+    return 200, orjson.dumps(core.server_metadata()), JSON, NO_HEADERS
 
-    takes_headers = True
+
+class OipRest:
+    """The Open Inference Protocol's REST API as one router of the HTTP app (a `RestRouter`,
+    protocols/registry.py)."""
 
     def __init__(self, manager):
         self.manager = manager
@@ -206,40 +219,19 @@ class OipRest:
     def claims(self, path: str) -> bool:
         return path == "/v2" or path.startswith("/v2/")
 
+    def close(self) -> None:
+        pass  # nothing started
+
     def cheap(self, method: str, path: str) -> bool:
         """An infer request to a model that runs a row in well under a millisecond (answered on the
         HTTP app's event loop; see process/http_app.py)."""
         match = _PATH.match(path) if method == "POST" else None
         return bool(match and match["action"] == "infer") and self.manager.cheap(match["name"])
 
-    def _route(self, method: str, path: str, body, headers: dict) -> tuple[int, bytes, str, list]:
+    def answer(self, method: str, path: str, body, headers=()) -> tuple[int, bytes, str, tuple]:
+        """`(status, body bytes, content type, extra headers)`; never raises for a bad request: every
+        error is a status with `{"error": ...}`."""
         match = _PATH.match(path)
-        if not match:
-            raise not_found(f"Not an Open Inference Protocol path: {method} {path}")
-        if match["name"] is not None:
-            return _model(self.manager, method, match, body, headers)
-        if method != "GET":
-            raise ServingError("INVALID_ARGUMENT", f"Method {method} is not allowed on {path}; expected GET",
-                               http_status=405)
-        if match["health"]:
-            status, document = _health(self.manager, match["health"])
-            return status, orjson.dumps(document), _JSON, []
-        return 200, orjson.dumps(core.server_metadata()), _JSON, []
-
-    def answer(self, method: str, path: str, body, headers=()) -> tuple[int, bytes, str, list]:
-        """Never raises for a bad request: every error is a status with `{"error": ...}`."""
-        started = time.perf_counter()
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in headers}
-        try:
-            result, code = self._route(method, path, body, headers), "OK"
-        except ServingError as error:
-            result, code = (error.status, orjson.dumps({"error": error.message}), _JSON, []), error.code
-        except Exception as error:  # a server bug: still JSON, still serving
-            result, code = (500, orjson.dumps({"error": f"Internal error: {type(error).__name__}: {error}"}),
-                            _JSON, []), "INTERNAL"
-        match = _PATH.match(path)
-        if match and match["name"]:
-            api = f"rest:v2_{match['action'] or 'metadata'}"
-            self.manager.record_request(match["name"], match["version"] or "", api, code,
-                                        time.perf_counter() - started)
-        return result
+        model = match["name"] if match else None
+        call = Call(self.manager, model, f"rest:v2_{match['action'] or 'metadata'}" if model else "")
+        return rest_answer(call, _route, method, path, match, body, headers)

@@ -2,34 +2,26 @@
 
 PredictionService: Predict, Classify, Regress, GetModelMetadata; ModelService: GetModelStatus.
 Any TF Serving client (`prediction_service_pb2_grpc.PredictionServiceStub`) works against it.
-The servicers are synchronous (grpcio's generated bases); process/grpc_server.py runs them on grpc.aio.
+Each method decodes its request, calls the transport-free core (core.py) and encodes the response,
+inside the one request wrapper (protocols/recorded.py). The servicers are synchronous;
+process/grpc_server.py runs them on grpc.aio.
 """
 
 from __future__ import annotations
 
-import time
-
-from kerasdrop.serving.errors import ServingError, invalid
-from kerasdrop.serving.models.backends import find_signature, signature_def_map
-from kerasdrop.serving.protocols.tfserving import examples
+from kerasdrop.serving.errors import invalid
+from kerasdrop.serving.protocols.recorded import Call, grpc_answer, grpc_timeout
+from kerasdrop.serving.protocols.tfserving import core, examples
 from kerasdrop.serving.protocols.tfserving.tensors import (
     array_to_proto,
     tensor_to_array,
 )
 
 
-def _status_code(code: str):
-    import grpc
-
-    return getattr(grpc.StatusCode, code, grpc.StatusCode.INTERNAL)
-
-
-def _spec(manager, model_spec):
+def _resolve(call, model_spec):
     version = model_spec.version.value if model_spec.HasField("version") else None
     label = model_spec.version_label if model_spec.WhichOneof("version_choice") == "version_label" else None
-    if not model_spec.name:
-        raise invalid("model_spec.name is required")
-    return manager.resolve(model_spec.name, version, label)
+    return core.resolve(call, model_spec.name, version, label)
 
 
 def _echo(response_spec, loaded, signature: str) -> None:
@@ -56,13 +48,7 @@ def _examples(request_input, max_elements: int):
     raise invalid("Input must hold example_list or example_list_with_context")
 
 
-def _timeout(context) -> float | None:
-    remaining = context.time_remaining()
-    return remaining if remaining is not None and remaining < 1e6 else None
-
-
-def _predict_inputs(manager, loaded, signature: str, request) -> dict:
-    signature_def = find_signature(loaded.backend, signature, "grpc")
+def _predict_inputs(manager, signature_def, request) -> dict:
     order = sorted(signature_def.inputs)
     inputs = {}
     for key, proto in request.inputs.items():
@@ -85,114 +71,133 @@ def _check_output_filter(wanted, outputs) -> None:
         seen.add(key)
 
 
-def _predict(manager, request, context):
+def _predict(call, request, context):
     from tensorflow_serving.apis import predict_pb2
 
-    loaded = _spec(manager, request.model_spec)
-    signature = request.model_spec.signature_name or "serving_default"
-    inputs = _predict_inputs(manager, loaded, signature, request)
-    _check_output_filter(request.output_filter, find_signature(loaded.backend, signature, "grpc").outputs)  # no run
-    outputs = manager.run(loaded, signature, inputs, "grpc", _timeout(context))
-    wanted = list(request.output_filter) or list(outputs)
+    loaded = _resolve(call, request.model_spec)
+    signature = request.model_spec.signature_name or core.DEFAULT_SIGNATURE
+    signature_def = core.signature_def(loaded, signature, "grpc")
+    inputs = _predict_inputs(call.manager, signature_def, request)
+    _check_output_filter(request.output_filter, signature_def.outputs)  # before the run
+    outputs = core.predict(call, loaded, signature, inputs, "grpc", grpc_timeout(context))
     response = predict_pb2.PredictResponse()
     _echo(response.model_spec, loaded, signature)
-    for key in wanted:
+    for key in list(request.output_filter) or list(outputs):
         array_to_proto(outputs[key], response.outputs[key])
     return response
 
 
-def _run_examples(manager, request, context, method: str):
-    loaded = _spec(manager, request.model_spec)
-    signature = request.model_spec.signature_name or "serving_default"
-    signature_def = find_signature(loaded.backend, signature, "grpc")
-    examples.check_method(signature_def, signature, method)
-    (input_name,) = list(signature_def.inputs)
-    serialized = examples.serialized_examples(_examples(request.input, manager.admission.max_elements))
-    return loaded, signature, manager.run(loaded, signature, {input_name: serialized}, "grpc", _timeout(context))
+def _decode_examples(call, request, verb: str):
+    """`(loaded, signature, inputs)` of a Classify or Regress request."""
+    loaded = _resolve(call, request.model_spec)
+    signature = request.model_spec.signature_name or core.DEFAULT_SIGNATURE
+    signature_def = core.signature_def(loaded, signature, "grpc", verb)
+    request_examples = _examples(request.input, call.manager.admission.max_elements)
+    return loaded, signature, core.examples_inputs(signature_def, request_examples)
 
 
-def _classify(manager, request, context):
+def _classify(call, request, context):
     from tensorflow_serving.apis import classification_pb2
 
-    loaded, signature, outputs = _run_examples(manager, request, context, "tensorflow/serving/classify")
+    loaded, signature, inputs = _decode_examples(call, request, "classify")
+    rows = core.classify(call, loaded, signature, inputs, "grpc", grpc_timeout(context))
     response = classification_pb2.ClassificationResponse()
     _echo(response.model_spec, loaded, signature)
-    for row in examples.classification_results(outputs):
+    for row in rows:
         classifications = response.result.classifications.add()
         for label, score in row:
             classifications.classes.add(label=label, score=score)
     return response
 
 
-def _regress(manager, request, context):
+def _regress(call, request, context):
     from tensorflow_serving.apis import regression_pb2
 
-    loaded, signature, outputs = _run_examples(manager, request, context, "tensorflow/serving/regress")
+    loaded, signature, inputs = _decode_examples(call, request, "regress")
+    values = core.regress(call, loaded, signature, inputs, "grpc", grpc_timeout(context))
     response = regression_pb2.RegressionResponse()
     _echo(response.model_spec, loaded, signature)
-    for value in examples.regression_results(outputs):
+    for value in values:
         response.result.regressions.add(value=value)
     return response
 
 
-def _metadata(manager, request, context):
+def _metadata(call, request, context):
     from tensorflow_serving.apis import get_model_metadata_pb2
 
-    loaded = _spec(manager, request.model_spec)
+    loaded = _resolve(call, request.model_spec)
     fields = list(request.metadata_field)
     if fields != ["signature_def"]:
         raise invalid(f"Metadata field(s) {fields} not supported; expected exactly ['signature_def']")
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     _echo(response.model_spec, loaded, "")
     response.model_spec.ClearField("signature_name")
-    response.metadata["signature_def"].Pack(signature_def_map(loaded.backend))
+    response.metadata["signature_def"].Pack(core.metadata(loaded))
     return response
 
 
-def _model_status(manager, request, context):
+def _model_status(call, request, context):
     from tensorflow_serving.apis import get_model_status_pb2
 
     spec = request.model_spec
     version = spec.version.value if spec.HasField("version") else None
     label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
     response = get_model_status_pb2.GetModelStatusResponse()
-    for entry in manager.status(spec.name, version, label):
+    for entry in core.model_status(call, spec.name, version, label):
         status = response.model_version_status.add()
         status.version = int(entry["version"])
         status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
     return response
 
 
-def _guarded(manager, api: str, function):
-    """A servicer method: runs `function`, records the metrics, turns a ServingError into its status."""
-    def method(self, request, context):
-        started = time.perf_counter()
-        name = getattr(getattr(request, "model_spec", None), "name", "")
-        try:
-            response = function(manager, request, context)
-        except ServingError as error:
-            manager.record_request(name, "", f"grpc:{api}", error.code, time.perf_counter() - started)
-            context.abort(_status_code(error.code), error.message)
-        spec = getattr(response, "model_spec", None)
-        version = spec.version.value if spec is not None and spec.HasField("version") else ""
-        manager.record_request(name, version, f"grpc:{api}", "OK", time.perf_counter() - started)
-        return response
-    return method
+class PredictionService:
+    """TF Serving's `tensorflow.serving.PredictionService`, one method per RPC it answers.
+
+    Registered with the generated `add_PredictionServiceServicer_to_server`; the RPC it leaves out
+    (MultiInference) answers UNIMPLEMENTED (process/grpc_server.py), as the generated base would.
+    The base itself is not a base class here: importing it imports TensorFlow, which this module
+    leaves to the functions that need it.
+    """
+
+    def __init__(self, manager):
+        self.manager = manager
+
+    def Predict(self, request, context):
+        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:predict"), _predict, request,
+                           context)
+
+    def Classify(self, request, context):
+        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:classify"), _classify, request,
+                           context)
+
+    def Regress(self, request, context):
+        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:regress"), _regress, request,
+                           context)
+
+    def GetModelMetadata(self, request, context):
+        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:metadata"), _metadata, request,
+                           context)
+
+
+class ModelService:
+    """TF Serving's `tensorflow.serving.ModelService`: GetModelStatus (HandleReloadConfigRequest
+    answers UNIMPLEMENTED, as PredictionService's MultiInference does)."""
+
+    def __init__(self, manager):
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):
+        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:status"), _model_status, request,
+                           context)
 
 
 def tf_serving_services(manager) -> list:
-    """TF Serving's PredictionService and ModelService over `manager` (the official generated bases),
-    as `(add_XServicer_to_server, servicer)` pairs for `make_grpc_server`."""
+    """TF Serving's PredictionService and ModelService over `manager`, as `(add_XServicer_to_server,
+    servicer)` pairs for `make_grpc_server` (the official generated registration functions)."""
     from tensorflow_serving.apis import (
         model_service_pb2_grpc,
         prediction_service_pb2_grpc,
     )
 
-    prediction = type("PredictionService", (prediction_service_pb2_grpc.PredictionServiceServicer,), {
-        "Predict": _guarded(manager, "predict", _predict), "Classify": _guarded(manager, "classify", _classify),
-        "Regress": _guarded(manager, "regress", _regress),
-        "GetModelMetadata": _guarded(manager, "metadata", _metadata)})
-    model = type("ModelService", (model_service_pb2_grpc.ModelServiceServicer,), {
-        "GetModelStatus": _guarded(manager, "status", _model_status)})
-    return [(prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server, prediction()),
-            (model_service_pb2_grpc.add_ModelServiceServicer_to_server, model())]
+    return [(prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server, PredictionService(manager)),
+            (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(manager))]

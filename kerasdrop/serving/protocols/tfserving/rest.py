@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 
 import numpy as np
 import orjson
 
 from kerasdrop.serving.errors import ServingError, invalid, not_found
-from kerasdrop.serving.models.backends import find_signature, signature_def_map
 from kerasdrop.serving.models.inputs import validate_inputs
 from kerasdrop.serving.protocols.json_body import converting, parse_body
 from kerasdrop.serving.protocols.parse_lane import ParseLane
-from kerasdrop.serving.protocols.tfserving import examples
+from kerasdrop.serving.protocols.recorded import (
+    JSON,
+    NO_HEADERS,
+    Call,
+    parse_version,
+    rest_error,
+    run_recorded,
+)
+from kerasdrop.serving.protocols.tfserving import core, examples
 
 _MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -121,7 +127,7 @@ def predict_response(outputs: dict[str, np.ndarray], layout: str) -> dict:
 def metadata_response(loaded) -> dict:
     from google.protobuf import json_format
 
-    signature_map = signature_def_map(loaded.backend)
+    signature_map = core.metadata(loaded)
     return {
         "model_spec": {"name": loaded.name, "signature_name": "", "version": str(loaded.version)},
         "metadata": {"signature_def": json_format.MessageToDict(
@@ -134,63 +140,52 @@ def route(path: str):
     return _MODEL_PATH.match(path)
 
 
-def _version(match) -> int | None:
-    text = match["version"]
-    if text is None:
-        return None
-    if not re.fullmatch(r"[0-9]+", text) or not 0 < int(text) < 2**63:
-        raise invalid(f"Version must be a positive 64-bit integer; received {text!r}")
-    return int(text)
-
-
-def _prepare(manager, loaded, verb: str, request: dict):
-    """`(signature, inputs, validated, answer(outputs) -> JSON object)` for a predict, classify or
-    regress request: everything but the run, so that the JSON can be let go before it (a predict's
-    inputs are arrays validated against the signature already)."""
-    signature = request.get("signature_name", "serving_default")
+def _decode(manager, loaded, verb: str, request: dict) -> tuple[str, dict, str | None]:
+    """`(signature, inputs, predict layout)` of a predict, classify or regress request: everything
+    but the run, so that the JSON can be let go before it (a predict's inputs are arrays validated
+    against the signature already; a classify's or regress's, serialized tf.Examples)."""
+    signature = request.get("signature_name", core.DEFAULT_SIGNATURE)
     if not isinstance(signature, str):
         raise invalid("'signature_name' must be a string")
-    signature_def = find_signature(loaded.backend, signature, "rest")
+    signature_def = core.signature_def(loaded, signature, "rest", verb)
     if verb == "predict":
         inputs, layout = predict_inputs(request, signature_def)
-        arrays = validate_inputs(signature_def, inputs, manager.admission.max_elements)
-        return signature, arrays, True, lambda outputs: predict_response(outputs, layout)
-    expected = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}[verb]
-    examples.check_method(signature_def, signature, expected)
+        return signature, validate_inputs(signature_def, inputs, manager.admission.max_elements), layout
     rows = request.get("examples")
     if not isinstance(rows, list) or not rows:
         raise invalid("'examples' must be a non-empty JSON list of feature objects")
     context = request.get("context")
     examples.check_context_size(len(rows), examples.json_context_values(context), manager.admission.max_elements)
-    serialized = examples.serialized_examples(examples.example_from_json(row, context) for row in rows)
-    (input_name,) = list(signature_def.inputs)
+    return signature, core.examples_inputs(signature_def, (examples.example_from_json(row, context)
+                                                           for row in rows)), None
+
+
+def _run(call, loaded, verb: str, signature: str, inputs: dict, layout: str | None) -> dict:
+    """The JSON answer of a decoded predict, classify or regress request."""
+    if verb == "predict":
+        return predict_response(core.predict(call, loaded, signature, inputs, "rest", validated=True), layout)
     if verb == "classify":
-        return signature, {input_name: serialized}, False, lambda outputs: {"results": [
-            [[label, score] for label, score in row] for row in examples.classification_results(outputs)]}
-    return signature, {input_name: serialized}, False, lambda outputs: {
-        "results": examples.regression_results(outputs)}
+        return {"results": [[[label, score] for label, score in row]
+                            for row in core.classify(call, loaded, signature, inputs, "rest")]}
+    return {"results": core.regress(call, loaded, signature, inputs, "rest")}
 
 
-def handle(manager, method: str, path: str, body: bytes, served: dict | None = None,
-           match=None, lane=None) -> tuple[int, dict | str]:
-    """Routes one request; returns `(status, JSON object or Prometheus text)`.
+def handle(call, method: str, path: str, body: bytes, match=None, lane=None) -> dict | str:
+    """Routes one request; returns its JSON object (or the Prometheus text), or raises a ServingError.
 
-    `served`, when given, receives the version that answered (for the metrics); `match` is
-    `route(path)` when the caller already has it; `lane`, a ParseLane for large bodies.
+    `call` is the request being answered (protocols/recorded.py); `match` is `route(path)` when the
+    caller already has it; `lane`, a ParseLane for large bodies.
     """
-    served = {} if served is None else served
     if method == "GET" and path == METRICS_PATH:
-        return 200, manager.metrics.render()
+        return call.manager.metrics.render()
     match = match or route(path)
     if not match:
         raise not_found(f"Malformed request: {method} {path}")
-    name, label, verb, version = match["name"], match["label"], match["verb"], _version(match)
+    name, label, verb, version = match["name"], match["label"], match["verb"], parse_version(match["version"])
     if method == "GET" and verb is None:
         if match["metadata"]:
-            loaded = manager.resolve(name, version, label)
-            served["version"] = loaded.version
-            return 200, metadata_response(loaded)
-        return 200, {"model_version_status": manager.status(name, version, label)}
+            return metadata_response(core.resolve(call, name, version, label))
+        return {"model_version_status": core.model_status(call, name, version, label)}
     if method != "POST" or verb is None:
         raise ServingError("INVALID_ARGUMENT" if method == "POST" else "NOT_FOUND",
                            f"Malformed request: {method} {path}", http_status=None if method in ("GET", "POST") else 405)
@@ -200,15 +195,14 @@ def handle(manager, method: str, path: str, body: bytes, served: dict | None = N
             body.clear()  # the caller's buffer, no longer needed: a large request is not held twice
         if not isinstance(request, dict):
             raise invalid("Request body must be a JSON object")
-        loaded = manager.resolve(name, version, label)
-        served["version"] = loaded.version
-        signature, inputs, validated, answer = _prepare(manager, loaded, verb, request)
+        loaded = core.resolve(call, name, version, label)
+        decoded = _decode(call.manager, loaded, verb, request)
         del request  # its lists: the arrays are all the run needs
-    return 200, answer(manager.run(loaded, signature, inputs, "rest", validated=validated))
+    return _run(call, loaded, verb, *decoded)
 
 
 class TfServingRest:
-    """TF Serving's REST API as one router of the HTTP app: `answer(method, path, body)`."""
+    """TF Serving's REST API as one router of the HTTP app (a `RestRouter`, protocols/registry.py)."""
 
     def __init__(self, manager):
         self.manager = manager
@@ -226,22 +220,14 @@ class TfServingRest:
         match = route(path) if method == "POST" else None
         return bool(match and match["verb"]) and self.manager.cheap(match["name"])
 
-    def answer(self, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
-        """`(status, body bytes, content type)`; never raises for a bad request."""
-        started = time.perf_counter()
+    def answer(self, method: str, path: str, body: bytes, headers=()) -> tuple[int, bytes, str, tuple]:
+        """`(status, body bytes, content type, extra headers)`; never raises for a bad request."""
         match = route(path)
-        served = {}
-        try:
-            status, payload = handle(self.manager, method, path, body, served, match, self.lane)
-            code = "OK"
-        except ServingError as error:
-            status, payload, code = error.status, {"error": error.message}, error.code
-        except Exception as error:  # a server bug: still JSON, still serving
-            status, payload, code = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}, "INTERNAL"
-        if match:
-            api = match["verb"] or ("metadata" if match["metadata"] else "status")
-            self.manager.record_request(match["name"], served.get("version", ""), f"rest:{api}", code,
-                                        time.perf_counter() - started)
+        api = f"rest:{match['verb'] or ('metadata' if match['metadata'] else 'status')}" if match else ""
+        call = Call(self.manager, match["name"] if match else None, api)
+        payload, error = run_recorded(call, handle, method, path, body, match, self.lane)
+        if error is not None:
+            return rest_error(error)
         if isinstance(payload, str):
-            return status, payload.encode(), "text/plain; version=0.0.4"
-        return status, orjson.dumps(payload), "application/json"
+            return 200, payload.encode(), "text/plain; version=0.0.4", NO_HEADERS
+        return 200, orjson.dumps(payload), JSON, NO_HEADERS
