@@ -2,7 +2,8 @@
 
 Like TF Serving (availability-preserving policy): a new version is loaded and warmed up (its
 `assets.extra/tf_serving_warmup_requests` replayed, and its answers checked against its golden.json
-when it has one: `golden.py`) before it takes traffic, and versions the
+when it has one: `golden.py`), and its answers shown not to depend on the other rows of a batch
+(`isolation.py`) before it takes traffic, and versions the
 policy no longer wants are unloaded only once a wanted version of the model serves. A version that
 fails to load is logged with its path and reason and retried with backoff; what serves stays.
 """
@@ -24,6 +25,7 @@ from kerasdrop.serving.models.batching import Batcher
 from kerasdrop.serving.models.golden import require_passing_verification, warm_up
 from kerasdrop.serving.models.images import check_encoded_images
 from kerasdrop.serving.models.inputs import validate_inputs
+from kerasdrop.serving.models.isolation import check_isolation
 from kerasdrop.serving.models.metrics import UNKNOWN_MODEL, Metrics
 from kerasdrop.serving.models.repository import (
     ModelsConfig,
@@ -199,6 +201,7 @@ class ModelManager:
         if warm_up(path, loaded.backend, self.backend) is not None:
             log.info("%s version %s answered its golden requests within tolerance (%s backend)", name, version,
                      self.backend)
+        check_isolation(path, loaded.backend)  # IsolationError: the version stays out, the old one serves
         loaded.row_seconds = row_seconds(loaded.backend) if self.cheap_row_seconds > 0 else None
         loaded.cheap = loaded.row_seconds is not None and loaded.row_seconds < self.cheap_row_seconds
         if hasattr(loaded.backend, "crowded"):  # set after the timings above: they must not depend on traffic
