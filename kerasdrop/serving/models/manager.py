@@ -33,6 +33,7 @@ from kerasdrop.serving.models.repository import (
     VersionPolicy,
     read_models_config,
 )
+from kerasdrop.serving.models.request_log import LogLimits, RequestLogs
 
 log = logging.getLogger("kerasdrop.serve")
 
@@ -82,9 +83,11 @@ class ModelManager:
     def __init__(self, repo, *, backend: str = "tf", policy: VersionPolicy = VersionPolicy(),
                  models: dict[str, pathlib.Path] | None = None, models_config=None, batching: dict | None = None,
                  metrics: Metrics | None = None, admission: Admission | None = None, request_timeout: float = 30.0,
-                 require_verification: bool = False, cheap_row_seconds: float = CHEAP_ROW_SECONDS):
+                 require_verification: bool = False, cheap_row_seconds: float = CHEAP_ROW_SECONDS,
+                 request_log_limits: LogLimits | None = None):
         """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead.
-        `require_verification`: load only versions whose verification.json reports a pass."""
+        `require_verification`: load only versions whose verification.json reports a pass.
+        `request_log_limits`: queue and file sizes of the request logs models.config asks for."""
         self.scanner = RepositoryScanner(repo, models)
         self.backend = backend
         self.policy = policy
@@ -104,8 +107,10 @@ class ModelManager:
         self._broken_config: str | None = None  # the last broken models.config's error, logged once
         self._stop = threading.Event()
         self._thread = None
+        self.request_logs = RequestLogs(self.metrics, request_log_limits or LogLimits())
         if models_config:
             self._config = read_models_config(models_config)  # ConfigError at start-up: the caller exits 2
+            self.request_logs.configure(self._config.logging)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -119,6 +124,7 @@ class ModelManager:
         try:
             self._config = read_models_config(self.models_config)
             self._broken_config = None
+            self.request_logs.configure(self._config.logging)
         except ValueError as error:  # at runtime a broken edit keeps the last good config
             if str(error) != self._broken_config:  # once per broken edit, not at every poll
                 self._broken_config = str(error)
@@ -242,6 +248,7 @@ class ModelManager:
             loaded = [version for versions in self._loaded.values() for version in versions.values()]
         for version in loaded:
             version.stop_batchers()
+        self.request_logs.stop()  # after the batchers: what they ran is logged too
 
     def readiness(self) -> tuple[bool, str]:
         """`(ready, why not)`: not while draining, not with no model loaded, not while a model the
@@ -320,8 +327,13 @@ class ModelManager:
         with self.admission.slot(loaded.name):
             batcher = loaded.batchers.get(signature)
             if batcher is not None:
-                return batcher.submit(inputs, timeout or self.request_timeout)
-            return loaded.backend.run(signature, inputs)
+                outputs = batcher.submit(inputs, timeout or self.request_timeout)
+            else:
+                outputs = loaded.backend.run(signature, inputs)
+        logger = self.request_logs.get(loaded.name)
+        if logger is not None:  # models.config's logging_config: a sample is queued, never waited on
+            logger.offer(loaded.version, signature, inputs, outputs)
+        return outputs
 
 
 def _batchable(signature_def) -> bool:

@@ -12,6 +12,7 @@ import pathlib
 
 from kerasdrop.errors import InvalidArgumentError, KerasdropError
 from kerasdrop.exporting.repository import version_directories
+from kerasdrop.serving.models.request_log import log_settings
 
 log = logging.getLogger("kerasdrop.serve")
 
@@ -70,6 +71,7 @@ class ModelsConfig:
 
     policies: dict = dataclasses.field(default_factory=dict)  # {model: VersionPolicy}
     labels: dict = dataclasses.field(default_factory=dict)  # {model: {label: version}}
+    logging: dict = dataclasses.field(default_factory=dict)  # {model: LogSettings} of entries that sample requests
 
 
 def read_models_config(path) -> ModelsConfig:
@@ -88,13 +90,19 @@ def read_models_config(path) -> ModelsConfig:
         # ParseError's message starts "line:column : ..."; say it as file:line like a compiler.
         line = error.GetLine() if hasattr(error, "GetLine") else "?"
         raise ConfigError(f"{path}:{line}: not a valid ModelServerConfig: {error}") from None
-    policies, labels = {}, {}
+    policies, labels, logging = {}, {}, {}
     for entry in config.model_config_list.config:
         policy = VersionPolicy.from_proto(entry.model_version_policy)
         if policy is not None:
             policies[entry.name] = policy
         labels[entry.name] = dict(entry.version_labels)
-    return ModelsConfig(policies, labels)
+        try:
+            settings = log_settings(entry.name, entry.logging_config, path.parent)
+        except ValueError as error:
+            raise ConfigError(f"{path}: {error}") from None
+        if settings is not None:
+            logging[entry.name] = settings
+    return ModelsConfig(policies, labels, logging)
 
 
 class RepositoryScanner:
