@@ -103,6 +103,11 @@ class ModelManager:
         self._lock = threading.Lock()
         self._loaded: dict[str, dict[int, LoadedVersion]] = {}
         self._config = ModelsConfig()
+        # {model: {label: version}} that label requests get: a label moves to a version only once it
+        # serves (as TF Serving assigns labels to AVAILABLE versions), so a label moved in models.config
+        # before its version loaded keeps answering from the version it pointed at.
+        self._label_targets: dict[str, dict[str, int]] = {}
+        self._waiting_labels: set[tuple[str, str, int]] = set()  # logged once each
         self._failures: dict[pathlib.Path, _Failure] = {}
         self._broken_config: str | None = None  # the last broken models.config's error, logged once
         self._stop = threading.Event()
@@ -149,7 +154,25 @@ class ModelManager:
                 if version not in self._loaded.get(name, {}):
                     self._try_load(name, version, path)
             self._fall_back(name, versions, available.get(name, {}))
+        self._move_labels()
         self._retire(wanted)
+        self._move_labels()  # a label whose old version was just retired takes the configured one
+
+    def _move_labels(self) -> None:
+        with self._lock:
+            targets = {}
+            for name, labels in self._config.labels.items():
+                loaded, before = self._loaded.get(name, {}), self._label_targets.get(name, {})
+                for label, version in labels.items():
+                    if version not in loaded and before.get(label) in loaded:
+                        version_before = before[label]
+                        if (name, label, version) not in self._waiting_labels:
+                            self._waiting_labels.add((name, label, version))
+                            log.warning("label %r of %s stays on version %s until version %s serves", label, name,
+                                        version_before, version)
+                        version = version_before
+                    targets.setdefault(name, {})[label] = version
+            self._label_targets = targets
 
     def _fall_back(self, name: str, wanted: dict[int, pathlib.Path], available: dict[int, pathlib.Path]) -> None:
         """With no version of `name` serving and none of its wanted ones loadable (a new version still
@@ -294,7 +317,7 @@ class ModelManager:
             if not versions:
                 raise not_found(f"Servable not found for request: Latest({name})")
             if label is not None:
-                labels = self._config.labels.get(name, {})
+                labels = self._label_targets.get(name, {})
                 if label not in labels:
                     raise invalid(f"Unrecognized servable version label: {label}")
                 version = labels[label]
