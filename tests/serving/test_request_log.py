@@ -109,3 +109,16 @@ def test_files_rotate_by_size_and_the_oldest_go_beyond_the_total(tmp_path):
     sizes = [path.stat().st_size for path in files]
     assert len(files) >= 2 and max(sizes) <= 2000 and sum(sizes) <= 6000, sizes
     assert read_request_log(files[-1]), "the newest file is kept and holds whole records"
+
+
+@pytest.mark.parametrize("value", [np.random.default_rng(0).uniform(size=(2, 3)).astype("float32"),
+                                   np.arange(6, dtype="int64").reshape(3, 2), np.array([True, False]),
+                                   np.array([b"\xff\xd8jpeg", b"png"], dtype=object), np.float16(2.5)])
+def test_logged_tensors_read_back_as_they_were(value):
+    import tensorflow as tf
+
+    from kerasdrop.serving.models.request_log import tensor_proto
+
+    read = tf.make_ndarray(tensor_proto(value))
+    assert read.dtype == np.asarray(value).dtype and read.shape == np.shape(value)
+    assert read.tolist() == np.asarray(value).tolist()
