@@ -10,7 +10,9 @@ from kerasdrop.cli._options import UsageError, quiet_tensorflow
 
 
 def register(commands) -> None:
-    from kerasdrop.exporting.models_config import MODELS_CONFIG_BESIDE_REPO  # light: no TensorFlow
+    from kerasdrop.exporting.models_config import (
+        MODELS_CONFIG_BESIDE_REPO,  # light: no TensorFlow
+    )
     from kerasdrop.serving.models import promotion
 
     promote = commands.add_parser(
