@@ -152,3 +152,10 @@ def test_a_candidate_trained_on_shuffled_labels_is_refused_by_agreement_and_by_a
     assert "refused: test accuracy drops by" in out and "refused: top-1 agreement" not in out
     comparison = promotion.evaluate(repo, config, "digits", "stable", 2, data="digits")
     assert comparison.accuracy[1] > 0.8 and comparison.accuracy[2] < 0.3 and comparison.p_value < 1e-6
+
+
+def test_a_candidate_that_cannot_load_is_a_clear_error(two_versions, capsys):
+    repo = two_versions
+    (repo / "lenet5" / "2" / "saved_model.pb").write_bytes(b"\x08\x01 not a SavedModel")
+    assert cli.main(["promote", "lenet5", "--label", "stable", "--to", "2", "--repo", str(repo)]) == 2
+    assert "version 2 of 'lenet5' cannot be loaded on the tf backend" in capsys.readouterr().err

@@ -371,11 +371,20 @@ def evaluate(repo: pathlib.Path, config_path: pathlib.Path, name: str, label: st
     found = logged_requests(config, name, pathlib.Path(config_path).parent, max_requests)
     requests, source = found if found is not None else warmup_requests(versions[candidate])
     comparison = Comparison(name, label, baseline, candidate, source)
-    old, new = load_backend(backend, versions[baseline]), load_backend(backend, versions[candidate])
+    old, new = (_load(backend, versions[version], name, version) for version in (baseline, candidate))
     replay(comparison, old, new, requests)
     if data is not None:
         measure_accuracy(comparison, old, new, data)
     return comparison
+
+
+def _load(backend: str, path: pathlib.Path, name: str, version: int):
+    try:
+        return load_backend(backend, path)
+    except Exception as error:  # a corrupt or partial version: say which, as the server's log does
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise PromotionError(f"version {version} of {name!r} cannot be loaded on the {backend} backend: "
+                             f"{first}") from None
 
 
 def rollback(repo: pathlib.Path, config_path: pathlib.Path, name: str, label: str) -> tuple[int, int | None]:
