@@ -86,8 +86,10 @@ def main() -> None:
     config.write_text(LOGGING_CONFIG.format(prefix="logs/lenet5"))
     servers = {}
     for name, models_config in (("off", None), ("on", str(config))):
-        servers[name] = Server(ServeConfig(repo=str(root / "export"), rest_port=0, grpc_port=0, poll_seconds=0,
-                                           models_config=models_config)).start()
+        config_of_server = ServeConfig(
+            repo=str(root / "export"), rest_port=0, grpc_port=0, poll_seconds=0, models_config=models_config
+        )
+        servers[name] = Server(config_of_server).start()
     latencies = {"off": [], "on": []}
     try:
         for _ in range(args.rounds):
@@ -97,15 +99,21 @@ def main() -> None:
         for server in servers.values():
             server.stop(grace=1)
     logged = sum(path.stat().st_size for path in log_files(root / "logs" / "lenet5"))
-    print(f"lenet5 32x32x1, tf backend, gRPC, {args.clients} clients, {args.rounds} x {args.seconds:g} s per server "
-          "(alternating)")
+    print(
+        f"lenet5 32x32x1, tf backend, gRPC, {args.clients} clients, {args.rounds} x {args.seconds:g} s "
+        "per server (alternating)"
+    )
     print(f"  {'request logging':16}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name in ("off", "on"):
         values = np.array(latencies[name])
-        print(f"  {name:16}{len(values):>10}{np.percentile(values, 50):>10.2f}{np.percentile(values, 99):>10.2f}")
+        p50_ms, p99_ms = np.percentile(values, 50), np.percentile(values, 99)
+        print(f"  {name:16}{len(values):>10}{p50_ms:>10.2f}{p99_ms:>10.2f}")
     on, off = (np.percentile(latencies[name], 99) for name in ("on", "off"))
     p50 = np.percentile(latencies["on"], 50) / np.percentile(latencies["off"], 50)
-    print(f"  logging on / off: p50 x{p50:.2f}, p99 x{on / off:.2f}; {logged / 1e6:.1f} MB of PredictionLog written")
+    print(
+        f"  logging on / off: p50 x{p50:.2f}, p99 x{on / off:.2f}; "
+        f"{logged / 1e6:.1f} MB of PredictionLog written"
+    )
 
 
 if __name__ == "__main__":

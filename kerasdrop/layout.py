@@ -29,4 +29,5 @@ MODEL_CARD_MARKDOWN = "MODEL_CARD.md"
 
 # Request logs and promotions (serving/models/request_log.py, serving/models/promotion.py).
 REQUEST_LOG_SUFFIX = ".tfrecord"  # <logging_config filename_prefix>-<pid>-<n>.tfrecord: PredictionLog records
-PROMOTION_HISTORY_FILE = "promotions.jsonl"  # beside models.config: each label move, so --rollback can undo it
+# Beside models.config: each label move, one JSON line, so `kerasdrop promote --rollback` can undo it.
+PROMOTION_HISTORY_FILE = "promotions.jsonl"

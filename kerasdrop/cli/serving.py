@@ -107,16 +107,18 @@ def register(commands) -> None:
 # models.config's logging_config (docs/promotion.md): flag, default, help.
 REQUEST_LOG_LIMITS = [
     ("--request-log-queue", limits.DEFAULT_REQUEST_LOG_QUEUE,
-     "sampled requests of one model waiting to be written; beyond it a sample is dropped and counted in /metrics"),
-    ("--request-log-file-bytes", limits.DEFAULT_REQUEST_LOG_FILE_BYTES, "a request log file is rotated at this size"),
+     "sampled requests of one model waiting to be written; beyond it a sample is dropped and counted in "
+     "/metrics"),
+    ("--request-log-file-bytes", limits.DEFAULT_REQUEST_LOG_FILE_BYTES,
+     "a request log file is rotated at this size"),
     ("--request-log-total-bytes", limits.DEFAULT_REQUEST_LOG_TOTAL_BYTES,
      "all request log files of one filename_prefix; beyond it the oldest are deleted"),
 ]
 
 
 def _add_request_log_options(serve) -> None:
-    group = serve.add_argument_group("request logs", "sampled requests written as PredictionLog TFRecords where a "
-                                                     "model's logging_config in --models-config asks")
+    group = serve.add_argument_group("request logs", "sampled requests written as PredictionLog TFRecords "
+                                                     "where a model's logging_config in --models-config asks")
     for flag, default, text in REQUEST_LOG_LIMITS:
         group.add_argument(flag, type=int, default=default, help=f"{text} (default: {default})")
 

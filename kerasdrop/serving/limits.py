@@ -27,6 +27,9 @@ DEFAULT_KEEP_ALIVE_SECONDS = 5.0  # --keep-alive-seconds: an idle connection (ke
 
 
 # Request logs (models.config logging_config; models/request_log.py): what sampled requests may claim.
-DEFAULT_REQUEST_LOG_QUEUE = 1024  # --request-log-queue: samples waiting for the writer; beyond it dropped, counted
-DEFAULT_REQUEST_LOG_FILE_BYTES = 64 * 1024 * 1024  # --request-log-file-bytes: a log file is rotated at this size
-DEFAULT_REQUEST_LOG_TOTAL_BYTES = 1024 * 1024 * 1024  # --request-log-total-bytes: one prefix's files; oldest deleted
+# --request-log-queue: samples waiting for the writer (~1 s of a busy model); beyond it dropped, counted.
+DEFAULT_REQUEST_LOG_QUEUE = 1024
+# --request-log-file-bytes: a log file is rotated at this size (thousands of 224x224x3 requests).
+DEFAULT_REQUEST_LOG_FILE_BYTES = 64 * 1024 * 1024
+# --request-log-total-bytes: all files of one prefix; beyond it the oldest are deleted, so a disk stays safe.
+DEFAULT_REQUEST_LOG_TOTAL_BYTES = 1024 * 1024 * 1024

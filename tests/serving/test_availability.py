@@ -131,7 +131,8 @@ def test_a_broken_models_config_at_runtime_keeps_the_last_good_one(exported_repo
     manager.stop()
 
 
-def test_a_label_moved_to_a_version_not_yet_serving_stays_on_the_old_one_until_it_does(exported_repo, tmp_path):
+def test_a_label_moved_to_a_version_not_yet_serving_stays_on_the_old_one_until_it_does(
+        exported_repo, tmp_path):
     repo, _ = _copy(exported_repo, tmp_path)
     config = tmp_path / "models.config"
     policy = 'model_version_policy { specific { versions: 1 versions: 2 } }'

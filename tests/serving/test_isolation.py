@@ -43,7 +43,9 @@ def save_module(path, *, batch_dependent: bool, warmup_rows: int | None = None):
 
 
 @pytest.mark.parametrize("warmup_rows", [None, 1, 3])
-def test_a_batch_dependent_version_stays_unavailable_and_the_old_one_keeps_serving(tmp_path, caplog, warmup_rows):
+def test_a_batch_dependent_version_stays_unavailable_and_the_old_one_keeps_serving(
+    tmp_path, caplog, warmup_rows
+):
     repo = tmp_path / "repo"
     save_module(repo / "m" / "1", batch_dependent=False)
     manager = ModelManager(repo)

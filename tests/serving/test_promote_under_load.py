@@ -39,7 +39,9 @@ class Clients:
         self.versions: list[int] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(grpc_port, seed)) for seed in range(threads)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(grpc_port, seed)) for seed in range(threads)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -54,7 +56,9 @@ class Clients:
             request = predict_pb2.PredictRequest()
             request.model_spec.name = "lenet5"
             request.model_spec.version_label = "stable"
-            request.inputs["images"].CopyFrom(tf.make_tensor_proto(rng.uniform(0, 16, (1, 8, 8, 1)).astype("float32")))
+            request.inputs["images"].CopyFrom(
+                tf.make_tensor_proto(rng.uniform(0, 16, (1, 8, 8, 1)).astype("float32"))
+            )
             try:
                 self.versions.append(stub.Predict(request, timeout=30).model_spec.version.value)
             except grpc.RpcError as error:
@@ -78,8 +82,13 @@ class Clients:
 
 
 def _promote(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kerasdrop.cli", "promote", "lenet5", "--label", "stable", *args],
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "kerasdrop.cli", "promote", "lenet5", "--label", "stable", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.mark.slow
@@ -90,16 +99,37 @@ def test_promote_and_rollback_under_load_fail_no_request(exported_repo, tmp_path
     shutil.copytree(repo / "lenet5" / "1", repo / "lenet5" / "2")
     (repo / MODELS_CONFIG_FILE).write_text(CONFIG)
     rest_port, grpc_port = _free_port(), _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--models-config",
-                               str(repo / MODELS_CONFIG_FILE), "--rest-port", str(rest_port), "--grpc-port",
-                               str(grpc_port), "--workers", "1", "--poll-seconds", "0.3"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kerasdrop.cli",
+            "serve",
+            "--repo",
+            str(repo),
+            "--models-config",
+            str(repo / MODELS_CONFIG_FILE),
+            "--rest-port",
+            str(rest_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--workers",
+            "1",
+            "--poll-seconds",
+            "0.3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     clients = None
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/lenet5/versions/2", timeout=2):
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{rest_port}/v1/models/lenet5/versions/2", timeout=2
+                ):
                     break
             except OSError:
                 assert server.poll() is None, server.stdout.read()

@@ -10,7 +10,7 @@ import pytest
 
 from kerasdrop import cli
 from kerasdrop.layout import MODELS_CONFIG_FILE, PROMOTION_HISTORY_FILE
-from kerasdrop.serving.models import promotion
+from kerasdrop.serving.models import labels, promotion
 from kerasdrop.serving.models.repository import read_models_config
 
 CONFIG = """# kept by hand: the labels of lenet5
@@ -72,16 +72,22 @@ def test_dry_run_and_refusals_change_nothing(two_versions, capsys):
     repo = two_versions
     config = repo / MODELS_CONFIG_FILE
     text = config.read_text()
-    assert cli.main(["promote", "lenet5", "--label", "stable", "--to", "2", "--repo", str(repo), "--dry-run"]) == 0
+    assert (
+        cli.main(["promote", "lenet5", "--label", "stable", "--to", "2", "--repo", str(repo), "--dry-run"])
+        == 0
+    )
     assert "dry run: the gate passes" in capsys.readouterr().out
     assert config.read_text() == text and not (repo / PROMOTION_HISTORY_FILE).exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--to", "3"], "version 3 of 'lenet5' not found"),
-    (["--rollback"], "no recorded move of label 'stable'"),
-    (["--to", "2", "--min-agreement", "1.5"], "Invalid value received for --min-agreement"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--to", "3"], "version 3 of 'lenet5' not found"),
+        (["--rollback"], "no recorded move of label 'stable'"),
+        (["--to", "2", "--min-agreement", "1.5"], "Invalid value received for --min-agreement"),
+    ],
+)
 def test_bad_requests_exit_2_and_change_nothing(two_versions, capsys, argv, message):
     repo = two_versions
     text = (repo / MODELS_CONFIG_FILE).read_text()
@@ -104,7 +110,7 @@ def test_a_rollback_after_a_hand_edit_is_refused(two_versions, capsys):
     assert cli.main(["promote", "lenet5", "--label", "stable", "--to", "2", "--repo", str(repo)]) == 0
     from google.protobuf import text_format
 
-    header, edited_config = promotion.read_config(config)
+    header, edited_config = labels.read_config(config)
     edited_config.model_config_list.config[0].version_labels["stable"] = 1  # by hand, outside promote
     config.write_text(header + text_format.MessageToString(edited_config))
     edited = config.read_text()
@@ -124,8 +130,9 @@ def _export_trained(repo, version, *, shuffle_labels: bool):
     if shuffle_labels:
         labels = np.random.default_rng(0).permutation(labels)
     keras.utils.set_random_seed(3)
-    model = kerasdrop.create_model("mlp", num_classes=10, input_shape=(8, 8, 1), input_range=(0, 16),
-                                   dense_units=[32], dropout=0.2)
+    model = kerasdrop.create_model(
+        "mlp", num_classes=10, input_shape=(8, 8, 1), input_range=(0, 16), dense_units=[32], dropout=0.2
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(images, labels, epochs=15, batch_size=64, verbose=0)
     export(model, name="digits", repo=repo, version=version, formats=("savedmodel",), models_config=None)
@@ -137,8 +144,10 @@ def test_a_candidate_trained_on_shuffled_labels_is_refused_by_agreement_and_by_a
     _export_trained(repo, 1, shuffle_labels=False)
     _export_trained(repo, 2, shuffle_labels=True)
     config = repo / MODELS_CONFIG_FILE
-    config.write_text('model_config_list { config { name: "digits" base_path: "/models/digits" '
-                      'model_version_policy { all {} } version_labels { key: "stable" value: 1 } } }\n')
+    config.write_text(
+        'model_config_list { config { name: "digits" base_path: "/models/digits" '
+        'model_version_policy { all {} } version_labels { key: "stable" value: 1 } } }\n'
+    )
     text = config.read_text()
     argv = ["promote", "digits", "--label", "stable", "--to", "2", "--repo", str(repo), "--data", "digits"]
     assert cli.main(argv) == 1

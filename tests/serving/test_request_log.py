@@ -26,10 +26,12 @@ IMAGE = np.random.default_rng(7).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
 
 
 def logging_config_text(name: str, prefix: str, rate: float = 1.0) -> str:
-    return (f"model_config_list {{\n  config {{\n    name: \"{name}\"\n    base_path: \"/models/{name}\"\n"
-            f"    model_platform: \"tensorflow\"\n    logging_config {{\n      log_collector_config {{\n"
-            f"        type: \"tfrecord\"\n        filename_prefix: \"{prefix}\"\n      }}\n"
-            f"      sampling_config {{ sampling_rate: {rate} }}\n    }}\n  }}\n}}\n")
+    return (
+        f'model_config_list {{\n  config {{\n    name: "{name}"\n    base_path: "/models/{name}"\n'
+        f'    model_platform: "tensorflow"\n    logging_config {{\n      log_collector_config {{\n'
+        f'        type: "tfrecord"\n        filename_prefix: "{prefix}"\n      }}\n'
+        f"      sampling_config {{ sampling_rate: {rate} }}\n    }}\n  }}\n}}\n"
+    )
 
 
 def test_requests_of_every_protocol_are_logged_as_replayable_prediction_logs(exported_repo, tmp_path):
@@ -47,8 +49,16 @@ def test_requests_of_every_protocol_are_logged_as_replayable_prediction_logs(exp
         request.model_spec.name = "lenet5"
         request.inputs["images"].CopyFrom(tf.make_tensor_proto(IMAGE))
         grpc_stubs(server)[0].Predict(request, timeout=30)
-        oip = {"inputs": [{"name": "images", "datatype": "FP32", "shape": list(IMAGE.shape),
-                           "data": IMAGE.reshape(-1).tolist()}]}
+        oip = {
+            "inputs": [
+                {
+                    "name": "images",
+                    "datatype": "FP32",
+                    "shape": list(IMAGE.shape),
+                    "data": IMAGE.reshape(-1).tolist(),
+                }
+            ]
+        }
         assert rest(server, "POST", "/v2/models/lenet5/infer", oip)[0] == 200
     files = log_files(repo / "logs" / "lenet5")  # relative to models.config's directory
     assert len(files) == 1
@@ -111,9 +121,16 @@ def test_files_rotate_by_size_and_the_oldest_go_beyond_the_total(tmp_path):
     assert read_request_log(files[-1]), "the newest file is kept and holds whole records"
 
 
-@pytest.mark.parametrize("value", [np.random.default_rng(0).uniform(size=(2, 3)).astype("float32"),
-                                   np.arange(6, dtype="int64").reshape(3, 2), np.array([True, False]),
-                                   np.array([b"\xff\xd8jpeg", b"png"], dtype=object), np.float16(2.5)])
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.random.default_rng(0).uniform(size=(2, 3)).astype("float32"),
+        np.arange(6, dtype="int64").reshape(3, 2),
+        np.array([True, False]),
+        np.array([b"\xff\xd8jpeg", b"png"], dtype=object),
+        np.float16(2.5),
+    ],
+)
 def test_logged_tensors_read_back_as_they_were(value):
     import tensorflow as tf
 

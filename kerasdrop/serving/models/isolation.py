@@ -30,7 +30,8 @@ def _batch_major(signature_def) -> bool:
     """Every input has a leading batch dimension (only such signatures can be batched)."""
     return bool(signature_def.inputs) and all(
         not info.tensor_shape.unknown_rank and info.tensor_shape.dim and info.tensor_shape.dim[0].size == -1
-        for info in signature_def.inputs.values())
+        for info in signature_def.inputs.values()
+    )
 
 
 def _requests_by_signature(version_dir: pathlib.Path) -> dict[str, dict]:
@@ -67,7 +68,7 @@ def _probe_request(signature_def) -> dict | None:
 
 def _neighbours(value: np.ndarray, row: np.ndarray) -> list[np.ndarray]:
     """Rows that may sit beside `row` in a batch, each of shape `row.shape` (one row)."""
-    others = [value[index:index + 1] for index in range(1, len(value))]
+    others = [value[index : index + 1] for index in range(1, len(value))]
     if value.dtype.kind in "fiu":
         low, high = value.min(), value.max()
         between = np.random.default_rng(0).uniform(float(low), float(high), row.shape)
@@ -84,9 +85,14 @@ def _batches(inputs: dict) -> list[tuple[str, int, dict]]:
     pad = PADDED_BATCH - 1
     zeros = {key: np.concatenate([value] + [np.zeros_like(value)] * pad) for key, value in row.items()}
     copies = {key: np.concatenate([value] * PADDED_BATCH) for key, value in row.items()}
-    batches = [(f"{count} other row(s) after it", 0, {key: np.concatenate([row[key], others[key]]) for key in row}),
-               (f"{count} other row(s) before it", count,
-                {key: np.concatenate([others[key], row[key]]) for key in row})]
+    batches = [
+        (f"{count} other row(s) after it", 0, {key: np.concatenate([row[key], others[key]]) for key in row}),
+        (
+            f"{count} other row(s) before it",
+            count,
+            {key: np.concatenate([others[key], row[key]]) for key in row},
+        ),
+    ]
     if all(value.dtype.kind in "fiu" for value in row.values()):
         batches.append((f"{pad} zero rows of padding", 0, zeros))
     batches.append((f"{pad} copies of itself as padding", 0, copies))
@@ -105,13 +111,18 @@ def check_signature(backend, signature: str, inputs: dict) -> bool:
     for held, position, batch in _batches({key: np.asarray(value) for key, value in inputs.items()}):
         outputs = backend.run(signature, batch)
         rows = len(next(iter(batch.values())))
-        inside = {key: np.asarray(value)[position:position + 1] for key, value in outputs.items()
-                  if np.ndim(value) and len(value) == rows}
+        inside = {
+            key: np.asarray(value)[position : position + 1]
+            for key, value in outputs.items()
+            if np.ndim(value) and len(value) == rows
+        }
         key, difference, close = differences({key: alone[key] for key in inside}, inside)
         if not close:
             raise IsolationError(
-                f"signature {signature!r}: output {key!r} of a warmup request differs by {difference:.3g} when the "
-                f"request shares a batch with {held} (alone vs batched); the answer depends on other requests")
+                f"signature {signature!r}: output {key!r} of a warmup request differs by {difference:.3g} "
+                f"when the request shares a batch with {held} (alone vs batched); the answer depends on "
+                "other requests"
+            )
     return True
 
 
@@ -131,6 +142,10 @@ def check_isolation(version_dir: pathlib.Path, backend) -> list[str]:
         if check_signature(backend, signature, inputs):
             checked.append(signature)
         else:  # expected of mc_dropout; of any other signature, a sign of dropout left on
-            log.info("%s: signature %r answers the same request differently on every call (stochastic): "
-                     "isolation not checked", version_dir, signature)
+            log.info(
+                "%s: signature %r answers the same request differently on every call (stochastic): "
+                "isolation not checked",
+                version_dir,
+                signature,
+            )
     return checked

@@ -168,8 +168,8 @@ class ModelManager:
                         version_before = before[label]
                         if (name, label, version) not in self._waiting_labels:
                             self._waiting_labels.add((name, label, version))
-                            log.warning("label %r of %s stays on version %s until version %s serves", label, name,
-                                        version_before, version)
+                            log.warning("label %r of %s stays on version %s until version %s serves", label,
+                                        name, version_before, version)
                         version = version_before
                     targets.setdefault(name, {})[label] = version
             self._label_targets = targets

@@ -3,14 +3,12 @@ the labelled version and the candidate answer the same requests through the back
 and the label moves only when they agree (and, given data, the candidate is not less accurate).
 
 The requests replayed are the model's request logs (its `logging_config`, request_log.py) or, with
-none, the candidate's warmup and golden requests. Each move is recorded beside models.config
-(layout.PROMOTION_HISTORY_FILE, one JSON line a move), so a rollback knows the version to go back to.
+none, the candidate's warmup and golden requests. Moving the label and rolling it back: labels.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import math
 import pathlib
@@ -18,11 +16,15 @@ import time
 
 import numpy as np
 
-from kerasdrop._files import atomic_write_text
-from kerasdrop.errors import KerasdropError
-from kerasdrop.layout import GOLDEN_FILE, PROMOTION_HISTORY_FILE, WARMUP_PATH
+from kerasdrop.layout import GOLDEN_FILE, WARMUP_PATH
 from kerasdrop.serving.models.backends import load_backend
-from kerasdrop.serving.models.repository import VersionPolicy
+from kerasdrop.serving.models.labels import (
+    PromotionError,
+    check_loaded_by_policy,
+    entry_of,
+    read_config,
+    served_versions,
+)
 from kerasdrop.serving.models.request_log import (
     log_files,
     log_settings,
@@ -37,10 +39,6 @@ DEFAULT_MIN_AGREEMENT = 0.95
 # than a candidate that learned nothing (10 classes: ~90 points lower) could hide in.
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 DEFAULT_MAX_REQUESTS = 1000  # the newest logged requests replayed: enough for agreement to 0.1%
-
-
-class PromotionError(KerasdropError, ValueError):
-    """A promotion that cannot be evaluated or recorded (no such version, label or entry)."""
 
 
 @dataclasses.dataclass
@@ -76,7 +74,10 @@ def mcnemar_p_value(baseline_only: int, candidate_only: int) -> float:
     n, k = baseline_only + candidate_only, min(baseline_only, candidate_only)
     if n == 0:
         return 1.0
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+    logs = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+        for i in range(k + 1)
+    ]
     top = max(logs)
     tail = math.exp(top) * sum(math.exp(value - top) for value in logs)
     return min(1.0, 2.0 * tail)
@@ -86,22 +87,30 @@ def top1(outputs: dict) -> np.ndarray | None:
     """The predicted class of each row: argmax of `probabilities` (or of the one 2-D float output),
     else a `*class_ids` output; None for a model without one (a regression)."""
     arrays = {key: np.asarray(value) for key, value in outputs.items()}
-    scores = [key for key, value in arrays.items() if value.dtype.kind == "f" and value.ndim == 2
-              and value.shape[1] > 1]
+    scores = [
+        key
+        for key, value in arrays.items()
+        if value.dtype.kind == "f" and value.ndim == 2 and value.shape[1] > 1
+    ]
     if "probabilities" in scores or len(scores) == 1:
         return np.argmax(arrays["probabilities" if "probabilities" in scores else scores[0]], axis=-1)
-    ids = sorted(key for key, value in arrays.items() if key.endswith("class_ids") and value.dtype.kind in "iu")
+    ids = sorted(
+        key for key, value in arrays.items() if key.endswith("class_ids") and value.dtype.kind in "iu"
+    )
     return arrays[ids[0]].reshape(len(arrays[ids[0]]), -1)[:, 0] if ids else None
 
 
 # --- the requests to replay -------------------------------------------------------------------------
 
+
 def logged_requests(config, name: str, config_dir: pathlib.Path, limit: int) -> tuple[list, str] | None:
     """`([(signature, inputs)], where from)`: the newest `limit` logged requests of `name`, or None."""
     import tensorflow as tf
 
-    entry = _entry(config, name)
-    settings = log_settings(name, entry.logging_config, config_dir) if entry.HasField("logging_config") else None
+    entry = entry_of(config, name)
+    settings = (
+        log_settings(name, entry.logging_config, config_dir) if entry.HasField("logging_config") else None
+    )
     if settings is None:
         return None
     requests, files = [], log_files(settings.prefix)
@@ -109,8 +118,12 @@ def logged_requests(config, name: str, config_dir: pathlib.Path, limit: int) -> 
         for record in reversed(read_request_log(path)):
             request = record.predict_log.request
             if record.WhichOneof("log_type") == "predict_log" and request.model_spec.name == name:
-                requests.append((request.model_spec.signature_name or "serving_default",
-                                 {key: tf.make_ndarray(value) for key, value in request.inputs.items()}))
+                requests.append(
+                    (
+                        request.model_spec.signature_name or "serving_default",
+                        {key: tf.make_ndarray(value) for key, value in request.inputs.items()},
+                    )
+                )
             if len(requests) == limit:
                 break
         if len(requests) == limit:
@@ -135,13 +148,18 @@ def warmup_requests(version_dir: pathlib.Path) -> tuple[list, str]:
             paths.append(version_dir / named)
     requests = [item for path in paths if path.is_file() for item in predict_requests(path)]
     if not requests:
-        raise PromotionError(f"nothing to replay: the model logs no requests (no logging_config in models.config, "
-                             f"or no log files yet) and {version_dir / WARMUP_PATH} does not exist")
-    return requests, (f"no request log: {len(requests)} warmup and golden requests of version "
-                      f"{version_dir.name} (not real traffic)")
+        raise PromotionError(
+            f"nothing to replay: the model logs no requests (no logging_config in models.config, "
+            f"or no log files yet) and {version_dir / WARMUP_PATH} does not exist"
+        )
+    return requests, (
+        f"no request log: {len(requests)} warmup and golden requests of version "
+        f"{version_dir.name} (not real traffic)"
+    )
 
 
 # --- comparing two versions -------------------------------------------------------------------------
+
 
 def _timed(backend, signature: str, inputs: dict) -> tuple[dict, float]:
     started = time.perf_counter()
@@ -165,8 +183,9 @@ def replay(comparison: Comparison, baseline, candidate, requests: list) -> None:
         if signature not in usable:
             served = signature in baseline.signature_names() and signature in candidate.signature_names()
             # (both run twice here: the check, and each backend's first call, untimed)
-            usable[signature] = served and all(_deterministic(backend, signature, inputs)
-                                               for backend in (baseline, candidate))
+            usable[signature] = served and all(
+                _deterministic(backend, signature, inputs) for backend in (baseline, candidate)
+            )
             if not usable[signature]:
                 why = "stochastic: answers change on every call" if served else "not served by both versions"
                 comparison.skipped.append(f"{signature} ({why})")
@@ -179,8 +198,11 @@ def replay(comparison: Comparison, baseline, candidate, requests: list) -> None:
             times[version].append(seconds * 1e3)
         _compare(comparison, answers[comparison.baseline], answers[comparison.candidate])
         comparison.requests += 1
-    comparison.latency_ms = {version: (float(np.percentile(values, 50)), float(np.percentile(values, 99)))
-                             for version, values in times.items() if values}
+    comparison.latency_ms = {
+        version: (float(np.percentile(values, 50)), float(np.percentile(values, 99)))
+        for version, values in times.items()
+        if values
+    }
 
 
 def _compare(comparison: Comparison, old: dict, new: dict) -> None:
@@ -196,14 +218,16 @@ def _compare(comparison: Comparison, old: dict, new: dict) -> None:
         comparison.agreeing += int(np.sum(old_top == new_top))
 
 
-def measure_accuracy(comparison: Comparison, baseline, candidate, dataset: str, data_dir: str | None = None) -> None:
+def measure_accuracy(comparison: Comparison, baseline, candidate, dataset: str) -> None:
     """Each version's top-1 accuracy on the test split of `dataset` (any `kerasdrop train --dataset`)
     through serving_default, and McNemar's paired test of the difference."""
     from kerasdrop.data import load_dataset
 
     signature = baseline.signature_defs["serving_default"]
     if len(signature.inputs) != 1:
-        raise PromotionError(f"--data needs a serving_default with one image input; it has {sorted(signature.inputs)}")
+        raise PromotionError(
+            f"--data needs a serving_default with one image input; it has {sorted(signature.inputs)}"
+        )
     input_name = next(iter(signature.inputs))
     right = {comparison.baseline: [], comparison.candidate: []}
     for images, labels in load_dataset(dataset, batch_size=256).test:
@@ -211,7 +235,9 @@ def measure_accuracy(comparison: Comparison, baseline, candidate, dataset: str, 
         for version, backend in ((comparison.baseline, baseline), (comparison.candidate, candidate)):
             predicted = top1(backend.run("serving_default", {input_name: np.asarray(images, np.float32)}))
             if predicted is None:
-                raise PromotionError("--data needs a classifier: serving_default has no probabilities or class ids")
+                raise PromotionError(
+                    "--data needs a classifier: serving_default has no probabilities or class ids"
+                )
             right[version].append(predicted.reshape(-1) == labels)
     old, new = (np.concatenate(right[v]) for v in (comparison.baseline, comparison.candidate))
     comparison.dataset, comparison.test_examples = dataset, int(old.size)
@@ -226,14 +252,18 @@ def refusals(comparison: Comparison, min_agreement: float, max_accuracy_drop: fl
     agreement = comparison.agreement
     if agreement is None:
         if min_agreement > 0:
-            reasons.append("no request gave both versions a top-1 answer to compare (--min-agreement 0 skips this)")
+            reasons.append(
+                "no request gave both versions a top-1 answer to compare (--min-agreement 0 skips this)"
+            )
     elif agreement < min_agreement:
         reasons.append(f"top-1 agreement {agreement:.1%} is below --min-agreement {min_agreement:.1%}")
     if comparison.accuracy:
         drop = comparison.accuracy[comparison.baseline] - comparison.accuracy[comparison.candidate]
         if drop > max_accuracy_drop:
-            reasons.append(f"test accuracy drops by {drop * 100:.2f} points, more than --max-accuracy-drop "
-                           f"{max_accuracy_drop * 100:.2f}")
+            reasons.append(
+                f"test accuracy drops by {drop * 100:.2f} points, more than --max-accuracy-drop "
+                f"{max_accuracy_drop * 100:.2f}"
+            )
     return reasons
 
 
@@ -241,19 +271,45 @@ def render(comparison: Comparison) -> str:
     """The table `kerasdrop promote` prints."""
     c = comparison
     old, new = f"version {c.baseline} ({c.label})", f"version {c.candidate} (candidate)"
-    lines = [f"promote {c.model}: label {c.label!r} version {c.baseline} -> {c.candidate}",
-             f"replayed: {c.source}"] + [f"skipped: {item}" for item in c.skipped]
+    lines = [
+        f"promote {c.model}: label {c.label!r} version {c.baseline} -> {c.candidate}",
+        f"replayed: {c.source}",
+    ] + [f"skipped: {item}" for item in c.skipped]
     rows = [("", old, new), ("requests replayed", str(c.requests), "")]
-    rows.append(("top-1 agreement", f"{c.agreement:.2%} ({c.agreeing} of {c.rows} rows)"
-                 if c.agreement is not None else "n/a (no classification output)", ""))
-    rows.append(("largest output difference", f"{c.max_difference:.3g} ({c.max_difference_output})"
-                 if c.max_difference_output else "n/a", ""))
+    rows.append(
+        (
+            "top-1 agreement",
+            f"{c.agreement:.2%} ({c.agreeing} of {c.rows} rows)"
+            if c.agreement is not None
+            else "n/a (no classification output)",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "largest output difference",
+            f"{c.max_difference:.3g} ({c.max_difference_output})" if c.max_difference_output else "n/a",
+            "",
+        )
+    )
     for name, index in (("latency p50 (ms)", 0), ("latency p99 (ms)", 1)):
-        rows.append((name, *(f"{c.latency_ms[v][index]:.2f}" if v in c.latency_ms else "n/a"
-                             for v in (c.baseline, c.candidate))))
+        rows.append(
+            (
+                name,
+                *(
+                    f"{c.latency_ms[v][index]:.2f}" if v in c.latency_ms else "n/a"
+                    for v in (c.baseline, c.candidate)
+                ),
+            )
+        )
     if c.accuracy:
-        rows.append((f"test accuracy ({c.test_examples})", f"{c.accuracy[c.baseline]:.4f}",
-                     f"{c.accuracy[c.candidate]:.4f}"))
+        rows.append(
+            (
+                f"test accuracy ({c.test_examples})",
+                f"{c.accuracy[c.baseline]:.4f}",
+                f"{c.accuracy[c.candidate]:.4f}",
+            )
+        )
         discordant = f"only {c.label} right: {c.discordant[0]}, only candidate right: {c.discordant[1]}"
         rows.append(("McNemar exact p-value", f"{c.p_value:.3g} ({discordant})", ""))
     first = max(len(row[0]) for row in rows)
@@ -263,97 +319,24 @@ def render(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-# --- models.config and the history of moves -----------------------------------------------------------
-
-def _entry(config, name: str):
-    for entry in config.model_config_list.config:
-        if entry.name == name:
-            return entry
-    names = sorted(entry.name for entry in config.model_config_list.config)
-    raise PromotionError(f"models.config has no entry for model {name!r} (it has {names}); `kerasdrop export` "
-                         "writes one for every model it publishes")
-
-
-def read_config(path: pathlib.Path):
-    """`(leading comments, ModelServerConfig)` of an existing models.config."""
-    from kerasdrop.exporting.models_config import read_models_config
-
-    if not pathlib.Path(path).is_file():
-        raise PromotionError(f"{path} not found: labels live in models.config (TF Serving's --model_config_file); "
-                             "`kerasdrop export` writes it beside the repository")
-    return read_models_config(pathlib.Path(path))
-
-
-def history_path(config_path: pathlib.Path) -> pathlib.Path:
-    return pathlib.Path(config_path).parent / PROMOTION_HISTORY_FILE
-
-
-def last_move(config_path: pathlib.Path, name: str, label: str) -> dict | None:
-    """The newest recorded move of `label` of `name` (a promotion or a rollback), or None."""
-    path, found = history_path(config_path), None
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash: the ones before it still count
-            if isinstance(record, dict) and (record.get("model"), record.get("label")) == (name, label):
-                found = record
-    return found
-
-
-def served_versions(repo: pathlib.Path, name: str) -> dict[int, pathlib.Path]:
-    from kerasdrop.serving.models.repository import RepositoryScanner
-
-    versions = RepositoryScanner(None, {name: pathlib.Path(repo) / name}).scan().get(name, {})
-    if not versions:
-        raise PromotionError(f"no version of {name!r} in {repo} (expected {pathlib.Path(repo) / name}/<version>/)")
-    return versions
-
-
-def check_loaded_by_policy(entry, version: int, versions: dict) -> None:
-    """A label on a version the server does not load would fail every request for the label."""
-    policy = VersionPolicy.from_proto(entry.model_version_policy) or VersionPolicy()
-    selected = policy.select(sorted(versions))
-    if version not in selected:
-        raise PromotionError(f"models.config's version policy for {entry.name!r} loads versions {selected}, not "
-                             f"{version}: a label on it would fail its requests. Add it to model_version_policy "
-                             f"(specific {{ versions: ... }}, or all {{}}) first")
-
-
-def move_label(config_path: pathlib.Path, name: str, label: str, version: int, *, action: str,
-               evidence: dict | None = None) -> int | None:
-    """Points `label` of `name` at `version` in models.config (rewritten atomically, every other field
-    kept), then records the move; returns the version it pointed at before (None: a new label)."""
-    from google.protobuf import text_format
-
-    header, config = read_config(config_path)
-    entry = _entry(config, name)
-    previous = entry.version_labels.get(label)
-    entry.version_labels[label] = version
-    atomic_write_text(config_path, header + text_format.MessageToString(config))
-    record = {"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "action": action,
-              "model": name, "label": label, "from": previous, "to": version, "evidence": evidence or {}}
-    with history_path(config_path).open("a") as history:
-        history.write(json.dumps(record) + "\n")
-    return previous
-
-
 def plan_promotion(repo: pathlib.Path, config_path: pathlib.Path, name: str, label: str, candidate: int):
     """`(baseline version, versions, models.config entry)`; the baseline is the label's version, or
     for a new label the newest version below the candidate."""
     _, config = read_config(config_path)
-    entry = _entry(config, name)
+    entry = entry_of(config, name)
     versions = served_versions(repo, name)
     if candidate not in versions:
-        raise PromotionError(f"version {candidate} of {name!r} not found in {repo} (it has {sorted(versions)})")
+        raise PromotionError(
+            f"version {candidate} of {name!r} not found in {repo} (it has {sorted(versions)})"
+        )
     if label in entry.version_labels:
         baseline = entry.version_labels[label]
     else:
         older = [version for version in versions if version < candidate]
         if not older:
-            raise PromotionError(f"label {label!r} of {name!r} is new and no version below {candidate} exists to "
-                                 "compare with")
+            raise PromotionError(
+                f"label {label!r} of {name!r} is new and no version below {candidate} exists to compare with"
+            )
         baseline = max(older)
     if baseline not in versions:
         raise PromotionError(f"label {label!r} points at version {baseline}, which is not in {repo / name}")
@@ -363,8 +346,17 @@ def plan_promotion(repo: pathlib.Path, config_path: pathlib.Path, name: str, lab
     return baseline, versions, entry
 
 
-def evaluate(repo: pathlib.Path, config_path: pathlib.Path, name: str, label: str, candidate: int, *,
-             backend: str = "tf", data: str | None = None, max_requests: int = DEFAULT_MAX_REQUESTS) -> Comparison:
+def evaluate(
+    repo: pathlib.Path,
+    config_path: pathlib.Path,
+    name: str,
+    label: str,
+    candidate: int,
+    *,
+    backend: str = "tf",
+    data: str | None = None,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+) -> Comparison:
     """Loads both versions on `backend` and compares them on the replayed requests (and `data`)."""
     baseline, versions, _ = plan_promotion(repo, config_path, name, label, candidate)
     _, config = read_config(config_path)
@@ -383,25 +375,6 @@ def _load(backend: str, path: pathlib.Path, name: str, version: int):
         return load_backend(backend, path)
     except Exception as error:  # a corrupt or partial version: say which, as the server's log does
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise PromotionError(f"version {version} of {name!r} cannot be loaded on the {backend} backend: "
-                             f"{first}") from None
-
-
-def rollback(repo: pathlib.Path, config_path: pathlib.Path, name: str, label: str) -> tuple[int, int | None]:
-    """Moves `label` back to where the last recorded move took it from; `(from, to)`."""
-    _, config = read_config(config_path)
-    entry = _entry(config, name)
-    move = last_move(config_path, name, label)
-    current = entry.version_labels.get(label)
-    if move is None:
-        raise PromotionError(f"no recorded move of label {label!r} of {name!r} in {history_path(config_path)}")
-    if move.get("to") != current:
-        raise PromotionError(f"label {label!r} of {name!r} points at version {current}, not at version "
-                             f"{move.get('to')} where the last recorded move put it: models.config was edited "
-                             "since; move it by hand")
-    target = move.get("from")
-    if not isinstance(target, int):
-        raise PromotionError(f"the last move created label {label!r}: there is no earlier version to go back to")
-    check_loaded_by_policy(entry, target, served_versions(repo, name))
-    move_label(config_path, name, label, target, action="rollback")
-    return current, target
+        raise PromotionError(
+            f"version {version} of {name!r} cannot be loaded on the {backend} backend: {first}"
+        ) from None

@@ -71,7 +71,7 @@ class ModelsConfig:
 
     policies: dict = dataclasses.field(default_factory=dict)  # {model: VersionPolicy}
     labels: dict = dataclasses.field(default_factory=dict)  # {model: {label: version}}
-    logging: dict = dataclasses.field(default_factory=dict)  # {model: LogSettings} of entries that sample requests
+    logging: dict = dataclasses.field(default_factory=dict)  # {model: LogSettings}: models that log
 
 
 def read_models_config(path) -> ModelsConfig:

@@ -52,14 +52,18 @@ def log_settings(name: str, logging_config, base: pathlib.Path) -> LogSettings |
     collector = logging_config.log_collector_config
     rate = logging_config.sampling_config.sampling_rate
     if collector.type not in COLLECTOR_TYPES:
-        raise ValueError(f"model {name!r}: log_collector_config.type must be empty or 'tfrecord' (kerasdrop writes "
-                         f"PredictionLog records in TFRecord files); received {collector.type!r}")
+        raise ValueError(
+            f"model {name!r}: log_collector_config.type must be empty or 'tfrecord' (kerasdrop writes "
+            f"PredictionLog records in TFRecord files); received {collector.type!r}"
+        )
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"model {name!r}: sampling_config.sampling_rate must be in [0, 1]; received {rate}")
     if not collector.filename_prefix:
         if rate > 0:
-            raise ValueError(f"model {name!r}: logging_config samples requests but log_collector_config has no "
-                             "filename_prefix to write them to")
+            raise ValueError(
+                f"model {name!r}: logging_config samples requests but log_collector_config has no "
+                "filename_prefix to write them to"
+            )
         return None
     if rate == 0:
         return None
@@ -98,8 +102,19 @@ def read_request_log(path: pathlib.Path) -> list:
 
 # NumPy dtypes whose TensorProto is their bytes in `tensor_content` (as tf.make_tensor_proto writes
 # them), by TensorFlow DataType number: built directly, ~5x faster than tf.make_tensor_proto.
-_CONTENT_DTYPES = {"float32": 1, "float64": 2, "int32": 3, "uint8": 4, "int16": 5, "int8": 6, "int64": 9,
-                   "uint16": 17, "float16": 19, "uint32": 22, "uint64": 23}
+_CONTENT_DTYPES = {
+    "float32": 1,
+    "float64": 2,
+    "int32": 3,
+    "uint8": 4,
+    "int16": 5,
+    "int8": 6,
+    "int64": 9,
+    "uint16": 17,
+    "float16": 19,
+    "uint32": 22,
+    "uint64": 23,
+}
 
 
 def tensor_proto(value):
@@ -134,8 +149,9 @@ def prediction_log(name: str, version: int, signature: str, inputs: dict, output
     response.model_spec.CopyFrom(request.model_spec)
     for key, value in outputs.items():
         response.outputs[key].CopyFrom(tensor_proto(value))
-    return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request,
-                                                                                    response=response))
+    return prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request, response=response)
+    )
 
 
 class RequestLogger:
@@ -244,8 +260,13 @@ class RequestLogs:
         for name, wanted in settings.items():
             if name not in self._loggers:
                 self._loggers[name] = RequestLogger(name, wanted, self._limits, self._metrics)
-                log.info("logging %g of the requests of %s to %s-*%s", wanted.sampling_rate, name, wanted.prefix,
-                         REQUEST_LOG_SUFFIX)
+                log.info(
+                    "logging %g of the requests of %s to %s-*%s",
+                    wanted.sampling_rate,
+                    name,
+                    wanted.prefix,
+                    REQUEST_LOG_SUFFIX,
+                )
 
     def get(self, name: str) -> RequestLogger | None:
         return self._loggers.get(name)
