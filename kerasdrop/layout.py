@@ -96,3 +96,8 @@ def read_models_config(path):
         # ParseError's message starts "line:column : ..."; say it as file:line like a compiler.
         line = error.GetLine() if hasattr(error, "GetLine") else "?"
         raise ModelsConfigError(f"{path}:{line}: not a valid ModelServerConfig: {error}") from None
+
+# Request logs and promotions (serving/models/request_log.py, serving/models/promotion.py).
+REQUEST_LOG_SUFFIX = ".tfrecord"  # <logging_config filename_prefix>-<pid>-<n>.tfrecord: PredictionLog records
+# Beside models.config: each label move, one JSON line, so `kerasdrop promote --rollback` can undo it.
+PROMOTION_HISTORY_FILE = "promotions.jsonl"

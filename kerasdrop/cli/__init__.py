@@ -15,6 +15,7 @@ from kerasdrop.cli import (
     exporting,
     models,
     predict,
+    promote,
     serving,
     studies,
     training,
@@ -25,8 +26,8 @@ from kerasdrop.errors import KerasdropError
 
 __all__ = ["UsageError", "build_parser", "main"]
 
-# In the order `kerasdrop --help` lists them: build, train, verify, export, serve, ask.
-COMMAND_MODULES = (models, training, studies, verification, exporting, serving, predict)
+# In the order `kerasdrop --help` lists them: build, train, verify, export, serve, ask, promote.
+COMMAND_MODULES = (models, training, studies, verification, exporting, serving, predict, promote)
 
 
 def build_parser() -> argparse.ArgumentParser:

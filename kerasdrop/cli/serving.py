@@ -64,6 +64,7 @@ def _add_limit_options(serve) -> None:
 def _check_positive(args: argparse.Namespace) -> None:
     others = [("--max-batch-size", False), ("--batch-timeout-micros", True), ("--cheap-model-micros", True),
               ("--drain-seconds", True), ("--workers", False)]
+    others += [(flag, False) for flag, *_ in REQUEST_LOG_LIMITS]
     for flag, zero_allowed in [(flag, zero) for flag, _, _, zero, _ in REQUEST_LIMITS] + others:
         value = getattr(args, _dest(flag))
         if value < (0 if zero_allowed else 1):
@@ -124,7 +125,27 @@ def register(commands) -> None:
                        help=f"serve only versions whose {VERIFICATION_FILE} reports a pass (default: off, so "
                             "any TF Serving repository serves)")
     _add_tls_options(serve)
+    _add_request_log_options(serve)
     serve.set_defaults(handler=run_serve)
+
+
+# models.config's logging_config (docs/promotion.md): flag, default, help.
+REQUEST_LOG_LIMITS = [
+    ("--request-log-queue", limits.DEFAULT_REQUEST_LOG_QUEUE,
+     "sampled requests of one model waiting to be written; beyond it a sample is dropped and counted in "
+     "/metrics"),
+    ("--request-log-file-bytes", limits.DEFAULT_REQUEST_LOG_FILE_BYTES,
+     "a request log file is rotated at this size"),
+    ("--request-log-total-bytes", limits.DEFAULT_REQUEST_LOG_TOTAL_BYTES,
+     "all request log files of one filename_prefix; beyond it the oldest are deleted"),
+]
+
+
+def _add_request_log_options(serve) -> None:
+    group = serve.add_argument_group("request logs", "sampled requests written as PredictionLog TFRecords "
+                                                     "where a model's logging_config in --models-config asks")
+    for flag, default, text in REQUEST_LOG_LIMITS:
+        group.add_argument(flag, type=int, default=default, help=f"{text} (default: {default})")
 
 
 def _add_tls_options(serve) -> None:
@@ -200,7 +221,8 @@ def run_serve(args: argparse.Namespace) -> int:
                          workers=args.workers, require_verification=args.require_verification,
                          ssl_config_file=_absolute(args.ssl_config_file),
                          rest_ssl_config_file=_absolute(args.rest_ssl_config_file), plain_rest=args.plain_rest,
-                         **{_dest(flag): getattr(args, _dest(flag)) for flag, *_ in REQUEST_LIMITS})
+                         **{_dest(flag): getattr(args, _dest(flag))
+                            for flag, *_ in REQUEST_LIMITS + REQUEST_LOG_LIMITS})
     from kerasdrop.serving.process.tls import check_config, describe
 
     tls = check_config(config)  # a bad certificate is exit 2 before anything listens

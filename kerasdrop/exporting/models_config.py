@@ -149,13 +149,13 @@ def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str |
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    with locked(path):
         # Read inside the lock: another export's entry, written while this one waited, is merged, not lost.
         text = models_config_text(repo, base_path, existing=path, exported=exported)
         return atomic_write_text(path, text)
 
 
-def _locked(path: pathlib.Path):
+def locked(path: pathlib.Path):
     """An exclusive lock on `<path>.lock` (the file itself is replaced by rename, so it cannot carry one)."""
     import contextlib
     import fcntl

@@ -25,3 +25,11 @@ DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0  # --header-timeout-seconds: from a reques
 DEFAULT_BODY_TIMEOUT_SECONDS = 10.0  # --body-timeout-seconds: the longest wait for the next piece of a body; then 408
 DEFAULT_KEEP_ALIVE_SECONDS = 5.0  # --keep-alive-seconds: an idle connection (kept alive, or new and silent) is closed
 
+
+# Request logs (models.config logging_config; models/request_log.py): what sampled requests may claim.
+# --request-log-queue: samples waiting for the writer (~1 s of a busy model); beyond it dropped, counted.
+DEFAULT_REQUEST_LOG_QUEUE = 1024
+# --request-log-file-bytes: a log file is rotated at this size (thousands of 224x224x3 requests).
+DEFAULT_REQUEST_LOG_FILE_BYTES = 64 * 1024 * 1024
+# --request-log-total-bytes: all files of one prefix; beyond it the oldest are deleted, so a disk stays safe.
+DEFAULT_REQUEST_LOG_TOTAL_BYTES = 1024 * 1024 * 1024

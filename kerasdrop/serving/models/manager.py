@@ -2,7 +2,8 @@
 
 Like TF Serving (availability-preserving policy): a new version is loaded and warmed up (its
 `assets.extra/tf_serving_warmup_requests` replayed, and its answers checked against its golden.json
-when it has one: `golden.py`) before it takes traffic, and versions the
+when it has one: `golden.py`), and its answers shown not to depend on the other rows of a batch
+(`isolation.py`) before it takes traffic, and versions the
 policy no longer wants are unloaded only once a wanted version of the model serves. A version that
 fails to load is logged with its path and reason and retried with backoff; what serves stays.
 """
@@ -25,6 +26,7 @@ from kerasdrop.serving.models.batching import Batcher
 from kerasdrop.serving.models.golden import require_passing_verification, warm_up
 from kerasdrop.serving.models.images import check_encoded_images
 from kerasdrop.serving.models.inputs import validate_inputs
+from kerasdrop.serving.models.isolation import check_isolation
 from kerasdrop.serving.models.metrics import UNKNOWN_MODEL, Metrics
 from kerasdrop.serving.models.repository import (
     ModelsConfig,
@@ -32,6 +34,7 @@ from kerasdrop.serving.models.repository import (
     VersionPolicy,
     models_config_settings,
 )
+from kerasdrop.serving.models.request_log import LogLimits, RequestLogs
 
 log = logging.getLogger("kerasdrop.serve")
 
@@ -83,11 +86,13 @@ class ModelManager:
     def __init__(self, repo, *, backend: str = "tf", policy: VersionPolicy = VersionPolicy(),
                  models: dict[str, pathlib.Path] | None = None, models_config=None, batching: dict | None = None,
                  metrics: Metrics | None = None, admission: Admission | None = None, request_timeout: float = 30.0,
-                 require_verification: bool = False, cheap_row_seconds: float = CHEAP_ROW_SECONDS):
+                 require_verification: bool = False, cheap_row_seconds: float = CHEAP_ROW_SECONDS,
+                 request_log_limits: LogLimits | None = None):
         """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead;
         neither, with `models_config`: exactly the models that file lists, from their base paths (as TF
         Serving's --model_config_file; with `repo` or `models` the file gives only policies and labels).
-        `require_verification`: load only versions whose verification.json reports a pass."""
+        `require_verification`: load only versions whose verification.json reports a pass.
+        `request_log_limits`: queue and file sizes of the request logs models.config asks for."""
         self.scanner = RepositoryScanner(repo, models)
         self.backend = backend
         self.policy = policy
@@ -103,15 +108,22 @@ class ModelManager:
         self._lock = threading.Lock()
         self._loaded: dict[str, dict[int, LoadedVersion]] = {}
         self._config = ModelsConfig()
+        # {model: {label: version}} that label requests get: a label moves to a version only once it
+        # serves (as TF Serving assigns labels to AVAILABLE versions), so a label moved in models.config
+        # before its version loaded keeps answering from the version it pointed at.
+        self._label_targets: dict[str, dict[str, int]] = {}
+        self._waiting_labels: set[tuple[str, str, int]] = set()  # logged once each
         self._failures: dict[pathlib.Path, _Failure] = {}
         self._broken_config: str | None = None  # the last broken models.config's error, logged once
         self._stop = threading.Event()
         self._thread = None
         self._follow_config = bool(models_config) and repo is None and models is None
+        self.request_logs = RequestLogs(self.metrics, request_log_limits or LogLimits())
         if models_config:
             self._config = models_config_settings(models_config)  # ConfigError at start-up: exit 2
             if self._follow_config:
                 self.scanner.follow(self._config, models_config)
+            self.request_logs.configure(self._config.logging)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -128,6 +140,7 @@ class ModelManager:
                 self.scanner.follow(config, self.models_config)
             self._config = config
             self._broken_config = None
+            self.request_logs.configure(self._config.logging)
         except ValueError as error:  # at runtime a broken edit keeps the last good config
             if str(error) != self._broken_config:  # once per broken edit, not at every poll
                 self._broken_config = str(error)
@@ -152,7 +165,25 @@ class ModelManager:
                 if version not in self._loaded.get(name, {}):
                     self._try_load(name, version, path)
             self._fall_back(name, versions, available.get(name, {}))
+        self._move_labels()
         self._retire(wanted)
+        self._move_labels()  # a label whose old version was just retired takes the configured one
+
+    def _move_labels(self) -> None:
+        with self._lock:
+            targets = {}
+            for name, labels in self._config.labels.items():
+                loaded, before = self._loaded.get(name, {}), self._label_targets.get(name, {})
+                for label, version in labels.items():
+                    if version not in loaded and before.get(label) in loaded:
+                        version_before = before[label]
+                        if (name, label, version) not in self._waiting_labels:
+                            self._waiting_labels.add((name, label, version))
+                            log.warning("label %r of %s stays on version %s until version %s serves", label,
+                                        name, version_before, version)
+                        version = version_before
+                    targets.setdefault(name, {})[label] = version
+            self._label_targets = targets
 
     def _fall_back(self, name: str, wanted: dict[int, pathlib.Path], available: dict[int, pathlib.Path]) -> None:
         """With no version of `name` serving and none of its wanted ones loadable (a new version still
@@ -210,6 +241,7 @@ class ModelManager:
         if warm_up(path, loaded.backend, self.backend) is not None:
             log.info("%s version %s answered its golden requests within tolerance (%s backend)", name, version,
                      self.backend)
+        check_isolation(path, loaded.backend)  # IsolationError: the version stays out, the old one serves
         loaded.row_seconds = row_seconds(loaded.backend) if self.cheap_row_seconds > 0 else None
         loaded.cheap = loaded.row_seconds is not None and loaded.row_seconds < self.cheap_row_seconds
         if hasattr(loaded.backend, "crowded"):  # set after the timings above: they must not depend on traffic
@@ -250,6 +282,7 @@ class ModelManager:
             loaded = [version for versions in self._loaded.values() for version in versions.values()]
         for version in loaded:
             version.stop_batchers()
+        self.request_logs.stop()  # after the batchers: what they ran is logged too
 
     def readiness(self) -> tuple[bool, str]:
         """`(ready, why not)`: not while draining, not with no model loaded, not while a model the
@@ -295,7 +328,7 @@ class ModelManager:
             if not versions:
                 raise not_found(f"Servable not found for request: Latest({name}){self._served_hint_locked()}")
             if label is not None:
-                labels = self._config.labels.get(name, {})
+                labels = self._label_targets.get(name, {})
                 if label not in labels:
                     raise invalid(f"Unrecognized servable version label: {label}")
                 version = labels[label]
@@ -341,8 +374,13 @@ class ModelManager:
         with self.admission.slot(loaded.name):
             batcher = loaded.batchers.get(signature)
             if batcher is not None:
-                return batcher.submit(inputs, timeout or self.request_timeout)
-            return loaded.backend.run(signature, inputs)
+                outputs = batcher.submit(inputs, timeout or self.request_timeout)
+            else:
+                outputs = loaded.backend.run(signature, inputs)
+        logger = self.request_logs.get(loaded.name)
+        if logger is not None:  # models.config's logging_config: a sample is queued, never waited on
+            logger.offer(loaded.version, signature, inputs, outputs)
+        return outputs
 
 
 def _batchable(signature_def) -> bool:

@@ -13,6 +13,7 @@ import pathlib
 from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.exporting.repository import version_directories
 from kerasdrop.layout import SAVED_MODEL_FILE, ModelsConfigError, read_models_config
+from kerasdrop.serving.models.request_log import log_settings
 
 log = logging.getLogger("kerasdrop.serve")
 
@@ -70,13 +71,15 @@ class ModelsConfig:
     policies: dict = dataclasses.field(default_factory=dict)  # {model: VersionPolicy}
     labels: dict = dataclasses.field(default_factory=dict)  # {model: {label: version}}
     base_paths: dict = dataclasses.field(default_factory=dict)  # {model: base_path}, as the file lists them
+    logging: dict = dataclasses.field(default_factory=dict)  # {model: LogSettings}: models that log
 
 
 def models_config_settings(path) -> ModelsConfig:
     """What serve honours of a models.config (read by layout.read_models_config, whose ConfigError
     names file and line)."""
+    path = pathlib.Path(path)
     config = read_models_config(path)
-    policies, labels, base_paths = {}, {}, {}
+    policies, labels, base_paths, log_configs = {}, {}, {}, {}
     for entry in config.model_config_list.config:
         policy = VersionPolicy.from_proto(entry.model_version_policy)
         if policy is not None:
@@ -85,7 +88,13 @@ def models_config_settings(path) -> ModelsConfig:
         if entry.name in base_paths:  # TF Serving's ValidateModelConfigList refuses it the same way
             raise ConfigError(f"{path}: illegal to list model {entry.name} multiple times in config list")
         base_paths[entry.name] = entry.base_path
-    return ModelsConfig(policies, labels, base_paths)
+        try:
+            settings = log_settings(entry.name, entry.logging_config, path.parent)
+        except ValueError as error:
+            raise ConfigError(f"{path}: {error}") from None
+        if settings is not None:
+            log_configs[entry.name] = settings
+    return ModelsConfig(policies, labels, base_paths, log_configs)
 
 
 def listed_model_dirs(config: ModelsConfig, source) -> dict[str, pathlib.Path]:

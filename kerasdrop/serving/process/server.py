@@ -23,6 +23,7 @@ from kerasdrop.serving import limits
 from kerasdrop.serving.models.admission import Admission
 from kerasdrop.serving.models.manager import ModelManager
 from kerasdrop.serving.models.repository import VersionPolicy
+from kerasdrop.serving.models.request_log import LogLimits
 from kerasdrop.serving.process.grpc_server import bind_grpc_guard, make_grpc_server
 from kerasdrop.serving.process.ports import claim_port, join_port
 from kerasdrop.serving.process.shared_counters import MAX_WORKERS
@@ -67,6 +68,11 @@ class ServeConfig:
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
+    # Request logs (models.config logging_config): a model's samples waiting for its writer, a file's
+    # size before it rotates, all files of a prefix before the oldest are deleted (limits.py says why).
+    request_log_queue: int = limits.DEFAULT_REQUEST_LOG_QUEUE
+    request_log_file_bytes: int = limits.DEFAULT_REQUEST_LOG_FILE_BYTES
+    request_log_total_bytes: int = limits.DEFAULT_REQUEST_LOG_TOTAL_BYTES
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
     workers: int = 1  # processes serving REST and gRPC, each with its own sockets (one SO_REUSEPORT group a port)
     worker_index: int = 0  # set in a worker: its index (1..workers-1), kept by its replacement; the parent is 0
@@ -139,7 +145,9 @@ class Server:
             models_config=config.models_config, batching=batching,
             admission=Admission(config.max_inflight, config.max_elements, max_image_pixels=config.max_image_pixels), request_timeout=config.request_timeout,
             cheap_row_seconds=config.cheap_model_micros / 1e6,
-            require_verification=config.require_verification)
+            require_verification=config.require_verification,
+            request_log_limits=LogLimits(config.request_log_queue, config.request_log_file_bytes,
+                                         config.request_log_total_bytes))
         self.rest_port = None
         self.grpc_port = None
         self.grpc = None

@@ -128,3 +128,22 @@ def test_a_broken_models_config_at_runtime_keeps_the_last_good_one(exported_repo
     assert manager.resolve("lenet5", label="stable").version == 1
     assert any(str(config) in r.getMessage() and "last good" in r.getMessage() for r in caplog.records)
     manager.stop()
+
+
+def test_a_label_moved_to_a_version_not_yet_serving_stays_on_the_old_one_until_it_does(
+        exported_repo, tmp_path):
+    repo, _ = _copy(exported_repo, tmp_path)
+    config = tmp_path / "models.config"
+    policy = 'model_version_policy { specific { versions: 1 versions: 2 } }'
+    config.write_text(f'model_config_list {{ config {{ name: "lenet5" {policy} '
+                      'version_labels { key: "stable" value: 1 } } }')
+    manager = ModelManager(repo, backend="onnx", models_config=config)
+    manager.sync()
+    config.write_text(f'model_config_list {{ config {{ name: "lenet5" {policy} '
+                      'version_labels { key: "stable" value: 2 } } }')
+    manager.sync()  # version 2 is not in the repository yet: the label keeps answering from version 1
+    assert manager.resolve("lenet5", label="stable").version == 1
+    shutil.copytree(repo / "lenet5" / "1", repo / "lenet5" / "2")
+    manager.sync()
+    assert manager.resolve("lenet5", label="stable").version == 2
+    manager.stop()
