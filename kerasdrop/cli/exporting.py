@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from kerasdrop.cli._options import print_report, quiet_tensorflow
+from kerasdrop.exporting.formats import DEFAULT_FORMATS, FORMATS
 
 
 def register(commands) -> None:
@@ -18,7 +19,10 @@ def register(commands) -> None:
     export.add_argument("--name", required=True, help="model name in the repository and in serving URLs")
     export.add_argument("--repo", default="export", help="model repository directory (default: export)")
     export.add_argument("--version", type=int, help="version to publish (default: the next integer; never overwrites)")
-    export.add_argument("--formats", default="savedmodel,onnx", help="savedmodel[,onnx] (default: savedmodel,onnx)")
+    export.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                        help=f"comma-separated, savedmodel first among {', '.join(FORMATS)}: model.onnx, model.tflite "
+                             f"(LiteRT), model.xml + model.bin (OpenVINO IR) beside the SavedModel, each re-verified "
+                             f"(default: {','.join(DEFAULT_FORMATS)})")
     export.add_argument("--mc-samples", type=int, metavar="N",
                         help="add an mc_dropout signature: mean and stddev over N passes with dropout on (default: off)")
     export.add_argument("--image-bytes", action="store_true",
@@ -54,7 +58,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     try:
         result = export(args.model, name=args.name, repo=args.repo, version=args.version,
-                        formats=[fmt.strip() for fmt in args.formats.split(",") if fmt.strip()],
+                        formats=args.formats,
                         mc_samples=args.mc_samples, models_config=args.models_config, base_path=args.base_path,
                         image_bytes=args.image_bytes, int8=args.int8, int8_max_drop=args.int8_max_drop)
     except UnusableInputError as error:

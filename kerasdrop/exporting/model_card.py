@@ -93,8 +93,14 @@ def _verification(report, version: int) -> dict:
 
 
 def build_model_card(model, *, name: str, version: int, source, report, formats, mc_samples, image_bytes=False,
-                     int8=None) -> dict:
-    """The card as a dict: every field from the model, its run directory and the verification report."""
+                     int8=None, figures=None) -> dict:
+    """The card as a dict: every field from the model, its run directory and the verification report.
+
+    `figures`: per format, its files, export seconds and largest difference from Keras (pipeline.py).
+    """
+    from kerasdrop import layout
+    from kerasdrop.exporting.formats import FORMATS
+
     run_dir, why_no_run = find_run(source)
     recipe = metrics = None
     if run_dir is not None:
@@ -139,10 +145,10 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
         "calibration": calibration,
         "verification": _verification(report, version),
         "export": {"formats": list(formats), "signatures": signatures,
-                   "files": ["saved_model.pb", "variables/", "assets.extra/tf_serving_warmup_requests", "golden.json",
-                             *(["model.onnx"] if "onnx" in formats else []),
-                             *(["model.int8.onnx"] if int8 and int8["published"] else []), "verification.json",
-                             CARD_MARKDOWN, CARD_JSON],
+                   "files": [*[file for fmt in formats for file in FORMATS[fmt].files], layout.WARMUP_PATH,
+                             layout.GOLDEN_FILE, *([layout.INT8_ONNX_FILE] if int8 and int8["published"] else []),
+                             layout.VERIFICATION_FILE, CARD_MARKDOWN, CARD_JSON],
+                   "verified_formats": figures or {},
                    **({"int8": int8} if int8 is not None else {})},
     }
     card["intended_use"] = _intended_use(card, interface)
@@ -271,6 +277,12 @@ def render_markdown(card: dict) -> str:
               *[f"| {c['check']} | {c['target']} | {c['seconds']:.3f} |" for c in verification["checks"]], "",
               *[f"- {line}" for line in verification["passed"]], "",
               "## Serving interface", f"Formats: {', '.join(card['export']['formats'])}.", ""]
+    verified = card["export"].get("verified_formats") or {}
+    if verified:
+        lines += ["| format | files | runtime | export seconds | max difference from Keras |", "|---|---|---|---:|---:|"]
+        lines += [f"| {fmt} | {', '.join(f['files'])} | {f['runtime']} | {f['export_seconds']:.2f} | "
+                  + (f"{f['max_difference_vs_keras']:.2g}" if "max_difference_vs_keras" in f else "not compared")
+                  + " |" for fmt, f in verified.items()] + [""]
     lines += [f"- `{name}`: {', '.join(s['inputs'])} → {', '.join(s['outputs'])}"
               + (f" ({s['samples']} stochastic passes)" if "samples" in s else "")
               for name, s in card["export"]["signatures"].items()]

@@ -1,4 +1,5 @@
-"""`export(model, name)`: verify, write SavedModel + ONNX into staging, re-verify, publish atomically.
+"""`export(model, name)`: verify, write each format (SavedModel, ONNX, LiteRT, OpenVINO) into staging,
+re-verify every written file, publish atomically.
 
 Nothing is published until the Keras model and every written artefact have passed the verifier.
 """
@@ -12,17 +13,19 @@ import shutil
 import time
 from typing import Sequence
 
+from kerasdrop import layout
 from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.errors import KerasdropError
 from kerasdrop.exporting import (
     models_config as models_config_file,  # `models_config` is an argument of export()
 )
 from kerasdrop.exporting import repository
+from kerasdrop.exporting.formats import DEFAULT_FORMATS, FORMATS, check_formats
 from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
 from kerasdrop.exporting.interface import keras_reference, serving_interface
 from kerasdrop.verification.report import Report
 
-FORMATS = ("savedmodel", "onnx")
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "ExportRefusedError", "ExportResult", "check_formats", "export"]
 
 
 class ExportRefusedError(KerasdropError):
@@ -43,17 +46,8 @@ class ExportResult:
     models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
     interface: object = None  # interface.ServingInterface: the names serving_default publishes, and why
     int8: dict | None = None  # `--int8`: accuracy, drop, size, latency, and whether model.int8.onnx was published
-
-
-def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
-    formats = tuple(formats)
-    unknown = [fmt for fmt in formats if fmt not in FORMATS]
-    if unknown or not formats:
-        raise invalid_argument("formats", f"a comma-separated subset of {', '.join(FORMATS)}", ",".join(formats))
-    if "savedmodel" not in formats:
-        raise invalid_argument("formats", "a list including savedmodel (a TF Serving version directory needs "
-                               "saved_model.pb; ONNX is written beside it)", ",".join(formats))
-    return formats
+    # Per format: its files, export seconds, and its largest difference from Keras on the probes.
+    formats: dict = dataclasses.field(default_factory=dict)
 
 
 def export(
@@ -62,7 +56,7 @@ def export(
     name: str,
     repo: str | pathlib.Path = "export",
     version: int | None = None,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = DEFAULT_FORMATS,
     mc_samples: int | None = None,
     models_config: str | pathlib.Path | None = models_config_file.MODELS_CONFIG_BESIDE_REPO,
     base_path: str = "/models",
@@ -77,7 +71,8 @@ def export(
         name: the model name in the repository and in serving URLs.
         repo: the model repository directory.
         version: the version to publish (default: the next integer). Never overwrites.
-        formats: `savedmodel` and optionally `onnx` (written as `model.onnx` beside it).
+        formats: `savedmodel` and any of `onnx`, `litert`, `openvino` (`model.onnx`, `model.tflite`,
+            `model.xml` + `model.bin` beside it; see `formats.py`). Default: savedmodel and onnx.
         mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
         models_config: ModelServerConfig text file to keep listing every model, merged into: what is
             there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
@@ -105,7 +100,8 @@ def export(
     version = repository.resolve_version(model_dir, version)
     models_config = models_config_file.models_config_path(repo, models_config)
     models_config_file.read_models_config(models_config)  # one that cannot be merged into refuses the export now
-    options = {"mc_samples": mc_samples, "image_bytes": image_bytes, "max_drop": int8_max_drop,
+    figures = {}
+    options = {"figures": figures, "mc_samples": mc_samples, "image_bytes": image_bytes, "max_drop": int8_max_drop,
                "int8_run": _check_int8(model_or_path, formats, int8_max_drop) if int8 else None}
     seconds = {}
 
@@ -119,10 +115,10 @@ def export(
     try:
         _write_and_reverify(model, staging, report, name=name, formats=formats, options=options, seconds=seconds)
         int8_record = _write_int8_and_golden(model, staging, options, seconds)
-        _save_report(report, staging, int8_record)
+        _save_report(report, staging, int8_record, figures)
         write_model_card(staging, build_model_card(model, name=name, version=version, source=source, report=report,
                                                    formats=formats, mc_samples=mc_samples, image_bytes=image_bytes,
-                                                   int8=int8_record))
+                                                   int8=int8_record, figures=figures))
 
         # --- 4. publish --------------------------------------------------------------------------
         path = repository.publish(staging, model_dir, version)
@@ -130,11 +126,12 @@ def export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     report.target = str(path)
-    _save_report(report, path, int8_record)
+    _save_report(report, path, int8_record, figures)
     if models_config is not None:
         models_config_file.write_models_config(repo, models_config, base_path)
     return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
-                        models_config=models_config, interface=serving_interface(model), int8=int8_record)
+                        models_config=models_config, interface=serving_interface(model), int8=int8_record,
+                        formats=figures)
 
 
 def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
@@ -148,16 +145,17 @@ def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
     return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None)
 
 
-def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None) -> None:
-    """verification.json: the report, and the int8 gate's measurements when `--int8` ran."""
+def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None, figures: dict) -> None:
+    """verification.json: the report, each format's figures, and the int8 gate's measurements when `--int8` ran."""
     import json
 
     from kerasdrop._files import atomic_write_text
 
     data = report.to_dict()
+    data["formats"] = figures
     if int8_record is not None:
         data["int8"] = int8_record
-    atomic_write_text(directory / "verification.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(directory / layout.VERIFICATION_FILE, json.dumps(data, indent=2) + "\n")
 
 
 def _verified_keras_model(model_or_path, seconds: dict, options: dict):
@@ -192,9 +190,8 @@ def _verified_keras_model(model_or_path, seconds: dict, options: dict):
 
 
 def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, options, seconds) -> None:
-    """Writes SavedModel (+ warmup requests) and ONNX into `staging`, then verifies what was written."""
+    """Writes the SavedModel (+ warmup requests), then each other format, into `staging`; verifies what was written."""
     from kerasdrop.exporting.image_bytes import check_bytes_parity
-    from kerasdrop.exporting.onnx import write_onnx
     from kerasdrop.exporting.savedmodel import input_signature, write_savedmodel
     from kerasdrop.exporting.warmup import write_warmup
     from kerasdrop.verification import numerical
@@ -206,23 +203,55 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
                      image_bytes_range=(low, high) if options["image_bytes"] else None)
     write_warmup(staging, name, serving_interface(model).inputs, low, high)
     seconds["savedmodel"] = time.perf_counter() - started
-    if "onnx" in formats:
+    for name in formats:
+        if name == "savedmodel":
+            continue  # written above, with its optional signatures; the others may convert from it
         started = time.perf_counter()
-        write_onnx(model, staging / "model.onnx")
-        seconds["onnx"] = time.perf_counter() - started
+        FORMATS[name].write(model, staging)
+        seconds[name] = time.perf_counter() - started
 
     started = time.perf_counter()
     artefacts = Report(target=str(staging), kind="savedmodel")
-    verify_saved_model(staging, probe_range=(low, high), report=artefacts,
-                       reference={"keras": keras_reference(model)})
+    runners = {}
+    reference = keras_reference(model)
+    verify_saved_model(staging, probe_range=(low, high), report=artefacts, reference={"keras": reference},
+                       runners=runners)
     if options["image_bytes"]:
         check_bytes_parity(staging, input_signature(model)[0].name, model.input_shape[1:], (low, high), artefacts)
     report.extend(artefacts)
     seconds["reverify"] = time.perf_counter() - started
+    options["figures"].update(_format_figures(model, formats, runners, reference, (low, high), staging, seconds))
     if not report.ok:
         raise ExportRefusedError(f"The written artefacts of {report.target} failed verification; nothing was "
                                  "published.", report)
 
+
+
+def _format_figures(model, formats, runners: dict, reference, probe_range, staging, seconds) -> dict:
+    """Per format: its files and bytes, its export seconds, and its largest difference from Keras on a probe
+    batch of 7 (every float output; class ids compared as a count of mismatches)."""
+    import numpy as np
+
+    from kerasdrop.verification import numerical
+    from kerasdrop.verification.probes import BATCH
+
+    probes = {"images": numerical.probe_images(model.input_shape[1:], *probe_range, batch=BATCH + 1, seed=11)}
+    inputs = serving_interface(model).input_names
+    expected = reference(probes) if inputs == ["images"] else None
+    figures = {}
+    for name in formats:
+        spec = FORMATS[name]
+        run = runners.get(spec.runtime)
+        record = {"files": list(spec.files), "runtime": spec.runtime,
+                  "bytes": sum((staging / file).stat().st_size for file in spec.files if (staging / file).is_file()),
+                  "export_seconds": round(seconds.get(name, 0.0), 3), "verified": run is not None}
+        if run is not None and expected is not None:
+            _, difference, close = numerical.differences(
+                {key: value for key, value in expected.items() if np.issubdtype(value.dtype, np.floating)}, run(probes))
+            record.update(max_difference_vs_keras=float(difference), within_tolerance=bool(close),
+                          probe_rows=BATCH + 1)
+        figures[name] = record
+    return figures
 
 
 def _write_int8_and_golden(model, staging: pathlib.Path, options: dict, seconds: dict) -> dict | None:
