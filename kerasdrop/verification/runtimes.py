@@ -203,21 +203,24 @@ _LITERT_TYPES = {"float32", "float16", "float64", "int8", "uint8", "int16", "int
 
 
 def litert_signature(path: str | pathlib.Path):
-    """`(signature runner, [InputSpec])` of a `.tflite` file's first signature (`serving_default` if it has
-    one); the runner resizes a dynamic batch dimension to each call's rows."""
+    """`(runner, [InputSpec])` of a `.tflite` file: its `serving_default` signature (else its first), or, for a
+    file converted without signatures, its input and output tensors. Either resizes an open batch
+    dimension to each call's rows."""
     interpreter_module = import_runtime("litert")
     try:
         interpreter = interpreter_module.Interpreter(model_path=str(path))
         signatures = interpreter.get_signature_list()
     except Exception as error:  # the LiteRT loader raises ValueError/RuntimeError on bad flatbuffers
         raise UnusableInputError(f"{path} cannot be loaded by LiteRT: {_first_line(error)}") from None
-    if not signatures:
-        raise UnusableInputError(f"{path} has no signature: LiteRT cannot name its inputs and outputs "
-                                 "(convert with TFLiteConverter.from_saved_model or from_concrete_functions)")
-    key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
-    runner = interpreter.get_signature_runner(key)
+    if signatures:
+        runner = interpreter.get_signature_runner("serving_default" if "serving_default" in signatures
+                                                  else sorted(signatures)[0])
+        details = sorted(runner.get_input_details().items())
+    else:
+        runner = _TensorRunner(interpreter)
+        details = [(detail["name"], detail) for detail in interpreter.get_input_details()]
     specs = []
-    for name, detail in sorted(runner.get_input_details().items()):
+    for name, detail in details:
         dtype = np.dtype(detail["dtype"])
         if dtype.name not in _LITERT_TYPES:
             return runner, None
@@ -225,6 +228,25 @@ def litert_signature(path: str | pathlib.Path):
         batched = bool(dims) and dims[0] is None
         specs.append(InputSpec(name, dtype, tuple(dims[1:] if batched else dims), batched))
     return runner, specs
+
+
+class _TensorRunner:
+    """Calls an interpreter without signatures by its input and output tensor names, as a signature runner."""
+
+    def __init__(self, interpreter):
+        self.interpreter = interpreter
+
+    def __call__(self, **inputs):
+        interpreter = self.interpreter
+        details = {detail["name"]: detail for detail in interpreter.get_input_details()}
+        for name, value in inputs.items():
+            if tuple(details[name]["shape"]) != value.shape:
+                interpreter.resize_tensor_input(details[name]["index"], value.shape)
+        interpreter.allocate_tensors()
+        for name, value in inputs.items():
+            interpreter.set_tensor(details[name]["index"], value)
+        interpreter.invoke()
+        return {detail["name"]: interpreter.get_tensor(detail["index"]) for detail in interpreter.get_output_details()}
 
 
 def litert_runtime(runner):
