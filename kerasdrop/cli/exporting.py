@@ -83,6 +83,12 @@ def run_export(args: argparse.Namespace) -> int:
         if args.mc_samples:
             signatures += f"; mc_dropout: {', '.join(interface.input_names)} -> mean, stddev over {args.mc_samples} passes"
         print(f"signatures {signatures}")
+        for name, figures in result.formats.items():
+            difference = (f"largest difference from Keras {figures['max_difference_vs_keras']:.2g} on "
+                          f"{figures['probe_rows']} probe rows" if "max_difference_vs_keras" in figures else
+                          "not compared with Keras")
+            print(f"format {name}: {', '.join(figures['files'])} ({figures['bytes']:,} bytes), re-verified in "
+                  f"{figures['runtime']}, {difference}, written in {figures['export_seconds']:.2f} s")
     if result.int8 is not None:
         from kerasdrop.exporting.int8 import describe
 
