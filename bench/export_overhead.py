@@ -110,7 +110,8 @@ def every_format(model, work: pathlib.Path, tf, np) -> None:
     from kerasdrop.exporting.formats import FORMATS
     from kerasdrop.verification import runtimes
 
-    result = export(model, name="lenet5_formats", repo=work / "repo", formats=list(FORMATS), models_config=None)
+    result = export(model, name="lenet5_formats", repo=work / "repo", formats=list(FORMATS),
+                    models_config=None)
     path = result.path
     images = np.random.default_rng(1).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
     signature = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -137,7 +138,8 @@ def every_format(model, work: pathlib.Path, tf, np) -> None:
               f"{medians[name] / medians['onnx']:17.2f}")
     print(f"  re-verification of all four written formats: {result.seconds['reverify']:.2f} s; "
           f"largest difference from Keras: "
-          + ", ".join(f"{name} {figures['max_difference_vs_keras']:.2g}" for name, figures in result.formats.items()))
+          + ", ".join(f"{name} {figures['max_difference_vs_keras']:.2g}"
+                      for name, figures in result.formats.items()))
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ def register(commands) -> None:
     export.add_argument("--repo", default="export", help="model repository directory (default: export)")
     export.add_argument("--version", type=int, help="version to publish (default: the next integer; never overwrites)")
     export.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
-                        help=f"comma-separated, savedmodel first among {', '.join(FORMATS)}: model.onnx, model.tflite "
-                             f"(LiteRT), model.xml + model.bin (OpenVINO IR) beside the SavedModel, each re-verified "
-                             f"(default: {','.join(DEFAULT_FORMATS)})")
+                        help=f"comma-separated, savedmodel among them, of {', '.join(FORMATS)}: "
+                             f"model.onnx, model.tflite (LiteRT), model.xml + model.bin (OpenVINO IR) beside "
+                             f"the SavedModel, each re-verified (default: {','.join(DEFAULT_FORMATS)})")
     export.add_argument("--mc-samples", type=int, metavar="N",
                         help="add an mc_dropout signature: mean and stddev over N passes with dropout on (default: off)")
     export.add_argument("--image-bytes", action="store_true",
@@ -87,8 +87,9 @@ def run_export(args: argparse.Namespace) -> int:
             difference = (f"largest difference from Keras {figures['max_difference_vs_keras']:.2g} on "
                           f"{figures['probe_rows']} probe rows" if "max_difference_vs_keras" in figures else
                           "not compared with Keras")
-            print(f"format {name}: {', '.join(figures['files'])} ({figures['bytes']:,} bytes), re-verified in "
-                  f"{figures['runtime']}, {difference}, written in {figures['export_seconds']:.2f} s")
+            print(f"format {name}: {', '.join(figures['files'])} ({figures['bytes']:,} bytes), "
+                  f"re-verified in {figures['runtime']}, {difference}, "
+                  f"written in {figures['export_seconds']:.2f} s")
     if result.int8 is not None:
         from kerasdrop.exporting.int8 import describe
 

@@ -28,12 +28,21 @@ class ExportFormat:
 
 
 FORMATS = {
-    "savedmodel": ExportFormat("savedmodel", "kerasdrop.exporting.savedmodel", (layout.SAVED_MODEL_FILE,
-                               layout.VARIABLES_DIR + "/"), "savedmodel"),
+    "savedmodel": ExportFormat(
+        "savedmodel",
+        "kerasdrop.exporting.savedmodel",
+        (layout.SAVED_MODEL_FILE, layout.VARIABLES_DIR + "/"),
+        "savedmodel",
+    ),
     "onnx": ExportFormat("onnx", "kerasdrop.exporting.onnx", (layout.ONNX_FILE,), "onnxruntime"),
     "litert": ExportFormat("litert", "kerasdrop.exporting.litert", (layout.TFLITE_FILE,), "litert", "litert"),
-    "openvino": ExportFormat("openvino", "kerasdrop.exporting.openvino",
-                             (layout.OPENVINO_XML_FILE, layout.OPENVINO_BIN_FILE), "openvino", "openvino"),
+    "openvino": ExportFormat(
+        "openvino",
+        "kerasdrop.exporting.openvino",
+        (layout.OPENVINO_XML_FILE, layout.OPENVINO_BIN_FILE),
+        "openvino",
+        "openvino",
+    ),
 }
 # What `kerasdrop export` writes when no format is named: the two whose runtimes are core dependencies
 # and that TF Serving and `kerasdrop serve` load. LiteRT and OpenVINO are opt-in: their runtimes are
@@ -50,10 +59,16 @@ def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(formats))
     unknown = [name for name in formats if name not in FORMATS]
     if unknown or not formats:
-        raise invalid_argument("formats", f"a comma-separated subset of {', '.join(FORMATS)}", ",".join(formats))
+        raise invalid_argument(
+            "formats", f"a comma-separated subset of {', '.join(FORMATS)}", ",".join(formats)
+        )
     if "savedmodel" not in formats:
-        raise invalid_argument("formats", "a list including savedmodel (a TF Serving version directory needs "
-                               "saved_model.pb; the other formats are written beside it)", ",".join(formats))
+        raise invalid_argument(
+            "formats",
+            "a list including savedmodel (a TF Serving version directory needs "
+            "saved_model.pb; the other formats are written beside it)",
+            ",".join(formats),
+        )
     for name in formats:
         if FORMATS[name].extra is not None:
             _check_runtime_installed(name)
@@ -68,5 +83,8 @@ def _check_runtime_installed(name: str) -> None:
     try:
         import_runtime(name)
     except RuntimeMissingError as error:
-        raise invalid_argument("formats", f"formats whose runtime is installed ({error}; kerasdrop never publishes "
-                               "a file it has not run)", name) from None
+        raise invalid_argument(
+            "formats",
+            f"formats whose runtime is installed ({error}; kerasdrop never publishes a file it has not run)",
+            name,
+        ) from None

@@ -146,7 +146,8 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
         "verification": _verification(report, version),
         "export": {"formats": list(formats), "signatures": signatures,
                    "files": [*[file for fmt in formats for file in FORMATS[fmt].files], layout.WARMUP_PATH,
-                             layout.GOLDEN_FILE, *([layout.INT8_ONNX_FILE] if int8 and int8["published"] else []),
+                             layout.GOLDEN_FILE,
+                             *([layout.INT8_ONNX_FILE] if int8 and int8["published"] else []),
                              layout.VERIFICATION_FILE, CARD_MARKDOWN, CARD_JSON],
                    "verified_formats": figures or {},
                    **({"int8": int8} if int8 is not None else {})},
@@ -279,9 +280,11 @@ def render_markdown(card: dict) -> str:
               "## Serving interface", f"Formats: {', '.join(card['export']['formats'])}.", ""]
     verified = card["export"].get("verified_formats") or {}
     if verified:
-        lines += ["| format | files | runtime | export seconds | max difference from Keras |", "|---|---|---|---:|---:|"]
+        lines += ["| format | files | runtime | export seconds | max difference from Keras |",
+                  "|---|---|---|---:|---:|"]
         lines += [f"| {fmt} | {', '.join(f['files'])} | {f['runtime']} | {f['export_seconds']:.2f} | "
-                  + (f"{f['max_difference_vs_keras']:.2g}" if "max_difference_vs_keras" in f else "not compared")
+                  + (f"{f['max_difference_vs_keras']:.2g}" if "max_difference_vs_keras" in f
+                     else "not compared")
                   + " |" for fmt, f in verified.items()] + [""]
     lines += [f"- `{name}`: {', '.join(s['inputs'])} → {', '.join(s['outputs'])}"
               + (f" ({s['samples']} stochastic passes)" if "samples" in s else "")

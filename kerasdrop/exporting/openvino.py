@@ -19,4 +19,6 @@ def write(model, staging: pathlib.Path) -> None:
     converted = openvino.convert_model(str(staging))
     # compress_to_fp16=False: the IR keeps float32 weights, so it reproduces Keras within the verifier's
     # tolerance (OpenVINO's default halves the weights to float16).
-    openvino.save_model(converted, str(pathlib.Path(staging) / layout.OPENVINO_XML_FILE), compress_to_fp16=False)
+    openvino.save_model(
+        converted, str(pathlib.Path(staging) / layout.OPENVINO_XML_FILE), compress_to_fp16=False
+    )

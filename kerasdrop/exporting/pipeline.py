@@ -100,8 +100,9 @@ def export(
     version = repository.resolve_version(model_dir, version)
     models_config = models_config_file.models_config_path(repo, models_config)
     models_config_file.read_models_config(models_config)  # one that cannot be merged into refuses the export now
-    figures = {}
-    options = {"figures": figures, "mc_samples": mc_samples, "image_bytes": image_bytes, "max_drop": int8_max_drop,
+    figures = {}  # per format: files, seconds, largest difference from Keras (filled by _write_and_reverify)
+    options = {"figures": figures, "mc_samples": mc_samples,
+               "image_bytes": image_bytes, "max_drop": int8_max_drop,
                "int8_run": _check_int8(model_or_path, formats, int8_max_drop) if int8 else None}
     seconds = {}
 
@@ -146,7 +147,8 @@ def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
 
 
 def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None, figures: dict) -> None:
-    """verification.json: the report, each format's figures, and the int8 gate's measurements when `--int8` ran."""
+    """verification.json: the report, each format's figures, and the int8 gate's measurements when `--int8`
+    ran."""
     import json
 
     from kerasdrop._files import atomic_write_text
@@ -190,7 +192,8 @@ def _verified_keras_model(model_or_path, seconds: dict, options: dict):
 
 
 def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, options, seconds) -> None:
-    """Writes the SavedModel (+ warmup requests), then each other format, into `staging`; verifies what was written."""
+    """Writes the SavedModel (+ warmup requests), then each other format, into `staging`; verifies what was
+    written."""
     from kerasdrop.exporting.image_bytes import check_bytes_parity
     from kerasdrop.exporting.savedmodel import input_signature, write_savedmodel
     from kerasdrop.exporting.warmup import write_warmup
@@ -220,7 +223,8 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
         check_bytes_parity(staging, input_signature(model)[0].name, model.input_shape[1:], (low, high), artefacts)
     report.extend(artefacts)
     seconds["reverify"] = time.perf_counter() - started
-    options["figures"].update(_format_figures(model, formats, runners, reference, (low, high), staging, seconds))
+    options["figures"].update(_format_figures(model, formats, runners, reference, (low, high), staging,
+                                              seconds))
     if not report.ok:
         raise ExportRefusedError(f"The written artefacts of {report.target} failed verification; nothing was "
                                  "published.", report)
@@ -243,11 +247,13 @@ def _format_figures(model, formats, runners: dict, reference, probe_range, stagi
         spec = FORMATS[name]
         run = runners.get(spec.runtime)
         record = {"files": list(spec.files), "runtime": spec.runtime,
-                  "bytes": sum((staging / file).stat().st_size for file in spec.files if (staging / file).is_file()),
+                  "bytes": sum((staging / file).stat().st_size for file in spec.files
+                               if (staging / file).is_file()),
                   "export_seconds": round(seconds.get(name, 0.0), 3), "verified": run is not None}
         if run is not None and expected is not None:
             _, difference, close = numerical.differences(
-                {key: value for key, value in expected.items() if np.issubdtype(value.dtype, np.floating)}, run(probes))
+                {key: value for key, value in expected.items() if np.issubdtype(value.dtype, np.floating)},
+                run(probes))
             record.update(max_difference_vs_keras=float(difference), within_tolerance=bool(close),
                           probe_rows=BATCH + 1)
         figures[name] = record

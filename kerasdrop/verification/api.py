@@ -57,8 +57,8 @@ def verify(target, *, probe_range: tuple[float, float] | None = None) -> Report:
         return verify_litert(path, probe_range=probe_range)
     if path.suffix == ".xml":
         return verify_openvino(path, probe_range=probe_range)
-    raise UnusableInputError(f"Cannot verify {path}: expected a .keras file, a SavedModel directory, an .onnx file, "
-                             "a .tflite file or an OpenVINO .xml file.")
+    raise UnusableInputError(f"Cannot verify {path}: expected a .keras file, a SavedModel directory, an "
+                             ".onnx file, a .tflite file or an OpenVINO .xml file.")
 
 
 def verify_keras(model, *, probe_range=None, target: str | None = None, for_export: bool = False) -> Report:
@@ -168,7 +168,8 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
         return report
     batches = {size: probes.probe_inputs(serving.specs, low, high, batch=size, seed=size)
                for size in parity.BATCH_SIZES}
-    written = {"savedmodel": serving.run, **({"onnxruntime": onnx_run} if onnx_run is not None else {}), **others}
+    written = {"savedmodel": serving.run, **({"onnxruntime": onnx_run} if onnx_run is not None else {}),
+               **others}
     if len(written) > 1:
         parity.check_parity(written, batches, report)
     if reference:
@@ -236,7 +237,8 @@ def verify_litert(path: pathlib.Path, *, probe_range=None) -> Report:
 
 
 def verify_openvino(path: pathlib.Path, *, probe_range=None) -> Report:
-    """Checks 2 and 3 on an OpenVINO IR `.xml` (weights in the `.bin` beside it): its layers, then its numbers."""
+    """Checks 2 and 3 on an OpenVINO IR `.xml` (weights in the `.bin` beside it): its layers, then its
+    numbers."""
     report = Report(target=str(path), kind="openvino")
     check_runtime("openvino", path, report, probe_range=probe_range)
     return report
@@ -255,15 +257,17 @@ def check_runtime(format_name: str, path: pathlib.Path, report: Report, *, probe
         loaded, specs = load(path)
     except UnusableInputError as error:
         report.not_run.append({"artefact": str(path), "reason": str(error)})
-        report.add(numerical.CHECK, "warning", f"{format_name} {pathlib.Path(path).name}", f"not run: {error}; judged "
-                   "from its graph alone (repeatability, batch independence and parity unproven)",
+        report.add(numerical.CHECK, "warning", f"{format_name} {pathlib.Path(path).name}",
+                   f"not run: {error}; judged from its graph alone (repeatability, batch independence and "
+                   "parity unproven)",
                    f"install the {format_name} runtime, or check the file in the runtime that will serve it"
                    if isinstance(error, runtimes.RuntimeMissingError) else
                    "check it in the runtime that will serve it")
         return None
     if specs is None:
-        report.add(numerical.CHECK, "warning", f"{format_name} {pathlib.Path(path).name}", "an input has a dtype or "
-                   "rank the probes cannot make: numerical checks skipped (the graph scan covered it)")
+        report.add(numerical.CHECK, "warning", f"{format_name} {pathlib.Path(path).name}",
+                   "an input has a dtype or rank the probes cannot make: numerical checks skipped (the graph "
+                   "scan covered it)")
         return None
     run = runner(loaded)
     for index, magnitude in enumerate(probes.magnitudes(probe_range, specs)):
@@ -274,8 +278,8 @@ def check_runtime(format_name: str, path: pathlib.Path, report: Report, *, probe
         location = f"{format_name} {pathlib.Path(path).name}{at}"
         if index == 0:
             _check_finite(run, inputs, report, location)
-        numerical.check_function(run, inputs, report, location=location, batch_test=probes.batched_names(specs),
-                                 optional=index > 0)
+        numerical.check_function(run, inputs, report, location=location,
+                                 batch_test=probes.batched_names(specs), optional=index > 0)
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
     return run
@@ -293,6 +297,7 @@ def _check_finite(run, inputs, report: Report, location: str) -> None:
     bad = sorted(name for name, value in outputs.items()
                  if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all())
     if bad:
-        report.add(numerical.CHECK, "error", location, f"non-finite outputs ({', '.join(bad)}) on probes of its input "
-                   "range: the file does not compute a usable model (uninitialised variables?), so nothing it "
-                   "returns proves inference mode", "convert with the variables frozen into constants")
+        report.add(numerical.CHECK, "error", location, f"non-finite outputs ({', '.join(bad)}) on probes of "
+                   "its input range: the file does not compute a usable model (uninitialised variables?), "
+                   "so nothing it returns proves inference mode",
+                   "convert with the variables frozen into constants")

@@ -18,7 +18,9 @@ from kerasdrop.verification.report import CheckRun, Report, UnusableInputError
 from kerasdrop.verification.structure import STOCHASTIC_ACTION
 
 CHECK = "graph"
-BATCH_STATISTICS_ACTION = "call BatchNormalization (and any layer using batch statistics) without training=True"
+BATCH_STATISTICS_ACTION = (
+    "call BatchNormalization (and any layer using batch statistics) without training=True"
+)
 
 
 def read_tflite(path: pathlib.Path):
@@ -35,7 +37,9 @@ def read_tflite(path: pathlib.Path):
     try:
         return schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception as error:  # flatbuffers raises struct.error, IndexError... on truncated files
-        raise UnusableInputError(f"{path} is a corrupt LiteRT flatbuffer: {type(error).__name__}: {error}") from None
+        raise UnusableInputError(
+            f"{path} is a corrupt LiteRT flatbuffer: {type(error).__name__}: {error}"
+        ) from None
 
 
 def _operator_names():
@@ -86,34 +90,74 @@ def check_litert_graph(path: pathlib.Path, report: Report) -> None:
             where = f"tflite subgraph {index} op {position}"
             if builtin == schema.BuiltinOperator.CUSTOM:
                 op = (code.customCode or b"").decode(errors="replace")
-                tf_op = op[len(ops.TFLITE_FLEX_PREFIX):] if op.startswith(ops.TFLITE_FLEX_PREFIX) else None
+                tf_op = op[len(ops.TFLITE_FLEX_PREFIX) :] if op.startswith(ops.TFLITE_FLEX_PREFIX) else None
                 if tf_op in ops.TF_STATEFUL_RANDOM_OPS or tf_op in ops.TF_STATELESS_RANDOM_OPS:
                     problems += 1
-                    report.add(CHECK, "error", f"{where} ({op})", f"TensorFlow random op {tf_op} run through the "
-                               "Select-TF-ops delegate: random (or a fixed mask) at inference", STOCHASTIC_ACTION)
+                    report.add(
+                        CHECK,
+                        "error",
+                        f"{where} ({op})",
+                        f"TensorFlow random op {tf_op} run through the "
+                        "Select-TF-ops delegate: random (or a fixed mask) at inference",
+                        STOCHASTIC_ACTION,
+                    )
                 elif tf_op in ops.TF_STATE_MUTATION_OPS:
                     problems += 1
-                    report.add(CHECK, "error", f"{where} ({op})", f"TensorFlow op {tf_op} writes a variable while "
-                               "serving", BATCH_STATISTICS_ACTION)
+                    report.add(
+                        CHECK,
+                        "error",
+                        f"{where} ({op})",
+                        f"TensorFlow op {tf_op} writes a variable while serving",
+                        BATCH_STATISTICS_ACTION,
+                    )
                 elif tf_op is None or op_def_registry.get(tf_op) is None:
                     problems += 1
-                    report.add(CHECK, "warning", f"{where} ({op})", f"custom op {op!r} is outside TFLite's builtin "
-                               "vocabulary: what it computes (random or not) cannot be judged from the file",
-                               "check the custom op's implementation, or convert without it")
+                    report.add(
+                        CHECK,
+                        "warning",
+                        f"{where} ({op})",
+                        f"custom op {op!r} is outside TFLite's builtin "
+                        "vocabulary: what it computes (random or not) cannot be judged from the file",
+                        "check the custom op's implementation, or convert without it",
+                    )
             elif op in ops.TFLITE_RANDOM_OPS:
                 problems += 1
-                report.add(CHECK, "error", f"{where} ({op})", f"random op {op}: it samples on every call",
-                           STOCHASTIC_ACTION)
+                report.add(
+                    CHECK,
+                    "error",
+                    f"{where} ({op})",
+                    f"random op {op}: it samples on every call",
+                    STOCHASTIC_ACTION,
+                )
             elif op in ops.TFLITE_STATE_WRITE_OPS:
                 problems += 1
-                report.add(CHECK, "error", f"{where} ({op})", f"{op} writes a variable while serving: inference "
-                           "changes the model's state (training-mode BatchNormalization updating its moving "
-                           "statistics?)", BATCH_STATISTICS_ACTION)
+                report.add(
+                    CHECK,
+                    "error",
+                    f"{where} ({op})",
+                    f"{op} writes a variable while serving: inference "
+                    "changes the model's state (training-mode BatchNormalization updating its moving "
+                    "statistics?)",
+                    BATCH_STATISTICS_ACTION,
+                )
             elif op in ops.TFLITE_REDUCTION_OPS and _reduces_batch_axis(model, subgraph, operator):
                 problems += 1
-                report.add(CHECK, "error", f"{where} ({op})", f"{op} over the batch axis: batch statistics, so a "
-                           "prediction depends on the rest of the batch", BATCH_STATISTICS_ACTION)
+                report.add(
+                    CHECK,
+                    "error",
+                    f"{where} ({op})",
+                    f"{op} over the batch axis: batch statistics, so a "
+                    "prediction depends on the rest of the batch",
+                    BATCH_STATISTICS_ACTION,
+                )
     if not problems:
-        report.add(CHECK, "info", f"tflite {pathlib.Path(path).name}", f"no random op, state write, batch-axis "
-                   f"reduction or custom op among {count} operators ({len(model.subgraphs or [])} subgraphs)")
-    report.checks.append(CheckRun(CHECK, str(path), time.perf_counter() - started, f"{count} LiteRT operators"))
+        report.add(
+            CHECK,
+            "info",
+            f"tflite {pathlib.Path(path).name}",
+            f"no random op, state write, batch-axis "
+            f"reduction or custom op among {count} operators ({len(model.subgraphs or [])} subgraphs)",
+        )
+    report.checks.append(
+        CheckRun(CHECK, str(path), time.perf_counter() - started, f"{count} LiteRT operators")
+    )

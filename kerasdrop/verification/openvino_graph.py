@@ -33,7 +33,9 @@ def read_openvino_xml(path: pathlib.Path):
     except ElementTree.ParseError as error:
         raise UnusableInputError(f"{path} is not readable XML: {error}") from None
     if root.tag != "net" or root.find("layers") is None:
-        raise UnusableInputError(f"{path} is not an OpenVINO IR (expected <net> with <layers>; found <{root.tag}>)")
+        raise UnusableInputError(
+            f"{path} is not an OpenVINO IR (expected <net> with <layers>; found <{root.tag}>)"
+        )
     weights = path.with_suffix(".bin")
     return root, weights.read_bytes() if weights.is_file() else None
 
@@ -49,13 +51,16 @@ def _constant(layer, weights: bytes | None):
     offset, size = int(data.get("offset", -1)), int(data.get("size", -1))
     if offset < 0 or size < 0 or offset + size > len(weights):
         return None
-    return np.frombuffer(weights[offset:offset + size], dtype=dtype)
+    return np.frombuffer(weights[offset : offset + size], dtype=dtype)
 
 
 def _input_dims(layer, port: str = "0") -> list[int] | None:
     for entry in layer.findall("input/port"):
         if entry.get("id") == port:
-            return [int(dim.text) if dim.text and dim.text.lstrip("-").isdigit() else -1 for dim in entry.findall("dim")]
+            return [
+                int(dim.text) if dim.text and dim.text.lstrip("-").isdigit() else -1
+                for dim in entry.findall("dim")
+            ]
     return None
 
 
@@ -79,23 +84,44 @@ def check_openvino_graph(path: pathlib.Path, report: Report) -> None:
     root, weights = read_openvino_xml(path)
     layers = {layer.get("id"): layer for layer in root.iter("layer")}
     # (to-layer, to-port) -> from-layer: where each input comes from (the axes of a reduction).
-    edges = {(edge.get("to-layer"), edge.get("to-port")): edge.get("from-layer") for edge in root.iter("edge")}
+    edges = {
+        (edge.get("to-layer"), edge.get("to-port")): edge.get("from-layer") for edge in root.iter("edge")
+    }
     problems = 0
     for layer in layers.values():
         kind, where = layer.get("type", ""), f"openvino layer {layer.get('name')} ({layer.get('type')})"
         if kind in ops.OPENVINO_RANDOM_OPS:
             problems += 1
-            report.add(CHECK, "error", where, f"random op {kind}: it samples on every call", STOCHASTIC_ACTION)
+            report.add(
+                CHECK, "error", where, f"random op {kind}: it samples on every call", STOCHASTIC_ACTION
+            )
         elif kind in ops.OPENVINO_STATE_WRITE_OPS:
             problems += 1
-            report.add(CHECK, "error", where, f"{kind} writes a variable: state carried from one request to the "
-                       "next", "export a stateless model")
+            report.add(
+                CHECK,
+                "error",
+                where,
+                f"{kind} writes a variable: state carried from one request to the next",
+                "export a stateless model",
+            )
         elif kind in ops.OPENVINO_REDUCTION_OPS and _batch_axis_reduced(layer, layers, edges, weights):
             problems += 1
-            report.add(CHECK, "error", where, f"{kind} over the batch axis: batch statistics (a training-mode "
-                       "BatchNormalization; inference mode is a Multiply and an Add), so a prediction depends on "
-                       "the rest of the batch", BATCH_STATISTICS_ACTION)
+            report.add(
+                CHECK,
+                "error",
+                where,
+                f"{kind} over the batch axis: batch statistics (a training-mode "
+                "BatchNormalization; inference mode is a Multiply and an Add), so a prediction depends on "
+                "the rest of the batch",
+                BATCH_STATISTICS_ACTION,
+            )
     if not problems:
-        report.add(CHECK, "info", f"openvino {pathlib.Path(path).name}", f"no random op, variable write or "
-                   f"batch-axis normalisation among {len(layers)} layers")
-    report.checks.append(CheckRun(CHECK, str(path), time.perf_counter() - started, f"{len(layers)} OpenVINO layers"))
+        report.add(
+            CHECK,
+            "info",
+            f"openvino {pathlib.Path(path).name}",
+            f"no random op, variable write or batch-axis normalisation among {len(layers)} layers",
+        )
+    report.checks.append(
+        CheckRun(CHECK, str(path), time.perf_counter() - started, f"{len(layers)} OpenVINO layers")
+    )

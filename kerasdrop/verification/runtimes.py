@@ -203,8 +203,8 @@ _LITERT_TYPES = {"float32", "float16", "float64", "int8", "uint8", "int16", "int
 
 
 def litert_signature(path: str | pathlib.Path):
-    """`(runner, [InputSpec])` of a `.tflite` file: its `serving_default` signature (else its first), or, for a
-    file converted without signatures, its input and output tensors. Either resizes an open batch
+    """`(runner, [InputSpec])` of a `.tflite` file: its `serving_default` signature (else its first), or,
+    for a file converted without signatures, its input and output tensors. Either resizes an open batch
     dimension to each call's rows."""
     interpreter_module = import_runtime("litert")
     try:
@@ -246,7 +246,8 @@ class _TensorRunner:
         for name, value in inputs.items():
             interpreter.set_tensor(details[name]["index"], value)
         interpreter.invoke()
-        return {detail["name"]: interpreter.get_tensor(detail["index"]) for detail in interpreter.get_output_details()}
+        return {detail["name"]: interpreter.get_tensor(detail["index"])
+                for detail in interpreter.get_output_details()}
 
 
 def litert_runtime(runner):
@@ -283,7 +284,8 @@ def openvino_compiled(path: str | pathlib.Path):
         dims = [None if dim.is_dynamic else dim.get_length() for dim in shape]
         batched = bool(dims) and dims[0] is None
         dtype = np.dtype(port.get_element_type().to_dtype())
-        specs.append(InputSpec(openvino_output_name(port), dtype, tuple(dims[1:] if batched else dims), batched))
+        specs.append(InputSpec(openvino_output_name(port), dtype, tuple(dims[1:] if batched else dims),
+                               batched))
     return compiled, specs
 
 

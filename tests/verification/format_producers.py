@@ -70,7 +70,9 @@ def saved_model(model, kind: str, directory: pathlib.Path) -> pathlib.Path:
     module = tracked(model)
     function = serving_function(model, kind)
     module.serve = function
-    tf.saved_model.save(module, str(directory), signatures={"serving_default": function.get_concrete_function()})
+    tf.saved_model.save(
+        module, str(directory), signatures={"serving_default": function.get_concrete_function()}
+    )
     return directory
 
 
@@ -112,8 +114,12 @@ def openvino_from_onnx(model, kind: str, directory: pathlib.Path):
 
     function = serving_function(model, kind)
     onnx_path = directory / f"{kind}.onnx"
-    tf2onnx.convert.from_function(function, input_signature=[tf.TensorSpec([None, 8], tf.float32, name="images")],
-                                  opset=17, output_path=str(onnx_path))
+    tf2onnx.convert.from_function(
+        function,
+        input_signature=[tf.TensorSpec([None, 8], tf.float32, name="images")],
+        opset=17,
+        output_path=str(onnx_path),
+    )
     path = directory / f"{kind}_from_onnx.xml"
     openvino.save_model(openvino.convert_model(str(onnx_path)), str(path), compress_to_fp16=False)
     return path

@@ -26,17 +26,22 @@ def files(model, tmp_path_factory):
     """Every producer's file once: `{(producer, kind): path}` (about a minute on a quiet machine: the tests
     that use it are marked slow)."""
     directory = tmp_path_factory.mktemp("formats")
-    built = {("keras", "litert"): producers.keras_export(model, "litert", directory),
-             ("keras", "openvino"): producers.keras_export(model, "openvino", directory)}
+    built = {
+        ("keras", "litert"): producers.keras_export(model, "litert", directory),
+        ("keras", "openvino"): producers.keras_export(model, "openvino", directory),
+    }
     for kind in ("clean", "uniform", "batch_norm"):
         built[("tflite_saved_model", kind)] = producers.tflite_from_saved_model(model, kind, directory)
-        built[("tflite_concrete_function", kind)] = producers.tflite_from_concrete_function(model, kind, directory)
+        built[("tflite_concrete_function", kind)] = producers.tflite_from_concrete_function(
+            model, kind, directory
+        )
         built[("openvino_saved_model", kind)] = producers.openvino_from_saved_model(model, kind, directory)
         built[("openvino_onnx", kind)] = producers.openvino_from_onnx(model, kind, directory)
     # A Keras Dropout called with training=True draws with stateless TF ops: TFLite keeps them only as
     # Select-TF-ops (Flex) custom ops; OpenVINO's converter refuses them.
-    built[("tflite_saved_model", "dropout")] = producers.tflite_from_saved_model(model, "dropout", directory,
-                                                                                 select_tf_ops=True)
+    built[("tflite_saved_model", "dropout")] = producers.tflite_from_saved_model(
+        model, "dropout", directory, select_tf_ops=True
+    )
     return built
 
 
@@ -45,9 +50,17 @@ def _errors(report):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("producer, kind", [("keras", "litert"), ("keras", "openvino"),
-                                            ("tflite_saved_model", "clean"), ("tflite_concrete_function", "clean"),
-                                            ("openvino_saved_model", "clean"), ("openvino_onnx", "clean")])
+@pytest.mark.parametrize(
+    "producer, kind",
+    [
+        ("keras", "litert"),
+        ("keras", "openvino"),
+        ("tflite_saved_model", "clean"),
+        ("tflite_concrete_function", "clean"),
+        ("openvino_saved_model", "clean"),
+        ("openvino_onnx", "clean"),
+    ],
+)
 def test_clean_files_from_every_producer_pass_by_running_them(files, producer, kind):
     report = verify(files[(producer, kind)])
     assert report.verdict == "pass" and report.exit_code == 0, _errors(report)
@@ -58,10 +71,15 @@ def test_clean_files_from_every_producer_pass_by_running_them(files, producer, k
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("producer, random_op", [("tflite_saved_model", "RANDOM_UNIFORM"),
-                                                 ("tflite_concrete_function", "RANDOM_UNIFORM"),
-                                                 ("openvino_saved_model", "RandomUniform"),
-                                                 ("openvino_onnx", "RandomUniform")])
+@pytest.mark.parametrize(
+    "producer, random_op",
+    [
+        ("tflite_saved_model", "RANDOM_UNIFORM"),
+        ("tflite_concrete_function", "RANDOM_UNIFORM"),
+        ("openvino_saved_model", "RandomUniform"),
+        ("openvino_onnx", "RandomUniform"),
+    ],
+)
 def test_live_dropout_as_a_random_op_is_caught_in_the_graph_and_numerically(files, producer, random_op):
     report = verify(files[(producer, "uniform")])
     assert report.exit_code == 1
@@ -73,17 +91,28 @@ def test_live_dropout_as_a_random_op_is_caught_in_the_graph_and_numerically(file
 def test_keras_dropout_called_with_training_true_is_caught_as_flex_random_ops(files):
     report = verify(files[("tflite_saved_model", "dropout")])
     assert report.exit_code == 1
-    assert any("TensorFlow random op StatelessRandomUniformV2 run through the Select-TF-ops delegate" in f.message
-               for f in report.errors), _errors(report)
+    assert any(
+        "TensorFlow random op StatelessRandomUniformV2 run through the Select-TF-ops delegate" in f.message
+        for f in report.errors
+    ), _errors(report)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("producer, op", [("tflite_saved_model", "MEAN"), ("tflite_concrete_function", "MEAN"),
-                                          ("openvino_saved_model", "ReduceMean"), ("openvino_onnx", "ReduceMean")])
+@pytest.mark.parametrize(
+    "producer, op",
+    [
+        ("tflite_saved_model", "MEAN"),
+        ("tflite_concrete_function", "MEAN"),
+        ("openvino_saved_model", "ReduceMean"),
+        ("openvino_onnx", "ReduceMean"),
+    ],
+)
 def test_training_mode_batch_norm_is_caught_as_batch_statistics(files, producer, op):
     report = verify(files[(producer, "batch_norm")])
     assert report.exit_code == 1
-    assert any(f.check == "graph" and f.message.startswith(f"{op} over the batch axis") for f in report.errors)
+    assert any(
+        f.check == "graph" and f.message.startswith(f"{op} over the batch axis") for f in report.errors
+    )
     if producer.startswith("tflite"):  # its moving-statistics update survives as a variable write
         assert any("ASSIGN_VARIABLE writes a variable" in f.message for f in report.errors)
     else:
@@ -107,7 +136,9 @@ def test_openvino_mvn_over_the_batch_axis_built_with_openvinos_graph_api(tmp_pat
     batch, rows = verify(tmp_path / "batch.xml"), verify(tmp_path / "rows.xml")
     assert any(f.message.startswith("MVN over the batch axis") for f in batch.errors)
     assert any("batch dependent" in f.message for f in batch.errors)
-    assert rows.verdict == "pass", _errors(rows)  # per-row normalisation (a LayerNorm) is not batch statistics
+    assert rows.verdict == "pass", _errors(
+        rows
+    )  # per-row normalisation (a LayerNorm) is not batch statistics
 
 
 def test_a_tflite_file_that_computes_nan_fails_though_nan_is_repeatable(tmp_path):
@@ -120,7 +151,9 @@ def test_a_tflite_file_that_computes_nan_fails_though_nan_is_repeatable(tmp_path
         return {"probabilities": tf.nn.softmax(tf.sqrt(-1.0 - tf.abs(images))[:, :3])}
 
     path = tmp_path / "nan.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()]).convert())
+    path.write_bytes(
+        tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()]).convert()
+    )
     report = verify(path)  # converted without signatures: run by its tensors' names
     assert report.exit_code == 1
     assert any("non-finite outputs" in f.message for f in report.errors), _errors(report)
@@ -135,7 +168,7 @@ def test_tflite_signature_with_a_dynamic_batch_is_resized_and_compared_row_by_ro
     run = runtimes.litert_runtime(runner)
     images = np.random.default_rng(0).uniform(0, 1, (5, 8)).astype("float32")
     whole = run({"images": images})["probabilities"]
-    alone = np.concatenate([run({"images": images[i:i + 1]})["probabilities"] for i in range(5)])
+    alone = np.concatenate([run({"images": images[i : i + 1]})["probabilities"] for i in range(5)])
     assert whole.shape == alone.shape == (5, 3)
     assert np.abs(whole - alone).max() > 1e-3  # batch statistics: the same rows differ alone
 
@@ -152,21 +185,25 @@ def tiny_files(tmp_path_factory):
     weights = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
     built = {}
     for kind in ("clean", "random"):
+
         @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="images")])
         def serve(images, kind=kind):
             if kind == "random":
                 images = images * tf.random.uniform(tf.shape(images))
             return {"probabilities": tf.nn.softmax(tf.matmul(images, weights))}
 
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], tf.Module())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [serve.get_concrete_function()], tf.Module()
+        )
         built[("litert", kind)] = directory / f"{kind}.tflite"
         built[("litert", kind)].write_bytes(converter.convert())
 
         images = ov_ops.parameter(openvino.PartialShape([-1, 8]), np.float32, name="images")
         x = images
         if kind == "random":
-            noise = ov_ops.random_uniform(ov_ops.shape_of(images), ov_ops.constant(np.float32(0)),
-                                          ov_ops.constant(np.float32(1)), "f32")
+            noise = ov_ops.random_uniform(
+                ov_ops.shape_of(images), ov_ops.constant(np.float32(0)), ov_ops.constant(np.float32(1)), "f32"
+            )
             x = ov_ops.multiply(images, noise)
         probabilities = ov_ops.softmax(ov_ops.matmul(x, ov_ops.constant(weights), False, False), -1)
         probabilities.output(0).set_names({"probabilities"})
@@ -184,9 +221,12 @@ def test_tiny_files_clean_pass_and_random_fail(tiny_files, fmt):
 
 
 @pytest.mark.parametrize("fmt, missing", [("litert", "ai_edge_litert.interpreter"), ("openvino", "openvino")])
-def test_without_the_runtime_verify_names_the_package_and_never_passes(tiny_files, monkeypatch, capsys, fmt,
-                                                                        missing):
-    monkeypatch.setitem(sys.modules, missing, None)  # `import` of it now raises ImportError, as if not installed
+def test_without_the_runtime_verify_names_the_package_and_never_passes(
+    tiny_files, monkeypatch, capsys, fmt, missing
+):
+    monkeypatch.setitem(
+        sys.modules, missing, None
+    )  # `import` of it now raises ImportError, as if not installed
     path = tiny_files[(fmt, "clean")]
     report = verify(path)
     assert report.verdict == "graph-only" and not report.ok and report.exit_code == 3
@@ -201,11 +241,14 @@ def test_without_the_runtime_verify_names_the_package_and_never_passes(tiny_file
     assert verify(tiny_files[(fmt, "random")]).exit_code == 1
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("model.tflite", b"not a flatbuffer at all", "no TFL3 identifier"),
-    ("model.xml", b"<html></html>", "is not an OpenVINO IR"),
-    ("model.xml", b"<net><layers>", "is not readable XML"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("model.tflite", b"not a flatbuffer at all", "no TFL3 identifier"),
+        ("model.xml", b"<html></html>", "is not an OpenVINO IR"),
+        ("model.xml", b"<net><layers>", "is not readable XML"),
+    ],
+)
 def test_unusable_files_exit_2(tmp_path, capsys, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
