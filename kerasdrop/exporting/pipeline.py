@@ -71,8 +71,7 @@ def export(
         name: the model name in the repository and in serving URLs.
         repo: the model repository directory.
         version: the version to publish (default: the next integer). Never overwrites.
-        formats: `savedmodel` and any of `onnx`, `litert`, `openvino` (`model.onnx`, `model.tflite`,
-            `model.xml` + `model.bin` beside it; see `formats.py`). Default: savedmodel and onnx.
+        formats: `savedmodel` and any of `onnx`, `litert`, `openvino` (formats.py; default savedmodel, onnx).
         mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
         models_config: ModelServerConfig text file to keep listing every model, merged into: what is
             there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
@@ -88,8 +87,6 @@ def export(
         ExportRefusedError: verification failed; nothing was published.
         UnusableInputError: the model file is missing, corrupt or unsafe to load.
     """
-    from kerasdrop.exporting.model_card import build_model_card, write_model_card
-
     # --- arguments, checked before any work ----------------------------------------------------
     name = repository.check_model_name(name)
     formats = check_formats(formats)
@@ -100,11 +97,9 @@ def export(
     version = repository.resolve_version(model_dir, version)
     models_config = models_config_file.models_config_path(repo, models_config)
     models_config_file.read_models_config(models_config)  # one that cannot be merged into refuses the export now
-    figures = {}  # per format: files, seconds, largest difference from Keras (filled by _write_and_reverify)
-    options = {"figures": figures, "mc_samples": mc_samples,
-               "image_bytes": image_bytes, "max_drop": int8_max_drop,
-               "int8_run": _check_int8(model_or_path, formats, int8_max_drop) if int8 else None}
-    seconds = {}
+    seconds, figures = {}, {}  # figures: per format, files, seconds, largest difference from Keras
+    options = dict(figures=figures, mc_samples=mc_samples, image_bytes=image_bytes, max_drop=int8_max_drop,
+                   int8_run=_check_int8(model_or_path, formats, int8_max_drop) if int8 else None)
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
     model, source, report = _verified_keras_model(model_or_path, seconds, options)
@@ -116,10 +111,8 @@ def export(
     try:
         _write_and_reverify(model, staging, report, name=name, formats=formats, options=options, seconds=seconds)
         int8_record = _write_int8_and_golden(model, staging, options, seconds)
-        _save_report(report, staging, int8_record, figures)
-        write_model_card(staging, build_model_card(model, name=name, version=version, source=source, report=report,
-                                                   formats=formats, mc_samples=mc_samples, image_bytes=image_bytes,
-                                                   int8=int8_record, figures=figures))
+        _write_evidence(model, staging, report, int8_record, figures, name=name, version=version,
+                        source=source, formats=formats, mc_samples=mc_samples, image_bytes=image_bytes)
 
         # --- 4. publish --------------------------------------------------------------------------
         path = repository.publish(staging, model_dir, version)
@@ -144,6 +137,14 @@ def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
         raise invalid_argument("int8", "the onnx format in `formats` (model.int8.onnx is quantised from model.onnx)",
                                True)
     return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None)
+
+
+def _write_evidence(model, staging: pathlib.Path, report: Report, int8_record, figures: dict, **card):
+    """verification.json and the model card (MODEL_CARD.md, model_card.json) into `staging`."""
+    from kerasdrop.exporting.model_card import build_model_card, write_model_card
+
+    _save_report(report, staging, int8_record, figures)
+    write_model_card(staging, build_model_card(model, report=report, int8=int8_record, figures=figures, **card))
 
 
 def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None, figures: dict) -> None:

@@ -73,9 +73,52 @@ def _reduces_batch_axis(model, subgraph, operator) -> bool:
     return any(int(axis) % rank == 0 for axis in axes) and (int(shape[0]) < 0 or int(shape[0]) > 1)
 
 
+def _custom_op_finding(op: str) -> tuple[str, str, str] | None:
+    """`(severity, message, action)` for a custom op: a Flex op judged as the TensorFlow op it runs."""
+    from tensorflow.python.framework import op_def_registry
+
+    tf_op = op[len(ops.TFLITE_FLEX_PREFIX) :] if op.startswith(ops.TFLITE_FLEX_PREFIX) else None
+    if tf_op in ops.TF_STATEFUL_RANDOM_OPS or tf_op in ops.TF_STATELESS_RANDOM_OPS:
+        return (
+            "error",
+            f"TensorFlow random op {tf_op} run through the Select-TF-ops delegate: random (or a "
+            "fixed mask) at inference",
+            STOCHASTIC_ACTION,
+        )
+    if tf_op in ops.TF_STATE_MUTATION_OPS:
+        return ("error", f"TensorFlow op {tf_op} writes a variable while serving", BATCH_STATISTICS_ACTION)
+    if tf_op is None or op_def_registry.get(tf_op) is None:
+        return (
+            "warning",
+            f"custom op {op!r} is outside TFLite's builtin vocabulary: what it computes (random "
+            "or not) cannot be judged from the file",
+            "check the custom op's implementation, or convert without it",
+        )
+    return None
+
+
+def _builtin_op_finding(op: str, model, subgraph, operator) -> tuple[str, str, str] | None:
+    """`(severity, message, action)` for a builtin that is random, writes state or reduces the batch."""
+    if op in ops.TFLITE_RANDOM_OPS:
+        return ("error", f"random op {op}: it samples on every call", STOCHASTIC_ACTION)
+    if op in ops.TFLITE_STATE_WRITE_OPS:
+        return (
+            "error",
+            f"{op} writes a variable while serving: inference changes the model's state "
+            "(training-mode BatchNormalization updating its moving statistics?)",
+            BATCH_STATISTICS_ACTION,
+        )
+    if op in ops.TFLITE_REDUCTION_OPS and _reduces_batch_axis(model, subgraph, operator):
+        return (
+            "error",
+            f"{op} over the batch axis: batch statistics, so a prediction depends on the rest of the batch",
+            BATCH_STATISTICS_ACTION,
+        )
+    return None
+
+
 def check_litert_graph(path: pathlib.Path, report: Report) -> None:
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.python.framework import op_def_registry
 
     started = time.perf_counter()
     model = read_tflite(path)
@@ -86,70 +129,16 @@ def check_litert_graph(path: pathlib.Path, report: Report) -> None:
             count += 1
             code = model.operatorCodes[operator.opcodeIndex]
             builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            op = names.get(builtin, f"builtin {builtin}")
-            where = f"tflite subgraph {index} op {position}"
             if builtin == schema.BuiltinOperator.CUSTOM:
                 op = (code.customCode or b"").decode(errors="replace")
-                tf_op = op[len(ops.TFLITE_FLEX_PREFIX) :] if op.startswith(ops.TFLITE_FLEX_PREFIX) else None
-                if tf_op in ops.TF_STATEFUL_RANDOM_OPS or tf_op in ops.TF_STATELESS_RANDOM_OPS:
-                    problems += 1
-                    report.add(
-                        CHECK,
-                        "error",
-                        f"{where} ({op})",
-                        f"TensorFlow random op {tf_op} run through the "
-                        "Select-TF-ops delegate: random (or a fixed mask) at inference",
-                        STOCHASTIC_ACTION,
-                    )
-                elif tf_op in ops.TF_STATE_MUTATION_OPS:
-                    problems += 1
-                    report.add(
-                        CHECK,
-                        "error",
-                        f"{where} ({op})",
-                        f"TensorFlow op {tf_op} writes a variable while serving",
-                        BATCH_STATISTICS_ACTION,
-                    )
-                elif tf_op is None or op_def_registry.get(tf_op) is None:
-                    problems += 1
-                    report.add(
-                        CHECK,
-                        "warning",
-                        f"{where} ({op})",
-                        f"custom op {op!r} is outside TFLite's builtin "
-                        "vocabulary: what it computes (random or not) cannot be judged from the file",
-                        "check the custom op's implementation, or convert without it",
-                    )
-            elif op in ops.TFLITE_RANDOM_OPS:
+                finding = _custom_op_finding(op)
+            else:
+                op = names.get(builtin, f"builtin {builtin}")
+                finding = _builtin_op_finding(op, model, subgraph, operator)
+            if finding is not None:
                 problems += 1
-                report.add(
-                    CHECK,
-                    "error",
-                    f"{where} ({op})",
-                    f"random op {op}: it samples on every call",
-                    STOCHASTIC_ACTION,
-                )
-            elif op in ops.TFLITE_STATE_WRITE_OPS:
-                problems += 1
-                report.add(
-                    CHECK,
-                    "error",
-                    f"{where} ({op})",
-                    f"{op} writes a variable while serving: inference "
-                    "changes the model's state (training-mode BatchNormalization updating its moving "
-                    "statistics?)",
-                    BATCH_STATISTICS_ACTION,
-                )
-            elif op in ops.TFLITE_REDUCTION_OPS and _reduces_batch_axis(model, subgraph, operator):
-                problems += 1
-                report.add(
-                    CHECK,
-                    "error",
-                    f"{where} ({op})",
-                    f"{op} over the batch axis: batch statistics, so a "
-                    "prediction depends on the rest of the batch",
-                    BATCH_STATISTICS_ACTION,
-                )
+                severity, message, action = finding
+                report.add(CHECK, severity, f"tflite subgraph {index} op {position} ({op})", message, action)
     if not problems:
         report.add(
             CHECK,
