@@ -144,7 +144,8 @@ def _write_evidence(model, staging: pathlib.Path, report: Report, int8_record, f
     from kerasdrop.exporting.model_card import build_model_card, write_model_card
 
     _save_report(report, staging, int8_record, figures)
-    write_model_card(staging, build_model_card(model, report=report, int8=int8_record, figures=figures, **card))
+    card = build_model_card(model, report=report, int8=int8_record, figures=figures, **card)
+    write_model_card(staging, card)
 
 
 def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None, figures: dict) -> None:
