@@ -7,24 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-import kerasdrop
 from kerasdrop import layout
 from kerasdrop.cli import main
 from kerasdrop.exporting import ExportRefusedError, export
 from kerasdrop.exporting.formats import DEFAULT_FORMATS, FORMATS, check_formats
 
 ALL_FORMATS = ["savedmodel", "onnx", "litert", "openvino"]
-
-
-@pytest.fixture(scope="module")
-def small_model_file(tmp_path_factory):
-    import keras
-
-    keras.utils.set_random_seed(3)
-    model = kerasdrop.create_model("lenet5", num_classes=10, input_shape=(8, 8, 1), input_range=(0, 16))
-    path = tmp_path_factory.mktemp("model") / "lenet5.keras"
-    model.save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
