@@ -265,3 +265,25 @@ def test_cli_verdicts_for_tflite_and_openvino_files(files, capsys):
     assert main(["verify", str(files[("tflite_concrete_function", "uniform")])]) == 1
     assert main(["verify", str(files[("openvino_saved_model", "batch_norm")])]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("axis, batch_statistics", [(0, True), (1, False)])
+def test_tflite_mean_is_batch_statistics_only_over_the_batch_axis(tmp_path, axis, batch_statistics):
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="images")])
+    def serve(images):
+        centred = images - tf.reduce_mean(images, axis=axis, keepdims=True)
+        return {"probabilities": tf.nn.softmax(centred[:, :3])}
+
+    path = tmp_path / f"mean_{axis}.tflite"
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], tf.Module())
+    path.write_bytes(converter.convert())
+    report = verify(path)
+    graph_errors = [f for f in report.errors if f.check == "graph"]
+    assert bool(graph_errors) == batch_statistics, _errors(report)
+    if batch_statistics:
+        assert graph_errors[0].message.startswith("MEAN over the batch axis")
+        assert any("batch dependent" in f.message for f in report.errors)
+    else:
+        assert report.verdict == "pass"
