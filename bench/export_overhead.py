@@ -5,6 +5,10 @@
    warmup file, re-verify the artefacts, publish). Best of --rounds each. Goal: ratio <= 3.0.
 2. Latency of the exported model at batch 1 and 64: SavedModel signature vs ONNX Runtime vs
    `model.predict` vs a direct `model(x, training=False)` call.
+3. Every format (`--formats savedmodel,onnx,litert,openvino`): each one's export seconds (its writer;
+   the re-verification of all of them is one more figure), and its batch-1 latency in the runtime the
+   verifier runs it in, beside ONNX Runtime's as a ratio. On a shared machine only the ratios mean
+   anything (every runtime measured in the same run, interleaved).
 
     .venv/bin/python bench/export_overhead.py [--rounds 3]
 """
@@ -96,6 +100,46 @@ def main() -> None:
             latency_ms(lambda: model(images, training=False), repeats),
         ]
         print(f"  {batch:>5}  " + "  ".join(f"{median:7.3f} / {p99:6.3f}" for median, p99 in rows))
+    every_format(model, work, tf, np)
+
+
+def every_format(model, work: pathlib.Path, tf, np) -> None:
+    """Section 3: each format's export seconds and batch-1 latency, as ratios to ONNX Runtime's."""
+    from kerasdrop import layout
+    from kerasdrop.exporting import export
+    from kerasdrop.exporting.formats import FORMATS
+    from kerasdrop.verification import runtimes
+
+    result = export(model, name="lenet5_formats", repo=work / "repo", formats=list(FORMATS),
+                    models_config=None)
+    path = result.path
+    images = np.random.default_rng(1).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    tensor = tf.constant(images)
+    runner, _ = runtimes.litert_signature(path / layout.TFLITE_FILE)
+    compiled, _ = runtimes.openvino_compiled(path / layout.OPENVINO_XML_FILE)
+    session = runtimes.onnx_session(path / layout.ONNX_FILE)
+    calls = {"savedmodel": lambda: signature(images=tensor),
+             "onnx": lambda: session.run(None, {"images": images}),
+             "litert": lambda: runner(images=images),
+             "openvino": lambda: compiled({0: images})}
+    # Interleaved rounds, so a neighbour's load falls on every runtime alike; the median of all rounds.
+    samples = {name: [] for name in calls}
+    for name, call in calls.items():
+        call()  # warm-up
+    for _ in range(30):
+        for name, call in calls.items():
+            samples[name].append(latency_ms(call, 10)[0])
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    print("every format (lenet5 8x8x1; the machine may be shared: compare the ratios, not the milliseconds)")
+    print(f"  {'format':<11} {'runtime':<12} {'export s':>9} {'b1 median ms':>13} {'b1 / onnxruntime':>17}")
+    for name, spec in FORMATS.items():
+        print(f"  {name:<11} {spec.runtime:<12} {result.seconds.get(name, 0.0):9.2f} {medians[name]:13.3f} "
+              f"{medians[name] / medians['onnx']:17.2f}")
+    print(f"  re-verification of all four written formats: {result.seconds['reverify']:.2f} s; "
+          f"largest difference from Keras: "
+          + ", ".join(f"{name} {figures['max_difference_vs_keras']:.2g}"
+                      for name, figures in result.formats.items()))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,16 @@ import argparse
 import sys
 
 from kerasdrop.cli._options import print_report, quiet_tensorflow
-from kerasdrop.layout import INT8_ONNX_FILE, MODELS_CONFIG_BESIDE_REPO, MODELS_CONFIG_FILE
+from kerasdrop.layout import (
+    INT8_ONNX_FILE,
+    MODELS_CONFIG_BESIDE_REPO,
+    MODELS_CONFIG_FILE,
+    ONNX_FILE,
+    OPENVINO_BIN_FILE,
+    OPENVINO_XML_FILE,
+    TFLITE_FILE,
+)
+from kerasdrop.exporting.formats import DEFAULT_FORMATS, FORMATS
 
 
 def register(commands) -> None:
@@ -19,7 +28,11 @@ def register(commands) -> None:
     export.add_argument("--name", required=True, help="model name in the repository and in serving URLs")
     export.add_argument("--repo", default="export", help="model repository directory (default: export)")
     export.add_argument("--version", type=int, help="version to publish (default: the next integer; never overwrites)")
-    export.add_argument("--formats", default="savedmodel,onnx", help="savedmodel[,onnx] (default: savedmodel,onnx)")
+    export.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                        help=f"comma-separated, savedmodel among them, of {', '.join(FORMATS)}: "
+                             f"{ONNX_FILE}, {TFLITE_FILE} (LiteRT), {OPENVINO_XML_FILE} + {OPENVINO_BIN_FILE} "
+                             "(OpenVINO IR) beside "
+                             f"the SavedModel, each re-verified (default: {','.join(DEFAULT_FORMATS)})")
     export.add_argument("--mc-samples", type=int, metavar="N",
                         help="add an mc_dropout signature: mean and stddev over N passes with dropout on (default: off)")
     export.add_argument("--image-bytes", action="store_true",
@@ -58,7 +71,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     try:
         result = export(args.model, name=args.name, repo=args.repo, version=args.version,
-                        formats=[fmt.strip() for fmt in args.formats.split(",") if fmt.strip()],
+                        formats=args.formats,
                         mc_samples=args.mc_samples, models_config=args.models_config, base_path=args.base_path,
                         image_bytes=args.image_bytes, int8=args.int8, int8_max_drop=args.int8_max_drop)
     except UnusableInputError as error:
@@ -83,6 +96,13 @@ def run_export(args: argparse.Namespace) -> int:
         if args.mc_samples:
             signatures += f"; mc_dropout: {', '.join(interface.input_names)} -> mean, stddev over {args.mc_samples} passes"
         print(f"signatures {signatures}")
+        for name, figures in result.formats.items():
+            difference = (f"largest difference from Keras {figures['max_difference_vs_keras']:.2g} on "
+                          f"{figures['probe_rows']} probe rows" if "max_difference_vs_keras" in figures else
+                          "not compared with Keras")
+            print(f"format {name}: {', '.join(figures['files'])} ({figures['bytes']:,} bytes), "
+                  f"re-verified in {figures['runtime']}, {difference}, "
+                  f"written in {figures['export_seconds']:.2f} s")
     if result.int8 is not None:
         from kerasdrop.exporting.int8 import describe
 

@@ -20,9 +20,6 @@ from kerasdrop.layout import (
     LABELS_PATH,
     MODEL_CARD_JSON,
     MODEL_CARD_MARKDOWN,
-    ONNX_FILE,
-    SAVED_MODEL_FILE,
-    VARIABLES_DIR,
     VERIFICATION_FILE,
     WARMUP_PATH,
 )
@@ -112,8 +109,13 @@ def _verification(report, version: int) -> dict:
 
 
 def build_model_card(model, *, name: str, version: int, source, report, formats, mc_samples, image_bytes=False,
-                     int8=None) -> dict:
-    """The card as a dict: every field from the model, its run directory and the verification report."""
+                     int8=None, figures=None) -> dict:
+    """The card as a dict: every field from the model, its run directory and the verification report.
+
+    `figures`: per format, its files, export seconds and largest difference from Keras (pipeline.py).
+    """
+    from kerasdrop.exporting.formats import FORMATS
+
     run_dir, why_no_run = find_run(source)
     recipe = metrics = None
     if run_dir is not None:
@@ -158,10 +160,12 @@ def build_model_card(model, *, name: str, version: int, source, report, formats,
         "calibration": calibration,
         "verification": _verification(report, version),
         "export": {"formats": list(formats), "signatures": signatures,
-                   "files": [SAVED_MODEL_FILE, f"{VARIABLES_DIR}/", WARMUP_PATH, GOLDEN_FILE,
-                             *([ONNX_FILE] if "onnx" in formats else []),
-                             *([INT8_ONNX_FILE] if int8 and int8["published"] else []), VERIFICATION_FILE,
-                             CARD_MARKDOWN, CARD_JSON, *([LABELS_PATH] if dataset is not None else [])],
+                   "files": [*[file for fmt in formats for file in FORMATS[fmt].files], WARMUP_PATH,
+                             GOLDEN_FILE,
+                             *([INT8_ONNX_FILE] if int8 and int8["published"] else []),
+                             VERIFICATION_FILE, CARD_MARKDOWN, CARD_JSON,
+                             *([LABELS_PATH] if dataset is not None else [])],
+                   "verified_formats": figures or {},
                    **({"int8": int8} if int8 is not None else {})},
     }
     card["intended_use"] = _intended_use(card, interface)
@@ -310,6 +314,14 @@ def render_markdown(card: dict) -> str:
               *[f"| {c['check']} | {c['target']} | {c['seconds']:.3f} |" for c in verification["checks"]], "",
               *[f"- {line}" for line in verification["passed"]], "",
               "## Serving interface", f"Formats: {', '.join(card['export']['formats'])}.", ""]
+    verified = card["export"].get("verified_formats") or {}
+    if verified:
+        lines += ["| format | files | runtime | export seconds | max difference from Keras |",
+                  "|---|---|---|---:|---:|"]
+        lines += [f"| {fmt} | {', '.join(f['files'])} | {f['runtime']} | {f['export_seconds']:.2f} | "
+                  + (f"{f['max_difference_vs_keras']:.2g}" if "max_difference_vs_keras" in f
+                     else "not compared")
+                  + " |" for fmt, f in verified.items()] + [""]
     lines += [f"- `{name}`: {', '.join(s['inputs'])} → {', '.join(s['outputs'])}"
               + (f" ({s['samples']} stochastic passes)" if "samples" in s else "")
               for name, s in card["export"]["signatures"].items()]

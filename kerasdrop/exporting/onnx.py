@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pathlib
 
+from kerasdrop import layout
+
 OPSET = 17
 
 
@@ -19,3 +21,7 @@ def write_onnx(model, path: pathlib.Path, *, opset: int = OPSET) -> None:
     function = tf.function(serving_function(model), input_signature=signature)
     tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(path))
     onnx.checker.check_model(str(path), full_check=True)
+
+
+def write(model, staging: pathlib.Path) -> None:
+    write_onnx(model, pathlib.Path(staging) / layout.ONNX_FILE)

@@ -1,4 +1,5 @@
-"""`export(model, name)`: verify, write SavedModel + ONNX into staging, re-verify, publish atomically.
+"""`export(model, name)`: verify, write each format (SavedModel, ONNX, LiteRT, OpenVINO) into staging,
+re-verify every written file, publish atomically.
 
 Nothing is published until the Keras model and every written artefact have passed the verifier.
 """
@@ -18,12 +19,13 @@ from kerasdrop.exporting import (
     models_config as models_config_file,  # `models_config` is an argument of export()
 )
 from kerasdrop.exporting import repository
+from kerasdrop.exporting.formats import DEFAULT_FORMATS, FORMATS, check_formats
 from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
 from kerasdrop.exporting.interface import keras_reference, serving_interface
-from kerasdrop.layout import INT8_ONNX_FILE, ONNX_FILE, SAVED_MODEL_FILE, VERIFICATION_FILE
+from kerasdrop.layout import INT8_ONNX_FILE, ONNX_FILE, VERIFICATION_FILE
 from kerasdrop.verification.report import Report
 
-FORMATS = ("savedmodel", "onnx")
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "ExportRefusedError", "ExportResult", "check_formats", "export"]
 
 
 class ExportRefusedError(KerasdropError):
@@ -44,17 +46,8 @@ class ExportResult:
     models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
     interface: object = None  # interface.ServingInterface: the names serving_default publishes, and why
     int8: dict | None = None  # `--int8`: accuracy, drop, size, latency, and whether model.int8.onnx was published
-
-
-def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
-    formats = tuple(formats)
-    unknown = [fmt for fmt in formats if fmt not in FORMATS]
-    if unknown or not formats:
-        raise invalid_argument("formats", f"a comma-separated subset of {', '.join(FORMATS)}", ",".join(formats))
-    if "savedmodel" not in formats:
-        raise invalid_argument("formats", "a list including savedmodel (a TF Serving version directory needs "
-                               f"{SAVED_MODEL_FILE}; ONNX is written beside it)", ",".join(formats))
-    return formats
+    # Per format: its files, export seconds, and its largest difference from Keras on the probes.
+    formats: dict = dataclasses.field(default_factory=dict)
 
 
 def export(
@@ -63,7 +56,7 @@ def export(
     name: str,
     repo: str | pathlib.Path = "export",
     version: int | None = None,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = DEFAULT_FORMATS,
     mc_samples: int | None = None,
     models_config: str | pathlib.Path | None = models_config_file.MODELS_CONFIG_BESIDE_REPO,
     base_path: str | None = None,
@@ -78,7 +71,7 @@ def export(
         name: the model name in the repository and in serving URLs.
         repo: the model repository directory.
         version: the version to publish (default: the next integer). Never overwrites.
-        formats: `savedmodel` and optionally `onnx` (written as `model.onnx` beside it).
+        formats: `savedmodel` and any of `onnx`, `litert`, `openvino` (formats.py; default savedmodel, onnx).
         mc_samples: adds the `mc_dropout` signature with this many stochastic passes (>= 2).
         models_config: ModelServerConfig text file to keep listing every model, merged into: what is
             there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
@@ -95,8 +88,6 @@ def export(
         ExportRefusedError: verification failed; nothing was published.
         UnusableInputError: the model file is missing, corrupt or unsafe to load.
     """
-    from kerasdrop.exporting.model_card import build_model_card, write_model_card
-
     # --- arguments, checked before any work ----------------------------------------------------
     name = repository.check_model_name(name)
     formats = check_formats(formats)
@@ -107,9 +98,9 @@ def export(
     version = repository.resolve_version(model_dir, version)
     models_config = models_config_file.models_config_path(repo, models_config)
     models_config_file.models_config_to_merge(models_config)  # one it cannot merge into refuses export now
-    options = {"mc_samples": mc_samples, "image_bytes": image_bytes, "max_drop": int8_max_drop,
-               "int8_run": _check_int8(model_or_path, formats, int8_max_drop) if int8 else None}
-    seconds = {}
+    seconds, figures = {}, {}  # figures: per format, files, seconds, largest difference from Keras
+    options = dict(figures=figures, mc_samples=mc_samples, image_bytes=image_bytes, max_drop=int8_max_drop,
+                   int8_run=_check_int8(model_or_path, formats, int8_max_drop) if int8 else None)
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
     model, source, report = _verified_keras_model(model_or_path, seconds, options)
@@ -121,10 +112,8 @@ def export(
     try:
         _write_and_reverify(model, staging, report, name=name, formats=formats, options=options, seconds=seconds)
         int8_record = _write_int8_and_golden(model, staging, options, seconds)
-        _save_report(report, staging, int8_record)
-        write_model_card(staging, build_model_card(model, name=name, version=version, source=source, report=report,
-                                                   formats=formats, mc_samples=mc_samples, image_bytes=image_bytes,
-                                                   int8=int8_record))
+        _write_evidence(model, staging, report, int8_record, figures, name=name, version=version,
+                        source=source, formats=formats, mc_samples=mc_samples, image_bytes=image_bytes)
 
         # --- 4. publish --------------------------------------------------------------------------
         path = repository.publish(staging, model_dir, version)
@@ -132,11 +121,12 @@ def export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     report.target = str(path)
-    _save_report(report, path, int8_record)
+    _save_report(report, path, int8_record, figures)
     if models_config is not None:
         models_config_file.write_models_config(repo, models_config, base_path, exported=name)
     return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
-                        models_config=models_config, interface=serving_interface(model), int8=int8_record)
+                        models_config=models_config, interface=serving_interface(model), int8=int8_record,
+                        formats=figures)
 
 
 def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
@@ -151,13 +141,24 @@ def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
     return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None)
 
 
-def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None) -> None:
-    """verification.json: the report, and the int8 gate's measurements when `--int8` ran."""
+def _write_evidence(model, staging: pathlib.Path, report: Report, int8_record, figures: dict, **card):
+    """verification.json and the model card (MODEL_CARD.md, model_card.json) into `staging`."""
+    from kerasdrop.exporting.model_card import build_model_card, write_model_card
+
+    _save_report(report, staging, int8_record, figures)
+    card = build_model_card(model, report=report, int8=int8_record, figures=figures, **card)
+    write_model_card(staging, card)
+
+
+def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None, figures: dict) -> None:
+    """verification.json: the report, each format's figures, and the int8 gate's measurements when `--int8`
+    ran."""
     import json
 
     from kerasdrop._files import atomic_write_text
 
     data = report.to_dict()
+    data["formats"] = figures
     if int8_record is not None:
         data["int8"] = int8_record
     atomic_write_text(directory / VERIFICATION_FILE, json.dumps(data, indent=2) + "\n")
@@ -195,9 +196,9 @@ def _verified_keras_model(model_or_path, seconds: dict, options: dict):
 
 
 def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, options, seconds) -> None:
-    """Writes SavedModel (+ warmup requests) and ONNX into `staging`, then verifies what was written."""
+    """Writes the SavedModel (+ warmup requests), then each other format, into `staging`; verifies what was
+    written."""
     from kerasdrop.exporting.image_bytes import check_bytes_parity
-    from kerasdrop.exporting.onnx import write_onnx
     from kerasdrop.exporting.savedmodel import input_signature, write_savedmodel
     from kerasdrop.exporting.warmup import write_warmup
     from kerasdrop.verification import numerical
@@ -209,23 +210,58 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
                      image_bytes_range=(low, high) if options["image_bytes"] else None)
     write_warmup(staging, name, serving_interface(model).inputs, low, high)
     seconds["savedmodel"] = time.perf_counter() - started
-    if "onnx" in formats:
+    for name in formats:
+        if name == "savedmodel":
+            continue  # written above, with its optional signatures; the others may convert from it
         started = time.perf_counter()
-        write_onnx(model, staging / ONNX_FILE)
-        seconds["onnx"] = time.perf_counter() - started
+        FORMATS[name].write(model, staging)
+        seconds[name] = time.perf_counter() - started
 
     started = time.perf_counter()
     artefacts = Report(target=str(staging), kind="savedmodel")
-    verify_saved_model(staging, probe_range=(low, high), report=artefacts,
-                       reference={"keras": keras_reference(model)})
+    runners = {}
+    reference = keras_reference(model)
+    verify_saved_model(staging, probe_range=(low, high), report=artefacts, reference={"keras": reference},
+                       runners=runners)
     if options["image_bytes"]:
         check_bytes_parity(staging, input_signature(model)[0].name, model.input_shape[1:], (low, high), artefacts)
     report.extend(artefacts)
     seconds["reverify"] = time.perf_counter() - started
+    options["figures"].update(_format_figures(model, formats, runners, reference, (low, high), staging,
+                                              seconds))
     if not report.ok:
         raise ExportRefusedError(f"The written artefacts of {report.target} failed verification; nothing was "
                                  "published.", report)
 
+
+
+def _format_figures(model, formats, runners: dict, reference, probe_range, staging, seconds) -> dict:
+    """Per format: its files and bytes, its export seconds, and its largest difference from Keras on a probe
+    batch of 7 (every float output; class ids compared as a count of mismatches)."""
+    import numpy as np
+
+    from kerasdrop.verification import numerical
+    from kerasdrop.verification.probes import BATCH
+
+    probes = {"images": numerical.probe_images(model.input_shape[1:], *probe_range, batch=BATCH + 1, seed=11)}
+    inputs = serving_interface(model).input_names
+    expected = reference(probes) if inputs == ["images"] else None
+    figures = {}
+    for name in formats:
+        spec = FORMATS[name]
+        run = runners.get(spec.runtime)
+        record = {"files": list(spec.files), "runtime": spec.runtime,
+                  "bytes": sum((staging / file).stat().st_size for file in spec.files
+                               if (staging / file).is_file()),
+                  "export_seconds": round(seconds.get(name, 0.0), 3), "verified": run is not None}
+        if run is not None and expected is not None:
+            _, difference, close = numerical.differences(
+                {key: value for key, value in expected.items() if np.issubdtype(value.dtype, np.floating)},
+                run(probes))
+            record.update(max_difference_vs_keras=float(difference), within_tolerance=bool(close),
+                          probe_rows=BATCH + 1)
+        figures[name] = record
+    return figures
 
 
 def _write_int8_and_golden(model, staging: pathlib.Path, options: dict, seconds: dict) -> dict | None:

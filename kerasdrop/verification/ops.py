@@ -87,3 +87,23 @@ def classify_tf_op(node) -> str | None:
             (arg.type == 20 or arg.is_ref) and arg.name in TF_WRITTEN_STATE_INPUTS for arg in op_def.input_arg):
         return STATE_WRITE  # 20: DT_RESOURCE
     return SIDE_EFFECT
+
+# --- LiteRT (TFLite) builtin operators (tensorflow/lite/schema/schema.fbs BuiltinOperator) -----------
+TFLITE_RANDOM_OPS = frozenset({"RANDOM_UNIFORM", "RANDOM_STANDARD_NORMAL", "MULTINOMIAL"})
+# Resource-variable writes: a signature that runs one changes the model as it serves (a training-mode
+# BatchNormalization converted with its moving-statistics update).
+TFLITE_STATE_WRITE_OPS = frozenset({"ASSIGN_VARIABLE"})
+# Reductions that, over the batch axis, compute batch statistics (a training-mode BatchNormalization's
+# MEAN and SQUARED_DIFFERENCE mean over axis 0).
+TFLITE_REDUCTION_OPS = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY",
+                                  "REDUCE_ALL"})
+# A custom op `Flex<TF op>` is a TensorFlow op run by the Select-TF-ops delegate.
+TFLITE_FLEX_PREFIX = "Flex"
+
+# --- OpenVINO opset (docs.openvino.ai operation specifications) ---------------------------------------
+OPENVINO_RANDOM_OPS = frozenset({"RandomUniform", "Multinomial"})
+# Variable writes of a stateful IR (ReadValue/Assign pairs): state carried from one request to the next.
+OPENVINO_STATE_WRITE_OPS = frozenset({"Assign"})
+# Normalisations and reductions that, over the batch axis, compute batch statistics.
+OPENVINO_REDUCTION_OPS = frozenset({"MVN", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
+                                    "ReduceL1", "ReduceL2", "NormalizeL2"})

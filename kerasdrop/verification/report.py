@@ -49,7 +49,7 @@ class CheckRun:
 @dataclasses.dataclass
 class Report:
     target: str
-    kind: str  # keras | savedmodel | onnx | export
+    kind: str  # keras | savedmodel | onnx | litert | openvino | export
     findings: list[Finding] = dataclasses.field(default_factory=list)
     checks: list[CheckRun] = dataclasses.field(default_factory=list)
     tolerances: dict = dataclasses.field(default_factory=dict)

@@ -176,3 +176,130 @@ def onnx_runtime(session):
         return dict(zip(names, session.run(names, inputs)))
 
     return run
+
+
+# --- LiteRT and OpenVINO: optional runtimes, each named with the package that provides it ------------
+
+# `{format: (import name, pip requirement)}`: what `kerasdrop verify` tells a user to install when absent.
+# The pip extras of the same names (pyproject.toml) install these exact packages.
+OPTIONAL_RUNTIMES = {
+    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert (pip install 'kerasdrop[litert]')"),
+    "openvino": ("openvino", "openvino (pip install 'kerasdrop[openvino]')"),
+}
+
+
+class RuntimeMissingError(UnusableInputError):
+    """The runtime that executes a format is not installed; the message names the package to install."""
+
+
+def import_runtime(format_name: str):
+    """Imports a format's runtime module, or raises RuntimeMissingError naming the package to install."""
+    import importlib
+
+    module, package = OPTIONAL_RUNTIMES[format_name]
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise RuntimeMissingError(f"the {format_name} runtime is not installed ({_first_line(error)}): "
+                                  f"install {package}") from None
+
+
+_LITERT_TYPES = {"float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"}
+
+
+def litert_signature(path: str | pathlib.Path):
+    """`(runner, [InputSpec])` of a `.tflite` file: its `serving_default` signature (else its first), or,
+    for a file converted without signatures, its input and output tensors. Either resizes an open batch
+    dimension to each call's rows."""
+    interpreter_module = import_runtime("litert")
+    try:
+        interpreter = interpreter_module.Interpreter(model_path=str(path))
+        signatures = interpreter.get_signature_list()
+    except Exception as error:  # the LiteRT loader raises ValueError/RuntimeError on bad flatbuffers
+        raise UnusableInputError(f"{path} cannot be loaded by LiteRT: {_first_line(error)}") from None
+    if signatures:
+        runner = interpreter.get_signature_runner("serving_default" if "serving_default" in signatures
+                                                  else sorted(signatures)[0])
+        details = sorted(runner.get_input_details().items())
+    else:
+        runner = _TensorRunner(interpreter)
+        details = [(detail["name"], detail) for detail in interpreter.get_input_details()]
+    specs = []
+    for name, detail in details:
+        dtype = np.dtype(detail["dtype"])
+        if dtype.name not in _LITERT_TYPES:
+            return runner, None
+        dims = [None if int(dim) < 0 else int(dim) for dim in detail["shape_signature"]]
+        batched = bool(dims) and dims[0] is None
+        specs.append(InputSpec(name, dtype, tuple(dims[1:] if batched else dims), batched))
+    return runner, specs
+
+
+class _TensorRunner:
+    """Calls an interpreter without signatures by its input and output tensor names, as a signature runner."""
+
+    def __init__(self, interpreter):
+        self.interpreter = interpreter
+
+    def __call__(self, **inputs):
+        interpreter = self.interpreter
+        details = {detail["name"]: detail for detail in interpreter.get_input_details()}
+        for name, value in inputs.items():
+            if tuple(details[name]["shape"]) != value.shape:
+                interpreter.resize_tensor_input(details[name]["index"], value.shape)
+        interpreter.allocate_tensors()
+        for name, value in inputs.items():
+            interpreter.set_tensor(details[name]["index"], value)
+        interpreter.invoke()
+        return {detail["name"]: interpreter.get_tensor(detail["index"])
+                for detail in interpreter.get_output_details()}
+
+
+def litert_runtime(runner):
+    def run(inputs):
+        # The runner's outputs are views of the interpreter's buffers, overwritten by the next call.
+        return {key: np.array(value) for key, value in runner(**inputs).items()}
+
+    return run
+
+
+def openvino_output_name(port) -> str:
+    """A port's readable name: among several tensor names (`Identity:0`, `probabilities`), a plain one."""
+    names = sorted(port.get_names())
+    plain = [name for name in names if ":" not in name and "/" not in name]
+    return (plain or names or [port.get_any_name()])[0]
+
+
+def openvino_compiled(path: str | pathlib.Path):
+    """`(compiled model on CPU, [InputSpec])` of an OpenVINO IR `.xml` (its `.bin` beside it) or other file
+    OpenVINO reads."""
+    openvino = import_runtime("openvino")
+    try:
+        core = openvino.Core()
+        # float32 as the file stores it: on CPUs with bf16 units OpenVINO's default inference precision is
+        # bf16, which differs from the model by ~1e-4 and would hide nothing but blur every comparison.
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    except Exception as error:  # OpenVINO raises RuntimeError for unreadable IR, missing .bin, unknown ops
+        raise UnusableInputError(f"{path} cannot be loaded by OpenVINO: {_first_line(error)}") from None
+    specs = []
+    for port in compiled.inputs:
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic:
+            return compiled, None
+        dims = [None if dim.is_dynamic else dim.get_length() for dim in shape]
+        batched = bool(dims) and dims[0] is None
+        dtype = np.dtype(port.get_element_type().to_dtype())
+        specs.append(InputSpec(openvino_output_name(port), dtype, tuple(dims[1:] if batched else dims),
+                               batched))
+    return compiled, specs
+
+
+def openvino_runtime(compiled):
+    names = [openvino_output_name(port) for port in compiled.outputs]
+    inputs_by_name = {openvino_output_name(port): port for port in compiled.inputs}
+
+    def run(inputs):
+        results = compiled({inputs_by_name[name]: value for name, value in inputs.items()})
+        return {name: np.array(results[port]) for name, port in zip(names, compiled.outputs)}
+
+    return run

@@ -8,7 +8,7 @@ import pytest
 from kerasdrop.exporting.golden import warmup_inputs, write_golden
 from kerasdrop.layout import GOLDEN_FILE, read_golden
 from kerasdrop.verification.numerical import TOLERANCE
-from tests.exporting.test_export import exported, small_model_file  # noqa: F401  (module fixtures)
+from tests.exporting.test_export import exported  # noqa: F401  (module fixture; small_model_file: conftest)
 
 
 def _assert_matches(golden_outputs, answers, tolerance):
