@@ -35,7 +35,10 @@ def register(commands) -> None:
     add_training_options(train)
     train.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
     train.add_argument("--resume", action="store_true",
-                       help="continue the interrupted run in --out from its last completed epoch")
+                       help="continue the interrupted run in --out from its last completed epoch, with the settings "
+                            "and data split it started with (refused if its recipe.toml was edited since)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run that --out holds (default: refuse a directory that is not empty)")
     train.add_argument("--quiet", action="store_true",
                        help="no per-epoch progress, only the result lines (for scripts; default: progress)")
     train.set_defaults(handler=run_train)
@@ -49,7 +52,12 @@ def register(commands) -> None:
     sweep.add_argument("--rates", type=float_list("--rates"), required=True, metavar="R,R,...",
                        help="dropout rates after each hidden Dense, e.g. 0,0.25,0.5")
     sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
-    sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
+    sweep.add_argument("--out", required=True,
+                       help="sweep directory; runs in it of the same settings are reused (finished) or continued, "
+                            "runs of other settings refused")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="train again the runs in --out whose settings differ (default: refuse, naming the "
+                            "first differing key)")
     sweep.add_argument("--quiet", action="store_true",
                        help="no progress lines, only the result table (for scripts; default: a line per run and epoch)")
     sweep.add_argument("--train-sizes", type=train_sizes, metavar="N,N,...,all",
@@ -165,17 +173,18 @@ def run_train(args: argparse.Namespace) -> int:
     verbose = keras_verbosity(args.quiet)
     try:
         if args.resume:
-            run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose)
+            run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose,
+                        overwrite=args.overwrite)
         else:
             from kerasdrop.training.recipe import resolve_recipe
 
             recipe = resolve_recipe(recipe_or_shipped(args), overrides)
             if (line := expectation_line(recipe)) is not None:
                 print(line, flush=True)
-            run = train(recipe, out=args.out, verbose=verbose)
+            run = train(recipe, out=args.out, verbose=verbose, overwrite=args.overwrite)
     except TrainingInterrupted as interrupted:
         print(interrupted_line(interrupted), file=sys.stderr)
-        return 130  # as a shell reports a command ended by SIGINT
+        return 128 + interrupted.signal_number  # as a shell reports a command ended by that signal
     from kerasdrop.training.distribute import is_chief
 
     if not is_chief():
@@ -234,28 +243,38 @@ def reference_line(accuracy: float, expect) -> str:
 
 def interrupted_line(interrupted) -> str:
     import shlex
+    import signal
 
+    how = "interrupted" if interrupted.signal_number == signal.SIGINT else (
+        f"stopped by {signal.Signals(interrupted.signal_number).name}")
     if interrupted.removed:
-        return (f"kerasdrop train: interrupted before the first epoch completed; {interrupted.directory} was "
+        return (f"kerasdrop train: {how} before the first epoch completed; {interrupted.directory} was "
                 f"removed, so the same command starts afresh")
     resume = f"kerasdrop train --resume --out {shlex.quote(str(interrupted.directory))}"
-    return (f"kerasdrop train: interrupted; last completed epoch {interrupted.completed_epochs} of "
+    return (f"kerasdrop train: {how}; last completed epoch {interrupted.completed_epochs} of "
             f"{interrupted.epochs}; continue with: {resume}")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     quiet_tensorflow()
+    from kerasdrop.training.interrupts import Interrupted, interrupts_raised
     from kerasdrop.training.loop import TrainingInterrupted
     from kerasdrop.training.sweep import sweep
 
     try:
-        result = sweep(recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
-                       overrides=training_overrides(args), progress=None if args.quiet else print_flushed,
-                       train_sizes=list(args.train_sizes) if args.train_sizes is not None else None)
+        with interrupts_raised():  # SIGTERM between two runs too, as Ctrl-C
+            result = sweep(recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
+                           overrides=training_overrides(args), progress=None if args.quiet else print_flushed,
+                           train_sizes=list(args.train_sizes) if args.train_sizes is not None else None,
+                           overwrite=args.overwrite)
     except TrainingInterrupted as interrupted:
         print(f"kerasdrop sweep: interrupted in {interrupted.directory} after {interrupted.completed_epochs} "
               f"epoch(s); finished runs are kept and the same command continues the sweep", file=sys.stderr)
-        return 130
+        return 128 + interrupted.signal_number
+    except Interrupted as interrupted:
+        print("kerasdrop sweep: interrupted between runs; finished runs are kept and the same command continues "
+              "the sweep", file=sys.stderr)
+        return 128 + interrupted.signal_number
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0

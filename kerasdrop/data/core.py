@@ -78,6 +78,26 @@ def canonical_dataset_spec(spec: str) -> str:
     return f"{kind}:{rest}" if rest else kind
 
 
+def dataset_identity(spec: str, *, data_dir: str | None = None) -> dict:
+    """What tells this data set's contents apart from another's, read cheaply (no pixels decoded).
+
+    A folder's is the digest of its image files' names and sizes; a TFDS data set's, its name and the
+    tensorflow-datasets release that prepares it; digits and synthetic data are fixed by the spec and
+    the code. Run fingerprints (`kerasdrop.training.identity`) include it.
+    """
+    kind, rest = parse_dataset_spec(spec)
+    identity = {"source": canonical_dataset_spec(spec)}
+    if kind == "folder":
+        from kerasdrop.data.folder import folder_identity
+
+        identity.update(folder_identity(rest))
+    elif kind == "tfds":
+        import importlib.metadata
+
+        identity["tensorflow_datasets"] = importlib.metadata.version("tensorflow-datasets")
+    return identity
+
+
 def load_dataset(
     spec: str,
     *,

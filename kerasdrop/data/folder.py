@@ -37,6 +37,18 @@ def list_images(root: str) -> tuple[list[str], list[int], list[str]]:
     return paths, labels, class_names
 
 
+def folder_identity(root: str) -> dict:
+    """The folder's image count and a digest of every image's path (under the root) and byte size."""
+    import hashlib
+
+    paths, _, _ = list_images(root)
+    directory = pathlib.Path(root).expanduser()
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{pathlib.Path(path).relative_to(directory).as_posix()}\t{os.path.getsize(path)}\n".encode())
+    return {"images": len(paths), "files_sha256": digest.hexdigest()}
+
+
 def load_folder_split(root: str, *, seed, validation_fraction, test_fraction) -> Split:
     import numpy as np
     import tensorflow as tf
