@@ -21,7 +21,8 @@ TRAINING_FLAGS = {
     "dropout": "model.dropout", "dropout_kind": "model.dropout_kind", "optimizer": "training.optimizer",
     "lr": "training.learning_rate", "seed": "training.seed", "strategy": "training.strategy",
     "steps_per_execution": "training.steps_per_execution", "early_stopping": "training.early_stopping_patience",
-    "precision": "training.precision", "offline": "data.offline",
+    "precision": "training.precision", "offline": "data.offline", "image_mode": "data.image_mode",
+    "skip_bad_images": "data.skip_bad_images",
 }
 
 
@@ -101,7 +102,17 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="never download: a TFDS data set must already be prepared in --data-dir "
                              "(default: download on first use; recipe key data.offline)")
     parser.add_argument("--image-size", type=int_list("--image-size"), metavar="H,W",
-                        help="resize images, for models that need larger inputs (default: native size)")
+                        help="resize images, for models that need larger inputs; required for a folder whose images "
+                             "differ in size (default: native size)")
+    from kerasdrop.data.folder import IMAGE_MODES
+
+    parser.add_argument("--image-mode", choices=IMAGE_MODES,
+                        help="folder:<path> data sets: decode every image as this mode (default: the mode most of "
+                             "its files have; the others are converted, with a warning)")
+    # store_const with default None: an unset flag must not override a recipe's `data.skip_bad_images = true`.
+    parser.add_argument("--skip-bad-images", action="store_const", const=True, default=None,
+                        help="folder:<path> data sets: leave out unreadable image files, counted (default: stop "
+                             "at the first, naming it)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the model family's, see the first line train prints; else 20)")
     parser.add_argument("--batch-size", type=int, help="global batch size (default: the model family's; else 64)")
     add_head_options(parser)
