@@ -10,7 +10,8 @@ from typing import Sequence
 
 from kerasdrop._files import atomic_write_text
 
-RUN_FILES = ("model.keras", "best.keras", "recipe.toml", "fingerprint.json", "history.json", "history.csv", "metrics.json",
+FINGERPRINT_FILE = "fingerprint.json"  # what defines the run's result (training/identity.py)
+RUN_FILES = ("model.keras", "best.keras", "recipe.toml", FINGERPRINT_FILE, "history.json", "history.csv", "metrics.json",
              "curves.png")
 
 

@@ -45,7 +45,6 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
     from kerasdrop.training.identity import claim_run_directories
     from kerasdrop.training.progress import SweepProgress
     from kerasdrop.training.recipe import resolve_recipe
-    from kerasdrop.training.sweep import OVERWRITE_HINT
     from kerasdrop.training.session import TrainingSession
     from kerasdrop.training.workers import study_worker_count, train_in_workers
 
@@ -59,7 +58,7 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
             for size in sizes for rate in rates for seed in range(base.training.seed, base.training.seed + seeds)]
     # Every existing run must be of these settings before anything is trained (or removed, with overwrite).
     claim_run_directories([(run_dir, resolve_recipe(base, overrides)) for run_dir, overrides, _ in jobs],
-                          overwrite=overwrite, way_out=OVERWRITE_HINT)
+                          overwrite=overwrite)
     workers = study_worker_count(len([job for job in jobs if not (job[0] / "metrics.json").is_file()]), workers)
     if workers > 1:  # each worker trains on one thread, and its runs' recipes say so
         jobs = [(run_dir, [*overrides, ("training.cpu_threads", 1)], label) for run_dir, overrides, label in jobs]

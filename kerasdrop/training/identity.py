@@ -12,9 +12,11 @@ import pathlib
 
 from kerasdrop._files import atomic_write_text
 from kerasdrop.errors import RunDirectoryError
+from kerasdrop.training.artifacts import FINGERPRINT_FILE
 from kerasdrop.training.recipe import Recipe, RecipeError, load_recipe
 
-FINGERPRINT_FILE = "fingerprint.json"
+# The way out of a refused run, in a sweep's and a study's error line.
+OVERWRITE_HINT = "Use another --out, or --overwrite to train the runs of other settings again."
 
 # Recipe keys that do not change what a run computes: where the data files are found, whether a
 # download is allowed, what the run is expected to reach, and how many threads an op may use (a
@@ -126,7 +128,7 @@ def _dataset_part(fingerprint: dict) -> dict:
     return {key.partition(".")[2]: value for key, value in fingerprint.items() if key.startswith("dataset.")}
 
 
-def claim_run_directories(jobs, *, overwrite: bool, way_out: str) -> None:
+def claim_run_directories(jobs, *, overwrite: bool, way_out: str = OVERWRITE_HINT) -> None:
     """Before a study trains anything: each `(run_dir, recipe)` whose directory holds a run must hold a run
     of that recipe; with `overwrite`, one of other settings is removed (to be trained again) instead.
 

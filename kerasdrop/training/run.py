@@ -63,7 +63,7 @@ def default_run_dir(recipe: Recipe, runs_dir: str = DEFAULT_RUNS_DIR) -> pathlib
 
 def holds_run(directory: pathlib.Path) -> bool:
     """Whether `directory` holds a run (finished or not) that `train` wrote."""
-    from kerasdrop.training.identity import FINGERPRINT_FILE
+    from kerasdrop.training.artifacts import FINGERPRINT_FILE
 
     return (directory / "recipe.toml").is_file() or (directory / FINGERPRINT_FILE).is_file()
 

@@ -25,8 +25,6 @@ from kerasdrop.training.recipe import resolve_recipe
 from kerasdrop.training.run import Run, summarise_runs
 from kerasdrop.training.session import TrainingSession
 
-# The way out of a refused run, in a sweep's and a study's error line.
-OVERWRITE_HINT = "Use another --out, or --overwrite to train the runs of other settings again."
 COLUMNS = ("train_accuracy", "validation_accuracy", "generalization_gap", "test_accuracy")
 
 
@@ -89,7 +87,7 @@ def sweep(
     jobs = [(rate, seed, out / f"rate-{rate:g}" / f"seed-{seed}", [("model.dropout", rate), ("training.seed", seed)])
             for rate in rates for seed in range(base.training.seed, base.training.seed + seeds)]
     claim_run_directories([(run_dir, resolve_recipe(base, overrides)) for _, _, run_dir, overrides in jobs],
-                          overwrite=overwrite, way_out=OVERWRITE_HINT)
+                          overwrite=overwrite)
 
     results = []
     reporter = SweepProgress(progress, len(rates) * seeds)
@@ -97,20 +95,8 @@ def sweep(
     for rate in rates:
         runs = []
         for _, seed, run_dir, overrides in [job for job in jobs if job[0] == rate]:
-            label = f"rate {rate:g}, seed {seed}"
-            if (run_dir / "metrics.json").is_file():
-                reporter.reused(label)
-                run = Run.load(run_dir)
-            else:
-                callbacks = reporter.start(label, base.training.epochs)
-                if run_dir.exists():
-                    # An interrupted run of this sweep: continue it rather than refuse.
-                    run = train(out=run_dir, resume=True, verbose=verbose, callbacks=callbacks)
-                else:
-                    run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session,
-                                overrides=overrides)
-                reporter.finish()
-            runs.append(run)
+            runs.append(_finished_run(base, run_dir, overrides, f"rate {rate:g}, seed {seed}", reporter=reporter,
+                                      session=session, verbose=verbose))
         results.append(_summarise_rate(rate, runs))
 
     summary = {
@@ -124,6 +110,22 @@ def sweep(
     (out / "sweep.md").write_text(markdown_table(summary) + "\n")
     plot_sweep(summary, out / "sweep.png")
     return SweepResult(out, summary)
+
+
+def _finished_run(base, run_dir: pathlib.Path, overrides, label: str, *, reporter, session, verbose) -> Run:
+    """The sweep's run in `run_dir` (of these settings, `claim_run_directories` checked): loaded if
+    finished, continued if interrupted, else trained."""
+    if (run_dir / "metrics.json").is_file():
+        reporter.reused(label)
+        return Run.load(run_dir)
+    callbacks = reporter.start(label, base.training.epochs)
+    if run_dir.exists():
+        # An interrupted run of this sweep: continue it rather than refuse.
+        run = train(out=run_dir, resume=True, verbose=verbose, callbacks=callbacks)
+    else:
+        run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session, overrides=overrides)
+    reporter.finish()
+    return run
 
 
 def _summarise_rate(rate: float, runs: list[Run]) -> dict:
