@@ -11,14 +11,14 @@ import kerasdrop
 from kerasdrop import cli
 from kerasdrop.errors import InvalidArgumentError, KerasdropError
 
-# Deliberately not KerasdropErrors: Ctrl-C (and SIGTERM, training/interrupts.py) stays a KeyboardInterrupt
-# (the CLI exits 130 or 143), the
+# Deliberately not KerasdropErrors: Ctrl-C stays a KeyboardInterrupt (the CLI exits 130), the
 # verifier's internal signal that a probe could not run, which it catches and reports as a finding,
 # and the server's internal signals, each caught beside where it is raised and answered as an HTTP or
 # gRPC status (a body over the limit or cut short, a head refused, a synchronous servicer's abort) or
 # as a UsageError naming the file (a PEM that does not load). (kerasdrop/serving/ had no
 # __init__.py before 0.2's layers, so this walk never reached it.)
-NOT_ERRORS = {"TrainingInterrupted", "Interrupted", "ProbeFailed", "BodyTooLarge", "ClientGone", "_Refused", "_Abort", "_PemError"}
+NOT_ERRORS = {"TrainingInterrupted", "ProbeFailed", "BodyTooLarge", "ClientGone", "_Refused", "_Abort", "_PemError"}
+NOT_ERRORS.add("Interrupted")  # SIGTERM raised as Ctrl-C is (kerasdrop/training/interrupts.py)
 
 
 def _kerasdrop_exception_classes():

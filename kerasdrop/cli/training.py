@@ -36,10 +36,12 @@ def register(commands) -> None:
     add_training_options(train)
     train.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
     train.add_argument("--resume", action="store_true",
-                       help="continue the interrupted run in --out from its last completed epoch, with the settings "
-                            "and data split it started with (refused if its recipe.toml was edited since)")
+                       help="continue the interrupted run in --out from its last completed epoch, with "
+                            "the settings and data split it started with (refused if its recipe.toml "
+                            "was edited since)")
     train.add_argument("--overwrite", action="store_true",
-                       help="replace the run that --out holds (default: refuse a directory that is not empty)")
+                       help="replace the run that --out holds (default: refuse a directory that is not "
+                            "empty)")
     train.add_argument("--quiet", action="store_true",
                        help="no per-epoch progress, only the result lines (for scripts; default: progress)")
     train.set_defaults(handler=run_train)
@@ -54,11 +56,11 @@ def register(commands) -> None:
                        help="dropout rates after each hidden Dense, e.g. 0,0.25,0.5")
     sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
     sweep.add_argument("--out", required=True,
-                       help="sweep directory; runs in it of the same settings are reused (finished) or continued, "
-                            "runs of other settings refused")
+                       help="sweep directory; runs in it of the same settings are reused (finished) or "
+                            "continued, runs of other settings refused")
     sweep.add_argument("--overwrite", action="store_true",
-                       help="train again the runs in --out whose settings differ (default: refuse, naming the "
-                            "first differing key)")
+                       help="train again the runs in --out whose settings differ (default: refuse, naming "
+                            "the first differing key)")
     sweep.add_argument("--quiet", action="store_true",
                        help="no progress lines, only the result table (for scripts; default: a line per run and epoch)")
     sweep.add_argument("--train-sizes", type=train_sizes, metavar="N,N,...,all",
@@ -102,17 +104,17 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="never download: a TFDS data set must already be prepared in --data-dir "
                              "(default: download on first use; recipe key data.offline)")
     parser.add_argument("--image-size", type=int_list("--image-size"), metavar="H,W",
-                        help="resize images, for models that need larger inputs; required for a folder whose images "
-                             "differ in size (default: native size)")
+                        help="resize images, for models that need larger inputs; required for a folder "
+                             "whose images differ in size (default: native size)")
     from kerasdrop.data.folder import IMAGE_MODES
 
     parser.add_argument("--image-mode", choices=IMAGE_MODES,
-                        help="folder:<path> data sets: decode every image as this mode (default: the mode most of "
-                             "its files have; the others are converted, with a warning)")
+                        help="folder:<path> data sets: decode every image as this mode (default: the mode "
+                             "most of its files have; the others are converted, with a warning)")
     # store_const with default None: an unset flag must not override a recipe's `data.skip_bad_images = true`.
     parser.add_argument("--skip-bad-images", action="store_const", const=True, default=None,
-                        help="folder:<path> data sets: leave out unreadable image files, counted (default: stop "
-                             "at the first, naming it)")
+                        help="folder:<path> data sets: leave out unreadable image files, counted "
+                             "(default: stop at the first, naming it)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the model family's, see the first line train prints; else 20)")
     parser.add_argument("--batch-size", type=int, help="global batch size (default: the model family's; else 64)")
     add_head_options(parser)
@@ -283,8 +285,8 @@ def run_sweep(args: argparse.Namespace) -> int:
               f"epoch(s); finished runs are kept and the same command continues the sweep", file=sys.stderr)
         return 128 + interrupted.signal_number
     except Interrupted as interrupted:
-        print("kerasdrop sweep: interrupted between runs; finished runs are kept and the same command continues "
-              "the sweep", file=sys.stderr)
+        print("kerasdrop sweep: interrupted between runs; finished runs are kept and the same command "
+              "continues the sweep", file=sys.stderr)
         return 128 + interrupted.signal_number
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")

@@ -171,8 +171,9 @@ def load_split(spec: str, *, seed: int = 0, validation_fraction: float = 0.1, te
     if kind == "folder":
         from kerasdrop.data.folder import load_folder_split
 
-        return load_folder_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
-                                 image_size=image_size, image_mode=image_mode, skip_bad_images=skip_bad_images)
+        return load_folder_split(rest, seed=seed, validation_fraction=validation_fraction,
+                                 test_fraction=test_fraction, image_size=image_size, image_mode=image_mode,
+                                 skip_bad_images=skip_bad_images)
     return _load_split(kind, rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
                        data_dir=data_dir, offline=offline)
 

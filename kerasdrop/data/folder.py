@@ -62,12 +62,14 @@ def folder_identity(root: str) -> dict:
     directory = pathlib.Path(root).expanduser()
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(f"{pathlib.Path(path).relative_to(directory).as_posix()}\t{os.path.getsize(path)}\n".encode())
+        relative = pathlib.Path(path).relative_to(directory).as_posix()
+        digest.update(f"{relative}\t{os.path.getsize(path)}\n".encode())
     return {"images": len(paths), "files_sha256": digest.hexdigest()}
 
 
 def _header(path: str) -> tuple[tuple[int, int], str] | str:
-    """`((height, width), "rgb" | "grayscale")` from the file's header (PIL opens lazily), or why it is unreadable."""
+    """`((height, width), "rgb" | "grayscale")` from the file's header (PIL opens lazily), or why it
+    cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -98,42 +100,57 @@ def scan_folder(root: str, *, image_size=None, image_mode: str | None = None, sk
     paths, labels, class_names = list_images(root)
     directory = pathlib.Path(root).expanduser()
     headers = [_header(path) for path in paths]
-    bad = [(path, header) for path, header in zip(paths, headers) if isinstance(header, str)]
-    if bad and not skip_bad_images:
-        path, reason = bad[0]
-        others = f" ({len(bad) - 1} more unreadable: {_listed([p for p, _ in bad[1:]], directory)})" if bad[1:] else ""
-        raise BadImageError(f"folder:{root}: {path} cannot be read as an image: {reason}{others}. Fix or remove it, "
-                            f"or pass --skip-bad-images (data.skip_bad_images = true) to train without it.")
+    bad = [path for path, header in zip(paths, headers) if isinstance(header, str)]
     if bad:
+        if not skip_bad_images:
+            reason = headers[paths.index(bad[0])]
+            others = f" ({len(bad) - 1} more unreadable: {_listed(bad[1:], directory)})" if bad[1:] else ""
+            raise BadImageError(f"folder:{root}: {bad[0]} cannot be read as an image: {reason}{others}. "
+                                "Fix or remove it, or pass --skip-bad-images (data.skip_bad_images = true) "
+                                "to train without it.")
         warnings.warn(f"folder:{root}: skipped {len(bad)} unreadable image file(s) (--skip-bad-images): "
-                      f"{_listed([p for p, _ in bad], directory)}", stacklevel=2)
+                      f"{_listed(bad, directory)}", stacklevel=2)
         kept = [index for index, header in enumerate(headers) if not isinstance(header, str)]
-        paths, labels, headers = [paths[i] for i in kept], [labels[i] for i in kept], [headers[i] for i in kept]
+        paths, labels, headers = ([items[i] for i in kept] for items in (paths, labels, headers))
         if len(set(labels)) < 2:
-            raise invalid_argument("dataset", "folder:<path> with readable images in at least 2 class sub-folders",
-                                   f"folder:{root} ({len(paths)} readable images in {len(set(labels))} class folders)")
-
-    modes = collections.Counter(mode for _, mode in headers)
-    if image_mode is None:
-        # The majority's mode; a tie keeps colour, which converting to grayscale would lose.
-        image_mode = "rgb" if modes["rgb"] >= modes["grayscale"] else "grayscale"
-        others = [path for path, (_, mode) in zip(paths, headers) if mode != image_mode]
-        if others:
-            warnings.warn(f"folder:{root}: {len(others)} of {len(paths)} images are not {image_mode} (the majority's "
-                          f"mode): {_listed(others, directory)}; converting them to {image_mode}. Set --image-mode "
-                          f"(data.image_mode) to choose.", stacklevel=2)
-
-    sizes = collections.Counter(size for size, _ in headers)
-    if image_size is None and len(sizes) > 1:
-        found = ", ".join(
-            f"{height}x{width} ({count} file{'s' if count > 1 else ''}"
-            + (f": {_listed([p for p, (size, _) in zip(paths, headers) if size == (height, width)], directory)})"
-               if count <= _NAMES_SHOWN else ")")
-            for (height, width), count in sizes.most_common())
-        raise invalid_argument("image_size", f"--image-size H,W (data.image_size) when a folder's images differ in "
-                               f"size; folder:{root} holds {found}", None)
-    size = tuple(image_size) if image_size is not None else next(iter(sizes))
+            raise invalid_argument("dataset", "folder:<path> with readable images in at least 2 class "
+                                   "sub-folders", f"folder:{root} ({len(paths)} readable images in "
+                                   f"{len(set(labels))} class folders)")
+    image_mode = image_mode or _majority_mode(root, directory, paths, [mode for _, mode in headers])
+    size = _one_size(root, directory, paths, [size for size, _ in headers], image_size)
     return paths, labels, class_names, size, image_mode, len(bad)
+
+
+def _majority_mode(root: str, directory: pathlib.Path, paths: list[str], modes: list[str]) -> str:
+    """The mode most images have (a tie keeps colour, which grayscale would lose); warns naming the others."""
+    counts = collections.Counter(modes)
+    mode = "rgb" if counts["rgb"] >= counts["grayscale"] else "grayscale"
+    others = [path for path, other in zip(paths, modes) if other != mode]
+    if others:
+        warnings.warn(f"folder:{root}: {len(others)} of {len(paths)} images are not {mode} (the majority's "
+                      f"mode): {_listed(others, directory)}; converting them to {mode}. Set --image-mode "
+                      "(data.image_mode) to choose.", stacklevel=3)
+    return mode
+
+
+def _one_size(root: str, directory: pathlib.Path, paths: list[str], sizes: list,
+              image_size) -> tuple[int, int]:
+    """`image_size`, else the one size every image has; images of several sizes need `image_size`."""
+    if image_size is not None:
+        return tuple(image_size)
+    counts = collections.Counter(sizes)
+    if len(counts) == 1:
+        return next(iter(counts))
+    found = []
+    for (height, width), count in counts.most_common():
+        if count > _NAMES_SHOWN:
+            found.append(f"{height}x{width} ({count} files)")
+        else:
+            those = [path for path, size in zip(paths, sizes) if size == (height, width)]
+            plural = "s" if count > 1 else ""
+            found.append(f"{height}x{width} ({count} file{plural}: {_listed(those, directory)})")
+    raise invalid_argument("image_size", "--image-size H,W (data.image_size) when a folder's images differ "
+                           f"in size; folder:{root} holds {', '.join(found)}", None)
 
 
 def load_folder_split(root: str, *, seed, validation_fraction, test_fraction, image_size=None,

@@ -11,8 +11,8 @@ from typing import Sequence
 from kerasdrop._files import atomic_write_text
 
 FINGERPRINT_FILE = "fingerprint.json"  # what defines the run's result (training/identity.py)
-RUN_FILES = ("model.keras", "best.keras", "recipe.toml", FINGERPRINT_FILE, "history.json", "history.csv", "metrics.json",
-             "curves.png")
+RUN_FILES = ("model.keras", "best.keras", "recipe.toml", FINGERPRINT_FILE, "history.json", "history.csv",
+             "metrics.json", "curves.png")
 
 
 def read_history_csv(path: pathlib.Path) -> list[dict]:
@@ -25,7 +25,7 @@ def read_history_csv(path: pathlib.Path) -> list[dict]:
 
 
 def write_history_csv(path: pathlib.Path, rows: list[dict]) -> None:
-    """Writes rows as Keras' CSVLogger does (`epoch`, then the sorted metric names), replacing the file whole."""
+    """Writes rows as Keras' CSVLogger does (`epoch`, then the sorted metric names), as one whole file."""
     import io
 
     keys = sorted({key for row in rows for key in row} - {"epoch"})

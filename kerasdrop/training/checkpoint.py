@@ -104,7 +104,7 @@ def _assign(variables, values) -> None:
 
 
 def read_backup(directory: pathlib.Path) -> dict | None:
-    """`{"epoch": completed epochs, "weights": file name, "history": [rows]}` of a run's backup (None: none)."""
+    """`{"epoch": completed epochs, "weights": file name, "history": [rows]}` of a run's backup, or None."""
     state_path = directory / BACKUP_STATE_FILE
     if state_path.is_file():
         return json.loads(state_path.read_text())
@@ -118,7 +118,7 @@ def read_backup(directory: pathlib.Path) -> dict | None:
 
 
 def epoch_record_callbacks() -> tuple:
-    """Callbacks to put first and last: a signal between them (an epoch's record) waits for the whole record."""
+    """Callbacks to put first and last: a signal between them (an epoch's record) waits for all of it."""
     import keras
 
     class OpenRecord(keras.callbacks.Callback):
@@ -164,7 +164,8 @@ def run_backup(directory: str | os.PathLike):
             directory.mkdir(parents=True, exist_ok=True)
             weights = f"epoch-{epoch + 1}.weights.h5"
             save_atomically(lambda path: self.model.save_weights(path, overwrite=True), directory / weights)
-            self.history.append({"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}})
+            row = {key: float(value) for key, value in (logs or {}).items()}
+            self.history.append({"epoch": epoch, **row})
             atomic_write_text(directory / BACKUP_STATE_FILE,
                               json.dumps({"epoch": epoch + 1, "weights": weights, "history": self.history}))
             for old in directory.glob("*.weights.h5"):

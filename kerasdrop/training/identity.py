@@ -61,14 +61,19 @@ def write_fingerprint(run_dir: pathlib.Path, fingerprint: dict) -> None:
 
 
 def recorded_fingerprint(run_dir: pathlib.Path, dataset: dict | None = None) -> dict | None:
-    """The fingerprint a run wrote; for a run from before fingerprints, the one of its recipe.toml (None: no run)."""
+    """The fingerprint a run wrote; for a run from before fingerprints, the one of its recipe.toml.
+
+    None: `run_dir` holds no run.
+    """
     path = run_dir / FINGERPRINT_FILE
     if path.is_file():
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError) as error:
-            raise RunDirectoryError(f"{path} is unreadable ({error}); the run's identity is unknown. "
-                                    "Use another --out, or --overwrite to train it again.") from None
+            raise RunDirectoryError(
+                f"{path} is unreadable ({error}); the run's identity is unknown. "
+                "Use another --out, or --overwrite to train it again."
+            ) from None
     if not (run_dir / "recipe.toml").is_file():
         return None
     import tomllib
@@ -77,8 +82,10 @@ def recorded_fingerprint(run_dir: pathlib.Path, dataset: dict | None = None) -> 
         recipe = load_recipe(run_dir / "recipe.toml")
         version = tomllib.loads((run_dir / "recipe.toml").read_text()).get("provenance", {}).get("kerasdrop")
     except RecipeError as error:
-        raise RunDirectoryError(f"{run_dir} holds a run whose recipe.toml cannot be read ({error}). "
-                                "Use another --out, or --overwrite to train it again.") from None
+        raise RunDirectoryError(
+            f"{run_dir} holds a run whose recipe.toml cannot be read ({error}). "
+            "Use another --out, or --overwrite to train it again."
+        ) from None
     fingerprint = run_fingerprint(recipe, dataset)
     fingerprint["code.kerasdrop"] = version
     return fingerprint
@@ -96,7 +103,8 @@ def check_reusable(run_dir: pathlib.Path, wanted: dict, *, way_out: str) -> bool
     """True when `run_dir` holds a run of exactly `wanted`'s fingerprint; False when it holds no run.
 
     Raises:
-        RunMismatchError: it holds a run of other settings (one line: the first differing key, then `way_out`).
+        RunMismatchError: it holds a run of other settings (one line: the first differing key, then
+            `way_out`).
     """
     recorded = recorded_fingerprint(run_dir, _dataset_part(wanted))
     if recorded is None:
@@ -105,8 +113,9 @@ def check_reusable(run_dir: pathlib.Path, wanted: dict, *, way_out: str) -> bool
     if difference is None:
         return True
     key, old, new = difference
-    raise RunMismatchError(f"{run_dir} holds a run of other settings: {key} is {old!r} there, {new!r} now. "
-                           f"{way_out}")
+    raise RunMismatchError(
+        f"{run_dir} holds a run of other settings: {key} is {old!r} there, {new!r} now. {way_out}"
+    )
 
 
 def check_resumable(run_dir: pathlib.Path, recipe: Recipe) -> None:
@@ -117,11 +126,16 @@ def check_resumable(run_dir: pathlib.Path, recipe: Recipe) -> None:
     if difference is None:
         return
     key, old, new = difference
-    what = "recipe.toml" if key.partition(".")[0] in ("model", "data", "training", "split") else "what it depends on"
+    what = (
+        "recipe.toml"
+        if key.partition(".")[0] in ("model", "data", "training", "split")
+        else "what it depends on"
+    )
     raise RunMismatchError(
-        f"--resume: {run_dir} changed since the run started ({what}): {key} was {old!r}, is {new!r} now; a resumed "
-        f"run keeps the settings and data split it started with. Restore {key}, or start a new run with another "
-        f"--out (or --overwrite to replace this one).")
+        f"--resume: {run_dir} changed since the run started ({what}): {key} was {old!r}, is {new!r} now; a "
+        f"resumed run keeps the settings and data split it started with. Restore {key}, or start a new run "
+        f"with another --out (or --overwrite to replace this one)."
+    )
 
 
 def _dataset_part(fingerprint: dict) -> dict:

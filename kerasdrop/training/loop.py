@@ -18,13 +18,12 @@ from typing import Any, Sequence
 
 from kerasdrop._keras_compat import multi_worker_fit
 from kerasdrop.errors import RunDirectoryError, TrainingDivergedError
-from kerasdrop.training import artifacts
+from kerasdrop.training import artifacts, interrupts
 from kerasdrop.training.build import (
     compile_for_training,
     describe_dropout,
     evaluate_trained,
 )
-from kerasdrop.training import interrupts
 from kerasdrop.training.checkpoint import (
     BACKUP_DIR,
     best_checkpoint,
@@ -92,15 +91,9 @@ def train(
             raise RunDirectoryError("--resume needs --out naming the run directory to continue.")
         out = pathlib.Path(out)
         if overwrite:
-            raise RunDirectoryError("--resume continues the run in --out and --overwrite replaces it; pass one.")
-        prepare_run_dir(out, resume=True, chief=True)
-        recipe = load_recipe(out / "recipe.toml")
-        if recipe_or_kwargs is not None or overrides:
-            requested = resolve_recipe(recipe_or_kwargs if recipe_or_kwargs is not None else recipe, overrides)
-            if requested.to_dict() != recipe.to_dict():
-                raise RecipeError(f"--resume continues the run in {out} with its own recipe.toml; "
-                                  "do not pass a different recipe or overrides.")
-        check_resumable(out, recipe)
+            raise RunDirectoryError("--resume continues the run in --out and --overwrite replaces it; "
+                                    "pass one.")
+        recipe = _resumed_recipe(out, recipe_or_kwargs, overrides)
     else:
         recipe = resolve_recipe(recipe_or_kwargs, overrides)
         out = pathlib.Path(out) if out is not None else default_run_dir(recipe, runs_dir)
@@ -123,21 +116,38 @@ def train(
             completed = completed_epochs(out)
             # A new run that ends before its first epoch holds nothing worth resuming: leave no directory
             # behind that would refuse the same --out next time.
-            removed = chief and not resume and completed == 0 and remove_run_files(out, keep_directory=existed)
+            removed = (chief and not resume and completed == 0
+                       and remove_run_files(out, keep_directory=existed))
             if isinstance(error, KeyboardInterrupt):
+                number = getattr(error, "signal_number", signal.SIGINT)
                 raise TrainingInterrupted(out, completed, recipe.training.epochs, removed=removed,
-                                          signal_number=getattr(error, "signal_number", signal.SIGINT)) from None
+                                          signal_number=number) from None
             raise
 
 
+def _resumed_recipe(out: pathlib.Path, recipe_or_kwargs, overrides) -> Recipe:
+    """The recipe of the interrupted run in `out`, if what was asked for and what it started with agree."""
+    prepare_run_dir(out, resume=True, chief=True)
+    recipe = load_recipe(out / "recipe.toml")
+    if recipe_or_kwargs is not None or overrides:
+        requested = resolve_recipe(recipe_or_kwargs if recipe_or_kwargs is not None else recipe, overrides)
+        if requested.to_dict() != recipe.to_dict():
+            raise RecipeError(f"--resume continues the run in {out} with its own recipe.toml; "
+                              "do not pass a different recipe or overrides.")
+    check_resumable(out, recipe)
+    return recipe
+
+
 def completed_epochs(out: pathlib.Path) -> int:
-    """Epochs a run directory holds whole: its backup's count (what --resume continues from), else history rows."""
+    """Epochs a run directory holds whole: its backup's count (what --resume continues from), else its
+    history rows."""
     state = read_backup(out / BACKUP_DIR)
     return state["epoch"] if state is not None else len(artifacts.read_history_csv(out / "history.csv"))
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during `train`: epochs completed, whether the run directory was kept, which signal."""
+    """Ctrl-C or SIGTERM during `train`: epochs completed, whether the run directory was kept, and which
+    signal."""
 
     def __init__(self, directory: pathlib.Path, completed_epochs: int, epochs: int, *, removed: bool,
                  signal_number: int = signal.SIGINT):
@@ -226,7 +236,8 @@ def _run_callbacks(training, write_dir: pathlib.Path, *, resume: bool, backup: b
                    best_in_memory: bool = False) -> list:
     """NaN stop, best.keras, backup (resumable), history.csv, the caller's callbacks, early stopping.
 
-    All inside one epoch record (`epoch_record_callbacks`): a signal waits until the epoch's files are written.
+    All inside one epoch record (`epoch_record_callbacks`): a signal waits until the epoch's files are
+    written.
     """
     import keras
 

@@ -51,7 +51,8 @@ class DataSection:
     # rgb | grayscale: what a folder's images are decoded to (None: the mode most of its files have;
     # the others are converted, with a warning naming them)
     image_mode: Optional[str] = None
-    skip_bad_images: bool = False  # a folder's unreadable files: false: stop, naming the file; true: leave out, counted
+    # A folder's unreadable files: false: stop at the first, naming it; true: leave them out, counted.
+    skip_bad_images: bool = False
     validation_fraction: float = 0.1  # of the training data, held out for validation and best.keras
     test_fraction: float = 0.2  # held out for the test metrics when the source has no test split
     # Train on a stratified subset of this many training examples (None: all); validation and test
@@ -290,13 +291,13 @@ def check_recipe(recipe: Recipe) -> None:
 
     kind, _ = parse_dataset_spec(recipe.data.dataset)
     if recipe.data.image_mode is not None and recipe.data.image_mode not in IMAGE_MODES:
-        raise invalid_argument("data.image_mode", f"one of {', '.join(IMAGE_MODES)}, or unset for the majority's",
-                               recipe.data.image_mode)
+        raise invalid_argument("data.image_mode", f"one of {', '.join(IMAGE_MODES)}, or unset for the "
+                               "majority's", recipe.data.image_mode)
     for key, value, unset in (("image_mode", recipe.data.image_mode, None),
                               ("skip_bad_images", recipe.data.skip_bad_images, False)):
         if kind != "folder" and value != unset:
-            raise invalid_argument(f"data.{key}", f"unset for {recipe.data.dataset}: it applies to folder:<path> "
-                                   "data sets only", value)
+            raise invalid_argument(f"data.{key}", f"unset for {recipe.data.dataset}: it applies to "
+                                   "folder:<path> data sets only", value)
     check_expectations(recipe.expect)
     from kerasdrop.zoo.registry import model_info
 

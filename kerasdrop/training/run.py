@@ -81,9 +81,9 @@ def prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool, overwrite: 
         remove_run_files(out, keep_directory=True)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if out.is_dir() and holds_run(out):
-            raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it was changed. "
-                                    f"It holds a run: --resume continues it, --overwrite replaces it, or choose "
-                                    f"another --out.")
+            raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it "
+                                    "was changed. It holds a run: --resume continues it, --overwrite "
+                                    "replaces it, or choose another --out.")
         raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it was changed. "
                           f"Use --resume to continue that run, or choose another --out.")
     try:

@@ -84,7 +84,8 @@ def sweep(
                                                verbose=verbose, progress=progress, workers=workers,
                                                overwrite=overwrite))
 
-    jobs = [(rate, seed, out / f"rate-{rate:g}" / f"seed-{seed}", [("model.dropout", rate), ("training.seed", seed)])
+    jobs = [(rate, seed, out / f"rate-{rate:g}" / f"seed-{seed}",
+             [("model.dropout", rate), ("training.seed", seed)])
             for rate in rates for seed in range(base.training.seed, base.training.seed + seeds)]
     claim_run_directories([(run_dir, resolve_recipe(base, overrides)) for _, _, run_dir, overrides in jobs],
                           overwrite=overwrite)
@@ -95,8 +96,8 @@ def sweep(
     for rate in rates:
         runs = []
         for _, seed, run_dir, overrides in [job for job in jobs if job[0] == rate]:
-            runs.append(_finished_run(base, run_dir, overrides, f"rate {rate:g}, seed {seed}", reporter=reporter,
-                                      session=session, verbose=verbose))
+            runs.append(_finished_run(base, run_dir, overrides, f"rate {rate:g}, seed {seed}",
+                                      reporter=reporter, session=session, verbose=verbose))
         results.append(_summarise_rate(rate, runs))
 
     summary = {
@@ -123,7 +124,8 @@ def _finished_run(base, run_dir: pathlib.Path, overrides, label: str, *, reporte
         # An interrupted run of this sweep: continue it rather than refuse.
         run = train(out=run_dir, resume=True, verbose=verbose, callbacks=callbacks)
     else:
-        run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session, overrides=overrides)
+        run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session,
+                    overrides=overrides)
     reporter.finish()
     return run
 

@@ -162,7 +162,10 @@ def create_keras_app(
         failed = _URL_FETCH_FAILURE.match(str(error))
         if weights != "imagenet" or failed is None:
             raise
-        raise _weights_unavailable(PREFIX + backbone, url=failed["url"], reason=failed["reason"]) from None
+        reason = failed["reason"]
+        if (failed["code"] or "").isdigit():  # an HTTP status, not an errno
+            reason = f"HTTP {failed['code']} {reason}"
+        raise _weights_unavailable(PREFIX + backbone, url=failed["url"], reason=reason) from None
     if batch_norm_momentum is not None:
         for layer in backbone_model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -174,11 +177,13 @@ def create_keras_app(
 
 
 # keras.utils.get_file's message for a failed download: "URL fetch failure on <url>: <errno> -- <reason>".
-_URL_FETCH_FAILURE = re.compile(r"URL fetch failure on (?P<url>\S+): (?P<reason>.*)", re.DOTALL)
+_URL_FETCH_FAILURE = re.compile(r"URL fetch failure on (?P<url>\S+): (?:(?P<code>\S+) -- )?(?P<reason>.*)",
+                                re.DOTALL)
 
 
 def _weights_unavailable(model: str, *, url: str, reason: str) -> PretrainedWeightsUnavailableError:
-    """One line, as TFDS says a data set cannot be downloaded offline: the file Keras wanted and where it goes."""
+    """One line, as TFDS says a data set cannot be downloaded offline: the file Keras wanted and where to
+    put it."""
     file_name = url.rstrip("/").rsplit("/", 1)[-1]
     try:
         from keras.src.backend.config import keras_home  # Keras' cache root: KERAS_HOME, else ~/.keras

@@ -24,18 +24,26 @@ def _colour_folder(root, per_class=30, size=16, gray_first=False):
             pixels = np.clip(np.array(colour) * brightness + rng.normal(0, 12, (size, size, 3)), 0, 255)
             Image.fromarray(pixels.astype("uint8"), "RGB").save(root / name / f"{index:03d}.png")
     if gray_first:  # sorts first: the old loader took every image's channels from it
-        Image.fromarray(rng.integers(0, 255, (size, size), dtype="uint8"), "L").save(root / "blue" / "000-gray.png")
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype="uint8"), "L").save(
+            root / "blue" / "000-gray.png"
+        )
     return root
 
 
 def test_mixed_modes_are_decoded_as_the_majority_with_a_warning_naming_the_others(tmp_path):
     root = _colour_folder(tmp_path / "images", per_class=8, gray_first=True)
-    with pytest.warns(UserWarning, match=r"1 of 25 images are not rgb .*: blue/000-gray.png; converting them to rgb"):
+    with pytest.warns(
+        UserWarning, match=r"1 of 25 images are not rgb .*: blue/000-gray.png; converting them to rgb"
+    ):
         data = load_dataset(f"folder:{root}", batch_size=64)
     assert data.info.input_shape == (16, 16, 3)
     images = np.concatenate([batch for batch, _ in data.train.as_numpy_iterator()])
     assert images.shape[1:] == (16, 16, 3)
-    assert load_dataset(f"folder:{root}", batch_size=64, image_mode="grayscale").info.input_shape == (16, 16, 1)
+    assert load_dataset(f"folder:{root}", batch_size=64, image_mode="grayscale").info.input_shape == (
+        16,
+        16,
+        1,
+    )
 
 
 def test_mixed_sizes_need_image_size_and_the_error_lists_them(tmp_path):
@@ -43,7 +51,9 @@ def test_mixed_sizes_need_image_size_and_the_error_lists_them(tmp_path):
 
     root = _colour_folder(tmp_path / "images", per_class=8)
     Image.new("RGB", (20, 24), (255, 0, 0)).save(root / "red" / "big.png")
-    with pytest.raises(ValueError, match=r"`image_size`.*holds 16x16 \(24 files\), 24x20 \(1 file: red/big.png\)"):
+    with pytest.raises(
+        ValueError, match=r"`image_size`.*holds 16x16 \(24 files\), 24x20 \(1 file: red/big.png\)"
+    ):
         load_dataset(f"folder:{root}")
     data = load_dataset(f"folder:{root}", image_size=(16, 16), batch_size=64)
     assert data.info.input_shape == (16, 16, 3)
@@ -53,7 +63,9 @@ def test_mixed_sizes_need_image_size_and_the_error_lists_them(tmp_path):
 def test_an_unreadable_file_is_named_or_skipped_and_counted(tmp_path):
     root = _colour_folder(tmp_path / "images", per_class=8)
     (root / "green" / "broken.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(BadImageError, match=r"green/broken.png cannot be read as an image.*--skip-bad-images"):
+    with pytest.raises(
+        BadImageError, match=r"green/broken.png cannot be read as an image.*--skip-bad-images"
+    ):
         load_dataset(f"folder:{root}")
     with pytest.warns(UserWarning, match=r"skipped 1 unreadable image file\(s\).*green/broken.png"):
         data = load_dataset(f"folder:{root}", skip_bad_images=True, batch_size=64)
@@ -66,7 +78,9 @@ def test_a_file_in_a_format_tensorflow_cannot_decode_is_named(tmp_path):
 
     root = _colour_folder(tmp_path / "images", per_class=8)
     Image.new("RGB", (16, 16)).save(root / "red" / "really.png", format="TIFF")
-    with pytest.raises(BadImageError, match=r"red/really.png cannot be read as an image: its content is TIFF"):
+    with pytest.raises(
+        BadImageError, match=r"red/really.png cannot be read as an image: its content is TIFF"
+    ):
         scan_folder(str(root))
 
 
@@ -75,8 +89,22 @@ def test_the_cli_reports_a_bad_file_in_one_line(tmp_path, capsys):
 
     root = _colour_folder(tmp_path / "images", per_class=8)
     (root / "red" / "empty.jpg").write_bytes(b"")
-    assert main(["train", "--no-recipe", "--dataset", f"folder:{root}", "--epochs", "1", "--quiet",
-                 "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--no-recipe",
+                "--dataset",
+                f"folder:{root}",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "red/empty.jpg cannot be read" in line and "Traceback" not in line
 
@@ -86,10 +114,15 @@ def test_a_folder_with_one_grayscale_file_trains_to_the_clean_folders_accuracy(t
     from kerasdrop.training import train
 
     recipe = {"model": "lenet5", "epochs": 8, "batch_size": 16, "seed": 0}
-    clean = train(dict(recipe, dataset=f"folder:{_colour_folder(tmp_path / 'clean')}"), out=tmp_path / "a", verbose=0)
+    clean = train(
+        dict(recipe, dataset=f"folder:{_colour_folder(tmp_path / 'clean')}"), out=tmp_path / "a", verbose=0
+    )
     with pytest.warns(UserWarning, match="converting them to rgb"):
-        mixed = train(dict(recipe, dataset=f"folder:{_colour_folder(tmp_path / 'mixed', gray_first=True)}"),
-                      out=tmp_path / "b", verbose=0)
+        mixed = train(
+            dict(recipe, dataset=f"folder:{_colour_folder(tmp_path / 'mixed', gray_first=True)}"),
+            out=tmp_path / "b",
+            verbose=0,
+        )
     assert clean.metrics["test_accuracy"] >= 0.9
     assert mixed.metrics["test_accuracy"] >= clean.metrics["test_accuracy"] - 0.06  # one test image of 18-19
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["dataset"]["input_shape"] == [16, 16, 3]

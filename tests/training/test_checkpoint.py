@@ -1,4 +1,4 @@
-"""Checkpoint files written whole, signals held over an epoch's record, and history repaired from the backup."""
+"""Checkpoint files written whole, signals held over an epoch's record, history repaired from the backup."""
 
 import json
 import os

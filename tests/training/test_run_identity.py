@@ -1,4 +1,4 @@
-"""Run identity: a sweep, a study and `train --resume` reuse or continue only a run of the same fingerprint."""
+"""Run identity: a sweep, a study and `train --resume` reuse or continue only runs of the same fingerprint."""
 
 import json
 import tomllib
@@ -38,8 +38,23 @@ def test_every_run_records_its_fingerprint_from_the_start(mlp_sweep):
 
 def test_a_sweep_of_another_model_into_the_same_out_is_refused_in_one_line(mlp_sweep, capsys, monkeypatch):
     before = {path: path.stat().st_mtime_ns for path in mlp_sweep.directory.rglob("*")}
-    code = main(["sweep", "--model", "lenet5", "--dataset", "synthetic", "--no-recipe", "--rates", "0", "--epochs",
-                 "1", "--out", str(mlp_sweep.directory), "--quiet"])
+    code = main(
+        [
+            "sweep",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "synthetic",
+            "--no-recipe",
+            "--rates",
+            "0",
+            "--epochs",
+            "1",
+            "--out",
+            str(mlp_sweep.directory),
+            "--quiet",
+        ]
+    )
     assert code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "model.name is 'mlp' there, 'lenet5' now" in line and "--overwrite" in line and "--out" in line
@@ -98,17 +113,71 @@ def test_resume_refusal_is_one_cli_line(tmp_path, capsys):
 def test_train_overwrite_replaces_a_run_and_only_a_run(mlp_sweep, tmp_path, capsys):
     out = tmp_path / "run"
     train(dict(BASE, epochs=1), out=out, verbose=0)
-    assert main(["train", "--no-recipe", "--model", "mlp", "--dataset", "synthetic", "--dense-units", "8",
-                 "--epochs", "2", "--out", str(out), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--no-recipe",
+                "--model",
+                "mlp",
+                "--dataset",
+                "synthetic",
+                "--dense-units",
+                "8",
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "--overwrite replaces it" in capsys.readouterr().err
-    assert main(["train", "--no-recipe", "--model", "mlp", "--dataset", "synthetic", "--dense-units", "8",
-                 "--epochs", "2", "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--no-recipe",
+                "--model",
+                "mlp",
+                "--dataset",
+                "synthetic",
+                "--dense-units",
+                "8",
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 2
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    assert main(["train", "--no-recipe", "--model", "mlp", "--dataset", "synthetic", "--epochs", "1",
-                 "--out", str(mine), "--quiet", "--overwrite"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--no-recipe",
+                "--model",
+                "mlp",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "1",
+                "--out",
+                str(mine),
+                "--quiet",
+                "--overwrite",
+            ]
+        )
+        == 2
+    )
     assert (mine / "notes.txt").read_text() == "keep"
 
 
@@ -119,7 +188,9 @@ def test_a_run_from_before_fingerprints_is_judged_by_its_recipe(mlp_sweep, monke
     saved = (run_dir / FINGERPRINT_FILE).read_text()
     (run_dir / FINGERPRINT_FILE).unlink()
     try:
-        monkeypatch.setattr(sweep_module, "train", lambda *a, **k: pytest.fail("a matching run was trained again"))
+        monkeypatch.setattr(
+            sweep_module, "train", lambda *a, **k: pytest.fail("a matching run was trained again")
+        )
         sweep(dict(BASE), rates=[0.0], seeds=1, out=mlp_sweep.directory)  # same settings: reused
         with pytest.raises(RunMismatchError, match=r"model.dense_units is \[8\] there, \[16\] now"):
             sweep(dict(BASE, dense_units=[16]), rates=[0.0], seeds=1, out=mlp_sweep.directory)

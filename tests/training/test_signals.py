@@ -16,15 +16,35 @@ import pytest
 import kerasdrop
 
 EPOCHS = 20
-FLAGS = ["--no-recipe", "--model", "mlp", "--dataset", "synthetic", "--dense-units", "8", "--batch-size", "32",
-         "--steps-per-execution", "1", "--epochs", str(EPOCHS)]
+FLAGS = [
+    "--no-recipe",
+    "--model",
+    "mlp",
+    "--dataset",
+    "synthetic",
+    "--dense-units",
+    "8",
+    "--batch-size",
+    "32",
+    "--steps-per-execution",
+    "1",
+    "--epochs",
+    str(EPOCHS),
+]
 REPOSITORY = pathlib.Path(kerasdrop.__file__).resolve().parents[1]
 
 
 def _start(arguments):
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPOSITORY), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, "-m", "kerasdrop.cli", *arguments], env=environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    environment = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPOSITORY), os.environ.get("PYTHONPATH", "")])
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "kerasdrop.cli", *arguments],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _completed(out: pathlib.Path) -> int:
@@ -54,8 +74,11 @@ def test_signals_at_several_points_then_resume_record_every_epoch_once(tmp_path)
     randomness = random.Random(0)
     process = _start(["train", *FLAGS, "--out", str(out), "--quiet"])
     # (signal, after this many epochs, then a delay that lands mid-epoch or inside an epoch's writes)
-    plan = [(signal.SIGTERM, 3, 0.0), (signal.SIGKILL, 8, randomness.uniform(0, 0.05)),
-            (signal.SIGINT, 13, randomness.uniform(0, 0.05))]
+    plan = [
+        (signal.SIGTERM, 3, 0.0),
+        (signal.SIGKILL, 8, randomness.uniform(0, 0.05)),
+        (signal.SIGINT, 13, randomness.uniform(0, 0.05)),
+    ]
     stopped = 0
     for number, epoch, delay in plan:
         status, error = _signal_after(process, out, epoch, number, delay)

@@ -26,19 +26,37 @@ def no_network(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_offline_imagenet_weights_fail_in_one_line_naming_the_file_and_where_it_goes(no_network, tmp_path, capsys):
+def test_offline_imagenet_weights_fail_in_one_line_naming_the_file_and_where_it_goes(
+    no_network, tmp_path, capsys
+):
     from kerasdrop.cli import main
 
-    code = main(["train", "--no-recipe", "--model", "keras_app:ResNet50", "--dataset", "synthetic:32x32x3",
-                 "--set", 'model.options={weights="imagenet"}', "--epochs", "1", "--quiet",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--no-recipe",
+            "--model",
+            "keras_app:ResNet50",
+            "--dataset",
+            "synthetic:32x32x3",
+            "--set",
+            'model.options={weights="imagenet"}',
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2
     (line,) = captured.err.strip().splitlines()
     assert "Traceback" not in captured.out + captured.err
     wanted = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    assert line.startswith('kerasdrop train: error: keras_app:ResNet50 with weights="imagenet": Keras could not '
-                           f"download {wanted} from https://"), line
+    assert line.startswith(
+        'kerasdrop train: error: keras_app:ResNet50 with weights="imagenet": Keras could not '
+        f"download {wanted} from https://"
+    ), line
     assert f"put the file at {no_network / 'models' / wanted}" in line
     assert not (tmp_path / "run").exists()
 
