@@ -9,6 +9,7 @@ from kerasdrop.cli import main
 from kerasdrop.training import train
 from kerasdrop.training.identity import FINGERPRINT_FILE, RunMismatchError
 from kerasdrop.training.sweep import sweep
+from tests.training.test_train_cli import FAST_FLAGS
 
 BASE = {"model": "mlp", "dataset": "synthetic", "epochs": 2, "batch_size": 32, "dense_units": [8]}
 
@@ -110,74 +111,19 @@ def test_resume_refusal_is_one_cli_line(tmp_path, capsys):
     assert line.startswith("kerasdrop train: error: --resume:") and "training.epochs was 3, is 30 now" in line
 
 
-def test_train_overwrite_replaces_a_run_and_only_a_run(mlp_sweep, tmp_path, capsys):
+def test_train_overwrite_replaces_a_run_and_only_a_run(tmp_path, capsys):
     out = tmp_path / "run"
     train(dict(BASE, epochs=1), out=out, verbose=0)
-    assert (
-        main(
-            [
-                "train",
-                "--no-recipe",
-                "--model",
-                "mlp",
-                "--dataset",
-                "synthetic",
-                "--dense-units",
-                "8",
-                "--epochs",
-                "2",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    command = ["train", "--no-recipe", *FAST_FLAGS, "--epochs", "2", "--out", str(out), "--quiet"]
+    assert main(command) == 2
     assert "--overwrite replaces it" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "train",
-                "--no-recipe",
-                "--model",
-                "mlp",
-                "--dataset",
-                "synthetic",
-                "--dense-units",
-                "8",
-                "--epochs",
-                "2",
-                "--out",
-                str(out),
-                "--quiet",
-                "--overwrite",
-            ]
-        )
-        == 0
-    )
+    assert main([*command, "--overwrite"]) == 0
     assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 2
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    assert (
-        main(
-            [
-                "train",
-                "--no-recipe",
-                "--model",
-                "mlp",
-                "--dataset",
-                "synthetic",
-                "--epochs",
-                "1",
-                "--out",
-                str(mine),
-                "--quiet",
-                "--overwrite",
-            ]
-        )
-        == 2
-    )
+    assert main(["train", "--no-recipe", *FAST_FLAGS, "--epochs", "1", "--out", str(mine), "--quiet",
+                 "--overwrite"]) == 2
     assert (mine / "notes.txt").read_text() == "keep"
 
 

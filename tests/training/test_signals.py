@@ -14,23 +14,10 @@ import time
 import pytest
 
 import kerasdrop
+from tests.training.test_train_cli import FAST_FLAGS
 
 EPOCHS = 20
-FLAGS = [
-    "--no-recipe",
-    "--model",
-    "mlp",
-    "--dataset",
-    "synthetic",
-    "--dense-units",
-    "8",
-    "--batch-size",
-    "32",
-    "--steps-per-execution",
-    "1",
-    "--epochs",
-    str(EPOCHS),
-]
+FLAGS = ["--no-recipe", *FAST_FLAGS, "--steps-per-execution", "1", "--epochs", str(EPOCHS)]
 REPOSITORY = pathlib.Path(kerasdrop.__file__).resolve().parents[1]
 
 
