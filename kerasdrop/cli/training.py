@@ -177,6 +177,25 @@ def training_overrides(args: argparse.Namespace) -> list:
     return overrides
 
 
+def warnings_as_lines(handler):
+    """`handler(args)` with each Python warning printed as one line, `kerasdrop <command>: warning: ...`
+    (the default format adds the file, line number and source line of the code that warned)."""
+    import functools
+    import warnings
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        def show(message, category, filename, lineno, file=None, line=None):
+            print(f"kerasdrop {args.command}: warning: {message}", file=sys.stderr, flush=True)
+
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.showwarning = show
+            return handler(args)
+
+    return run
+
+
+@warnings_as_lines
 def run_train(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     from kerasdrop.training import train
@@ -268,6 +287,7 @@ def interrupted_line(interrupted) -> str:
             f"{interrupted.epochs}; continue with: {resume}")
 
 
+@warnings_as_lines
 def run_sweep(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     from kerasdrop.training.interrupts import Interrupted, interrupts_raised

@@ -19,6 +19,9 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"training interrupted by {signal.Signals(signal_number).name}")
         self.signal_number = signal_number
 
+    def __reduce__(self):  # re-raised across processes (a study's workers) by its number, not its message
+        return type(self), (self.signal_number,)
+
 
 _pending: list[int] = []  # a signal received while held, raised at `release`
 _held = threading.Event()

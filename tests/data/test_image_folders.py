@@ -126,3 +126,21 @@ def test_a_folder_with_one_grayscale_file_trains_to_the_clean_folders_accuracy(t
     assert clean.metrics["test_accuracy"] >= 0.9
     assert mixed.metrics["test_accuracy"] >= clean.metrics["test_accuracy"] - 0.06  # one test image of 18-19
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["dataset"]["input_shape"] == [16, 16, 3]
+
+
+@pytest.mark.slow
+def test_the_cli_warns_in_one_line_each_and_counts_the_skipped_files(tmp_path, capsys):
+    from kerasdrop.cli import main
+
+    root = _colour_folder(tmp_path / "images", per_class=8, gray_first=True)
+    (root / "red" / "empty.jpg").write_bytes(b"")
+    assert main(["train", "--no-recipe", "--model", "lenet5", "--dataset", f"folder:{root}", "--epochs", "1",
+                 "--skip-bad-images", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"kerasdrop train: warning: folder:{root}: skipped 1 unreadable image file(s) (--skip-bad-images): "
+        "red/empty.jpg",
+        f"kerasdrop train: warning: folder:{root}: 1 of 25 images are not rgb (the majority's mode): "
+        "blue/000-gray.png; converting them to rgb. Set --image-mode (data.image_mode) to choose.",
+    ]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["dataset"]["skipped_images"] == 1
