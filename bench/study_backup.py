@@ -1,6 +1,6 @@
 """One run of a study, with and without the per-epoch backup, side by side in one process.
 
-The data-size study trains 36 short runs; each run's `fit` saves a BackupAndRestore checkpoint every
+The data-size study trains 36 short runs; each run's `fit` saves a backup (training/checkpoint.py) every
 epoch (so `kerasdrop train --resume` can continue it). Study runs skip it and are retrained if
 interrupted. This times `train` of the MLP 512-512 recipe on digits (30 epochs) both ways, in
 interleaved rounds, and prints every round and the ratio of the best of each.

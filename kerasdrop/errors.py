@@ -27,3 +27,8 @@ class DistributionConfigError(KerasdropError, ValueError):
 
 class TrainingDivergedError(KerasdropError, FloatingPointError):
     """The loss became NaN or infinite; the run directory keeps the history up to that point."""
+
+
+class PretrainedWeightsUnavailableError(KerasdropError, OSError):
+    """Pretrained weights (`weights="imagenet"`) that Keras could not download; the message names the file and
+    where to put it."""

@@ -18,6 +18,7 @@ from kerasdrop.errors import InvalidArgumentError, KerasdropError
 # as a UsageError naming the file (a PEM that does not load). (kerasdrop/serving/ had no
 # __init__.py before 0.2's layers, so this walk never reached it.)
 NOT_ERRORS = {"TrainingInterrupted", "ProbeFailed", "BodyTooLarge", "ClientGone", "_Refused", "_Abort", "_PemError"}
+NOT_ERRORS.add("Interrupted")  # SIGTERM raised as Ctrl-C is (kerasdrop/training/interrupts.py)
 
 
 def _kerasdrop_exception_classes():

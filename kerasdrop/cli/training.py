@@ -21,7 +21,8 @@ TRAINING_FLAGS = {
     "dropout": "model.dropout", "dropout_kind": "model.dropout_kind", "optimizer": "training.optimizer",
     "lr": "training.learning_rate", "seed": "training.seed", "strategy": "training.strategy",
     "steps_per_execution": "training.steps_per_execution", "early_stopping": "training.early_stopping_patience",
-    "precision": "training.precision", "offline": "data.offline",
+    "precision": "training.precision", "offline": "data.offline", "image_mode": "data.image_mode",
+    "skip_bad_images": "data.skip_bad_images",
 }
 
 
@@ -35,7 +36,12 @@ def register(commands) -> None:
     add_training_options(train)
     train.add_argument("--out", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
     train.add_argument("--resume", action="store_true",
-                       help="continue the interrupted run in --out from its last completed epoch")
+                       help="continue the interrupted run in --out from its last completed epoch, with "
+                            "the settings and data split it started with (refused if its recipe.toml "
+                            "was edited since)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run that --out holds (default: refuse a directory that is not "
+                            "empty)")
     train.add_argument("--quiet", action="store_true",
                        help="no per-epoch progress, only the result lines (for scripts; default: progress)")
     train.set_defaults(handler=run_train)
@@ -49,7 +55,12 @@ def register(commands) -> None:
     sweep.add_argument("--rates", type=float_list("--rates"), required=True, metavar="R,R,...",
                        help="dropout rates after each hidden Dense, e.g. 0,0.25,0.5")
     sweep.add_argument("--seeds", type=int, default=1, help="runs per rate, seeds seed, seed+1, ... (default: 1)")
-    sweep.add_argument("--out", required=True, help="sweep directory (finished runs in it are reused)")
+    sweep.add_argument("--out", required=True,
+                       help="sweep directory; runs in it of the same settings are reused (finished) or "
+                            "continued, runs of other settings refused")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="train again the runs in --out whose settings differ (default: refuse, naming "
+                            "the first differing key)")
     sweep.add_argument("--quiet", action="store_true",
                        help="no progress lines, only the result table (for scripts; default: a line per run and epoch)")
     sweep.add_argument("--train-sizes", type=train_sizes, metavar="N,N,...,all",
@@ -93,7 +104,17 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="never download: a TFDS data set must already be prepared in --data-dir "
                              "(default: download on first use; recipe key data.offline)")
     parser.add_argument("--image-size", type=shape("--image-size", "H,W"), metavar="HxW",
-                        help="resize images to HxW or H,W, for models that need larger inputs (default: native size)")
+                        help="resize images to HxW or H,W, for models that need larger inputs; required for a "
+                             "folder whose images differ in size (default: native size)")
+    from kerasdrop.data.folder import IMAGE_MODES
+
+    parser.add_argument("--image-mode", choices=IMAGE_MODES,
+                        help="folder:<path> data sets: decode every image as this mode (default: the mode "
+                             "most of its files have; the others are converted, with a warning)")
+    # store_const with default None: an unset flag must not override a recipe's `data.skip_bad_images = true`.
+    parser.add_argument("--skip-bad-images", action="store_const", const=True, default=None,
+                        help="folder:<path> data sets: leave out unreadable image files, counted "
+                             "(default: stop at the first, naming it)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the model family's, see the first line train prints; else 20)")
     parser.add_argument("--batch-size", type=int, help="global batch size (default: the model family's; else 64)")
     add_head_options(parser)
@@ -156,6 +177,25 @@ def training_overrides(args: argparse.Namespace) -> list:
     return overrides
 
 
+def warnings_as_lines(handler):
+    """`handler(args)` with each Python warning printed as one line, `kerasdrop <command>: warning: ...`
+    (the default format adds the file, line number and source line of the code that warned)."""
+    import functools
+    import warnings
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        def show(message, category, filename, lineno, file=None, line=None):
+            print(f"kerasdrop {args.command}: warning: {message}", file=sys.stderr, flush=True)
+
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.showwarning = show
+            return handler(args)
+
+    return run
+
+
+@warnings_as_lines
 def run_train(args: argparse.Namespace) -> int:
     if args.dataset is not None and not args.resume and not args.offline:
         from kerasdrop.data.core import parse_dataset_spec
@@ -172,17 +212,18 @@ def run_train(args: argparse.Namespace) -> int:
     verbose = keras_verbosity(args.quiet)
     try:
         if args.resume:
-            run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose)
+            run = train(args.recipe, out=args.out, resume=True, overrides=overrides, verbose=verbose,
+                        overwrite=args.overwrite)
         else:
             from kerasdrop.training.recipe import resolve_recipe
 
             recipe = resolve_recipe(recipe_or_shipped(args), overrides)
             if (line := expectation_line(recipe)) is not None:
                 print(line, flush=True)
-            run = train(recipe, out=args.out, verbose=verbose)
+            run = train(recipe, out=args.out, verbose=verbose, overwrite=args.overwrite)
     except TrainingInterrupted as interrupted:
         print(interrupted_line(interrupted), file=sys.stderr)
-        return 130  # as a shell reports a command ended by SIGINT
+        return 128 + interrupted.signal_number  # as a shell reports a command ended by that signal
     from kerasdrop.training.distribute import is_chief
 
     if not is_chief():
@@ -241,28 +282,39 @@ def reference_line(accuracy: float, expect) -> str:
 
 def interrupted_line(interrupted) -> str:
     import shlex
+    import signal
 
+    how = "interrupted" if interrupted.signal_number == signal.SIGINT else (
+        f"stopped by {signal.Signals(interrupted.signal_number).name}")
     if interrupted.removed:
-        return (f"kerasdrop train: interrupted before the first epoch completed; {interrupted.directory} was "
+        return (f"kerasdrop train: {how} before the first epoch completed; {interrupted.directory} was "
                 f"removed, so the same command starts afresh")
     resume = f"kerasdrop train --resume --out {shlex.quote(str(interrupted.directory))}"
-    return (f"kerasdrop train: interrupted; last completed epoch {interrupted.completed_epochs} of "
+    return (f"kerasdrop train: {how}; last completed epoch {interrupted.completed_epochs} of "
             f"{interrupted.epochs}; continue with: {resume}")
 
 
+@warnings_as_lines
 def run_sweep(args: argparse.Namespace) -> int:
     quiet_tensorflow()
+    from kerasdrop.training.interrupts import Interrupted, interrupts_raised
     from kerasdrop.training.loop import TrainingInterrupted
     from kerasdrop.training.sweep import sweep
 
     try:
-        result = sweep(recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
-                       overrides=training_overrides(args), progress=None if args.quiet else print_flushed,
-                       train_sizes=list(args.train_sizes) if args.train_sizes is not None else None)
+        with interrupts_raised():  # SIGTERM between two runs too, as Ctrl-C
+            result = sweep(recipe_or_shipped(args), rates=list(args.rates), seeds=args.seeds, out=args.out,
+                           overrides=training_overrides(args), progress=None if args.quiet else print_flushed,
+                           train_sizes=list(args.train_sizes) if args.train_sizes is not None else None,
+                           overwrite=args.overwrite)
     except TrainingInterrupted as interrupted:
         print(f"kerasdrop sweep: interrupted in {interrupted.directory} after {interrupted.completed_epochs} "
               f"epoch(s); finished runs are kept and the same command continues the sweep", file=sys.stderr)
-        return 130
+        return 128 + interrupted.signal_number
+    except Interrupted as interrupted:
+        print("kerasdrop sweep: interrupted between runs; finished runs are kept and the same command "
+              "continues the sweep", file=sys.stderr)
+        return 128 + interrupted.signal_number
     print(result.table())
     print(f"\nwrote {result.directory}/sweep.json, sweep.md, sweep.png")
     return 0

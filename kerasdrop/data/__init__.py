@@ -4,6 +4,6 @@
 keras.datasets' names (`"mnist"`, `"cifar10"`, ...) are TFDS's builders, downloaded on first use.
 """
 
-from kerasdrop.data.core import DatasetInfo, Datasets, load_dataset, parse_dataset_spec
+from kerasdrop.data.core import DatasetInfo, Datasets, dataset_identity, load_dataset, parse_dataset_spec
 
-__all__ = ["DatasetInfo", "Datasets", "load_dataset", "parse_dataset_spec"]
+__all__ = ["DatasetInfo", "Datasets", "dataset_identity", "load_dataset", "parse_dataset_spec"]

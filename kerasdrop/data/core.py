@@ -34,6 +34,7 @@ class DatasetInfo:
     # Set when training used a stratified subset: the whole training split's size. Each epoch then
     # draws this many examples (the subset repeated), so every subset size gets as many steps.
     num_train_full: int | None = None
+    skipped_images: int | None = None  # unreadable files a folder data set left out (skip_bad_images)
 
     @property
     def num_classes(self) -> int:
@@ -83,6 +84,26 @@ def canonical_dataset_spec(spec: str) -> str:
     return f"{kind}:{rest}" if rest else kind
 
 
+def dataset_identity(spec: str, *, data_dir: str | None = None) -> dict:
+    """What tells this data set's contents apart from another's, read cheaply (no pixels decoded).
+
+    A folder's is the digest of its image files' names and sizes; a TFDS data set's, its name and the
+    tensorflow-datasets release that prepares it; digits and synthetic data are fixed by the spec and
+    the code. Run fingerprints (`kerasdrop.training.identity`) include it.
+    """
+    kind, rest = parse_dataset_spec(spec)
+    identity = {"source": canonical_dataset_spec(spec)}
+    if kind == "folder":
+        from kerasdrop.data.folder import folder_identity
+
+        identity.update(folder_identity(rest))
+    elif kind == "tfds":
+        import importlib.metadata
+
+        identity["tensorflow_datasets"] = importlib.metadata.version("tensorflow-datasets")
+    return identity
+
+
 def load_dataset(
     spec: str,
     *,
@@ -97,6 +118,8 @@ def load_dataset(
     train_size: int | None = None,
     split_seed: int | None = None,
     offline: bool = False,
+    image_mode: str | None = None,
+    skip_bad_images: bool = False,
 ) -> Datasets:
     """Loads a data set as train/validation/test pipelines.
 
@@ -116,6 +139,10 @@ def load_dataset(
         split_seed: seed of the train/validation/test split (None: `seed`), so runs with different
             seeds (and subsets, drawn with `seed`) share one fixed validation and test split.
         offline: never download: a TFDS data set that is not prepared in `data_dir` is an error.
+        image_mode: `folder:` only: `"rgb"` or `"grayscale"`, what every image is decoded to (None: the
+            mode most of the folder's files have).
+        skip_bad_images: `folder:` only: leave out (and count) files that cannot be read, instead of
+            stopping at the first.
 
     Returns:
         A `Datasets` with batched, prefetched pipelines and a `DatasetInfo`.
@@ -124,19 +151,34 @@ def load_dataset(
     _check_loading_arguments(batch_size=batch_size, validation_fraction=validation_fraction,
                              test_fraction=test_fraction, image_size=image_size, train_size=train_size)
     split = load_split(spec, seed=seed if split_seed is None else split_seed, validation_fraction=validation_fraction,
-                       test_fraction=test_fraction, data_dir=data_dir, offline=offline)
+                       test_fraction=test_fraction, data_dir=data_dir, offline=offline, image_size=image_size,
+                       image_mode=image_mode, skip_bad_images=skip_bad_images)
     return datasets_from_split(split, spec, batch_size=batch_size, seed=seed, image_size=image_size,
                                shuffle_buffer=shuffle_buffer, cache=cache, train_size=train_size)
 
 
 def load_split(spec: str, *, seed: int = 0, validation_fraction: float = 0.1, test_fraction: float = 0.2,
-               data_dir: str | None = None, offline: bool = False) -> Split:
+               data_dir: str | None = None, offline: bool = False, image_size: tuple[int, int] | None = None,
+               image_mode: str | None = None, skip_bad_images: bool = False) -> Split:
     """The source's unbatched train/validation/test `Split`, split with `seed` (see `load_dataset`).
 
     A study loads it once and builds each run's pipelines from it with `datasets_from_split`.
+    A folder's images are decoded at `image_size` (which mixed sizes require); other sources are resized
+    by the pipeline.
     """
     kind, rest = parse_dataset_spec(spec)
-    _check_loading_arguments(validation_fraction=validation_fraction, test_fraction=test_fraction)
+    _check_loading_arguments(validation_fraction=validation_fraction, test_fraction=test_fraction,
+                             image_size=image_size)
+    if kind != "folder" and (image_mode is not None or skip_bad_images):
+        option = "image_mode" if image_mode is not None else "skip_bad_images"
+        raise invalid_argument(option, "unset: it applies to folder:<path> data sets only",
+                               image_mode if image_mode is not None else skip_bad_images)
+    if kind == "folder":
+        from kerasdrop.data.folder import load_folder_split
+
+        return load_folder_split(rest, seed=seed, validation_fraction=validation_fraction,
+                                 test_fraction=test_fraction, image_size=image_size, image_mode=image_mode,
+                                 skip_bad_images=skip_bad_images)
     return _load_split(kind, rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
                        data_dir=data_dir, offline=offline)
 
@@ -167,7 +209,7 @@ def datasets_from_split(split: Split, spec: str, *, batch_size: int = 64, seed: 
         name=spec, input_shape=tuple(input_shape), class_names=tuple(split.class_names),
         pixel_range=tuple(float(v) for v in split.pixel_range),
         num_train=split.num_train, num_validation=split.num_validation, num_test=split.num_test,
-        num_train_full=num_train_full,
+        num_train_full=num_train_full, skipped_images=split.skipped_images,
     )
     return Datasets(*pipelines, info=info)
 
@@ -203,9 +245,7 @@ def _load_split(kind: str, rest: str, *, seed, validation_fraction, test_fractio
 
         return load_tfds_split(rest, data_dir=data_dir, seed=seed, validation_fraction=validation_fraction,
                                offline=offline)
-    from kerasdrop.data.folder import load_folder_split
-
-    return load_folder_split(rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
+    raise AssertionError(f"load_split reads {kind} data sets itself")
 
 
 def batched_pipeline(dataset, *, batch_size, seed, shuffle, cache=True, image_size=None, shuffle_buffer=10_000,

@@ -23,6 +23,7 @@ class Split:
     input_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
     pixel_range: tuple[float, float]
+    skipped_images: int | None = None  # unreadable files left out (folder data sets with skip_bad_images)
 
 
 def split_arrays(images, labels, *, seed, validation_fraction, test_fraction, stratify=True):

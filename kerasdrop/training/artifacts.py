@@ -10,7 +10,9 @@ from typing import Sequence
 
 from kerasdrop._files import atomic_write_text
 
-RUN_FILES = ("model.keras", "best.keras", "recipe.toml", "history.json", "history.csv", "metrics.json", "curves.png")
+FINGERPRINT_FILE = "fingerprint.json"  # what defines the run's result (training/identity.py)
+RUN_FILES = ("model.keras", "best.keras", "recipe.toml", FINGERPRINT_FILE, "history.json", "history.csv",
+             "metrics.json", "curves.png")
 
 
 def read_history_csv(path: pathlib.Path) -> list[dict]:
@@ -20,6 +22,19 @@ def read_history_csv(path: pathlib.Path) -> list[dict]:
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()} for row in rows]
+
+
+def write_history_csv(path: pathlib.Path, rows: list[dict]) -> None:
+    """Writes rows as Keras' CSVLogger does (`epoch`, then the sorted metric names), as one whole file."""
+    import io
+
+    keys = sorted({key for row in rows for key in row} - {"epoch"})
+    text = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(text, fieldnames=["epoch", *keys], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def write_json(path: pathlib.Path, data) -> None:

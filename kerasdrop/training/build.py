@@ -19,6 +19,7 @@ def recipe_datasets(recipe: Recipe):
         validation_fraction=recipe.data.validation_fraction, test_fraction=recipe.data.test_fraction,
         data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
         train_size=recipe.data.train_size, split_seed=recipe.data.split_seed, offline=recipe.data.offline,
+        image_mode=recipe.data.image_mode, skip_bad_images=recipe.data.skip_bad_images,
     )
 
 
@@ -27,7 +28,10 @@ def recipe_split_arguments(recipe: Recipe) -> dict:
     return {"spec": recipe.data.dataset, "data_dir": recipe.data.data_dir,
             "seed": recipe.training.seed if recipe.data.split_seed is None else recipe.data.split_seed,
             "validation_fraction": recipe.data.validation_fraction, "test_fraction": recipe.data.test_fraction,
-            "offline": recipe.data.offline}
+            "offline": recipe.data.offline,
+            # A folder's images are decoded to one size and mode, and its unreadable files are left out.
+            "image_size": tuple(recipe.data.image_size) if recipe.data.image_size else None,
+            "image_mode": recipe.data.image_mode, "skip_bad_images": recipe.data.skip_bad_images}
 
 
 def _optimizer(name: str, learning_rate: float):

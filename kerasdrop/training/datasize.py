@@ -34,14 +34,17 @@ def size_label(size: int | None) -> str:
 
 
 def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
-                   train_sizes: Sequence[int | None], verbose=0, progress=None, workers: int | None = None) -> dict:
+                   train_sizes: Sequence[int | None], verbose=0, progress=None, workers: int | None = None,
+                   overwrite: bool = False) -> dict:
     """Trains every (size, rate, seed) and summarises.
 
     With more than one worker (default: one per usable CPU, `training/workers.py`), the runs are
     trained side by side in single-threaded worker processes; with one, in this process. Either
     way each process loads the data once and compiles one model per rate (a `TrainingSession`).
     """
+    from kerasdrop.training.identity import claim_run_directories
     from kerasdrop.training.progress import SweepProgress
+    from kerasdrop.training.recipe import resolve_recipe
     from kerasdrop.training.session import TrainingSession
     from kerasdrop.training.workers import study_worker_count, train_in_workers
 
@@ -53,6 +56,9 @@ def datasize_study(base, *, rates: list[float], seeds: int, out: pathlib.Path,
               ("data.split_seed", base.training.seed)],
              f"size {size_label(size)}, rate {rate:g}, seed {seed}")
             for size in sizes for rate in rates for seed in range(base.training.seed, base.training.seed + seeds)]
+    # Every existing run must be of these settings before anything is trained (or removed, with overwrite).
+    claim_run_directories([(run_dir, resolve_recipe(base, overrides)) for run_dir, overrides, _ in jobs],
+                          overwrite=overwrite)
     workers = study_worker_count(len([job for job in jobs if not (job[0] / "metrics.json").is_file()]), workers)
     if workers > 1:  # each worker trains on one thread, and its runs' recipes say so
         jobs = [(run_dir, [*overrides, ("training.cpu_threads", 1)], label) for run_dir, overrides, label in jobs]

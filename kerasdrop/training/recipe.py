@@ -45,7 +45,14 @@ class DataSection:
     # true: never download, a TFDS data set not prepared in data_dir is an error; false: download
     # and prepare it on first use, as tfds.load does
     offline: bool = False
-    image_size: Optional[list[int]] = None  # [height, width] to resize to, for models that need larger inputs
+    # [height, width] to resize to, for models that need larger inputs; required for a folder whose
+    # images differ in size (None: the native, or the folder's common, size)
+    image_size: Optional[list[int]] = None
+    # rgb | grayscale: what a folder's images are decoded to (None: the mode most of its files have;
+    # the others are converted, with a warning naming them)
+    image_mode: Optional[str] = None
+    # A folder's unreadable files: false: stop at the first, naming it; true: leave them out, counted.
+    skip_bad_images: bool = False
     validation_fraction: float = 0.1  # of the training data, held out for validation and best.keras
     test_fraction: float = 0.2  # held out for the test metrics when the source has no test split
     # Train on a stratified subset of this many training examples (None: all); validation and test
@@ -280,8 +287,17 @@ def check_recipe(recipe: Recipe) -> None:
         raise invalid_argument("data.train_size", "an integer >= 1, or unset for the whole training split",
                                recipe.data.train_size)
     from kerasdrop.data import parse_dataset_spec
+    from kerasdrop.data.folder import IMAGE_MODES
 
-    parse_dataset_spec(recipe.data.dataset)
+    kind, _ = parse_dataset_spec(recipe.data.dataset)
+    if recipe.data.image_mode is not None and recipe.data.image_mode not in IMAGE_MODES:
+        raise invalid_argument("data.image_mode", f"one of {', '.join(IMAGE_MODES)}, or unset for the "
+                               "majority's", recipe.data.image_mode)
+    for key, value, unset in (("image_mode", recipe.data.image_mode, None),
+                              ("skip_bad_images", recipe.data.skip_bad_images, False)):
+        if kind != "folder" and value != unset:
+            raise invalid_argument(f"data.{key}", f"unset for {recipe.data.dataset}: it applies to "
+                                   "folder:<path> data sets only", value)
     check_expectations(recipe.expect)
     from kerasdrop.zoo.registry import model_info
 

@@ -61,7 +61,14 @@ def default_run_dir(recipe: Recipe, runs_dir: str = DEFAULT_RUNS_DIR) -> pathlib
     return pathlib.Path(runs_dir) / f"{recipe.model.name.replace(':', '-')}-{dataset}-{stamp}"
 
 
-def prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool) -> None:
+def holds_run(directory: pathlib.Path) -> bool:
+    """Whether `directory` holds a run (finished or not) that `train` wrote."""
+    from kerasdrop.training.artifacts import FINGERPRINT_FILE
+
+    return (directory / "recipe.toml").is_file() or (directory / FINGERPRINT_FILE).is_file()
+
+
+def prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool, overwrite: bool = False) -> None:
     if resume:
         if not (out / "recipe.toml").is_file():
             raise RunDirectoryError(f"--resume: {out} holds no run to resume (no recipe.toml). Start it without --resume.")
@@ -70,7 +77,13 @@ def prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool) -> None:
         return
     if not chief:
         return  # other workers write to scratch space; the chief checks and creates the directory
+    if overwrite and out.is_dir() and holds_run(out):
+        remove_run_files(out, keep_directory=True)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.is_dir() and holds_run(out):
+            raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it "
+                                    "was changed. It holds a run: --resume continues it, --overwrite "
+                                    "replaces it, or choose another --out.")
         raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it was changed. "
                           f"Use --resume to continue that run, or choose another --out.")
     try:

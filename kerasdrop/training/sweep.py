@@ -4,7 +4,9 @@ Writes `sweep.json` (every run's metrics, mean and sd per rate), `sweep.md` (the
 `sweep.png` (validation vs training curves per rate, and the generalisation gap against the rate).
 With `train_sizes` it is the data-size study of Srivastava et al. 2014 (figure 10): the same per
 size, on stratified training subsets, with a test-error-against-size figure.
-Finished runs in the output directory are reused, so an interrupted sweep continues where it stopped.
+Finished runs in the output directory are reused, and an interrupted one continued, so an interrupted
+sweep continues where it stopped; but only runs of the same settings (`training/identity.py`): a run
+of other settings is refused, or with `overwrite` trained again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 from kerasdrop._validation import check_positive_int, check_rate, invalid_argument
 from kerasdrop.training import artifacts
+from kerasdrop.training.identity import claim_run_directories
 from kerasdrop.training.loop import train
 from kerasdrop.training.progress import SweepProgress
 from kerasdrop.training.recipe import resolve_recipe
@@ -49,6 +52,7 @@ def sweep(
     progress: Callable[[str], None] | None = None,
     train_sizes: Sequence[int | None] | None = None,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> SweepResult:
     """Trains the recipe once per (rate, seed) and summarises train/validation/test accuracy.
 
@@ -63,6 +67,8 @@ def sweep(
             `training.seed`, so validation and test are the same whole, fixed splits throughout.
         workers: the data-size study's worker processes, each training runs on one CPU thread
             (None: one per usable CPU; 1: every run in this process, on TensorFlow's default threads).
+        overwrite: train again the runs in `out` whose settings differ from these (default: refuse,
+            naming the first differing key); runs of the same settings are reused either way.
     """
     rates = [check_rate(rate, "rates") for rate in rates]
     if not rates or len(set(rates)) != len(rates):
@@ -75,30 +81,23 @@ def sweep(
         from kerasdrop.training.datasize import datasize_study
 
         return SweepResult(out, datasize_study(base, rates=rates, seeds=seeds, out=out, train_sizes=train_sizes,
-                                               verbose=verbose, progress=progress, workers=workers))
+                                               verbose=verbose, progress=progress, workers=workers,
+                                               overwrite=overwrite))
+
+    jobs = [(rate, seed, out / f"rate-{rate:g}" / f"seed-{seed}",
+             [("model.dropout", rate), ("training.seed", seed)])
+            for rate in rates for seed in range(base.training.seed, base.training.seed + seeds)]
+    claim_run_directories([(run_dir, resolve_recipe(base, overrides)) for _, _, run_dir, overrides in jobs],
+                          overwrite=overwrite)
 
     results = []
     reporter = SweepProgress(progress, len(rates) * seeds)
     session = TrainingSession()  # one compiled model per rate, reused by its seeds
     for rate in rates:
         runs = []
-        for offset in range(seeds):
-            seed = base.training.seed + offset
-            run_dir = out / f"rate-{rate:g}" / f"seed-{seed}"
-            label = f"rate {rate:g}, seed {seed}"
-            if (run_dir / "metrics.json").is_file():
-                reporter.reused(label)
-                run = Run.load(run_dir)
-            else:
-                callbacks = reporter.start(label, base.training.epochs)
-                if run_dir.exists():
-                    # An interrupted run of this sweep: continue it rather than refuse.
-                    run = train(out=run_dir, resume=True, verbose=verbose, callbacks=callbacks)
-                else:
-                    run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session,
-                                overrides=[("model.dropout", rate), ("training.seed", seed)])
-                reporter.finish()
-            runs.append(run)
+        for _, seed, run_dir, overrides in [job for job in jobs if job[0] == rate]:
+            runs.append(_finished_run(base, run_dir, overrides, f"rate {rate:g}, seed {seed}",
+                                      reporter=reporter, session=session, verbose=verbose))
         results.append(_summarise_rate(rate, runs))
 
     summary = {
@@ -112,6 +111,23 @@ def sweep(
     (out / "sweep.md").write_text(markdown_table(summary) + "\n")
     plot_sweep(summary, out / "sweep.png")
     return SweepResult(out, summary)
+
+
+def _finished_run(base, run_dir: pathlib.Path, overrides, label: str, *, reporter, session, verbose) -> Run:
+    """The sweep's run in `run_dir` (of these settings, `claim_run_directories` checked): loaded if
+    finished, continued if interrupted, else trained."""
+    if (run_dir / "metrics.json").is_file():
+        reporter.reused(label)
+        return Run.load(run_dir)
+    callbacks = reporter.start(label, base.training.epochs)
+    if run_dir.exists():
+        # An interrupted run of this sweep: continue it rather than refuse.
+        run = train(out=run_dir, resume=True, verbose=verbose, callbacks=callbacks)
+    else:
+        run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session,
+                    overrides=overrides)
+    reporter.finish()
+    return run
 
 
 def _summarise_rate(rate: float, runs: list[Run]) -> dict:

@@ -7,8 +7,10 @@ the preprocessing its weights expect, so the model still takes raw pixels in `in
 from __future__ import annotations
 
 import os
+import re
 
 from kerasdrop._validation import invalid_argument
+from kerasdrop.errors import PretrainedWeightsUnavailableError
 from kerasdrop.zoo._blocks import input_rescaling, spatial_dropout
 from kerasdrop.zoo.head import classifier_head
 from kerasdrop.zoo.registry import ModelInfo, register_model_prefix
@@ -156,6 +158,14 @@ def create_keras_app(
         )
     except ValueError as error:
         raise invalid_argument("input_shape", f"a shape keras.applications.{backbone} accepts ({error})", input_shape) from None
+    except Exception as error:  # keras.utils.get_file raises a bare Exception when the download fails
+        failed = _URL_FETCH_FAILURE.match(str(error))
+        if weights != "imagenet" or failed is None:
+            raise
+        reason = failed["reason"]
+        if (failed["code"] or "").isdigit():  # an HTTP status, not an errno
+            reason = f"HTTP {failed['code']} {reason}"
+        raise _weights_unavailable(PREFIX + backbone, url=failed["url"], reason=reason) from None
     if batch_norm_momentum is not None:
         for layer in backbone_model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -164,6 +174,29 @@ def create_keras_app(
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = classifier_head(x, num_classes=num_classes, head=head)
     return keras.Model(images, outputs, name=name)
+
+
+# keras.utils.get_file's message for a failed download: "URL fetch failure on <url>: <errno> -- <reason>".
+_URL_FETCH_FAILURE = re.compile(r"URL fetch failure on (?P<url>\S+): (?:(?P<code>\S+) -- )?(?P<reason>.*)",
+                                re.DOTALL)
+
+
+def _weights_unavailable(model: str, *, url: str, reason: str) -> PretrainedWeightsUnavailableError:
+    """One line, as TFDS says a data set cannot be downloaded offline: the file Keras wanted and where to
+    put it."""
+    file_name = url.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        from keras.src.backend.config import keras_home  # Keras' cache root: KERAS_HOME, else ~/.keras
+
+        home = keras_home()
+    except ImportError:
+        home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    target = os.path.join(os.path.expanduser(home), "models", file_name)
+    reason = " ".join(reason.split())
+    return PretrainedWeightsUnavailableError(
+        f"{model} with weights=\"imagenet\": Keras could not download {file_name} from {url} ({reason}). "
+        f"Offline, fetch that URL on a machine with internet and put the file at {target} (Keras' cache: "
+        f"$KERAS_HOME/models, else ~/.keras/models), or train without weights=\"imagenet\".")
 
 
 register_model_prefix(PREFIX, names=backbone_names, info=keras_app_info, create=create_keras_app)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from kerasdrop.training.artifacts import RUN_FILES
 from kerasdrop.training.distribute import is_chief
 
 
@@ -59,7 +60,6 @@ def test_two_local_workers_train_one_model(tmp_path):
         assert process.returncode == 0, f"worker {index} failed:\n{outputs[index][-3000:]}"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 2 and metrics["status"] == "complete"
-    assert sorted(path.name for path in out.iterdir()) == sorted(
-        ["model.keras", "best.keras", "recipe.toml", "history.json", "history.csv", "metrics.json", "curves.png"])
+    assert sorted(path.name for path in out.iterdir()) == sorted(RUN_FILES)
     assert "strategy = \"multi_worker\"" in (out / "recipe.toml").read_text()
     assert "run saved to" in outputs[0] and "the chief writes the run to" in outputs[1]

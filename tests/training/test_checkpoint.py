@@ -1,0 +1,57 @@
+"""Checkpoint files written whole, signals held over an epoch's record, history repaired from the backup."""
+
+import json
+import os
+import signal
+
+import pytest
+
+from kerasdrop.training import interrupts, train
+from kerasdrop.training.checkpoint import save_atomically
+
+FAST = {"model": "mlp", "dataset": "synthetic", "epochs": 4, "batch_size": 32, "dense_units": [8]}
+
+
+def test_a_save_that_dies_half_way_leaves_the_old_file_whole(tmp_path):
+    target = tmp_path / "best.keras"
+    target.write_bytes(b"the whole previous file")
+
+    def dies_half_way(path):
+        path.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically(dies_half_way, target)
+    assert target.read_bytes() == b"the whole previous file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
+
+
+def test_sigterm_is_raised_as_an_interrupt_and_waits_while_an_epoch_is_recorded():
+    with interrupts.interrupts_raised():
+        interrupts.hold()
+        os.kill(os.getpid(), signal.SIGTERM)  # would end the process with SIGTERM's default handler
+        recorded = True  # still running: the signal waits for release
+        with pytest.raises(interrupts.Interrupted) as raised:
+            interrupts.release()
+    assert recorded and raised.value.signal_number == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "the previous handler is restored"
+
+
+def test_resume_restores_a_history_row_a_kill_kept_from_history_csv(tmp_path):
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(dict(FAST), out=out, verbose=0, callbacks=[Interrupt()])
+    # As when SIGKILL lands after the backup committed epoch 2 but before history.csv got its row.
+    lines = (out / "history.csv").read_text().splitlines()
+    (out / "history.csv").write_text("\n".join(lines[:-1]) + "\n")
+    assert json.loads((out / "backup" / "state.json").read_text())["epoch"] == 2
+    run = train(out=out, resume=True, verbose=0)
+    assert [row["epoch"] for row in run.history] == [0, 1, 2, 3]
+    assert run.metrics["resumed_after_epochs"] == [2]
