@@ -9,7 +9,7 @@ from kerasdrop.cli import main
 from kerasdrop.training import train
 from kerasdrop.training.identity import FINGERPRINT_FILE, RunMismatchError
 from kerasdrop.training.sweep import sweep
-from tests.training.test_train_cli import FAST_FLAGS
+from tests.cli.test_train import FAST_FLAGS
 
 BASE = {"model": "mlp", "dataset": "synthetic", "epochs": 2, "batch_size": 32, "dense_units": [8]}
 

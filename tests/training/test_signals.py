@@ -14,7 +14,7 @@ import time
 import pytest
 
 import kerasdrop
-from tests.training.test_train_cli import FAST_FLAGS
+from tests.cli.test_train import FAST_FLAGS
 
 EPOCHS = 20
 FLAGS = ["--no-recipe", *FAST_FLAGS, "--steps-per-execution", "1", "--epochs", str(EPOCHS)]
