@@ -77,7 +77,7 @@ def test_auto_keeps_tensorflow_for_signatures_onnx_does_not_serve(exported_repo)
 
 
 def test_an_explicit_backend_says_it_was_asked_for(shared_testdata):
-    loaded = load_backend("tf", shared_testdata / "saved_model_half_plus_two_cpu" / "123")
+    loaded = load_backend("tf", shared_testdata / "saved_model_half_plus_two_cpu" / "00000123")
     assert loaded.chosen == "--backend tf"
 
 
