@@ -52,8 +52,22 @@ CELLS = ("rest1", "rest16", "grpc16", "grpc4x4")
 
 
 def serve_command(repo, rest_port: int, grpc_port: int, backend: str, workers: int) -> list[str]:
-    command = [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--rest-port", str(rest_port),
-               "--grpc-port", str(grpc_port), "--poll-seconds", "0", "--workers", str(workers)]
+    command = [
+        sys.executable,
+        "-m",
+        "kerasdrop.cli",
+        "serve",
+        "--repo",
+        str(repo),
+        "--rest-port",
+        str(rest_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--poll-seconds",
+        "0",
+        "--workers",
+        str(workers),
+    ]
     return command if backend == DEFAULT else command + ["--backend", backend]
 
 
@@ -78,11 +92,17 @@ def load_cell(name: str, cell: str, ports, bodies, seconds: float, pid: int) -> 
     _, rest_body, grpc_body = bodies
     before = _process_ticks(pid)
     if cell.startswith("rest"):
-        sample = wrk(f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body,
-                             int(cell[4:]), seconds)
+        sample = wrk(
+            f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body, int(cell[4:]), seconds
+        )
     else:
-        sample = h2load(f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict", grpc_body, 16,
-                        seconds, connections=4 if cell == "grpc4x4" else 16)
+        sample = h2load(
+            f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict",
+            grpc_body,
+            16,
+            seconds,
+            connections=4 if cell == "grpc4x4" else 16,
+        )
     after = _process_ticks(pid)
     per_process = [after.get(process, 0) - before.get(process, 0) for process in after]
     sample["cpu_seconds"] = sum(per_process) / os.sysconf("SC_CLK_TCK")
@@ -111,8 +131,13 @@ def essential_seconds(version_dir: pathlib.Path, rest_body: pathlib.Path, runs: 
         outputs = backend.run("serving_default", {input_name: images})
         ran = time.perf_counter()
         columns = {key: value.tolist() for key, value in outputs.items()}
-        orjson.dumps({"predictions": [{key: column[row] for key, column in columns.items()}
-                                      for row in range(len(images))]})
+        orjson.dumps(
+            {
+                "predictions": [
+                    {key: column[row] for key, column in columns.items()} for row in range(len(images))
+                ]
+            }
+        )
         encoded = time.perf_counter()
         steps["decode"].append(decoded - started)
         steps["run"].append(ran - decoded)
@@ -130,7 +155,12 @@ def measure(name: str, bodies, repo, seconds: float, rounds: int, workers: int) 
             wait_until_idle(list(pids.values()))
             rest_port, grpc_port = free_port(), free_port()
             if server == "bare":
-                command = [sys.executable, str(HERE / "_support" / "bare_app.py"), str(bodies[0]), str(rest_port)]
+                command = [
+                    sys.executable,
+                    str(HERE / "_support" / "bare_app.py"),
+                    str(bodies[0]),
+                    str(rest_port),
+                ]
                 probe = f"http://127.0.0.1:{rest_port}/"
             else:
                 command = serve_command(repo, rest_port, grpc_port, server, workers)
@@ -140,59 +170,98 @@ def measure(name: str, bodies, repo, seconds: float, rounds: int, workers: int) 
             wrk(f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", bodies[1], 4, 2)  # warm-up
         for round_ in range(rounds):
             for cell in CELLS:
-                order = SERVERS[round_ % len(SERVERS):] + SERVERS[:round_ % len(SERVERS)]
+                order = SERVERS[round_ % len(SERVERS) :] + SERVERS[: round_ % len(SERVERS)]
                 for server in order:
                     if server == "bare" and cell.startswith("grpc"):
                         continue
                     wait_until_idle(list(pids.values()))
                     samples.setdefault((server, cell), []).append(
-                        load_cell(name, cell, ports[server], bodies, seconds, pids[server]))
+                        load_cell(name, cell, ports[server], bodies, seconds, pids[server])
+                    )
     results = {key: median_sample(values) for key, values in samples.items()}
     for key, values in samples.items():  # per request: CPU of each round over its requests, median
         if key[1].startswith("rest"):
-            results[key]["cpu_per_request"] = statistics.median(v["cpu_seconds"] / max(v["requests"], 1)
-                                                                for v in values)
+            results[key]["cpu_per_request"] = statistics.median(
+                v["cpu_seconds"] / max(v["requests"], 1) for v in values
+            )
     return results
 
 
 def report(name: str, results: dict, essential: dict, load: str) -> list[bool]:
     print(f"\n{name}: req/s (p50 ms), medians over the rounds; {load}")
-    print(f"  {'server':34} {'REST 1 conn':>16} {'REST 16':>16} {'gRPC 16x1':>10} {'gRPC 4x4':>10} "
-          f"{'CPU/req REST16':>15}")
+    print(
+        f"  {'server':34} {'REST 1 conn':>16} {'REST 16':>16} {'gRPC 16x1':>10} {'gRPC 4x4':>10} "
+        f"{'CPU/req REST16':>15}"
+    )
     for server in SERVERS:
         label = {"bare": "bare Starlette+ORT app", DEFAULT: "kerasdrop serve (default backend)"}.get(
-            server, f"kerasdrop serve --backend {server}")
-        rest = [f"{results[(server, c)]['rps']:8.0f} ({results[(server, c)]['p50'] * 1e3:5.2f})"
-                for c in ("rest1", "rest16")]
-        grpc = [f"{results[(server, c)]['rps']:10.0f}" if (server, c) in results else f"{'-':>10}"
-                for c in ("grpc16", "grpc4x4")]
+            server, f"kerasdrop serve --backend {server}"
+        )
+        rest = [
+            f"{results[(server, c)]['rps']:8.0f} ({results[(server, c)]['p50'] * 1e3:5.2f})"
+            for c in ("rest1", "rest16")
+        ]
+        grpc = [
+            f"{results[(server, c)]['rps']:10.0f}" if (server, c) in results else f"{'-':>10}"
+            for c in ("grpc16", "grpc4x4")
+        ]
         cpu = results[(server, "rest16")]["cpu_per_request"] * 1e3
         print(f"  {label:34} {rest[0]:>16} {rest[1]:>16} {grpc[0]} {grpc[1]} {cpu:12.3f} ms")
     for server in (DEFAULT, "tf", "onnx"):
         share = results[(server, "grpc4x4")]["busiest_share"]
-        print(f"  gRPC 4x4 placement, {server}: the busiest server process did {share:.0%} of the server's CPU")
+        print(
+            f"  gRPC 4x4 placement, {server}: the busiest server process did {share:.0%} of the server's CPU"
+        )
     essential_total = essential["decode"] + essential["run"] + essential["encode"]
-    print(f"  essential cost of one request alone in one process, default backend = {essential['backend']}: "
-          f"decode {essential['decode'] * 1e3:.3f} ms + run {essential['run'] * 1e3:.3f} ms + encode "
-          f"{essential['encode'] * 1e3:.3f} ms = {essential_total * 1e3:.3f} ms")
+    print(
+        f"  essential cost of one request alone in one process, default backend = {essential['backend']}: "
+        f"decode {essential['decode'] * 1e3:.3f} ms + run {essential['run'] * 1e3:.3f} ms + encode "
+        f"{essential['encode'] * 1e3:.3f} ms = {essential_total * 1e3:.3f} ms"
+    )
     default = lambda cell: results[(DEFAULT, cell)]
     cheap = name == "lenet5"
     floor = 0.8 if cheap else 1.0  # the performance issue's decision: a cheap model's gRPC >= 0.8x REST
     checks = [
-        ("default backend REST 16 vs --backend tf", default("rest16")["rps"] / results[("tf", "rest16")]["rps"],
-         ">= 1.0x", 1.0),
-        ("default backend gRPC 16x1 vs REST 16", default("grpc16")["rps"] / default("rest16")["rps"],
-         f">= {floor:.1f}x", floor),
-        ("default backend gRPC 4x4 vs REST 16", default("grpc4x4")["rps"] / default("rest16")["rps"],
-         f">= {floor:.1f}x", floor),
-        ("--backend tf gRPC 4x4 vs its REST 16", results[("tf", "grpc4x4")]["rps"] / results[("tf", "rest16")]["rps"],
-         f">= {floor:.1f}x", floor),
-        ("default backend REST p50 1 conn vs bare app", default("rest1")["p50"] / results[("bare", "rest1")]["p50"],
-         "<= 1.0x", -1.0),
+        (
+            "default backend REST 16 vs --backend tf",
+            default("rest16")["rps"] / results[("tf", "rest16")]["rps"],
+            ">= 1.0x",
+            1.0,
+        ),
+        (
+            "default backend gRPC 16x1 vs REST 16",
+            default("grpc16")["rps"] / default("rest16")["rps"],
+            f">= {floor:.1f}x",
+            floor,
+        ),
+        (
+            "default backend gRPC 4x4 vs REST 16",
+            default("grpc4x4")["rps"] / default("rest16")["rps"],
+            f">= {floor:.1f}x",
+            floor,
+        ),
+        (
+            "--backend tf gRPC 4x4 vs its REST 16",
+            results[("tf", "grpc4x4")]["rps"] / results[("tf", "rest16")]["rps"],
+            f">= {floor:.1f}x",
+            floor,
+        ),
+        (
+            "default backend REST p50 1 conn vs bare app",
+            default("rest1")["p50"] / results[("bare", "rest1")]["p50"],
+            "<= 1.0x",
+            -1.0,
+        ),
     ]
     if cheap:
-        checks.append(("server CPU per request vs essential cost, REST 16",
-                       default("rest16")["cpu_per_request"] / essential_total, "<= 2.0x", -2.0))
+        checks.append(
+            (
+                "server CPU per request vs essential cost, REST 16",
+                default("rest16")["cpu_per_request"] / essential_total,
+                "<= 2.0x",
+                -2.0,
+            )
+        )
     return print_targets(checks, width=52)
 
 
@@ -204,29 +273,40 @@ def machine_load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each load run (default: 4)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians (default: 3)")
-    parser.add_argument("--models", default="lenet5", help="comma-separated, of lenet5,resnet18 (default: lenet5)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; figures are medians (default: 3)"
+    )
+    parser.add_argument(
+        "--models", default="lenet5", help="comma-separated, of lenet5,resnet18 (default: lenet5)"
+    )
     args = parser.parse_args()
     names = args.models.split(",")
     unknown = [name for name in names if name not in MODELS]
     if unknown:
-        raise SystemExit(f"Invalid value received for --models. Expected names from {', '.join(MODELS)}. "
-                         f"Received: {','.join(unknown)}")
+        raise SystemExit(
+            f"Invalid value received for --models. Expected names from {', '.join(MODELS)}. "
+            f"Received: {','.join(unknown)}"
+        )
     prepare_to_load()
     from kerasdrop.cli.serving import DEFAULT_WORKERS as workers
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-serve-cost-"))
     bodies = export_models(names, workdir)
-    print(f"batch-1 requests, {args.seconds:g} s per load run, median of {args.rounds} interleaved rounds; "
-          f"kerasdrop serve --workers {workers}, every request limit at its default; {machine_load()} at the start")
+    print(
+        f"batch-1 requests, {args.seconds:g} s per load run, median of {args.rounds} interleaved rounds; "
+        f"kerasdrop serve --workers {workers}, every request limit at its default; "
+        f"{machine_load()} at the start"
+    )
     passed, started = [], cpu_times()
     for name in names:
         results = measure(name, bodies[name], workdir / "export", args.seconds, args.rounds, workers)
         essential = essential_seconds(bodies[name][0].parent, bodies[name][1])
         passed += report(name, results, essential, machine_load())
     spent = [after - before for before, after in zip(started, cpu_times())]
-    print(f"\n{sum(passed)} of {len(passed)} targets met; CPU time stolen by other guests of this host during the "
-          f"run: {100 * spent[7] / max(sum(spent), 1):.1f}%; {machine_load()} at the end")
+    print(
+        f"\n{sum(passed)} of {len(passed)} targets met; CPU time stolen by other guests of this host "
+        f"during the run: {100 * spent[7] / max(sum(spent), 1):.1f}%; {machine_load()} at the end"
+    )
 
 
 if __name__ == "__main__":

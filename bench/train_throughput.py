@@ -120,8 +120,8 @@ def _training_epoch(spec: dict, keras, tf):
 
 # Op types of TensorFlow's CPU kernels (oneDNN's `_MklNative...` and TF's own), by what they compute.
 OP_FAMILIES = [
-    ("convolution forward", ("Conv2D", "FusedConv2D", "_MklNativeConv2D", "_MklNativeFusedConv2D", "_FusedConv2D",
-                             "_MklConv2D", "_MklFusedConv2D")),
+    ("convolution forward", ("Conv2D", "FusedConv2D", "_MklNativeConv2D", "_MklNativeFusedConv2D",
+                             "_FusedConv2D", "_MklConv2D", "_MklFusedConv2D")),
     ("convolution backprop input", ("Conv2DBackpropInput", "_MklNativeConv2DBackpropInput",
                                     "_MklConv2DBackpropInput")),
     ("convolution backprop filter", ("Conv2DBackpropFilter", "_MklNativeConv2DBackpropFilter",
@@ -165,8 +165,9 @@ def _family_flops(model) -> dict[str, float]:
 
 def _profile_worker(spec: dict, keras, tf) -> None:
     """Trains one epoch of PROFILED_EXAMPLES under TensorFlow's profiler (after a warm-up epoch),
-    then times the matmul reference twice (the better rate is the reference); prints one JSON line: wall seconds, steps, per op family
-    [occurrences, self-time us], the families' FLOPs per image and the matmul's GFLOP/s."""
+    then times the matmul reference twice (the better rate is the reference). Prints one JSON line:
+    wall seconds, steps, per op family [occurrences, self-time us], the families' FLOPs per image
+    and the matmul's GFLOP/s."""
     import glob
     import shutil
     import tempfile
@@ -196,7 +197,8 @@ def _profile_worker(spec: dict, keras, tf) -> None:
         entry = families.setdefault(_op_family(cells["type"]), [0, 0.0])
         entry[0] += int(cells["occurrences"])
         entry[1] += float(cells["total_self_time"])
-    matmul_gflops = max(_matmul_rate(tf), _matmul_rate(tf))  # the better of two: a burst of other load lowers one
+    # The better of two timings: a burst of other load lowers one.
+    matmul_gflops = max(_matmul_rate(tf), _matmul_rate(tf))
     steps = -(-examples // (spec["batch"] * spec.get("batch_scale", 1)))
     print(json.dumps({"wall": wall, "steps": steps, "examples": examples, "families": families,
                       "flops": _family_flops(run_epoch.model),
@@ -314,15 +316,17 @@ def _report_profile(name: str, profile: dict) -> str:
     matmul = profile["matmul_gflops"]
     print(f"\n{name}, float32: where a training step's time goes (TensorFlow profiler, one epoch of "
           f"{profile['examples']} images = {steps} steps, {1e3 * profile['wall'] / steps:.1f} ms/step wall, "
-          f"{total / 1e3 / steps:.1f} ms/step of op self-time summed over threads); float32 matmul in the same "
-          f"process {matmul:.1f} GFLOP/s")
-    print(f"  {'op type':34s} {'calls/step':>10s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s} {'% matmul':>8s}")
+          f"{total / 1e3 / steps:.1f} ms/step of op self-time summed over threads); float32 matmul in the "
+          f"same process {matmul:.1f} GFLOP/s")
+    print(f"  {'op type':34s} {'calls/step':>10s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s} "
+          f"{'% matmul':>8s}")
     ranked = sorted(families.items(), key=lambda item: -item[1][1])
     for family, (calls, micros) in ranked[:12]:
         flops = profile["flops"].get(family)
         rate = flops * profile["examples"] / (micros / 1e6) / 1e9 if flops else None
-        print(f"  {family:34s} {calls / steps:10.1f} {micros / 1e3 / steps:8.2f} {100 * micros / total:5.1f}% "
-              + (f"{rate:8.1f} {100 * rate / matmul:7.1f}%" if rate is not None else f"{'-':>8s} {'-':>8s}"))
+        rate_cells = f"{'-':>8s} {'-':>8s}" if rate is None else f"{rate:8.1f} {100 * rate / matmul:7.1f}%"
+        share = 100 * micros / total
+        print(f"  {family:34s} {calls / steps:10.1f} {micros / 1e3 / steps:8.2f} {share:5.1f}% {rate_cells}")
     rest = sum(micros for _, (_, micros) in ranked[12:])
     if rest:
         print(f"  {f'{len(ranked) - 12} other op types':34s} {'':10s} {rest / 1e3 / steps:8.2f} "
@@ -330,8 +334,9 @@ def _report_profile(name: str, profile: dict) -> str:
     gemm_micros = sum(families.get(family, (0, 0.0))[1] for family in profile["flops"])
     gemm_rate = sum(profile["flops"].values()) * profile["examples"] / max(gemm_micros / 1e6, 1e-9) / 1e9
     others = [family for family, _ in ranked if family not in profile["flops"]][:3]
-    summary = (f"the GEMM ops (convolutions, matmuls) run at {gemm_rate / matmul:.0%} of the matmul's GFLOP/s but "
-               f"take {gemm_micros / total:.0%} of the ops' time; the other {1 - gemm_micros / total:.0%} computes "
+    gemm_share = gemm_micros / total
+    summary = (f"the GEMM ops (convolutions, matmuls) run at {gemm_rate / matmul:.0%} of the matmul's "
+               f"GFLOP/s but take {gemm_share:.0%} of the ops' time; the other {1 - gemm_share:.0%} computes "
                f"no counted FLOPs (largest: {', '.join(others)}), and the step's wall time is "
                f"{profile['wall'] * 1e6 / total:.2f}x its op time summed over threads")
     print(f"  {summary}")
@@ -390,8 +395,8 @@ def main() -> None:
     for case_name, case in CASES.items():
         ratios[case_name], matmul_shares[case_name] = _report_case(
             case_name, {**case, "examples": args.examples},
-            {name: measured[(case_name, name)] for name in configurations if (case_name, name) in measured}, cpu,
-            measured["matmul"]["rate"])
+            {name: measured[(case_name, name)] for name in configurations if (case_name, name) in measured},
+            cpu, measured["matmul"]["rate"])
     bounds = {case_name: _report_profile(case_name, _profile(case)) for case_name, case in CASES.items()}
     _report_targets(ratios, matmul_shares["simple_cnn"], bounds["simple_cnn"])
     print(f"\nload average after the run: {' '.join(f'{load:.1f}' for load in os.getloadavg())} "

@@ -14,8 +14,10 @@ import argparse
 import collections
 import re
 
-IDLE_LEAF = re.compile(r"^(select|poll|epoll|_poll|wait|sleep|acquire|get|accept|_worker|readline)\b|"
-                       r"Selector\.select|Condition\.wait|Event\.wait|Queue\.get")
+IDLE_LEAF = re.compile(
+    r"^(select|poll|epoll|_poll|wait|sleep|acquire|get|accept|_worker|readline)\b|"
+    r"Selector\.select|Condition\.wait|Event\.wait|Queue\.get"
+)
 FRAME = re.compile(r"(.*) \((.*):\d+\)$")
 
 
@@ -50,9 +52,12 @@ def main() -> None:
     for frame, count in own.most_common(args.top):
         print(f"  {100 * count / max(busy, 1):5.1f}%  {frame}")
     print(f"inclusive time, top {args.top} below the threads' entry points:")
-    entries = [(frame, count) for frame, count in inclusive.most_common()
-               if not re.search(r"\((threading|asyncio/|runpy|<frozen)", frame)]
-    for frame, count in entries[:args.top]:
+    entries = [
+        (frame, count)
+        for frame, count in inclusive.most_common()
+        if not re.search(r"\((threading|asyncio/|runpy|<frozen)", frame)
+    ]
+    for frame, count in entries[: args.top]:
         print(f"  {100 * count / max(busy, 1):5.1f}%  {frame}")
 
 

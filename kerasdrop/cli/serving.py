@@ -74,9 +74,10 @@ def register(commands) -> None:
     serve.add_argument("--rest-port", type=int, default=8501, help="REST port (default: 8501)")
     serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (default: 8500)")
     serve.add_argument("--backend", choices=BACKEND_CHOICES, default=DEFAULT_BACKEND,
-                       help="auto: model.onnx where verification.json proves its parity with the SavedModel and the "
-                            "model has no other signature, the SavedModel otherwise (the start line says which each "
-                            "model got and why); tf: SavedModel signatures; onnx: model.onnx in ONNX Runtime; "
+                       help="auto: model.onnx where verification.json proves its parity with the "
+                            "SavedModel and the model has no other signature, the SavedModel otherwise (the "
+                            "start line says which each model got and why); tf: SavedModel signatures; onnx: "
+                            "model.onnx in ONNX Runtime; "
                             f"onnx-int8: model.int8.onnx (kerasdrop export --int8) in ONNX Runtime "
                             f"(default: {DEFAULT_BACKEND})")
     serve.add_argument("--version-policy", default="latest",
@@ -158,7 +159,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if tls["rest"] or tls["grpc"]:  # the plaintext line stays as it was; a secured one names each port's mode
         rest, grpc = f"{rest} ({describe(tls['rest'])})", f"{grpc} ({describe(tls['grpc'])})"
     print(f"kerasdrop serve: {rest}  {grpc}  "
-          f"models {server.manager.loaded_versions() or 'none yet (polling)'}  {_backends_line(server, args.backend)}",
+          f"models {server.manager.loaded_versions() or 'none yet (polling)'}  "
+          f"{_backends_line(server, args.backend)}",
           flush=True)
     server.serve_forever()
     return 0

@@ -26,7 +26,9 @@ def plain_version(tmp_path_factory):
 
     keras.utils.set_random_seed(3)
     model = kerasdrop.create_model("lenet5", num_classes=10, input_shape=(8, 8, 1), input_range=(0, 16))
-    return export(model, name="lenet5", repo=tmp_path_factory.mktemp("repo") / "export", models_config=None).path
+    return export(
+        model, name="lenet5", repo=tmp_path_factory.mktemp("repo") / "export", models_config=None
+    ).path
 
 
 def _copy(version_dir, tmp_path):
@@ -51,15 +53,26 @@ def test_auto_serves_onnx_when_the_export_proved_its_parity(plain_version):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spoil, expected", [
-    (lambda d: (d / ONNX_FILE).unlink(), f"no {ONNX_FILE}"),
-    (lambda d: (d / VERIFICATION_FILE).unlink(), f"no {VERIFICATION_FILE} proves"),
-    (lambda d: (d / VERIFICATION_FILE).write_text("{not json"), "cannot be read"),
-    (lambda d: (d / VERIFICATION_FILE).write_text(json.dumps({**json.loads((d / VERIFICATION_FILE).read_text()),
-                                                               "ok": False})), "does not report a pass"),
-    (lambda d: (d / VERIFICATION_FILE).write_text(json.dumps({**json.loads((d / VERIFICATION_FILE).read_text()),
-                                                               "checks": []})), "records no parity check"),
-])
+@pytest.mark.parametrize(
+    "spoil, expected",
+    [
+        (lambda d: (d / ONNX_FILE).unlink(), f"no {ONNX_FILE}"),
+        (lambda d: (d / VERIFICATION_FILE).unlink(), f"no {VERIFICATION_FILE} proves"),
+        (lambda d: (d / VERIFICATION_FILE).write_text("{not json"), "cannot be read"),
+        (
+            lambda d: (d / VERIFICATION_FILE).write_text(
+                json.dumps({**json.loads((d / VERIFICATION_FILE).read_text()), "ok": False})
+            ),
+            "does not report a pass",
+        ),
+        (
+            lambda d: (d / VERIFICATION_FILE).write_text(
+                json.dumps({**json.loads((d / VERIFICATION_FILE).read_text()), "checks": []})
+            ),
+            "records no parity check",
+        ),
+    ],
+)
 def test_auto_falls_back_to_the_savedmodel_without_proof(plain_version, tmp_path, spoil, expected):
     version = _copy(plain_version, tmp_path)
     spoil(version)
@@ -88,5 +101,7 @@ def test_the_start_line_names_each_models_backend_and_why(plain_version, exporte
     models = {"plain": plain_version.parent, "mc": exported_repo[0] / "lenet5"}
     with running_server(models=models) as server:
         line = _backends_line(server, AUTO)
-    assert line.startswith("backends mc: tf (signatures mc_dropout run only in TensorFlow), plain: onnx (model.onnx "
-                           "verified at parity"), line
+    assert line.startswith(
+        "backends mc: tf (signatures mc_dropout run only in TensorFlow), plain: onnx (model.onnx "
+        "verified at parity"
+    ), line

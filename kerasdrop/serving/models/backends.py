@@ -252,8 +252,8 @@ def choose_backend(version_dir: pathlib.Path) -> tuple[str, str]:
     if not isinstance(report, dict) or report.get("ok") is not True:
         return "tf", f"{VERIFICATION_FILE} does not report a pass"
     checks = report.get("checks") if isinstance(report.get("checks"), list) else []
-    if not any(isinstance(check, dict) and check.get("check") == "parity" and "onnxruntime" in str(check.get("target"))
-               for check in checks):
+    if not any(isinstance(check, dict) and check.get("check") == "parity"
+               and "onnxruntime" in str(check.get("target")) for check in checks):
         return "tf", f"{VERIFICATION_FILE} records no parity check of {ONNX_FILE}"
     others = [name for name in read_signature_defs(version_dir) if not name.startswith("__") and
               name != "serving_default"]

@@ -108,9 +108,10 @@ class ModelManager:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def backends_chosen(self) -> dict[str, str]:
-        """`{name: "backend (why)"}` for each model's newest loaded version (`kerasdrop serve`'s start line)."""
+        """`{name: "backend (why)"}` for each model's newest loaded version (the start line's)."""
         with self._lock:
-            newest = {name: versions[max(versions)].backend for name, versions in self._loaded.items() if versions}
+            newest = {name: versions[max(versions)].backend
+                      for name, versions in self._loaded.items() if versions}
         return {name: f"{backend.name} ({backend.chosen})" for name, backend in sorted(newest.items())}
 
     def loaded_versions(self) -> dict[str, list[int]]:
@@ -180,7 +181,8 @@ class ModelManager:
         self._failures.pop(path, None)
         with self._lock:
             self._loaded.setdefault(name, {})[version] = loaded
-        log.info("serving %s version %s (%s backend: %s)", name, version, loaded.backend.name, loaded.backend.chosen)
+        log.info("serving %s version %s (%s backend: %s)", name, version, loaded.backend.name,
+                 loaded.backend.chosen)
 
     def _retire(self, wanted: dict[str, dict[int, pathlib.Path]]) -> None:
         """Unloads versions no longer wanted, but never the last ones serving a model whose wanted
