@@ -62,7 +62,7 @@ def _seconds(text: str) -> float:
 
 
 def wrk(url: str, body_file: pathlib.Path, connections: int, seconds: float) -> dict:
-    """wrk's req/s, p50 and p99 (s) and non-2xx count for POSTs of the body in `body_file`."""
+    """wrk's req/s, p50 and p99 (s), requests completed and non-2xx count for POSTs of the body in `body_file`."""
     script = body_file.with_suffix(".lua")
     script.write_text(f'local f = io.open("{body_file}", "rb")\nwrk.method = "POST"\nwrk.body = f:read("*all")\n'
                       'f:close()\nwrk.headers["Content-Type"] = "application/json"\n')
@@ -74,6 +74,7 @@ def wrk(url: str, body_file: pathlib.Path, connections: int, seconds: float) -> 
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50": _seconds(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1)),
             "p99": _seconds(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
             "errors": (int(errors.group(1)) if errors else 0) + (int(timeouts.group(1)) if timeouts else 0)}
 
 

@@ -9,6 +9,7 @@ import pathlib
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
 from kerasdrop.layout import INT8_ONNX_FILE, MODELS_CONFIG_FILE, ONNX_FILE, VERIFICATION_FILE
 from kerasdrop.serving import limits
+from kerasdrop.serving.models.backends import BACKEND_CHOICES, DEFAULT_BACKEND
 
 # bench/serve_latency.py measured 2 workers at 1.9-2.0x one worker's REST req/s on 2 cores; more
 # processes than cores only add memory (a copy of every model each) and context switches.
@@ -92,9 +93,13 @@ def register(commands) -> None:
                        help="serve the one model whose version directories are in DIR (default: none, serve --repo)")
     serve.add_argument("--rest-port", "--rest_api_port", type=int, default=8501, help="REST port (default: 8501)")
     serve.add_argument("--grpc-port", "--port", type=int, default=8500, help="gRPC port (default: 8500)")
-    serve.add_argument("--backend", choices=("tf", "onnx", "onnx-int8"), default="tf",
-                       help=f"tf: SavedModel signatures; onnx: {ONNX_FILE} in ONNX Runtime; onnx-int8: "
-                            f"{INT8_ONNX_FILE} (kerasdrop export --int8) in ONNX Runtime (default: tf)")
+    serve.add_argument("--backend", choices=BACKEND_CHOICES, default=DEFAULT_BACKEND,
+                       help=f"auto: {ONNX_FILE} where {VERIFICATION_FILE} proves its parity with the "
+                            "SavedModel and the model has no other signature, the SavedModel otherwise (the "
+                            "start line says which each model got and why); tf: SavedModel signatures; onnx: "
+                            f"{ONNX_FILE} in ONNX Runtime; "
+                            f"onnx-int8: {INT8_ONNX_FILE} (kerasdrop export --int8) in ONNX Runtime "
+                            f"(default: {DEFAULT_BACKEND})")
     serve.add_argument("--version-policy", default="latest",
                        help=f"latest | latest:N | all | specific:1,2; a {MODELS_CONFIG_FILE} policy wins "
                             "(default: latest)")
@@ -236,9 +241,19 @@ def run_serve(args: argparse.Namespace) -> int:
     if tls["rest"] or tls["grpc"]:  # the plaintext line stays as it was; a secured one names each port's mode
         rest, grpc = f"{rest} ({describe(tls['rest'])})", f"{grpc} ({describe(tls['grpc'])})"
     print(f"kerasdrop serve: {rest}  {grpc}  "
-          f"backend {args.backend}  models {server.manager.loaded_versions() or 'none yet (polling)'}", flush=True)
+          f"models {server.manager.loaded_versions() or 'none yet (polling)'}  "
+          f"{_backends_line(server, args.backend)}",
+          flush=True)
     server.serve_forever()
     return 0
+
+
+def _backends_line(server, requested: str) -> str:
+    """Which backend serves each model and why (`--backend auto` decides per version)."""
+    chosen = server.manager.backends_chosen()
+    if not chosen:
+        return f"backend {requested}"
+    return "backends " + ", ".join(f"{name}: {backend}" for name, backend in chosen.items())
 
 
 def _absolute(path: str | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Backends that run one model version: `tf` (SavedModel signatures) and `onnx` (ONNX Runtime).
+"""Backends that run one model version: `tf` (SavedModel signatures) and `onnx` (ONNX Runtime), and
+`auto`, which picks one of them per version from what its export proved (choose_backend).
 
 Both expose the SavedModel's SignatureDefs (what TF Serving reports as metadata) and
 `run(signature, {input: array}) -> {output: array}`.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from kerasdrop.layout import INT8_ONNX_FILE, ONNX_FILE, VERIFICATION_FILE
 from kerasdrop.serving.errors import ServingError, invalid, signature_not_found
+
+if TYPE_CHECKING:  # numpy at run time only where used: `kerasdrop --help` imports the backend choices
+    import numpy as np
 
 
 def read_signature_defs(version_dir: pathlib.Path):
@@ -178,6 +181,8 @@ _DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
 def _zero_row(signature_def) -> dict | None:
     """Zeros for each input of the signature (unknown dims as 1), or None for inputs that are not
     floats of known rank."""
+    import numpy as np
+
     feed = {}
     for key, info in signature_def.inputs.items():
         if info.dtype != _DT_FLOAT or info.tensor_shape.unknown_rank:
@@ -222,9 +227,51 @@ class OnnxInt8Backend(OnnxBackend):
 
 
 BACKENDS = {"tf": TensorFlowBackend, "onnx": OnnxBackend, "onnx-int8": OnnxInt8Backend}
+AUTO = "auto"
+# `kerasdrop serve`'s default. bench/serve_latency.py measures it beside each explicit backend
+# (docs/speed.md): for LeNet-5 a request costs the TF backend several times what ONNX Runtime takes,
+# so a version whose model.onnx was proven at parity is served from it, any other from the SavedModel.
+DEFAULT_BACKEND = AUTO
+BACKEND_CHOICES = (AUTO, *BACKENDS)
+
+
+def choose_backend(version_dir: pathlib.Path) -> tuple[str, str]:
+    """`(backend, why)` for the `auto` backend: `onnx` when the version's export proved model.onnx
+    answers as the SavedModel does (verification.json passed, with a parity check that ran
+    onnxruntime) and the SavedModel serves nothing ONNX does not (serving_default only); `tf` otherwise."""
+    import json
+
+    version_dir = pathlib.Path(version_dir)
+    if not (version_dir / ONNX_FILE).is_file():
+        return "tf", f"no {ONNX_FILE}"
+    try:
+        report = json.loads((version_dir / VERIFICATION_FILE).read_text())
+    except FileNotFoundError:
+        return "tf", f"no {VERIFICATION_FILE} proves {ONNX_FILE}'s parity"
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return "tf", f"{VERIFICATION_FILE} cannot be read ({type(error).__name__})"
+    if not isinstance(report, dict) or report.get("ok") is not True:
+        return "tf", f"{VERIFICATION_FILE} does not report a pass"
+    checks = report.get("checks") if isinstance(report.get("checks"), list) else []
+    if not any(isinstance(check, dict) and check.get("check") == "parity"
+               and "onnxruntime" in str(check.get("target")) for check in checks):
+        return "tf", f"{VERIFICATION_FILE} records no parity check of {ONNX_FILE}"
+    others = [name for name in read_signature_defs(version_dir) if not name.startswith("__") and
+              name != "serving_default"]
+    if others:
+        return "tf", f"signatures {', '.join(sorted(others))} run only in TensorFlow"
+    return "onnx", f"{ONNX_FILE} verified at parity with the SavedModel ({VERIFICATION_FILE})"
 
 
 def load_backend(kind: str, version_dir: pathlib.Path):
-    if kind not in BACKENDS:
-        raise ServingError("INVALID_ARGUMENT", f"Unknown backend {kind!r}; expected one of {', '.join(BACKENDS)}")
-    return BACKENDS[kind](version_dir)
+    """The backend `kind` over `version_dir`; for `auto`, the one choose_backend picks. Every backend
+    returned has `chosen`: why it serves this version (a sentence for the start line and the log)."""
+    if kind not in BACKEND_CHOICES:
+        raise ServingError("INVALID_ARGUMENT",
+                           f"Unknown backend {kind!r}; expected one of {', '.join(BACKEND_CHOICES)}")
+    why = "--backend " + kind
+    if kind == AUTO:
+        kind, why = choose_backend(version_dir)
+    backend = BACKENDS[kind](version_dir)
+    backend.chosen = why
+    return backend

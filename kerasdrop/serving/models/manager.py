@@ -127,6 +127,13 @@ class ModelManager:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
+    def backends_chosen(self) -> dict[str, str]:
+        """`{name: "backend (why)"}` for each model's newest loaded version (the start line's)."""
+        with self._lock:
+            newest = {name: versions[max(versions)].backend
+                      for name, versions in self._loaded.items() if versions}
+        return {name: f"{backend.name} ({backend.chosen})" for name, backend in sorted(newest.items())}
+
     def loaded_versions(self) -> dict[str, list[int]]:
         with self._lock:
             return {name: sorted(versions) for name, versions in self._loaded.items()}
@@ -216,7 +223,8 @@ class ModelManager:
         self._failures.pop(path, None)
         with self._lock:
             self._loaded.setdefault(name, {})[version] = loaded
-        log.info("serving %s version %s (%s backend)", name, version, self.backend)
+        log.info("serving %s version %s (%s backend: %s)", name, version, loaded.backend.name,
+                 loaded.backend.chosen)
 
     def _retire(self, wanted: dict[str, dict[int, pathlib.Path]]) -> None:
         """Unloads versions no longer wanted, but never the last ones serving a model whose wanted
@@ -238,9 +246,9 @@ class ModelManager:
         if self.require_verification:
             require_passing_verification(path)
         loaded = LoadedVersion(name, version, path, load_backend(self.backend, path))
-        if warm_up(path, loaded.backend, self.backend) is not None:
+        if warm_up(path, loaded.backend, loaded.backend.name) is not None:
             log.info("%s version %s answered its golden requests within tolerance (%s backend)", name, version,
-                     self.backend)
+                     loaded.backend.name)
         check_isolation(path, loaded.backend)  # IsolationError: the version stays out, the old one serves
         loaded.row_seconds = row_seconds(loaded.backend) if self.cheap_row_seconds > 0 else None
         loaded.cheap = loaded.row_seconds is not None and loaded.row_seconds < self.cheap_row_seconds

@@ -21,6 +21,7 @@ import threading
 from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.serving import limits
 from kerasdrop.serving.models.admission import Admission
+from kerasdrop.serving.models.backends import DEFAULT_BACKEND
 from kerasdrop.serving.models.manager import ModelManager
 from kerasdrop.serving.models.repository import VersionPolicy
 from kerasdrop.serving.models.request_log import LogLimits
@@ -47,7 +48,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # loopback unless asked: a model server is not for the open network by default
     rest_port: int = 8501  # TF Serving's defaults
     grpc_port: int = 8500
-    backend: str = "tf"
+    backend: str = DEFAULT_BACKEND  # auto: model.onnx where its parity is proven (backends.choose_backend)
     version_policy: str = "latest"
     poll_seconds: float = 2.0
     enable_batching: bool = False  # off by default, as in TF Serving
