@@ -69,6 +69,9 @@ def export(
     image_bytes: bool = False,
     int8: bool = False,
     int8_max_drop: float = DEFAULT_MAX_DROP,
+    int8_max_probability_error: float | None = None,
+    int8_max_nll_increase: float | None = None,
+    int8_max_ece_increase: float | None = None,
 ) -> ExportResult:
     """Verifies a Keras model, writes it in TF Serving's layout and publishes it atomically.
 
@@ -83,8 +86,10 @@ def export(
             there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
         base_path: where the repository is mounted for TF Serving, for `models_config`.
         image_bytes: adds `serving_bytes`: encoded JPEG/PNG strings, decoded and resized in the graph.
-        int8: adds `model.int8.onnx` if top-1 test accuracy drops by <= `int8_max_drop` points (needs a
-            run's `model.keras`, the onnx format); measurements in `result.int8` and verification.json.
+        int8: adds `model.int8.onnx` if the int8 gate passes it on the run's test split (needs a run's
+            `model.keras`, the onnx format); measurements in `result.int8` and verification.json.
+        int8_max_drop, int8_max_probability_error, int8_max_nll_increase, int8_max_ece_increase: the
+            gate's limits against float32 (None: `kerasdrop.exporting.int8.Int8Limits`'s defaults).
 
     Returns:
         An `ExportResult` with the published path and the full verification report.
@@ -105,8 +110,10 @@ def export(
     version = repository.resolve_version(model_dir, version)
     models_config = models_config_file.models_config_path(repo, models_config)
     models_config_file.read_models_config(models_config)  # one that cannot be merged into refuses the export now
-    options = {"mc_samples": mc_samples, "image_bytes": image_bytes, "max_drop": int8_max_drop,
-               "int8_run": _check_int8(model_or_path, formats, int8_max_drop) if int8 else None}
+    options = {"mc_samples": mc_samples, "image_bytes": image_bytes,
+               "int8_limits": _int8_limits(int8_max_drop, int8_max_probability_error, int8_max_nll_increase,
+                                           int8_max_ece_increase),
+               "int8_run": _check_int8(model_or_path, formats) if int8 else None}
     seconds = {}
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
@@ -137,11 +144,16 @@ def export(
                         models_config=models_config, interface=serving_interface(model), int8=int8_record)
 
 
-def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
-    """The run directory whose data calibrates and gates int8, checked before any work."""
-    from kerasdrop.exporting.int8 import check_int8_source, check_max_drop
+def _int8_limits(max_drop, max_probability_error, max_nll_increase, max_ece_increase):
+    from kerasdrop.exporting.int8 import check_limits
 
-    check_max_drop(max_drop)
+    return check_limits(max_drop, max_probability_error, max_nll_increase, max_ece_increase)
+
+
+def _check_int8(model_or_path, formats) -> pathlib.Path:
+    """The run directory whose data calibrates and gates int8, checked before any work."""
+    from kerasdrop.exporting.int8 import check_int8_source
+
     if "onnx" not in formats:
         raise invalid_argument("int8", "the onnx format in `formats` (model.int8.onnx is quantised from model.onnx)",
                                True)
@@ -236,7 +248,7 @@ def _write_int8_and_golden(model, staging: pathlib.Path, options: dict, seconds:
     record, backends = None, {}
     if options["int8_run"] is not None:
         started = time.perf_counter()
-        result = int8.build_int8(staging, options["int8_run"], max_drop=options["max_drop"],
+        result = int8.build_int8(staging, options["int8_run"], limits=options["int8_limits"],
                                  row_shape=model.input_shape[1:], probe_range=numerical.keras_probe_range(model))
         record = result.record
         if result.published:
