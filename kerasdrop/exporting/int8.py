@@ -321,7 +321,7 @@ def build_int8(staging: pathlib.Path, run_dir: pathlib.Path, *, limits: Int8Limi
         "per-tensor, MinMax calibration; the classifier layer and softmax kept in float32",
         "float32_nodes": kept,
         "calibration": f"{sum(len(batch) for batch in calibration)} training images of {run_dir}",
-        "test_examples": int(len(labels)),
+        "test_examples": len(labels),
         **figures, "max_drop_points": limits.max_drop, "limits": dataclasses.asdict(limits),
         "criteria": verdict.criteria,
         "fp32_bytes": fp32_path.stat().st_size, "int8_bytes": int8_path.stat().st_size,
