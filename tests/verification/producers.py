@@ -139,3 +139,61 @@ def onnx_backend_models() -> dict:
     cases = require("onnx.backend.test.case.node")
     wanted = set(ONNX_BACKEND_CLEAN + ONNX_BACKEND_BROKEN)
     return {case.name: case.model for case in cases.collect_testcases(None) if case.name in wanted}
+
+
+# --- models that saturate far outside their operating range ----------------------------------------------
+
+SATURATION_THRESHOLD = 5000.0  # |row sum| * 0.1 only the large (+-1e4) probes' darkest rows reach; 0..255 gives <= 204
+
+
+def _saturating_outputs(images, kernel, kind: str):
+    """Softmax probabilities of `images @ kernel` plus what `kind` adds beyond the operating range.
+
+    `noise`: two extra classes tied in exact arithmetic, `sum(x) * 0.1` against `sum(x * 0.1)`, each
+    rounding differently, and swapped for a batch of one as oneDNN picks another kernel by batch
+    size; only rows whose |sum| * 0.1 passes SATURATION_THRESHOLD reach them, with a gain that
+    saturates the softmax, so float noise flips those rows' class alone vs in a batch.
+    `batch_statistics`: every row is shifted by the batch mean of what passes the threshold.
+    """
+    import tensorflow as tf
+
+    if kind == "batch_statistics":
+        bright = tf.nn.relu(tf.abs(images) - SATURATION_THRESHOLD)
+        centred = images + bright - tf.reduce_mean(bright, axis=0)
+        return tf.nn.softmax(tf.matmul(centred, kernel * 1e-4))
+    after, before = tf.reduce_sum(images, axis=1) * 0.1, tf.reduce_sum(images * 0.1, axis=1)
+    single = tf.equal(tf.shape(images)[0], 1)
+    first, second = tf.cond(single, lambda: (before, after), lambda: (after, before))
+    pair = 1e5 * tf.nn.relu(tf.abs(tf.stack([first, second], axis=1)) - SATURATION_THRESHOLD)
+    return tf.nn.softmax(tf.concat([tf.matmul(images, kernel), pair], axis=1))
+
+
+def saturating_module_saved_model(directory, kind: str = "noise"):
+    """A plain tf.Module SavedModel (no Keras) that saturates on large inputs; `kind` as `_saturating_outputs`."""
+    import numpy as np
+    import tensorflow as tf
+
+    class Saturating(tf.Module):
+        def __init__(self):
+            self.kernel = tf.Variable(np.random.default_rng(0).normal(size=(8, 3)).astype("float32") * 0.01)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="images")])
+        def serve(self, images):
+            return {"probabilities": _saturating_outputs(images, self.kernel, kind)}
+
+    module = Saturating()
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve})
+    return directory
+
+
+def saturating_legacy_keras_saved_model(directory, kind: str = "noise"):
+    """The same outputs from a tf-keras (Keras 2) functional model, saved by its `model.save` as a SavedModel."""
+    import numpy as np
+
+    tf_keras = require("tf_keras")
+    kernel = np.random.default_rng(0).normal(size=(8, 3)).astype("float32") * 0.01
+    inputs = tf_keras.Input((8,), name="images")
+    outputs = tf_keras.layers.Lambda(lambda images: _saturating_outputs(images, kernel, kind),
+                                     name="probabilities")(inputs)
+    tf_keras.Model(inputs, outputs).save(str(directory))
+    return directory
