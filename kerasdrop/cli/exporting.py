@@ -67,9 +67,9 @@ def run_export(args: argparse.Namespace) -> int:
                         formats=[fmt.strip() for fmt in args.formats.split(",") if fmt.strip()],
                         mc_samples=args.mc_samples, models_config=args.models_config, base_path=args.base_path,
                         image_bytes=args.image_bytes, int8=args.int8, int8_max_drop=args.int8_max_drop,
-                        int8_max_probability_error=args.int8_max_probability_error,
-                        int8_max_nll_increase=args.int8_max_nll_increase,
-                        int8_max_ece_increase=args.int8_max_ece_increase)
+                        int8_limits={field: getattr(args, f"int8_{field}") for field in
+                                     ("max_probability_error", "max_nll_increase", "max_ece_increase")
+                                     if getattr(args, f"int8_{field}") is not None})
     except UnusableInputError as error:
         print(f"kerasdrop export: unusable input: {error}", file=sys.stderr)
         return 2

@@ -70,18 +70,24 @@ def check_max_drop(value) -> float:
     return float(value)
 
 
-def check_limits(max_drop=None, max_probability_error=None, max_nll_increase=None,
-                 max_ece_increase=None) -> Int8Limits:
-    """The gate's limits, each given value checked (None: its default)."""
-    given = {"max_probability_error": (max_probability_error, "a probability in [0, 1]", 1.0),
-             "max_nll_increase": (max_nll_increase, "nats >= 0", math.inf),
-             "max_ece_increase": (max_ece_increase, "an ECE difference in [0, 1]", 1.0)}
-    values = {"max_drop": check_max_drop(max_drop)} if max_drop is not None else {}
-    for field, (value, expected, ceiling) in given.items():
-        if value is None:
+def check_limits(max_drop=None, limits=None) -> Int8Limits:
+    """The gate's limits: `limits` (an `Int8Limits`, a dict of its fields, or None for the defaults),
+    with `max_drop` (`int8_max_drop`) over its max_drop when given; each value checked."""
+    if isinstance(limits, Int8Limits):
+        limits = dataclasses.asdict(limits)
+    fields = {field.name for field in dataclasses.fields(Int8Limits)}
+    if limits is not None and (not isinstance(limits, dict) or not set(limits) <= fields):
+        raise invalid_argument("int8_limits", f"an Int8Limits or a dict of {sorted(fields)}", limits)
+    values = {**(limits or {}), **({"max_drop": max_drop} if max_drop is not None else {})}
+    expected = {"max_probability_error": ("a probability in [0, 1]", 1.0), "max_nll_increase": ("nats >= 0", math.inf),
+                "max_ece_increase": ("an ECE difference in [0, 1]", 1.0)}
+    for field, value in values.items():
+        if field == "max_drop":
+            values[field] = check_max_drop(value)
             continue
+        meaning, ceiling = expected[field]
         if not is_number(value) or math.isnan(value) or not 0.0 <= value <= ceiling:
-            raise invalid_argument(f"int8_{field}", expected, value)
+            raise invalid_argument(f"int8_{field}", meaning, value)
         values[field] = float(value)
     return Int8Limits(**values)
 

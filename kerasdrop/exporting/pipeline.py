@@ -18,7 +18,6 @@ from kerasdrop.exporting import (
     models_config as models_config_file,  # `models_config` is an argument of export()
 )
 from kerasdrop.exporting import repository
-from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
 from kerasdrop.exporting.interface import keras_reference, serving_interface
 from kerasdrop.verification.report import Report
 
@@ -68,10 +67,8 @@ def export(
     base_path: str = "/models",
     image_bytes: bool = False,
     int8: bool = False,
-    int8_max_drop: float = DEFAULT_MAX_DROP,
-    int8_max_probability_error: float | None = None,
-    int8_max_nll_increase: float | None = None,
-    int8_max_ece_increase: float | None = None,
+    int8_max_drop: float | None = None,
+    int8_limits=None,
 ) -> ExportResult:
     """Verifies a Keras model, writes it in TF Serving's layout and publishes it atomically.
 
@@ -86,10 +83,8 @@ def export(
             there is kept (default `<repo>/models.config`; `{repo}` stands for `repo`; None: leave alone).
         base_path: where the repository is mounted for TF Serving, for `models_config`.
         image_bytes: adds `serving_bytes`: encoded JPEG/PNG strings, decoded and resized in the graph.
-        int8: adds `model.int8.onnx` if the int8 gate passes it on the run's test split (needs a run's
-            `model.keras`, the onnx format); measurements in `result.int8` and verification.json.
-        int8_max_drop, int8_max_probability_error, int8_max_nll_increase, int8_max_ece_increase: the
-            gate's limits against float32 (None: `kerasdrop.exporting.int8.Int8Limits`'s defaults).
+        int8: adds `model.int8.onnx` if the int8 gate passes it on the run's test split (a run's `model.keras`,
+            onnx); limits `int8_max_drop`, `int8_limits` (`int8.Int8Limits` or a dict of its fields) in `result.int8`.
 
     Returns:
         An `ExportResult` with the published path and the full verification report.
@@ -111,9 +106,7 @@ def export(
     models_config = models_config_file.models_config_path(repo, models_config)
     models_config_file.read_models_config(models_config)  # one that cannot be merged into refuses the export now
     options = {"mc_samples": mc_samples, "image_bytes": image_bytes,
-               "int8_limits": _int8_limits(int8_max_drop, int8_max_probability_error, int8_max_nll_increase,
-                                           int8_max_ece_increase),
-               "int8_run": _check_int8(model_or_path, formats) if int8 else None}
+               "int8_run": _check_int8(model_or_path, formats, int8_max_drop, int8_limits) if int8 else None}
     seconds = {}
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
@@ -144,20 +137,15 @@ def export(
                         models_config=models_config, interface=serving_interface(model), int8=int8_record)
 
 
-def _int8_limits(max_drop, max_probability_error, max_nll_increase, max_ece_increase):
-    from kerasdrop.exporting.int8 import check_limits
+def _check_int8(model_or_path, formats, max_drop, limits) -> tuple:
+    """`(run directory whose data calibrates and gates int8, the gate's Int8Limits)`, checked before any work."""
+    from kerasdrop.exporting.int8 import check_int8_source, check_limits
 
-    return check_limits(max_drop, max_probability_error, max_nll_increase, max_ece_increase)
-
-
-def _check_int8(model_or_path, formats) -> pathlib.Path:
-    """The run directory whose data calibrates and gates int8, checked before any work."""
-    from kerasdrop.exporting.int8 import check_int8_source
-
+    limits = check_limits(max_drop, limits)
     if "onnx" not in formats:
         raise invalid_argument("int8", "the onnx format in `formats` (model.int8.onnx is quantised from model.onnx)",
                                True)
-    return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None)
+    return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None), limits
 
 
 def _save_report(report: Report, directory: pathlib.Path, int8_record: dict | None) -> None:
@@ -248,7 +236,8 @@ def _write_int8_and_golden(model, staging: pathlib.Path, options: dict, seconds:
     record, backends = None, {}
     if options["int8_run"] is not None:
         started = time.perf_counter()
-        result = int8.build_int8(staging, options["int8_run"], limits=options["int8_limits"],
+        run_dir, limits = options["int8_run"]
+        result = int8.build_int8(staging, run_dir, limits=limits,
                                  row_shape=model.input_shape[1:], probe_range=numerical.keras_probe_range(model))
         record = result.record
         if result.published:

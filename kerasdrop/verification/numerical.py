@@ -227,6 +227,7 @@ def _judge_out_of_range(report, location, severity, out_of_range: OutOfRange, ba
     """OUT_OF_RANGE_RULE on a batch dependence seen at an out-of-range magnitude: kept when every row
     differs (batch statistics' pattern), else discounted with the reason."""
     count = rows_differing(batched, alone, size)
+    report.tolerances.setdefault("out_of_range_rule", OUT_OF_RANGE_RULE)  # the card's verification states it
     seen = f"rows predicted alone differ from the same rows in a batch by {described}"
     if count == size:
         report.add(CHECK, severity, location, f"batch dependent: {seen}, and every one of the {size} rows differs: "

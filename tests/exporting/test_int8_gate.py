@@ -37,8 +37,9 @@ def test_probability_error_alone_refuses():
     int8[0] = [0.6, 0.3, 0.1]
     verdict = judge_int8(fp32, int8, LABELS, Int8Limits(max_nll_increase=1.0, max_ece_increase=1.0))
     assert _failed(verdict) == ["max_probability_error"]
-    assert verdict.failures == ["a class probability moves by up to 0.2000, more than the 0.1 allowed "
-                                "(--int8-max-probability-error)"]
+    assert verdict.failures == [
+        "a class probability moves by up to 0.2000, more than the 0.1 allowed (--int8-max-probability-error)"
+    ]
 
 
 def test_nll_increase_alone_refuses():
@@ -61,8 +62,10 @@ def test_ece_increase_alone_refuses():
     verdict = judge_int8(fp32, int8, LABELS, Int8Limits(max_nll_increase=0.1))
     assert _failed(verdict) == ["ece_increase"]
     assert verdict.figures["ece_increase"] == pytest.approx(0.07)
-    assert verdict.failures == ["ECE rises by 0.0700 (0.0500 fp32 -> 0.1200 int8), more than the 0.02 allowed "
-                                "(--int8-max-ece-increase)"]
+    assert verdict.failures == [
+        "ECE rises by 0.0700 (0.0500 fp32 -> 0.1200 int8), more than the 0.02 allowed "
+        "(--int8-max-ece-increase)"
+    ]
 
 
 def test_probabilities_in_1_over_255_steps_that_miss_a_sum_of_one_are_refused():
@@ -79,23 +82,35 @@ def test_accuracy_drop_is_still_a_criterion():
     fp32 = _confident(LABELS)
     int8 = fp32.copy()
     int8[0] = [0.4, 0.45, 0.15]  # one of eight rows now wrong: 12.5 points
-    verdict = judge_int8(fp32, int8, LABELS, Int8Limits(max_probability_error=1.0, max_nll_increase=1.0,
-                                                        max_ece_increase=1.0))
+    verdict = judge_int8(
+        fp32, int8, LABELS, Int8Limits(max_probability_error=1.0, max_nll_increase=1.0, max_ece_increase=1.0)
+    )
     assert _failed(verdict) == ["accuracy_drop"]
-    assert "drops by 12.50 points (100.00% fp32 -> 87.50% int8), more than the 0.5 allowed (--int8-max-drop)" \
+    assert (
+        "drops by 12.50 points (100.00% fp32 -> 87.50% int8), more than the 0.5 allowed (--int8-max-drop)"
         in verdict.failures[0]
+    )
 
 
 def test_gate_inputs_must_be_the_same_rows_and_limits_are_checked():
     with pytest.raises(InvalidArgumentError, match="argument `int8_probabilities`. Expected the float32"):
         judge_int8(_confident(LABELS), _confident(LABELS)[:4], LABELS)
-    with pytest.raises(InvalidArgumentError, match="argument `int8_max_probability_error`. Expected a probability"):
-        check_limits(max_probability_error=1.5)
+    with pytest.raises(
+        InvalidArgumentError, match="argument `int8_max_probability_error`. Expected a probability"
+    ):
+        check_limits(limits={"max_probability_error": 1.5})
     with pytest.raises(InvalidArgumentError, match="argument `int8_max_nll_increase`. Expected nats >= 0"):
-        check_limits(max_nll_increase=-0.1)
+        check_limits(limits=Int8Limits(max_nll_increase=-0.1))
     with pytest.raises(InvalidArgumentError, match="argument `int8_max_ece_increase`"):
-        check_limits(max_ece_increase=float("nan"))
-    assert check_limits(max_ece_increase=0.1) == Int8Limits(max_ece_increase=0.1)
+        check_limits(limits={"max_ece_increase": float("nan")})
+    with pytest.raises(
+        InvalidArgumentError, match=r"argument `int8_limits`. Expected an Int8Limits or a dict of"
+    ):
+        check_limits(limits={"max_error": 0.1})
+    with pytest.raises(InvalidArgumentError, match="argument `int8_max_drop`. Expected accuracy points"):
+        check_limits(max_drop=-1, limits={"max_drop": 1.0})
+    assert check_limits(None, {"max_ece_increase": 0.1}) == Int8Limits(max_ece_increase=0.1)
+    assert check_limits(2.0, Int8Limits(max_drop=1.0)) == Int8Limits(max_drop=2.0)
 
 
 def test_cli_help_states_the_gate_defaults():

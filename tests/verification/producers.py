@@ -143,29 +143,35 @@ def onnx_backend_models() -> dict:
 
 # --- models that saturate far outside their operating range ----------------------------------------------
 
-SATURATION_THRESHOLD = 5000.0  # |row sum| * 0.1 only the large (+-1e4) probes' darkest rows reach; 0..255 gives <= 204
+SATURATION_THRESHOLD = 5000.0  # 0.8 * |row mean| only the large (+-1e4) probes' darkest rows reach; 0..255: <= 204
+
+
+def saturating_pair(images):
+    """Two logits tied in exact arithmetic, `sum(x) * c` against `sum(x * c)` (c = 0.8 / features), each
+    rounding differently, swapped for a batch of one as oneDNN picks another kernel by batch size.
+    Zero unless 0.8 * |row mean| passes SATURATION_THRESHOLD; beyond it a gain saturates the softmax,
+    so float noise flips those rows' class between alone and in a batch."""
+    import tensorflow as tf
+
+    flat = tf.reshape(images, [tf.shape(images)[0], -1])
+    scale = 0.8 / flat.shape[1]
+    after, before = tf.reduce_sum(flat, axis=1) * scale, tf.reduce_sum(flat * scale, axis=1)
+    single = tf.equal(tf.shape(images)[0], 1)
+    first, second = tf.cond(single, lambda: (before, after), lambda: (after, before))
+    return 1e5 * tf.nn.relu(tf.abs(tf.stack([first, second], axis=1)) - SATURATION_THRESHOLD)
 
 
 def _saturating_outputs(images, kernel, kind: str):
-    """Softmax probabilities of `images @ kernel` plus what `kind` adds beyond the operating range.
-
-    `noise`: two extra classes tied in exact arithmetic, `sum(x) * 0.1` against `sum(x * 0.1)`, each
-    rounding differently, and swapped for a batch of one as oneDNN picks another kernel by batch
-    size; only rows whose |sum| * 0.1 passes SATURATION_THRESHOLD reach them, with a gain that
-    saturates the softmax, so float noise flips those rows' class alone vs in a batch.
-    `batch_statistics`: every row is shifted by the batch mean of what passes the threshold.
-    """
+    """Softmax probabilities of `images @ kernel` plus what `kind` adds beyond the operating range:
+    `noise`, the `saturating_pair` classes; `batch_statistics`, every row shifted by the batch mean
+    of what passes the threshold."""
     import tensorflow as tf
 
     if kind == "batch_statistics":
         bright = tf.nn.relu(tf.abs(images) - SATURATION_THRESHOLD)
         centred = images + bright - tf.reduce_mean(bright, axis=0)
         return tf.nn.softmax(tf.matmul(centred, kernel * 1e-4))
-    after, before = tf.reduce_sum(images, axis=1) * 0.1, tf.reduce_sum(images * 0.1, axis=1)
-    single = tf.equal(tf.shape(images)[0], 1)
-    first, second = tf.cond(single, lambda: (before, after), lambda: (after, before))
-    pair = 1e5 * tf.nn.relu(tf.abs(tf.stack([first, second], axis=1)) - SATURATION_THRESHOLD)
-    return tf.nn.softmax(tf.concat([tf.matmul(images, kernel), pair], axis=1))
+    return tf.nn.softmax(tf.concat([tf.matmul(images, kernel), saturating_pair(images)], axis=1))
 
 
 def saturating_module_saved_model(directory, kind: str = "noise"):
@@ -197,3 +203,18 @@ def saturating_legacy_keras_saved_model(directory, kind: str = "noise"):
                                      name="probabilities")(inputs)
     tf_keras.Model(inputs, outputs).save(str(directory))
     return directory
+
+
+def saturating_application_classifier():
+    """MobileNetV3Small (its own builder, own Rescaling, frozen) + a Dense head, beside `saturating_pair`
+    on the raw images: a keras.applications classifier whose softmax saturates and flips on float
+    noise at the large probes only."""
+    backbone = APPLICATIONS["MobileNetV3Small"]((32, 32, 3))
+    backbone.trainable = False
+    inputs = keras.Input((32, 32, 3), name="images")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs))
+    x = keras.layers.Dropout(0.5, name="fc_dropout")(x)
+    logits = keras.layers.Dense(3, name="fc_logits")(x)
+    pair = keras.layers.Lambda(saturating_pair, output_shape=(2,), name="saturating_pair")(inputs)
+    joined = keras.layers.Concatenate(name="logits")([logits, pair])
+    return keras.Model(inputs, keras.layers.Softmax(name="predictions")(joined), name="saturating_mobilenet")
