@@ -153,8 +153,11 @@ def saturating_pair(images):
     so float noise flips those rows' class between alone and in a batch."""
     import tensorflow as tf
 
-    flat = tf.reshape(images, [tf.shape(images)[0], -1])
-    scale = 0.8 / flat.shape[1]
+    features = 1
+    for dimension in images.shape[1:]:  # static: every input here has a fixed row shape
+        features *= int(dimension)
+    flat = tf.reshape(images, [-1, features])
+    scale = 0.8 / features
     after, before = tf.reduce_sum(flat, axis=1) * scale, tf.reduce_sum(flat * scale, axis=1)
     single = tf.equal(tf.shape(images)[0], 1)
     first, second = tf.cond(single, lambda: (before, after), lambda: (after, before))
