@@ -342,8 +342,8 @@ def build_int8(staging: pathlib.Path, run_dir: pathlib.Path, *, limits: Int8Limi
     else:
         reason = (f"every criterion holds: accuracy drop {verdict.figures['drop_points']:.2f} points <= "
                   f"{limits.max_drop:g}, largest probability error {verdict.figures['max_probability_error']:.4f} <= "
-                  f"{limits.max_probability_error:g}, NLL +{verdict.figures['nll_increase']:.4f} <= "
-                  f"{limits.max_nll_increase:g}, ECE +{verdict.figures['ece_increase']:.4f} <= "
+                  f"{limits.max_probability_error:g}, NLL {verdict.figures['nll_increase']:+.4f} <= "
+                  f"{limits.max_nll_increase:g}, ECE {verdict.figures['ece_increase']:+.4f} <= "
                   f"{limits.max_ece_increase:g}, probabilities sum to 1 within "
                   f"{verdict.figures['probability_sum_error']:.2g}")
     if not published:
