@@ -118,7 +118,7 @@ def server_throughput(name: str, path, body, seconds: float, rounds: int) -> dic
 
     from serve_latency import Running, free_port, wrk
 
-    ports, samples = {}, {}
+    ports, samples, errors = {}, {}, {}
     with contextlib.ExitStack() as stack:
         for runtime in ("onnxruntime", "openvino"):
             ports[runtime] = free_port()
@@ -141,12 +141,11 @@ def server_throughput(name: str, path, body, seconds: float, rounds: int) -> dic
                     CONNECTIONS,
                     seconds * DURATION[name],
                 )
-                if sample["errors"]:
-                    raise SystemExit(
-                        f"{runtime} answered {sample['errors']} requests with errors or not at all"
-                    )
                 samples.setdefault(runtime, []).append(sample["rps"])
-    return {runtime: statistics.median(values) for runtime, values in samples.items()}
+                errors[runtime] = errors.get(runtime, 0) + sample["errors"]
+    # A request unanswered within wrk's 10 s (or a non-2xx) is counted, not fatal: resnet18 at 16
+    # connections queues for seconds on a loaded 2-core machine, whichever runtime serves it.
+    return {runtime: statistics.median(values) for runtime, values in samples.items()}, errors
 
 
 def decide(results: dict) -> tuple[bool, list[str]]:
@@ -170,8 +169,8 @@ def decide(results: dict) -> tuple[bool, list[str]]:
                     f"{name}: batching pays in OpenVINO ({saves['openvino']:.2f}x per row at 16) and not in "
                     f"ONNX Runtime ({saves['onnxruntime']:.2f}x), {threads} thread(s)"
                 )
-        rps = result["server_rps"]
-        if rps["openvino"] / rps["onnxruntime"] >= WIN:
+        rps, _ = result["server"]
+        if rps["openvino"] >= WIN * rps["onnxruntime"]:
             add = True
             reasons.append(
                 f"{name}: the server answers {rps['openvino'] / rps['onnxruntime']:.2f}x the requests"
@@ -225,7 +224,7 @@ def main() -> None:
                 threads: row_costs(path, shape, threads, args.seconds, args.rounds)
                 for threads in sorted({1, cores})
             },
-            "server_rps": server_throughput(name, path, body, args.server_seconds, args.rounds),
+            "server": server_throughput(name, path, body, args.server_seconds, args.rounds),
             "difference": largest_difference(path, shape),
         }
 
@@ -252,13 +251,16 @@ def main() -> None:
             )
     print(
         f"\nwhole server (bare Starlette app), wrk {CONNECTIONS} connections, batch-1 JSON, median req/s over "
-        f"{args.rounds} interleaved rounds of {args.server_seconds:g} s"
+        f"{args.rounds} interleaved rounds of {args.server_seconds:g} s x {DURATION} (errors: non-2xx or unanswered "
+        "in 10 s, all rounds)"
     )
-    print(f"  {'model':9} {'onnxruntime':>12} {'openvino':>10} {'OV/ORT':>7}")
+    print(f"  {'model':9} {'onnxruntime':>12} {'openvino':>10} {'OV/ORT':>7} {'errors ORT':>11} {'errors OV':>10}")
     for name, result in results.items():
-        rps = result["server_rps"]
+        rps, errors = result["server"]
+        ratio = rps["openvino"] / rps["onnxruntime"] if rps["onnxruntime"] else float("nan")
         print(
-            f"  {name:9} {rps['onnxruntime']:12.1f} {rps['openvino']:10.1f} {rps['openvino'] / rps['onnxruntime']:7.2f}"
+            f"  {name:9} {rps['onnxruntime']:12.1f} {rps['openvino']:10.1f} {ratio:7.2f} "
+            f"{errors.get('onnxruntime', 0):11d} {errors.get('openvino', 0):10d}"
         )
     print(
         "\nlargest probability difference from ONNX Runtime (4 rows of 0..255 pixels; the verifier's tolerance "

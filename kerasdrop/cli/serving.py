@@ -72,9 +72,10 @@ def register(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     serve.add_argument("--rest-port", type=int, default=8501, help="REST port (default: 8501)")
     serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (default: 8500)")
-    serve.add_argument("--backend", choices=("tf", "onnx", "onnx-int8"), default="tf",
+    serve.add_argument("--backend", choices=("tf", "onnx", "onnx-int8", "openvino"), default="tf",
                        help="tf: SavedModel signatures; onnx: model.onnx in ONNX Runtime; onnx-int8: model.int8.onnx "
-                            "(kerasdrop export --int8) in ONNX Runtime (default: tf)")
+                            "(kerasdrop export --int8) in ONNX Runtime; openvino: model.xml, else model.onnx, in "
+                            "OpenVINO on the CPU in float32 (docs/int8-and-backends.md) (default: tf)")
     serve.add_argument("--version-policy", default="latest",
                        help="latest | latest:N | all | specific:1,2; a models.config policy wins (default: latest)")
     serve.add_argument("--poll-seconds", type=float, default=2.0,
