@@ -69,7 +69,8 @@ class OpenVinoSession:
 
     def run(self, names, feed):
         answer = self._request.infer(feed)
-        return [answer[port] for port in self._compiled.outputs]
+        ports = {port.any_name: port for port in self._compiled.outputs}
+        return [answer[ports[name]] for name in names] if names else [answer[port] for port in ports.values()]
 
 
 def sessions(path: pathlib.Path, threads: int) -> dict:
@@ -87,9 +88,9 @@ def largest_difference(path, shape) -> dict:
     images = np.random.default_rng(1).uniform(0, 255, (4, *shape)).astype("float32")
     runtimes = sessions(path, 1)
     feed = {runtimes["onnxruntime"].get_inputs()[0].name: images}
-    reference = runtimes["onnxruntime"].run(None, feed)[0]
+    reference = runtimes["onnxruntime"].run(["probabilities"], feed)[0]
     return {
-        name: float(np.abs(runtime.run(None, feed)[0] - reference).max())
+        name: float(np.abs(runtime.run(["probabilities"], feed)[0] - reference).max())
         for name, runtime in runtimes.items()
     }
 
@@ -254,7 +255,9 @@ def main() -> None:
         f"{args.rounds} interleaved rounds of {args.server_seconds:g} s x {DURATION} (errors: non-2xx or unanswered "
         "in 10 s, all rounds)"
     )
-    print(f"  {'model':9} {'onnxruntime':>12} {'openvino':>10} {'OV/ORT':>7} {'errors ORT':>11} {'errors OV':>10}")
+    print(
+        f"  {'model':9} {'onnxruntime':>12} {'openvino':>10} {'OV/ORT':>7} {'errors ORT':>11} {'errors OV':>10}"
+    )
     for name, result in results.items():
         rps, errors = result["server"]
         ratio = rps["openvino"] / rps["onnxruntime"] if rps["onnxruntime"] else float("nan")

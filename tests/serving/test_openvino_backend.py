@@ -49,5 +49,6 @@ def test_serve_backend_openvino_answers_rest(exported_repo):  # noqa: F811
     with running_server(repo=str(repo), backend="openvino") as server:
         status, body = rest(server, "POST", "/v1/models/lenet5:predict", {"instances": images.tolist()})
     assert status == 200, body
-    np.testing.assert_allclose([row["probabilities"] for row in body["predictions"]], expected["probabilities"],
-                               **TOLERANCE)
+    np.testing.assert_allclose(
+        [row["probabilities"] for row in body["predictions"]], expected["probabilities"], **TOLERANCE
+    )
