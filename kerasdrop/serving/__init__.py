@@ -6,7 +6,7 @@ repository, in three layers, each a package that imports only the ones below it:
     protocols/  what a request means: TF Serving's REST and gRPC (tfserving/), the Open Inference
                 Protocol (oip/), JSON bodies, each protocol registered once (registry.py)
     models/     the model lifecycle: repository and models.config, the manager with its version
-                policy, backends (tf, onnx, onnx-int8), golden replay, batching, admission, metrics
+                policy, backends (tf, onnx, onnx-int8, openvino), golden replay, batching, admission, metrics
 and two leaves every layer reads: errors.py (a request's error and its status in each protocol)
 and limits.py (the bound on each resource a request can claim, with its default and flag).
 
