@@ -40,10 +40,19 @@ def register(commands) -> None:
                              "decoded and resized in the graph (default: off)")
     export.add_argument("--int8", action="store_true",
                         help=f"also write {INT8_ONNX_FILE} (static QDQ, calibrated on the run's training "
-                             "data), published only if top-1 accuracy on the run's test split holds; needs a "
-                             "run's model.keras (default: off)")
+                             "data), published only if its accuracy, probabilities, NLL and ECE on the run's test "
+                             "split hold against float32; needs a run's model.keras (default: off)")
     export.add_argument("--int8-max-drop", type=float, default=0.5, metavar="POINTS",
                         help="largest accuracy drop, in percentage points, that --int8 accepts (default: 0.5)")
+    # None: the gate's own defaults (kerasdrop.exporting.int8.Int8Limits), which the export prints beside each figure.
+    export.add_argument("--int8-max-probability-error", type=float, metavar="P",
+                        help="largest change of any class probability on any test image that --int8 accepts "
+                             "(default: Int8Limits', 0.1)")
+    export.add_argument("--int8-max-nll-increase", type=float, metavar="NATS",
+                        help="largest rise of the test NLL over float32 that --int8 accepts (default: Int8Limits', 0.05)")
+    export.add_argument("--int8-max-ece-increase", type=float, metavar="ECE",
+                        help="largest rise of the test ECE (15 bins) over float32 that --int8 accepts "
+                             "(default: Int8Limits', 0.02)")
     export.add_argument("--models-config", default=MODELS_CONFIG_BESIDE_REPO,
                         help="ModelServerConfig file kept listing every model; hand-written entries and fields "
                              f"are kept (default: {MODELS_CONFIG_FILE} inside --repo)")
@@ -73,7 +82,10 @@ def run_export(args: argparse.Namespace) -> int:
         result = export(args.model, name=args.name, repo=args.repo, version=args.version,
                         formats=args.formats,
                         mc_samples=args.mc_samples, models_config=args.models_config, base_path=args.base_path,
-                        image_bytes=args.image_bytes, int8=args.int8, int8_max_drop=args.int8_max_drop)
+                        image_bytes=args.image_bytes, int8=args.int8, int8_max_drop=args.int8_max_drop,
+                        int8_limits={field: getattr(args, f"int8_{field}") for field in
+                                     ("max_probability_error", "max_nll_increase", "max_ece_increase")
+                                     if getattr(args, f"int8_{field}") is not None})
     except UnusableInputError as error:
         print(f"kerasdrop export: unusable input: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import os
 import pathlib
 
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
-from kerasdrop.layout import INT8_ONNX_FILE, MODELS_CONFIG_FILE, ONNX_FILE, VERIFICATION_FILE
+from kerasdrop.layout import INT8_ONNX_FILE, MODELS_CONFIG_FILE, ONNX_FILE, OPENVINO_XML_FILE, VERIFICATION_FILE
 from kerasdrop.serving import limits
 from kerasdrop.serving.models.backends import BACKEND_CHOICES, DEFAULT_BACKEND
 
@@ -98,8 +98,9 @@ def register(commands) -> None:
                             "SavedModel and the model has no other signature, the SavedModel otherwise (the "
                             "start line says which each model got and why); tf: SavedModel signatures; onnx: "
                             f"{ONNX_FILE} in ONNX Runtime; "
-                            f"onnx-int8: {INT8_ONNX_FILE} (kerasdrop export --int8) in ONNX Runtime "
-                            f"(default: {DEFAULT_BACKEND})")
+                            f"onnx-int8: {INT8_ONNX_FILE} (kerasdrop export --int8) in ONNX Runtime; openvino: "
+                            f"{OPENVINO_XML_FILE}, else {ONNX_FILE}, in OpenVINO on the CPU in float32 "
+                            f"(docs/int8-and-backends.md) (default: {DEFAULT_BACKEND})")
     serve.add_argument("--version-policy", default="latest",
                        help=f"latest | latest:N | all | specific:1,2; a {MODELS_CONFIG_FILE} policy wins "
                             "(default: latest)")

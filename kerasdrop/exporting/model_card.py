@@ -268,6 +268,19 @@ def _number(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _int8_gate(int8: dict) -> list[str]:
+    """The int8 gate's table: each criterion's figure on the test split against its limit."""
+    if "criteria" not in int8:  # a card written before the gate measured more than accuracy
+        return []
+    figures = {"accuracy_drop": f"fp32 {100 * int8['fp32_accuracy']:.2f}% → int8 {100 * int8['int8_accuracy']:.2f}%",
+               "nll_increase": f"fp32 {int8['fp32_nll']:.4f} → int8 {int8['int8_nll']:.4f}",
+               "ece_increase": f"fp32 {int8['fp32_ece']:.4f} → int8 {int8['int8_ece']:.4f}"}
+    return ["", f"int8 gate on {int8['test_examples']} test images (int8 against float32 on the same rows):", "",
+            "| criterion | int8 vs fp32 | limit | verdict | figures |", "|---|---:|---:|---|---|",
+            *[f"| {row['criterion']} | {row['value']:.4g} | {row['limit']:g} | {'pass' if row['passed'] else 'FAIL'} "
+              f"| {figures.get(row['criterion'], '')} |" for row in int8["criteria"]]]
+
+
 def render_markdown(card: dict) -> str:
     """MODEL_CARD.md: Mitchell et al.'s sections, then verification and the serving interface."""
     details, contract = card["model_details"], card["input"]
@@ -329,6 +342,7 @@ def render_markdown(card: dict) -> str:
     if int8:
         lines += [f"- `{int8['file']}` {'published' if int8['published'] else 'not published'}: {int8['reason']} "
                   f"(test accuracy fp32 {int8['fp32_accuracy']:.4f}, int8 {int8['int8_accuracy']:.4f})"]
+        lines += _int8_gate(int8)
     lines += ["", "## Ethical considerations, caveats and recommendations",
               *[f"- {item}" for item in card["intended_use"]["limits"]], ""]
     if card["recipe"]:

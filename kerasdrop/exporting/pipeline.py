@@ -20,7 +20,6 @@ from kerasdrop.exporting import (
 )
 from kerasdrop.exporting import repository
 from kerasdrop.exporting.formats import DEFAULT_FORMATS, FORMATS, check_formats
-from kerasdrop.exporting.int8 import DEFAULT_MAX_DROP
 from kerasdrop.exporting.interface import keras_reference, serving_interface
 from kerasdrop.layout import INT8_ONNX_FILE, ONNX_FILE, VERIFICATION_FILE
 from kerasdrop.verification.report import Report
@@ -62,7 +61,8 @@ def export(
     base_path: str | None = None,
     image_bytes: bool = False,
     int8: bool = False,
-    int8_max_drop: float = DEFAULT_MAX_DROP,
+    int8_max_drop: float | None = None,
+    int8_limits=None,
 ) -> ExportResult:
     """Verifies a Keras model, writes it in TF Serving's layout and publishes it atomically.
 
@@ -78,8 +78,8 @@ def export(
         base_path: where TF Serving mounts the repository: given, this model's models_config entry
             points there (moved if it existed); None: `/models` for a new entry, an old one's kept.
         image_bytes: adds `serving_bytes`: encoded JPEG/PNG strings, decoded and resized in the graph.
-        int8: adds `model.int8.onnx` if top-1 test accuracy drops by <= `int8_max_drop` points (needs a
-            run's `model.keras`, the onnx format); measurements in `result.int8` and verification.json.
+        int8: adds `model.int8.onnx` if the int8 gate passes it on the run's test split (a run's `model.keras`,
+            onnx); limits `int8_max_drop`, `int8_limits` (`int8.Int8Limits` or a dict of its fields) in `result.int8`.
 
     Returns:
         An `ExportResult` with the published path and the full verification report.
@@ -99,8 +99,8 @@ def export(
     models_config = models_config_file.models_config_path(repo, models_config)
     models_config_file.models_config_to_merge(models_config)  # one it cannot merge into refuses export now
     seconds, figures = {}, {}  # figures: per format, files, seconds, largest difference from Keras
-    options = dict(figures=figures, mc_samples=mc_samples, image_bytes=image_bytes, max_drop=int8_max_drop,
-                   int8_run=_check_int8(model_or_path, formats, int8_max_drop) if int8 else None)
+    options = dict(figures=figures, mc_samples=mc_samples, image_bytes=image_bytes,
+                   int8_run=_check_int8(model_or_path, formats, int8_max_drop, int8_limits) if int8 else None)
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
     model, source, report = _verified_keras_model(model_or_path, seconds, options)
@@ -129,16 +129,16 @@ def export(
                         formats=figures)
 
 
-def _check_int8(model_or_path, formats, max_drop) -> pathlib.Path:
-    """The run directory whose data calibrates and gates int8, checked before any work."""
-    from kerasdrop.exporting.int8 import check_int8_source, check_max_drop
+def _check_int8(model_or_path, formats, max_drop, limits) -> tuple:
+    """`(run directory whose data calibrates and gates int8, the gate's Int8Limits)`, checked before any work."""
+    from kerasdrop.exporting.int8 import check_int8_source, check_limits
 
-    check_max_drop(max_drop)
+    limits = check_limits(max_drop, limits)
     if "onnx" not in formats:
         raise invalid_argument("int8", f"the onnx format in `formats` ({INT8_ONNX_FILE} is quantised from "
                                f"{ONNX_FILE})",
                                True)
-    return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None)
+    return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None), limits
 
 
 def _write_evidence(model, staging: pathlib.Path, report: Report, int8_record, figures: dict, **card):
@@ -275,7 +275,8 @@ def _write_int8_and_golden(model, staging: pathlib.Path, options: dict, seconds:
     record, backends = None, {}
     if options["int8_run"] is not None:
         started = time.perf_counter()
-        result = int8.build_int8(staging, options["int8_run"], max_drop=options["max_drop"],
+        run_dir, limits = options["int8_run"]
+        result = int8.build_int8(staging, run_dir, limits=limits,
                                  row_shape=model.input_shape[1:], probe_range=numerical.keras_probe_range(model))
         record = result.record
         if result.published:

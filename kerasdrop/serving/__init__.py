@@ -7,8 +7,8 @@ repository, in three layers, each a package that imports only the ones below it:
                 Protocol (oip/), each over a transport-free core.py; the one request wrapper
                 (recorded.py), JSON bodies, each protocol registered once (registry.py)
     models/     the model lifecycle: repository and models.config, the manager with its version
-                policy, backends (tf, onnx, onnx-int8), golden replay, cross-request isolation at load,
-                batching, admission, metrics, request logs (logging_config), label promotion
+                policy, backends (tf, onnx, onnx-int8, openvino), golden replay, cross-request isolation
+                at load, batching, admission, metrics, request logs (logging_config), label promotion
 and two leaves every layer reads: errors.py (a request's error and its status in each protocol)
 and limits.py (the bound on each resource a request can claim, with its default and flag).
 

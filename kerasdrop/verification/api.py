@@ -82,7 +82,8 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
     for magnitude in scale:
         errors = len(report.errors)
         inputs = _check_keras_at(model, specs, magnitude, report, for_export=for_export, label=len(scale) > 1,
-                                 optional=magnitude is not scale[0])
+                                 optional=magnitude is not scale[0],
+                                 out_of_range=numerical.OutOfRange.of(magnitude, scale))
         first_probes = first_probes or inputs
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
@@ -92,10 +93,11 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
 
 
 def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool, label: bool,
-                    optional: bool) -> dict | None:
+                    optional: bool, out_of_range=None) -> dict | None:
     """The numerical checks on probes of one magnitude; returns the probes (None if the model refused them).
 
     `optional`: an extra magnitude the model may refuse (recorded as such, not an error).
+    `out_of_range`: `numerical.OutOfRange` where the magnitude is outside the model's operating range.
     """
     def served(training):
         return lambda batch: runtimes.call_keras(model, batch, training)
@@ -112,11 +114,12 @@ def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool
                        "outside the inputs it accepts, so not judged there")
             return None
     numerical.check_function(served(False), inputs, report, location=f"{model.name} called with training=False{at}",
-                             batch_test=batch_test)
+                             batch_test=batch_test, out_of_range=out_of_range)
     # `model(x)` is what `model.export`, `tf.saved_model.save` and most exporters trace.
     numerical.check_function(served(None), inputs, report,
                              location=f"{model.name} called without training (as model.export traces it){at}",
-                             severity="warning" if for_export else "error", batch_test=batch_test)
+                             severity="warning" if for_export else "error", batch_test=batch_test,
+                             out_of_range=out_of_range)
     numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, location=f"{model.name}{at}")
     if for_export:
         # Export serves the training=False trace only, and re-verifies the SavedModel it writes, whose
@@ -208,13 +211,15 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
                    "map): numerical checks skipped (the graph scan covered it)")
         return None
     run = runtimes.onnx_runtime(session)
-    for index, magnitude in enumerate(probes.magnitudes(probe_range, specs)):
+    scale = probes.magnitudes(probe_range, specs)
+    for index, magnitude in enumerate(scale):
         errors = len(report.errors)
         low, high = probes.integer_range(specs, magnitude.low, magnitude.high)
         inputs = signatures.accepted_probes(run, specs, [], low, high, distribution=magnitude.distribution)
         at = f" [{magnitude.name} probes]" if index else ""
         numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}{at}",
-                                 batch_test=probes.batched_names(specs), optional=index > 0)
+                                 batch_test=probes.batched_names(specs), optional=index > 0,
+                                 out_of_range=numerical.OutOfRange.of(magnitude, scale))
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
     return run

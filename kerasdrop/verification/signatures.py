@@ -114,7 +114,7 @@ def _check_one(name, meta_graph, loaded, session, warmup, declared, report):
         numerical.check_function(run, accepted_probes(run, specs, ops, magnitude.low, magnitude.high,
                                                       distribution=magnitude.distribution), report,
                                  location=f"{location} [{magnitude.name} probes]", batch_test=probes.batched_names(specs),
-                                 optional=True)
+                                 optional=True, out_of_range=numerical.OutOfRange.of(magnitude, scale))
     for index, request in enumerate(warmup if not stochastic else []):
         numerical.check_function(run, _warmup_inputs(request, specs), report, batch_test=probes.batched_names(specs),
                                  location=f"{location} warmup request {index + 1} (assets.extra)")

@@ -65,6 +65,66 @@ def test_int8_is_published_when_accuracy_holds_with_its_measurements(int8_export
     assert any(tensor.data_type == onnx.TensorProto.INT8 for tensor in graph.initializer)
 
 
+def test_int8_probabilities_are_a_float_softmax_that_sums_to_one_and_every_criterion_is_stated(int8_export,
+                                                                                                  digits_run):
+    import onnx
+
+    record = int8_export.int8
+    # The softmax and the classifier layer before it stay float32: no QuantizeLinear on the probabilities.
+    graph = onnx.load(str(int8_export.path / "model.int8.onnx")).graph
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    assert producers["probabilities"] == "Softmax" and "mlp_1/predictions_1/MatMul" in record["float32_nodes"]
+    images = np.concatenate([batch.numpy() for batch, _ in run_datasets(digits_run.directory).test])
+    (fp32,) = _session(int8_export.path / "model.onnx").run(["probabilities"], {"images": images})
+    (int8,) = _session(int8_export.path / "model.int8.onnx").run(["probabilities"], {"images": images})
+    np.testing.assert_allclose(int8.sum(axis=1), 1.0, atol=1e-5)
+    steps = np.abs(int8 * 255 - np.round(int8 * 255))
+    assert steps.max() > 0.1, "probabilities in 1/255 steps: the softmax output is still quantised"
+    assert record["max_probability_error"] == pytest.approx(float(np.abs(int8 - fp32).max()), abs=1e-5)
+    names = [row["criterion"] for row in record["criteria"]]
+    assert names == ["accuracy_drop", "max_probability_error", "nll_increase", "ece_increase", "probability_sum_error"]
+    assert all(row["passed"] and row["value"] <= row["limit"] for row in record["criteria"])
+    assert record["limits"] == {"max_drop": 0.5, "max_probability_error": 0.1, "max_nll_increase": 0.05,
+                                "max_ece_increase": 0.02}
+    card = (int8_export.path / "MODEL_CARD.md").read_text()
+    for row in record["criteria"]:
+        assert f"| {row['criterion']} | {row['value']:.4g} | {row['limit']:g} | pass |" in card
+    assert f"fp32 {record['fp32_nll']:.4f} → int8 {record['int8_nll']:.4f}" in card
+    assert f"fp32 {record['fp32_ece']:.4f} → int8 {record['int8_ece']:.4f}" in card
+
+
+def test_each_new_int8_limit_refuses_the_model_by_name_with_its_figure(int8_export, digits_run, tmp_path, capsys):
+    # The digits model passes at the defaults; a limit under its own figure must refuse it, naming that
+    # criterion's flag and figure, and leave model.onnx published.
+    record = int8_export.int8
+    figures = {"--int8-max-probability-error": record["max_probability_error"],
+               "--int8-max-nll-increase": record["nll_increase"], "--int8-max-ece-increase": record["ece_increase"]}
+    tight = {flag: value / 2 for flag, value in figures.items() if value > 0}
+    assert "--int8-max-probability-error" in tight, "a quantised model moves some probability"
+    args = [item for flag, limit in tight.items() for item in (flag, f"{limit:.8g}")]
+    assert main(["export", str(digits_run.directory / "model.keras"), "--name", "tight", "--repo",
+                 str(tmp_path / "export"), "--int8", *args, "--models-config", str(tmp_path / "models.config")]) == 0
+    out = capsys.readouterr().out
+    version = tmp_path / "export" / "tight" / "1"
+    assert (version / "model.onnx").is_file() and not (version / "model.int8.onnx").exists()
+    refused = json.loads((version / "verification.json").read_text())["int8"]
+    assert refused["published"] is False
+    # Calibration batches come from a shuffled training split, so this export's figures differ a little
+    # from the fixture's: each criterion is judged on its own record.
+    rows = {row["criterion"]: row for row in refused["criteria"]}
+    criteria = {"--int8-max-probability-error": "max_probability_error", "--int8-max-nll-increase": "nll_increase",
+                "--int8-max-ece-increase": "ece_increase"}
+    assert not rows["max_probability_error"]["passed"]
+    for flag, limit in tight.items():
+        row = rows[criteria[flag]]
+        assert row["limit"] == pytest.approx(limit) and row["passed"] is (row["value"] <= row["limit"])
+        assert (f"more than the {limit:.8g} allowed ({flag})" in refused["reason"]) is not row["passed"], refused
+    assert f"a class probability moves by up to {refused['max_probability_error']:.4f}" in refused["reason"]
+    assert "int8 model.int8.onnx: REFUSED" in out and "FAIL" in out
+    card = (version / "MODEL_CARD.md").read_text()
+    assert "`model.int8.onnx` not published" in card and "| FAIL |" in card
+
+
 def test_golden_outputs_of_the_int8_backend_are_what_model_int8_onnx_answers(int8_export):
     result = int8_export
     golden = read_golden(result.path)
@@ -140,7 +200,9 @@ def test_int8_gate_refuses_a_model_whose_accuracy_drops_and_still_publishes_fp32
     assert (version / "model.onnx").is_file() and not (version / "model.int8.onnx").exists()
     record = json.loads((version / "verification.json").read_text())["int8"]
     assert record["published"] is False and record["drop_points"] > 0.5
-    assert "more than the 0.5 allowed" in record["reason"]
+    assert "more than the 0.5 allowed (--int8-max-drop)" in record["reason"]
+    # Rounding every fc1 weight to zero also moves the probabilities and the NLL: each failed criterion is named.
+    assert "a class probability moves by up to" in record["reason"] and "NLL rises by" in record["reason"]
     assert "int8 model.int8.onnx: REFUSED (model.onnx, fp32, is still published)" in out
     assert f"drop {record['drop_points']:.2f} points" in out and "int8/fp32" in out
     assert "backends" not in read_golden(version)

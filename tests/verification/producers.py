@@ -139,3 +139,85 @@ def onnx_backend_models() -> dict:
     cases = require("onnx.backend.test.case.node")
     wanted = set(ONNX_BACKEND_CLEAN + ONNX_BACKEND_BROKEN)
     return {case.name: case.model for case in cases.collect_testcases(None) if case.name in wanted}
+
+
+# --- models that saturate far outside their operating range ----------------------------------------------
+
+SATURATION_THRESHOLD = 5000.0  # 0.8 * |row mean| only the large (+-1e4) probes' darkest rows reach; 0..255: <= 204
+
+
+def saturating_pair(images):
+    """Two logits tied in exact arithmetic, `sum(x) * c` against `sum(x * c)` (c = 0.8 / features), each
+    rounding differently, swapped for a batch of one as oneDNN picks another kernel by batch size.
+    Zero unless 0.8 * |row mean| passes SATURATION_THRESHOLD; beyond it a gain saturates the softmax,
+    so float noise flips those rows' class between alone and in a batch."""
+    import tensorflow as tf
+
+    features = 1
+    for dimension in images.shape[1:]:  # static: every input here has a fixed row shape
+        features *= int(dimension)
+    flat = tf.reshape(images, [-1, features])
+    scale = 0.8 / features
+    after, before = tf.reduce_sum(flat, axis=1) * scale, tf.reduce_sum(flat * scale, axis=1)
+    single = tf.equal(tf.shape(images)[0], 1)
+    first, second = tf.cond(single, lambda: (before, after), lambda: (after, before))
+    return 1e5 * tf.nn.relu(tf.abs(tf.stack([first, second], axis=1)) - SATURATION_THRESHOLD)
+
+
+def _saturating_outputs(images, kernel, kind: str):
+    """Softmax probabilities of `images @ kernel` plus what `kind` adds beyond the operating range:
+    `noise`, the `saturating_pair` classes; `batch_statistics`, every row shifted by the batch mean
+    of what passes the threshold."""
+    import tensorflow as tf
+
+    if kind == "batch_statistics":
+        bright = tf.nn.relu(tf.abs(images) - SATURATION_THRESHOLD)
+        centred = images + bright - tf.reduce_mean(bright, axis=0)
+        return tf.nn.softmax(tf.matmul(centred, kernel * 1e-4))
+    return tf.nn.softmax(tf.concat([tf.matmul(images, kernel), saturating_pair(images)], axis=1))
+
+
+def saturating_module_saved_model(directory, kind: str = "noise"):
+    """A plain tf.Module SavedModel (no Keras) that saturates on large inputs; `kind` as `_saturating_outputs`."""
+    import numpy as np
+    import tensorflow as tf
+
+    class Saturating(tf.Module):
+        def __init__(self):
+            self.kernel = tf.Variable(np.random.default_rng(0).normal(size=(8, 3)).astype("float32") * 0.01)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="images")])
+        def serve(self, images):
+            return {"probabilities": _saturating_outputs(images, self.kernel, kind)}
+
+    module = Saturating()
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve})
+    return directory
+
+
+def saturating_legacy_keras_saved_model(directory, kind: str = "noise"):
+    """The same outputs from a tf-keras (Keras 2) functional model, saved by its `model.save` as a SavedModel."""
+    import numpy as np
+
+    tf_keras = require("tf_keras")
+    kernel = np.random.default_rng(0).normal(size=(8, 3)).astype("float32") * 0.01
+    inputs = tf_keras.Input((8,), name="images")
+    outputs = tf_keras.layers.Lambda(lambda images: _saturating_outputs(images, kernel, kind),
+                                     name="probabilities")(inputs)
+    tf_keras.Model(inputs, outputs).save(str(directory))
+    return directory
+
+
+def saturating_application_classifier():
+    """MobileNetV3Small (its own builder, own Rescaling, frozen) + a Dense head, beside `saturating_pair`
+    on the raw images: a keras.applications classifier whose softmax saturates and flips on float
+    noise at the large probes only."""
+    backbone = APPLICATIONS["MobileNetV3Small"]((32, 32, 3))
+    backbone.trainable = False
+    inputs = keras.Input((32, 32, 3), name="images")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs))
+    x = keras.layers.Dropout(0.5, name="fc_dropout")(x)
+    logits = keras.layers.Dense(3, name="fc_logits")(x)
+    pair = keras.layers.Lambda(saturating_pair, output_shape=(2,), name="saturating_pair")(inputs)
+    joined = keras.layers.Concatenate(name="logits")([logits, pair])
+    return keras.Model(inputs, keras.layers.Softmax(name="predictions")(joined), name="saturating_mobilenet")

@@ -1,5 +1,5 @@
-"""Backends that run one model version: `tf` (SavedModel signatures) and `onnx` (ONNX Runtime), and
-`auto`, which picks one of them per version from what its export proved (choose_backend).
+"""Backends that run one model version: `tf` (SavedModel signatures), `onnx` (ONNX Runtime), `openvino`,
+and `auto`, which picks `tf` or `onnx` per version from what its export proved (choose_backend).
 
 Both expose the SavedModel's SignatureDefs (what TF Serving reports as metadata) and
 `run(signature, {input: array}) -> {output: array}`.
@@ -226,7 +226,49 @@ class OnnxInt8Backend(OnnxBackend):
                      "otherwise)")
 
 
-BACKENDS = {"tf": TensorFlowBackend, "onnx": OnnxBackend, "onnx-int8": OnnxInt8Backend}
+class OpenVinoBackend:
+    """OpenVINO Runtime on the CPU, in float32: `model.xml` (OpenVINO IR) when the version has one, else
+    `model.onnx` read directly (OpenVINO's ONNX frontend; no file written into a published version).
+    float32 because on a bfloat16-capable CPU OpenVINO's default is bfloat16, which differs from the
+    verified model by more than the verifier's tolerance. Only `serving_default`."""
+
+    name = "openvino"
+    exported_with = "ONNX (or --formats ...,openvino)"
+
+    def __init__(self, version_dir: pathlib.Path):
+        import openvino
+
+        from kerasdrop.layout import ONNX_FILE, OPENVINO_XML_FILE
+
+        version_dir = pathlib.Path(version_dir)
+        path = next((version_dir / name for name in (OPENVINO_XML_FILE, ONNX_FILE) if (version_dir / name).is_file()),
+                    None)
+        if path is None:
+            raise FileNotFoundError(f"neither {OPENVINO_XML_FILE} nor {ONNX_FILE} in {version_dir}: the openvino "
+                                    f"backend serves versions exported with {self.exported_with}")
+        self.signature_defs = read_signature_defs(version_dir)
+        core = openvino.Core()
+        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self._outputs = [port.any_name for port in self._compiled.outputs]
+        self._requests = threading.local()  # an infer request is not shared between threads
+
+    def signature_names(self) -> list[str]:
+        return ["serving_default"]
+
+    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self._compiled.create_infer_request()
+        try:
+            results = request.infer(inputs)
+        except Exception as error:  # OpenVINO raises RuntimeError for bad feeds
+            raise invalid(error_cause(error)) from None
+        return {name: results[port] for name, port in zip(self._outputs, self._compiled.outputs)}
+
+
+
+
+BACKENDS = {"tf": TensorFlowBackend, "onnx": OnnxBackend, "onnx-int8": OnnxInt8Backend, "openvino": OpenVinoBackend}
 AUTO = "auto"
 # `kerasdrop serve`'s default. bench/serve_latency.py measures it beside each explicit backend
 # (docs/speed.md): for LeNet-5 a request costs the TF backend several times what ONNX Runtime takes,

@@ -27,18 +27,26 @@ DEFAULT_RANGE = (0.0, 1.0)
 
 @dataclasses.dataclass(frozen=True)
 class Magnitude:
-    """A range float probes span (`normal`: standard normal values, rows of different spread)."""
+    """A range float probes span (`normal`: standard normal values, rows of different spread).
+
+    `in_range`: a range a model may be fed in service. False for a stress magnitude far outside any
+    operating range, where a softmax saturates and float noise can flip a class: a difference seen
+    only there counts under `numerical.OUT_OF_RANGE_RULE`.
+    """
 
     name: str
     low: float
     high: float
     distribution: str = "uniform"
+    in_range: bool = True
 
 
 # With no range declared anywhere, probes take each of these in turn, so a rescaling that depends on
-# the batch (`x / max(1, max(batch))`) shows whatever numbers the users send.
+# the batch (`x / max(1, max(batch))`) shows whatever numbers the users send. Images arrive in [0, 1],
+# 0..255 or standardised; nobody sends +-1e4, so `large` only stresses (a threshold only it crosses).
 UNDECLARED_MAGNITUDES = (Magnitude("unit interval", 0.0, 1.0), Magnitude("0..255 pixels", 0.0, 255.0),
-                         Magnitude("standard normal", -1.0, 1.0, "normal"), Magnitude("large", -1e4, 1e4))
+                         Magnitude("standard normal", -1.0, 1.0, "normal"),
+                         Magnitude("large", -1e4, 1e4, in_range=False))
 
 
 def magnitudes(declared: tuple[float, float] | None, specs=None) -> list[Magnitude]:

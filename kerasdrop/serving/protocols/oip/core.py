@@ -21,7 +21,8 @@ from kerasdrop.serving.protocols.recorded import parse_version
 
 SERVER_NAME = "kerasdrop"
 EXTENSIONS = ["binary_tensor_data"]  # Triton's binary tensor extension over REST (tritonclient's default)
-PLATFORMS = {"tf": "tensorflow_savedmodel", "onnx": "onnx_onnxv1", "onnx-int8": "onnx_onnxv1"}  # the spec's names
+PLATFORMS = {"tf": "tensorflow_savedmodel", "onnx": "onnx_onnxv1", "onnx-int8": "onnx_onnxv1",  # the spec's names
+             "openvino": "openvino_ir"}
 DEFAULT_SIGNATURE = "serving_default"
 
 
