@@ -25,3 +25,14 @@ DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0  # --header-timeout-seconds: from a reques
 DEFAULT_BODY_TIMEOUT_SECONDS = 10.0  # --body-timeout-seconds: the longest wait for the next piece of a body; then 408
 DEFAULT_KEEP_ALIVE_SECONDS = 5.0  # --keep-alive-seconds: an idle connection (kept alive, or new and silent) is closed
 
+
+# The gRPC port's HTTP/2 connections (process/grpc_server.py; docs/http2.md has the measurements).
+# --max-concurrent-streams: streams one connection may have open, counted until core has freed them,
+# so a client resetting streams as fast as it opens them (rapid reset) holds at most this many
+# (other streams are refused at once). 100: Envoy's edge-proxy guidance (nginx's default is 128);
+# far above what one client needs (the bench's 16 streams), far below a memory problem (~0.2 MB each).
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+# --max-connection-age-seconds: every gRPC connection is closed with GOAWAY after this (+-10%, gRPC
+# core's jitter), its calls in flight given --drain-seconds to finish; clients reconnect unnoticed.
+# Bounds how long one connection (an abusive one included) keeps what it holds.
+DEFAULT_MAX_CONNECTION_AGE_SECONDS = 300.0
