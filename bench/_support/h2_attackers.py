@@ -1,17 +1,28 @@
-"""Hostile HTTP/2 clients of a gRPC port, in a process of their own, for bench/serve_exposed.py and
-tests/serving/test_http2_abuse.py: frames written by hand on one TCP connection, ignoring what the
-server advertises (SETTINGS_MAX_CONCURRENT_STREAMS), acking its SETTINGS and PINGs as a client must.
+"""Hostile HTTP/2 clients of a gRPC port, and the well-behaved client beside them, each in a process
+of its own, for bench/serve_exposed.py and tests/serving/test_http2_abuse.py. The attacks write
+frames by hand on one TCP connection, ignoring what the server advertises
+(SETTINGS_MAX_CONCURRENT_STREAMS), acking its SETTINGS and PINGs as a client must.
 
 - `rapid-reset` (CVE-2023-44487): each stream is HEADERS, a DATA frame with the gRPC message and
   END_STREAM, then RST_STREAM(CANCEL) at once, as fast as the socket takes them.
 - `held-streams`: HEADERS without END_STREAM on `--streams` streams, then nothing: every stream stays
   open (no message, never half-closed) until the connection ends.
 
-Prints one JSON line when `seconds` have passed or the server closed the connection: the streams
-opened, the server's RST_STREAM frames by error code, its GOAWAY (error code, last stream id, after
-how many seconds), and whether it closed the connection.
+- `bystander`: a grpcio client on a connection of its own calling Predict (the --body message) every
+  20 ms for `seconds`, after one call to warm up; with --watch-pid, it samples the resident memory
+  of that process and its descendants (the server) every 0.1 s meanwhile. It prints `ready` once
+  warm, so that an attack can start then.
 
-    python bench/_support/h2_attackers.py PORT {rapid-reset,held-streams} SECONDS [--streams N] [--body FILE]
+An attack prints one JSON line when `seconds` have passed or the server closed the connection: the
+streams opened, the server's RST_STREAM frames by error code, its GOAWAY (error code, last stream id,
+after how many seconds), and whether the server closed the connection. The bystander prints its
+calls, failures by status code, p50/p99/max latency and the server's memory before and at its peak.
+
+With --watch-pid on an attack, the bystander runs beside it (started first, warm before the attack
+starts, calling until 2 s after it ended) and the line is `{"attack": ..., "bystander": ...}`.
+
+    python bench/_support/h2_attackers.py PORT {rapid-reset,held-streams,bystander} SECONDS
+        [--streams N] [--body FILE] [--watch-pid PID]
 """
 
 from __future__ import annotations
@@ -19,8 +30,10 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import pathlib
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -178,21 +191,81 @@ def held_streams(port: int, seconds: float, count: int) -> dict:
     return connection.outcome(opened, stopped)
 
 
+def bystander(port: int, seconds: float, message: bytes, watch_pid: int | None) -> dict:
+    """Predict every 20 ms on a channel of its own (the message's bytes sent as they are, no
+    TensorFlow needed); the latencies and failures, and the watched server's memory meanwhile."""
+    import grpc
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    from serve_latency import rss_bytes  # the server's processes, all of them
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        predict = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+        predict(message, timeout=30)  # warm: the first call's costs are not the attack's
+        idle = peak = rss_bytes(watch_pid) if watch_pid else 0
+        stop = threading.Event()
+
+        def watch():
+            nonlocal peak
+            while not stop.wait(0.1):
+                peak = max(peak, rss_bytes(watch_pid))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        if watch_pid:
+            watcher.start()
+        print("ready", flush=True)
+        latencies, failures = [], collections.Counter()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                predict(message, timeout=10)
+            except grpc.RpcError as error:
+                failures[error.code().name] += 1
+            latencies.append(time.monotonic() - started)
+            time.sleep(max(0.0, 0.02 - latencies[-1]))
+        stop.set()
+    latencies.sort()
+
+    def quantile(q: float) -> float:
+        return round(latencies[int(q * (len(latencies) - 1))], 4)
+
+    return {"calls": len(latencies), "failed": dict(failures), "p50": quantile(0.5), "p99": quantile(0.99),
+            "max": quantile(1.0), "rss_idle": idle, "rss_peak": peak}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int)
-    parser.add_argument("attack", choices=("rapid-reset", "held-streams"))
-    parser.add_argument("seconds", type=float, help="how long the attack lasts (held-streams: how long they are held)")
+    parser.add_argument("attack", choices=("rapid-reset", "held-streams", "bystander"))
+    parser.add_argument("seconds", type=float, help="how long the attack (or the bystander's calls) lasts; "
+                                                    "held-streams: how long they are held")
     parser.add_argument("--streams", type=int, default=None,
                         help="rapid-reset: at most this many streams (default: no bound but time); "
                              "held-streams: how many to open (default: 20000)")
-    parser.add_argument("--body", help="a file holding one length-prefixed gRPC message (default: an empty message)")
+    parser.add_argument("--body", help="a file holding one length-prefixed gRPC message, a PredictRequest "
+                                       "(default: an empty message)")
+    parser.add_argument("--watch-pid", type=int, help="bystander: the server process whose memory to sample")
     args = parser.parse_args()
+    message = pathlib.Path(args.body).read_bytes() if args.body else b"\x00\x00\x00\x00\x00"
+    if args.attack == "bystander":
+        print(json.dumps(bystander(args.port, args.seconds, message[5:], args.watch_pid)), flush=True)
+        return
+    beside = None
+    if args.watch_pid:
+        import subprocess
+
+        command = [sys.executable, __file__, str(args.port), "bystander", str(args.seconds + 2), "--watch-pid",
+                   str(args.watch_pid), *(["--body", args.body] if args.body else [])]
+        beside = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        if beside.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the bystander did not start: {beside.communicate()[0]}")
     if args.attack == "rapid-reset":
-        message = open(args.body, "rb").read() if args.body else b"\x00\x00\x00\x00\x00"
         outcome = rapid_reset(args.port, args.seconds, message, args.streams or 1 << 30)
     else:
         outcome = held_streams(args.port, args.seconds, args.streams or 20_000)
+    if beside is not None:
+        outcome = {"attack": outcome, "bystander": json.loads(beside.communicate(timeout=120)[0].strip())}
     print(json.dumps(outcome), flush=True)
 
 
