@@ -182,9 +182,9 @@ def held_streams(port: int, seconds: float, count: int) -> dict:
             connection.send(b"".join(head[:5] + struct.pack(">I", stream_id) + head[9:] for stream_id in ids))
             opened += len(ids)
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and connection.open:
+        while time.monotonic() < deadline and connection.closed_after is None:  # held past a GOAWAY, until closed
             time.sleep(0.1)
-        stopped = "time" if connection.open else "server"
+        stopped = "time" if connection.closed_after is None else "server"
     except OSError:
         stopped = "server" if not connection.open else "write blocked"
     connection.close()
