@@ -89,3 +89,47 @@ def test_twenty_thousand_held_open_streams_hold_little_memory_and_end_at_the_con
 
     assert attacker["resets"].get("REFUSED_STREAM", 0) >= 20_000 - DEFAULT_MAX_CONCURRENT_STREAMS, attacker
     assert attacker["goaway"] is not None and attacker["closed_by_server_after_seconds"] is not None, attacker
+
+
+def _advertised_settings(port: int) -> dict:
+    """The SETTINGS the gRPC port sends a new HTTP/2 connection: {identifier: value}."""
+    import socket
+    import struct
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        data = b""
+        while len(data) < 9 or len(data) < 9 + int.from_bytes(data[:3], "big"):
+            data += sock.recv(65536)
+    assert data[3] == 4, "the server's first frame is its SETTINGS"
+    payload = data[9:9 + int.from_bytes(data[:3], "big")]
+    return dict(struct.unpack(">HI", payload[offset:offset + 6]) for offset in range(0, len(payload), 6))
+
+
+def test_the_grpc_port_advertises_max_concurrent_streams_and_0_advertises_none(exported_repo):
+    from tests.serving.conftest import running_server
+
+    max_concurrent_streams = 0x3  # the SETTINGS identifier (RFC 9113)
+    repo, _ = exported_repo
+    with running_server(repo=str(repo), max_concurrent_streams=7) as server:
+        assert _advertised_settings(server.grpc_port)[max_concurrent_streams] == 7
+    with running_server(repo=str(repo), max_concurrent_streams=0) as server:
+        assert max_concurrent_streams not in _advertised_settings(server.grpc_port)
+
+
+def test_http2_bounds_are_grpc_core_arguments_and_0_turns_each_off():
+    from kerasdrop.serving.process.grpc_server import _http2_options
+
+    assert _http2_options(0, 0, 10) == []
+    options = dict(_http2_options(100, 300, 10))
+    assert options["grpc.max_concurrent_streams"] == options["grpc.http2.max_deallocating_streams"] == 100
+    assert options["grpc.http.overload_protection"] == 1
+    assert (options["grpc.max_connection_age_ms"], options["grpc.max_connection_age_grace_ms"]) == (300_000, 10_000)
+
+
+@pytest.mark.parametrize("flag", ["--max-concurrent-streams", "--max-connection-age-seconds"])
+def test_a_negative_http2_bound_is_a_clear_error(tmp_path, capsys, flag):
+    from kerasdrop.cli import main
+
+    assert main(["serve", "--repo", str(tmp_path), flag, "-1"]) == 2
+    assert f"Invalid value received for {flag}. Expected 0 or a positive number. Received: -1" in capsys.readouterr().err
