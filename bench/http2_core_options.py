@@ -26,8 +26,8 @@ import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from serve_exposed import HTTP2_BOUNDS_OFF, MODEL, export_model  # noqa: E402
-from serve_latency import free_port, prepare_to_load  # noqa: E402
+from serve_exposed import HTTP2_BOUNDS_OFF, MODEL, export_model
+from serve_latency import free_port, prepare_to_load
 
 # kerasdrop's pending-call limits (grpc_server._pending_call_options) at their defaults.
 PENDING = ("grpc.server.max_pending_requests", "grpc.server.max_pending_requests_hard_limit")
