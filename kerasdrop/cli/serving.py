@@ -39,7 +39,7 @@ REQUEST_LIMITS = [
      "beyond it wait in the client; streams opened beyond it anyway (a rapid-reset attack) are refused with "
      "REFUSED_STREAM"),
     ("--max-connection-age-seconds", float, limits.DEFAULT_MAX_CONNECTION_AGE_SECONDS, True,
-     "a gRPC connection this old (+-10%) is closed with GOAWAY, its calls in flight given --drain-seconds; "
+     "a gRPC connection this old (give or take a tenth) is closed with GOAWAY, its calls in flight given --drain-seconds; "
      "clients reconnect"),
     ("--request-timeout", float, 30.0, False,
      "seconds a request may wait for its batch (--enable-batching) before 504 / DEADLINE_EXCEEDED"),

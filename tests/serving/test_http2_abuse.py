@@ -133,3 +133,15 @@ def test_a_negative_http2_bound_is_a_clear_error(tmp_path, capsys, flag):
 
     assert main(["serve", "--repo", str(tmp_path), flag, "-1"]) == 2
     assert f"Invalid value received for {flag}. Expected 0 or a positive number. Received: -1" in capsys.readouterr().err
+
+
+def test_serve_help_lists_the_http2_bounds_with_their_defaults(capsys):
+    from kerasdrop.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-concurrent-streams MAX_CONCURRENT_STREAMS HTTP/2 streams one gRPC connection" in text
+    assert "refused with REFUSED_STREAM; 0 turns it off (default: 100)" in text
+    assert "closed with GOAWAY" in text and "0 turns it off (default: 300)" in text
