@@ -29,8 +29,11 @@ sys.path.insert(0, str(HERE))
 from serve_exposed import HTTP2_BOUNDS_OFF, MODEL, export_model
 from serve_latency import free_port, prepare_to_load
 
-# kerasdrop's pending-call limits (grpc_server._pending_call_options) at their defaults.
-PENDING = ("grpc.server.max_pending_requests", "grpc.server.max_pending_requests_hard_limit")
+from kerasdrop.serving.limits import DEFAULT_MAX_CONCURRENT_REQUESTS
+from kerasdrop.serving.process.grpc_server import _pending_call_options
+
+# kerasdrop's raised pending-call limits: removed, core's own defaults apply.
+PENDING = [key for key, _ in _pending_call_options(DEFAULT_MAX_CONCURRENT_REQUESTS)]
 # name: (serve flags, channel arguments set (value) or removed (None) over kerasdrop's own)
 CANDIDATES = {
     "before (core's HTTP/2 defaults)": (HTTP2_BOUNDS_OFF, {}),
