@@ -30,7 +30,8 @@ DEFAULT_KEEP_ALIVE_SECONDS = 5.0  # --keep-alive-seconds: an idle connection (ke
 # --max-concurrent-streams: streams one connection may have open, counted until core has freed them,
 # so a client resetting streams as fast as it opens them (rapid reset) holds at most this many
 # (other streams are refused at once). 100: Envoy's edge-proxy guidance (nginx's default is 128);
-# far above what one client needs (the bench's 16 streams), far below a memory problem (~0.2 MB each).
+# far above what one client needs (the bench's 16 streams), far below a memory problem (a held-open
+# stream costs ~18 KB: 20,000 of them grew a server by 353 MiB, bench/serve_exposed.py).
 DEFAULT_MAX_CONCURRENT_STREAMS = 100
 # --max-connection-age-seconds: every gRPC connection is closed with GOAWAY after this (+-10%, gRPC
 # core's jitter), its calls in flight given --drain-seconds to finish; clients reconnect unnoticed.

@@ -240,11 +240,12 @@ def _http2_options(max_concurrent_streams: int, max_connection_age: float, grace
     until core has freed it, not only until it was reset, so a rapid-reset client holds at most
     this many (and as many again being freed: `grpc.http2.max_deallocating_streams`) and every
     stream past them is refused (RST_STREAM REFUSED_STREAM) before a call is made of it. LeNet-5,
-    5 s of rapid reset on one connection: the other client's calls 49 of 108 CANCELLED, RSS +381 MB
-    without; none failed, p99 0.22 s, +35 MB with 100. Well-behaved clients queue their calls past
-    the limit themselves (grpc's channels read the setting). Without the room for streams being
-    freed, a well-behaved client's calls on one busy connection were refused too: a burst of 1,500
-    got 210-649 UNAVAILABLE (their stream refused again after core's one transparent retry).
+    5 s of rapid reset on one connection (bench/http2_core_options.py): without, the other client
+    starved (p99 2.4 s) and the server grew +343 MiB; with 100, no failed call, p99 0.39 s, +37 MiB.
+    Well-behaved clients queue their calls past the limit themselves (grpc's channels read the
+    setting). Without the room for streams being freed, a well-behaved client's calls on one busy
+    connection were refused too: 105 of a burst of 1,500 UNAVAILABLE (refused again after core's
+    one transparent retry).
 
     `max_connection_age`: GOAWAY (NO_ERROR, "max_age") to every connection this old (core adds
     +-10% jitter), then `grace` for its calls in flight. gRPC core 1.85 closes no connection for
