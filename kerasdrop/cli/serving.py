@@ -36,6 +36,13 @@ REQUEST_LIMITS = [
      "the longest wait for the next piece of a REST request's body; then 408 and the connection closes"),
     ("--keep-alive-seconds", float, limits.DEFAULT_KEEP_ALIVE_SECONDS, False,
      "an idle REST connection (kept alive, or new and silent) is closed after this"),
+    ("--max-concurrent-streams", int, limits.DEFAULT_MAX_CONCURRENT_STREAMS, True,
+     "HTTP/2 streams one gRPC connection may have open, counted until the server has freed them: a client's calls "
+     "beyond it wait in the client; streams opened beyond it anyway (a rapid-reset attack) are refused with "
+     "REFUSED_STREAM"),
+    ("--max-connection-age-seconds", float, limits.DEFAULT_MAX_CONNECTION_AGE_SECONDS, True,
+     "a gRPC connection this old (give or take a tenth) is closed with GOAWAY, its calls in flight given --drain-seconds; "
+     "clients reconnect"),
     ("--request-timeout", float, 30.0, False,
      "seconds a request may wait for its batch (--enable-batching) before 504 / DEADLINE_EXCEEDED"),
 ]

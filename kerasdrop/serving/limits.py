@@ -26,6 +26,19 @@ DEFAULT_BODY_TIMEOUT_SECONDS = 10.0  # --body-timeout-seconds: the longest wait 
 DEFAULT_KEEP_ALIVE_SECONDS = 5.0  # --keep-alive-seconds: an idle connection (kept alive, or new and silent) is closed
 
 
+# The gRPC port's HTTP/2 connections (process/grpc_server.py; docs/http2.md has the measurements).
+# --max-concurrent-streams: streams one connection may have open, counted until core has freed them,
+# so a client resetting streams as fast as it opens them (rapid reset) holds at most this many
+# (other streams are refused at once). 100: Envoy's edge-proxy guidance (nginx's default is 128);
+# far above what one client needs (the bench's 16 streams), far below a memory problem (a held-open
+# stream costs ~18 KB: 20,000 of them grew a server by 353 MiB, bench/serve_exposed.py).
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+# --max-connection-age-seconds: every gRPC connection is closed with GOAWAY after this (+-10%, gRPC
+# core's jitter), its calls in flight given --drain-seconds to finish; clients reconnect unnoticed.
+# Bounds how long one connection (an abusive one included) keeps what it holds.
+DEFAULT_MAX_CONNECTION_AGE_SECONDS = 300.0
+
+
 # Request logs (models.config logging_config; models/request_log.py): what sampled requests may claim.
 # --request-log-queue: samples waiting for the writer (~1 s of a busy model); beyond it dropped, counted.
 DEFAULT_REQUEST_LOG_QUEUE = 1024

@@ -10,6 +10,8 @@ from concurrent import futures
 
 from kerasdrop.serving.limits import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_CONNECTION_AGE_SECONDS,
     INLINE_MAX_BODY_BYTES,
     MAX_MESSAGE_BYTES,
 )
@@ -230,8 +232,40 @@ def _pending_call_options(max_concurrent: int) -> list:
     return [("grpc.server.max_pending_requests", soft), ("grpc.server.max_pending_requests_hard_limit", 2 * soft)]
 
 
+def _http2_options(max_concurrent_streams: int, max_connection_age: float, grace: float) -> list:
+    """gRPC core's bounds on one HTTP/2 connection (docs/http2.md has what each was measured to do).
+
+    `max_concurrent_streams` (SETTINGS_MAX_CONCURRENT_STREAMS): with core's overload protection
+    (`grpc.http.overload_protection`, on by default, set here so that it stays on) a stream counts
+    until core has freed it, not only until it was reset, so a rapid-reset client holds at most
+    this many (and as many again being freed: `grpc.http2.max_deallocating_streams`) and every
+    stream past them is refused (RST_STREAM REFUSED_STREAM) before a call is made of it. LeNet-5,
+    5 s of rapid reset on one connection (bench/http2_core_options.py): without, the other client
+    starved (p99 2.4 s) and the server grew +343 MiB; with 100, no failed call, p99 0.39 s, +37 MiB.
+    Well-behaved clients queue their calls past the limit themselves (grpc's channels read the
+    setting). Without the room for streams being freed, a well-behaved client's calls on one busy
+    connection were refused too: 105 of a burst of 1,500 UNAVAILABLE (refused again after core's
+    one transparent retry).
+
+    `max_connection_age`: GOAWAY (NO_ERROR, "max_age") to every connection this old (core adds
+    +-10% jitter), then `grace` for its calls in flight. gRPC core 1.85 closes no connection for
+    its reset rate (no such argument or experiment exists in it), so this bounds how long an
+    abusive connection lives, and what streams held open without a message hold.
+    """
+    options = []
+    if max_concurrent_streams:
+        options += [("grpc.max_concurrent_streams", max_concurrent_streams), ("grpc.http.overload_protection", 1),
+                    ("grpc.http2.max_deallocating_streams", max_concurrent_streams)]
+    if max_connection_age:
+        options += [("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+                    ("grpc.max_connection_age_grace_ms", int(grace * 1000))]
+    return options
+
+
 def make_grpc_server(manager, address: str, *, services: list | None = None, threads: int = 16,
                      reuse_port: bool = False, max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+                     max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+                     max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE_SECONDS, connection_age_grace: float = 10.0,
                      credentials=None):
     """A started-later gRPC server (GrpcServer: grpc.aio) on `address` with `services` (default: TF
     Serving's) registered: the one registration point for every protocol's gRPC services
@@ -240,13 +274,16 @@ def make_grpc_server(manager, address: str, *, services: list | None = None, thr
     `reuse_port`: join the SO_REUSEPORT group that `bind_grpc_guard` opened for this server's
     workers. Without it the port is this server's alone.
     `credentials`: grpc.ServerCredentials (tls.py: TLS or mutual TLS); None serves plaintext.
+    `max_concurrent_streams`, `max_connection_age` (seconds), `connection_age_grace` (seconds): each
+    HTTP/2 connection's bounds (_http2_options); 0 turns the first two off.
     Returns `(server, port)`.
     """
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         # gRPC turns SO_REUSEPORT on by default: a second server would then bind the same port and
         # silently take part of the traffic. Only this server's own workers share it (bind_grpc_guard).
-        ("grpc.so_reuseport", 1 if reuse_port else 0), *_pending_call_options(max_concurrent)]
+        ("grpc.so_reuseport", 1 if reuse_port else 0), *_pending_call_options(max_concurrent),
+        *_http2_options(max_concurrent_streams, max_connection_age, connection_age_grace)]
     if services is None:
         from kerasdrop.serving.protocols.tfserving.grpc_service import (
             tf_serving_services,

@@ -66,6 +66,8 @@ class ServeConfig:
     header_timeout_seconds: float = limits.DEFAULT_HEADER_TIMEOUT_SECONDS  # from a request's first byte to its head's end
     keep_alive_seconds: float = limits.DEFAULT_KEEP_ALIVE_SECONDS  # an idle REST connection is closed
     body_timeout_seconds: float = limits.DEFAULT_BODY_TIMEOUT_SECONDS  # the longest wait for the next piece of a body
+    max_concurrent_streams: int = limits.DEFAULT_MAX_CONCURRENT_STREAMS  # per gRPC (HTTP/2) connection
+    max_connection_age_seconds: float = limits.DEFAULT_MAX_CONNECTION_AGE_SECONDS  # then GOAWAY; 0: never
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
     drain_seconds: float = 10.0  # on SIGTERM: how long in-flight requests have to finish
     require_verification: bool = False  # off: any TF Serving repository serves; on: verified versions only
@@ -206,6 +208,9 @@ class Server:
                                                      services=grpc_services(self.manager), reuse_port=True,
                                                      threads=self._request_threads(16),
                                                      max_concurrent=self.config.max_concurrent_requests,
+                                                     max_concurrent_streams=self.config.max_concurrent_streams,
+                                                     max_connection_age=self.config.max_connection_age_seconds,
+                                                     connection_age_grace=self.config.drain_seconds,
                                                      credentials=grpc_server_credentials(self.config))
         _tune_gc()
         self._start_rest()
