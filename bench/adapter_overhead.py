@@ -118,8 +118,9 @@ print(json.dumps(times))
 
 def measure(tree: pathlib.Path, requests: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(requests)], env=env, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(requests)], env=env, capture_output=True, text=True
+    )
     if out.returncode:
         raise SystemExit(f"{tree}: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -128,10 +129,12 @@ def measure(tree: pathlib.Path, requests: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=pathlib.Path, help="another tree's root (holding kerasdrop/)")
-    parser.add_argument("--requests", type=int, default=20000,
-                        help="requests per case per round (default: 20000)")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="alternating rounds; figures are medians (default: 5)")
+    parser.add_argument(
+        "--requests", type=int, default=20000, help="requests per case per round (default: 20000)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating rounds; figures are medians (default: 5)"
+    )
     args = parser.parse_args()
     trees = {"this tree": ROOT} | ({"baseline": args.baseline} if args.baseline else {})
     runs = {label: [] for label in trees}
@@ -139,16 +142,22 @@ def main() -> None:
         for label, tree in trees.items():
             runs[label].append(measure(tree, args.requests))
     cases = list(runs["this tree"][0])
-    median = {label: {case: statistics.median(run[case] for run in results) for case in cases}
-              for label, results in runs.items()}
-    print(f"microseconds per request in the adapters (stub manager): fastest chunk of 200 of {args.requests} "
-          f"requests, median of {args.rounds} rounds"
-          + (" alternating with the baseline" if args.baseline else ""))
+    median = {
+        label: {case: statistics.median(run[case] for run in results) for case in cases}
+        for label, results in runs.items()
+    }
+    print(
+        f"microseconds per request in the adapters (stub manager): fastest chunk of 200 of {args.requests} "
+        f"requests, median of {args.rounds} rounds"
+        + (" alternating with the baseline" if args.baseline else "")
+    )
     for case in cases:
         line = f"  {case:26} {median['this tree'][case]:7.1f} us"
         if args.baseline:
-            line += (f"   baseline {median['baseline'][case]:7.1f} us   "
-                     f"ratio {median['this tree'][case] / median['baseline'][case]:.3f}")
+            line += (
+                f"   baseline {median['baseline'][case]:7.1f} us   "
+                f"ratio {median['this tree'][case] / median['baseline'][case]:.3f}"
+            )
         print(line)
 
 

@@ -52,8 +52,11 @@ def main() -> None:
     repo = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-batch-cost-")) / "export"
     cores = os.cpu_count() or 1
     print(f"ONNX Runtime, median ms per row over {args.seconds:g} s per cell")
-    print(f"  {'model':10} {'intra-op threads':18}" + "".join(f"{f'batch {b}':>10}" for b in BATCHES)
-          + "   batch 16 vs 1")
+    print(
+        f"  {'model':10} {'intra-op threads':18}"
+        + "".join(f"{f'batch {b}':>10}" for b in BATCHES)
+        + "   batch 16 vs 1"
+    )
     for name, shape in MODELS.items():
         keras.utils.set_random_seed(0)
         model = create_model(name, num_classes=10, input_shape=shape, input_range=(0, 255))
@@ -61,8 +64,11 @@ def main() -> None:
         for threads in sorted({1, cores}):
             session = _onnx_session(path, threads=threads)
             rows = [per_row_seconds(session, shape, batch, args.seconds) for batch in BATCHES]
-            print(f"  {name:10} {threads:<18}" + "".join(f"{row * 1e3:10.3f}" for row in rows)
-                  + f"   {rows[-1] / rows[0]:10.2f}x")
+            print(
+                f"  {name:10} {threads:<18}"
+                + "".join(f"{row * 1e3:10.3f}" for row in rows)
+                + f"   {rows[-1] / rows[0]:10.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -78,7 +78,12 @@ def prepare_tfds_from_local_files(workdir: pathlib.Path, train: int, test: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=3000, help="JPEGs in the folder and MNIST training images (default: 3000)")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=3000,
+        help="JPEGs in the folder and MNIST training images (default: 3000)",
+    )
     parser.add_argument("--steps", type=int, default=2, help="timed training steps per model (default: 2)")
     args = parser.parse_args()
     from kerasdrop._quiet import import_tensorflow_quietly
@@ -102,21 +107,28 @@ def main() -> None:
         (f"folder: {args.images} JPEGs 32x32x3", f"folder:{workdir / 'jpegs'}", "lenet5_digits", {}),
         ("tfds:mnist from local files", "mnist", "simple_cnn_mnist", {"data_dir": data_dir, "offline": True}),
     ]
-    print(f"input pipeline alone (kerasdrop's train pipeline: cold = 1st epoch, cached = best later epoch) vs the "
-          f"training step of the recipe's model on an in-memory batch ({args.steps} steps after {args.steps} warm-up); "
-          f"TFDS prepared {args.images + args.images // 5} MNIST-format images from local files in {prepare_seconds:.1f} s")
-    print(f"  {'source':30} {'batch':>5} {'pipeline 1st epoch':>19} {'pipeline cached':>16} {'training step':>14} "
-          f"{'model':>11}   1st epoch bound by (pipeline/step)")
+    print(
+        f"input pipeline alone (kerasdrop's train pipeline: cold = 1st epoch, cached = best later epoch) vs the "
+        f"training step of the recipe's model on an in-memory batch ({args.steps} steps after {args.steps} warm-up); "
+        f"TFDS prepared {args.images + args.images // 5} MNIST-format images from local files in {prepare_seconds:.1f} s"
+    )
+    print(
+        f"  {'source':30} {'batch':>5} {'pipeline 1st epoch':>19} {'pipeline cached':>16} {'training step':>14} "
+        f"{'model':>11}   1st epoch bound by (pipeline/step)"
+    )
     checks = []
     for label, spec, recipe_name, options in sources:
         recipe = load_recipe(models / f"{recipe_name}.toml")
         data = load_dataset(spec, batch_size=recipe.training.batch_size, **options)
         cold, cached = pipeline_rates(data.train, data.info.num_train)
-        model_rate, _ = measure_training_rate(recipe, input_shape=data.info.input_shape,
-                                              num_classes=data.info.num_classes, steps=args.steps)
+        model_rate, _ = measure_training_rate(
+            recipe, input_shape=data.info.input_shape, num_classes=data.info.num_classes, steps=args.steps
+        )
         bound = "input pipeline" if cold < model_rate else "model"
-        print(f"  {label:30} {recipe.training.batch_size:5d} {cold:13.0f} img/s {cached:10.0f} img/s "
-              f"{model_rate:8.0f} img/s {recipe.model.name:>11}   {bound} ({cold / model_rate:.1f}x)")
+        print(
+            f"  {label:30} {recipe.training.batch_size:5d} {cold:13.0f} img/s {cached:10.0f} img/s "
+            f"{model_rate:8.0f} img/s {recipe.model.name:>11}   {bound} ({cold / model_rate:.1f}x)"
+        )
         checks.append((f"{label}, {recipe.model.name}: cached pipeline / step", cached / model_rate))
     print(f"  {'target':58} {'measured':>9} {'goal':>8}  result")
     for label, ratio in checks:

@@ -70,8 +70,9 @@ def main() -> None:
         model.export(str(target), verbose=False)
         signature = input_signature(model)
         function = tf.function(serving_function(model), input_signature=signature)
-        tf2onnx.convert.from_function(function, input_signature=signature, opset=17,
-                                      output_path=str(target / "model.onnx"))
+        tf2onnx.convert.from_function(
+            function, input_signature=signature, opset=17, output_path=str(target / "model.onnx")
+        )
 
     def ours():
         export(model, name="lenet5", repo=work / "repo", models_config=None)
@@ -87,9 +88,13 @@ def main() -> None:
 
     version_dir = sorted((work / "repo" / "lenet5").iterdir(), key=lambda p: int(p.name))[-1]
     signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    session = onnxruntime.InferenceSession(str(version_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(version_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     print("latency in ms, median / p99 (single-threaded caller):")
-    print(f"  {'batch':>5}  {'SavedModel':>15}  {'ONNX Runtime':>15}  {'model.predict':>15}  {'model(x)':>15}")
+    print(
+        f"  {'batch':>5}  {'SavedModel':>15}  {'ONNX Runtime':>15}  {'model.predict':>15}  {'model(x)':>15}"
+    )
     for batch, repeats in ((1, 300), (64, 100)):
         images = np.random.default_rng(batch).uniform(0, 16, (batch, 8, 8, 1)).astype("float32")
         tensor = tf.constant(images)
@@ -110,8 +115,9 @@ def every_format(model, work: pathlib.Path, tf, np) -> None:
     from kerasdrop.exporting.formats import FORMATS
     from kerasdrop.verification import runtimes
 
-    result = export(model, name="lenet5_formats", repo=work / "repo", formats=list(FORMATS),
-                    models_config=None)
+    result = export(
+        model, name="lenet5_formats", repo=work / "repo", formats=list(FORMATS), models_config=None
+    )
     path = result.path
     images = np.random.default_rng(1).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
     signature = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -119,10 +125,12 @@ def every_format(model, work: pathlib.Path, tf, np) -> None:
     runner, _ = runtimes.litert_signature(path / layout.TFLITE_FILE)
     compiled, _ = runtimes.openvino_compiled(path / layout.OPENVINO_XML_FILE)
     session = runtimes.onnx_session(path / layout.ONNX_FILE)
-    calls = {"savedmodel": lambda: signature(images=tensor),
-             "onnx": lambda: session.run(None, {"images": images}),
-             "litert": lambda: runner(images=images),
-             "openvino": lambda: compiled({0: images})}
+    calls = {
+        "savedmodel": lambda: signature(images=tensor),
+        "onnx": lambda: session.run(None, {"images": images}),
+        "litert": lambda: runner(images=images),
+        "openvino": lambda: compiled({0: images}),
+    }
     # Interleaved rounds, so a neighbour's load falls on every runtime alike; the median of all rounds.
     samples = {name: [] for name in calls}
     for name, call in calls.items():
@@ -134,12 +142,17 @@ def every_format(model, work: pathlib.Path, tf, np) -> None:
     print("every format (lenet5 8x8x1; the machine may be shared: compare the ratios, not the milliseconds)")
     print(f"  {'format':<11} {'runtime':<12} {'export s':>9} {'b1 median ms':>13} {'b1 / onnxruntime':>17}")
     for name, spec in FORMATS.items():
-        print(f"  {name:<11} {spec.runtime:<12} {result.seconds.get(name, 0.0):9.2f} {medians[name]:13.3f} "
-              f"{medians[name] / medians['onnx']:17.2f}")
-    print(f"  re-verification of all four written formats: {result.seconds['reverify']:.2f} s; "
-          f"largest difference from Keras: "
-          + ", ".join(f"{name} {figures['max_difference_vs_keras']:.2g}"
-                      for name, figures in result.formats.items()))
+        print(
+            f"  {name:<11} {spec.runtime:<12} {result.seconds.get(name, 0.0):9.2f} {medians[name]:13.3f} "
+            f"{medians[name] / medians['onnx']:17.2f}"
+        )
+    print(
+        f"  re-verification of all four written formats: {result.seconds['reverify']:.2f} s; "
+        f"largest difference from Keras: "
+        + ", ".join(
+            f"{name} {figures['max_difference_vs_keras']:.2g}" for name, figures in result.formats.items()
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,17 +40,30 @@ CANDIDATES = {
     "core's pending-call defaults too": (HTTP2_BOUNDS_OFF, dict.fromkeys(PENDING)),
     "max_concurrent_streams 100, overload protection off": (
         ["--max-connection-age-seconds", "0"],
-        {"grpc.http.overload_protection": 0, "grpc.http2.max_deallocating_streams": None}),
+        {"grpc.http.overload_protection": 0, "grpc.http2.max_deallocating_streams": None},
+    ),
     "max_concurrent_streams 100, no room for streams being freed": (
-        ["--max-connection-age-seconds", "0"], {"grpc.http2.max_deallocating_streams": None}),
+        ["--max-connection-age-seconds", "0"],
+        {"grpc.http2.max_deallocating_streams": None},
+    ),
     "shipped: 100 + overload protection + 100 being freed": (["--max-connection-age-seconds", "0"], {}),
     "shipped, core's pending-call defaults": (["--max-connection-age-seconds", "0"], dict.fromkeys(PENDING)),
     "max_concurrent_streams 1000 (+1000 being freed)": (
-        ["--max-concurrent-streams", "1000", "--max-connection-age-seconds", "0"], {}),
-    "max_connection_age 3 s alone": (["--max-concurrent-streams", "0", "--max-connection-age-seconds", "3"], {}),
-    "ping_on_rst_stream_percent 100 alone": (HTTP2_BOUNDS_OFF, {"grpc.http2.ping_on_rst_stream_percent": 100}),
+        ["--max-concurrent-streams", "1000", "--max-connection-age-seconds", "0"],
+        {},
+    ),
+    "max_connection_age 3 s alone": (
+        ["--max-concurrent-streams", "0", "--max-connection-age-seconds", "3"],
+        {},
+    ),
+    "ping_on_rst_stream_percent 100 alone": (
+        HTTP2_BOUNDS_OFF,
+        {"grpc.http2.ping_on_rst_stream_percent": 100},
+    ),
     "server_max_unrequested_time_in_server 1 s alone": (
-        HTTP2_BOUNDS_OFF, {"grpc.server_max_unrequested_time_in_server": 1}),
+        HTTP2_BOUNDS_OFF,
+        {"grpc.server_max_unrequested_time_in_server": 1},
+    ),
     "shipped, max_connection_age 3 s": (["--max-connection-age-seconds", "3"], {}),
 }
 
@@ -73,12 +86,31 @@ class Serving:
 
     def __init__(self, repo: pathlib.Path, flags: list, changes: dict):
         self.grpc_port = free_port()
-        self.command = [sys.executable, "-c", BOOT, json.dumps(changes), "serve", "--repo", str(repo), "--backend",
-                        "onnx", "--workers", "1", "--rest-port", str(free_port()), "--grpc-port",
-                        str(self.grpc_port), "--poll-seconds", "0", *flags]
+        self.command = [
+            sys.executable,
+            "-c",
+            BOOT,
+            json.dumps(changes),
+            "serve",
+            "--repo",
+            str(repo),
+            "--backend",
+            "onnx",
+            "--workers",
+            "1",
+            "--rest-port",
+            str(free_port()),
+            "--grpc-port",
+            str(self.grpc_port),
+            "--poll-seconds",
+            "0",
+            *flags,
+        ]
 
     def __enter__(self):
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         while "kerasdrop serve: REST" not in self.process.stdout.readline():
             if self.process.poll() is not None:
                 raise SystemExit(f"server exited early: {self.command}")
@@ -93,9 +125,23 @@ class Serving:
 
 
 def rapid_reset(serving: Serving, grpc_body: pathlib.Path, seconds: float) -> dict:
-    done = subprocess.run([sys.executable, str(HERE / "_support" / "h2_attackers.py"), str(serving.grpc_port),
-                           "rapid-reset", str(seconds), "--body", str(grpc_body), "--watch-pid",
-                           str(serving.process.pid)], capture_output=True, text=True, check=True, timeout=seconds + 300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "_support" / "h2_attackers.py"),
+            str(serving.grpc_port),
+            "rapid-reset",
+            str(seconds),
+            "--body",
+            str(grpc_body),
+            "--watch-pid",
+            str(serving.process.pid),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 300,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -127,10 +173,14 @@ def main() -> None:
     prepare_to_load()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-h2-bench-"))
     _, grpc_body = export_model(workdir)
-    print(f"{MODEL} (32x32x1), kerasdrop serve --workers 1 --backend onnx, a fresh server per row; rapid reset on "
-          f"one connection for {args.seconds:g} s beside a client calling Predict every 20 ms")
-    print(f"  {'candidate':58} {'calls':>5} {'failed':>6} {'p99 ms':>7} {'RSS +MiB':>8} {'streams':>7} "
-          f"{'refused':>7}  connection{'   burst of 1,500' if args.burst else ''}")
+    print(
+        f"{MODEL} (32x32x1), kerasdrop serve --workers 1 --backend onnx, a fresh server per row; rapid reset on "
+        f"one connection for {args.seconds:g} s beside a client calling Predict every 20 ms"
+    )
+    print(
+        f"  {'candidate':58} {'calls':>5} {'failed':>6} {'p99 ms':>7} {'RSS +MiB':>8} {'streams':>7} "
+        f"{'refused':>7}  connection{'   burst of 1,500' if args.burst else ''}"
+    )
     for name, (flags, changes) in CANDIDATES.items():
         if args.only and not any(word in name for word in args.only):
             continue
@@ -142,13 +192,21 @@ def main() -> None:
         hostile, calm = outcome["attack"], outcome["bystander"]
         failed = sum(calm["failed"].values())
         goaway = hostile["goaway"]
-        ended = (f"GOAWAY after {goaway['after_seconds']:g} s" if goaway else
-                 "closed" if hostile["closed_by_server_after_seconds"] is not None else "open")
-        print(f"  {name:58} {calm['calls']:5d} {failed:6d} {calm['p99'] * 1000:7.0f} "
-              f"{(calm['rss_peak'] - calm['rss_idle']) / 2**20:8.0f} {hostile['streams']:7d} "
-              f"{hostile['resets'].get('REFUSED_STREAM', 0):7d}  {ended:10}"
-              + (f"   {json.dumps(burst_codes, sort_keys=True)}" if args.burst else "")
-              + (f"  failed: {json.dumps(calm['failed'])}" if failed else ""), flush=True)
+        ended = (
+            f"GOAWAY after {goaway['after_seconds']:g} s"
+            if goaway
+            else "closed"
+            if hostile["closed_by_server_after_seconds"] is not None
+            else "open"
+        )
+        print(
+            f"  {name:58} {calm['calls']:5d} {failed:6d} {calm['p99'] * 1000:7.0f} "
+            f"{(calm['rss_peak'] - calm['rss_idle']) / 2**20:8.0f} {hostile['streams']:7d} "
+            f"{hostile['resets'].get('REFUSED_STREAM', 0):7d}  {ended:10}"
+            + (f"   {json.dumps(burst_codes, sort_keys=True)}" if args.burst else "")
+            + (f"  failed: {json.dumps(calm['failed'])}" if failed else ""),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,14 @@ def export_with_bytes(name: str, workdir: pathlib.Path) -> None:
 
     keras.utils.set_random_seed(0)
     model = create_model(name, num_classes=10, **MODELS[name])
-    export(model, name=name, repo=workdir / "export", models_config=None, image_bytes=True, formats=["savedmodel"])
+    export(
+        model,
+        name=name,
+        repo=workdir / "export",
+        models_config=None,
+        image_bytes=True,
+        formats=["savedmodel"],
+    )
 
 
 def pictures(shape) -> dict:
@@ -44,10 +51,14 @@ def pictures(shape) -> dict:
     (incompressible: the upper bound of an encoded image's size)."""
     import numpy as np
 
-    rows, columns = np.mgrid[0:shape[0], 0:shape[1]]
+    rows, columns = np.mgrid[0 : shape[0], 0 : shape[1]]
     disc = ((rows - shape[0] / 2) ** 2 + (columns - shape[1] / 3) ** 2 < (shape[0] / 4) ** 2) * 90
-    planes = [(rows * 255 // shape[0] + disc) % 256, (columns * 255 // shape[1]) % 256, (rows + columns + disc) % 256]
-    smooth = np.stack(planes[:shape[2]], axis=-1).astype("uint8")
+    planes = [
+        (rows * 255 // shape[0] + disc) % 256,
+        (columns * 255 // shape[1]) % 256,
+        (rows + columns + disc) % 256,
+    ]
+    smooth = np.stack(planes[: shape[2]], axis=-1).astype("uint8")
     noise = np.random.default_rng(0).integers(0, 256, shape).astype("uint8")
     return {"smooth": smooth, "noise": noise}
 
@@ -61,11 +72,15 @@ def bodies(name: str) -> dict[str, bytes]:
     for picture, pixels in images.items():
         for image_format, options in (("PNG", {}), ("JPEG", {"quality": 90})):
             buffer = io.BytesIO()
-            Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buffer, format=image_format,
-                                                                                   **options)
-            found[f"{image_format} {picture}"] = json.dumps({
-                "signature_name": "serving_bytes",
-                "instances": [{"b64": base64.b64encode(buffer.getvalue()).decode()}]}).encode()
+            Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(
+                buffer, format=image_format, **options
+            )
+            found[f"{image_format} {picture}"] = json.dumps(
+                {
+                    "signature_name": "serving_bytes",
+                    "instances": [{"b64": base64.b64encode(buffer.getvalue()).decode()}],
+                }
+            ).encode()
     return found
 
 
@@ -88,7 +103,9 @@ def latencies(port: int, name: str, requests: dict[str, bytes], count: int) -> d
     for round_index in range(count + 5):  # the first 5 rounds warm up
         for kind, body in requests.items():
             started = time.perf_counter()
-            connection.request("POST", f"/v1/models/{name}:predict", body, {"Content-Type": "application/json"})
+            connection.request(
+                "POST", f"/v1/models/{name}:predict", body, {"Content-Type": "application/json"}
+            )
             response = connection.getresponse()
             response.read()
             if response.status != 200:
@@ -102,19 +119,27 @@ def latencies(port: int, name: str, requests: dict[str, bytes], count: int) -> d
 def report(name: str, requests: dict[str, bytes], timings: dict[str, list[float]]) -> None:
     shape = "x".join(str(d) for d in MODELS[name]["input_shape"])
     print(f"\n{name} {shape}, {len(next(iter(timings.values())))} sequential requests each (ms)")
-    print(f"  {'request':<12} {'bytes':>10} {'size ratio':>10} {'median':>8} {'p90':>8} {'latency ratio':>13}")
+    print(
+        f"  {'request':<12} {'bytes':>10} {'size ratio':>10} {'median':>8} {'p90':>8} {'latency ratio':>13}"
+    )
     base_size, base_median = len(requests["float JSON"]), statistics.median(timings["float JSON"])
     for kind, body in requests.items():
         values = sorted(timings[kind])
         median, p90 = statistics.median(values), values[int(0.9 * (len(values) - 1))]
-        print(f"  {kind:<12} {len(body):>10,} {len(body) / base_size:>10.3f} {1000 * median:>8.2f} "
-              f"{1000 * p90:>8.2f} {median / base_median:>13.2f}")
+        print(
+            f"  {kind:<12} {len(body):>10,} {len(body) / base_size:>10.3f} {1000 * median:>8.2f} "
+            f"{1000 * p90:>8.2f} {median / base_median:>13.2f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200, help="requests of each kind per model (default: 200)")
-    parser.add_argument("--models", default="lenet5,resnet18", help="comma-separated (default: lenet5,resnet18)")
+    parser.add_argument(
+        "--requests", type=int, default=200, help="requests of each kind per model (default: 200)"
+    )
+    parser.add_argument(
+        "--models", default="lenet5,resnet18", help="comma-separated (default: lenet5,resnet18)"
+    )
     args = parser.parse_args()
 
     from kerasdrop._quiet import import_tensorflow_quietly
@@ -125,9 +150,25 @@ def main() -> None:
     for name in names:
         export_with_bytes(name, workdir)
     rest_port, grpc_port = free_port(), free_port()
-    command = [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(workdir / "export"), "--backend", "tf",
-               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--poll-seconds", "0"]
-    print("one image per request, REST, kerasdrop serve --backend tf; ratios are to float JSON of the same pixels")
+    command = [
+        sys.executable,
+        "-m",
+        "kerasdrop.cli",
+        "serve",
+        "--repo",
+        str(workdir / "export"),
+        "--backend",
+        "tf",
+        "--rest-port",
+        str(rest_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--poll-seconds",
+        "0",
+    ]
+    print(
+        "one image per request, REST, kerasdrop serve --backend tf; ratios are to float JSON of the same pixels"
+    )
     with Running(command, f"http://127.0.0.1:{rest_port}/v1/models/{names[-1]}"):
         for name in names:
             requests = bodies(name)

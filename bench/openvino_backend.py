@@ -194,8 +194,8 @@ def main() -> None:
     args = parser.parse_args()
     import json
 
-    import openvino
     import onnxruntime
+    import openvino
     from batch_cost import MODELS
     from serve_latency import prepare_to_load
 

@@ -33,17 +33,23 @@ def main() -> None:
     from kerasdrop.training.recipe import load_recipe
 
     models = pathlib.Path(__file__).resolve().parents[1] / "models"
-    print(f"training step on synthetic data of each data set's shape, {args.steps} steps timed after "
-          f"{args.steps} warm-up; {os.cpu_count()} CPU cores; GPU: FLOPs x 3 at an assumed "
-          f"{GPU_SUSTAINED_FLOPS / 1e12:g} TFLOP/s (estimate, not run)")
-    print(f"  {'recipe':18} {'batch':>5} {'MFLOP/img':>10} {'examples':>9} {'CPU img/s':>10} "
-          f"{'CPU s/epoch':>12} {'GPU s/epoch':>12}")
+    print(
+        f"training step on synthetic data of each data set's shape, {args.steps} steps timed after "
+        f"{args.steps} warm-up; {os.cpu_count()} CPU cores; GPU: FLOPs x 3 at an assumed "
+        f"{GPU_SUSTAINED_FLOPS / 1e12:g} TFLOP/s (estimate, not run)"
+    )
+    print(
+        f"  {'recipe':18} {'batch':>5} {'MFLOP/img':>10} {'examples':>9} {'CPU img/s':>10} "
+        f"{'CPU s/epoch':>12} {'GPU s/epoch':>12}"
+    )
     for name, (shape, classes) in RECIPES.items():
         recipe = load_recipe(models / f"{name}.toml")
         timing = measure_epoch_time(recipe, input_shape=shape, num_classes=classes, steps=args.steps)
-        print(f"  {name:18} {recipe.training.batch_size:5d} {timing.forward_flops / 1e6:10.1f} "
-              f"{timing.examples_per_epoch:9d} {timing.cpu_images_per_second:10.1f} "
-              f"{timing.cpu_seconds_per_epoch:12.4g} {timing.gpu_seconds_per_epoch:12.3g}")
+        print(
+            f"  {name:18} {recipe.training.batch_size:5d} {timing.forward_flops / 1e6:10.1f} "
+            f"{timing.examples_per_epoch:9d} {timing.cpu_images_per_second:10.1f} "
+            f"{timing.cpu_seconds_per_epoch:12.4g} {timing.gpu_seconds_per_epoch:12.3g}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ import time
 import urllib.request
 
 HERE = pathlib.Path(__file__).resolve().parent
-MODELS = {"lenet5": dict(input_shape=(32, 32, 1), input_range=(0, 255)),
-          "resnet18": dict(input_shape=(224, 224, 3), input_range=(0, 255))}
+MODELS = {
+    "lenet5": dict(input_shape=(32, 32, 1), input_range=(0, 255)),
+    "resnet18": dict(input_shape=(224, 224, 3), input_range=(0, 255)),
+}
 DURATION = {"lenet5": 1, "resnet18": 2}  # load runs last this many times --seconds
 
 
@@ -64,31 +66,76 @@ def _seconds(text: str) -> float:
 def wrk(url: str, body_file: pathlib.Path, connections: int, seconds: float) -> dict:
     """wrk's req/s, p50 and p99 (s), requests completed and non-2xx count for POSTs of the body in `body_file`."""
     script = body_file.with_suffix(".lua")
-    script.write_text(f'local f = io.open("{body_file}", "rb")\nwrk.method = "POST"\nwrk.body = f:read("*all")\n'
-                      'f:close()\nwrk.headers["Content-Type"] = "application/json"\n')
+    script.write_text(
+        f'local f = io.open("{body_file}", "rb")\nwrk.method = "POST"\nwrk.body = f:read("*all")\n'
+        'f:close()\nwrk.headers["Content-Type"] = "application/json"\n'
+    )
     threads = min(connections, 2)
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--latency",
-                          "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds:g}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     timeouts = re.search(r"Socket errors: .*timeout (\d+)", out)  # requests unanswered within 10 s
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": _seconds(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1)),
-            "p99": _seconds(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "errors": (int(errors.group(1)) if errors else 0) + (int(timeouts.group(1)) if timeouts else 0)}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _seconds(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": _seconds(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "errors": (int(errors.group(1)) if errors else 0) + (int(timeouts.group(1)) if timeouts else 0),
+    }
 
 
-def h2load(url: str, body_file: pathlib.Path, streams: int, seconds: float, connections: int | None = None) -> dict:
+def h2load(
+    url: str, body_file: pathlib.Path, streams: int, seconds: float, connections: int | None = None
+) -> dict:
     """h2load's req/s for gRPC Predict calls, `seconds` long: `streams` in all over `connections`
     (default: one connection per stream)."""
     connections = connections or streams
-    out = subprocess.run(["h2load", "-c", str(connections), "-m", str(streams // connections), "-D", f"{seconds:g}",
-                          "--warm-up-time", "1",
-                          "-d", str(body_file), "-H", "content-type: application/grpc", "-H", "te: trailers", url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "h2load",
+            "-c",
+            str(connections),
+            "-m",
+            str(streams // connections),
+            "-D",
+            f"{seconds:g}",
+            "--warm-up-time",
+            "1",
+            "-d",
+            str(body_file),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
-    return {"rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1)),
-            "errors": int(done.group(3))}
+    return {
+        "rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1)),
+        "errors": int(done.group(3)),
+    }
 
 
 def export_models(names, workdir: pathlib.Path) -> dict:
@@ -125,7 +172,9 @@ class Running:
         self.command, self.probe_url = command, probe_url
 
     def __enter__(self):
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         wait_until_up(self.process, self.probe_url)
         if "kerasdrop.cli" in self.command:  # its banner comes once every worker serves
             while "kerasdrop serve: REST" not in self.process.stdout.readline():
@@ -142,9 +191,24 @@ class Running:
 
 
 def kerasdrop_serve(repo, rest_port, grpc_port, batching: bool, workers: int):
-    command = [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend", "onnx",
-               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--poll-seconds", "0",
-               "--workers", str(workers)]
+    command = [
+        sys.executable,
+        "-m",
+        "kerasdrop.cli",
+        "serve",
+        "--repo",
+        str(repo),
+        "--backend",
+        "onnx",
+        "--rest-port",
+        str(rest_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--poll-seconds",
+        "0",
+        "--workers",
+        str(workers),
+    ]
     if batching:
         command += ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "1000"]
     return command
@@ -171,17 +235,24 @@ def measure_model(name, bodies, repo, seconds, rounds: int) -> dict:
             wait_until_idle(list(running.values()))
             rest_port, grpc_port = free_port(), free_port()
             if server == ("bare",):
-                command = [sys.executable, str(HERE / "_support" / "bare_app.py"), str(onnx_path), str(rest_port)]
+                command = [
+                    sys.executable,
+                    str(HERE / "_support" / "bare_app.py"),
+                    str(onnx_path),
+                    str(rest_port),
+                ]
                 probe = f"http://127.0.0.1:{rest_port}/"
             else:
                 command = kerasdrop_serve(repo, rest_port, grpc_port, *server)
                 probe = f"http://127.0.0.1:{rest_port}/v1/models/{name}"
             running[server] = stack.enter_context(Running(command, probe)).pid
             ports[server] = (rest_port, grpc_port)
-            wrk(f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body, 4, 2)  # warm-up, not counted
+            wrk(
+                f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body, 4, 2
+            )  # warm-up, not counted
         for round_ in range(rounds):
             for cell in CELLS:
-                for server in SERVERS[round_ % len(SERVERS):] + SERVERS[:round_ % len(SERVERS)]:
+                for server in SERVERS[round_ % len(SERVERS) :] + SERVERS[: round_ % len(SERVERS)]:
                     if server == ("bare",) and str(cell).startswith("grpc"):
                         continue
                     wait_until_idle(list(running.values()))
@@ -208,7 +279,9 @@ def prepare_to_load() -> None:
     """Checks that the C load generators are there, then imports TensorFlow (quietly) for the exports."""
     for tool in ("wrk", "h2load"):
         if subprocess.run(["which", tool], capture_output=True).returncode:
-            raise SystemExit(f"{tool} is not installed: `make bench` installs it (apt-get install wrk nghttp2-client)")
+            raise SystemExit(
+                f"{tool} is not installed: `make bench` installs it (apt-get install wrk nghttp2-client)"
+            )
 
     from kerasdrop._quiet import import_tensorflow_quietly
 
@@ -220,8 +293,13 @@ def load_cell(name: str, cell, ports: tuple[int, int], rest_body, grpc_body, sec
     (h2load) for the cells "grpc16" (16 connections) and "grpc4x4" (4 connections x 4 streams)."""
     rest_port, grpc_port = ports
     if str(cell).startswith("grpc"):
-        return h2load(f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict", grpc_body, 16,
-                      seconds, connections=4 if cell == "grpc4x4" else 16)
+        return h2load(
+            f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict",
+            grpc_body,
+            16,
+            seconds,
+            connections=4 if cell == "grpc4x4" else 16,
+        )
     return wrk(f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict", rest_body, cell, seconds)
 
 
@@ -231,8 +309,13 @@ def median_sample(samples: list[dict]) -> dict:
     import statistics
 
     rps = [sample["rps"] for sample in samples]
-    return {**{key: statistics.median(sample[key] for sample in samples) for key in samples[0] if key != "errors"},
-            "errors": sum(sample["errors"] for sample in samples), "spread": max(rps) / max(min(rps), 1e-9)}
+    return {
+        **{
+            key: statistics.median(sample[key] for sample in samples) for key in samples[0] if key != "errors"
+        },
+        "errors": sum(sample["errors"] for sample in samples),
+        "spread": max(rps) / max(min(rps), 1e-9),
+    }
 
 
 def _family(pid: int) -> set[int]:
@@ -281,7 +364,9 @@ def wait_until_idle(pids: list[int], seconds: float = 30) -> None:
 def batches_run(rest_port: int) -> int:
     """How many batches the server ran (its metrics page, summed over workers): 0 when it batched
     nothing, as for a model under --cheap-model-micros."""
-    page = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=10).read()
+    page = urllib.request.urlopen(
+        f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=10
+    ).read()
     counts = re.findall(rb"^:tensorflow:serving:batching_session:batch_size_count\{[^}]*\} (\d+)", page, re.M)
     return sum(int(count) for count in counts)
 
@@ -294,7 +379,9 @@ def rss_bytes(pid: int) -> int:
             status = pathlib.Path(f"/proc/{member}/status").read_text()
         except OSError:
             continue
-        total += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        total += next(
+            (int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
     return total
 
 
@@ -308,8 +395,10 @@ def measure_big_request(name, bodies, repo, workdir, seconds, workers: int) -> d
     rows = int(60e6 // len(json.dumps(row)))
     big = json.dumps({"instances": [row] * rows}).encode()
     rest_port, grpc_port = free_port(), free_port()
-    with Running(kerasdrop_serve(repo, rest_port, grpc_port, False, workers),
-                 f"http://127.0.0.1:{rest_port}/v1/models/{name}") as process:
+    with Running(
+        kerasdrop_serve(repo, rest_port, grpc_port, False, workers),
+        f"http://127.0.0.1:{rest_port}/v1/models/{name}",
+    ) as process:
         url = f"http://127.0.0.1:{rest_port}/v1/models/{name}:predict"
         wrk(url, rest_body, 4, 1)  # warm up
         idle, peak, answer, stop = rss_bytes(process.pid), [0], {}, threading.Event()
@@ -323,7 +412,9 @@ def measure_big_request(name, bodies, repo, workdir, seconds, workers: int) -> d
             time.sleep(1)
             connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=120)
             started = time.perf_counter()
-            connection.request("POST", f"/v1/models/{name}:predict", big, {"Content-Type": "application/json"})
+            connection.request(
+                "POST", f"/v1/models/{name}:predict", big, {"Content-Type": "application/json"}
+            )
             response = connection.getresponse()
             response.read()
             answer.update(status=response.status, seconds=time.perf_counter() - started)
@@ -335,8 +426,15 @@ def measure_big_request(name, bodies, repo, workdir, seconds, workers: int) -> d
         threads[1].join()
         stop.set()
         threads[0].join()
-    return {"idle": idle, "peak": peak[0], "others_p99": others["p99"], "big_status": answer.get("status"),
-            "big_seconds": answer.get("seconds"), "big_mb": len(big) / 1e6, "rows": rows}
+    return {
+        "idle": idle,
+        "peak": peak[0],
+        "others_p99": others["p99"],
+        "big_status": answer.get("status"),
+        "big_seconds": answer.get("seconds"),
+        "big_mb": len(big) / 1e6,
+        "rows": rows,
+    }
 
 
 def report(name, results, big, workers: int) -> list[bool]:
@@ -345,20 +443,33 @@ def report(name, results, big, workers: int) -> list[bool]:
     off = lambda c: results[(False, workers, c)]  # noqa: E731
     on = lambda c: results[(True, workers, c)]  # noqa: E731
     print(f"\n{name}: req/s (p50 ms) by server and connections")
-    print(f"  {'server':36} {'1 conn':>16} {'16 conn':>16} {'64 conn':>16} {'gRPC 16x1':>10} {'gRPC 4x4':>10}")
+    print(
+        f"  {'server':36} {'1 conn':>16} {'16 conn':>16} {'64 conn':>16} {'gRPC 16x1':>10} {'gRPC 4x4':>10}"
+    )
     rows = [("bare Starlette app", lambda c: results[("bare", c)], None)]
     for count in (1, 2):
         for batching in (False, True):
-            rows.append((f"kerasdrop, {count} worker(s), batching {'on' if batching else 'off'}",
-                         lambda c, b=batching, w=count: results[(b, w, c)], (batching, count)))
+            rows.append(
+                (
+                    f"kerasdrop, {count} worker(s), batching {'on' if batching else 'off'}",
+                    lambda c, b=batching, w=count: results[(b, w, c)],
+                    (batching, count),
+                )
+            )
     for label, row, grpc in rows:
         cells = [f"{row(c)['rps']:8.0f} ({row(c)['p50'] * 1000:5.1f})" for c in (1, 16, 64)]
-        grpc_cells = [f"{results[(*grpc, c)]['rps']:8.0f}" if grpc is not None else "-" for c in ("grpc16", "grpc4x4")]
-        print(f"  {label:36} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {grpc_cells[0]:>10} {grpc_cells[1]:>10}")
+        grpc_cells = [
+            f"{results[(*grpc, c)]['rps']:8.0f}" if grpc is not None else "-" for c in ("grpc16", "grpc4x4")
+        ]
+        print(
+            f"  {label:36} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {grpc_cells[0]:>10} {grpc_cells[1]:>10}"
+        )
     other = 3 - workers
     for connections in (16, 64):
         ratio = results[(False, other, connections)]["rps"] / off(connections)["rps"]
-        print(f"  {other} worker(s) vs {workers} (the default), batching off, {connections} conn: {ratio:.2f}x")
+        print(
+            f"  {other} worker(s) vs {workers} (the default), batching off, {connections} conn: {ratio:.2f}x"
+        )
     checks = []
     cheap = not results[(True, workers, "batches")]  # a cheap model is never batched (--cheap-model-micros)
     for batching, row in ((False, off), (True, on)):
@@ -371,30 +482,61 @@ def report(name, results, big, workers: int) -> list[bool]:
         for cell, shape in (("grpc16", "16x1"), ("grpc4x4", "4x4")):
             # The performance issue's decision: a cheap model's gRPC >= 0.8x REST, any other's >= 1.0x.
             floor = 0.8 if cheap else 1.0
-            checks.append((f"{tag}: gRPC {shape} vs REST 16", results[(batching, workers, cell)]["rps"] / row(16)["rps"],
-                           f">= {floor:.1f}x", floor))
+            checks.append(
+                (
+                    f"{tag}: gRPC {shape} vs REST 16",
+                    results[(batching, workers, cell)]["rps"] / row(16)["rps"],
+                    f">= {floor:.1f}x",
+                    floor,
+                )
+            )
     for connections in (1, 16, 64):
-        checks.append((f"batching on vs off, {connections} conn", on(connections)["rps"] / off(connections)["rps"],
-                       ">= 0.9x", 0.9))
+        checks.append(
+            (
+                f"batching on vs off, {connections} conn",
+                on(connections)["rps"] / off(connections)["rps"],
+                ">= 0.9x",
+                0.9,
+            )
+        )
     # The decision on batching: it must win only where a row costs > 20% less at the batch it forms
     # (bench/batch_cost.py's measure, taken here at batch 16 on one thread); elsewhere, never lose > 10%.
     saving = 1 - results["row_cost_16"] / results["row_cost_1"]
     print(f"  a row at batch 16 costs {1 - saving:.2f}x of a row alone (ONNX Runtime, one thread)", end="")
     if cheap:
-        print(f", but {name} ran unbatched (one row runs under --cheap-model-micros), so both batching rows measure "
-              "the same path: batching must only not lose more than 10%")
+        print(
+            f", but {name} ran unbatched (one row runs under --cheap-model-micros), so both batching rows measure "
+            "the same path: batching must only not lose more than 10%"
+        )
     else:
         print(f": batching must {'win' if saving > 0.2 else 'only not lose more than 10%'} here")
     if not cheap and saving > 0.2:
-        checks.append(("batching on vs off, 64 conn (wins: a row costs > 20% less batched)",
-                       on(64)["rps"] / off(64)["rps"], "> 1.0x", 1.0000001))
+        checks.append(
+            (
+                "batching on vs off, 64 conn (wins: a row costs > 20% less batched)",
+                on(64)["rps"] / off(64)["rps"],
+                "> 1.0x",
+                1.0000001,
+            )
+        )
     if big:
-        checks.append((f"peak RSS vs idle, {big['big_mb']:.0f} MB request (HTTP {big['big_status']}, "
-                       f"{big['big_seconds']:.1f} s)", big["peak"] / big["idle"], "< 2.0x", -1.9999999))
+        checks.append(
+            (
+                f"peak RSS vs idle, {big['big_mb']:.0f} MB request (HTTP {big['big_status']}, "
+                f"{big['big_seconds']:.1f} s)",
+                big["peak"] / big["idle"],
+                "< 2.0x",
+                -1.9999999,
+            )
+        )
         checks.append(("other clients' p99 meanwhile (s)", big["others_p99"], "< 1.0", -0.9999999))
-    spreads = sorted(((r["spread"], key) for key, r in results.items() if isinstance(r, dict)), key=lambda x: x[0])
-    print(f"  spread between rounds (max/min req/s of a cell): median {spreads[len(spreads) // 2][0]:.2f}x, widest "
-          f"{spreads[-1][0]:.2f}x {spreads[-1][1]}")
+    spreads = sorted(
+        ((r["spread"], key) for key, r in results.items() if isinstance(r, dict)), key=lambda x: x[0]
+    )
+    print(
+        f"  spread between rounds (max/min req/s of a cell): median {spreads[len(spreads) // 2][0]:.2f}x, widest "
+        f"{spreads[-1][0]:.2f}x {spreads[-1][1]}"
+    )
     errors = sum(r.get("errors", 0) for r in results.values() if isinstance(r, dict))
     print(f"  non-2xx answers, wrk timeouts (10 s) or failed calls in all of the above: {errors}")
     return print_targets(checks)
@@ -420,26 +562,38 @@ def cpu_times() -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each load run (default: 4)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all servers; figures are medians (default: 3)")
-    parser.add_argument("--models", default="lenet5,resnet18", help="comma-separated (default: lenet5,resnet18)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds over all servers; figures are medians (default: 3)"
+    )
+    parser.add_argument(
+        "--models", default="lenet5,resnet18", help="comma-separated (default: lenet5,resnet18)"
+    )
     args = parser.parse_args()
     prepare_to_load()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-serve-bench-"))
     names = args.models.split(",")
     from kerasdrop.cli.serving import DEFAULT_WORKERS as workers
+
     bodies = export_models(names, workdir)
-    print(f"batch-1 requests, {args.seconds:g} s per load run (resnet18: {args.seconds * DURATION['resnet18']:g} s), "
-          f"median of {args.rounds} rounds that visit every server in turn; wrk (REST) and h2load (gRPC) on this "
-          "machine's cores beside the servers; kerasdrop serve --backend onnx")
+    print(
+        f"batch-1 requests, {args.seconds:g} s per load run (resnet18: {args.seconds * DURATION['resnet18']:g} s), "
+        f"median of {args.rounds} rounds that visit every server in turn; wrk (REST) and h2load (gRPC) on this "
+        "machine's cores beside the servers; kerasdrop serve --backend onnx"
+    )
     passed, started = [], cpu_times()
     for name in names:
         results = measure_model(name, bodies[name], workdir / "export", args.seconds, args.rounds)
-        big = measure_big_request(name, bodies[name], workdir / "export", workdir, args.seconds, workers) \
-            if name == "lenet5" else None
+        big = (
+            measure_big_request(name, bodies[name], workdir / "export", workdir, args.seconds, workers)
+            if name == "lenet5"
+            else None
+        )
         passed += report(name, results, big, workers)
     spent = [after - before for before, after in zip(started, cpu_times())]
-    print(f"\n{sum(passed)} of {len(passed)} targets met (kerasdrop serve's default: --workers {workers}); CPU time "
-          f"stolen by other guests of this host during the run: {100 * spent[7] / max(sum(spent), 1):.1f}%")
+    print(
+        f"\n{sum(passed)} of {len(passed)} targets met (kerasdrop serve's default: --workers {workers}); CPU time "
+        f"stolen by other guests of this host during the run: {100 * spent[7] / max(sum(spent), 1):.1f}%"
+    )
 
 
 if __name__ == "__main__":

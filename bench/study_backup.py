@@ -35,16 +35,22 @@ def main() -> None:
             for backup in (True, False):
                 out = scratch / f"{round_index}-{backup}"
                 started = time.perf_counter()
-                run = train(args.recipe, out=out, verbose=0, backup=backup, overrides=[("model.dropout", 0.5)])
+                run = train(
+                    args.recipe, out=out, verbose=0, backup=backup, overrides=[("model.dropout", 0.5)]
+                )
                 seconds = time.perf_counter() - started
                 best[backup] = min(best[backup], seconds)
-                print(f"round {round_index + 1}: backup={'on ' if backup else 'off'}  {seconds:6.1f} s per run "
-                      f"(fit {run.metrics['seconds']:.1f} s, test accuracy {run.metrics['test_accuracy']:.4f})")
+                print(
+                    f"round {round_index + 1}: backup={'on ' if backup else 'off'}  {seconds:6.1f} s per run "
+                    f"(fit {run.metrics['seconds']:.1f} s, test accuracy {run.metrics['test_accuracy']:.4f})"
+                )
                 shutil.rmtree(out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"{args.recipe}: best of {args.rounds}: with backup {best[True]:.1f} s, without {best[False]:.1f} s per run; "
-          f"ratio {best[True] / best[False]:.2f}x")
+    print(
+        f"{args.recipe}: best of {args.rounds}: with backup {best[True]:.1f} s, without {best[False]:.1f} s per run; "
+        f"ratio {best[True] / best[False]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

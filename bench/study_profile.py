@@ -23,8 +23,10 @@ import time
 
 # Phase -> functions (file suffix, name) whose cumulative time is the phase's.
 PHASES = {
-    "load data (split, subset, pipelines)": [("kerasdrop/training/build.py", "recipe_datasets"),
-                                             ("kerasdrop/training/session.py", "datasets")],
+    "load data (split, subset, pipelines)": [
+        ("kerasdrop/training/build.py", "recipe_datasets"),
+        ("kerasdrop/training/session.py", "datasets"),
+    ],
     "build (+ compile) the model": [("kerasdrop/training/session.py", "compiled_model")],
     "trace fit/evaluate functions": [("tracing_compilation.py", "_maybe_define_function")],
     "execute traced functions": [("~", "<built-in method tensorflow.python._pywrap_tfe.TFE_Py_Execute>")],
@@ -40,7 +42,9 @@ def phase_seconds(profile: cProfile.Profile) -> dict[str, float]:
         seconds[phase] = sum(
             (own if name.startswith("<built-in") else cumulative)
             for (path, _, name), (_, _, own, cumulative, _) in stats.items()
-            for suffix, wanted in functions if path.endswith(suffix) and name == wanted)
+            for suffix, wanted in functions
+            if path.endswith(suffix) and name == wanted
+        )
     return seconds
 
 
@@ -70,10 +74,19 @@ def main() -> None:
                 profile = cProfile.Profile()
                 begun = time.perf_counter()
                 profile.enable()
-                train(args.recipe, out=scratch / f"{path}-{seed}", verbose=0, backup=False,
-                      session=session if path == "new" else None,
-                      overrides=[("model.dropout", 0.5), ("training.seed", seed), ("data.train_size", size),
-                                 ("data.split_seed", 0)])
+                train(
+                    args.recipe,
+                    out=scratch / f"{path}-{seed}",
+                    verbose=0,
+                    backup=False,
+                    session=session if path == "new" else None,
+                    overrides=[
+                        ("model.dropout", 0.5),
+                        ("training.seed", seed),
+                        ("data.train_size", size),
+                        ("data.split_seed", 0),
+                    ],
+                )
                 profile.disable()
                 wall = time.perf_counter() - begun
             seconds = phase_seconds(profile)
@@ -82,9 +95,13 @@ def main() -> None:
             rows[path] = seconds
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"{args.recipe}, dropout 0.5, {args.size} training examples, one run after a warm-up run; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"  process start-up: TensorFlow + Keras import {start_up:.1f} s (once per study process, either path)")
+    print(
+        f"{args.recipe}, dropout 0.5, {args.size} training examples, one run after a warm-up run; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"  process start-up: TensorFlow + Keras import {start_up:.1f} s (once per study process, either path)"
+    )
     print(f"  {'phase':44s} {'old path':>9s} {'new path':>9s}")
     for phase in rows["old"]:
         print(f"  {phase:44s} {rows['old'][phase]:8.2f}s {rows['new'][phase]:8.2f}s")

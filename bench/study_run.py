@@ -39,26 +39,43 @@ def main() -> None:
     try:
         for size in [None if size == "all" else int(size) for size in args.sizes.split(",")]:
             for seed in range(args.seeds):
-                overrides = [("model.dropout", args.rate), ("training.seed", seed), ("data.train_size", size),
-                             ("data.split_seed", 0)]
+                overrides = [
+                    ("model.dropout", args.rate),
+                    ("training.seed", seed),
+                    ("data.train_size", size),
+                    ("data.split_seed", 0),
+                ]
                 seconds, accuracy = {}, {}
                 for path in ("old", "new"):
                     out = scratch / f"{path}-{size}-{seed}"
                     started = time.perf_counter()
-                    run = train(args.recipe, out=out, verbose=0, backup=False, overrides=overrides,
-                                session=session if path == "new" else None)
+                    run = train(
+                        args.recipe,
+                        out=out,
+                        verbose=0,
+                        backup=False,
+                        overrides=overrides,
+                        session=session if path == "new" else None,
+                    )
                     seconds[path] = time.perf_counter() - started
                     accuracy[path] = run.metrics["test_accuracy"]
                     totals[path] += seconds[path]
                     shutil.rmtree(out)
-                same = "same test accuracy" if accuracy["old"] == accuracy["new"] else "DIFFERENT test accuracy"
-                print(f"size {size or 'all'}, seed {seed}: old {seconds['old']:5.1f} s   new {seconds['new']:5.1f} s   "
-                      f"ratio {seconds['old'] / seconds['new']:.2f}x   ({same}: {accuracy['new']:.4f})", flush=True)
+                same = (
+                    "same test accuracy" if accuracy["old"] == accuracy["new"] else "DIFFERENT test accuracy"
+                )
+                print(
+                    f"size {size or 'all'}, seed {seed}: old {seconds['old']:5.1f} s   new {seconds['new']:5.1f} s   "
+                    f"ratio {seconds['old'] / seconds['new']:.2f}x   ({same}: {accuracy['new']:.4f})",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"{args.recipe}, dropout {args.rate:g}: {args.sizes} x {args.seeds} seeds: old path {totals['old']:.1f} s, "
-          f"new path {totals['new']:.1f} s ({session.models_compiled} model compiled); "
-          f"ratio old/new {totals['old'] / totals['new']:.2f}x")
+    print(
+        f"{args.recipe}, dropout {args.rate:g}: {args.sizes} x {args.seeds} seeds: old path {totals['old']:.1f} s, "
+        f"new path {totals['new']:.1f} s ({session.models_compiled} model compiled); "
+        f"ratio old/new {totals['old'] / totals['new']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,10 @@ CONFIGURATIONS = {
     "float32, XLA": {"jit_compile": True, "cases": ("simple_cnn",)},
 }
 # name, goal, configurations whose best median ratio to plain is judged
-TARGETS = [("float32", 1.5, ("float32", "float32, 1 thread", "float32, batch x4", "float32, XLA")),
-           ("mixed_bfloat16", 2.0, ("mixed_bfloat16", "mixed_bfloat16, 1 thread"))]
+TARGETS = [
+    ("float32", 1.5, ("float32", "float32, 1 thread", "float32, batch x4", "float32, XLA")),
+    ("mixed_bfloat16", 2.0, ("mixed_bfloat16", "mixed_bfloat16, 1 thread")),
+]
 MATMUL_SIZE = 1024
 MATMUL_SHARE_GOAL = 0.6  # the best float32 configuration of simple_cnn, of the same run's matmul GFLOP/s
 PROFILED_EXAMPLES = 2048  # images in the profiled epoch (after one epoch of warm-up)
@@ -107,8 +109,9 @@ def _training_epoch(spec: dict, keras, tf):
         compile_for_training(model, training, steps_per_epoch=-(-len(labels) // batch))
         if spec.get("jit_compile"):  # before the first fit, which builds the train function
             model.jit_compile = True
-        pipeline = batched_pipeline(tf.data.Dataset.from_tensor_slices((images, labels)), batch_size=batch,
-                                    seed=0, shuffle=True)
+        pipeline = batched_pipeline(
+            tf.data.Dataset.from_tensor_slices((images, labels)), batch_size=batch, seed=0, shuffle=True
+        )
         fit_arguments = {"x": pipeline, "shuffle": False}  # the pipeline shuffles itself
 
     def run_epoch():
@@ -120,15 +123,36 @@ def _training_epoch(spec: dict, keras, tf):
 
 # Op types of TensorFlow's CPU kernels (oneDNN's `_MklNative...` and TF's own), by what they compute.
 OP_FAMILIES = [
-    ("convolution forward", ("Conv2D", "FusedConv2D", "_MklNativeConv2D", "_MklNativeFusedConv2D",
-                             "_FusedConv2D", "_MklConv2D", "_MklFusedConv2D")),
-    ("convolution backprop input", ("Conv2DBackpropInput", "_MklNativeConv2DBackpropInput",
-                                    "_MklConv2DBackpropInput")),
-    ("convolution backprop filter", ("Conv2DBackpropFilter", "_MklNativeConv2DBackpropFilter",
-                                     "_MklNativeConv2DBackpropFilterWithBias", "_MklConv2DBackpropFilter",
-                                     "_MklConv2DBackpropFilterWithBias")),
-    ("matmul (dense, all passes)", ("MatMul", "_MklMatMul", "_MklNativeFusedMatMul", "_FusedMatMul",
-                                    "_MklFusedMatMul")),
+    (
+        "convolution forward",
+        (
+            "Conv2D",
+            "FusedConv2D",
+            "_MklNativeConv2D",
+            "_MklNativeFusedConv2D",
+            "_FusedConv2D",
+            "_MklConv2D",
+            "_MklFusedConv2D",
+        ),
+    ),
+    (
+        "convolution backprop input",
+        ("Conv2DBackpropInput", "_MklNativeConv2DBackpropInput", "_MklConv2DBackpropInput"),
+    ),
+    (
+        "convolution backprop filter",
+        (
+            "Conv2DBackpropFilter",
+            "_MklNativeConv2DBackpropFilter",
+            "_MklNativeConv2DBackpropFilterWithBias",
+            "_MklConv2DBackpropFilter",
+            "_MklConv2DBackpropFilterWithBias",
+        ),
+    ),
+    (
+        "matmul (dense, all passes)",
+        ("MatMul", "_MklMatMul", "_MklNativeFusedMatMul", "_FusedMatMul", "_MklFusedMatMul"),
+    ),
 ]
 
 
@@ -157,10 +181,14 @@ def _family_flops(model) -> dict[str, float]:
         return 2 * height * width * channels_out * channels_in * kernel_h * kernel_w
 
     forward = [conv_flops(layer) for layer in convs]
-    return {"convolution forward": sum(forward), "convolution backprop filter": sum(forward),
-            "convolution backprop input": sum(forward[1:]),
-            "matmul (dense, all passes)": sum(3 * 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
-                                              for layer in denses)}
+    return {
+        "convolution forward": sum(forward),
+        "convolution backprop filter": sum(forward),
+        "convolution backprop input": sum(forward[1:]),
+        "matmul (dense, all passes)": sum(
+            3 * 2 * layer.kernel.shape[0] * layer.kernel.shape[1] for layer in denses
+        ),
+    }
 
 
 def _profile_worker(spec: dict, keras, tf) -> None:
@@ -200,9 +228,19 @@ def _profile_worker(spec: dict, keras, tf) -> None:
     # The better of two timings: a burst of other load lowers one.
     matmul_gflops = max(_matmul_rate(tf), _matmul_rate(tf))
     steps = -(-examples // (spec["batch"] * spec.get("batch_scale", 1)))
-    print(json.dumps({"wall": wall, "steps": steps, "examples": examples, "families": families,
-                      "flops": _family_flops(run_epoch.model),
-                      "matmul_gflops": matmul_gflops}), flush=True)
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "steps": steps,
+                "examples": examples,
+                "families": families,
+                "flops": _family_flops(run_epoch.model),
+                "matmul_gflops": matmul_gflops,
+            }
+        ),
+        flush=True,
+    )
 
 
 def _matmul_reference(tf):
@@ -224,8 +262,14 @@ def _matmul_reference(tf):
 
 def _start(spec: dict) -> subprocess.Popen:
     environment = dict(os.environ, **spec.pop("env", {}))
-    return subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment)
+    return subprocess.Popen(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=environment,
+    )
 
 
 def _measure(workers: dict, rounds: int) -> dict:
@@ -257,8 +301,9 @@ def _training_flops_per_image(case: dict) -> int:
     from kerasdrop.zoo import create_model
 
     keras.utils.set_random_seed(0)
-    return TRAINING_COST_IN_FORWARD_PASSES * forward_flops(create_model(case["model"], num_classes=10,
-                                                                        input_shape=tuple(case["shape"])))
+    return TRAINING_COST_IN_FORWARD_PASSES * forward_flops(
+        create_model(case["model"], num_classes=10, input_shape=tuple(case["shape"]))
+    )
 
 
 def _spread(values) -> str:
@@ -267,10 +312,14 @@ def _spread(values) -> str:
 
 def _report_case(name: str, case: dict, measured: dict, cpu, matmul_gflops: list[float]) -> dict:
     flops = _training_flops_per_image(case)
-    print(f"\n{name}: {case['examples']} synthetic {'x'.join(map(str, case['shape']))} images, batch "
-          f"{case['batch']}; training {flops / 1e6:.2f} MFLOP/image (3 x forward)")
-    print(f"  {'configuration':24s} {'images/s median (range)':>26s} {'ratio to plain, per round':>30s} "
-          f"{'GFLOP/s':>8s} {'% peak':>7s} {'% matmul':>8s} {'CPU/wall':>8s}")
+    print(
+        f"\n{name}: {case['examples']} synthetic {'x'.join(map(str, case['shape']))} images, batch "
+        f"{case['batch']}; training {flops / 1e6:.2f} MFLOP/image (3 x forward)"
+    )
+    print(
+        f"  {'configuration':24s} {'images/s median (range)':>26s} {'ratio to plain, per round':>30s} "
+        f"{'GFLOP/s':>8s} {'% peak':>7s} {'% matmul':>8s} {'CPU/wall':>8s}"
+    )
     ratios, shares = {}, {}
     plain = measured["plain"]["rate"]
     for configuration, values in measured.items():
@@ -279,14 +328,17 @@ def _report_case(name: str, case: dict, measured: dict, cpu, matmul_gflops: list
         ratios[configuration] = statistics.median(per_round)
         gflops = statistics.median(rates) * flops / 1e9
         # Against the matmul of the same round, so both ran in the same regime of the machine.
-        share_of_matmul = statistics.median(rate * flops / 1e9 / reference
-                                            for rate, reference in zip(rates, matmul_gflops))
+        share_of_matmul = statistics.median(
+            rate * flops / 1e9 / reference for rate, reference in zip(rates, matmul_gflops)
+        )
         shares[configuration] = share_of_matmul
         peak = cpu.peak_flops("bfloat16" if configuration.startswith("mixed_bfloat16") else "float32")
         share_of_peak = f"{100 * gflops * 1e9 / peak:6.1f}%" if peak else "    n/a"
-        print(f"  {configuration:24s} {_spread(rates):>26s} {ratios[configuration]:13.2f} "
-              f"({min(per_round):.2f}-{max(per_round):.2f}){'':5s} {gflops:8.1f} {share_of_peak} "
-              f"{100 * share_of_matmul:7.1f}% {statistics.median(values['cpu']):8.2f}")
+        print(
+            f"  {configuration:24s} {_spread(rates):>26s} {ratios[configuration]:13.2f} "
+            f"({min(per_round):.2f}-{max(per_round):.2f}){'':5s} {gflops:8.1f} {share_of_peak} "
+            f"{100 * share_of_matmul:7.1f}% {statistics.median(values['cpu']):8.2f}"
+        )
     return ratios, shares
 
 
@@ -302,8 +354,12 @@ def _matmul_rate(tf, seconds: float = 2.0) -> float:
 
 def _profile(case: dict) -> dict:
     """The profiling worker's JSON line for `case` (float32 configuration, TensorFlow's default threads)."""
-    process = subprocess.run([sys.executable, __file__, "--worker", json.dumps({**case, "profile": True})],
-                             capture_output=True, text=True, check=True)
+    process = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps({**case, "profile": True})],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
@@ -314,12 +370,16 @@ def _report_profile(name: str, profile: dict) -> str:
     families, steps = profile["families"], profile["steps"]
     total = sum(seconds for _, seconds in families.values())
     matmul = profile["matmul_gflops"]
-    print(f"\n{name}, float32: where a training step's time goes (TensorFlow profiler, one epoch of "
-          f"{profile['examples']} images = {steps} steps, {1e3 * profile['wall'] / steps:.1f} ms/step wall, "
-          f"{total / 1e3 / steps:.1f} ms/step of op self-time summed over threads); float32 matmul in the "
-          f"same process {matmul:.1f} GFLOP/s")
-    print(f"  {'op type':34s} {'calls/step':>10s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s} "
-          f"{'% matmul':>8s}")
+    print(
+        f"\n{name}, float32: where a training step's time goes (TensorFlow profiler, one epoch of "
+        f"{profile['examples']} images = {steps} steps, {1e3 * profile['wall'] / steps:.1f} ms/step wall, "
+        f"{total / 1e3 / steps:.1f} ms/step of op self-time summed over threads); float32 matmul in the "
+        f"same process {matmul:.1f} GFLOP/s"
+    )
+    print(
+        f"  {'op type':34s} {'calls/step':>10s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s} "
+        f"{'% matmul':>8s}"
+    )
     ranked = sorted(families.items(), key=lambda item: -item[1][1])
     for family, (calls, micros) in ranked[:12]:
         flops = profile["flops"].get(family)
@@ -329,38 +389,50 @@ def _report_profile(name: str, profile: dict) -> str:
         print(f"  {family:34s} {calls / steps:10.1f} {micros / 1e3 / steps:8.2f} {share:5.1f}% {rate_cells}")
     rest = sum(micros for _, (_, micros) in ranked[12:])
     if rest:
-        print(f"  {f'{len(ranked) - 12} other op types':34s} {'':10s} {rest / 1e3 / steps:8.2f} "
-              f"{100 * rest / total:5.1f}%")
+        print(
+            f"  {f'{len(ranked) - 12} other op types':34s} {'':10s} {rest / 1e3 / steps:8.2f} "
+            f"{100 * rest / total:5.1f}%"
+        )
     gemm_micros = sum(families.get(family, (0, 0.0))[1] for family in profile["flops"])
     gemm_rate = sum(profile["flops"].values()) * profile["examples"] / max(gemm_micros / 1e6, 1e-9) / 1e9
     others = [family for family, _ in ranked if family not in profile["flops"]][:3]
     gemm_share = gemm_micros / total
-    summary = (f"the GEMM ops (convolutions, matmuls) run at {gemm_rate / matmul:.0%} of the matmul's "
-               f"GFLOP/s but take {gemm_share:.0%} of the ops' time; the other {1 - gemm_share:.0%} computes "
-               f"no counted FLOPs (largest: {', '.join(others)}), and the step's wall time is "
-               f"{profile['wall'] * 1e6 / total:.2f}x its op time summed over threads")
+    summary = (
+        f"the GEMM ops (convolutions, matmuls) run at {gemm_rate / matmul:.0%} of the matmul's "
+        f"GFLOP/s but take {gemm_share:.0%} of the ops' time; the other {1 - gemm_share:.0%} computes "
+        f"no counted FLOPs (largest: {', '.join(others)}), and the step's wall time is "
+        f"{profile['wall'] * 1e6 / total:.2f}x its op time summed over threads"
+    )
     print(f"  {summary}")
     return summary
 
 
 def _report_targets(ratios: dict, simple_cnn_shares: dict, bound: str) -> None:
-    print(f"\n{'target (median over rounds of the ratio to plain in the same round)':72s} measured    goal  result")
+    print(
+        f"\n{'target (median over rounds of the ratio to plain in the same round)':72s} measured    goal  result"
+    )
     for precision, goal, configurations in TARGETS:
         for case, case_ratios in ratios.items():
             present = [name for name in configurations if name in case_ratios]
             if not present:
-                print(f"  {f'{case} {precision}: not measured (no native bfloat16 on this CPU)':70s} "
-                      f"{'-':>8s}  >= {goal}  n/a")
+                print(
+                    f"  {f'{case} {precision}: not measured (no native bfloat16 on this CPU)':70s} "
+                    f"{'-':>8s}  >= {goal}  n/a"
+                )
                 continue
             best = max(present, key=case_ratios.get)
             verdict = "PASS" if case_ratios[best] >= goal else "FAIL"
-            print(f"  {f'{case} {precision} / plain (best: {best})':70s} {case_ratios[best]:8.2f}  >= {goal}  {verdict}")
+            print(
+                f"  {f'{case} {precision} / plain (best: {best})':70s} {case_ratios[best]:8.2f}  >= {goal}  {verdict}"
+            )
     float32 = [name for name in simple_cnn_shares if not name.startswith(("plain", "mixed"))]
     best = max(float32, key=simple_cnn_shares.get)
     share = simple_cnn_shares[best]
     verdict = "PASS" if share >= MATMUL_SHARE_GOAL else "FAIL"
-    print(f"  {f'simple_cnn float32 GFLOP/s / matmul GFLOP/s, same rounds (best: {best})':70s} {share:8.2f}  "
-          f">= {MATMUL_SHARE_GOAL}  {verdict}")
+    print(
+        f"  {f'simple_cnn float32 GFLOP/s / matmul GFLOP/s, same rounds (best: {best})':70s} {share:8.2f}  "
+        f">= {MATMUL_SHARE_GOAL}  {verdict}"
+    )
     if verdict == "FAIL":
         print(f"    what bounds it (simple_cnn's profile above): {bound}")
 
@@ -378,14 +450,16 @@ def main() -> None:
     from kerasdrop.training.cpu import cpu_info
 
     cpu = cpu_info()
-    configurations = {name: spec for name, spec in CONFIGURATIONS.items()
-                      if "precision" not in spec or cpu.native_bfloat16}
+    configurations = {
+        name: spec for name, spec in CONFIGURATIONS.items() if "precision" not in spec or cpu.native_bfloat16
+    }
     workers = {"matmul": _start({"matmul": True})}
     for case_name, case in CASES.items():
         for name, spec in configurations.items():
             if case_name in spec.get("cases", CASES):
-                workers[(case_name, name)] = _start({**case, **json.loads(json.dumps(spec)),
-                                                     "examples": args.examples})
+                workers[(case_name, name)] = _start(
+                    {**case, **json.loads(json.dumps(spec)), "examples": args.examples}
+                )
     measured = _measure(workers, args.rounds)
     _report_cpu(cpu, measured["matmul"]["rate"], args.rounds)
     from kerasdrop._quiet import import_tensorflow_quietly
@@ -394,24 +468,35 @@ def main() -> None:
     ratios, matmul_shares = {}, {}
     for case_name, case in CASES.items():
         ratios[case_name], matmul_shares[case_name] = _report_case(
-            case_name, {**case, "examples": args.examples},
+            case_name,
+            {**case, "examples": args.examples},
             {name: measured[(case_name, name)] for name in configurations if (case_name, name) in measured},
-            cpu, measured["matmul"]["rate"])
+            cpu,
+            measured["matmul"]["rate"],
+        )
     bounds = {case_name: _report_profile(case_name, _profile(case)) for case_name, case in CASES.items()}
     _report_targets(ratios, matmul_shares["simple_cnn"], bounds["simple_cnn"])
-    print(f"\nload average after the run: {' '.join(f'{load:.1f}' for load in os.getloadavg())} "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"\nload average after the run: {' '.join(f'{load:.1f}' for load in os.getloadavg())} "
+        f"on {os.cpu_count()} CPUs"
+    )
 
 
 def _report_cpu(cpu, matmul_rates, rounds: int) -> None:
     peak32, peak16 = cpu.peak_flops("float32"), cpu.peak_flops("bfloat16")
-    print(f"CPU: {cpu.model}, {cpu.usable_cpus} usable CPUs at {cpu.base_mhz} MHz as reported; flags "
-          f"{' '.join(cpu.flags) or 'unknown'}; native bfloat16: {'yes' if cpu.native_bfloat16 else 'no'}")
+    print(
+        f"CPU: {cpu.model}, {cpu.usable_cpus} usable CPUs at {cpu.base_mhz} MHz as reported; flags "
+        f"{' '.join(cpu.flags) or 'unknown'}; native bfloat16: {'yes' if cpu.native_bfloat16 else 'no'}"
+    )
     if peak32:
-        print(f"peak (assumed: {cpu.float32_flops_per_cycle()} float32 FLOP/cycle/core, bfloat16 dot products x2, "
-              f"reported clock; boost is higher): float32 {peak32 / 1e9:.0f} GFLOP/s, bfloat16 {peak16 / 1e9:.0f} GFLOP/s")
-    print(f"float32 matmul {MATMUL_SIZE}x{MATMUL_SIZE}, default threads, same rounds: {_spread(matmul_rates)} GFLOP/s; "
-          f"{rounds} interleaved rounds, one epoch per configuration each")
+        print(
+            f"peak (assumed: {cpu.float32_flops_per_cycle()} float32 FLOP/cycle/core, bfloat16 dot products x2, "
+            f"reported clock; boost is higher): float32 {peak32 / 1e9:.0f} GFLOP/s, bfloat16 {peak16 / 1e9:.0f} GFLOP/s"
+        )
+    print(
+        f"float32 matmul {MATMUL_SIZE}x{MATMUL_SIZE}, default threads, same rounds: {_spread(matmul_rates)} GFLOP/s; "
+        f"{rounds} interleaved rounds, one epoch per configuration each"
+    )
 
 
 if __name__ == "__main__":

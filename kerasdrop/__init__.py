@@ -23,6 +23,7 @@ __all__ = sorted(_LAZY)
 
 _SUBPACKAGES = ("data", "exporting", "serving", "training", "verification", "zoo")
 
+
 def __getattr__(name):
     import importlib
 

@@ -7,7 +7,8 @@ so tests and users can match the start of it.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from kerasdrop.errors import InvalidArgumentError
 

@@ -1,8 +1,8 @@
 """Helpers for `make demo`: a tour of the zoo, and the classic serving mistake to show export refuse it.
 
-    python -m kerasdrop.demo tour
-    python -m kerasdrop.demo make-broken runs/demo/model.keras runs/demo/broken.keras
-    python -m kerasdrop.demo serve-and-predict export lenet5
+python -m kerasdrop.demo tour
+python -m kerasdrop.demo make-broken runs/demo/model.keras runs/demo/broken.keras
+python -m kerasdrop.demo serve-and-predict export lenet5
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 # One registered model per family, at an input it is commonly trained on.
 TOUR = [
-    ("mlp", (8, 8, 1), (0, 16)),          # the embedded digits data set: 8x8 pixels in 0..16
+    ("mlp", (8, 8, 1), (0, 16)),  # the embedded digits data set: 8x8 pixels in 0..16
     ("simple_cnn", (28, 28, 1), (0, 255)),
     ("lenet5", (8, 8, 1), (0, 16)),
     ("alexnet", (32, 32, 3), (0, 255)),
@@ -36,11 +36,15 @@ def tour() -> None:
         inference = np.asarray(model(images, training=False))
         repeat = np.asarray(model(images, training=False))
         training = np.asarray(model(images, training=True))
-        print(f"{name}  input {shape}  {model.count_params():,} params  ({time.perf_counter() - started:.1f}s)")
+        print(
+            f"{name}  input {shape}  {model.count_params():,} params  ({time.perf_counter() - started:.1f}s)"
+        )
         print(f"  head: {describe_head(model)}")
-        print(f"  predicted classes {inference.argmax(axis=1).tolist()}, "
-              f"inference repeatable: {np.array_equal(inference, repeat)}, "
-              f"training-mode call differs: {not np.allclose(inference, training)}")
+        print(
+            f"  predicted classes {inference.argmax(axis=1).tolist()}, "
+            f"inference repeatable: {np.array_equal(inference, repeat)}, "
+            f"training-mode call differs: {not np.allclose(inference, training)}"
+        )
 
 
 def make_broken(source: str, target: str) -> None:
@@ -86,8 +90,18 @@ def serve_and_predict(repo: str, model: str, rest_port: int = 8501, grpc_port: i
     sample.parent.mkdir(parents=True, exist_ok=True)
     np.save(sample, images.numpy()[0])
     print(f"test image {sample}: a handwritten {int(labels[0])} from the digits test split")
-    command = [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", repo, "--rest-port", str(rest_port),
-               "--grpc-port", str(grpc_port)]
+    command = [
+        sys.executable,
+        "-m",
+        "kerasdrop.cli",
+        "serve",
+        "--repo",
+        repo,
+        "--rest-port",
+        str(rest_port),
+        "--grpc-port",
+        str(grpc_port),
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{rest_port}/v1/models/{model}"
@@ -106,8 +120,20 @@ def serve_and_predict(repo: str, model: str, rest_port: int = 8501, grpc_port: i
         print(f"$ kerasdrop serve --repo {repo}   (pid {server.pid}, REST :{rest_port}, gRPC :{grpc_port})")
         for target in (f"http://127.0.0.1:{rest_port}", f"grpc://127.0.0.1:{grpc_port}"):
             print(f"$ kerasdrop predict --url {target} --model {model} {sample}", flush=True)
-            subprocess.run([sys.executable, "-m", "kerasdrop.cli", "predict", "--url", target, "--model", model,
-                            str(sample)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "kerasdrop.cli",
+                    "predict",
+                    "--url",
+                    target,
+                    "--model",
+                    model,
+                    str(sample),
+                ],
+                check=True,
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
@@ -130,8 +156,10 @@ def main(argv=None) -> None:
     elif argv in ([], ["tour"]):
         tour()
     else:
-        raise SystemExit("usage: python -m kerasdrop.demo [tour | make-broken SOURCE.keras TARGET.keras | "
-                         "serve-and-predict REPO MODEL]")
+        raise SystemExit(
+            "usage: python -m kerasdrop.demo [tour | make-broken SOURCE.keras TARGET.keras | "
+            "serve-and-predict REPO MODEL]"
+        )
 
 
 if __name__ == "__main__":

@@ -74,8 +74,10 @@ def read_golden(version_dir) -> dict | None:
         raise RepositoryFileError(f"{path}: expected 'format': {GOLDEN_FORMAT}; received {found!r}")
     requests = version_dir / document.get("requests", WARMUP_PATH)
     if version_dir.resolve() not in requests.resolve().parents:
-        raise RepositoryFileError(f"{path}: 'requests' must name a file inside the version directory; "
-                                  f"received {document.get('requests')!r}")
+        raise RepositoryFileError(
+            f"{path}: 'requests' must name a file inside the version directory; "
+            f"received {document.get('requests')!r}"
+        )
     return document
 
 
@@ -96,6 +98,7 @@ def read_models_config(path):
         # ParseError's message starts "line:column : ..."; say it as file:line like a compiler.
         line = error.GetLine() if hasattr(error, "GetLine") else "?"
         raise ModelsConfigError(f"{path}:{line}: not a valid ModelServerConfig: {error}") from None
+
 
 # Request logs and promotions (serving/models/request_log.py, serving/models/promotion.py).
 REQUEST_LOG_SUFFIX = ".tfrecord"  # <logging_config filename_prefix>-<pid>-<n>.tfrecord: PredictionLog records

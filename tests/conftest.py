@@ -10,7 +10,9 @@ import pytest  # noqa: E402
 # Where TF Serving's own test servables are read from: a folder laid out like tensorflow/serving's
 # tensorflow_serving/servables/tensorflow/testdata. The default is the folder CI keeps beside the clone.
 TF_SERVING_TESTDATA_VARIABLE = "KERASDROP_TF_SERVING_TESTDATA"
-DEFAULT_TF_SERVING_TESTDATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "tf_serving"
+DEFAULT_TF_SERVING_TESTDATA = (
+    pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "tf_serving"
+)
 # One servable every peer-conformance test needs; its presence tells a real copy from an empty folder.
 _MARKER_SERVABLE = "saved_model_half_plus_two_cpu"
 
@@ -52,8 +54,18 @@ def tiny_run(tmp_path_factory):
     """A finished run of a small MLP with dropout on the embedded digits (2 epochs), for studies and cards."""
     from kerasdrop.training import train
 
-    return train({"model": "mlp", "dataset": "digits", "epochs": 2, "batch_size": 64, "dense_units": [32],
-                  "dropout": 0.5}, out=tmp_path_factory.mktemp("tiny") / "run", verbose=0)
+    return train(
+        {
+            "model": "mlp",
+            "dataset": "digits",
+            "epochs": 2,
+            "batch_size": 64,
+            "dense_units": [32],
+            "dropout": 0.5,
+        },
+        out=tmp_path_factory.mktemp("tiny") / "run",
+        verbose=0,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,21 @@ import kerasdrop
 
 
 def test_train_verify_export_are_calls_whose_results_live_in_their_packages(tmp_path):
-    run = kerasdrop.train({"model": "mlp", "dataset": "synthetic", "epochs": 1, "dense_units": [8]},
-                          out=tmp_path / "run", verbose=0)
+    run = kerasdrop.train(
+        {"model": "mlp", "dataset": "synthetic", "epochs": 1, "dense_units": [8]},
+        out=tmp_path / "run",
+        verbose=0,
+    )
     assert isinstance(run, kerasdrop.training.Run)
     report = kerasdrop.verify(run.directory / "model.keras")
     assert isinstance(report, kerasdrop.verification.Report) and report.ok
-    result = kerasdrop.export(run.directory / "model.keras", name="mlp", repo=tmp_path / "export",
-                              formats=["savedmodel"], models_config=None)
+    result = kerasdrop.export(
+        run.directory / "model.keras",
+        name="mlp",
+        repo=tmp_path / "export",
+        formats=["savedmodel"],
+        models_config=None,
+    )
     assert isinstance(result, kerasdrop.exporting.ExportResult) and result.version == 1
     assert kerasdrop.training.Recipe().training.epochs == 20
 
@@ -28,8 +36,11 @@ def test_train_verify_export_are_calls_whose_results_live_in_their_packages(tmp_
 def test_train_verify_export_are_plain_functions_with_their_real_signatures():
     import inspect
 
-    for function, first_parameter in ((kerasdrop.train, "recipe_or_kwargs"), (kerasdrop.verify, None),
-                                      (kerasdrop.export, None)):
+    for function, first_parameter in (
+        (kerasdrop.train, "recipe_or_kwargs"),
+        (kerasdrop.verify, None),
+        (kerasdrop.export, None),
+    ):
         assert inspect.isfunction(function), function
         parameters = list(inspect.signature(function).parameters)
         assert parameters and parameters != ["args", "kwargs"], parameters
@@ -58,8 +69,11 @@ CHANGELOG = pathlib.Path(__file__).resolve().parents[1] / "CHANGELOG.md"
 
 def _renames() -> list[tuple[str, list[str]]]:
     """(old module, [new modules]) from CHANGELOG.md's table of renamed import paths."""
-    rows = re.findall(r"^\| `(kerasdrop[\w.]*)` \| (`kerasdrop[\w.]*`(?: and `kerasdrop[\w.]*`)*) \|",
-                      CHANGELOG.read_text(), flags=re.M)
+    rows = re.findall(
+        r"^\| `(kerasdrop[\w.]*)` \| (`kerasdrop[\w.]*`(?: and `kerasdrop[\w.]*`)*) \|",
+        CHANGELOG.read_text(),
+        flags=re.M,
+    )
     return [(old, re.findall(r"`([\w.]+)`", new)) for old, new in rows]
 
 

@@ -17,7 +17,15 @@ from kerasdrop.errors import InvalidArgumentError, KerasdropError
 # gRPC status (a body over the limit or cut short, a head refused, a synchronous servicer's abort) or
 # as a UsageError naming the file (a PEM that does not load). (kerasdrop/serving/ had no
 # __init__.py before 0.2's layers, so this walk never reached it.)
-NOT_ERRORS = {"TrainingInterrupted", "ProbeFailed", "BodyTooLarge", "ClientGone", "_Refused", "_Abort", "_PemError"}
+NOT_ERRORS = {
+    "TrainingInterrupted",
+    "ProbeFailed",
+    "BodyTooLarge",
+    "ClientGone",
+    "_Refused",
+    "_Abort",
+    "_PemError",
+}
 NOT_ERRORS.add("Interrupted")  # SIGTERM raised as Ctrl-C is (kerasdrop/training/interrupts.py)
 
 
@@ -28,8 +36,11 @@ def _kerasdrop_exception_classes():
             continue
         module = importlib.import_module(info.name)
         for name, value in vars(module).items():
-            if (inspect.isclass(value) and issubclass(value, BaseException)
-                    and value.__module__.startswith("kerasdrop")):
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__.startswith("kerasdrop")
+            ):
                 classes[f"{value.__module__}.{name}"] = value
     return classes
 
@@ -37,8 +48,11 @@ def _kerasdrop_exception_classes():
 def test_every_exception_kerasdrop_defines_is_a_kerasdrop_error():
     classes = _kerasdrop_exception_classes()
     assert len(classes) >= 8, sorted(classes)
-    stray = sorted(name for name, value in classes.items()
-                   if not issubclass(value, KerasdropError) and value.__name__ not in NOT_ERRORS)
+    stray = sorted(
+        name
+        for name, value in classes.items()
+        if not issubclass(value, KerasdropError) and value.__name__ not in NOT_ERRORS
+    )
     assert stray == []
 
 
@@ -55,8 +69,9 @@ def test_cli_turns_a_kerasdrop_error_into_one_line_and_exit_2(monkeypatch, capsy
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: _with_handler(parser, "describe", refuse))
     assert cli.main(["describe", "mlp"]) == 2
-    assert capsys.readouterr().err.strip() == ("kerasdrop describe: error: Invalid value received for argument `x`. "
-                                               "Expected 1. Received: x=2")
+    assert capsys.readouterr().err.strip() == (
+        "kerasdrop describe: error: Invalid value received for argument `x`. Expected 1. Received: x=2"
+    )
 
 
 def test_cli_lets_a_bug_keep_its_traceback(monkeypatch):

@@ -12,7 +12,7 @@ TESTS = pathlib.Path(__file__).resolve().parent
 
 # Only the conftest-level behaviour is under test: the probe overrides the autouse seeding fixture so
 # the child pytest never imports TensorFlow, and stays a second or two.
-PROBE = '''
+PROBE = """
 import pytest
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def test_needs_tf_serving_testdata(shared_testdata):
 
 def test_needs_them_too(shared_testdata):
     assert shared_testdata.is_dir()
-'''
+"""
 
 
 def _run_copied_suite(tmp_path, **environment):
@@ -33,13 +33,32 @@ def _run_copied_suite(tmp_path, **environment):
     (clone / "tests").mkdir(parents=True, exist_ok=True)
     shutil.copy(TESTS / "conftest.py", clone / "tests" / "conftest.py")
     (clone / "tests" / "test_probe.py").write_text(PROBE)
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("CI", "KERASDROP_TF_SERVING_TESTDATA", "PYTEST_ADDOPTS")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("CI", "KERASDROP_TF_SERVING_TESTDATA", "PYTEST_ADDOPTS")
+    }
     env.update(environment)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", "-c", os.devnull,
-         "--rootdir", str(clone), str(clone / "tests")],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-ra",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            os.devnull,
+            "--rootdir",
+            str(clone),
+            str(clone / "tests"),
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -8,7 +8,9 @@ from kerasdrop import _keras_compat
 
 @pytest.mark.parametrize("version", ["3.16.0", "3.1.5", "4.0.0", "3.150.0"])
 def test_untested_keras_is_refused_with_what_to_do(version):
-    with pytest.raises(_keras_compat.UnsupportedKerasVersionError, match=f"Received: keras=={version}") as error:
+    with pytest.raises(
+        _keras_compat.UnsupportedKerasVersionError, match=f"Received: keras=={version}"
+    ) as error:
         _keras_compat.check_multi_worker_keras(version)
     assert "pip install" in str(error.value)
 
@@ -26,7 +28,9 @@ def test_multi_worker_fit_restores_keras_and_the_model_on_exit():
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
-    pipeline = tf.data.Dataset.from_tensor_slices((np.zeros((4, 3), "float32"), np.zeros((4, 2), "float32"))).batch(2)
+    pipeline = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((4, 3), "float32"), np.zeros((4, 2), "float32"))
+    ).batch(2)
     original_reduce = tensorflow_trainer.reduce_per_replica
     original_build = model._maybe_symbolic_build
 
@@ -47,7 +51,9 @@ def test_multi_worker_fit_restores_even_when_fit_raises():
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
-    pipeline = tf.data.Dataset.from_tensor_slices((np.zeros((4, 3), "float32"), np.zeros((4, 2), "float32"))).batch(2)
+    pipeline = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((4, 3), "float32"), np.zeros((4, 2), "float32"))
+    ).batch(2)
     original_reduce = tensorflow_trainer.reduce_per_replica
     with pytest.raises(RuntimeError, match="boom"):
         with _keras_compat.multi_worker_fit(model, pipeline):

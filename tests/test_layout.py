@@ -15,8 +15,17 @@ from kerasdrop import layout
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "kerasdrop"
 # The format files of a version directory and of the repository root (the other names layout.py holds,
 # assets.extra, variables, the model card's, the formats added this round, are not scanned yet).
-NAMES = sorted({layout.SAVED_MODEL_FILE, layout.ONNX_FILE, layout.INT8_ONNX_FILE, layout.GOLDEN_FILE,
-                layout.VERIFICATION_FILE, layout.WARMUP_FILE, layout.MODELS_CONFIG_FILE})
+NAMES = sorted(
+    {
+        layout.SAVED_MODEL_FILE,
+        layout.ONNX_FILE,
+        layout.INT8_ONNX_FILE,
+        layout.GOLDEN_FILE,
+        layout.VERIFICATION_FILE,
+        layout.WARMUP_FILE,
+        layout.MODELS_CONFIG_FILE,
+    }
+)
 _TOKEN = re.compile(r"[\w.\-]+")
 
 
@@ -45,25 +54,38 @@ def spelled_names(source: str) -> list[tuple[int, str]]:
 
 
 def test_the_names_scanned_are_the_repository_files():
-    assert {"saved_model.pb", "model.onnx", "model.int8.onnx", "golden.json", "verification.json",
-            "tf_serving_warmup_requests", "models.config"} <= set(NAMES)
+    assert {
+        "saved_model.pb",
+        "model.onnx",
+        "model.int8.onnx",
+        "golden.json",
+        "verification.json",
+        "tf_serving_warmup_requests",
+        "models.config",
+    } <= set(NAMES)
 
 
-@pytest.mark.parametrize("source, expected", [
-    ('path = directory / "model.onnx"', [(1, "model.onnx")]),
-    ('default = f"{repo}/models.config"', [(1, "models.config")]),
-    ('message = f"{path} is not a SavedModel directory (no saved_model.pb)."', [(1, "saved_model.pb")]),
-    ('"""Reads `golden.json`."""\nx = GOLDEN_FILE  # golden.json', []),
-    ('def f():\n    """model.onnx beside it."""\n    return "model.onnx.bak" + "my_model.onnx"', []),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ('path = directory / "model.onnx"', [(1, "model.onnx")]),
+        ('default = f"{repo}/models.config"', [(1, "models.config")]),
+        ('message = f"{path} is not a SavedModel directory (no saved_model.pb)."', [(1, "saved_model.pb")]),
+        ('"""Reads `golden.json`."""\nx = GOLDEN_FILE  # golden.json', []),
+        ('def f():\n    """model.onnx beside it."""\n    return "model.onnx.bak" + "my_model.onnx"', []),
+    ],
+)
 def test_the_scan_finds_a_name_in_code_and_not_in_prose(source, expected):
     assert spelled_names(source) == expected
 
 
 def test_no_module_but_layout_spells_a_repository_file_name():
-    spelled = [f"{path.relative_to(PACKAGE_ROOT.parent)}:{line}: {name!r}"
-               for path in sorted(PACKAGE_ROOT.rglob("*.py")) if path != PACKAGE_ROOT / "layout.py"
-               for line, name in spelled_names(path.read_text())]
+    spelled = [
+        f"{path.relative_to(PACKAGE_ROOT.parent)}:{line}: {name!r}"
+        for path in sorted(PACKAGE_ROOT.rglob("*.py"))
+        if path != PACKAGE_ROOT / "layout.py"
+        for line, name in spelled_names(path.read_text())
+    ]
     assert spelled == [], "import the name from kerasdrop/layout.py instead:\n" + "\n".join(spelled)
 
 
@@ -71,8 +93,11 @@ def test_read_golden_is_none_without_the_file_and_names_the_file_when_it_is_unus
     assert layout.read_golden(tmp_path) is None
     path = tmp_path / layout.GOLDEN_FILE
     path.write_text(json.dumps({"format": 2}))
-    with pytest.raises(layout.RepositoryFileError, match=rf"^{re.escape(str(path))}: expected 'format': 1; "
-                       r"received 2"):
+    with pytest.raises(
+        layout.RepositoryFileError,
+        match=rf"^{re.escape(str(path))}: expected 'format': 1; "
+        r"received 2",
+    ):
         layout.read_golden(tmp_path)
     path.write_text(json.dumps({"format": 1, "requests": "../outside"}))
     with pytest.raises(layout.RepositoryFileError, match="'requests' must name a file inside the version"):
@@ -89,8 +114,10 @@ def test_exporting_and_serving_read_models_config_through_layout(tmp_path):
     from kerasdrop.serving.models import repository
 
     config = tmp_path / layout.MODELS_CONFIG_FILE
-    config.write_text("# kept\nmodel_config_list {\n  config { name: 'a' base_path: '/models/a'\n"
-                      "    version_labels { key: 'stable' value: 3 } }\n}\n")
+    config.write_text(
+        "# kept\nmodel_config_list {\n  config { name: 'a' base_path: '/models/a'\n"
+        "    version_labels { key: 'stable' value: 3 } }\n}\n"
+    )
     header, proto = models_config.models_config_to_merge(config)
     assert header == "# kept\n" and proto == layout.read_models_config(config)
     assert repository.models_config_settings(config).labels == {"a": {"stable": 3}}

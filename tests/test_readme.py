@@ -82,8 +82,12 @@ def _shell_commands(block):
 
 def _curl_commands():
     """(page, argv) of every curl command in a bash block of the pages."""
-    return [(page, argv) for page, block in _blocks("bash")
-            for argv in _shell_commands(block) if argv[0] == "curl"]
+    return [
+        (page, argv)
+        for page, block in _blocks("bash")
+        for argv in _shell_commands(block)
+        if argv[0] == "curl"
+    ]
 
 
 def _curl_request(argv):
@@ -140,8 +144,11 @@ def _runs_against_the_demo_model(argv) -> bool:
     """A plain-HTTP call on the default port that names no model or the demo's lenet5, and whose
     body needs nothing from the shell (a file of the reader's)."""
     url = _curl_request(argv)[1]
-    return (url.startswith("http://127.0.0.1:8501/") and ("/models/" not in url or "/models/lenet5" in url)
-            and not any("STANDIN" in argument for argument in argv))
+    return (
+        url.startswith("http://127.0.0.1:8501/")
+        and ("/models/" not in url or "/models/lenet5" in url)
+        and not any("STANDIN" in argument for argument in argv)
+    )
 
 
 LIVE_CURLS = [(page, argv) for page, argv in CURLS if _runs_against_the_demo_model(argv)]
@@ -165,8 +172,12 @@ def test_every_plain_curl_command_is_answered_by_kerasdrop_serve(lenet5_server, 
 
 # --- kerasdrop commands -----------------------------------------------------------------------------
 
-KERASDROP_COMMANDS = [(page, argv) for page, block in _blocks("bash")
-                      for argv in _shell_commands(block) if argv[0] == "kerasdrop"]
+KERASDROP_COMMANDS = [
+    (page, argv)
+    for page, block in _blocks("bash")
+    for argv in _shell_commands(block)
+    if argv[0] == "kerasdrop"
+]
 
 
 def test_every_kerasdrop_command_the_pages_show_parses_with_the_clis_own_parser(capsys):

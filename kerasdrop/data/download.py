@@ -39,7 +39,9 @@ def download_and_prepare(builder, name: str, data_dir: str | None) -> None:
         DatasetDownloadError: the download failed for a network reason, named in one line.
     """
     _silence_retry_warnings()
-    if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log or a pipe: no tqdm bars and their escape codes
+    if not (
+        sys.stdout.isatty() and sys.stderr.isatty()
+    ):  # a log or a pipe: no tqdm bars and their escape codes
         import tensorflow_datasets as tfds
 
         tfds.disable_progress_bar()
@@ -122,15 +124,25 @@ def network_failure_reason(error: BaseException) -> str | None:
     chain = _exception_chain(error)
     where = _address(chain)
     checks = (
-        (_named(chain, "ProxyError"), f"the proxy {_proxy(where)} could not be reached or refused the connection"),
-        (_named(chain, "NameResolutionError") or any(isinstance(e, OSError) and type(e).__name__ == "gaierror"
-                                                     for e in chain), f"DNS could not resolve {where.split(':')[0]}"),
+        (
+            _named(chain, "ProxyError"),
+            f"the proxy {_proxy(where)} could not be reached or refused the connection",
+        ),
+        (
+            _named(chain, "NameResolutionError")
+            or any(isinstance(e, OSError) and type(e).__name__ == "gaierror" for e in chain),
+            f"DNS could not resolve {where.split(':')[0]}",
+        ),
         (any(isinstance(e, ConnectionRefusedError) for e in chain), f"the connection to {where} was refused"),
-        (any(isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for e in chain),
-         f"no route to {where} (network unreachable)"),
+        (
+            any(isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for e in chain),
+            f"no route to {where} (network unreachable)",
+        ),
         # By exact type: urllib3 derives every failed connection (NewConnectionError) from ConnectTimeoutError.
-        (any(type(e).__name__ in _TIMEOUTS or isinstance(e, TimeoutError) for e in chain),
-         f"the connection to {where} timed out"),
+        (
+            any(type(e).__name__ in _TIMEOUTS or isinstance(e, TimeoutError) for e in chain),
+            f"the connection to {where} timed out",
+        ),
         (_named(chain, "SSLError"), f"TLS failed with {where}"),
     )
     for matched, reason in checks:
@@ -152,7 +164,9 @@ def _exception_chain(error: BaseException) -> list[BaseException]:
         # urllib3's MaxRetryError keeps the last attempt's error in `.reason`, not as a cause.
         reason = getattr(error, "reason", None)
         wrapped = error.args[0] if error.args and isinstance(error.args[0], BaseException) else None
-        error = reason if isinstance(reason, BaseException) else (error.__cause__ or error.__context__ or wrapped)
+        error = (
+            reason if isinstance(reason, BaseException) else (error.__cause__ or error.__context__ or wrapped)
+        )
     return chain
 
 

@@ -48,7 +48,8 @@ def list_images(root: str) -> tuple[list[str], list[int], list[str]]:
     used = sorted(set(labels))
     if len(used) < 2:
         raise invalid_argument(
-            "dataset", f"folder:<path> with images ({', '.join(IMAGE_EXTENSIONS)}) in at least 2 class sub-folders",
+            "dataset",
+            f"folder:<path> with images ({', '.join(IMAGE_EXTENSIONS)}) in at least 2 class sub-folders",
             f"folder:{root} (found {len(paths)} images in {len(used)} class folders)",
         )
     return paths, labels, class_names
@@ -95,8 +96,9 @@ def scan_folder(root: str, *, image_size=None, image_mode: str | None = None, sk
         and mode every image is decoded to, and how many unreadable files were skipped.
     """
     if image_mode is not None and image_mode not in IMAGE_MODES:
-        raise invalid_argument("image_mode", f"one of {', '.join(IMAGE_MODES)}, or unset for the majority's",
-                               image_mode)
+        raise invalid_argument(
+            "image_mode", f"one of {', '.join(IMAGE_MODES)}, or unset for the majority's", image_mode
+        )
     paths, labels, class_names = list_images(root)
     directory = pathlib.Path(root).expanduser()
     headers = [_header(path) for path in paths]
@@ -105,17 +107,24 @@ def scan_folder(root: str, *, image_size=None, image_mode: str | None = None, sk
         if not skip_bad_images:
             reason = headers[paths.index(bad[0])]
             others = f" ({len(bad) - 1} more unreadable: {_listed(bad[1:], directory)})" if bad[1:] else ""
-            raise BadImageError(f"folder:{root}: {bad[0]} cannot be read as an image: {reason}{others}. "
-                                "Fix or remove it, or pass --skip-bad-images (data.skip_bad_images = true) "
-                                "to train without it.")
-        warnings.warn(f"folder:{root}: skipped {len(bad)} unreadable image file(s) (--skip-bad-images): "
-                      f"{_listed(bad, directory)}", stacklevel=2)
+            raise BadImageError(
+                f"folder:{root}: {bad[0]} cannot be read as an image: {reason}{others}. "
+                "Fix or remove it, or pass --skip-bad-images (data.skip_bad_images = true) "
+                "to train without it."
+            )
+        warnings.warn(
+            f"folder:{root}: skipped {len(bad)} unreadable image file(s) (--skip-bad-images): "
+            f"{_listed(bad, directory)}",
+            stacklevel=2,
+        )
         kept = [index for index, header in enumerate(headers) if not isinstance(header, str)]
         paths, labels, headers = ([items[i] for i in kept] for items in (paths, labels, headers))
         if len(set(labels)) < 2:
-            raise invalid_argument("dataset", "folder:<path> with readable images in at least 2 class "
-                                   "sub-folders", f"folder:{root} ({len(paths)} readable images in "
-                                   f"{len(set(labels))} class folders)")
+            raise invalid_argument(
+                "dataset",
+                "folder:<path> with readable images in at least 2 class sub-folders",
+                f"folder:{root} ({len(paths)} readable images in {len(set(labels))} class folders)",
+            )
     image_mode = image_mode or _majority_mode(root, directory, paths, [mode for _, mode in headers])
     size = _one_size(root, directory, paths, [size for size, _ in headers], image_size)
     return paths, labels, class_names, size, image_mode, len(bad)
@@ -127,14 +136,18 @@ def _majority_mode(root: str, directory: pathlib.Path, paths: list[str], modes: 
     mode = "rgb" if counts["rgb"] >= counts["grayscale"] else "grayscale"
     others = [path for path, other in zip(paths, modes) if other != mode]
     if others:
-        warnings.warn(f"folder:{root}: {len(others)} of {len(paths)} images are not {mode} (the majority's "
-                      f"mode): {_listed(others, directory)}; converting them to {mode}. Set --image-mode "
-                      "(data.image_mode) to choose.", stacklevel=3)
+        warnings.warn(
+            f"folder:{root}: {len(others)} of {len(paths)} images are not {mode} (the majority's "
+            f"mode): {_listed(others, directory)}; converting them to {mode}. Set --image-mode "
+            "(data.image_mode) to choose.",
+            stacklevel=3,
+        )
     return mode
 
 
-def _one_size(root: str, directory: pathlib.Path, paths: list[str], sizes: list,
-              image_size) -> tuple[int, int]:
+def _one_size(
+    root: str, directory: pathlib.Path, paths: list[str], sizes: list, image_size
+) -> tuple[int, int]:
     """`image_size`, else the one size every image has; images of several sizes need `image_size`."""
     if image_size is not None:
         return tuple(image_size)
@@ -149,21 +162,37 @@ def _one_size(root: str, directory: pathlib.Path, paths: list[str], sizes: list,
             those = [path for path, size in zip(paths, sizes) if size == (height, width)]
             plural = "s" if count > 1 else ""
             found.append(f"{height}x{width} ({count} file{plural}: {_listed(those, directory)})")
-    raise invalid_argument("image_size", "--image-size H,W (data.image_size) when a folder's images differ "
-                           f"in size; folder:{root} holds {', '.join(found)}", None)
+    raise invalid_argument(
+        "image_size",
+        "--image-size H,W (data.image_size) when a folder's images differ "
+        f"in size; folder:{root} holds {', '.join(found)}",
+        None,
+    )
 
 
-def load_folder_split(root: str, *, seed, validation_fraction, test_fraction, image_size=None,
-                      image_mode: str | None = None, skip_bad_images: bool = False) -> Split:
+def load_folder_split(
+    root: str,
+    *,
+    seed,
+    validation_fraction,
+    test_fraction,
+    image_size=None,
+    image_mode: str | None = None,
+    skip_bad_images: bool = False,
+) -> Split:
     import numpy as np
     import tensorflow as tf
 
     paths, labels, class_names, (height, width), mode, skipped = scan_folder(
-        root, image_size=image_size, image_mode=image_mode, skip_bad_images=skip_bad_images)
+        root, image_size=image_size, image_mode=image_mode, skip_bad_images=skip_bad_images
+    )
     channels = _CHANNELS[mode]
     train, validation, test = split_arrays(
-        np.array(paths), np.array(labels, dtype="int32"), seed=seed,
-        validation_fraction=validation_fraction, test_fraction=test_fraction,
+        np.array(paths),
+        np.array(labels, dtype="int32"),
+        seed=seed,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
         stratify=min(np.bincount(labels)) >= 3,
     )
 
@@ -177,8 +206,14 @@ def load_folder_split(root: str, *, seed, validation_fraction, test_fraction, im
         return tf.data.Dataset.from_tensor_slices(split).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
     return Split(
-        train=dataset(train), validation=dataset(validation), test=dataset(test),
-        num_train=len(train[1]), num_validation=len(validation[1]), num_test=len(test[1]),
-        input_shape=(height, width, channels), class_names=tuple(class_names), pixel_range=(0.0, 255.0),
+        train=dataset(train),
+        validation=dataset(validation),
+        test=dataset(test),
+        num_train=len(train[1]),
+        num_validation=len(validation[1]),
+        num_test=len(test[1]),
+        input_shape=(height, width, channels),
+        class_names=tuple(class_names),
+        pixel_range=(0.0, 255.0),
         skipped_images=skipped,
     )

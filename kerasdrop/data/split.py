@@ -35,13 +35,18 @@ def split_arrays(images, labels, *, seed, validation_fraction, test_fraction, st
     )
     # validation_fraction is of the whole set, so rescale it to what is left after the test split.
     train_images, val_images, train_labels, val_labels = train_test_split(
-        rest_images, rest_labels, test_size=validation_fraction / (1 - test_fraction), random_state=seed,
+        rest_images,
+        rest_labels,
+        test_size=validation_fraction / (1 - test_fraction),
+        random_state=seed,
         stratify=rest_labels if stratify else None,
     )
     return (train_images, train_labels), (val_images, val_labels), (test_images, test_labels)
 
 
-def split_from_arrays(images, labels, *, class_names, pixel_range, seed, validation_fraction, test_fraction) -> Split:
+def split_from_arrays(
+    images, labels, *, class_names, pixel_range, seed, validation_fraction, test_fraction
+) -> Split:
     import tensorflow as tf
 
     train, validation, test = split_arrays(
@@ -51,6 +56,10 @@ def split_from_arrays(images, labels, *, class_names, pixel_range, seed, validat
         train=tf.data.Dataset.from_tensor_slices(train),
         validation=tf.data.Dataset.from_tensor_slices(validation),
         test=tf.data.Dataset.from_tensor_slices(test),
-        num_train=len(train[1]), num_validation=len(validation[1]), num_test=len(test[1]),
-        input_shape=tuple(images.shape[1:]), class_names=tuple(class_names), pixel_range=pixel_range,
+        num_train=len(train[1]),
+        num_validation=len(validation[1]),
+        num_test=len(test[1]),
+        input_shape=tuple(images.shape[1:]),
+        class_names=tuple(class_names),
+        pixel_range=pixel_range,
     )

@@ -24,7 +24,8 @@ def parse_synthetic_options(options: str) -> tuple[tuple[int, int, int], int]:
         shape, classes = (), 0
     if len(shape) != 3 or min(shape) < 1 or min(shape[:2]) < 4 or classes < 2:
         raise invalid_argument(
-            "dataset", "synthetic[:HxWxC[:classes]] with H, W >= 4 and classes >= 2, e.g. synthetic:28x28x1:10",
+            "dataset",
+            "synthetic[:HxWxC[:classes]] with H, W >= 4 and classes >= 2, e.g. synthetic:28x28x1:10",
             f"synthetic:{options}",
         )
     return shape, classes
@@ -42,7 +43,7 @@ def make_synthetic_arrays(shape, classes, examples_per_class=EXAMPLES_PER_CLASS,
     images = rng.uniform(0, 100, size=(len(labels), height, width, channels)).astype("float32")
     for index, label in enumerate(labels):
         row, col = divmod(int(label), grid)
-        images[index, row * cell_h:(row + 1) * cell_h, col * cell_w:(col + 1) * cell_w, :] += 155
+        images[index, row * cell_h : (row + 1) * cell_h, col * cell_w : (col + 1) * cell_w, :] += 155
     order = rng.permutation(len(labels))
     return np.round(images[order]), labels[order]
 
@@ -51,6 +52,11 @@ def load_synthetic_split(options: str, *, seed, validation_fraction, test_fracti
     shape, classes = parse_synthetic_options(options)
     images, labels = make_synthetic_arrays(shape, classes, seed=seed)
     return split_from_arrays(
-        images, labels, class_names=[f"class_{i}" for i in range(classes)], pixel_range=(0.0, 255.0),
-        seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
+        images,
+        labels,
+        class_names=[f"class_{i}" for i in range(classes)],
+        pixel_range=(0.0, 255.0),
+        seed=seed,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
     )

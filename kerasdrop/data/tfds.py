@@ -41,15 +41,21 @@ def load_tfds_split(options: str, *, data_dir, seed, validation_fraction, offlin
     try:
         train = builder.as_dataset(split=train_split, as_supervised=True, shuffle_files=False)
     except ValueError as error:
-        raise invalid_argument("dataset", f"a valid TFDS split spec for {name} ({error})", f"tfds:{options}") from None
+        raise invalid_argument(
+            "dataset", f"a valid TFDS split spec for {name} ({error})", f"tfds:{options}"
+        ) from None
     info = builder.info
 
     image_feature = info.features[info.supervised_keys[0]]
     label_feature = info.features[info.supervised_keys[1]]
     shape = tuple(image_feature.shape)
     if len(shape) != 3 or None in shape:
-        raise invalid_argument("dataset", "a TFDS image data set with a fixed (height, width, channels)", f"tfds:{options}")
-    class_names = tuple(getattr(label_feature, "names", None) or [str(i) for i in range(label_feature.num_classes)])
+        raise invalid_argument(
+            "dataset", "a TFDS image data set with a fixed (height, width, channels)", f"tfds:{options}"
+        )
+    class_names = tuple(
+        getattr(label_feature, "names", None) or [str(i) for i in range(label_feature.num_classes)]
+    )
     # Integer images use their dtype's full range; float images are taken to be in [0, 1].
     pixel_range = _RANGE_BY_DTYPE.get(np.dtype(image_feature.np_dtype).name, (0.0, 1.0))
 
@@ -65,8 +71,15 @@ def load_tfds_split(options: str, *, data_dir, seed, validation_fraction, offlin
         num_test = num_validation
     num_train = _count(train)
     return Split(
-        train=train, validation=validation, test=test, num_train=num_train, num_validation=num_validation,
-        num_test=num_test, input_shape=shape, class_names=class_names, pixel_range=pixel_range,
+        train=train,
+        validation=validation,
+        test=test,
+        num_train=num_train,
+        num_validation=num_validation,
+        num_test=num_test,
+        input_shape=shape,
+        class_names=class_names,
+        pixel_range=pixel_range,
     )
 
 
@@ -76,7 +89,9 @@ def _builder(name: str, data_dir: str | None, options: str):
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise invalid_argument("dataset", "tfds:<name> with a name from the TFDS catalogue", f"tfds:{options}") from None
+        raise invalid_argument(
+            "dataset", "tfds:<name> with a name from the TFDS catalogue", f"tfds:{options}"
+        ) from None
 
 
 def _is_prepared(builder) -> bool:

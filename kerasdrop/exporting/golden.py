@@ -45,8 +45,9 @@ def saved_model_runner(version_dir: pathlib.Path, signature: str):
     return runtimes.tf2_signature_runtime(loaded.signatures[signature])
 
 
-def write_golden(version_dir: pathlib.Path, run, *, signature: str = "serving_default",
-                 backends: dict | None = None) -> pathlib.Path:
+def write_golden(
+    version_dir: pathlib.Path, run, *, signature: str = "serving_default", backends: dict | None = None
+) -> pathlib.Path:
     """Writes `golden.json` into `version_dir` (a staging directory: it is published with the version).
 
     Args:
@@ -60,11 +61,21 @@ def write_golden(version_dir: pathlib.Path, run, *, signature: str = "serving_de
 
     requests = warmup_inputs(version_dir, signature)
     outputs, dtypes = golden_outputs(run, requests)
-    document = {"format": GOLDEN_FORMAT, "requests": WARMUP_PATH, "signature": signature, "outputs": outputs,
-                "dtypes": dtypes, "tolerance": dict(TOLERANCE)}
+    document = {
+        "format": GOLDEN_FORMAT,
+        "requests": WARMUP_PATH,
+        "signature": signature,
+        "outputs": outputs,
+        "dtypes": dtypes,
+        "tolerance": dict(TOLERANCE),
+    }
     if backends:
         document["backends"] = {
-            name: {"file": entry["file"], "outputs": golden_outputs(entry["run"], requests)[0],
-                   "tolerance": dict(entry["tolerance"])} for name, entry in backends.items()}
+            name: {
+                "file": entry["file"],
+                "outputs": golden_outputs(entry["run"], requests)[0],
+                "tolerance": dict(entry["tolerance"]),
+            }
+            for name, entry in backends.items()
+        }
     return atomic_write_text(pathlib.Path(version_dir) / GOLDEN_FILE, json.dumps(document) + "\n")
-

@@ -24,10 +24,19 @@ def check_image_model(model) -> tuple[int, int, int]:
     """`(height, width, channels)` of a model taking one float image batch; refuses anything else."""
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
     dtype = str(model.inputs[0].dtype) if len(model.inputs) == 1 else None
-    if shape is None or len(shape) != 4 or None in shape[1:] or shape[3] not in CHANNELS or dtype != "float32":
-        raise invalid_argument("image_bytes", f"a model with one float32 input of shape (batch, height, width, "
-                               f"channels) with channels in {CHANNELS}, to decode images into",
-                               f"{len(model.inputs)} input(s), shape {model.input_shape}, dtype {dtype}")
+    if (
+        shape is None
+        or len(shape) != 4
+        or None in shape[1:]
+        or shape[3] not in CHANNELS
+        or dtype != "float32"
+    ):
+        raise invalid_argument(
+            "image_bytes",
+            f"a model with one float32 input of shape (batch, height, width, "
+            f"channels) with channels in {CHANNELS}, to decode images into",
+            f"{len(model.inputs)} input(s), shape {model.input_shape}, dtype {dtype}",
+        )
     return int(shape[1]), int(shape[2]), int(shape[3])
 
 
@@ -41,18 +50,25 @@ def decode_function(model, pixel_range: tuple[float, float]):
     def decode_one(encoded):
         # JPEG with libjpeg's accurate integer IDCT, as Pillow and libjpeg decode by default (TF's own
         # default, INTEGER_FAST, differs from them by up to 4 levels).
-        image = tf.cond(tf.io.is_jpeg(encoded),
-                        lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
-                        lambda: tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8, expand_animations=False))
+        image = tf.cond(
+            tf.io.is_jpeg(encoded),
+            lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8, expand_animations=False),
+        )
         pixels = tf.cast(image, tf.float32)
         same_size = tf.reduce_all(tf.shape(image)[:2] == [height, width])
         # Resizing an image of the model's size would still move values by rounding: skip it then.
-        pixels = tf.cond(same_size, lambda: tf.reshape(pixels, [height, width, channels]),
-                         lambda: tf.image.resize(pixels, [height, width], antialias=True))
+        pixels = tf.cond(
+            same_size,
+            lambda: tf.reshape(pixels, [height, width, channels]),
+            lambda: tf.image.resize(pixels, [height, width], antialias=True),
+        )
         return low + pixels * ((high - low) / 255.0)
 
     def decode(encoded):
-        return tf.map_fn(decode_one, encoded, fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+        return tf.map_fn(
+            decode_one, encoded, fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32)
+        )
 
     return decode
 
@@ -118,8 +134,20 @@ def check_bytes_parity(version_dir, float_input_name: str, row_shape, pixel_rang
         return serve({float_input_name: decoded_pixels(list(inputs[bytes_name]), row_shape, pixel_range)})
 
     rng = np.random.default_rng(0)
-    batches = {size: {bytes_name: np.array([encode_png(rng.integers(0, 256, row_shape)) for _ in range(size)],
-                                           dtype=object)} for size in parity.BATCH_SIZES}
-    parity.check_parity({"serving_default on the decoded pixels": serve_decoded,
-                         f"{BYTES_SIGNATURE} on PNG bytes": serve_bytes}, batches, report,
-                        location=f"signature {BYTES_SIGNATURE}")
+    batches = {
+        size: {
+            bytes_name: np.array(
+                [encode_png(rng.integers(0, 256, row_shape)) for _ in range(size)], dtype=object
+            )
+        }
+        for size in parity.BATCH_SIZES
+    }
+    parity.check_parity(
+        {
+            "serving_default on the decoded pixels": serve_decoded,
+            f"{BYTES_SIGNATURE} on PNG bytes": serve_bytes,
+        },
+        batches,
+        report,
+        location=f"signature {BYTES_SIGNATURE}",
+    )

@@ -27,8 +27,19 @@ DEFAULT_MAX_DROP = 0.5  # accuracy points (percent) the issue allows int8 to los
 PROBABILITY_SUM_TOLERANCE = 1e-4
 # Nodes between the classifier layer's product and the softmax (bias, scale, reshapes) stay float32
 # with them: quantising logits per tensor moves every probability by a step of the logits' range.
-_TAIL_OPS = {"Add", "Sub", "Mul", "Div", "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Transpose",
-             "Cast"}
+_TAIL_OPS = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Reshape",
+    "Flatten",
+    "Identity",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Cast",
+}
 _CLASSIFIER_OPS = {"MatMul", "Gemm", "Conv"}
 CALIBRATION_EXAMPLES = 1024  # MinMax calibration settles within a few hundred images of a small data set
 LATENCY_BATCHES = (1, 64)
@@ -60,8 +71,12 @@ class Int8Limits:
 
 
 # The Python argument and CLI flag of each limit, for error messages and the refusal's wording.
-LIMIT_FLAGS = {"max_drop": "--int8-max-drop", "max_probability_error": "--int8-max-probability-error",
-               "max_nll_increase": "--int8-max-nll-increase", "max_ece_increase": "--int8-max-ece-increase"}
+LIMIT_FLAGS = {
+    "max_drop": "--int8-max-drop",
+    "max_probability_error": "--int8-max-probability-error",
+    "max_nll_increase": "--int8-max-nll-increase",
+    "max_ece_increase": "--int8-max-ece-increase",
+}
 
 
 def check_max_drop(value) -> float:
@@ -79,8 +94,11 @@ def check_limits(max_drop=None, limits=None) -> Int8Limits:
     if limits is not None and (not isinstance(limits, dict) or not set(limits) <= fields):
         raise invalid_argument("int8_limits", f"an Int8Limits or a dict of {sorted(fields)}", limits)
     values = {**(limits or {}), **({"max_drop": max_drop} if max_drop is not None else {})}
-    expected = {"max_probability_error": ("a probability in [0, 1]", 1.0), "max_nll_increase": ("nats >= 0", math.inf),
-                "max_ece_increase": ("an ECE difference in [0, 1]", 1.0)}
+    expected = {
+        "max_probability_error": ("a probability in [0, 1]", 1.0),
+        "max_nll_increase": ("nats >= 0", math.inf),
+        "max_ece_increase": ("an ECE difference in [0, 1]", 1.0),
+    }
     for field, value in values.items():
         if field == "max_drop":
             values[field] = check_max_drop(value)
@@ -103,7 +121,9 @@ class GateVerdict:
     failures: list[str]
 
 
-def judge_int8(fp32_probabilities, int8_probabilities, labels, limits: Int8Limits = Int8Limits()) -> GateVerdict:
+def judge_int8(
+    fp32_probabilities, int8_probabilities, labels, limits: Int8Limits = Int8Limits()
+) -> GateVerdict:
     """The int8 gate's one rule, on any format's int8 model.
 
     Args:
@@ -120,10 +140,12 @@ def judge_int8(fp32_probabilities, int8_probabilities, labels, limits: Int8Limit
     fp32 = np.asarray(fp32_probabilities, dtype=np.float64)
     int8 = np.asarray(int8_probabilities, dtype=np.float64)
     if fp32.shape != int8.shape:
-        raise invalid_argument("int8_probabilities", f"the float32 probabilities' shape {fp32.shape} (the same rows)",
-                               int8.shape)
+        raise invalid_argument(
+            "int8_probabilities", f"the float32 probabilities' shape {fp32.shape} (the same rows)", int8.shape
+        )
     figures = {
-        "fp32_accuracy": calibration.accuracy(fp32, labels), "int8_accuracy": calibration.accuracy(int8, labels),
+        "fp32_accuracy": calibration.accuracy(fp32, labels),
+        "int8_accuracy": calibration.accuracy(int8, labels),
         "max_probability_error": float(np.max(np.abs(int8 - fp32))),
         "fp32_nll": calibration.negative_log_likelihood(fp32, labels),
         "int8_nll": calibration.negative_log_likelihood(int8, labels),
@@ -135,25 +157,52 @@ def judge_int8(fp32_probabilities, int8_probabilities, labels, limits: Int8Limit
     figures["nll_increase"] = figures["int8_nll"] - figures["fp32_nll"]
     figures["ece_increase"] = figures["int8_ece"] - figures["fp32_ece"]
     rows = [
-        ("accuracy_drop", figures["drop_points"], limits.max_drop, "max_drop",
-         f"top-1 accuracy on the test split drops by {figures['drop_points']:.2f} points "
-         f"({100 * figures['fp32_accuracy']:.2f}% fp32 -> {100 * figures['int8_accuracy']:.2f}% int8)"),
-        ("max_probability_error", figures["max_probability_error"], limits.max_probability_error,
-         "max_probability_error", f"a class probability moves by up to {figures['max_probability_error']:.4f}"),
-        ("nll_increase", figures["nll_increase"], limits.max_nll_increase, "max_nll_increase",
-         f"NLL rises by {figures['nll_increase']:.4f} nats ({figures['fp32_nll']:.4f} fp32 -> "
-         f"{figures['int8_nll']:.4f} int8)"),
-        ("ece_increase", figures["ece_increase"], limits.max_ece_increase, "max_ece_increase",
-         f"ECE rises by {figures['ece_increase']:.4f} ({figures['fp32_ece']:.4f} fp32 -> {figures['int8_ece']:.4f} int8)"),
-        ("probability_sum_error", figures["probability_sum_error"], PROBABILITY_SUM_TOLERANCE, None,
-         f"int8 probabilities sum to 1 only within {figures['probability_sum_error']:.2g}"),
+        (
+            "accuracy_drop",
+            figures["drop_points"],
+            limits.max_drop,
+            "max_drop",
+            f"top-1 accuracy on the test split drops by {figures['drop_points']:.2f} points "
+            f"({100 * figures['fp32_accuracy']:.2f}% fp32 -> {100 * figures['int8_accuracy']:.2f}% int8)",
+        ),
+        (
+            "max_probability_error",
+            figures["max_probability_error"],
+            limits.max_probability_error,
+            "max_probability_error",
+            f"a class probability moves by up to {figures['max_probability_error']:.4f}",
+        ),
+        (
+            "nll_increase",
+            figures["nll_increase"],
+            limits.max_nll_increase,
+            "max_nll_increase",
+            f"NLL rises by {figures['nll_increase']:.4f} nats ({figures['fp32_nll']:.4f} fp32 -> "
+            f"{figures['int8_nll']:.4f} int8)",
+        ),
+        (
+            "ece_increase",
+            figures["ece_increase"],
+            limits.max_ece_increase,
+            "max_ece_increase",
+            f"ECE rises by {figures['ece_increase']:.4f} ({figures['fp32_ece']:.4f} fp32 -> {figures['int8_ece']:.4f} int8)",
+        ),
+        (
+            "probability_sum_error",
+            figures["probability_sum_error"],
+            PROBABILITY_SUM_TOLERANCE,
+            None,
+            f"int8 probabilities sum to 1 only within {figures['probability_sum_error']:.2g}",
+        ),
     ]
     criteria, failures = [], []
     for name, value, limit, field, sentence in rows:
         passed = bool(value <= limit)
         criteria.append({"criterion": name, "value": float(f"{value:.6g}"), "limit": limit, "passed": passed})
         if not passed:
-            allowed = f"the {limit:g} allowed ({LIMIT_FLAGS[field]})" if field else f"the {limit:g} a softmax keeps"
+            allowed = (
+                f"the {limit:g} allowed ({LIMIT_FLAGS[field]})" if field else f"the {limit:g} a softmax keeps"
+            )
             failures.append(f"{sentence}, more than {allowed}")
     return GateVerdict(not failures, figures, criteria, failures)
 
@@ -164,8 +213,12 @@ def check_int8_source(source) -> pathlib.Path:
 
     run_dir, why = find_run(source)
     if run_dir is None:
-        raise invalid_argument("int8", "a run's model.keras (int8 is calibrated on the run's training data and "
-                               f"published only if its test-split accuracy holds; {why})", True)
+        raise invalid_argument(
+            "int8",
+            "a run's model.keras (int8 is calibrated on the run's training data and "
+            f"published only if its test-split accuracy holds; {why})",
+            True,
+        )
     return run_dir
 
 
@@ -175,8 +228,12 @@ def check_int8_model(model) -> None:
 
     interface = serving_interface(model)
     if not interface.classifier:
-        raise invalid_argument("int8", "a softmax classifier (the int8 gate compares top-1 accuracy on the run's "
-                               f"test split); this model maps {interface.describe()}", True)
+        raise invalid_argument(
+            "int8",
+            "a softmax classifier (the int8 gate compares top-1 accuracy on the run's "
+            f"test split); this model maps {interface.describe()}",
+            True,
+        )
 
 
 def run_datasets(run_dir: pathlib.Path):
@@ -198,10 +255,17 @@ def _session(path: pathlib.Path):
 def _input_and_scores(session) -> tuple[str, str]:
     """`(input name, probability output name)`: the one input and the float output of shape (batch, classes)."""
     inputs = session.get_inputs()
-    scores = [output.name for output in session.get_outputs() if output.type == "tensor(float)" and len(output.shape) == 2]
+    scores = [
+        output.name
+        for output in session.get_outputs()
+        if output.type == "tensor(float)" and len(output.shape) == 2
+    ]
     if len(inputs) != 1 or len(scores) != 1:
-        raise invalid_argument("int8", "a classifier with one input and one float (batch, classes) output to measure "
-                               "top-1 accuracy on", f"inputs {[i.name for i in inputs]}, float outputs {scores}")
+        raise invalid_argument(
+            "int8",
+            "a classifier with one input and one float (batch, classes) output to measure top-1 accuracy on",
+            f"inputs {[i.name for i in inputs]}, float outputs {scores}",
+        )
     return inputs[0].name, scores[0]
 
 
@@ -258,9 +322,16 @@ def quantize(fp32_path: pathlib.Path, int8_path: pathlib.Path, batches: list[np.
 
     input_name, _ = _input_and_scores(_session(fp32_path))
     kept = float_tail(onnx.load(str(fp32_path)).graph)
-    quantize_static(str(fp32_path), str(int8_path), _CalibrationReader(batches, input_name),
-                    quant_format=QuantFormat.QDQ, per_channel=False, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, nodes_to_exclude=kept)
+    quantize_static(
+        str(fp32_path),
+        str(int8_path),
+        _CalibrationReader(batches, input_name),
+        quant_format=QuantFormat.QDQ,
+        per_channel=False,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=kept,
+    )
     return kept
 
 
@@ -293,8 +364,11 @@ def latency(fp32, int8, row_shape, seconds: float = LATENCY_SECONDS) -> dict:
     for batch in LATENCY_BATCHES:
         images = rng.uniform(0.0, 1.0, (batch, *row_shape)).astype("float32")
         fp32_ms, int8_ms = median_latency_ms(fp32, images, seconds), median_latency_ms(int8, images, seconds)
-        found[str(batch)] = {"fp32_ms": round(fp32_ms, 4), "int8_ms": round(int8_ms, 4),
-                             "int8_over_fp32": round(int8_ms / fp32_ms, 3)}
+        found[str(batch)] = {
+            "fp32_ms": round(fp32_ms, 4),
+            "int8_ms": round(int8_ms, 4),
+            "int8_over_fp32": round(int8_ms / fp32_ms, 3),
+        }
     return found
 
 
@@ -308,8 +382,15 @@ def _verified(path: pathlib.Path, probe_range) -> tuple[bool, list[str]]:
     return report.ok, [f"[{f.check}] {f.location}: {f.message}" for f in report.errors]
 
 
-def build_int8(staging: pathlib.Path, run_dir: pathlib.Path, *, limits: Int8Limits, row_shape, probe_range,
-               latency_seconds: float = LATENCY_SECONDS) -> Int8Result:
+def build_int8(
+    staging: pathlib.Path,
+    run_dir: pathlib.Path,
+    *,
+    limits: Int8Limits,
+    row_shape,
+    probe_range,
+    latency_seconds: float = LATENCY_SECONDS,
+) -> Int8Result:
     """Quantises `staging/model.onnx`, measures it against fp32 and keeps `model.int8.onnx` only if
     `judge_int8` passes it; otherwise the refusal names each failed criterion with its figure."""
     data = run_datasets(run_dir)
@@ -323,15 +404,20 @@ def build_int8(staging: pathlib.Path, run_dir: pathlib.Path, *, limits: Int8Limi
     verified, findings = _verified(int8_path, probe_range)
     figures = {key: float(f"{value:.6g}") for key, value in verdict.figures.items()}
     record = {
-        "file": INT8_FILE, "quantization": "onnxruntime quantize_static, QDQ, int8 weights and activations, "
+        "file": INT8_FILE,
+        "quantization": "onnxruntime quantize_static, QDQ, int8 weights and activations, "
         "per-tensor, MinMax calibration; the classifier layer and softmax kept in float32",
         "float32_nodes": kept,
         "calibration": f"{sum(len(batch) for batch in calibration)} training images of {run_dir}",
         "test_examples": len(labels),
-        **figures, "max_drop_points": limits.max_drop, "limits": dataclasses.asdict(limits),
+        **figures,
+        "max_drop_points": limits.max_drop,
+        "limits": dataclasses.asdict(limits),
         "criteria": verdict.criteria,
-        "fp32_bytes": fp32_path.stat().st_size, "int8_bytes": int8_path.stat().st_size,
-        "latency_ms": latency(fp32, int8, row_shape, latency_seconds), "verified": verified,
+        "fp32_bytes": fp32_path.stat().st_size,
+        "int8_bytes": int8_path.stat().st_size,
+        "latency_ms": latency(fp32, int8, row_shape, latency_seconds),
+        "verified": verified,
     }
     record["size_ratio"] = round(record["int8_bytes"] / record["fp32_bytes"], 3)
     published = verified and verdict.passed
@@ -340,12 +426,14 @@ def build_int8(staging: pathlib.Path, run_dir: pathlib.Path, *, limits: Int8Limi
     elif not verdict.passed:
         reason = "; ".join(verdict.failures)
     else:
-        reason = (f"every criterion holds: accuracy drop {verdict.figures['drop_points']:.2f} points <= "
-                  f"{limits.max_drop:g}, largest probability error {verdict.figures['max_probability_error']:.4f} <= "
-                  f"{limits.max_probability_error:g}, NLL {verdict.figures['nll_increase']:+.4f} <= "
-                  f"{limits.max_nll_increase:g}, ECE {verdict.figures['ece_increase']:+.4f} <= "
-                  f"{limits.max_ece_increase:g}, probabilities sum to 1 within "
-                  f"{verdict.figures['probability_sum_error']:.2g}")
+        reason = (
+            f"every criterion holds: accuracy drop {verdict.figures['drop_points']:.2f} points <= "
+            f"{limits.max_drop:g}, largest probability error {verdict.figures['max_probability_error']:.4f} <= "
+            f"{limits.max_probability_error:g}, NLL {verdict.figures['nll_increase']:+.4f} <= "
+            f"{limits.max_nll_increase:g}, ECE {verdict.figures['ece_increase']:+.4f} <= "
+            f"{limits.max_ece_increase:g}, probabilities sum to 1 within "
+            f"{verdict.figures['probability_sum_error']:.2g}"
+        )
     if not published:
         int8_path.unlink()
     record.update(published=published, reason=reason)
@@ -359,25 +447,38 @@ def int8_runner(staging: pathlib.Path):
     return runtimes.onnx_runtime(_session(staging / INT8_FILE))
 
 
-_CRITERION_LABELS = {"accuracy_drop": "accuracy drop (points)", "max_probability_error": "largest probability error",
-                     "nll_increase": "NLL increase (nats)", "ece_increase": "ECE increase (15 bins)",
-                     "probability_sum_error": "|sum of probabilities - 1|"}
+_CRITERION_LABELS = {
+    "accuracy_drop": "accuracy drop (points)",
+    "max_probability_error": "largest probability error",
+    "nll_increase": "NLL increase (nats)",
+    "ece_increase": "ECE increase (15 bins)",
+    "probability_sum_error": "|sum of probabilities - 1|",
+}
 
 
 def describe(record: dict) -> list[str]:
     """The export's printed lines about int8: each criterion against its limit, size, latency ratios."""
     verdict = "published" if record["published"] else f"REFUSED ({ONNX_FILE}, fp32, is still published)"
-    lines = [f"int8 {record['file']}: {verdict}: {record['reason']}",
-             f"  on {record['test_examples']} test images: top-1 accuracy fp32 {100 * record['fp32_accuracy']:.2f}%  "
-             f"int8 {100 * record['int8_accuracy']:.2f}%  drop {record['drop_points']:.2f} points; NLL fp32 "
-             f"{record['fp32_nll']:.4f} int8 {record['int8_nll']:.4f}; ECE fp32 {record['fp32_ece']:.4f} int8 "
-             f"{record['int8_ece']:.4f}",
-             "    criterion                      int8 vs fp32     limit  verdict"]
-    lines += [f"    {_CRITERION_LABELS[row['criterion']]:<29} {row['value']:>12.4g} {row['limit']:>9.4g}  "
-              f"{'pass' if row['passed'] else 'FAIL'}" for row in record["criteria"]]
-    lines += [f"  size: fp32 {record['fp32_bytes']:,} B  int8 {record['int8_bytes']:,} B  ratio {record['size_ratio']:.3f}",
-              "  latency on this machine, median ms per call in ONNX Runtime (1 thread):",
-              "    batch     fp32     int8  int8/fp32"]
-    lines += [f"    {batch:>5}  {row['fp32_ms']:7.3f}  {row['int8_ms']:7.3f}  {row['int8_over_fp32']:9.2f}"
-              for batch, row in record["latency_ms"].items()]
+    lines = [
+        f"int8 {record['file']}: {verdict}: {record['reason']}",
+        f"  on {record['test_examples']} test images: top-1 accuracy fp32 {100 * record['fp32_accuracy']:.2f}%  "
+        f"int8 {100 * record['int8_accuracy']:.2f}%  drop {record['drop_points']:.2f} points; NLL fp32 "
+        f"{record['fp32_nll']:.4f} int8 {record['int8_nll']:.4f}; ECE fp32 {record['fp32_ece']:.4f} int8 "
+        f"{record['int8_ece']:.4f}",
+        "    criterion                      int8 vs fp32     limit  verdict",
+    ]
+    lines += [
+        f"    {_CRITERION_LABELS[row['criterion']]:<29} {row['value']:>12.4g} {row['limit']:>9.4g}  "
+        f"{'pass' if row['passed'] else 'FAIL'}"
+        for row in record["criteria"]
+    ]
+    lines += [
+        f"  size: fp32 {record['fp32_bytes']:,} B  int8 {record['int8_bytes']:,} B  ratio {record['size_ratio']:.3f}",
+        "  latency on this machine, median ms per call in ONNX Runtime (1 thread):",
+        "    batch     fp32     int8  int8/fp32",
+    ]
+    lines += [
+        f"    {batch:>5}  {row['fp32_ms']:7.3f}  {row['int8_ms']:7.3f}  {row['int8_over_fp32']:9.2f}"
+        for batch, row in record["latency_ms"].items()
+    ]
     return lines

@@ -49,13 +49,19 @@ class ServingInterface:
         if self.classifier:
             return f"{names} (a softmax classifier: class_ids is the argmax of the probabilities)"
         if self.softmax_outputs:
-            return (f"{names} (the model's own names; softmax outputs {', '.join(self.softmax_outputs)} also give "
-                    "their argmax as <name>_class_ids)")
+            return (
+                f"{names} (the model's own names; softmax outputs {', '.join(self.softmax_outputs)} also give "
+                "their argmax as <name>_class_ids)"
+            )
         return f"{names} (the model's own names; no softmax output, so no class_ids)"
 
     def to_dict(self) -> dict:
-        return {"inputs": self.input_names, "outputs": self.published_outputs, "classifier": self.classifier,
-                "softmax_outputs": list(self.softmax_outputs)}
+        return {
+            "inputs": self.input_names,
+            "outputs": self.published_outputs,
+            "classifier": self.classifier,
+            "softmax_outputs": list(self.softmax_outputs),
+        }
 
 
 def _producer(tensor):
@@ -86,22 +92,30 @@ def serving_interface(model) -> ServingInterface:
     except (AttributeError, ValueError):
         inputs, outputs = [], []
     if not inputs or not outputs:
-        raise invalid_argument("model", "a functional or Sequential Keras model (its inputs and outputs declare the "
-                               "names export publishes)", f"{type(model).__name__} {model.name!r} without declared "
-                               "inputs and outputs")
+        raise invalid_argument(
+            "model",
+            "a functional or Sequential Keras model (its inputs and outputs declare the "
+            "names export publishes)",
+            f"{type(model).__name__} {model.name!r} without declared inputs and outputs",
+        )
     named_inputs = _named(getattr(model, "_inputs_struct", None), inputs, [_producer(t).name for t in inputs])
     # A Sequential model has no output_names: its outputs are named by the layers that produce them.
     output_names = list(getattr(model, "output_names", None) or [_producer(t).name for t in outputs])
     named_outputs = _named(getattr(model, "_outputs_struct", None), outputs, output_names)
     softmax = tuple(name for name, tensor in named_outputs if _is_softmax(tensor))
     interface = ServingInterface(
-        inputs=tuple(ServedInput(name, str(tensor.dtype), tuple(tensor.shape[1:])) for name, tensor in named_inputs),
-        outputs=tuple(name for name, _ in named_outputs), softmax_outputs=softmax,
-        classifier=len(named_outputs) == 1 and len(softmax) == 1)
+        inputs=tuple(
+            ServedInput(name, str(tensor.dtype), tuple(tensor.shape[1:])) for name, tensor in named_inputs
+        ),
+        outputs=tuple(name for name, _ in named_outputs),
+        softmax_outputs=softmax,
+        classifier=len(named_outputs) == 1 and len(softmax) == 1,
+    )
     published = interface.published_outputs
     if len(set(published)) != len(published):
-        raise invalid_argument("model", "outputs whose names stay distinct when softmax outputs add <name>_class_ids",
-                               published)
+        raise invalid_argument(
+            "model", "outputs whose names stay distinct when softmax outputs add <name>_class_ids", published
+        )
     return interface
 
 
@@ -109,8 +123,10 @@ def input_signature(model) -> list:
     """One named TensorSpec per input, batch dimension open: the signature's input keys are these names."""
     import tensorflow as tf
 
-    return [tf.TensorSpec([None, *spec.row_shape], spec.dtype, name=spec.name)
-            for spec in serving_interface(model).inputs]
+    return [
+        tf.TensorSpec([None, *spec.row_shape], spec.dtype, name=spec.name)
+        for spec in serving_interface(model).inputs
+    ]
 
 
 def serving_function(model):
@@ -127,8 +143,13 @@ def serving_function(model):
         if interface.classifier:
             probabilities = results[interface.outputs[0]]
             return {PROBABILITIES: probabilities, CLASS_IDS: tf.argmax(probabilities, axis=-1)}
-        return {**results, **{name + CLASS_IDS_SUFFIX: tf.argmax(results[name], axis=-1)
-                              for name in interface.softmax_outputs}}
+        return {
+            **results,
+            **{
+                name + CLASS_IDS_SUFFIX: tf.argmax(results[name], axis=-1)
+                for name in interface.softmax_outputs
+            },
+        }
 
     return serve
 

@@ -39,11 +39,19 @@ def models_config_to_merge(path: pathlib.Path | None):
     try:
         config = read_models_config(path)
     except ModelsConfigError as error:
-        raise invalid_argument("models_config", "a ModelServerConfig text file (TF Serving's --model_config_file) "
-                               f"to merge into; it is left as it is. {error}", str(path)) from None
+        raise invalid_argument(
+            "models_config",
+            "a ModelServerConfig text file (TF Serving's --model_config_file) "
+            f"to merge into; it is left as it is. {error}",
+            str(path),
+        ) from None
     if config.WhichOneof("config") == "custom_model_config":
-        raise invalid_argument("models_config", "a ModelServerConfig with a model_config_list (this one has a "
-                               "custom_model_config, which export cannot merge into)", str(path))
+        raise invalid_argument(
+            "models_config",
+            "a ModelServerConfig with a model_config_list (this one has a "
+            "custom_model_config, which export cannot merge into)",
+            str(path),
+        )
     header = "".join(line + "\n" for line in _leading_comments(path.read_text()))
     return header, config
 
@@ -57,8 +65,12 @@ def _leading_comments(text: str) -> list[str]:
     return lines
 
 
-def models_config_text(repo: pathlib.Path, base_path: str | None = None, existing: pathlib.Path | None = None,
-                       exported: str | None = None) -> str:
+def models_config_text(
+    repo: pathlib.Path,
+    base_path: str | None = None,
+    existing: pathlib.Path | None = None,
+    exported: str | None = None,
+) -> str:
     """`existing` (a ModelServerConfig text file) with an entry for every model published in `repo`.
 
     Every entry and field already there is kept (version_labels, model_version_policy, a hand-set
@@ -81,7 +93,12 @@ def models_config_text(repo: pathlib.Path, base_path: str | None = None, existin
             continue
         entry = entries.get(model_dir.name)
         wanted = f"{mount}/{model_dir.name}"
-        moved = base_path is not None and model_dir.name == exported and entry is not None and entry.base_path != wanted
+        moved = (
+            base_path is not None
+            and model_dir.name == exported
+            and entry is not None
+            and entry.base_path != wanted
+        )
         filled |= entry is not None and (moved or not (entry.base_path and entry.model_platform))
         if entry is None:
             entry = config.model_config_list.config.add()
@@ -95,10 +112,12 @@ def models_config_text(repo: pathlib.Path, base_path: str | None = None, existin
         kept = None if filled else _with_entries_appended(existing.read_text(), added)
         if kept is not None and text_format.Parse(kept, type(config)()) == config:
             return kept
-    header = header or (f"# Kept by `kerasdrop export` for the model repository {repo}: every model with a published\n"
-                        f"# version; entries, fields and comments written by hand are kept (only the leading comments\n"
-                        f"# when export has to fill a field into an existing entry). TF Serving reads it with "
-                        f"--model_config_file.\n")
+    header = header or (
+        f"# Kept by `kerasdrop export` for the model repository {repo}: every model with a published\n"
+        f"# version; entries, fields and comments written by hand are kept (only the leading comments\n"
+        f"# when export has to fill a field into an existing entry). TF Serving reads it with "
+        f"--model_config_file.\n"
+    )
     return header + text_format.MessageToString(config)
 
 
@@ -135,14 +154,18 @@ def _with_entries_appended(text: str, added: list) -> str | None:
     close = braces[-1]  # model_config_list is the config's one top-level field
     line_start = text.rfind("\n", 0, close) + 1
     at = line_start if not text[line_start:close].strip() else close
-    blocks = "".join("  config {\n" + "".join(f"    {line}\n" for line in
-                                                text_format.MessageToString(entry).splitlines()) + "  }\n"
-                     for entry in added)
+    blocks = "".join(
+        "  config {\n"
+        + "".join(f"    {line}\n" for line in text_format.MessageToString(entry).splitlines())
+        + "  }\n"
+        for entry in added
+    )
     return text[:at] + ("" if at == line_start else "\n") + blocks + text[at:]
 
 
-def write_models_config(repo: pathlib.Path, path: pathlib.Path, base_path: str | None = None,
-                        exported: str | None = None) -> pathlib.Path:
+def write_models_config(
+    repo: pathlib.Path, path: pathlib.Path, base_path: str | None = None, exported: str | None = None
+) -> pathlib.Path:
     """Merges `repo`'s models into the ModelServerConfig at `path` (created when missing), under its lock.
 
     `base_path`, `exported`: as `models_config_text` takes them (an explicit base_path moves `exported`'s entry).

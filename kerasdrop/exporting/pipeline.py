@@ -11,7 +11,7 @@ import os
 import pathlib
 import shutil
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.errors import KerasdropError
@@ -44,7 +44,9 @@ class ExportResult:
     seconds: dict
     models_config: pathlib.Path | None = None  # the ModelServerConfig file kept, if any
     interface: object = None  # interface.ServingInterface: the names serving_default publishes, and why
-    int8: dict | None = None  # `--int8`: accuracy, drop, size, latency, and whether model.int8.onnx was published
+    int8: dict | None = (
+        None  # `--int8`: accuracy, drop, size, latency, and whether model.int8.onnx was published
+    )
     # Per format: its files, export seconds, and its largest difference from Keras on the probes.
     formats: dict = dataclasses.field(default_factory=dict)
 
@@ -99,8 +101,12 @@ def export(
     models_config = models_config_file.models_config_path(repo, models_config)
     models_config_file.models_config_to_merge(models_config)  # one it cannot merge into refuses export now
     seconds, figures = {}, {}  # figures: per format, files, seconds, largest difference from Keras
-    options = dict(figures=figures, mc_samples=mc_samples, image_bytes=image_bytes,
-                   int8_run=_check_int8(model_or_path, formats, int8_max_drop, int8_limits) if int8 else None)
+    options = dict(
+        figures=figures,
+        mc_samples=mc_samples,
+        image_bytes=image_bytes,
+        int8_run=_check_int8(model_or_path, formats, int8_max_drop, int8_limits) if int8 else None,
+    )
 
     # --- 1. verify the Keras model ---------------------------------------------------------------
     model, source, report = _verified_keras_model(model_or_path, seconds, options)
@@ -110,10 +116,23 @@ def export(
     repository.remove_stale_staging(model_dir)
     staging = repository.staging_dir(model_dir, version)
     try:
-        _write_and_reverify(model, staging, report, name=name, formats=formats, options=options, seconds=seconds)
+        _write_and_reverify(
+            model, staging, report, name=name, formats=formats, options=options, seconds=seconds
+        )
         int8_record = _write_int8_and_golden(model, staging, options, seconds)
-        _write_evidence(model, staging, report, int8_record, figures, name=name, version=version,
-                        source=source, formats=formats, mc_samples=mc_samples, image_bytes=image_bytes)
+        _write_evidence(
+            model,
+            staging,
+            report,
+            int8_record,
+            figures,
+            name=name,
+            version=version,
+            source=source,
+            formats=formats,
+            mc_samples=mc_samples,
+            image_bytes=image_bytes,
+        )
 
         # --- 4. publish --------------------------------------------------------------------------
         path = repository.publish(staging, model_dir, version)
@@ -124,9 +143,17 @@ def export(
     _save_report(report, path, int8_record, figures)
     if models_config is not None:
         models_config_file.write_models_config(repo, models_config, base_path, exported=name)
-    return ExportResult(path=path, name=name, version=version, report=report, seconds=seconds,
-                        models_config=models_config, interface=serving_interface(model), int8=int8_record,
-                        formats=figures)
+    return ExportResult(
+        path=path,
+        name=name,
+        version=version,
+        report=report,
+        seconds=seconds,
+        models_config=models_config,
+        interface=serving_interface(model),
+        int8=int8_record,
+        formats=figures,
+    )
 
 
 def _check_int8(model_or_path, formats, max_drop, limits) -> tuple:
@@ -135,9 +162,9 @@ def _check_int8(model_or_path, formats, max_drop, limits) -> tuple:
 
     limits = check_limits(max_drop, limits)
     if "onnx" not in formats:
-        raise invalid_argument("int8", f"the onnx format in `formats` ({INT8_ONNX_FILE} is quantised from "
-                               f"{ONNX_FILE})",
-                               True)
+        raise invalid_argument(
+            "int8", f"the onnx format in `formats` ({INT8_ONNX_FILE} is quantised from {ONNX_FILE})", True
+        )
     return check_int8_source(model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None), limits
 
 
@@ -191,11 +218,15 @@ def _verified_keras_model(model_or_path, seconds: dict, options: dict):
     report.extend(verify_keras(model, for_export=True, probe_range=recorded_range))
     seconds["verify_keras"] = time.perf_counter() - started
     if not report.ok:
-        raise ExportRefusedError(f"{target} failed inference-mode verification; nothing was exported.", report)
+        raise ExportRefusedError(
+            f"{target} failed inference-mode verification; nothing was exported.", report
+        )
     return model, source, report
 
 
-def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, formats, options, seconds) -> None:
+def _write_and_reverify(
+    model, staging: pathlib.Path, report: Report, *, name, formats, options, seconds
+) -> None:
     """Writes the SavedModel (+ warmup requests), then each other format, into `staging`; verifies what was
     written."""
     from kerasdrop.exporting.image_bytes import check_bytes_parity
@@ -206,8 +237,12 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
 
     low, high = numerical.keras_probe_range(model)
     started = time.perf_counter()
-    write_savedmodel(model, staging, mc_samples=options["mc_samples"],
-                     image_bytes_range=(low, high) if options["image_bytes"] else None)
+    write_savedmodel(
+        model,
+        staging,
+        mc_samples=options["mc_samples"],
+        image_bytes_range=(low, high) if options["image_bytes"] else None,
+    )
     write_warmup(staging, name, serving_interface(model).inputs, low, high)
     seconds["savedmodel"] = time.perf_counter() - started
     for name in formats:
@@ -221,18 +256,22 @@ def _write_and_reverify(model, staging: pathlib.Path, report: Report, *, name, f
     artefacts = Report(target=str(staging), kind="savedmodel")
     runners = {}
     reference = keras_reference(model)
-    verify_saved_model(staging, probe_range=(low, high), report=artefacts, reference={"keras": reference},
-                       runners=runners)
+    verify_saved_model(
+        staging, probe_range=(low, high), report=artefacts, reference={"keras": reference}, runners=runners
+    )
     if options["image_bytes"]:
-        check_bytes_parity(staging, input_signature(model)[0].name, model.input_shape[1:], (low, high), artefacts)
+        check_bytes_parity(
+            staging, input_signature(model)[0].name, model.input_shape[1:], (low, high), artefacts
+        )
     report.extend(artefacts)
     seconds["reverify"] = time.perf_counter() - started
-    options["figures"].update(_format_figures(model, formats, runners, reference, (low, high), staging,
-                                              seconds))
+    options["figures"].update(
+        _format_figures(model, formats, runners, reference, (low, high), staging, seconds)
+    )
     if not report.ok:
-        raise ExportRefusedError(f"The written artefacts of {report.target} failed verification; nothing was "
-                                 "published.", report)
-
+        raise ExportRefusedError(
+            f"The written artefacts of {report.target} failed verification; nothing was published.", report
+        )
 
 
 def _format_figures(model, formats, runners: dict, reference, probe_range, staging, seconds) -> dict:
@@ -250,16 +289,23 @@ def _format_figures(model, formats, runners: dict, reference, probe_range, stagi
     for name in formats:
         spec = FORMATS[name]
         run = runners.get(spec.runtime)
-        record = {"files": list(spec.files), "runtime": spec.runtime,
-                  "bytes": sum((staging / file).stat().st_size for file in spec.files
-                               if (staging / file).is_file()),
-                  "export_seconds": round(seconds.get(name, 0.0), 3), "verified": run is not None}
+        record = {
+            "files": list(spec.files),
+            "runtime": spec.runtime,
+            "bytes": sum(
+                (staging / file).stat().st_size for file in spec.files if (staging / file).is_file()
+            ),
+            "export_seconds": round(seconds.get(name, 0.0), 3),
+            "verified": run is not None,
+        }
         if run is not None and expected is not None:
             _, difference, close = numerical.differences(
                 {key: value for key, value in expected.items() if np.issubdtype(value.dtype, np.floating)},
-                run(probes))
-            record.update(max_difference_vs_keras=float(difference), within_tolerance=bool(close),
-                          probe_rows=BATCH + 1)
+                run(probes),
+            )
+            record.update(
+                max_difference_vs_keras=float(difference), within_tolerance=bool(close), probe_rows=BATCH + 1
+            )
         figures[name] = record
     return figures
 
@@ -276,12 +322,20 @@ def _write_int8_and_golden(model, staging: pathlib.Path, options: dict, seconds:
     if options["int8_run"] is not None:
         started = time.perf_counter()
         run_dir, limits = options["int8_run"]
-        result = int8.build_int8(staging, run_dir, limits=limits,
-                                 row_shape=model.input_shape[1:], probe_range=numerical.keras_probe_range(model))
+        result = int8.build_int8(
+            staging,
+            run_dir,
+            limits=limits,
+            row_shape=model.input_shape[1:],
+            probe_range=numerical.keras_probe_range(model),
+        )
         record = result.record
         if result.published:
-            backends[int8.INT8_BACKEND] = {"file": int8.INT8_FILE, "run": int8.int8_runner(staging),
-                                           "tolerance": int8.GOLDEN_TOLERANCE}
+            backends[int8.INT8_BACKEND] = {
+                "file": int8.INT8_FILE,
+                "run": int8.int8_runner(staging),
+                "tolerance": int8.GOLDEN_TOLERANCE,
+            }
         seconds["int8"] = time.perf_counter() - started
     started = time.perf_counter()
     write_golden(staging, saved_model_runner(staging, SERVING_SIGNATURE), backends=backends)

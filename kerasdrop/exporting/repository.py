@@ -20,8 +20,11 @@ STAGING_PREFIX = ".staging-"
 
 def check_model_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise invalid_argument("name", "a model name of letters, digits, '_', '.' and '-' (it becomes a URL path "
-                               "and a directory)", name)
+        raise invalid_argument(
+            "name",
+            "a model name of letters, digits, '_', '.' and '-' (it becomes a URL path and a directory)",
+            name,
+        )
     return name
 
 
@@ -64,8 +67,12 @@ def resolve_version(model_dir: pathlib.Path, version: int | None) -> int:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise invalid_argument("version", "a positive integer", version)
     if version in existing:
-        raise invalid_argument("version", f"a version not yet published (existing: {existing}; versions are never "
-                               f"overwritten, omit --version for {existing[-1] + 1})", version)
+        raise invalid_argument(
+            "version",
+            f"a version not yet published (existing: {existing}; versions are never "
+            f"overwritten, omit --version for {existing[-1] + 1})",
+            version,
+        )
     return version
 
 
@@ -113,7 +120,9 @@ def publish(staging: pathlib.Path, model_dir: pathlib.Path, version: int) -> pat
     target = model_dir / str(version)
     _fsync_tree(staging)
     if target.exists():
-        raise FileExistsError(f"{target} appeared while exporting; nothing was overwritten (staging kept at {staging}).")
+        raise FileExistsError(
+            f"{target} appeared while exporting; nothing was overwritten (staging kept at {staging})."
+        )
     os.rename(staging, target)
     descriptor = os.open(model_dir, os.O_RDONLY)
     try:

@@ -21,8 +21,14 @@ from kerasdrop.exporting.interface import (
 # function the `mc_dropout` signature exports.
 from kerasdrop.zoo.monte_carlo import monte_carlo_function
 
-__all__ = ["MC_SIGNATURE", "SERVING_SIGNATURE", "check_mc_samples", "input_signature", "serving_function",
-           "write_savedmodel"]
+__all__ = [
+    "MC_SIGNATURE",
+    "SERVING_SIGNATURE",
+    "check_mc_samples",
+    "input_signature",
+    "serving_function",
+    "write_savedmodel",
+]
 
 SERVING_SIGNATURE = "serving_default"
 MC_SIGNATURE = "mc_dropout"
@@ -34,13 +40,22 @@ def check_mc_samples(model, mc_samples: int | None) -> None:
 
     interface = serving_interface(model)
     if mc_samples and (len(interface.inputs) != 1 or len(interface.outputs) != 1):
-        raise invalid_argument("mc_samples", "None for a model with several inputs or outputs (mc_dropout gives "
-                               f"the mean and stddev of one output over passes of one input; this model maps "
-                               f"{', '.join(interface.input_names)} -> {', '.join(interface.outputs)})", mc_samples)
+        raise invalid_argument(
+            "mc_samples",
+            "None for a model with several inputs or outputs (mc_dropout gives "
+            f"the mean and stddev of one output over passes of one input; this model maps "
+            f"{', '.join(interface.input_names)} -> {', '.join(interface.outputs)})",
+            mc_samples,
+        )
 
 
-def write_savedmodel(model, directory: pathlib.Path, *, mc_samples: int | None = None,
-                     image_bytes_range: tuple[float, float] | None = None) -> None:
+def write_savedmodel(
+    model,
+    directory: pathlib.Path,
+    *,
+    mc_samples: int | None = None,
+    image_bytes_range: tuple[float, float] | None = None,
+) -> None:
     """`image_bytes_range`: adds `serving_bytes` (encoded images in), decoding into this pixel range."""
     import keras
 
@@ -53,7 +68,9 @@ def write_savedmodel(model, directory: pathlib.Path, *, mc_samples: int | None =
     if mc_samples:
         archive.add_endpoint(MC_SIGNATURE, monte_carlo_function(model, mc_samples), input_signature=signature)
     if image_bytes_range is not None:
-        archive.add_endpoint(image_bytes.BYTES_SIGNATURE,
-                             image_bytes.bytes_serving_function(model, serving_function(model), image_bytes_range),
-                             input_signature=image_bytes.bytes_input_signature(signature[0].name))
+        archive.add_endpoint(
+            image_bytes.BYTES_SIGNATURE,
+            image_bytes.bytes_serving_function(model, serving_function(model), image_bytes_range),
+            input_signature=image_bytes.bytes_input_signature(signature[0].name),
+        )
     archive.write_out(str(directory), verbose=False)

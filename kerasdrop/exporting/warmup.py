@@ -33,7 +33,9 @@ def warmup_records(model_name: str, inputs, low: float, high: float, signature: 
         request.model_spec.name = model_name
         request.model_spec.signature_name = signature
         for spec in inputs:
-            request.inputs[spec.name].CopyFrom(tf.make_tensor_proto(_warmup_array(spec, batch, low, high, rng)))
+            request.inputs[spec.name].CopyFrom(
+                tf.make_tensor_proto(_warmup_array(spec, batch, low, high, rng))
+            )
         yield prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
@@ -67,6 +69,11 @@ def predict_requests(path: pathlib.Path) -> list[tuple[str, dict]]:
     (other record kinds are skipped; an unnamed signature is serving_default, as TF Serving reads it)."""
     import tensorflow as tf
 
-    return [(log.predict_log.request.model_spec.signature_name or "serving_default",
-             {name: tf.make_ndarray(tensor) for name, tensor in log.predict_log.request.inputs.items()})
-            for log in read_warmup(path) if log.WhichOneof("log_type") == "predict_log"]
+    return [
+        (
+            log.predict_log.request.model_spec.signature_name or "serving_default",
+            {name: tf.make_ndarray(tensor) for name, tensor in log.predict_log.request.inputs.items()},
+        )
+        for log in read_warmup(path)
+        if log.WhichOneof("log_type") == "predict_log"
+    ]

@@ -13,9 +13,17 @@ class ServingError(KerasdropError):
     """
 
     # TF Serving's mapping (model_servers/http_rest_api_handler: ToHTTPStatusCode).
-    http_statuses = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "NOT_FOUND": 404,
-                     "RESOURCE_EXHAUSTED": 429, "DEADLINE_EXCEEDED": 504, "UNAVAILABLE": 503,
-                     "UNIMPLEMENTED": 501, "INTERNAL": 500}
+    http_statuses = {
+        "INVALID_ARGUMENT": 400,
+        "FAILED_PRECONDITION": 400,
+        "OUT_OF_RANGE": 400,
+        "NOT_FOUND": 404,
+        "RESOURCE_EXHAUSTED": 429,
+        "DEADLINE_EXCEEDED": 504,
+        "UNAVAILABLE": 503,
+        "UNIMPLEMENTED": 501,
+        "INTERNAL": 500,
+    }
 
     def __init__(self, code: str, message: str, http_status: int | None = None):
         super().__init__(message)
@@ -47,10 +55,13 @@ def signature_not_found(signature: str, protocol: str) -> ServingError:
     """TF Serving's two answers: REST looks the signature up to read the JSON
     (http_rest_api_handler GetInfoMap: INVALID_ARGUMENT), gRPC in predict_util (FAILED_PRECONDITION)."""
     if protocol == "rest":
-        return invalid(f"Serving signature name: \"{signature}\" not found in signature def")
-    return ServingError("FAILED_PRECONDITION", f"Serving signature key \"{signature}\" not found.")
+        return invalid(f'Serving signature name: "{signature}" not found in signature def')
+    return ServingError("FAILED_PRECONDITION", f'Serving signature key "{signature}" not found.')
 
 
 def overloaded(model: str, limit: int) -> ServingError:
-    return ServingError("RESOURCE_EXHAUSTED", f"Model {model} already has {limit} requests in flight or queued "
-                                              f"(--max-inflight {limit}); retry later")
+    return ServingError(
+        "RESOURCE_EXHAUSTED",
+        f"Model {model} already has {limit} requests in flight or queued "
+        f"(--max-inflight {limit}); retry later",
+    )

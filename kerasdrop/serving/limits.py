@@ -9,10 +9,16 @@ from __future__ import annotations
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # --max-body-bytes: a REST body (a 224x224x3 batch of ~50 as JSON)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a gRPC message, either way: the REST body's bound
-DEFAULT_MAX_CONCURRENT_REQUESTS = 256  # --max-concurrent-requests: per worker, REST requests and gRPC calls each
-DEFAULT_MAX_INFLIGHT = 128  # --max-inflight, per model; above the bench's 64 connections, far below a memory problem
+DEFAULT_MAX_CONCURRENT_REQUESTS = (
+    256  # --max-concurrent-requests: per worker, REST requests and gRPC calls each
+)
+DEFAULT_MAX_INFLIGHT = (
+    128  # --max-inflight, per model; above the bench's 64 connections, far below a memory problem
+)
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # --max-image-pixels, decoded, summed over one request's images
-DEFAULT_MAX_ELEMENTS = 1 << 24  # --max-elements, per input tensor: 16.7M floats = 64 MiB, resnet at 224x224x3 x 300
+DEFAULT_MAX_ELEMENTS = (
+    1 << 24
+)  # --max-elements, per input tensor: 16.7M floats = 64 MiB, resnet at 224x224x3 x 300
 
 # The largest request of a cheap model answered on an event loop (REST and gRPC): JSON of this size
 # parses in ~0.5 ms, the most a cheap request holds the loop.
@@ -21,9 +27,15 @@ INLINE_MAX_BODY_BYTES = 64 * 1024
 # A REST request's head (request line + headers), bounded before it is buffered (process/uvicorn_protocol.py).
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024  # --max-header-bytes: nginx's default buffers (4 x 8 KiB); then 431
 DEFAULT_MAX_HEADER_COUNT = 100  # --max-header-count: Apache's LimitRequestFields; then 431
-DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0  # --header-timeout-seconds: from a request's first byte to its head's end; then 408
-DEFAULT_BODY_TIMEOUT_SECONDS = 10.0  # --body-timeout-seconds: the longest wait for the next piece of a body; then 408
-DEFAULT_KEEP_ALIVE_SECONDS = 5.0  # --keep-alive-seconds: an idle connection (kept alive, or new and silent) is closed
+DEFAULT_HEADER_TIMEOUT_SECONDS = (
+    10.0  # --header-timeout-seconds: from a request's first byte to its head's end; then 408
+)
+DEFAULT_BODY_TIMEOUT_SECONDS = (
+    10.0  # --body-timeout-seconds: the longest wait for the next piece of a body; then 408
+)
+DEFAULT_KEEP_ALIVE_SECONDS = (
+    5.0  # --keep-alive-seconds: an idle connection (kept alive, or new and silent) is closed
+)
 
 
 # The gRPC port's HTTP/2 connections (process/grpc_server.py; docs/http2.md has the measurements).

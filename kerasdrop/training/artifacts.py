@@ -6,13 +6,21 @@ import csv
 import json
 import math
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from kerasdrop._files import atomic_write_text
 
 FINGERPRINT_FILE = "fingerprint.json"  # what defines the run's result (training/identity.py)
-RUN_FILES = ("model.keras", "best.keras", "recipe.toml", FINGERPRINT_FILE, "history.json", "history.csv",
-             "metrics.json", "curves.png")
+RUN_FILES = (
+    "model.keras",
+    "best.keras",
+    "recipe.toml",
+    FINGERPRINT_FILE,
+    "history.json",
+    "history.csv",
+    "metrics.json",
+    "curves.png",
+)
 
 
 def read_history_csv(path: pathlib.Path) -> list[dict]:
@@ -21,7 +29,9 @@ def read_history_csv(path: pathlib.Path) -> list[dict]:
         return []
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()} for row in rows]
+    return [
+        {key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()} for row in rows
+    ]
 
 
 def write_history_csv(path: pathlib.Path, rows: list[dict]) -> None:
@@ -59,8 +69,14 @@ def best_epoch(history: list[dict], monitor: str) -> dict | None:
     return pick(scored, key=lambda row: row[monitor])
 
 
-def plot_curves(history: list[dict], path: pathlib.Path, title: str, *, best_epoch: int | None = None,
-                resumed_after: Sequence[int] = ()) -> None:
+def plot_curves(
+    history: list[dict],
+    path: pathlib.Path,
+    title: str,
+    *,
+    best_epoch: int | None = None,
+    resumed_after: Sequence[int] = (),
+) -> None:
     """Loss and accuracy, train vs validation, per epoch; the best epoch and any resume points marked."""
     import matplotlib.pyplot as plt
 
@@ -69,7 +85,9 @@ def plot_curves(history: list[dict], path: pathlib.Path, title: str, *, best_epo
     plt.close(figure)
 
 
-def curves_figure(history: list[dict], title: str, *, best_epoch: int | None = None, resumed_after: Sequence[int] = ()):
+def curves_figure(
+    history: list[dict], title: str, *, best_epoch: int | None = None, resumed_after: Sequence[int] = ()
+):
     """The figure of `plot_curves`. `best_epoch` (1-based) is the one saved as best.keras."""
     import matplotlib
 
@@ -79,10 +97,22 @@ def curves_figure(history: list[dict], title: str, *, best_epoch: int | None = N
     epochs = [row["epoch"] + 1 for row in history]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, metric in zip(axes, ("loss", "accuracy")):
-        axis.plot(epochs, [row.get(metric, math.nan) for row in history], marker="o", label=f"train {metric} (dropout on)")
-        axis.plot(epochs, [row.get(f"val_{metric}", math.nan) for row in history], marker="o", label=f"validation {metric}")
+        axis.plot(
+            epochs,
+            [row.get(metric, math.nan) for row in history],
+            marker="o",
+            label=f"train {metric} (dropout on)",
+        )
+        axis.plot(
+            epochs,
+            [row.get(f"val_{metric}", math.nan) for row in history],
+            marker="o",
+            label=f"validation {metric}",
+        )
         if best_epoch is not None:
-            axis.axvline(best_epoch, color="tab:red", linestyle=":", label=f"best epoch {best_epoch} (best.keras)")
+            axis.axvline(
+                best_epoch, color="tab:red", linestyle=":", label=f"best epoch {best_epoch} (best.keras)"
+            )
         for epoch in resumed_after:
             axis.axvline(epoch + 0.5, color="grey", linestyle="--", label=f"resumed after epoch {epoch}")
         axis.set_xlabel("epoch")

@@ -15,30 +15,46 @@ def recipe_datasets(recipe: Recipe):
     from kerasdrop.data import load_dataset
 
     return load_dataset(
-        recipe.data.dataset, batch_size=recipe.training.batch_size, seed=recipe.training.seed,
-        validation_fraction=recipe.data.validation_fraction, test_fraction=recipe.data.test_fraction,
-        data_dir=recipe.data.data_dir, image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
-        train_size=recipe.data.train_size, split_seed=recipe.data.split_seed, offline=recipe.data.offline,
-        image_mode=recipe.data.image_mode, skip_bad_images=recipe.data.skip_bad_images,
+        recipe.data.dataset,
+        batch_size=recipe.training.batch_size,
+        seed=recipe.training.seed,
+        validation_fraction=recipe.data.validation_fraction,
+        test_fraction=recipe.data.test_fraction,
+        data_dir=recipe.data.data_dir,
+        image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
+        train_size=recipe.data.train_size,
+        split_seed=recipe.data.split_seed,
+        offline=recipe.data.offline,
+        image_mode=recipe.data.image_mode,
+        skip_bad_images=recipe.data.skip_bad_images,
     )
 
 
 def recipe_split_arguments(recipe: Recipe) -> dict:
     """`kerasdrop.data.core.load_split`'s arguments for the recipe: what its train/validation/test split depends on."""
-    return {"spec": recipe.data.dataset, "data_dir": recipe.data.data_dir,
-            "seed": recipe.training.seed if recipe.data.split_seed is None else recipe.data.split_seed,
-            "validation_fraction": recipe.data.validation_fraction, "test_fraction": recipe.data.test_fraction,
-            "offline": recipe.data.offline,
-            # A folder's images are decoded to one size and mode, and its unreadable files are left out.
-            "image_size": tuple(recipe.data.image_size) if recipe.data.image_size else None,
-            "image_mode": recipe.data.image_mode, "skip_bad_images": recipe.data.skip_bad_images}
+    return {
+        "spec": recipe.data.dataset,
+        "data_dir": recipe.data.data_dir,
+        "seed": recipe.training.seed if recipe.data.split_seed is None else recipe.data.split_seed,
+        "validation_fraction": recipe.data.validation_fraction,
+        "test_fraction": recipe.data.test_fraction,
+        "offline": recipe.data.offline,
+        # A folder's images are decoded to one size and mode, and its unreadable files are left out.
+        "image_size": tuple(recipe.data.image_size) if recipe.data.image_size else None,
+        "image_mode": recipe.data.image_mode,
+        "skip_bad_images": recipe.data.skip_bad_images,
+    }
 
 
 def _optimizer(name: str, learning_rate: float):
     import keras
 
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
     if name == "sgd":
         return classes[name](learning_rate=learning_rate, momentum=0.9)
     return classes[name](learning_rate=learning_rate)
@@ -51,7 +67,8 @@ def compile_for_training(model, training, *, steps_per_epoch: int) -> None:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         # More steps per execution than an epoch has would overshoot Keras' progress bar.
-        steps_per_execution=MULTI_WORKER_STEPS_PER_EXECUTION if training.strategy == "multi_worker"
+        steps_per_execution=MULTI_WORKER_STEPS_PER_EXECUTION
+        if training.strategy == "multi_worker"
         else min(training.steps_per_execution, max(1, steps_per_epoch)),
         # XLA measured slower than plain graphs for these models on CPU (bench/train_throughput.py),
         # and Keras turns it off anyway under op determinism.
@@ -65,11 +82,15 @@ def build_model(recipe: Recipe, info, strategy):
 
     with precision_policy(recipe.training.precision), strategy.scope():
         return create_model(
-            recipe.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
+            recipe.model.name,
+            num_classes=info.num_classes,
+            input_shape=info.input_shape,
             input_range=info.pixel_range,
             dense_units=tuple(recipe.model.dense_units) if recipe.model.dense_units is not None else None,
-            dropout=recipe.model.dropout, dropout_kind=recipe.model.dropout_kind,
-            conv_dropout=recipe.model.conv_dropout, **recipe.model.options,
+            dropout=recipe.model.dropout,
+            dropout_kind=recipe.model.dropout_kind,
+            conv_dropout=recipe.model.conv_dropout,
+            **recipe.model.options,
         )
 
 

@@ -20,10 +20,15 @@ def _checked(probabilities, labels):
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels)
     if probabilities.ndim != 2 or labels.shape != (probabilities.shape[0],) or probabilities.shape[0] == 0:
-        raise invalid_argument("probabilities", "an array [n, classes] with n >= 1 and labels of shape [n]",
-                               f"probabilities {probabilities.shape}, labels {labels.shape}")
+        raise invalid_argument(
+            "probabilities",
+            "an array [n, classes] with n >= 1 and labels of shape [n]",
+            f"probabilities {probabilities.shape}, labels {labels.shape}",
+        )
     if labels.min() < 0 or labels.max() >= probabilities.shape[1]:
-        raise invalid_argument("labels", f"class indices in [0, {probabilities.shape[1]})", labels.tolist()[:10])
+        raise invalid_argument(
+            "labels", f"class indices in [0, {probabilities.shape[1]})", labels.tolist()[:10]
+        )
     return probabilities, labels.astype(np.int64)
 
 
@@ -58,9 +63,15 @@ def reliability_bins(probabilities, labels, bins: int = ECE_BINS) -> list[dict]:
     for m in range(bins):
         members = index == m
         count = int(members.sum())
-        rows.append({"lower": m / bins, "upper": (m + 1) / bins, "count": count,
-                     "accuracy": float(correct[members].mean()) if count else None,
-                     "confidence": float(confidence[members].mean()) if count else None})
+        rows.append(
+            {
+                "lower": m / bins,
+                "upper": (m + 1) / bins,
+                "count": count,
+                "accuracy": float(correct[members].mean()) if count else None,
+                "confidence": float(confidence[members].mean()) if count else None,
+            }
+        )
     return rows
 
 
@@ -68,7 +79,9 @@ def expected_calibration_error(probabilities, labels, bins: int = ECE_BINS) -> f
     """ECE = Σ_m |B_m|/n · |accuracy(B_m) − confidence(B_m)| over equal-width confidence bins."""
     rows = reliability_bins(probabilities, labels, bins)
     total = sum(row["count"] for row in rows)
-    return float(sum(row["count"] / total * abs(row["accuracy"] - row["confidence"]) for row in rows if row["count"]))
+    return float(
+        sum(row["count"] / total * abs(row["accuracy"] - row["confidence"]) for row in rows if row["count"])
+    )
 
 
 def accuracy(probabilities, labels) -> float:
@@ -77,10 +90,12 @@ def accuracy(probabilities, labels) -> float:
 
 
 def calibration_metrics(probabilities, labels) -> dict:
-    return {"accuracy": accuracy(probabilities, labels),
-            "nll": negative_log_likelihood(probabilities, labels),
-            "brier": brier_score(probabilities, labels),
-            "ece": expected_calibration_error(probabilities, labels)}
+    return {
+        "accuracy": accuracy(probabilities, labels),
+        "nll": negative_log_likelihood(probabilities, labels),
+        "brier": brier_score(probabilities, labels),
+        "ece": expected_calibration_error(probabilities, labels),
+    }
 
 
 def softmax(logits):
@@ -106,12 +121,18 @@ def fit_temperature(probabilities, labels) -> float:
 
     probabilities, labels = _checked(probabilities, labels)
     # Searched over log T so the bounds are symmetric: T in [e^-4, e^4] covers any sane model.
-    result = minimize_scalar(lambda log_t: negative_log_likelihood(temperature_scaled(probabilities, np.exp(log_t)), labels),
-                             bounds=(-4.0, 4.0), method="bounded", options={"xatol": 1e-5})
+    result = minimize_scalar(
+        lambda log_t: negative_log_likelihood(temperature_scaled(probabilities, np.exp(log_t)), labels),
+        bounds=(-4.0, 4.0),
+        method="bounded",
+        options={"xatol": 1e-5},
+    )
     return float(np.exp(result.x))
 
 
-def plot_reliability(per_method: dict[str, list[dict]], metrics: dict[str, dict], path: pathlib.Path, title: str) -> None:
+def plot_reliability(
+    per_method: dict[str, list[dict]], metrics: dict[str, dict], path: pathlib.Path, title: str
+) -> None:
     """One reliability diagram per method: accuracy per confidence bin against the diagonal, ECE in the title."""
     import matplotlib
 
@@ -122,11 +143,26 @@ def plot_reliability(per_method: dict[str, list[dict]], metrics: dict[str, dict]
     for axis, (method, rows) in zip(axes[0], per_method.items()):
         filled = [row for row in rows if row["count"]]
         width = rows[0]["upper"] - rows[0]["lower"]
-        axis.bar([row["lower"] for row in filled], [row["accuracy"] for row in filled], width=width, align="edge",
-                 edgecolor="black", color="tab:blue", label="accuracy in bin")
-        axis.bar([row["lower"] for row in filled], [abs(row["confidence"] - row["accuracy"]) for row in filled],
-                 bottom=[min(row["accuracy"], row["confidence"]) for row in filled], width=width, align="edge",
-                 edgecolor="tab:red", color="tab:red", alpha=0.3, label="gap to mean confidence")
+        axis.bar(
+            [row["lower"] for row in filled],
+            [row["accuracy"] for row in filled],
+            width=width,
+            align="edge",
+            edgecolor="black",
+            color="tab:blue",
+            label="accuracy in bin",
+        )
+        axis.bar(
+            [row["lower"] for row in filled],
+            [abs(row["confidence"] - row["accuracy"]) for row in filled],
+            bottom=[min(row["accuracy"], row["confidence"]) for row in filled],
+            width=width,
+            align="edge",
+            edgecolor="tab:red",
+            color="tab:red",
+            alpha=0.3,
+            label="gap to mean confidence",
+        )
         axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1)

@@ -166,8 +166,10 @@ def run_backup(directory: str | os.PathLike):
             save_atomically(lambda path: self.model.save_weights(path, overwrite=True), directory / weights)
             row = {key: float(value) for key, value in (logs or {}).items()}
             self.history.append({"epoch": epoch, **row})
-            atomic_write_text(directory / BACKUP_STATE_FILE,
-                              json.dumps({"epoch": epoch + 1, "weights": weights, "history": self.history}))
+            atomic_write_text(
+                directory / BACKUP_STATE_FILE,
+                json.dumps({"epoch": epoch + 1, "weights": weights, "history": self.history}),
+            )
             for old in directory.glob("*.weights.h5"):
                 if old.name != weights:
                     old.unlink(missing_ok=True)

@@ -55,8 +55,13 @@ class CpuInfo:
         return self.usable_cpus * per_cycle * self.base_mhz * 1e6
 
     def to_dict(self) -> dict:
-        described = {"model": self.model, "usable_cpus": self.usable_cpus, "base_mhz": self.base_mhz,
-                     "flags": list(self.flags), "native_bfloat16": self.native_bfloat16}
+        described = {
+            "model": self.model,
+            "usable_cpus": self.usable_cpus,
+            "base_mhz": self.base_mhz,
+            "flags": list(self.flags),
+            "native_bfloat16": self.native_bfloat16,
+        }
         return {key: value for key, value in described.items() if value is not None}  # TOML has no null
 
 
@@ -81,20 +86,26 @@ def cpu_info(cpuinfo_text: str | None = None) -> CpuInfo:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 1
-    return CpuInfo(model=fields.get("model name", "unknown"), vendor=fields.get("vendor_id", "unknown"),
-                   family=int(family) if family.isdigit() else None, usable_cpus=usable,
-                   base_mhz=float(mhz) if mhz.replace(".", "", 1).isdigit() else None,
-                   flags=tuple(flag for flag in SPEED_FLAGS if flag in flags))
+    return CpuInfo(
+        model=fields.get("model name", "unknown"),
+        vendor=fields.get("vendor_id", "unknown"),
+        family=int(family) if family.isdigit() else None,
+        usable_cpus=usable,
+        base_mhz=float(mhz) if mhz.replace(".", "", 1).isdigit() else None,
+        flags=tuple(flag for flag in SPEED_FLAGS if flag in flags),
+    )
 
 
 def training_threads() -> dict:
     """TensorFlow's intra-op and inter-op thread pools as configured (0: TensorFlow's default, all cores)."""
     import tensorflow as tf
 
-    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads()
-            or int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0")),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()
-            or int(os.environ.get("TF_NUM_INTEROP_THREADS", "0"))}
+    return {
+        "intra_op": tf.config.threading.get_intra_op_parallelism_threads()
+        or int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0")),
+        "inter_op": tf.config.threading.get_inter_op_parallelism_threads()
+        or int(os.environ.get("TF_NUM_INTEROP_THREADS", "0")),
+    }
 
 
 def apply_cpu_threads(threads: int) -> bool:
@@ -111,9 +122,11 @@ def apply_cpu_threads(threads: int) -> bool:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
-        warnings.warn(f"training.cpu_threads = {threads} is ignored: TensorFlow already runs with "
-                      f"{training_threads()} threads in this process. Train in a new process to use it.",
-                      stacklevel=2)
+        warnings.warn(
+            f"training.cpu_threads = {threads} is ignored: TensorFlow already runs with "
+            f"{training_threads()} threads in this process. Train in a new process to use it.",
+            stacklevel=2,
+        )
         return False
     return True
 
@@ -123,8 +136,10 @@ def warn_if_bfloat16_is_emulated(precision: str, info: CpuInfo | None = None) ->
     info = info if info is not None else cpu_info()
     if precision == "float32" or info.native_bfloat16 or not info.flags:
         return False
-    warnings.warn(f"training.precision = {precision} on a CPU without native bfloat16 "
-                  f"({' or '.join(NATIVE_BFLOAT16_FLAGS)} absent from /proc/cpuinfo on {info.model}): "
-                  "oneDNN emulates it, which trains slower than float32. Use precision = float32 here.",
-                  stacklevel=3)
+    warnings.warn(
+        f"training.precision = {precision} on a CPU without native bfloat16 "
+        f"({' or '.join(NATIVE_BFLOAT16_FLAGS)} absent from /proc/cpuinfo on {info.model}): "
+        "oneDNN emulates it, which trains slower than float32. Use precision = float32 here.",
+        stacklevel=3,
+    )
     return True

@@ -19,8 +19,10 @@ def tf_config() -> dict:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
-        raise DistributionConfigError(f"TF_CONFIG is not valid JSON ({error}). Expected e.g. "
-                          '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}') from None
+        raise DistributionConfigError(
+            f"TF_CONFIG is not valid JSON ({error}). Expected e.g. "
+            '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+        ) from None
     if not isinstance(config, dict) or "cluster" not in config or "task" not in config:
         raise DistributionConfigError(f"TF_CONFIG needs 'cluster' and 'task' keys. Received: {text}")
     return config
@@ -34,7 +36,9 @@ def is_chief() -> bool:
     task = config["task"]
     if task.get("type") == "chief":
         return True
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in config["cluster"]
+    return (
+        task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in config["cluster"]
+    )
 
 
 def make_strategy(name: str):

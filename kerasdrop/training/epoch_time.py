@@ -76,8 +76,13 @@ def measure_epoch_time(recipe, *, input_shape, num_classes: int, steps: int = 3)
     examples = examples_per_epoch(recipe.data.dataset, recipe.data.validation_fraction)
     rate, model = measure_training_rate(recipe, input_shape=input_shape, num_classes=num_classes, steps=steps)
     flops = forward_flops(model)
-    return EpochTime(forward_flops=flops, examples_per_epoch=examples, cpu_images_per_second=rate,
-                     cpu_seconds_per_epoch=examples / rate, gpu_seconds_per_epoch=gpu_seconds_per_epoch(flops, examples))
+    return EpochTime(
+        forward_flops=flops,
+        examples_per_epoch=examples,
+        cpu_images_per_second=rate,
+        cpu_seconds_per_epoch=examples / rate,
+        gpu_seconds_per_epoch=gpu_seconds_per_epoch(flops, examples),
+    )
 
 
 def measure_training_rate(recipe, *, input_shape, num_classes: int, steps: int = 3):
@@ -97,8 +102,15 @@ def measure_training_rate(recipe, *, input_shape, num_classes: int, steps: int =
     from kerasdrop.training.build import build_model, compile_for_training
 
     batch = recipe.training.batch_size
-    info = DatasetInfo(name="synthetic", input_shape=tuple(input_shape), class_names=tuple(map(str, range(num_classes))),
-                       pixel_range=(0.0, 255.0), num_train=steps * batch, num_validation=0, num_test=0)
+    info = DatasetInfo(
+        name="synthetic",
+        input_shape=tuple(input_shape),
+        class_names=tuple(map(str, range(num_classes))),
+        pixel_range=(0.0, 255.0),
+        num_train=steps * batch,
+        num_validation=0,
+        num_test=0,
+    )
     keras.utils.set_random_seed(0)
     model = build_model(recipe, info, tf.distribute.get_strategy())
     compile_for_training(model, recipe.training, steps_per_epoch=steps)

@@ -14,7 +14,8 @@ import shutil
 import signal
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from kerasdrop._keras_compat import multi_worker_fit
 from kerasdrop.errors import RunDirectoryError, TrainingDivergedError
@@ -91,8 +92,9 @@ def train(
             raise RunDirectoryError("--resume needs --out naming the run directory to continue.")
         out = pathlib.Path(out)
         if overwrite:
-            raise RunDirectoryError("--resume continues the run in --out and --overwrite replaces it; "
-                                    "pass one.")
+            raise RunDirectoryError(
+                "--resume continues the run in --out and --overwrite replaces it; pass one."
+            )
         recipe = _resumed_recipe(out, recipe_or_kwargs, overrides)
     else:
         recipe = resolve_recipe(recipe_or_kwargs, overrides)
@@ -109,19 +111,29 @@ def train(
     prepare_run_dir(out, resume=resume, chief=chief, overwrite=overwrite)
     with interrupts.interrupts_raised():
         try:
-            return _train_in(recipe, out, strategy, chief=chief, resume=resume, verbose=verbose,
-                             callbacks=callbacks, backup=backup,
-                             session=session if session is not None else TrainingSession(reuse=False))
+            return _train_in(
+                recipe,
+                out,
+                strategy,
+                chief=chief,
+                resume=resume,
+                verbose=verbose,
+                callbacks=callbacks,
+                backup=backup,
+                session=session if session is not None else TrainingSession(reuse=False),
+            )
         except BaseException as error:
             completed = completed_epochs(out)
             # A new run that ends before its first epoch holds nothing worth resuming: leave no directory
             # behind that would refuse the same --out next time.
-            removed = (chief and not resume and completed == 0
-                       and remove_run_files(out, keep_directory=existed))
+            removed = (
+                chief and not resume and completed == 0 and remove_run_files(out, keep_directory=existed)
+            )
             if isinstance(error, KeyboardInterrupt):
                 number = getattr(error, "signal_number", signal.SIGINT)
-                raise TrainingInterrupted(out, completed, recipe.training.epochs, removed=removed,
-                                          signal_number=number) from None
+                raise TrainingInterrupted(
+                    out, completed, recipe.training.epochs, removed=removed, signal_number=number
+                ) from None
             raise
 
 
@@ -132,8 +144,10 @@ def _resumed_recipe(out: pathlib.Path, recipe_or_kwargs, overrides) -> Recipe:
     if recipe_or_kwargs is not None or overrides:
         requested = resolve_recipe(recipe_or_kwargs if recipe_or_kwargs is not None else recipe, overrides)
         if requested.to_dict() != recipe.to_dict():
-            raise RecipeError(f"--resume continues the run in {out} with its own recipe.toml; "
-                              "do not pass a different recipe or overrides.")
+            raise RecipeError(
+                f"--resume continues the run in {out} with its own recipe.toml; "
+                "do not pass a different recipe or overrides."
+            )
     check_resumable(out, recipe)
     return recipe
 
@@ -149,8 +163,15 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during `train`: epochs completed, whether the run directory was kept, and which
     signal."""
 
-    def __init__(self, directory: pathlib.Path, completed_epochs: int, epochs: int, *, removed: bool,
-                 signal_number: int = signal.SIGINT):
+    def __init__(
+        self,
+        directory: pathlib.Path,
+        completed_epochs: int,
+        epochs: int,
+        *,
+        removed: bool,
+        signal_number: int = signal.SIGINT,
+    ):
         super().__init__(f"training interrupted after {completed_epochs} of {epochs} epochs")
         self.directory = directory
         self.completed_epochs = completed_epochs
@@ -159,8 +180,18 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.signal_number = signal_number
 
 
-def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resume: bool, verbose, callbacks,
-              backup: bool, session: TrainingSession) -> Run:
+def _train_in(
+    recipe: Recipe,
+    out: pathlib.Path,
+    strategy,
+    *,
+    chief: bool,
+    resume: bool,
+    verbose,
+    callbacks,
+    backup: bool,
+    session: TrainingSession,
+) -> Run:
     """The run itself, in a prepared run directory `out` (see `train`)."""
     # Non-chief workers still run every callback; they write into a scratch directory.
     write_dir = out if chief else pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-worker-"))
@@ -180,9 +211,16 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
     info = data.info
     if chief and not resume:
         write_fingerprint(write_dir, run_fingerprint(recipe))
-        write_recipe(recipe, write_dir / "recipe.toml",
-                     {"provenance": {**provenance(recipe), "dataset": {key: value for key, value in info.to_dict().items()
-                                                                       if value is not None}}})
+        write_recipe(
+            recipe,
+            write_dir / "recipe.toml",
+            {
+                "provenance": {
+                    **provenance(recipe),
+                    "dataset": {key: value for key, value in info.to_dict().items() if value is not None},
+                }
+            },
+        )
 
     # --- model and callbacks ------------------------------------------------------------------
     model = session.compiled_model(recipe, info, strategy)
@@ -196,14 +234,26 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
         artifacts.write_history_csv(history_csv, state["history"] if state is not None else [])
         resumed_after = artifacts.record_resume(write_dir, state["epoch"] if state is not None else 0)
     # A study's run (no backup: retrained if interrupted) keeps its best epoch in memory until the end.
-    run_callbacks = _run_callbacks(recipe.training, write_dir, resume=resume, backup=backup, extra=callbacks,
-                                   best_in_memory=session.reuse and not backup and not resume)
+    run_callbacks = _run_callbacks(
+        recipe.training,
+        write_dir,
+        resume=resume,
+        backup=backup,
+        extra=callbacks,
+        best_in_memory=session.reuse and not backup and not resume,
+    )
 
     # --- fit ----------------------------------------------------------------------------------
     with _distributed_fit_context(recipe.training.strategy, strategy, model, data.train):
         started = time.perf_counter()
-        model.fit(data.train, validation_data=data.validation, epochs=recipe.training.epochs,
-                  callbacks=run_callbacks, verbose=verbose, shuffle=False)  # the pipeline shuffles, seeded
+        model.fit(
+            data.train,
+            validation_data=data.validation,
+            epochs=recipe.training.epochs,
+            callbacks=run_callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )  # the pipeline shuffles, seeded
         seconds = time.perf_counter() - started
 
         # --- final model, history, metrics, curves --------------------------------------------
@@ -218,22 +268,29 @@ def _train_in(recipe: Recipe, out: pathlib.Path, strategy, *, chief: bool, resum
         if not mixed_precision:  # _saved_as_float32 already wrote model.keras
             save_atomically(model.save, write_dir / "model.keras")
         artifacts.write_json(write_dir / "history.json", history)
-        artifacts.plot_curves(history, write_dir / "curves.png",
-                              f"{recipe.model.name} on {recipe.data.dataset} (dropout {describe_dropout(model)})",
-                              best_epoch=metrics["best_epoch"], resumed_after=resumed_after)
+        artifacts.plot_curves(
+            history,
+            write_dir / "curves.png",
+            f"{recipe.model.name} on {recipe.data.dataset} (dropout {describe_dropout(model)})",
+            best_epoch=metrics["best_epoch"],
+            resumed_after=resumed_after,
+        )
         artifacts.write_json(write_dir / "metrics.json", metrics)  # last: a run with metrics.json is finished
         # Kept until now, so a kill after the last epoch resumes into writing these files.
         shutil.rmtree(write_dir / BACKUP_DIR, ignore_errors=True)
     else:
         shutil.rmtree(write_dir, ignore_errors=True)
     if metrics["status"] == "nan":
-        raise TrainingDivergedError(f"Training stopped: the loss became NaN (history in {out}). "
-                                 "Lower training.learning_rate or check the data's pixel range.")
+        raise TrainingDivergedError(
+            f"Training stopped: the loss became NaN (history in {out}). "
+            "Lower training.learning_rate or check the data's pixel range."
+        )
     return Run(out, recipe, metrics, history)
 
 
-def _run_callbacks(training, write_dir: pathlib.Path, *, resume: bool, backup: bool, extra,
-                   best_in_memory: bool = False) -> list:
+def _run_callbacks(
+    training, write_dir: pathlib.Path, *, resume: bool, backup: bool, extra, best_in_memory: bool = False
+) -> list:
     """NaN stop, best.keras, backup (resumable), history.csv, the caller's callbacks, early stopping.
 
     All inside one epoch record (`epoch_record_callbacks`): a signal waits until the epoch's files are
@@ -263,8 +320,11 @@ def _run_callbacks(training, write_dir: pathlib.Path, *, resume: bool, backup: b
         *extra,
     ]
     if training.early_stopping_patience:
-        run_callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                                           patience=training.early_stopping_patience))
+        run_callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, mode=mode, patience=training.early_stopping_patience
+            )
+        )
     run_callbacks.append(close_record)
     return run_callbacks
 
@@ -294,5 +354,3 @@ def _saved_as_float32(model, write_dir: pathlib.Path, training):
     save_atomically(converted.save, write_dir / "model.keras")
     compile_for_training(converted, training, steps_per_epoch=1)
     return converted
-
-

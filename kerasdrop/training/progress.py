@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class SweepProgress:
@@ -51,8 +51,11 @@ class SweepProgress:
 
         class EpochProgress(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                shown = "  ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items()
-                                  if key in ("accuracy", "loss", "val_accuracy", "val_loss"))
+                shown = "  ".join(
+                    f"{key} {value:.4f}"
+                    for key, value in (logs or {}).items()
+                    if key in ("accuracy", "loss", "val_accuracy", "val_loss")
+                )
                 say(f"  {label}: epoch {epoch + 1}/{epochs}  {shown}")
 
         return EpochProgress()

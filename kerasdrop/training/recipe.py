@@ -16,7 +16,8 @@ import pathlib
 import tomllib
 import types
 import typing
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Union
 
 from kerasdrop._validation import invalid_argument
 from kerasdrop.errors import KerasdropError
@@ -29,10 +30,10 @@ class RecipeError(KerasdropError, ValueError):
 @dataclasses.dataclass
 class ModelSection:
     name: str = "lenet5"  # a name from `kerasdrop models`
-    dense_units: Optional[list[int]] = None  # None: the model's default head
-    dropout: Optional[Union[float, list[float]]] = None  # one rate, or one per hidden Dense
-    dropout_kind: Optional[str] = None  # standard | gaussian | alpha | none (None: standard)
-    conv_dropout: Optional[float] = None  # SpatialDropout2D after conv blocks (None: off)
+    dense_units: list[int] | None = None  # None: the model's default head
+    dropout: float | list[float] | None = None  # one rate, or one per hidden Dense
+    dropout_kind: str | None = None  # standard | gaussian | alpha | none (None: standard)
+    conv_dropout: float | None = None  # SpatialDropout2D after conv blocks (None: off)
     options: dict = dataclasses.field(default_factory=dict)  # family options, e.g. {batch_norm = true}
 
 
@@ -41,24 +42,24 @@ class DataSection:
     # digits | synthetic[:HxWxC[:classes]] | tfds:<name>[:<split>] | folder:<path>
     # | mnist | fashion_mnist | cifar10 | cifar100 (keras.datasets' names for TFDS's builders)
     dataset: str = "digits"
-    data_dir: Optional[str] = None  # TFDS data directory; None: TFDS_DATA_DIR, else ~/tensorflow_datasets
+    data_dir: str | None = None  # TFDS data directory; None: TFDS_DATA_DIR, else ~/tensorflow_datasets
     # true: never download, a TFDS data set not prepared in data_dir is an error; false: download
     # and prepare it on first use, as tfds.load does
     offline: bool = False
     # [height, width] to resize to, for models that need larger inputs; required for a folder whose
     # images differ in size (None: the native, or the folder's common, size)
-    image_size: Optional[list[int]] = None
+    image_size: list[int] | None = None
     # rgb | grayscale: what a folder's images are decoded to (None: the mode most of its files have;
     # the others are converted, with a warning naming them)
-    image_mode: Optional[str] = None
+    image_mode: str | None = None
     # A folder's unreadable files: false: stop at the first, naming it; true: leave them out, counted.
     skip_bad_images: bool = False
     validation_fraction: float = 0.1  # of the training data, held out for validation and best.keras
     test_fraction: float = 0.2  # held out for the test metrics when the source has no test split
     # Train on a stratified subset of this many training examples (None: all); validation and test
     # stay whole, and each epoch repeats the subset to the full split's size (same steps for any size).
-    train_size: Optional[int] = None
-    split_seed: Optional[int] = None  # seeds the train/validation/test split; None: training.seed
+    train_size: int | None = None
+    split_seed: int | None = None  # seeds the train/validation/test split; None: training.seed
 
 
 @dataclasses.dataclass
@@ -71,7 +72,7 @@ class TrainingSection:
     # Batches per compiled step: on a 2-core CPU small models spend most of a step in Python
     # dispatch, so running several per call is the largest single speed-up (bench/train_throughput.py).
     steps_per_execution: int = 32
-    early_stopping_patience: Optional[int] = None  # epochs without improvement of `monitor`; None: off
+    early_stopping_patience: int | None = None  # epochs without improvement of `monitor`; None: off
     monitor: str = "val_accuracy"  # the metric best.keras and early stopping follow (maximised)
     strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG)
     # Threads each TensorFlow op may use (intra-op and inter-op pools); 0: TensorFlow's default, every
@@ -85,15 +86,15 @@ class TrainingSection:
 
 @dataclasses.dataclass
 class ExpectSection:
-    test_accuracy: Optional[float] = None  # what this recipe reaches, measured with this repo's command
+    test_accuracy: float | None = None  # what this recipe reaches, measured with this repo's command
     # For a recipe not run here: the test accuracy its reference reports, and that reference (paper
     # or implementation, with where the figure stands). `kerasdrop train` compares against it too.
-    reference_accuracy: Optional[float] = None
-    reference_source: Optional[str] = None
+    reference_accuracy: float | None = None
+    reference_source: str | None = None
     # Time per epoch, as bench/recipe_epoch_time.py printed it: measured on this repo's 2-core CPU (a
     # slice of synthetic data of the recipe's shape), and estimated for a GPU from the model's FLOPs.
-    cpu_seconds_per_epoch: Optional[float] = None
-    gpu_seconds_per_epoch: Optional[float] = None
+    cpu_seconds_per_epoch: float | None = None
+    gpu_seconds_per_epoch: float | None = None
 
 
 @dataclasses.dataclass
@@ -106,8 +107,11 @@ class Recipe:
     def to_dict(self) -> dict:
         """Nested dict with None values dropped (TOML has no null)."""
         return {
-            section.name: {key: value for key, value in dataclasses.asdict(getattr(self, section.name)).items()
-                           if value is not None}
+            section.name: {
+                key: value
+                for key, value in dataclasses.asdict(getattr(self, section.name)).items()
+                if value is not None
+            }
             for section in dataclasses.fields(self)
         }
 
@@ -190,7 +194,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise _type_error(key, annotation, value)
         return [_coerce(item, item_type, key) for item in value]
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and math.isnan(value))
+        ):
             raise _type_error(key, annotation, value)
         return float(value)
     if annotation is int:
@@ -207,18 +215,26 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(option) for option in typing.get_args(annotation) if option is not type(None))
+        return " or ".join(
+            _type_name(option) for option in typing.get_args(annotation) if option is not type(None)
+        )
     if origin is list:
         item = typing.get_args(annotation)[0]
         return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(item, str(item))
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}.get(
-        annotation, str(annotation)
-    )
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        dict: "a table",
+    }.get(annotation, str(annotation))
 
 
 def _type_error(key: str, annotation: Any, value: Any) -> RecipeError:
-    return RecipeError(f"Invalid value received for recipe key `{key}`. Expected {_type_name(annotation)}. "
-                       f"Received: {key}={value!r}")
+    return RecipeError(
+        f"Invalid value received for recipe key `{key}`. Expected {_type_name(annotation)}. "
+        f"Received: {key}={value!r}"
+    )
 
 
 def recipe_from_dict(data: dict, *, source: str = "recipe") -> Recipe:
@@ -228,8 +244,10 @@ def recipe_from_dict(data: dict, *, source: str = "recipe") -> Recipe:
         if section_name in _INFORMATIONAL_SECTIONS:
             continue
         if section_name not in _SECTIONS:
-            raise RecipeError(f"Unknown section [{section_name}] in {source}. Valid sections: "
-                              f"{', '.join('[' + s + ']' for s in _SECTIONS)}")
+            raise RecipeError(
+                f"Unknown section [{section_name}] in {source}. Valid sections: "
+                f"{', '.join('[' + s + ']' for s in _SECTIONS)}"
+            )
         if not isinstance(values, dict):
             raise RecipeError(f"[{section_name}] in {source} must be a table of keys, received {values!r}")
         for key, value in values.items():
@@ -243,7 +261,9 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     """Reads a recipe TOML file strictly (see `recipe_from_dict`)."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise RecipeError(f"Recipe file not found: {path}. Expected a TOML file such as models/lenet5_digits.toml.")
+        raise RecipeError(
+            f"Recipe file not found: {path}. Expected a TOML file such as models/lenet5_digits.toml."
+        )
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -270,7 +290,9 @@ def check_recipe(recipe: Recipe) -> None:
         if getattr(training, key) < 1:
             raise invalid_argument(f"training.{key}", "an integer >= 1", getattr(training, key))
     if training.cpu_threads < 0:
-        raise invalid_argument("training.cpu_threads", "an integer >= 0 (0: every usable CPU)", training.cpu_threads)
+        raise invalid_argument(
+            "training.cpu_threads", "an integer >= 0 (0: every usable CPU)", training.cpu_threads
+        )
     if training.optimizer not in OPTIMIZERS:
         raise invalid_argument("training.optimizer", f"one of {', '.join(OPTIMIZERS)}", training.optimizer)
     if training.strategy not in STRATEGIES:
@@ -280,24 +302,39 @@ def check_recipe(recipe: Recipe) -> None:
     if not training.learning_rate > 0 or math.isinf(training.learning_rate):
         raise invalid_argument("training.learning_rate", "a positive finite number", training.learning_rate)
     if training.early_stopping_patience is not None and training.early_stopping_patience < 1:
-        raise invalid_argument("training.early_stopping_patience", "an integer >= 1 or unset", training.early_stopping_patience)
+        raise invalid_argument(
+            "training.early_stopping_patience", "an integer >= 1 or unset", training.early_stopping_patience
+        )
     if training.monitor not in ("val_accuracy", "val_loss", "accuracy", "loss"):
-        raise invalid_argument("training.monitor", "val_accuracy, val_loss, accuracy or loss", training.monitor)
+        raise invalid_argument(
+            "training.monitor", "val_accuracy, val_loss, accuracy or loss", training.monitor
+        )
     if recipe.data.train_size is not None and recipe.data.train_size < 1:
-        raise invalid_argument("data.train_size", "an integer >= 1, or unset for the whole training split",
-                               recipe.data.train_size)
+        raise invalid_argument(
+            "data.train_size",
+            "an integer >= 1, or unset for the whole training split",
+            recipe.data.train_size,
+        )
     from kerasdrop.data import parse_dataset_spec
     from kerasdrop.data.folder import IMAGE_MODES
 
     kind, _ = parse_dataset_spec(recipe.data.dataset)
     if recipe.data.image_mode is not None and recipe.data.image_mode not in IMAGE_MODES:
-        raise invalid_argument("data.image_mode", f"one of {', '.join(IMAGE_MODES)}, or unset for the "
-                               "majority's", recipe.data.image_mode)
-    for key, value, unset in (("image_mode", recipe.data.image_mode, None),
-                              ("skip_bad_images", recipe.data.skip_bad_images, False)):
+        raise invalid_argument(
+            "data.image_mode",
+            f"one of {', '.join(IMAGE_MODES)}, or unset for the majority's",
+            recipe.data.image_mode,
+        )
+    for key, value, unset in (
+        ("image_mode", recipe.data.image_mode, None),
+        ("skip_bad_images", recipe.data.skip_bad_images, False),
+    ):
         if kind != "folder" and value != unset:
-            raise invalid_argument(f"data.{key}", f"unset for {recipe.data.dataset}: it applies to "
-                                   "folder:<path> data sets only", value)
+            raise invalid_argument(
+                f"data.{key}",
+                f"unset for {recipe.data.dataset}: it applies to folder:<path> data sets only",
+                value,
+            )
     check_expectations(recipe.expect)
     from kerasdrop.zoo.registry import model_info
 
@@ -316,16 +353,22 @@ def check_expectations(expect: ExpectSection) -> None:
             raise invalid_argument(f"expect.{key}", "a positive number of seconds", value)
     if (expect.reference_accuracy is None) != (not expect.reference_source):
         raise invalid_argument(
-            "expect.reference_source", "a non-empty source (paper or reference implementation) exactly when "
-            "expect.reference_accuracy is set", expect.reference_source)
+            "expect.reference_source",
+            "a non-empty source (paper or reference implementation) exactly when "
+            "expect.reference_accuracy is set",
+            expect.reference_source,
+        )
 
 
 def recipe_directories() -> list[pathlib.Path]:
     """Where `models/<model>_<dataset>.toml` recipes are looked up: ./models, then the checkout's models/."""
     checkout = pathlib.Path(__file__).resolve().parents[2] / "models"
     candidates = [pathlib.Path("models"), checkout]
-    return [path for index, path in enumerate(candidates)
-            if path.is_dir() and path.resolve() not in [c.resolve() for c in candidates[:index]]]
+    return [
+        path
+        for index, path in enumerate(candidates)
+        if path.is_dir() and path.resolve() not in [c.resolve() for c in candidates[:index]]
+    ]
 
 
 def find_recipe(model: str, dataset: str) -> pathlib.Path | None:
@@ -355,7 +398,9 @@ def find_recipe(model: str, dataset: str) -> pathlib.Path | None:
     return None
 
 
-def resolve_recipe(recipe_or_kwargs: Recipe | str | os.PathLike | dict | None, overrides: Sequence[tuple[str, Any]] = ()) -> Recipe:
+def resolve_recipe(
+    recipe_or_kwargs: Recipe | str | os.PathLike | dict | None, overrides: Sequence[tuple[str, Any]] = ()
+) -> Recipe:
     """A Recipe from a Recipe, a TOML path, or a dict (nested sections or bare keys), plus overrides."""
     if isinstance(recipe_or_kwargs, Recipe):
         recipe = copy.deepcopy(recipe_or_kwargs)  # overrides must never change the caller's recipe
@@ -370,7 +415,9 @@ def resolve_recipe(recipe_or_kwargs: Recipe | str | os.PathLike | dict | None, o
             if key not in nested:
                 recipe.set(aliases.get(key, key), value)
     else:
-        raise RecipeError(f"Expected a Recipe, a recipe file path or a dict. Received: {type(recipe_or_kwargs).__name__}")
+        raise RecipeError(
+            f"Expected a Recipe, a recipe file path or a dict. Received: {type(recipe_or_kwargs).__name__}"
+        )
     for key, value in overrides:
         recipe.set(key, value)
     check_recipe(recipe)

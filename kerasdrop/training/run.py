@@ -44,15 +44,18 @@ class Run:
         return keras.saving.load_model(self.directory / "best.keras")
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Run":
+    def load(cls, directory: str | os.PathLike) -> Run:
         directory = pathlib.Path(directory)
         if not (directory / "metrics.json").is_file():
             raise RunDirectoryError(f"{directory} holds no finished run (no metrics.json).")
         import json
 
-        return cls(directory, load_recipe(directory / "recipe.toml"),
-                   json.loads((directory / "metrics.json").read_text()),
-                   json.loads((directory / "history.json").read_text()))
+        return cls(
+            directory,
+            load_recipe(directory / "recipe.toml"),
+            json.loads((directory / "metrics.json").read_text()),
+            json.loads((directory / "history.json").read_text()),
+        )
 
 
 def default_run_dir(recipe: Recipe, runs_dir: str = DEFAULT_RUNS_DIR) -> pathlib.Path:
@@ -71,9 +74,13 @@ def holds_run(directory: pathlib.Path) -> bool:
 def prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool, overwrite: bool = False) -> None:
     if resume:
         if not (out / "recipe.toml").is_file():
-            raise RunDirectoryError(f"--resume: {out} holds no run to resume (no recipe.toml). Start it without --resume.")
+            raise RunDirectoryError(
+                f"--resume: {out} holds no run to resume (no recipe.toml). Start it without --resume."
+            )
         if (out / "metrics.json").is_file():
-            raise RunDirectoryError(f"--resume: the run in {out} already finished (metrics.json exists); nothing to resume.")
+            raise RunDirectoryError(
+                f"--resume: the run in {out} already finished (metrics.json exists); nothing to resume."
+            )
         return
     if not chief:
         return  # other workers write to scratch space; the chief checks and creates the directory
@@ -81,19 +88,24 @@ def prepare_run_dir(out: pathlib.Path, *, resume: bool, chief: bool, overwrite: 
         remove_run_files(out, keep_directory=True)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if out.is_dir() and holds_run(out):
-            raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it "
-                                    "was changed. It holds a run: --resume continues it, --overwrite "
-                                    "replaces it, or choose another --out.")
-        raise RunDirectoryError(f"Run directory {out} already exists and is not empty; nothing in it was changed. "
-                          f"Use --resume to continue that run, or choose another --out.")
+            raise RunDirectoryError(
+                f"Run directory {out} already exists and is not empty; nothing in it "
+                "was changed. It holds a run: --resume continues it, --overwrite "
+                "replaces it, or choose another --out."
+            )
+        raise RunDirectoryError(
+            f"Run directory {out} already exists and is not empty; nothing in it was changed. "
+            f"Use --resume to continue that run, or choose another --out."
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise RunDirectoryError(f"Cannot write the run directory {out}: {error.strerror or error}. "
-                          f"Choose a writable --out.") from None
+        raise RunDirectoryError(
+            f"Cannot write the run directory {out}: {error.strerror or error}. Choose a writable --out."
+        ) from None
 
 
 def remove_run_files(out: pathlib.Path, *, keep_directory: bool) -> bool:
@@ -119,7 +131,7 @@ def provenance(recipe: Recipe) -> dict:
 
     cpu = cpu_info()
     return {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         "seed": recipe.training.seed,
         "kerasdrop": __version__,
@@ -130,9 +142,17 @@ def provenance(recipe: Recipe) -> dict:
         "platform": platform.platform(),
         # The speed and, under mixed_bfloat16, the arithmetic depend on the CPU: native bfloat16
         # (AVX512-BF16 / AMX) or emulated, and how many threads each op was split over.
-        "cpu": {**cpu.to_dict(), "tensorflow_threads": training_threads(),
-                "bfloat16": ("not used" if recipe.training.precision == "float32"
-                             else "native" if cpu.native_bfloat16 else "emulated")},
+        "cpu": {
+            **cpu.to_dict(),
+            "tensorflow_threads": training_threads(),
+            "bfloat16": (
+                "not used"
+                if recipe.training.precision == "float32"
+                else "native"
+                if cpu.native_bfloat16
+                else "emulated"
+            ),
+        },
     }
 
 
@@ -142,8 +162,10 @@ def write_recipe(recipe: Recipe, path: pathlib.Path, extra: dict | None = None) 
     data = recipe.to_dict()
     if extra:
         data.update(extra)
-    path.write_text("# Fully resolved by kerasdrop train: `kerasdrop train recipe.toml` reproduces this run.\n"
-                    + tomli_w.dumps(data))
+    path.write_text(
+        "# Fully resolved by kerasdrop train: `kerasdrop train recipe.toml` reproduces this run.\n"
+        + tomli_w.dumps(data)
+    )
 
 
 def summarise_runs(rate: float, runs: list[Run], columns) -> dict:
@@ -152,8 +174,13 @@ def summarise_runs(rate: float, runs: list[Run], columns) -> dict:
 
     entry = {"rate": rate, "runs": [], "mean": {}, "sd": {}}
     for run in runs:
-        entry["runs"].append({"directory": str(run.directory), "seed": run.recipe.training.seed,
-                              **{column: run.metrics[column] for column in columns}})
+        entry["runs"].append(
+            {
+                "directory": str(run.directory),
+                "seed": run.recipe.training.seed,
+                **{column: run.metrics[column] for column in columns},
+            }
+        )
     for column in columns:
         values = [run.metrics[column] for run in runs]
         entry["mean"][column] = statistics.fmean(values)

@@ -53,9 +53,13 @@ class TrainingSession:
         if recipe.data.train_size is not None and entry[1] is None:
             entry[1] = split_labels(entry[0])
         return datasets_from_split(
-            entry[0], recipe.data.dataset, batch_size=recipe.training.batch_size, seed=recipe.training.seed,
+            entry[0],
+            recipe.data.dataset,
+            batch_size=recipe.training.batch_size,
+            seed=recipe.training.seed,
             image_size=tuple(recipe.data.image_size) if recipe.data.image_size else None,
-            train_size=recipe.data.train_size, train_labels=entry[1],
+            train_size=recipe.data.train_size,
+            train_labels=entry[1],
         )
 
     def compiled_model(self, recipe: Recipe, info, strategy):
@@ -83,17 +87,24 @@ class TrainingSession:
 
 def _model_key(recipe: Recipe, info) -> str:
     training = recipe.to_dict()["training"]
-    return json.dumps({
-        "model": recipe.to_dict()["model"],
-        "training": {key: training.get(key) for key in _COMPILE_KEYS},
-        "input": [list(info.input_shape), info.num_classes, list(info.pixel_range)],
-        "steps_per_epoch": steps_per_epoch(recipe, info),
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "model": recipe.to_dict()["model"],
+            "training": {key: training.get(key) for key in _COMPILE_KEYS},
+            "input": [list(info.input_shape), info.num_classes, list(info.pixel_range)],
+            "steps_per_epoch": steps_per_epoch(recipe, info),
+        },
+        sort_keys=True,
+    )
 
 
 def _assign(targets, sources) -> None:
     targets, sources = list(targets), list(sources)
-    if [tuple(target.shape) for target in targets] != [tuple(getattr(source, "shape", ())) for source in sources]:
-        raise AssertionError("a reused model's variables do not match the fresh build's")  # same key, same model
+    if [tuple(target.shape) for target in targets] != [
+        tuple(getattr(source, "shape", ())) for source in sources
+    ]:
+        raise AssertionError(
+            "a reused model's variables do not match the fresh build's"
+        )  # same key, same model
     for target, source in zip(targets, sources):
         target.assign(source)

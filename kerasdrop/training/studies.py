@@ -11,7 +11,7 @@ import os
 import pathlib
 import statistics
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from kerasdrop._validation import check_positive_int, invalid_argument
 from kerasdrop.training import artifacts, calibration
@@ -25,19 +25,26 @@ def _arrays(pipeline):
     import numpy as np
 
     batches = list(pipeline.as_numpy_iterator())
-    return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
+    return np.concatenate([images for images, _ in batches]), np.concatenate(
+        [labels for _, labels in batches]
+    )
 
 
 def _deterministic(model, images):
     """Probabilities with every layer in inference mode: what `serving_default` returns."""
     import numpy as np
 
-    return np.concatenate([np.asarray(model(images[start:start + 1024], training=False))
-                           for start in range(0, len(images), 1024)])
+    return np.concatenate(
+        [
+            np.asarray(model(images[start : start + 1024], training=False))
+            for start in range(0, len(images), 1024)
+        ]
+    )
 
 
-def mc_averaging_study(model, images, labels, *, ks: Sequence[int] = MC_AVERAGING_KS, repeats: int = 10,
-                       seed: int = 0) -> dict:
+def mc_averaging_study(
+    model, images, labels, *, ks: Sequence[int] = MC_AVERAGING_KS, repeats: int = 10, seed: int = 0
+) -> dict:
     """Test error of the mean of k stochastic passes against weight scaling, mean ± sd over `repeats`.
 
     Each repeat draws max(ks) passes of the `mc_dropout` signature's stochastic model and scores the
@@ -63,8 +70,15 @@ def mc_averaging_study(model, images, labels, *, ks: Sequence[int] = MC_AVERAGIN
         "weight_scaling_error": deterministic_error,
         "repeats": repeats,
         "examples": int(len(labels)),
-        "ks": [{"k": k, "error_mean": statistics.fmean(errors[k]), "error_sd": statistics.stdev(errors[k]),
-                "errors": errors[k]} for k in ks],
+        "ks": [
+            {
+                "k": k,
+                "error_mean": statistics.fmean(errors[k]),
+                "error_sd": statistics.stdev(errors[k]),
+                "errors": errors[k],
+            }
+            for k in ks
+        ],
     }
 
 
@@ -93,8 +107,14 @@ def calibration_study(model, validation, test, *, mc_samples: int = 50, seed: in
     return {"temperature": temperature, "mc_samples": mc_samples, "methods": metrics}, bins
 
 
-def calibrate(run_dir: str | os.PathLike, *, mc_samples: int = 50, ks: Sequence[int] = MC_AVERAGING_KS,
-              repeats: int = 10, seed: int = 0) -> dict:
+def calibrate(
+    run_dir: str | os.PathLike,
+    *,
+    mc_samples: int = 50,
+    ks: Sequence[int] = MC_AVERAGING_KS,
+    repeats: int = 10,
+    seed: int = 0,
+) -> dict:
     """Runs both studies on a finished run's `model.keras` and its own test split; writes the results.
 
     Args:
@@ -109,8 +129,11 @@ def calibrate(run_dir: str | os.PathLike, *, mc_samples: int = 50, ks: Sequence[
     """
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / "metrics.json").is_file() or not (run_dir / "model.keras").is_file():
-        raise invalid_argument("run_dir", "a finished run directory of `kerasdrop train` (metrics.json and "
-                               "model.keras)", str(run_dir))
+        raise invalid_argument(
+            "run_dir",
+            "a finished run directory of `kerasdrop train` (metrics.json and model.keras)",
+            str(run_dir),
+        )
     mc_samples = check_positive_int(mc_samples, "mc_samples", minimum=2)
     import keras
 
@@ -131,15 +154,25 @@ def calibrate(run_dir: str | os.PathLike, *, mc_samples: int = 50, ks: Sequence[
     title = f"{run.recipe.model.name} on {run.recipe.data.dataset}, dropout {run.recipe.model.dropout}"
     artifacts.write_json(run_dir / "calibration.json", summary)
     artifacts.write_json(run_dir / "mc_averaging.json", averaging)
-    labels = {"deterministic": "deterministic (weight scaling)", "mc_dropout": f"MC dropout, k={mc_samples}",
-              "temperature_scaled": f"temperature scaled, T={summary['temperature']:.3f}"}
-    calibration.plot_reliability({labels[m]: rows for m, rows in bins.items()},
-                                 {labels[m]: scores for m, scores in summary["methods"].items()},
-                                 run_dir / "reliability.png", f"{title}: reliability (test split)")
+    labels = {
+        "deterministic": "deterministic (weight scaling)",
+        "mc_dropout": f"MC dropout, k={mc_samples}",
+        "temperature_scaled": f"temperature scaled, T={summary['temperature']:.3f}",
+    }
+    calibration.plot_reliability(
+        {labels[m]: rows for m, rows in bins.items()},
+        {labels[m]: scores for m, scores in summary["methods"].items()},
+        run_dir / "reliability.png",
+        f"{title}: reliability (test split)",
+    )
     plot_mc_averaging(averaging, run_dir / "mc_averaging.png", title)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics["calibration"] = {"temperature": summary["temperature"], "mc_samples": mc_samples,
-                              "split": "test", "methods": summary["methods"]}
+    metrics["calibration"] = {
+        "temperature": summary["temperature"],
+        "mc_samples": mc_samples,
+        "split": "test",
+        "methods": summary["methods"],
+    }
     artifacts.write_json(run_dir / "metrics.json", metrics)
     return {"calibration": summary, "mc_averaging": averaging}
 
@@ -153,11 +186,20 @@ def plot_mc_averaging(averaging: dict, path: pathlib.Path, title: str) -> None:
 
     ks = [row["k"] for row in averaging["ks"]]
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
-    axis.errorbar(ks, [100 * row["error_mean"] for row in averaging["ks"]],
-                  yerr=[100 * row["error_sd"] for row in averaging["ks"]], marker="o", capsize=4,
-                  label=f"MC model averaging (mean ± sd, {averaging['repeats']} repeats)")
-    axis.axhline(100 * averaging["weight_scaling_error"], color="tab:red", linestyle="--",
-                 label="weight scaling (dropout off)")
+    axis.errorbar(
+        ks,
+        [100 * row["error_mean"] for row in averaging["ks"]],
+        yerr=[100 * row["error_sd"] for row in averaging["ks"]],
+        marker="o",
+        capsize=4,
+        label=f"MC model averaging (mean ± sd, {averaging['repeats']} repeats)",
+    )
+    axis.axhline(
+        100 * averaging["weight_scaling_error"],
+        color="tab:red",
+        linestyle="--",
+        label="weight scaling (dropout off)",
+    )
     axis.set_xscale("log")
     axis.set_xticks(ks, [str(k) for k in ks])
     axis.minorticks_off()

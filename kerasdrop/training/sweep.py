@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import statistics
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from kerasdrop._validation import check_positive_int, check_rate, invalid_argument
 from kerasdrop.training import artifacts
@@ -80,15 +81,34 @@ def sweep(
     if train_sizes is not None:
         from kerasdrop.training.datasize import datasize_study
 
-        return SweepResult(out, datasize_study(base, rates=rates, seeds=seeds, out=out, train_sizes=train_sizes,
-                                               verbose=verbose, progress=progress, workers=workers,
-                                               overwrite=overwrite))
+        return SweepResult(
+            out,
+            datasize_study(
+                base,
+                rates=rates,
+                seeds=seeds,
+                out=out,
+                train_sizes=train_sizes,
+                verbose=verbose,
+                progress=progress,
+                workers=workers,
+                overwrite=overwrite,
+            ),
+        )
 
-    jobs = [(rate, seed, out / f"rate-{rate:g}" / f"seed-{seed}",
-             [("model.dropout", rate), ("training.seed", seed)])
-            for rate in rates for seed in range(base.training.seed, base.training.seed + seeds)]
-    claim_run_directories([(run_dir, resolve_recipe(base, overrides)) for _, _, run_dir, overrides in jobs],
-                          overwrite=overwrite)
+    jobs = [
+        (
+            rate,
+            seed,
+            out / f"rate-{rate:g}" / f"seed-{seed}",
+            [("model.dropout", rate), ("training.seed", seed)],
+        )
+        for rate in rates
+        for seed in range(base.training.seed, base.training.seed + seeds)
+    ]
+    claim_run_directories(
+        [(run_dir, resolve_recipe(base, overrides)) for _, _, run_dir, overrides in jobs], overwrite=overwrite
+    )
 
     results = []
     reporter = SweepProgress(progress, len(rates) * seeds)
@@ -96,8 +116,17 @@ def sweep(
     for rate in rates:
         runs = []
         for _, seed, run_dir, overrides in [job for job in jobs if job[0] == rate]:
-            runs.append(_finished_run(base, run_dir, overrides, f"rate {rate:g}, seed {seed}",
-                                      reporter=reporter, session=session, verbose=verbose))
+            runs.append(
+                _finished_run(
+                    base,
+                    run_dir,
+                    overrides,
+                    f"rate {rate:g}, seed {seed}",
+                    reporter=reporter,
+                    session=session,
+                    verbose=verbose,
+                )
+            )
         results.append(_summarise_rate(rate, runs))
 
     summary = {
@@ -124,8 +153,9 @@ def _finished_run(base, run_dir: pathlib.Path, overrides, label: str, *, reporte
         # An interrupted run of this sweep: continue it rather than refuse.
         run = train(out=run_dir, resume=True, verbose=verbose, callbacks=callbacks)
     else:
-        run = train(base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session,
-                    overrides=overrides)
+        run = train(
+            base, out=run_dir, verbose=verbose, callbacks=callbacks, session=session, overrides=overrides
+        )
     reporter.finish()
     return run
 
@@ -135,14 +165,17 @@ def _summarise_rate(rate: float, runs: list[Run]) -> dict:
     # Per-epoch curves averaged over seeds (runs of one sweep share the epoch count).
     for metric in ("accuracy", "val_accuracy", "loss", "val_loss"):
         length = min(len(run.history) for run in runs)
-        entry["curves"][metric] = [statistics.fmean(run.history[i][metric] for run in runs) for i in range(length)]
+        entry["curves"][metric] = [
+            statistics.fmean(run.history[i][metric] for run in runs) for i in range(length)
+        ]
     return entry
 
 
 def markdown_table(summary: dict) -> str:
     seeds = summary["seeds"]
-    header = ("| dropout | train acc | validation acc | gap (train − val) | test acc |\n"
-              "|---:|---:|---:|---:|---:|")
+    header = (
+        "| dropout | train acc | validation acc | gap (train − val) | test acc |\n|---:|---:|---:|---:|---:|"
+    )
     rows = []
     for entry in summary["rates"]:
         cells = [f"{entry['rate']:g}"]
@@ -150,8 +183,10 @@ def markdown_table(summary: dict) -> str:
             mean, sd = entry["mean"][column], entry["sd"][column]
             cells.append(f"{mean:.3f} ± {sd:.3f}" if seeds > 1 else f"{mean:.3f}")
         rows.append("| " + " | ".join(cells) + " |")
-    caption = (f"{summary['model']} on {summary['dataset']}, {summary['epochs']} epochs, "
-               f"mean ± sd over {seeds} seed{'s' if seeds > 1 else ''}; train accuracy measured with dropout off")
+    caption = (
+        f"{summary['model']} on {summary['dataset']}, {summary['epochs']} epochs, "
+        f"mean ± sd over {seeds} seed{'s' if seeds > 1 else ''}; train accuracy measured with dropout off"
+    )
     return "\n".join([caption, "", header, *rows])
 
 
@@ -174,21 +209,36 @@ def sweep_figure(summary: dict):
     colours = plt.cm.viridis([i / max(len(summary["rates"]) - 1, 1) for i in range(len(summary["rates"]))])
     for colour, entry in zip(colours, summary["rates"]):
         epochs = range(1, len(entry["curves"]["accuracy"]) + 1)
-        curves.plot(epochs, entry["curves"]["accuracy"], color=colour, linestyle="--",
-                    label=f"rate {entry['rate']:g} train (dropout on)")
-        curves.plot(epochs, entry["curves"]["val_accuracy"], color=colour, label=f"rate {entry['rate']:g} validation")
+        curves.plot(
+            epochs,
+            entry["curves"]["accuracy"],
+            color=colour,
+            linestyle="--",
+            label=f"rate {entry['rate']:g} train (dropout on)",
+        )
+        curves.plot(
+            epochs, entry["curves"]["val_accuracy"], color=colour, label=f"rate {entry['rate']:g} validation"
+        )
     curves.set_xlabel("epoch")
     curves.set_ylabel("accuracy")
     curves.set_title("accuracy per epoch (mean over seeds)")
     curves.grid(alpha=0.3)
     curves.legend(fontsize=7)
 
-    _against_rate(gaps, summary, "generalization_gap", "generalisation gap",
-                  "gap: train acc (dropout off) − validation acc", colour="tab:blue")
+    _against_rate(
+        gaps,
+        summary,
+        "generalization_gap",
+        "generalisation gap",
+        "gap: train acc (dropout off) − validation acc",
+        colour="tab:blue",
+    )
     gaps.axhline(0, color="grey", linewidth=0.8)
     _against_rate(tests, summary, "test_accuracy", "test accuracy", "test accuracy", colour="tab:green")
-    figure.suptitle(f"{summary['model']} on {summary['dataset']}: dropout sweep ({summary['seeds']} seeds, "
-                    f"{summary['epochs']} epochs)")
+    figure.suptitle(
+        f"{summary['model']} on {summary['dataset']}: dropout sweep ({summary['seeds']} seeds, "
+        f"{summary['epochs']} epochs)"
+    )
     figure.tight_layout()
     return figure
 

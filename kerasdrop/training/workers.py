@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 # Each worker keeps one TrainingSession (data loaded once, one compiled model per rate), as the
 # single-process study does; set by `_start_worker` in the worker process.
@@ -79,9 +79,13 @@ def train_in_workers(base, jobs: Sequence[tuple[pathlib.Path, list, str]], *, wo
 
     # spawn, not fork: the parent may already run TensorFlow's thread pools, which fork does not copy safely.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker) as pool:
-        pending = {pool.submit(_train_job, base, str(run_dir), overrides): label
-                   for run_dir, overrides, label in jobs}
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker
+    ) as pool:
+        pending = {
+            pool.submit(_train_job, base, str(run_dir), overrides): label
+            for run_dir, overrides, label in jobs
+        }
         compiled = {}
         for future in concurrent.futures.as_completed(pending):
             process, models_compiled = future.result()  # a failed run fails the study, with its own error

@@ -10,14 +10,24 @@ anyone); exporting and the CLI import it.
 """
 
 from kerasdrop.verification.api import (
-           verify,
-           verify_keras,
-           verify_litert,
-           verify_onnx,
-           verify_openvino,
-           verify_saved_model,
+    verify,
+    verify_keras,
+    verify_litert,
+    verify_onnx,
+    verify_openvino,
+    verify_saved_model,
 )
 from kerasdrop.verification.report import CheckRun, Finding, Report, UnusableInputError
 
-__all__ = ["CheckRun", "Finding", "Report", "UnusableInputError", "verify", "verify_keras", "verify_litert",
-           "verify_onnx", "verify_openvino", "verify_saved_model"]
+__all__ = [
+    "CheckRun",
+    "Finding",
+    "Report",
+    "UnusableInputError",
+    "verify",
+    "verify_keras",
+    "verify_litert",
+    "verify_onnx",
+    "verify_openvino",
+    "verify_saved_model",
+]

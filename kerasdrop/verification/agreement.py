@@ -38,14 +38,20 @@ def layers_left_untouched(model, layers: list, inputs: dict) -> list[bool] | Non
         for layer in layers:
             for variable, value in zip(layer.non_trainable_variables, saved[id(layer)]):
                 variable.assign(value)
-    return [bool(saved[id(layer)]) and all(np.array_equal(a, b) for a, b in zip(saved[id(layer)], after[id(layer)]))
-            for layer in layers]
+    return [
+        bool(saved[id(layer)])
+        and all(np.array_equal(a, b) for a, b in zip(saved[id(layer)], after[id(layer)]))
+        for layer in layers
+    ]
 
 
 def reconcile(report: Report, model, inputs: dict | None) -> None:
     """Settles structure errors against what `model(x)` did; notes numbers the structure cannot explain."""
-    flagged = [index for index, finding in enumerate(report.findings)
-               if finding.check == structure.CHECK and finding.severity == "error"]
+    flagged = [
+        index
+        for index, finding in enumerate(report.findings)
+        if finding.check == structure.CHECK and finding.severity == "error"
+    ]
     numerical_errors = [finding for finding in report.errors if finding.check == numerical.CHECK]
     if flagged and inputs is not None:
         calls = {call.path: call.layer for call in structure.iter_layer_calls(model)}
@@ -53,22 +59,35 @@ def reconcile(report: Report, model, inputs: dict | None) -> None:
         untouched = layers_left_untouched(model, [layer for layer in layers if layer is not None], inputs)
         if not numerical_errors and untouched and None not in layers and all(untouched):
             _downgrade(report, flagged)
-    elif numerical_errors and not any(finding.check == structure.CHECK and finding.severity != "info"
-                                      for finding in report.findings):
-        report.add(structure.CHECK, "warning", report.target, "structure and numerical evidence disagree: no layer "
-                   "is active at inference by the model's structure, yet the served function fails the numerical "
-                   "checks; the verdict follows the numbers",
-                   "look for a layer whose call uses batch statistics or randomness whatever `training` says")
+    elif numerical_errors and not any(
+        finding.check == structure.CHECK and finding.severity != "info" for finding in report.findings
+    ):
+        report.add(
+            structure.CHECK,
+            "warning",
+            report.target,
+            "structure and numerical evidence disagree: no layer "
+            "is active at inference by the model's structure, yet the served function fails the numerical "
+            "checks; the verdict follows the numbers",
+            "look for a layer whose call uses batch statistics or randomness whatever `training` says",
+        )
 
 
 def _downgrade(report: Report, flagged: list[int]) -> None:
     for index in flagged:
         finding = report.findings[index]
         report.findings[index] = dataclasses.replace(
-            finding, severity="warning",
+            finding,
+            severity="warning",
             message=f"{finding.message} — but the numbers disagree: under model(x) it draws no random numbers and "
-                    "updates no statistics (its state is unchanged), and the served function is repeatable and batch "
-                    "independent, so the verdict follows what it does")
-    report.add(structure.CHECK, "warning", report.target, f"structure and numerical evidence disagree on "
-               f"{len(flagged)} layer call(s): the verdict follows what the served function does",
-               "check the layers named above: their call may ignore `training` (a custom subclass?)")
+            "updates no statistics (its state is unchanged), and the served function is repeatable and batch "
+            "independent, so the verdict follows what it does",
+        )
+    report.add(
+        structure.CHECK,
+        "warning",
+        report.target,
+        f"structure and numerical evidence disagree on "
+        f"{len(flagged)} layer call(s): the verdict follows what the served function does",
+        "check the layers named above: their call may ignore `training` (a custom subclass?)",
+    )

@@ -50,15 +50,19 @@ def verify(target, *, probe_range: tuple[float, float] | None = None) -> Report:
         return verify_saved_model(path, probe_range=probe_range)
     if path.suffix == ".keras":
         model = runtimes.load_keras_model(path)
-        return verify_keras(model, probe_range=probe_range or probes.run_recorded_range(path), target=str(path))
+        return verify_keras(
+            model, probe_range=probe_range or probes.run_recorded_range(path), target=str(path)
+        )
     if path.suffix == ".onnx":
         return verify_onnx(path, probe_range=probe_range)
     if path.suffix == ".tflite":
         return verify_litert(path, probe_range=probe_range)
     if path.suffix == ".xml":
         return verify_openvino(path, probe_range=probe_range)
-    raise UnusableInputError(f"Cannot verify {path}: expected a .keras file, a SavedModel directory, an "
-                             ".onnx file, a .tflite file or an OpenVINO .xml file.")
+    raise UnusableInputError(
+        f"Cannot verify {path}: expected a .keras file, a SavedModel directory, an "
+        ".onnx file, a .tflite file or an OpenVINO .xml file."
+    )
 
 
 def verify_keras(model, *, probe_range=None, target: str | None = None, for_export: bool = False) -> Report:
@@ -74,16 +78,29 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
     report.neutralised = structure.check_structure(model, report, for_export=for_export)
     specs = probes.keras_input_specs(model)
     if not specs:
-        report.add(numerical.CHECK, "error", model.name, "the model declares no inputs (not built?): nothing could be "
-                   "run, so inference mode is not proven", "build the model (call it once or give it an Input) and save it")
+        report.add(
+            numerical.CHECK,
+            "error",
+            model.name,
+            "the model declares no inputs (not built?): nothing could be "
+            "run, so inference mode is not proven",
+            "build the model (call it once or give it an Input) and save it",
+        )
         return report
     scale = probes.magnitudes(probe_range or probes.keras_declared_range(model), specs)
     first_probes = None
     for magnitude in scale:
         errors = len(report.errors)
-        inputs = _check_keras_at(model, specs, magnitude, report, for_export=for_export, label=len(scale) > 1,
-                                 optional=magnitude is not scale[0],
-                                 out_of_range=numerical.OutOfRange.of(magnitude, scale))
+        inputs = _check_keras_at(
+            model,
+            specs,
+            magnitude,
+            report,
+            for_export=for_export,
+            label=len(scale) > 1,
+            optional=magnitude is not scale[0],
+            out_of_range=numerical.OutOfRange.of(magnitude, scale),
+        )
         first_probes = first_probes or inputs
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
@@ -92,51 +109,96 @@ def verify_keras(model, *, probe_range=None, target: str | None = None, for_expo
     return report
 
 
-def _check_keras_at(model, specs, magnitude, report: Report, *, for_export: bool, label: bool,
-                    optional: bool, out_of_range=None) -> dict | None:
+def _check_keras_at(
+    model,
+    specs,
+    magnitude,
+    report: Report,
+    *,
+    for_export: bool,
+    label: bool,
+    optional: bool,
+    out_of_range=None,
+) -> dict | None:
     """The numerical checks on probes of one magnitude; returns the probes (None if the model refused them).
 
     `optional`: an extra magnitude the model may refuse (recorded as such, not an error).
     `out_of_range`: `numerical.OutOfRange` where the magnitude is outside the model's operating range.
     """
+
     def served(training):
         return lambda batch: runtimes.call_keras(model, batch, training)
 
-    inputs = signatures.accepted_probes(served(False), specs, [], magnitude.low, magnitude.high,
-                                        distribution=magnitude.distribution)
+    inputs = signatures.accepted_probes(
+        served(False), specs, [], magnitude.low, magnitude.high, distribution=magnitude.distribution
+    )
     batch_test = probes.batched_names(specs)
     at = f" [{magnitude.name} probes]" if label else ""
     if optional:
         try:
             numerical.call(served(False), inputs)
         except numerical.ProbeFailed as failure:
-            report.add(numerical.CHECK, "info", f"{model.name}{at}", f"refuses probes of this magnitude ({failure}): "
-                       "outside the inputs it accepts, so not judged there")
+            report.add(
+                numerical.CHECK,
+                "info",
+                f"{model.name}{at}",
+                f"refuses probes of this magnitude ({failure}): "
+                "outside the inputs it accepts, so not judged there",
+            )
             return None
-    numerical.check_function(served(False), inputs, report, location=f"{model.name} called with training=False{at}",
-                             batch_test=batch_test, out_of_range=out_of_range)
+    numerical.check_function(
+        served(False),
+        inputs,
+        report,
+        location=f"{model.name} called with training=False{at}",
+        batch_test=batch_test,
+        out_of_range=out_of_range,
+    )
     # `model(x)` is what `model.export`, `tf.saved_model.save` and most exporters trace.
-    numerical.check_function(served(None), inputs, report,
-                             location=f"{model.name} called without training (as model.export traces it){at}",
-                             severity="warning" if for_export else "error", batch_test=batch_test,
-                             out_of_range=out_of_range)
+    numerical.check_function(
+        served(None),
+        inputs,
+        report,
+        location=f"{model.name} called without training (as model.export traces it){at}",
+        severity="warning" if for_export else "error",
+        batch_test=batch_test,
+        out_of_range=out_of_range,
+    )
     numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, location=f"{model.name}{at}")
     if for_export:
         # Export serves the training=False trace only, and re-verifies the SavedModel it writes, whose
         # graph scan sees every random op the trace kept.
         return inputs
     if not optional:  # a random draw shows at any magnitude: once is enough
-        draws.check_random_draws(model, inputs, report, training=False,
-                                 location=f"{model.name} called with training=False")
-        draws.check_random_draws(model, inputs, report, training=None,
-                                 location=f"{model.name} called without training (as model.export traces it)")
-    numerical.check_keras_twin(model, runtimes.call_keras, inputs, report, training=None,
-                               location=f"{model.name} called without training{at}")
+        draws.check_random_draws(
+            model, inputs, report, training=False, location=f"{model.name} called with training=False"
+        )
+        draws.check_random_draws(
+            model,
+            inputs,
+            report,
+            training=None,
+            location=f"{model.name} called without training (as model.export traces it)",
+        )
+    numerical.check_keras_twin(
+        model,
+        runtimes.call_keras,
+        inputs,
+        report,
+        training=None,
+        location=f"{model.name} called without training{at}",
+    )
     return inputs
 
 
-def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Report | None = None,
-                       reference: dict | None = None, runners: dict | None = None) -> Report:
+def verify_saved_model(
+    directory: pathlib.Path,
+    *,
+    probe_range=None,
+    report: Report | None = None,
+    reference: dict | None = None,
+    runners: dict | None = None,
+) -> Report:
     """Checks 2 to 4 on every signature; with `model.onnx` beside it, the ONNX file and their parity.
 
     The graph is scanned before anything runs: an op that could act outside the process (file
@@ -147,17 +209,24 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
     report = report or Report(target=str(directory), kind="savedmodel")
     scan = graph.check_saved_model_graph(directory, report)
     onnx_path = pathlib.Path(directory) / layout.ONNX_FILE
-    beside = {name: pathlib.Path(directory) / file for name, file in BESIDE_SAVED_MODEL.items()
-              if (pathlib.Path(directory) / file).is_file()}
+    beside = {
+        name: pathlib.Path(directory) / file
+        for name, file in BESIDE_SAVED_MODEL.items()
+        if (pathlib.Path(directory) / file).is_file()
+    }
     if not scan.runnable:
-        report.add(numerical.CHECK, "info", str(directory), "not run: the graph scan refused it before any execution")
+        report.add(
+            numerical.CHECK, "info", str(directory), "not run: the graph scan refused it before any execution"
+        )
         if onnx_path.is_file():
             onnx_graph.check_onnx_graph(onnx_path, report)
         for name, path in beside.items():
             GRAPH_SCANS[name](path, report)
         return report
     warmups = probes.warmup_probes(directory)
-    declared = probe_range or probes.warmup_range([request for requests in warmups.values() for request in requests])
+    declared = probe_range or probes.warmup_range(
+        [request for requests in warmups.values() for request in requests]
+    )
     low, high = declared or probes.DEFAULT_RANGE
     served = signatures.check_signatures(directory, scan, report, probe_range=declared, warmups=warmups)
     serving = served.get("serving_default")
@@ -166,13 +235,23 @@ def verify_saved_model(directory: pathlib.Path, *, probe_range=None, report: Rep
     others = {name: run for name, run in others.items() if run is not None}
     if serving is None:
         if reference:
-            report.add(parity.CHECK, "error", "signature serving_default", "no serving_default signature that runs, so "
-                       "the artefact cannot be compared with the model", "re-export")
+            report.add(
+                parity.CHECK,
+                "error",
+                "signature serving_default",
+                "no serving_default signature that runs, so the artefact cannot be compared with the model",
+                "re-export",
+            )
         return report
-    batches = {size: probes.probe_inputs(serving.specs, low, high, batch=size, seed=size)
-               for size in parity.BATCH_SIZES}
-    written = {"savedmodel": serving.run, **({"onnxruntime": onnx_run} if onnx_run is not None else {}),
-               **others}
+    batches = {
+        size: probes.probe_inputs(serving.specs, low, high, batch=size, seed=size)
+        for size in parity.BATCH_SIZES
+    }
+    written = {
+        "savedmodel": serving.run,
+        **({"onnxruntime": onnx_run} if onnx_run is not None else {}),
+        **others,
+    }
     if len(written) > 1:
         parity.check_parity(written, batches, report)
     if reference:
@@ -201,14 +280,24 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
         # A valid model ONNX Runtime cannot run (a newer opset, another runtime's ops): the graph scan
         # is the whole verdict, and the report says so (exit 3 when the scan found nothing).
         report.not_run.append({"artefact": str(path), "reason": str(error)})
-        report.add(numerical.CHECK, "warning", f"onnx {path.name}", f"not run: {error}; no runtime could execute it, "
-                   "so it is judged from its graph alone (repeatability and batch independence unproven)",
-                   "check it in the runtime that will serve it, or convert it to an opset ONNX Runtime runs")
+        report.add(
+            numerical.CHECK,
+            "warning",
+            f"onnx {path.name}",
+            f"not run: {error}; no runtime could execute it, "
+            "so it is judged from its graph alone (repeatability and batch independence unproven)",
+            "check it in the runtime that will serve it, or convert it to an opset ONNX Runtime runs",
+        )
         return None
     specs = runtimes.onnx_input_specs(session)
     if specs is None:
-        report.add(numerical.CHECK, "warning", f"onnx {path.name}", "an input is not a plain tensor (sequence or "
-                   "map): numerical checks skipped (the graph scan covered it)")
+        report.add(
+            numerical.CHECK,
+            "warning",
+            f"onnx {path.name}",
+            "an input is not a plain tensor (sequence or "
+            "map): numerical checks skipped (the graph scan covered it)",
+        )
         return None
     run = runtimes.onnx_runtime(session)
     scale = probes.magnitudes(probe_range, specs)
@@ -217,9 +306,15 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
         low, high = probes.integer_range(specs, magnitude.low, magnitude.high)
         inputs = signatures.accepted_probes(run, specs, [], low, high, distribution=magnitude.distribution)
         at = f" [{magnitude.name} probes]" if index else ""
-        numerical.check_function(run, inputs, report, location=f"onnxruntime {path.name}{at}",
-                                 batch_test=probes.batched_names(specs), optional=index > 0,
-                                 out_of_range=numerical.OutOfRange.of(magnitude, scale))
+        numerical.check_function(
+            run,
+            inputs,
+            report,
+            location=f"onnxruntime {path.name}{at}",
+            batch_test=probes.batched_names(specs),
+            optional=index > 0,
+            out_of_range=numerical.OutOfRange.of(magnitude, scale),
+        )
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
     return run
@@ -230,8 +325,10 @@ def check_onnx(path: pathlib.Path, report: Report, *, probe_range=None):
 # The files `kerasdrop export` writes beside a SavedModel, verified with it: format -> file name.
 BESIDE_SAVED_MODEL = {"litert": layout.TFLITE_FILE, "openvino": layout.OPENVINO_XML_FILE}
 GRAPH_SCANS = {"litert": litert_graph.check_litert_graph, "openvino": openvino_graph.check_openvino_graph}
-_LOADERS = {"litert": (runtimes.litert_signature, runtimes.litert_runtime),
-            "openvino": (runtimes.openvino_compiled, runtimes.openvino_runtime)}
+_LOADERS = {
+    "litert": (runtimes.litert_signature, runtimes.litert_runtime),
+    "openvino": (runtimes.openvino_compiled, runtimes.openvino_runtime),
+}
 
 
 def verify_litert(path: pathlib.Path, *, probe_range=None) -> Report:
@@ -262,17 +359,25 @@ def check_runtime(format_name: str, path: pathlib.Path, report: Report, *, probe
         loaded, specs = load(path)
     except UnusableInputError as error:
         report.not_run.append({"artefact": str(path), "reason": str(error)})
-        report.add(numerical.CHECK, "warning", f"{format_name} {pathlib.Path(path).name}",
-                   f"not run: {error}; judged from its graph alone (repeatability, batch independence and "
-                   "parity unproven)",
-                   f"install the {format_name} runtime, or check the file in the runtime that will serve it"
-                   if isinstance(error, runtimes.RuntimeMissingError) else
-                   "check it in the runtime that will serve it")
+        report.add(
+            numerical.CHECK,
+            "warning",
+            f"{format_name} {pathlib.Path(path).name}",
+            f"not run: {error}; judged from its graph alone (repeatability, batch independence and "
+            "parity unproven)",
+            f"install the {format_name} runtime, or check the file in the runtime that will serve it"
+            if isinstance(error, runtimes.RuntimeMissingError)
+            else "check it in the runtime that will serve it",
+        )
         return None
     if specs is None:
-        report.add(numerical.CHECK, "warning", f"{format_name} {pathlib.Path(path).name}",
-                   "an input has a dtype or rank the probes cannot make: numerical checks skipped (the graph "
-                   "scan covered it)")
+        report.add(
+            numerical.CHECK,
+            "warning",
+            f"{format_name} {pathlib.Path(path).name}",
+            "an input has a dtype or rank the probes cannot make: numerical checks skipped (the graph "
+            "scan covered it)",
+        )
         return None
     run = runner(loaded)
     for index, magnitude in enumerate(probes.magnitudes(probe_range, specs)):
@@ -283,8 +388,9 @@ def check_runtime(format_name: str, path: pathlib.Path, report: Report, *, probe
         location = f"{format_name} {pathlib.Path(path).name}{at}"
         if index == 0:
             _check_finite(run, inputs, report, location)
-        numerical.check_function(run, inputs, report, location=location,
-                                 batch_test=probes.batched_names(specs), optional=index > 0)
+        numerical.check_function(
+            run, inputs, report, location=location, batch_test=probes.batched_names(specs), optional=index > 0
+        )
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
     return run
@@ -299,10 +405,18 @@ def _check_finite(run, inputs, report: Report, location: str) -> None:
         outputs = numerical.call(run, inputs)
     except numerical.ProbeFailed:
         return  # check_function reports the refusal
-    bad = sorted(name for name, value in outputs.items()
-                 if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all())
+    bad = sorted(
+        name
+        for name, value in outputs.items()
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all()
+    )
     if bad:
-        report.add(numerical.CHECK, "error", location, f"non-finite outputs ({', '.join(bad)}) on probes of "
-                   "its input range: the file does not compute a usable model (uninitialised variables?), "
-                   "so nothing it returns proves inference mode",
-                   "convert with the variables frozen into constants")
+        report.add(
+            numerical.CHECK,
+            "error",
+            location,
+            f"non-finite outputs ({', '.join(bad)}) on probes of "
+            "its input range: the file does not compute a usable model (uninitialised variables?), "
+            "so nothing it returns proves inference mode",
+            "convert with the variables frozen into constants",
+        )

@@ -47,8 +47,9 @@ def seed_states(model) -> list[tuple[str, object]]:
     return states
 
 
-def check_random_draws(model, inputs: dict, report: Report, *, training, location: str,
-                       severity: str = "error") -> None:
+def check_random_draws(
+    model, inputs: dict, report: Report, *, training, location: str, severity: str = "error"
+) -> None:
     """One call of `model` on `inputs` with `training` must leave every seed state where it was.
 
     Every state is restored afterwards, so verifying never changes the model's random stream.
@@ -66,10 +67,15 @@ def check_random_draws(model, inputs: dict, report: Report, *, training, locatio
             variable.assign(value)
     advanced = [owner for (owner, _), old, new in zip(states, before, after) if not np.array_equal(old, new)]
     if advanced:
-        report.add(CHECK, severity, location, f"draws random numbers when called (seed state of "
-                   f"{', '.join(advanced[:4])}{', ...' if len(advanced) > 4 else ''} advanced): a layer is active at "
-                   "inference, whatever the outputs show (untrained weights can hide it below float resolution)",
-                   STOCHASTIC_ACTION)
+        report.add(
+            CHECK,
+            severity,
+            location,
+            f"draws random numbers when called (seed state of "
+            f"{', '.join(advanced[:4])}{', ...' if len(advanced) > 4 else ''} advanced): a layer is active at "
+            "inference, whatever the outputs show (untrained weights can hide it below float resolution)",
+            STOCHASTIC_ACTION,
+        )
     else:
         report.add(CHECK, "info", location, f"draws no random numbers ({len(states)} seed states unchanged)")
     report.checks.append(CheckRun(CHECK, f"{location} draws", time.perf_counter() - started, "random draws"))

@@ -22,7 +22,12 @@ CHECK = "graph"
 STOCHASTIC_SIGNATURES = ("mc_dropout",)
 # What a SavedModel loader runs before any signature: TF2's init signature and TF1's collections.
 INIT_SIGNATURE = "__saved_model_init_op"
-INIT_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "table_initializer", "saved_model_legacy_init_op")
+INIT_COLLECTIONS = (
+    "saved_model_main_op",
+    "legacy_init_op",
+    "table_initializer",
+    "saved_model_legacy_init_op",
+)
 
 
 @dataclasses.dataclass
@@ -143,16 +148,30 @@ def check_saved_model_graph(directory: pathlib.Path, report: Report) -> GraphSca
         ops = signature_ops(meta_graph, name)
         total += len(ops)
         _check_signature(name, ops, report, scan, functions)
-    report.checks.append(CheckRun(CHECK, str(directory), time.perf_counter() - started,
-                                  f"{len(scan.signatures)} signatures, {total} ops"))
+    report.checks.append(
+        CheckRun(
+            CHECK,
+            str(directory),
+            time.perf_counter() - started,
+            f"{len(scan.signatures)} signatures, {total} ops",
+        )
+    )
     return scan
 
 
 def _refuse(report: Report, where: str, location: str, op: str, hazard: str) -> None:
-    what = ("is not a registered TensorFlow op (TF Serving cannot load it either)" if hazard == tf_ops.UNREGISTERED
-            else "is stateful with effects outside the model (file system, network, I/O or unknown state)")
-    report.add(CHECK, "error", f"{where}: {location}", f"{op} {what}: refused before running anything",
-               "remove the op from the served graph; a servable must not act outside the model")
+    what = (
+        "is not a registered TensorFlow op (TF Serving cannot load it either)"
+        if hazard == tf_ops.UNREGISTERED
+        else "is stateful with effects outside the model (file system, network, I/O or unknown state)"
+    )
+    report.add(
+        CHECK,
+        "error",
+        f"{where}: {location}",
+        f"{op} {what}: refused before running anything",
+        "remove the op from the served graph; a servable must not act outside the model",
+    )
 
 
 def rng_state_write(function, node) -> bool:
@@ -169,11 +188,16 @@ def rng_state_write(function, node) -> bool:
     consumers: dict[str, list] = {}
     for other in function.node_def:
         for entry in other.input:
-            if not entry.startswith("^"):  # data only: automatic control edges tie every stateful op to the outputs
+            if not entry.startswith(
+                "^"
+            ):  # data only: automatic control edges tie every stateful op to the outputs
                 consumers.setdefault(entry.split(":")[0], []).append(other)
     outputs = {value.split(":")[0] for value in function.ret.values()}
-    pending = [other.name for other in function.node_def if other.op == "ReadVariableOp" and other.input
-               and other.input[0] == node.input[0]]
+    pending = [
+        other.name
+        for other in function.node_def
+        if other.op == "ReadVariableOp" and other.input and other.input[0] == node.input[0]
+    ]
     seen, seeds_random = set(), False
     while pending:
         name = pending.pop()
@@ -202,39 +226,81 @@ def _check_signature(name: str, ops: list, report: Report, scan: GraphScan, func
             _refuse(report, f"signature {name}", location, op, hazard)
         elif hazard in (tf_ops.RANDOM, tf_ops.FIXED_SEED):
             random_ops.append((location, op, hazard))
-        elif hazard == tf_ops.STATE_WRITE and not stochastic \
-                and rng_state_write(functions.get(location[:len(location) - len(node.name) - 1]), node):
-            report.add(CHECK, "warning", f"signature {name}: {location}", f"{op} advances random-number state that "
-                       "only seeds random ops no served answer uses (a Keras RNN's dropout seed): harmless to "
-                       "answers, but the SavedModel's state changes while serving")
+        elif (
+            hazard == tf_ops.STATE_WRITE
+            and not stochastic
+            and rng_state_write(functions.get(location[: len(location) - len(node.name) - 1]), node)
+        ):
+            report.add(
+                CHECK,
+                "warning",
+                f"signature {name}: {location}",
+                f"{op} advances random-number state that "
+                "only seeds random ops no served answer uses (a Keras RNN's dropout seed): harmless to "
+                "answers, but the SavedModel's state changes while serving",
+            )
         elif hazard == tf_ops.STATE_WRITE:
             writes.append((location, op))
         if op in tf_ops.TF_BATCH_NORM_OPS and "is_training" in node.attr and node.attr["is_training"].b:
-            report.add(CHECK, "error", f"signature {name}: {location}", "batch normalization with is_training=true: "
-                       "uses the batch's statistics, so a prediction depends on the rest of the batch",
-                       "call BatchNormalization without training=True before exporting")
+            report.add(
+                CHECK,
+                "error",
+                f"signature {name}: {location}",
+                "batch normalization with is_training=true: "
+                "uses the batch's statistics, so a prediction depends on the rest of the batch",
+                "call BatchNormalization without training=True before exporting",
+            )
     scan.writes[name] = writes
     if stochastic:
         if random_ops:
-            report.add(CHECK, "info", f"signature {name}", f"{len(random_ops)} random ops, as Monte Carlo dropout "
-                       "requires; this signature is opt-in and never the default")
+            report.add(
+                CHECK,
+                "info",
+                f"signature {name}",
+                f"{len(random_ops)} random ops, as Monte Carlo dropout "
+                "requires; this signature is opt-in and never the default",
+            )
         else:
-            report.add(CHECK, "error", f"signature {name}", "has no random op: Monte Carlo dropout cannot vary",
-                       "re-export with --mc-samples on a model that has dropout layers")
+            report.add(
+                CHECK,
+                "error",
+                f"signature {name}",
+                "has no random op: Monte Carlo dropout cannot vary",
+                "re-export with --mc-samples on a model that has dropout layers",
+            )
         if writes:
-            report.add(CHECK, "info", f"signature {name}", f"{len(writes)} state writes ({writes[0][1]}, ...): run "
-                       "below to prove they leave serving_default's variables and answers unchanged")
+            report.add(
+                CHECK,
+                "info",
+                f"signature {name}",
+                f"{len(writes)} state writes ({writes[0][1]}, ...): run "
+                "below to prove they leave serving_default's variables and answers unchanged",
+            )
         return
     for location, op, hazard in random_ops:
-        kind = ("stateless random op {op} in a served signature: the same mask on every call unless a variable "
-                "write advances its seed") if hazard == tf_ops.FIXED_SEED else \
-            "stateful random op {op} in a served signature: it samples on every call"
+        kind = (
+            (
+                "stateless random op {op} in a served signature: the same mask on every call unless a variable "
+                "write advances its seed"
+            )
+            if hazard == tf_ops.FIXED_SEED
+            else "stateful random op {op} in a served signature: it samples on every call"
+        )
         report.add(CHECK, "error", f"signature {name}: {location}", kind.format(op=op), STOCHASTIC_ACTION)
     for location, op in writes:
-        report.add(CHECK, "error", f"signature {name}: {location}", f"{op} writes a variable while serving: "
-                   "inference changes the model's state (training-mode BatchNormalization updating its "
-                   "moving statistics, or a random seed advancing)",
-                   "call BatchNormalization and dropout layers without training=True before exporting")
+        report.add(
+            CHECK,
+            "error",
+            f"signature {name}: {location}",
+            f"{op} writes a variable while serving: "
+            "inference changes the model's state (training-mode BatchNormalization updating its "
+            "moving statistics, or a random seed advancing)",
+            "call BatchNormalization and dropout layers without training=True before exporting",
+        )
     if not random_ops and not writes:
-        report.add(CHECK, "info", f"signature {name}", f"no random op or state write among {len(ops)} ops (nested "
-                   "functions included)")
+        report.add(
+            CHECK,
+            "info",
+            f"signature {name}",
+            f"no random op or state write among {len(ops)} ops (nested functions included)",
+        )

@@ -34,7 +34,9 @@ def read_onnx(path: pathlib.Path):
     try:
         return onnx.load(str(path))
     except Exception as error:  # onnx raises DecodeError and friends
-        raise UnusableInputError(f"{path} is not a readable ONNX model: {str(error).splitlines()[0][:300]}") from None
+        raise UnusableInputError(
+            f"{path} is not a readable ONNX model: {str(error).splitlines()[0][:300]}"
+        ) from None
 
 
 def is_valid_onnx(path: pathlib.Path) -> bool:
@@ -80,8 +82,9 @@ def onnx_nodes(model):
     """Every node of the main graph, its subgraphs and every model-local function (and theirs)."""
     yield from _graph_nodes(model.graph.node, "", [(list(model.graph.node), list(model.graph.initializer))])
     for function in model.functions:
-        yield from _graph_nodes(function.node, f"function {function.domain}:{function.name}/",
-                                [(list(function.node), [])])
+        yield from _graph_nodes(
+            function.node, f"function {function.domain}:{function.name}/", [(list(function.node), [])]
+        )
 
 
 def constant_value(name: str, scope: list):
@@ -116,16 +119,22 @@ def _evaluate(name: str, nodes: list, initializers: dict):
     while len(ordered) < len(nodes):  # topological order of the few nodes that produce `name`
         progress = False
         for node in nodes:
-            if id(node) not in done and all(i in initializers or i == "" or any(i in n.output for n in ordered)
-                                           for i in node.input):
+            if id(node) not in done and all(
+                i in initializers or i == "" or any(i in n.output for n in ordered) for i in node.input
+            ):
                 ordered.append(node)
                 done.add(id(node))
                 progress = True
         if not progress:
             return None
     used = {i for node in ordered for i in node.input}
-    graph = helper.make_graph(ordered, "fold", [], [helper.make_empty_tensor_value_info(name)],
-                              initializer=[init for key, init in initializers.items() if key in used])
+    graph = helper.make_graph(
+        ordered,
+        "fold",
+        [],
+        [helper.make_empty_tensor_value_info(name)],
+        initializer=[init for key, init in initializers.items() if key in used],
+    )
     try:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         return np.asarray(ReferenceEvaluator(model).run(None, {})[0])
@@ -152,28 +161,56 @@ def check_onnx_graph(path: pathlib.Path, report: Report) -> None:
     count, problems = 0, 0
     for location, node, scope in onnx_nodes(model):
         count += 1
-        if node.op_type in ONNX_RANDOM_OPS or (node.domain == "com.microsoft" and node.op_type in ONNX_CONTRIB_RANDOM_OPS):
+        if node.op_type in ONNX_RANDOM_OPS or (
+            node.domain == "com.microsoft" and node.op_type in ONNX_CONTRIB_RANDOM_OPS
+        ):
             problems += 1
-            report.add(CHECK, "error", f"onnx node {location}", f"random op {node.op_type}", STOCHASTIC_ACTION)
+            report.add(
+                CHECK, "error", f"onnx node {location}", f"random op {node.op_type}", STOCHASTIC_ACTION
+            )
         elif node.op_type in TF_STATEFUL_RANDOM_OPS or node.op_type in TF_STATELESS_RANDOM_OPS:
             # tf2onnx leaves TensorFlow ops it cannot convert in place (e.g. a stochastic-depth Dropout's
             # StatelessRandomUniformV2): not ONNX, and random in whichever runtime implements it.
             problems += 1
-            report.add(CHECK, "error", f"onnx node {location}", f"TensorFlow random op {node.op_type} left "
-                       "unconverted by the exporter: random (or a fixed mask) wherever it runs", STOCHASTIC_ACTION)
+            report.add(
+                CHECK,
+                "error",
+                f"onnx node {location}",
+                f"TensorFlow random op {node.op_type} left "
+                "unconverted by the exporter: random (or a fixed mask) wherever it runs",
+                STOCHASTIC_ACTION,
+            )
         elif node.op_type == "Dropout" and node.domain in ("", "ai.onnx"):
             state = _dropout_finding(node, scope)
             if state:
                 problems += 1
-                report.add(CHECK, "error", f"onnx node {location}", f"Dropout with training_mode {state}: runtimes "
-                           "that honour it drop units at inference (ONNX Runtime deletes Dropout, so it cannot show "
-                           "this)", "re-export with training_mode false, or remove the Dropout node")
-        elif node.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i for a in node.attribute):
+                report.add(
+                    CHECK,
+                    "error",
+                    f"onnx node {location}",
+                    f"Dropout with training_mode {state}: runtimes "
+                    "that honour it drop units at inference (ONNX Runtime deletes Dropout, so it cannot show "
+                    "this)",
+                    "re-export with training_mode false, or remove the Dropout node",
+                )
+        elif node.op_type == "BatchNormalization" and any(
+            a.name == "training_mode" and a.i for a in node.attribute
+        ):
             problems += 1
-            report.add(CHECK, "error", f"onnx node {location}", "BatchNormalization with training_mode=1 uses batch "
-                       "statistics", "export BatchNormalization in inference mode")
+            report.add(
+                CHECK,
+                "error",
+                f"onnx node {location}",
+                "BatchNormalization with training_mode=1 uses batch statistics",
+                "export BatchNormalization in inference mode",
+            )
     if not problems:
-        report.add(CHECK, "info", f"onnx {pathlib.Path(path).name}", f"no random op, no training-mode Dropout or "
-                   f"BatchNormalization among {count} nodes (subgraphs and {len(model.functions)} local functions "
-                   "included)")
+        report.add(
+            CHECK,
+            "info",
+            f"onnx {pathlib.Path(path).name}",
+            f"no random op, no training-mode Dropout or "
+            f"BatchNormalization among {count} nodes (subgraphs and {len(model.functions)} local functions "
+            "included)",
+        )
     report.checks.append(CheckRun(CHECK, str(path), time.perf_counter() - started, f"{count} ONNX nodes"))

@@ -9,7 +9,7 @@ are closer than the tolerance.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,28 +38,51 @@ def _scores_of(key: str):
 def _compare(name: str, reference_name: str, reference: dict, outputs: dict, size, report: Report) -> None:
     missing = sorted(set(reference) - set(outputs))
     if missing:
-        report.add(CHECK, "error", f"{name} batch {size}", f"outputs {missing} missing (has {sorted(outputs)})",
-                   "export with the same output names in every format")
+        report.add(
+            CHECK,
+            "error",
+            f"{name} batch {size}",
+            f"outputs {missing} missing (has {sorted(outputs)})",
+            "export with the same output names in every format",
+        )
         return
     for key, expected in reference.items():
         actual = np.asarray(outputs[key])
         if actual.shape != expected.shape:
-            report.add(CHECK, "error", f"{name} {key} batch {size}", f"shape {actual.shape} differs from "
-                       f"{reference_name}'s {expected.shape}", "re-export; check the dynamic batch dimension")
+            report.add(
+                CHECK,
+                "error",
+                f"{name} {key} batch {size}",
+                f"shape {actual.shape} differs from {reference_name}'s {expected.shape}",
+                "re-export; check the dynamic batch dimension",
+            )
         elif np.issubdtype(expected.dtype, np.integer) and np.issubdtype(actual.dtype, np.integer):
             mismatched = _class_mismatch(actual, expected, reference.get(_scores_of(key)))
             if mismatched:
-                report.add(CHECK, "error", f"{name} {key} batch {size}", f"{mismatched} of {actual.size} values "
-                           f"differ from {reference_name}", "re-export; the converted graph computes something else")
+                report.add(
+                    CHECK,
+                    "error",
+                    f"{name} {key} batch {size}",
+                    f"{mismatched} of {actual.size} values differ from {reference_name}",
+                    "re-export; the converted graph computes something else",
+                )
         else:
             _, difference, close = differences({key: expected}, {key: actual})
             if not close:
-                report.add(CHECK, "error", f"{name} {key} batch {size}", f"differs from {reference_name} by "
-                           f"{difference:.3g} (tolerance atol {TOLERANCE['atol']}, rtol {TOLERANCE['rtol']}; non-float "
-                           "outputs exactly)", "re-export; the converted graph computes something else")
+                report.add(
+                    CHECK,
+                    "error",
+                    f"{name} {key} batch {size}",
+                    f"differs from {reference_name} by "
+                    f"{difference:.3g} (tolerance atol {TOLERANCE['atol']}, rtol {TOLERANCE['rtol']}; non-float "
+                    "outputs exactly)",
+                    "re-export; the converted graph computes something else",
+                )
 
 
-def check_parity(runtimes: dict[str, Callable], inputs_by_size: dict, report: Report, *, location: str = "") -> None:
+def check_parity(
+    runtimes: dict[str, Callable], inputs_by_size: dict, report: Report, *, location: str = ""
+) -> None:
     """`runtimes`: name -> function(inputs) -> {output name: array}; the first is the reference."""
     started = time.perf_counter()
     names = list(runtimes)
@@ -69,12 +92,27 @@ def check_parity(runtimes: dict[str, Callable], inputs_by_size: dict, report: Re
         try:
             reference = call(runtimes[reference_name], inputs)
             for name in names[1:]:
-                _compare(f"{prefix}{name}", reference_name, reference, call(runtimes[name], inputs), size, report)
+                _compare(
+                    f"{prefix}{name}", reference_name, reference, call(runtimes[name], inputs), size, report
+                )
         except ProbeFailed as failure:
-            report.add(CHECK, "error", f"{prefix}batch {size}", f"a runtime raised on probes: {failure}",
-                       "make every runtime accept inputs of the signature's dtypes and shapes")
+            report.add(
+                CHECK,
+                "error",
+                f"{prefix}batch {size}",
+                f"a runtime raised on probes: {failure}",
+                "make every runtime accept inputs of the signature's dtypes and shapes",
+            )
             continue
-        report.add(CHECK, "info", f"{prefix}batch {size}", f"{', '.join(names[1:])} agree with {reference_name}")
+        report.add(
+            CHECK, "info", f"{prefix}batch {size}", f"{', '.join(names[1:])} agree with {reference_name}"
+        )
     report.tolerances["parity"] = dict(TOLERANCE)
-    report.checks.append(CheckRun(CHECK, f"{prefix}{' vs '.join(names)}", time.perf_counter() - started,
-                                  f"batches of {', '.join(str(size) for size in inputs_by_size)}"))
+    report.checks.append(
+        CheckRun(
+            CHECK,
+            f"{prefix}{' vs '.join(names)}",
+            time.perf_counter() - started,
+            f"batches of {', '.join(str(size) for size in inputs_by_size)}",
+        )
+    )

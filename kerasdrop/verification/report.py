@@ -80,7 +80,7 @@ class Report:
     def add(self, check: str, severity: str, location: str, message: str, action: str = "") -> None:
         self.findings.append(Finding(check, severity, location, message, action))
 
-    def extend(self, other: "Report") -> None:
+    def extend(self, other: Report) -> None:
         self.findings.extend(other.findings)
         self.checks.extend(other.checks)
         self.tolerances.update(other.tolerances)
@@ -93,7 +93,9 @@ class Report:
             "kind": self.kind,
             "ok": self.ok,
             "verdict": self.verdict,
-            "summary": {severity: sum(f.severity == severity for f in self.findings) for severity in SEVERITIES},
+            "summary": {
+                severity: sum(f.severity == severity for f in self.findings) for severity in SEVERITIES
+            },
             "findings": [dataclasses.asdict(finding) for finding in self.findings],
             "checks": [dataclasses.asdict(check) for check in self.checks],
             "tolerances": self.tolerances,
@@ -102,12 +104,14 @@ class Report:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Report":
+    def from_dict(cls, data: dict) -> Report:
         return cls(
-            target=data["target"], kind=data["kind"],
+            target=data["target"],
+            kind=data["kind"],
             findings=[Finding(**finding) for finding in data["findings"]],
             checks=[CheckRun(**check) for check in data.get("checks", [])],
-            tolerances=data.get("tolerances", {}), neutralised=data.get("neutralised", []),
+            tolerances=data.get("tolerances", {}),
+            neutralised=data.get("neutralised", []),
             not_run=data.get("not_run", []),
         )
 
@@ -124,8 +128,11 @@ class Report:
         from rich.table import Table
 
         console = console or Console()
-        verdict = {"pass": "[bold green]PASS[/]", "fail": "[bold red]FAIL[/]",
-                   "graph-only": "[bold yellow]GRAPH ONLY (not run: no runtime could execute it)[/]"}[self.verdict]
+        verdict = {
+            "pass": "[bold green]PASS[/]",
+            "fail": "[bold red]FAIL[/]",
+            "graph-only": "[bold yellow]GRAPH ONLY (not run: no runtime could execute it)[/]",
+        }[self.verdict]
         console.print(f"kerasdrop verify — {escape(self.target)} ({self.kind}): {verdict}")
         problems = [finding for finding in self.findings if finding.severity != "info"]
         if problems:
@@ -136,21 +143,36 @@ class Report:
             table.add_column("finding → what to do", overflow="fold", ratio=1)
             for finding in sorted(problems, key=lambda f: SEVERITIES.index(f.severity)):
                 colour = "red" if finding.severity == "error" else "yellow"
-                text = escape(finding.message) + (f"\n[bold]→[/] {escape(finding.action)}" if finding.action else "")
-                table.add_row(f"[{colour}]{finding.severity}[/]", finding.check, escape(finding.location), text)
+                text = escape(finding.message) + (
+                    f"\n[bold]→[/] {escape(finding.action)}" if finding.action else ""
+                )
+                table.add_row(
+                    f"[{colour}]{finding.severity}[/]", finding.check, escape(finding.location), text
+                )
             console.print(table)
         if show_info:
             for finding in self.findings:
                 if finding.severity == "info":
-                    console.print(f"  [green]✓[/] [dim]{finding.check:<9}[/] {escape(finding.location)}: "
-                                  f"{escape(finding.message)}", highlight=False)
+                    console.print(
+                        f"  [green]✓[/] [dim]{finding.check:<9}[/] {escape(finding.location)}: "
+                        f"{escape(finding.message)}",
+                        highlight=False,
+                    )
         for layer in self.neutralised:
-            console.print(f"  [yellow]neutralised[/] {escape(layer['layer'])} ({escape(layer['class'])}): "
-                          f"{escape(layer['reason'])}; this export traced training=False, a plain model.export "
-                          "would keep it active", highlight=False)
+            console.print(
+                f"  [yellow]neutralised[/] {escape(layer['layer'])} ({escape(layer['class'])}): "
+                f"{escape(layer['reason'])}; this export traced training=False, a plain model.export "
+                "would keep it active",
+                highlight=False,
+            )
         for artefact in self.not_run:
-            console.print(f"  [yellow]not run[/] {escape(artefact['artefact'])}: {escape(artefact['reason'])}; "
-                          "judged from its graph alone", highlight=False)
+            console.print(
+                f"  [yellow]not run[/] {escape(artefact['artefact'])}: {escape(artefact['reason'])}; "
+                "judged from its graph alone",
+                highlight=False,
+            )
         counts = self.to_dict()["summary"]
-        console.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} passed "
-                      f"({len(self.checks)} check runs, {sum(c.seconds for c in self.checks):.1f}s)")
+        console.print(
+            f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} passed "
+            f"({len(self.checks)} check runs, {sum(c.seconds for c in self.checks):.1f}s)"
+        )

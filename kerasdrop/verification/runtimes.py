@@ -27,8 +27,11 @@ def load_keras_model(path: str | pathlib.Path):
     path = pathlib.Path(path)
     if path.is_dir():  # a run directory, most often: name the .keras files it holds
         found = sorted(path.glob("*.keras"), key=lambda file: (file.name != "model.keras", file.name))
-        hint = (f"; found {', '.join(map(str, found))}: did you mean {found[0]}?" if found
-                else "; it holds no .keras file")
+        hint = (
+            f"; found {', '.join(map(str, found))}: did you mean {found[0]}?"
+            if found
+            else "; it holds no .keras file"
+        )
         raise UnusableInputError(f"Expected a .keras file; {path} is a directory{hint}")
     if not path.is_file():
         raise UnusableInputError(f"Model file not found: {path}")
@@ -41,8 +44,9 @@ def load_keras_model(path: str | pathlib.Path):
                 f"{path} contains a Lambda layer (arbitrary Python code), which Keras safe_mode refuses to load. "
                 "Rebuild the model with built-in layers or a registered custom layer instead of Lambda."
             ) from None
-        raise UnusableInputError(f"{path} cannot be loaded as a Keras model: {text.splitlines()[0] if text else ''}") \
-            from None
+        raise UnusableInputError(
+            f"{path} cannot be loaded as a Keras model: {text.splitlines()[0] if text else ''}"
+        ) from None
     except Exception as error:  # zip, h5 and JSON errors of a corrupt file
         raise UnusableInputError(f"{path} cannot be loaded as a Keras model ({_first_line(error)})") from None
 
@@ -55,8 +59,11 @@ def call_keras(model, inputs: dict, training):
     # Probes named by a signature (e.g. `images`) rather than by Keras' input names: match by order.
     flat = [inputs[name] for name in names] if set(names) <= set(inputs) else list(inputs.values())
     structure = getattr(model, "_inputs_struct", None)
-    packed = flat[0] if len(flat) == 1 and not isinstance(structure, (list, tuple, dict)) else \
-        keras.tree.pack_sequence_as(structure, flat)
+    packed = (
+        flat[0]
+        if len(flat) == 1 and not isinstance(structure, (list, tuple, dict))
+        else keras.tree.pack_sequence_as(structure, flat)
+    )
     return model(packed, training=training) if training is not None else model(packed)
 
 
@@ -66,7 +73,9 @@ def load_saved_model(directory: str | pathlib.Path):
     try:
         return tf.saved_model.load(str(directory))
     except Exception as error:
-        raise UnusableInputError(f"{directory} cannot be loaded as a SavedModel: {_first_line(error)}") from None
+        raise UnusableInputError(
+            f"{directory} cannot be loaded as a SavedModel: {_first_line(error)}"
+        ) from None
 
 
 def _numpy_dtype(tf_dtype) -> np.dtype:
@@ -118,11 +127,15 @@ class SessionRuntime:
         try:
             # The TF1 loader is deprecated for new code; here it is the point: TF Serving loads this way.
             with self.graph.as_default(), deprecation.silence():
-                self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(directory))
+                self.meta_graph = tf.compat.v1.saved_model.loader.load(
+                    self.session, ["serve"], str(directory)
+                )
         except Exception as error:
             self.session.close()
-            raise UnusableInputError(f"{directory} cannot be loaded the way TF Serving loads it (TF1 SavedModel "
-                                     f"loader, tag 'serve'): {_first_line(error)}") from None
+            raise UnusableInputError(
+                f"{directory} cannot be loaded the way TF Serving loads it (TF1 SavedModel "
+                f"loader, tag 'serve'): {_first_line(error)}"
+            ) from None
 
     def runner(self, signature_name: str):
         signature = self.meta_graph.signature_def[signature_name]
@@ -147,9 +160,21 @@ def onnx_session(path: str | pathlib.Path):
         raise UnusableInputError(f"{path} cannot be loaded by ONNX Runtime: {_first_line(error)}") from None
 
 
-_ONNX_TYPES = {"float": "float32", "double": "float64", "float16": "float16", "int64": "int64", "int32": "int32",
-               "int16": "int16", "int8": "int8", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
-               "uint64": "uint64", "bool": "bool", "string": "object"}
+_ONNX_TYPES = {
+    "float": "float32",
+    "double": "float64",
+    "float16": "float16",
+    "int64": "int64",
+    "int32": "int32",
+    "int16": "int16",
+    "int8": "int8",
+    "uint8": "uint8",
+    "uint16": "uint16",
+    "uint32": "uint32",
+    "uint64": "uint64",
+    "bool": "bool",
+    "string": "object",
+}
 
 
 def onnx_input_specs(session) -> list[InputSpec] | None:
@@ -161,8 +186,11 @@ def onnx_input_specs(session) -> list[InputSpec] | None:
             return None
         dims = [dim if isinstance(dim, int) and dim >= 0 else None for dim in tensor.shape]
         batched = bool(dims) and dims[0] is None
-        specs.append(InputSpec(tensor.name, np.dtype(_ONNX_TYPES[element]), tuple(dims[1:] if batched else dims),
-                               batched))
+        specs.append(
+            InputSpec(
+                tensor.name, np.dtype(_ONNX_TYPES[element]), tuple(dims[1:] if batched else dims), batched
+            )
+        )
     return specs
 
 
@@ -171,8 +199,12 @@ def onnx_runtime(session):
 
     def run(inputs):
         # ONNX Runtime takes string tensors as arrays of str, not bytes.
-        inputs = {name: np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(value)
-                  if value.dtype == object else value for name, value in inputs.items()}
+        inputs = {
+            name: np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(value)
+            if value.dtype == object
+            else value
+            for name, value in inputs.items()
+        }
         return dict(zip(names, session.run(names, inputs)))
 
     return run
@@ -200,8 +232,9 @@ def import_runtime(format_name: str):
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise RuntimeMissingError(f"the {format_name} runtime is not installed ({_first_line(error)}): "
-                                  f"install {package}") from None
+        raise RuntimeMissingError(
+            f"the {format_name} runtime is not installed ({_first_line(error)}): install {package}"
+        ) from None
 
 
 _LITERT_TYPES = {"float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"}
@@ -218,8 +251,9 @@ def litert_signature(path: str | pathlib.Path):
     except Exception as error:  # the LiteRT loader raises ValueError/RuntimeError on bad flatbuffers
         raise UnusableInputError(f"{path} cannot be loaded by LiteRT: {_first_line(error)}") from None
     if signatures:
-        runner = interpreter.get_signature_runner("serving_default" if "serving_default" in signatures
-                                                  else sorted(signatures)[0])
+        runner = interpreter.get_signature_runner(
+            "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+        )
         details = sorted(runner.get_input_details().items())
     else:
         runner = _TensorRunner(interpreter)
@@ -251,8 +285,10 @@ class _TensorRunner:
         for name, value in inputs.items():
             interpreter.set_tensor(details[name]["index"], value)
         interpreter.invoke()
-        return {detail["name"]: interpreter.get_tensor(detail["index"])
-                for detail in interpreter.get_output_details()}
+        return {
+            detail["name"]: interpreter.get_tensor(detail["index"])
+            for detail in interpreter.get_output_details()
+        }
 
 
 def litert_runtime(runner):
@@ -289,8 +325,9 @@ def openvino_compiled(path: str | pathlib.Path):
         dims = [None if dim.is_dynamic else dim.get_length() for dim in shape]
         batched = bool(dims) and dims[0] is None
         dtype = np.dtype(port.get_element_type().to_dtype())
-        specs.append(InputSpec(openvino_output_name(port), dtype, tuple(dims[1:] if batched else dims),
-                               batched))
+        specs.append(
+            InputSpec(openvino_output_name(port), dtype, tuple(dims[1:] if batched else dims), batched)
+        )
     return compiled, specs
 
 

@@ -68,8 +68,14 @@ def _warmup_inputs(request: dict, specs) -> dict:
     return request
 
 
-def check_signatures(directory: pathlib.Path, scan: graph.GraphScan, report: Report, *,
-                     probe_range: tuple[float, float] | None, warmups: dict) -> dict[str, Served]:
+def check_signatures(
+    directory: pathlib.Path,
+    scan: graph.GraphScan,
+    report: Report,
+    *,
+    probe_range: tuple[float, float] | None,
+    warmups: dict,
+) -> dict[str, Served]:
     """Judges every signature; returns those that ran, by name. `warmups`: replayed requests by signature.
 
     `probe_range` None: nothing declares one, so each signature is probed at every magnitude.
@@ -95,8 +101,12 @@ def _check_one(name, meta_graph, loaded, session, warmup, declared, report):
     location = f"signature {name}"
     specs = runtimes.signature_def_specs(meta_graph.signature_def[name])
     if specs is None:
-        report.add(numerical.CHECK, "warning", location, "a sparse or composite input: numerical checks skipped "
-                   "(the graph scan covered it)")
+        report.add(
+            numerical.CHECK,
+            "warning",
+            location,
+            "a sparse or composite input: numerical checks skipped (the graph scan covered it)",
+        )
         return None
     signature = loaded.signatures.get(name)
     session_run = session.runner(name)
@@ -106,21 +116,43 @@ def _check_one(name, meta_graph, loaded, session, warmup, declared, report):
     scale = probes.magnitudes(declared, specs)
     inputs = accepted_probes(run, specs, ops, scale[0].low, scale[0].high, distribution=scale[0].distribution)
     errors = len(report.errors)
-    numerical.check_function(run, inputs, report, location=location, expect_stochastic=stochastic,
-                             batch_test=probes.batched_names(specs))
+    numerical.check_function(
+        run,
+        inputs,
+        report,
+        location=location,
+        expect_stochastic=stochastic,
+        batch_test=probes.batched_names(specs),
+    )
     for magnitude in scale[1:] if not stochastic else []:
         if len(report.errors) > errors:
             break  # the other magnitudes add nothing to a refusal
-        numerical.check_function(run, accepted_probes(run, specs, ops, magnitude.low, magnitude.high,
-                                                      distribution=magnitude.distribution), report,
-                                 location=f"{location} [{magnitude.name} probes]", batch_test=probes.batched_names(specs),
-                                 optional=True, out_of_range=numerical.OutOfRange.of(magnitude, scale))
+        numerical.check_function(
+            run,
+            accepted_probes(
+                run, specs, ops, magnitude.low, magnitude.high, distribution=magnitude.distribution
+            ),
+            report,
+            location=f"{location} [{magnitude.name} probes]",
+            batch_test=probes.batched_names(specs),
+            optional=True,
+            out_of_range=numerical.OutOfRange.of(magnitude, scale),
+        )
     for index, request in enumerate(warmup if not stochastic else []):
-        numerical.check_function(run, _warmup_inputs(request, specs), report, batch_test=probes.batched_names(specs),
-                                 location=f"{location} warmup request {index + 1} (assets.extra)")
+        numerical.check_function(
+            run,
+            _warmup_inputs(request, specs),
+            report,
+            batch_test=probes.batched_names(specs),
+            location=f"{location} warmup request {index + 1} (assets.extra)",
+        )
     if not stochastic and signature is not None and len(report.errors) == errors:
-        parity.check_parity({"tf2 loader": run, "TF Serving's session path": session_run}, {
-            probes.BATCH: inputs}, report, location=location)
+        parity.check_parity(
+            {"tf2 loader": run, "TF Serving's session path": session_run},
+            {probes.BATCH: inputs},
+            report,
+            location=location,
+        )
     return Served(name, run, specs, inputs, list(signature.variables) if signature is not None else [])
 
 
@@ -136,16 +168,31 @@ def check_monte_carlo(monte_carlo: Served, serving: Served, report: Report) -> N
     except numerical.ProbeFailed as failure:
         report.add(numerical.CHECK, "error", location, f"could not be run next to serving_default: {failure}")
         return
-    changed = [variable.name for variable in serving.variables
-               if not np.array_equal(values[id(variable)], variable.numpy())]
+    changed = [
+        variable.name
+        for variable in serving.variables
+        if not np.array_equal(values[id(variable)], variable.numpy())
+    ]
     if changed:
-        report.add(numerical.CHECK, "error", location, f"writes variables serving_default reads ({', '.join(changed[:4])}"
-                   f"{', ...' if len(changed) > 4 else ''}): every mc_dropout request changes the deterministic "
-                   "answers (training-mode BatchNormalization updating its moving statistics?)",
-                   "build mc_dropout with only dropout in training mode (kerasdrop export --mc-samples does)")
+        report.add(
+            numerical.CHECK,
+            "error",
+            location,
+            f"writes variables serving_default reads ({', '.join(changed[:4])}"
+            f"{', ...' if len(changed) > 4 else ''}): every mc_dropout request changes the deterministic "
+            "answers (training-mode BatchNormalization updating its moving statistics?)",
+            "build mc_dropout with only dropout in training mode (kerasdrop export --mc-samples does)",
+        )
     key, difference, close = numerical.differences(before, after)
     if not close:
-        report.add(numerical.CHECK, "error", location, f"running it changed serving_default's answers by {difference:.3g} "
-                   f"in {key!r}", "mc_dropout must not write state that serving_default reads")
+        report.add(
+            numerical.CHECK,
+            "error",
+            location,
+            f"running it changed serving_default's answers by {difference:.3g} in {key!r}",
+            "mc_dropout must not write state that serving_default reads",
+        )
     elif not changed:
-        report.add(numerical.CHECK, "info", location, "leaves serving_default's variables and answers unchanged")
+        report.add(
+            numerical.CHECK, "info", location, "leaves serving_default's variables and answers unchanged"
+        )

@@ -13,6 +13,12 @@ from kerasdrop.zoo.registry import (
 from kerasdrop.zoo.rewire import set_dropout
 
 __all__ = [
-    "DROPOUT_KINDS", "HeadConfig", "ModelInfo", "create_model", "list_models", "model_info",
-    "register_model", "set_dropout",
+    "DROPOUT_KINDS",
+    "HeadConfig",
+    "ModelInfo",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+    "set_dropout",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def input_rescaling(input_range: tuple[float, float]):
@@ -13,7 +14,9 @@ def input_rescaling(input_range: tuple[float, float]):
     import keras
 
     low, high = input_range
-    return keras.layers.Rescaling(scale=1.0 / (high - low), offset=-low / (high - low), name="input_rescaling")
+    return keras.layers.Rescaling(
+        scale=1.0 / (high - low), offset=-low / (high - low), name="input_rescaling"
+    )
 
 
 def model_input(input_shape: tuple[int, int, int], input_range: tuple[float, float]) -> tuple[Any, Any]:

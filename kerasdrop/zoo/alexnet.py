@@ -31,7 +31,9 @@ def _create_alexnet(variant, *, num_classes, input_shape, head, conv_dropout, in
 
 
 @register_model(
-    default_input_shape=(32, 32, 3), default_dense_units=(4096, 4096), default_dropout=0.5,
+    default_input_shape=(32, 32, 3),
+    default_dense_units=(4096, 4096),
+    default_dropout=0.5,
     min_spatial_size=smallest_input([(3, 2, "valid")] * len(cfgs["alexnet"])),
 )
 def alexnet(**kwargs):

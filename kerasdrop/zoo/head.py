@@ -7,7 +7,8 @@ verifier find the head by them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from kerasdrop._validation import check_choice, check_rate, invalid_argument, is_number
 

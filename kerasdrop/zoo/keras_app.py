@@ -21,11 +21,21 @@ PREFIX = "keras_app:"
 #   caffe: RGB->BGR, subtract ImageNet means on 0-255;  tf: scale to [-1, 1];
 #   torch: [0, 1] then ImageNet mean/std;                model: the backbone preprocesses 0-255 itself.
 PREPROCESSING = {
-    "resnet": "caffe", "vgg16": "caffe", "vgg19": "caffe",
-    "mobilenet": "tf", "mobilenet_v2": "tf", "resnet_v2": "tf", "inception_v3": "tf",
-    "inception_resnet_v2": "tf", "xception": "tf", "nasnet": "tf",
+    "resnet": "caffe",
+    "vgg16": "caffe",
+    "vgg19": "caffe",
+    "mobilenet": "tf",
+    "mobilenet_v2": "tf",
+    "resnet_v2": "tf",
+    "inception_v3": "tf",
+    "inception_resnet_v2": "tf",
+    "xception": "tf",
+    "nasnet": "tf",
     "densenet": "torch",
-    "efficientnet": "model", "efficientnet_v2": "model", "convnext": "model", "mobilenet_v3": "model",
+    "efficientnet": "model",
+    "efficientnet_v2": "model",
+    "convnext": "model",
+    "mobilenet_v3": "model",
 }
 _IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 _IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -47,7 +57,8 @@ def backbone_names(*, use_cache: bool = True) -> list[str]:
     import keras
 
     return sorted(
-        name for name in dir(keras.applications)
+        name
+        for name in dir(keras.applications)
         if name[:1].isupper() and _module_of(getattr(keras.applications, name)) in PREPROCESSING
     )
 
@@ -79,14 +90,22 @@ def keras_app_info(backbone: str) -> ModelInfo:
 
         close = difflib.get_close_matches(backbone, known, n=3, cutoff=0.5)
         hint = f"Did you mean: {', '.join(PREFIX + c for c in close)}? " if close else ""
-        raise invalid_argument("model_name", f"keras_app:<Name> with a keras.applications backbone. {hint}"
-                               f"Backbones: {', '.join(known)}", f"{PREFIX}{backbone}")
+        raise invalid_argument(
+            "model_name",
+            f"keras_app:<Name> with a keras.applications backbone. {hint}Backbones: {', '.join(known)}",
+            f"{PREFIX}{backbone}",
+        )
     size = _DEFAULT_SIZE.get(backbone, 224)
     return ModelInfo(
-        name=f"{PREFIX}{backbone}", family="keras_app", default_input_shape=(size, size, 3),
-        default_dense_units=_DEFAULT_DENSE_UNITS, default_dropout=_DEFAULT_DROPOUT,
+        name=f"{PREFIX}{backbone}",
+        family="keras_app",
+        default_input_shape=(size, size, 3),
+        default_dense_units=_DEFAULT_DENSE_UNITS,
+        default_dropout=_DEFAULT_DROPOUT,
         # keras.applications refuses inputs under 32 pixels (75 or 71 for Inception/Xception; it says so).
-        min_spatial_size=32, family_options=("weights", "batch_norm_momentum"), description=f"keras.applications.{backbone} backbone, FC 1024 with dropout",
+        min_spatial_size=32,
+        family_options=("weights", "batch_norm_momentum"),
+        description=f"keras.applications.{backbone} backbone, FC 1024 with dropout",
     )
 
 
@@ -104,7 +123,9 @@ def _preprocess(x, mode: str, input_range: tuple[float, float]):
         return keras.layers.Rescaling(2.0, offset=-1.0, name="backbone_rescaling")(x)
     if mode == "torch":
         return keras.layers.Normalization(
-            mean=[0.485, 0.456, 0.406], variance=[s * s for s in _IMAGENET_STD_RGB], name="imagenet_normalization"
+            mean=[0.485, 0.456, 0.406],
+            variance=[s * s for s in _IMAGENET_STD_RGB],
+            name="imagenet_normalization",
         )(x)
     x = keras.layers.Rescaling(255.0, name="backbone_rescaling")(x)
     if mode == "caffe":
@@ -119,7 +140,16 @@ def _preprocess(x, mode: str, input_range: tuple[float, float]):
 
 
 def create_keras_app(
-    backbone, *, num_classes, input_shape, head, conv_dropout, input_range, name, weights=None, batch_norm_momentum=None
+    backbone,
+    *,
+    num_classes,
+    input_shape,
+    head,
+    conv_dropout,
+    input_range,
+    name,
+    weights=None,
+    batch_norm_momentum=None,
 ):
     """Builds `keras_app:<backbone>`.
 
@@ -138,7 +168,11 @@ def create_keras_app(
     ):
         raise invalid_argument("batch_norm_momentum", "a float in (0, 1) or None", batch_norm_momentum)
 
-    if weights is not None and weights != "imagenet" and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
+    if (
+        weights is not None
+        and weights != "imagenet"
+        and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights))
+    ):
         raise invalid_argument("weights", "None, 'imagenet' or the path of an existing weights file", weights)
     constructor = getattr(keras.applications, backbone)
     mode = PREPROCESSING[_module_of(constructor)]
@@ -154,10 +188,15 @@ def create_keras_app(
     x = _preprocess(x, mode, input_range)
     try:
         backbone_model = constructor(
-            include_top=False, weights=None if weights is None else os.fspath(weights), input_tensor=x, pooling=None
+            include_top=False,
+            weights=None if weights is None else os.fspath(weights),
+            input_tensor=x,
+            pooling=None,
         )
     except ValueError as error:
-        raise invalid_argument("input_shape", f"a shape keras.applications.{backbone} accepts ({error})", input_shape) from None
+        raise invalid_argument(
+            "input_shape", f"a shape keras.applications.{backbone} accepts ({error})", input_shape
+        ) from None
     except Exception as error:  # keras.utils.get_file raises a bare Exception when the download fails
         failed = _URL_FETCH_FAILURE.match(str(error))
         if weights != "imagenet" or failed is None:
@@ -177,8 +216,9 @@ def create_keras_app(
 
 
 # keras.utils.get_file's message for a failed download: "URL fetch failure on <url>: <errno> -- <reason>".
-_URL_FETCH_FAILURE = re.compile(r"URL fetch failure on (?P<url>\S+): (?:(?P<code>\S+) -- )?(?P<reason>.*)",
-                                re.DOTALL)
+_URL_FETCH_FAILURE = re.compile(
+    r"URL fetch failure on (?P<url>\S+): (?:(?P<code>\S+) -- )?(?P<reason>.*)", re.DOTALL
+)
 
 
 def _weights_unavailable(model: str, *, url: str, reason: str) -> PretrainedWeightsUnavailableError:
@@ -194,9 +234,10 @@ def _weights_unavailable(model: str, *, url: str, reason: str) -> PretrainedWeig
     target = os.path.join(os.path.expanduser(home), "models", file_name)
     reason = " ".join(reason.split())
     return PretrainedWeightsUnavailableError(
-        f"{model} with weights=\"imagenet\": Keras could not download {file_name} from {url} ({reason}). "
+        f'{model} with weights="imagenet": Keras could not download {file_name} from {url} ({reason}). '
         f"Offline, fetch that URL on a machine with internet and put the file at {target} (Keras' cache: "
-        f"$KERAS_HOME/models, else ~/.keras/models), or train without weights=\"imagenet\".")
+        f'$KERAS_HOME/models, else ~/.keras/models), or train without weights="imagenet".'
+    )
 
 
 register_model_prefix(PREFIX, names=backbone_names, info=keras_app_info, create=create_keras_app)

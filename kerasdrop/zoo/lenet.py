@@ -19,7 +19,9 @@ def _create_lenet(variant, *, num_classes, input_shape, head, conv_dropout, inpu
 
     images, x = model_input(input_shape, input_range)
     for block, (filters, kernel) in enumerate(cfgs[variant], start=1):
-        x = keras.layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"block{block}_conv1")(x)
+        x = keras.layers.Conv2D(
+            filters, kernel, padding="same", activation="relu", name=f"block{block}_conv1"
+        )(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         x = spatial_dropout(x, conv_dropout, f"block{block}_dropout")
     x = keras.layers.Flatten(name="flatten")(x)
@@ -28,7 +30,9 @@ def _create_lenet(variant, *, num_classes, input_shape, head, conv_dropout, inpu
 
 
 @register_model(
-    default_input_shape=(32, 32, 1), default_dense_units=(120, 84), default_dropout=0.25,
+    default_input_shape=(32, 32, 1),
+    default_dense_units=(120, 84),
+    default_dropout=0.25,
     min_spatial_size=smallest_input([(2, 2, "valid")] * len(cfgs["lenet5"])),
 )
 def lenet5(**kwargs):

@@ -22,7 +22,9 @@ def _create_mlp(*, num_classes, input_shape, head, conv_dropout, input_range, na
     return keras.Model(images, outputs, name=name)
 
 
-@register_model(default_input_shape=(28, 28, 1), default_dense_units=(512, 512), default_dropout=0.2, min_spatial_size=1)
+@register_model(
+    default_input_shape=(28, 28, 1), default_dense_units=(512, 512), default_dropout=0.2, min_spatial_size=1
+)
 def mlp(**kwargs):
     """Flatten + hidden Dense layers (the Keras MNIST MLP)."""
     return _create_mlp(**kwargs)

@@ -20,7 +20,9 @@ def monte_carlo_model(model):
     def call_layer(layer, *args, **kwargs):
         return layer(*args, **{**kwargs, "training": isinstance(layer, dropout_classes)})
 
-    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_layer, recursive=True)
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=call_layer, recursive=True
+    )
 
 
 def monte_carlo_passes(stochastic, images, samples: int):
@@ -42,6 +44,9 @@ def monte_carlo_function(model, samples: int):
 
     def mc_dropout(images):
         probabilities = monte_carlo_passes(stochastic, images, samples)
-        return {"mean": tf.reduce_mean(probabilities, axis=0), "stddev": tf.math.reduce_std(probabilities, axis=0)}
+        return {
+            "mean": tf.reduce_mean(probabilities, axis=0),
+            "stddev": tf.math.reduce_std(probabilities, axis=0),
+        }
 
     return mc_dropout

@@ -17,7 +17,7 @@ import json
 import os
 import pathlib
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 SHIPPED = pathlib.Path(__file__).with_name("param_counts.json")
 CACHE_VARIABLE = "KERASDROP_CACHE_DIR"
@@ -105,8 +105,10 @@ def parameter_counts(names: Iterable[str], num_classes: int = _BASE_CLASSES) -> 
         if count is None:
             count = count_by_building(name, num_classes)
             units = model_info(name).default_dense_units
-            entry = {"by_classes": {**entry.get("by_classes", {}), str(num_classes): count},
-                     "per_class": units[-1] + 1 if units else None}
+            entry = {
+                "by_classes": {**entry.get("by_classes", {}), str(num_classes): count},
+                "per_class": units[-1] + 1 if units else None,
+            }
             learned[key] = entry
         counts[name] = count
     if learned:
@@ -133,8 +135,10 @@ def write_shipped(names: Iterable[str]) -> None:
         key = fingerprint(name)
         if key not in current:
             units = model_info(name).default_dense_units
-            current[key] = {"by_classes": {str(_BASE_CLASSES): count_by_building(name, _BASE_CLASSES)},
-                            "per_class": units[-1] + 1 if units else None}
+            current[key] = {
+                "by_classes": {str(_BASE_CLASSES): count_by_building(name, _BASE_CLASSES)},
+                "per_class": units[-1] + 1 if units else None,
+            }
             print(f"{name}: {current[key]['by_classes'][str(_BASE_CLASSES)]:,}", flush=True)
         table[key] = current[key]
     from kerasdrop.zoo.keras_app import backbone_names, backbone_names_key

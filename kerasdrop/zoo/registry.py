@@ -12,7 +12,8 @@ import difflib
 import fnmatch
 import functools
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from kerasdrop._validation import (
     check_positive_int,
@@ -24,8 +25,8 @@ from kerasdrop.errors import InvalidArgumentError
 from kerasdrop.zoo.head import resolve_head
 
 _model_entrypoints: dict[str, Callable[..., Any]] = {}
-_model_info: dict[str, "ModelInfo"] = {}
-_prefix_resolvers: dict[str, "PrefixResolver"] = {}
+_model_info: dict[str, ModelInfo] = {}
+_prefix_resolvers: dict[str, PrefixResolver] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,9 @@ def register_model(
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         name = fn.__name__
         if name in _model_entrypoints:
-            raise InvalidArgumentError(f"Model {name!r} is already registered (by {_model_entrypoints[name].__module__}).")
+            raise InvalidArgumentError(
+                f"Model {name!r} is already registered (by {_model_entrypoints[name].__module__})."
+            )
         _model_entrypoints[name] = fn
         _model_info[name] = ModelInfo(
             name=name,
@@ -126,7 +129,9 @@ def list_models(pattern: str | Sequence[str] = "*", *, include_keras_apps: bool 
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     candidates = list(_model_entrypoints)
     for prefix, resolver in _prefix_resolvers.items():
-        wanted = any(p.startswith(prefix) for p in patterns) if include_keras_apps is None else include_keras_apps
+        wanted = (
+            any(p.startswith(prefix) for p in patterns) if include_keras_apps is None else include_keras_apps
+        )
         if wanted:
             candidates += [prefix + name for name in resolver.names()]
     return sorted(name for name in candidates if any(fnmatch.fnmatchcase(name, p) for p in patterns))
@@ -138,7 +143,7 @@ def model_info(model_name: str) -> ModelInfo:
         return _model_info[model_name]
     resolver = _resolver_for(model_name)
     if resolver is not None:
-        return resolver.info(model_name[len(resolver.prefix):])
+        return resolver.info(model_name[len(resolver.prefix) :])
     known = list(_model_entrypoints)
     close = difflib.get_close_matches(str(model_name), known, n=3, cutoff=0.5)
     hint = f"Did you mean: {', '.join(close)}? " if close else ""
@@ -208,11 +213,13 @@ def create_model(
     if unknown:
         options = ", ".join(info.family_options) or "none"
         raise invalid_argument(
-            unknown[0], f"an option of the {info.family} family (its options: {options})", family_kwargs[unknown[0]]
+            unknown[0],
+            f"an option of the {info.family} family (its options: {options})",
+            family_kwargs[unknown[0]],
         )
     resolver = _resolver_for(model_name)
     if resolver is not None:
-        entry = functools.partial(resolver.create, model_name[len(resolver.prefix):])
+        entry = functools.partial(resolver.create, model_name[len(resolver.prefix) :])
     else:
         entry = _model_entrypoints[model_name]
     return entry(
@@ -235,7 +242,9 @@ def _resolve_input_shape(input_shape: Sequence[int] | None, info: ModelInfo) -> 
         or len(shape) != 3
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
     ):
-        raise invalid_argument("input_shape", "a tuple of 3 positive ints (height, width, channels)", input_shape)
+        raise invalid_argument(
+            "input_shape", "a tuple of 3 positive ints (height, width, channels)", input_shape
+        )
     if min(shape[:2]) < info.min_spatial_size:
         raise invalid_argument(
             "input_shape",
@@ -253,5 +262,7 @@ def _resolve_input_range(input_range: Any) -> tuple[float, float]:
         or not all(is_number(v) and math.isfinite(v) for v in input_range)
         or not input_range[0] < input_range[1]
     ):
-        raise invalid_argument("input_range", "a pair (low, high) of finite numbers with low < high", input_range)
+        raise invalid_argument(
+            "input_range", "a pair (low, high) of finite numbers with low < high", input_range
+        )
     return float(input_range[0]), float(input_range[1])

@@ -20,7 +20,9 @@ _IMAGENET_STEM_FROM = 64
 def _conv_bn(x, filters, kernel, stride, name, relu=True):
     import keras
 
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.Conv2D(
+        filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
     # momentum 0.9 (torchvision's 0.1): with 0.99 the moving statistics lag far behind on small
     # data sets (digits: ResNet-18 at 44% test accuracy after 300 steps, measured).
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
@@ -62,8 +64,13 @@ def _create_resnet(variant, *, num_classes, input_shape, head, conv_dropout, inp
     return keras.Model(images, outputs, name=name)
 
 
-@register_model(default_input_shape=(224, 224, 3), default_dense_units=(512,), default_dropout=0.5, min_spatial_size=8,
-                family_options=("stem",))
+@register_model(
+    default_input_shape=(224, 224, 3),
+    default_dense_units=(512,),
+    default_dropout=0.5,
+    min_spatial_size=8,
+    family_options=("stem",),
+)
 def resnet18(**kwargs):
     """ResNet-18 (basic blocks 2-2-2-2), GAP, FC 512 with dropout."""
     return _create_resnet("resnet18", **kwargs)

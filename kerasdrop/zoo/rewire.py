@@ -7,7 +7,7 @@ nothing; the model has to be rebuilt around the same weights, which is what this
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from kerasdrop._validation import check_choice, invalid_argument
 from kerasdrop.zoo.head import DROPOUT_KINDS, dropout_layer, resolve_rates
@@ -27,8 +27,12 @@ def dropout_kind_of(layer) -> str:
 
     # Checked most specific first: AlphaDropout and GaussianDropout are not Dropout subclasses in
     # Keras 3, but a user's subclass of Dropout should count as standard.
-    for kind, cls in (("alpha", keras.layers.AlphaDropout), ("gaussian", keras.layers.GaussianDropout),
-                      ("standard", keras.layers.Dropout), ("none", keras.layers.Identity)):
+    for kind, cls in (
+        ("alpha", keras.layers.AlphaDropout),
+        ("gaussian", keras.layers.GaussianDropout),
+        ("standard", keras.layers.Dropout),
+        ("none", keras.layers.Identity),
+    ):
         if isinstance(layer, cls):
             return kind
     raise invalid_argument("model", "head dropout layers of a kerasdrop kind", type(layer).__name__)
@@ -55,7 +59,9 @@ def set_dropout(model, rate_or_rates: float | Sequence[float], kind: str | None 
     slots = head_dropout_layers(model)
     if not slots:
         raise invalid_argument(
-            "model", "a kerasdrop zoo model with head dropout layers named fc1_dropout, fc2_dropout, ...", model.name
+            "model",
+            "a kerasdrop zoo model with head dropout layers named fc1_dropout, fc2_dropout, ...",
+            model.name,
         )
     rates = resolve_rates(rate_or_rates, len(slots))
     replacements = {}
@@ -96,4 +102,3 @@ def as_float32(model):
         if layer.weights:
             converted.get_layer(layer.name).set_weights(layer.get_weights())
     return converted
-

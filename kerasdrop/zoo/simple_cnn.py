@@ -32,7 +32,9 @@ def _create_simple_cnn(variant, *, num_classes, input_shape, head, conv_dropout,
 
 
 @register_model(
-    default_input_shape=(28, 28, 1), default_dense_units=(128,), default_dropout=0.5,
+    default_input_shape=(28, 28, 1),
+    default_dense_units=(128,),
+    default_dropout=0.5,
     min_spatial_size=smallest_input(_downsampling(cfgs["simple_cnn"])),
 )
 def simple_cnn(**kwargs):

@@ -20,7 +20,9 @@ cfgs = {
 _MIN_SIZE = smallest_input([(2, 2, "valid")] * 5)
 
 
-def _create_vgg(variant, *, num_classes, input_shape, head, conv_dropout, input_range, name, batch_norm=False):
+def _create_vgg(
+    variant, *, num_classes, input_shape, head, conv_dropout, input_range, name, batch_norm=False
+):
     if not isinstance(batch_norm, bool):
         raise invalid_argument("batch_norm", "True or False", batch_norm)
     import keras
@@ -36,7 +38,9 @@ def _create_vgg(variant, *, num_classes, input_shape, head, conv_dropout, input_
         prefix = f"block{block}_conv{conv}"
         if batch_norm:
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=prefix)(x)
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(x)  # as resnet.py: small data
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(
+                x
+            )  # as resnet.py: small data
             x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
         else:
             x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=prefix)(x)
@@ -47,7 +51,10 @@ def _create_vgg(variant, *, num_classes, input_shape, head, conv_dropout, input_
 
 
 _DEFAULTS = dict(
-    default_input_shape=(224, 224, 3), default_dense_units=(4096, 4096), default_dropout=0.5, min_spatial_size=_MIN_SIZE,
+    default_input_shape=(224, 224, 3),
+    default_dense_units=(4096, 4096),
+    default_dropout=0.5,
+    min_spatial_size=_MIN_SIZE,
     family_options=("batch_norm",),
 )
 

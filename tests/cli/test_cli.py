@@ -36,9 +36,15 @@ def test_models_with_no_match_exits_2(capsys):
 
 
 def test_describe_prints_summary_and_head(capsys):
-    assert main(["describe", "mlp", "--input-shape", "8,8,1", "--dense-units", "32,16", "--dropout", "0.5,0.25"]) == 0
+    assert (
+        main(["describe", "mlp", "--input-shape", "8,8,1", "--dense-units", "32,16", "--dropout", "0.5,0.25"])
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "fc1 Dense(32, relu) -> fc1_dropout Dropout(0.5) -> fc2 Dense(16, relu) -> fc2_dropout Dropout(0.25)" in out
+    assert (
+        "fc1 Dense(32, relu) -> fc1_dropout Dropout(0.5) -> fc2 Dense(16, relu) -> fc2_dropout Dropout(0.25)"
+        in out
+    )
     assert "predictions Dense(10, softmax)" in out
     assert "Total params" in out
 
@@ -46,7 +52,10 @@ def test_describe_prints_summary_and_head(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["describe", "mlp", "--dropout", "1.5"], "Invalid value received for argument `dropout`. Expected a float in [0, 1)"),
+        (
+            ["describe", "mlp", "--dropout", "1.5"],
+            "Invalid value received for argument `dropout`. Expected a float in [0, 1)",
+        ),
         (["describe", "vgg17"], "Did you mean: vgg16"),
         (["describe", "vgg16", "--input-shape", "16,16,3"], ">= 32 for vgg16"),
         (["describe", "mlp", "--dense-units", "64,32", "--dropout", "0.5,0.5,0.5"], "a list of 2 rates"),
@@ -66,8 +75,21 @@ def test_unparsable_list_is_a_usage_error(capsys):
 
 def test_train_from_flags_reports_the_run(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--model", "mlp", "--dataset", "synthetic", "--epochs", "1", "--dense-units", "16",
-            "--dropout", "0.3", "--out", str(out)]
+    argv = [
+        "train",
+        "--model",
+        "mlp",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--dense-units",
+        "16",
+        "--dropout",
+        "0.3",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"run saved to {out}/" in printed and "test accuracy" in printed
@@ -76,8 +98,10 @@ def test_train_from_flags_reports_the_run(tmp_path, capsys):
 
 def test_train_recipe_with_set_override_and_expectation(tmp_path, capsys):
     recipe = tmp_path / "r.toml"
-    recipe.write_text('[model]\nname = "mlp"\ndense_units = [16]\n[data]\ndataset = "synthetic"\n'
-                      "[training]\nepochs = 5\n[expect]\ntest_accuracy = 0.5\n")
+    recipe.write_text(
+        '[model]\nname = "mlp"\ndense_units = [16]\n[data]\ndataset = "synthetic"\n'
+        "[training]\nepochs = 5\n[expect]\ntest_accuracy = 0.5\n"
+    )
     assert main(["train", str(recipe), "--set", "training.epochs=2", "--out", str(tmp_path / "run")]) == 0
     printed = capsys.readouterr().out
     assert "2 epochs in" in printed and "meets the recipe's expected 0.5000" in printed
@@ -86,7 +110,10 @@ def test_train_recipe_with_set_override_and_expectation(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--set", "training.epoch=1"], "Unknown recipe key 'training.epoch'. Did you mean: training.epochs"),
+        (
+            ["train", "--set", "training.epoch=1"],
+            "Unknown recipe key 'training.epoch'. Did you mean: training.epochs",
+        ),
         (["train", "--set", "epochs"], "Expected key=value"),
         (["train", "no/such/recipe.toml"], "Recipe file not found: no/such/recipe.toml"),
         (["train", "--resume"], "--resume needs --out"),

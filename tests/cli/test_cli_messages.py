@@ -14,14 +14,18 @@ from kerasdrop.cli import build_parser, main
 @pytest.mark.parametrize("text", ["8x8x1", "8,8,1", "8X8X1"])
 def test_a_shape_is_taken_as_models_prints_it_and_as_a_list(text, capsys):
     assert build_parser().parse_args(["describe", "mlp", "--input-shape", text]).input_shape == (8, 8, 1)
-    assert build_parser().parse_args(["train", "--model", "mlp", "--image-size", text.rsplit(text[1], 1)[0]
-                                      ]).image_size == (8, 8)
+    assert build_parser().parse_args(
+        ["train", "--model", "mlp", "--image-size", text.rsplit(text[1], 1)[0]]
+    ).image_size == (8, 8)
 
 
 def test_a_malformed_shape_says_both_forms(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["describe", "mlp", "--input-shape", "8x8"])
-    assert "Expected H,W,C as positive integers, e.g. 32x32x3 or 32,32,3. Received: '8x8'" in capsys.readouterr().err
+    assert (
+        "Expected H,W,C as positive integers, e.g. 32x32x3 or 32,32,3. Received: '8x8'"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_synthetic_shape_is_taken_in_both_forms():
@@ -44,8 +48,10 @@ def test_export_of_a_run_directory_names_the_keras_file_it_holds(tmp_path, capsy
     (run / "best.keras").write_bytes(b"not read")
     assert main(["export", str(run), "--name", "x", "--repo", str(tmp_path / "export")]) == 2
     error = capsys.readouterr().err
-    assert f"Expected a .keras file; {run} is a directory; found {run / 'model.keras'}, {run / 'best.keras'}: " \
-           f"did you mean {run / 'model.keras'}?" in error
+    assert (
+        f"Expected a .keras file; {run} is a directory; found {run / 'model.keras'}, {run / 'best.keras'}: "
+        f"did you mean {run / 'model.keras'}?" in error
+    )
     assert not (tmp_path / "export").exists()
 
 
@@ -66,11 +72,27 @@ def test_serve_of_a_model_folder_suggests_the_right_commands_in_one_line(tmp_pat
 
 
 def test_tensorflow_model_servers_flags_are_taken_as_aliases(tmp_path):
-    args = build_parser().parse_args([
-        "serve", "--port=9000", "--rest_api_port=9001", "--model_name=digits", f"--model_base_path={tmp_path}",
-        "--enable_batching", "--file_system_poll_wait_seconds=5", "--ssl_config_file=ssl.config"])
-    assert (args.grpc_port, args.rest_port, args.model_name, args.model_base_path, args.enable_batching,
-            args.poll_seconds, args.ssl_config_file) == (9000, 9001, "digits", str(tmp_path), True, 5.0, "ssl.config")
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--port=9000",
+            "--rest_api_port=9001",
+            "--model_name=digits",
+            f"--model_base_path={tmp_path}",
+            "--enable_batching",
+            "--file_system_poll_wait_seconds=5",
+            "--ssl_config_file=ssl.config",
+        ]
+    )
+    assert (
+        args.grpc_port,
+        args.rest_port,
+        args.model_name,
+        args.model_base_path,
+        args.enable_batching,
+        args.poll_seconds,
+        args.ssl_config_file,
+    ) == (9000, 9001, "digits", str(tmp_path), True, 5.0, "ssl.config")
     assert build_parser().parse_args(["serve", "--enable_batching=false"]).enable_batching is False
     assert build_parser().parse_args(["serve", "--model_config_file", "m.config"]).models_config == "m.config"
 
@@ -99,10 +121,12 @@ def test_ports_in_use_are_both_named_before_tensorflow_is_imported(tmp_path):
         sock.listen()
     rest_port, grpc_port = (sock.getsockname()[1] for sock in taken)
     (tmp_path / "export").mkdir()
-    script = ("import sys, time; from kerasdrop.cli import main; started = time.monotonic(); "
-              f"code = main(['serve', '--repo', {str(tmp_path / 'export')!r}, '--rest-port', '{rest_port}', "
-              f"'--grpc-port', '{grpc_port}']); "
-              "print(code, 'tensorflow' in sys.modules, round(time.monotonic() - started, 3))")
+    script = (
+        "import sys, time; from kerasdrop.cli import main; started = time.monotonic(); "
+        f"code = main(['serve', '--repo', {str(tmp_path / 'export')!r}, '--rest-port', '{rest_port}', "
+        f"'--grpc-port', '{grpc_port}']); "
+        "print(code, 'tensorflow' in sys.modules, round(time.monotonic() - started, 3))"
+    )
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     seconds = time.monotonic() - started
@@ -112,7 +136,9 @@ def test_ports_in_use_are_both_named_before_tensorflow_is_imported(tmp_path):
     assert (code, imported) == ("2", "False"), result.stderr
     assert f"REST port {rest_port} on 127.0.0.1 is already in use" in result.stderr
     assert f"gRPC port {grpc_port} on 127.0.0.1 is already in use" in result.stderr
-    assert seconds < 10, f"{seconds:.1f} s (a process start and no TensorFlow: well under 2 s on a quiet machine)"
+    assert seconds < 10, (
+        f"{seconds:.1f} s (a process start and no TensorFlow: well under 2 s on a quiet machine)"
+    )
 
 
 @pytest.fixture
@@ -128,8 +154,10 @@ def unresolvable_probe(monkeypatch):
 
 def test_an_offline_machine_hears_about_a_tfds_data_set_at_once(unresolvable_probe, tmp_path):
     started = time.monotonic()
-    with pytest.raises(unresolvable_probe.DatasetDownloadError,
-                       match=r"TFDS data set 'mnist' is not prepared in .* DNS could not resolve kerasdrop-offline"):
+    with pytest.raises(
+        unresolvable_probe.DatasetDownloadError,
+        match=r"TFDS data set 'mnist' is not prepared in .* DNS could not resolve kerasdrop-offline",
+    ):
         unresolvable_probe.check_can_download("mnist", str(tmp_path))
     assert time.monotonic() - started < 2 * unresolvable_probe.PROBE_SECONDS + 0.5
 
@@ -141,13 +169,16 @@ def test_a_prepared_data_set_is_not_probed(unresolvable_probe, tmp_path):
 
 
 def test_train_offline_fails_in_one_line_before_tensorflow_loads(tmp_path):
-    script = ("import sys; from kerasdrop.data import download; download.PROBE_HOST = 'kerasdrop-probe.invalid'; "
-              "from kerasdrop.cli import main; "
-              f"code = main(['train', '--model', 'mlp', '--dataset', 'mnist', '--data-dir', {str(tmp_path)!r}, "
-              f"'--out', {str(tmp_path / 'run')!r}]); print(code, 'tensorflow' in sys.modules)")
+    script = (
+        "import sys; from kerasdrop.data import download; download.PROBE_HOST = 'kerasdrop-probe.invalid'; "
+        "from kerasdrop.cli import main; "
+        f"code = main(['train', '--model', 'mlp', '--dataset', 'mnist', '--data-dir', {str(tmp_path)!r}, "
+        f"'--out', {str(tmp_path / 'run')!r}]); print(code, 'tensorflow' in sys.modules)"
+    )
     environment = {key: value for key, value in os.environ.items() if "proxy" not in key.lower()}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            env=environment)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=environment
+    )
     assert result.stdout.split() == ["2", "False"], result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert "\x1b" not in result.stderr and "DNS could not resolve kerasdrop-probe.invalid" in result.stderr

@@ -30,8 +30,21 @@ def test_every_row_of_an_npy_and_every_image_gets_its_own_line(server, exported_
     server, model = server
     rows, png = _inputs(tmp_path)
     files = [str(tmp_path / "rows.npy"), str(tmp_path / "digit.png")]
-    assert main(["predict", "--url", f"http://127.0.0.1:{server.rest_port}", "--model", "lenet5",
-                 "--repo", str(exported_repo[0]), *files]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--url",
+                f"http://127.0.0.1:{server.rest_port}",
+                "--model",
+                "lenet5",
+                "--repo",
+                str(exported_repo[0]),
+                *files,
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     expected = np.argmax(model(np.concatenate([rows, png]), training=False), axis=-1)
     labels = [f"{files[0]}[0]", f"{files[0]}[1]", f"{files[0]}[2]", files[1]]
@@ -45,22 +58,53 @@ def test_signature_flag_calls_mc_dropout_and_shows_its_outputs(server, tmp_path,
     server, _ = server
     _inputs(tmp_path)
     for url in (f"http://127.0.0.1:{server.rest_port}", f"grpc://127.0.0.1:{server.grpc_port}"):
-        assert main(["predict", "--url", url, "--model", "lenet5", "--signature", "mc_dropout",
-                     str(tmp_path / "rows.npy")]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--url",
+                    url,
+                    "--model",
+                    "lenet5",
+                    "--signature",
+                    "mc_dropout",
+                    str(tmp_path / "rows.npy"),
+                ]
+            )
+            == 0
+        )
         lines = capsys.readouterr().out.splitlines()
         assert len(lines) == 3
         for row, line in enumerate(lines):
-            assert re.fullmatch(rf".*rows\.npy\[{row}\]: class \d \(\d\.\d{{4}}\)  mean( \d\.\d{{3}}){{10}}"
-                                rf"  stddev( \d\.\d{{3}}){{10}}", line), line
+            assert re.fullmatch(
+                rf".*rows\.npy\[{row}\]: class \d \(\d\.\d{{4}}\)  mean( \d\.\d{{3}}){{10}}"
+                rf"  stddev( \d\.\d{{3}}){{10}}",
+                line,
+            ), line
 
 
 def test_an_unknown_signature_lists_the_models_signatures(server, tmp_path, capsys):
     server, _ = server
     _inputs(tmp_path)
-    assert main(["predict", "--url", f"http://127.0.0.1:{server.rest_port}", "--model", "lenet5",
-                 "--signature", "mc_droput", str(tmp_path / "rows.npy")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--url",
+                f"http://127.0.0.1:{server.rest_port}",
+                "--model",
+                "lenet5",
+                "--signature",
+                "mc_droput",
+                str(tmp_path / "rows.npy"),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
-    assert "Expected one of the model's signatures: mc_dropout, serving_default. Received: 'mc_droput'" in error
+    assert (
+        "Expected one of the model's signatures: mc_dropout, serving_default. Received: 'mc_droput'" in error
+    )
 
 
 def _digit_files(tmp_path):
@@ -80,8 +124,22 @@ def _top(line):
 def test_a_png_and_the_npy_of_the_same_digit_get_the_same_score(server, exported_repo, tmp_path, capsys):
     server, _ = server
     npy, png = _digit_files(tmp_path)
-    assert main(["predict", "--url", f"http://127.0.0.1:{server.rest_port}", "--model", "lenet5",
-                 "--repo", str(exported_repo[0]), npy, png]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--url",
+                f"http://127.0.0.1:{server.rest_port}",
+                "--model",
+                "lenet5",
+                "--repo",
+                str(exported_repo[0]),
+                npy,
+                png,
+            ]
+        )
+        == 0
+    )
     from_npy, from_png = capsys.readouterr().out.splitlines()
     assert _top(from_npy)[0] == _top(from_png)[0]
     assert abs(float(_top(from_npy)[1]) - float(_top(from_png)[1])) < 2e-3, (from_npy, from_png)
@@ -90,8 +148,21 @@ def test_a_png_and_the_npy_of_the_same_digit_get_the_same_score(server, exported
 def test_an_image_file_for_a_model_of_unknown_range_is_refused_with_a_hint(server, tmp_path, capsys):
     server, _ = server
     _, png = _digit_files(tmp_path)
-    assert main(["predict", "--url", f"http://127.0.0.1:{server.rest_port}", "--model", "lenet5",
-                 "--repo", str(tmp_path / "elsewhere"), png]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--url",
+                f"http://127.0.0.1:{server.rest_port}",
+                "--model",
+                "lenet5",
+                "--repo",
+                str(tmp_path / "elsewhere"),
+                png,
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert "the input range of 'lenet5' version 1 is unknown" in error and "--input-range LOW,HIGH" in error
 
@@ -99,8 +170,21 @@ def test_an_image_file_for_a_model_of_unknown_range_is_refused_with_a_hint(serve
 def test_input_range_flag_sends_the_files_pixels_in_the_range_given(server, tmp_path, capsys):
     server, model = server
     _, png = _digit_files(tmp_path)
-    assert main(["predict", "--url", f"http://127.0.0.1:{server.rest_port}", "--model", "lenet5",
-                 "--input-range", "0,255", png]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--url",
+                f"http://127.0.0.1:{server.rest_port}",
+                "--model",
+                "lenet5",
+                "--input-range",
+                "0,255",
+                png,
+            ]
+        )
+        == 0
+    )
     raw = np.asarray(Image.open(png), dtype="float32").reshape(1, 8, 8, 1)
     expected = np.asarray(model(raw, training=False))[0]
     top = int(np.argmax(expected))
@@ -131,15 +215,32 @@ def test_version_flag_uses_that_versions_signatures(two_versions, tmp_path, caps
     npy, png = _digit_files(tmp_path)
     url = f"http://127.0.0.1:{server.rest_port}"
     # Version 1 has serving_bytes: the PNG's own bytes go there, decoded and scaled in the graph.
-    assert main(["predict", "--url", url, "--model", "lenet5", "--version", "1", "--repo", str(repo), png]) == 0
+    assert (
+        main(["predict", "--url", url, "--model", "lenet5", "--version", "1", "--repo", str(repo), png]) == 0
+    )
     digit = np.load(npy).reshape(1, 8, 8, 1)
     expected = np.asarray(first(digit, training=False))[0]
     top, score = _top(capsys.readouterr().out)
     assert int(top) == int(np.argmax(expected)) and abs(float(score) - expected.max()) < 2e-3
     # Its mc_dropout signature is found, although the latest version (2) has none.
     for url in (url, f"grpc://127.0.0.1:{server.grpc_port}"):
-        assert main(["predict", "--url", url, "--model", "lenet5", "--version", "1", "--signature", "mc_dropout",
-                     npy]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--url",
+                    url,
+                    "--model",
+                    "lenet5",
+                    "--version",
+                    "1",
+                    "--signature",
+                    "mc_dropout",
+                    npy,
+                ]
+            )
+            == 0
+        )
         assert " stddev " in capsys.readouterr().out
     # Without --version: the latest (2), which has neither.
     assert main(["predict", "--url", url, "--model", "lenet5", "--signature", "mc_dropout", npy]) == 2
@@ -157,9 +258,20 @@ def colours(tmp_path_factory):
         (root / "images" / name).mkdir(parents=True)
         for index in range(12):
             Image.new("RGB", (8, 8), colour).save(root / "images" / name / f"{index}.png")
-    run = train({"model": "mlp", "dataset": f"folder:{root / 'images'}", "epochs": 1, "batch_size": 8,
-                 "dense_units": [8]}, out=root / "run", verbose=0)
-    result = export(str(run.directory / "model.keras"), name="colours", repo=root / "export", models_config=None)
+    run = train(
+        {
+            "model": "mlp",
+            "dataset": f"folder:{root / 'images'}",
+            "epochs": 1,
+            "batch_size": 8,
+            "dense_units": [8],
+        },
+        out=root / "run",
+        verbose=0,
+    )
+    result = export(
+        str(run.directory / "model.keras"), name="colours", repo=root / "export", models_config=None
+    )
     return root / "export", result.path, root / "images" / "red" / "0.png"
 
 
@@ -172,8 +284,21 @@ def test_export_records_class_names_and_predict_prints_them(colours, capsys):
     assert (version_dir / LABELS_PATH).read_text() == "blue\ngreen\nred\n"
     assert json.loads((version_dir / MODEL_CARD_JSON).read_text())["input"]["pixel_range"] == [0.0, 255.0]
     with running_server(repo=repo) as server:
-        assert main(["predict", "--url", f"http://127.0.0.1:{server.rest_port}", "--model", "colours",
-                     "--repo", str(repo), str(red)]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--url",
+                    f"http://127.0.0.1:{server.rest_port}",
+                    "--model",
+                    "colours",
+                    "--repo",
+                    str(repo),
+                    str(red),
+                ]
+            )
+            == 0
+        )
     line = capsys.readouterr().out
     assert re.search(r": class (\d) \((blue|green|red)\) \d\.\d{4}  probabilities", line), line
     top, name = re.search(r"class (\d) \((\w+)\)", line).groups()

@@ -4,7 +4,6 @@ import json
 import re
 import shlex
 
-
 from kerasdrop.cli import main
 from kerasdrop.cli.training import accuracy_verdict
 
@@ -32,7 +31,9 @@ def test_ctrl_c_prints_one_line_with_the_resume_command_and_exits_130(tmp_path, 
     captured = capsys.readouterr()
     (line,) = captured.err.strip().splitlines()
     assert "Traceback" not in captured.out + captured.err
-    match = re.fullmatch(r"kerasdrop train: interrupted; last completed epoch 2 of 4; continue with: (.*)", line)
+    match = re.fullmatch(
+        r"kerasdrop train: interrupted; last completed epoch 2 of 4; continue with: (.*)", line
+    )
     assert match, line
     monkeypatch.undo()
     command = shlex.split(match.group(1))
@@ -103,12 +104,31 @@ def test_model_and_dataset_flags_start_from_the_shipped_recipe(tmp_path, capsys,
 
     monkeypatch.chdir(tmp_path)  # found from the checkout, not only from the current directory
     out = tmp_path / "run"
-    assert main(["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "1", "--quiet",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet5",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("starting from the recipe ") and "lenet5_digits.toml for lenet5 on digits" in first
+    assert (
+        first.startswith("starting from the recipe ") and "lenet5_digits.toml for lenet5 on digits" in first
+    )
     saved = tomllib.loads((out / "recipe.toml").read_text())
-    assert saved["training"]["learning_rate"] == 0.002 and saved["training"]["batch_size"] == 32  # the recipe's
+    assert (
+        saved["training"]["learning_rate"] == 0.002 and saved["training"]["batch_size"] == 32
+    )  # the recipe's
     assert saved["training"]["epochs"] == 1  # the flag's
     assert saved["expect"]["test_accuracy"] == 0.95
 

@@ -76,7 +76,10 @@ def test_tfds_split_spec_selects_the_training_split(monkeypatch):
 
 
 def test_unprepared_tfds_dataset_offline_says_how_to_prepare_it(tmp_path):
-    with pytest.raises(ValueError, match=r"TFDS data set 'mnist' is not prepared in .*--offline .*tfds build mnist --data_dir"):
+    with pytest.raises(
+        ValueError,
+        match=r"TFDS data set 'mnist' is not prepared in .*--offline .*tfds build mnist --data_dir",
+    ):
         load_dataset("tfds:mnist", data_dir=str(tmp_path), offline=True)
     assert list(tmp_path.iterdir()) == [], "offline must not start a download"
 
@@ -144,16 +147,23 @@ def test_train_size_is_a_stratified_subset_and_validation_and_test_stay_whole():
     whole = load_dataset("digits", batch_size=2000, seed=0)
     subset = load_dataset("digits", batch_size=2000, seed=5, train_size=100, split_seed=0)
     assert (subset.info.num_train, subset.info.num_train_full) == (100, whole.info.num_train)
-    assert (subset.info.num_validation, subset.info.num_test) == (whole.info.num_validation, whole.info.num_test)
+    assert (subset.info.num_validation, subset.info.num_test) == (
+        whole.info.num_validation,
+        whole.info.num_test,
+    )
     for split in ("validation", "test"):  # the split seed fixes them, whatever the training seed
-        np.testing.assert_array_equal(_first_batch(getattr(subset, split))[0], _first_batch(getattr(whole, split))[0])
+        np.testing.assert_array_equal(
+            _first_batch(getattr(subset, split))[0], _first_batch(getattr(whole, split))[0]
+        )
     images, labels = _first_batch(subset.train)
     # An epoch repeats the subset up to the whole split's size: as many steps as training on all of it.
     assert len(labels) == whole.info.num_train
     examples = np.unique(np.column_stack([images.reshape(len(images), -1), labels]), axis=0)
     assert 95 <= len(examples) <= 100  # 100 examples repeated (digits has a few duplicate images)
     whole_images, whole_labels = _first_batch(whole.train)
-    whole_rows = {row.tobytes() for row in np.column_stack([whole_images.reshape(len(whole_images), -1), whole_labels])}
+    whole_rows = {
+        row.tobytes() for row in np.column_stack([whole_images.reshape(len(whole_images), -1), whole_labels])
+    }
     assert all(row.tobytes() in whole_rows for row in examples)  # drawn from the training split only
     counts = np.bincount(examples[:, -1].astype(int), minlength=10)
     assert counts.min() >= 9 and counts.max() <= 11  # 100 of 10 balanced classes: stratified
@@ -167,8 +177,12 @@ def test_bad_train_size_is_refused(train_size):
 
 @pytest.mark.parametrize(
     "name, shape, classes",
-    [("mnist", (28, 28, 1), 10), ("fashion_mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10),
-     ("cifar100", (32, 32, 3), 100)],
+    [
+        ("mnist", (28, 28, 1), 10),
+        ("fashion_mnist", (28, 28, 1), 10),
+        ("cifar10", (32, 32, 3), 10),
+        ("cifar100", (32, 32, 3), 100),
+    ],
 )
 def test_keras_datasets_names_are_their_tfds_builders_with_the_zoos_shapes_and_ranges(name, shape, classes):
     import tensorflow_datasets as tfds
@@ -181,6 +195,10 @@ def test_keras_datasets_names_are_their_tfds_builders_with_the_zoos_shapes_and_r
         data = load_dataset(name, batch_size=4)
     # keras.datasets' shapes with the channel axis the zoo expects, uint8 pixels 0..255, its classes
     # (cifar100: the 100 fine labels, keras' default label_mode).
-    assert (data.info.input_shape, data.info.pixel_range, data.info.num_classes) == (shape, (0.0, 255.0), classes)
+    assert (data.info.input_shape, data.info.pixel_range, data.info.num_classes) == (
+        shape,
+        (0.0, 255.0),
+        classes,
+    )
     images, _ = _first_batch(data.train)
     assert images.shape == (4, *shape)

@@ -134,8 +134,25 @@ def test_the_cli_warns_in_one_line_each_and_counts_the_skipped_files(tmp_path, c
 
     root = _colour_folder(tmp_path / "images", per_class=8, gray_first=True)
     (root / "red" / "empty.jpg").write_bytes(b"")
-    assert main(["train", "--no-recipe", "--model", "lenet5", "--dataset", f"folder:{root}", "--epochs", "1",
-                 "--skip-bad-images", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--no-recipe",
+                "--model",
+                "lenet5",
+                "--dataset",
+                f"folder:{root}",
+                "--epochs",
+                "1",
+                "--skip-bad-images",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert warnings == [
         f"kerasdrop train: warning: folder:{root}: skipped 1 unreadable image file(s) (--skip-bad-images): "

@@ -65,9 +65,12 @@ class MirrorHandler(http.server.SimpleHTTPRequestHandler):
 def serve_mirror(root: pathlib.Path, stall_path: str | None = None):
     """Yields the mirror's base URL; its handler class records the paths requested."""
     write_mirror_files(root)
-    handler_class = type("Handler", (MirrorHandler,), {"requests": [], "stall_path": stall_path,
-                                                       "stalled": threading.Event()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler_class, directory=str(root)))
+    handler_class = type(
+        "Handler", (MirrorHandler,), {"requests": [], "stall_path": stall_path, "stalled": threading.Event()}
+    )
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler_class, directory=str(root))
+    )
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -95,6 +98,8 @@ def point_mnist_at(url: str, setattr_=setattr) -> None:
     from kerasdrop.data import download
 
     setattr_(mnist.MNIST, "URL", url)
-    setattr_(download, "PROBE_HOST", urllib.parse.urlsplit(url).hostname)  # the offline probe asks the mirror's host
+    setattr_(
+        download, "PROBE_HOST", urllib.parse.urlsplit(url).hostname
+    )  # the offline probe asks the mirror's host
     setattr_(mnist, "_TRAIN_EXAMPLES", TRAIN_EXAMPLES)
     setattr_(mnist, "_TEST_EXAMPLES", TEST_EXAMPLES)

@@ -46,9 +46,14 @@ def test_golden_outputs_equal_what_savedmodel_and_onnx_answer_to_the_warmup_requ
     golden = read_golden(result.path)
     requests = warmup_inputs(result.path, "serving_default")
     serving = tf.saved_model.load(str(result.path)).signatures["serving_default"]
-    saved = [{k: v.numpy() for k, v in serving(**{n: tf.constant(a) for n, a in r.items()}).items()} for r in requests]
+    saved = [
+        {k: v.numpy() for k, v in serving(**{n: tf.constant(a) for n, a in r.items()}).items()}
+        for r in requests
+    ]
     _assert_matches(golden["outputs"], saved, golden["tolerance"])
-    session = onnxruntime.InferenceSession(str(result.path / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(result.path / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     names = [output.name for output in session.get_outputs()]
     onnx = [dict(zip(names, session.run(names, r))) for r in requests]
     _assert_matches(golden["outputs"], onnx, golden["tolerance"])
@@ -61,8 +66,13 @@ def test_golden_outputs_of_another_model_do_not_match(exported, tmp_path):
     result, _ = exported
     copy = tmp_path / "1"
     shutil.copytree(result.path, copy)
-    write_golden(copy, lambda inputs: {"probabilities": np.full((len(inputs["images"]), 10), 0.1, "float32"),
-                                       "class_ids": np.zeros(len(inputs["images"]), "int64")})
+    write_golden(
+        copy,
+        lambda inputs: {
+            "probabilities": np.full((len(inputs["images"]), 10), 0.1, "float32"),
+            "class_ids": np.zeros(len(inputs["images"]), "int64"),
+        },
+    )
     with pytest.raises(AssertionError):
         _assert_matches(read_golden(copy)["outputs"], read_golden(result.path)["outputs"], TOLERANCE)
 
@@ -78,14 +88,22 @@ def test_other_signatures_and_record_kinds_are_skipped_in_order(tmp_path):
         request = predict_pb2.PredictRequest()
         request.model_spec.signature_name = signature
         request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.full((1, 2), value, "float32")))
-        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
-    logs.insert(1, prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(
-        request=classification_pb2.ClassificationRequest())))
+        logs.append(
+            prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+        )
+    logs.insert(
+        1,
+        prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=classification_pb2.ClassificationRequest())
+        ),
+    )
     with tf.io.TFRecordWriter(str(path)) as writer:
         for log in logs:
             writer.write(log.SerializeToString())
     assert [float(r["x"][0, 0]) for r in warmup_inputs(tmp_path, "serving_default")] == [1.0, 3.0]
     write_golden(tmp_path, lambda inputs: {"y": inputs["x"] * 2})
     golden = read_golden(tmp_path)
-    assert golden["outputs"] == [{"y": [[2.0, 2.0]]}, {"y": [[6.0, 6.0]]}] and golden["dtypes"] == {"y": "float32"}
+    assert golden["outputs"] == [{"y": [[2.0, 2.0]]}, {"y": [[6.0, 6.0]]}] and golden["dtypes"] == {
+        "y": "float32"
+    }
     assert read_golden(tmp_path / "elsewhere") is None

@@ -50,7 +50,10 @@ def _signatures(path):
 def _run(signature, **inputs):
     import tensorflow as tf
 
-    return {key: value.numpy() for key, value in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+    return {
+        key: value.numpy()
+        for key, value in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()
+    }
 
 
 def test_serving_bytes_takes_a_batch_of_strings_and_is_verified(rgb_export):
@@ -58,15 +61,21 @@ def test_serving_bytes_takes_a_batch_of_strings_and_is_verified(rgb_export):
 
     result, _ = rgb_export
     signature = read_saved_model(result.path).signature_def["serving_bytes"]
-    (name, info), = signature.inputs.items()
+    ((name, info),) = signature.inputs.items()
     assert name == "images_bytes" and info.dtype == 7  # DT_STRING
     assert [dim.size for dim in info.tensor_shape.dim] == [-1]
     assert set(signature.outputs) == {"probabilities", "class_ids"}
     assert signature.method_name == "tensorflow/serving/predict"
     report = json.loads((result.path / "verification.json").read_text())
-    messages = [f["message"] for f in report["findings"] if f["location"].startswith("signature serving_bytes")]
-    assert any(m.startswith("repeatable") for m in messages) and any(m.startswith("batch independent") for m in messages)
-    assert any("serving_bytes on PNG bytes agree with serving_default on the decoded pixels" in m for m in messages)
+    messages = [
+        f["message"] for f in report["findings"] if f["location"].startswith("signature serving_bytes")
+    ]
+    assert any(m.startswith("repeatable") for m in messages) and any(
+        m.startswith("batch independent") for m in messages
+    )
+    assert any(
+        "serving_bytes on PNG bytes agree with serving_default on the decoded pixels" in m for m in messages
+    )
     card = json.loads((result.path / "model_card.json").read_text())
     assert card["export"]["signatures"]["serving_bytes"]["inputs"] == ["images_bytes"]
 
@@ -91,8 +100,11 @@ def test_jpeg_bytes_give_what_the_float_request_of_the_jpeg_decoded_pixels_gives
     encoded = [_encoded(_pixels(seed), "JPEG", quality=85) for seed in range(4)]
     decoded = np.stack([np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for data in encoded])
     from_bytes = _run(serving_bytes, images_bytes=np.array(encoded, dtype=object))
-    np.testing.assert_allclose(from_bytes["probabilities"], _run(serving, images=decoded.astype("float32"))
-                               ["probabilities"], **TOLERANCE)
+    np.testing.assert_allclose(
+        from_bytes["probabilities"],
+        _run(serving, images=decoded.astype("float32"))["probabilities"],
+        **TOLERANCE,
+    )
 
 
 def test_images_of_another_size_are_resized_in_the_graph(rgb_export):
@@ -102,8 +114,11 @@ def test_images_of_another_size_are_resized_in_the_graph(rgb_export):
     serving, serving_bytes = _signatures(result.path)
     pixels = _pixels(7, (40, 30, 3))
     resized = tf.image.resize(pixels.astype("float32"), SHAPE[:2], antialias=True).numpy()
-    np.testing.assert_allclose(_run(serving_bytes, images_bytes=np.array([_encoded(pixels, "PNG")], dtype=object))
-                               ["probabilities"], _run(serving, images=resized[None])["probabilities"], **TOLERANCE)
+    np.testing.assert_allclose(
+        _run(serving_bytes, images_bytes=np.array([_encoded(pixels, "PNG")], dtype=object))["probabilities"],
+        _run(serving, images=resized[None])["probabilities"],
+        **TOLERANCE,
+    )
 
 
 def test_a_model_without_an_image_input_is_refused_with_image_bytes():
@@ -111,8 +126,11 @@ def test_a_model_without_an_image_input_is_refused_with_image_bytes():
 
     inputs = keras.Input((10,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(inputs))
-    with pytest.raises(InvalidArgumentError, match=r"Invalid value received for argument `image_bytes`. Expected a "
-                                                   r"model with one float32 input of shape \(batch, height, width, "):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"Invalid value received for argument `image_bytes`. Expected a "
+        r"model with one float32 input of shape \(batch, height, width, ",
+    ):
         export(model, name="flat", repo="unused", image_bytes=True, models_config=None)
 
 
@@ -130,10 +148,19 @@ def test_rest_b64_and_grpc_string_requests_answer_like_float_requests(served):
     server, _ = served
     pixels = np.stack([_pixels(seed) for seed in (11, 12)])
     encoded = [_encoded(image, "PNG") for image in pixels]
-    status, floats = rest(server, "POST", "/v1/models/rgb:predict", {"instances": pixels.astype(float).tolist()})
+    status, floats = rest(
+        server, "POST", "/v1/models/rgb:predict", {"instances": pixels.astype(float).tolist()}
+    )
     assert status == 200
-    status, from_b64 = rest(server, "POST", "/v1/models/rgb:predict", {
-        "signature_name": "serving_bytes", "instances": [{"b64": base64.b64encode(data).decode()} for data in encoded]})
+    status, from_b64 = rest(
+        server,
+        "POST",
+        "/v1/models/rgb:predict",
+        {
+            "signature_name": "serving_bytes",
+            "instances": [{"b64": base64.b64encode(data).decode()} for data in encoded],
+        },
+    )
     assert status == 200, from_b64
     for expected, actual in zip(floats["predictions"], from_b64["predictions"]):
         np.testing.assert_allclose(actual["probabilities"], expected["probabilities"], rtol=0, atol=1e-6)
@@ -142,15 +169,23 @@ def test_rest_b64_and_grpc_string_requests_answer_like_float_requests(served):
     request.model_spec.name, request.model_spec.signature_name = "rgb", "serving_bytes"
     request.inputs["images_bytes"].CopyFrom(tf.make_tensor_proto(np.array(encoded, dtype=object)))
     response = grpc_stubs(server)[0].Predict(request, timeout=30)
-    np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]),
-                               [row["probabilities"] for row in floats["predictions"]], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        tf.make_ndarray(response.outputs["probabilities"]),
+        [row["probabilities"] for row in floats["predictions"]],
+        rtol=0,
+        atol=1e-6,
+    )
 
 
 def test_bytes_that_are_not_an_image_get_400_json(served):
     server, _ = served
     for value in ({"b64": base64.b64encode(b"not an image").decode()}, {"b64": "%%%"}, 3.5):
-        status, body = rest(server, "POST", "/v1/models/rgb:predict",
-                            {"signature_name": "serving_bytes", "instances": [value]})
+        status, body = rest(
+            server,
+            "POST",
+            "/v1/models/rgb:predict",
+            {"signature_name": "serving_bytes", "instances": [value]},
+        )
         assert status == 400 and isinstance(body, dict) and body["error"], (value, status, body)
 
 
@@ -158,8 +193,12 @@ def test_onnx_backend_names_serving_bytes_as_tf_only(rgb_export):
     result, _ = rgb_export
     data = base64.b64encode(_encoded(_pixels(3), "PNG")).decode()
     with running_server(repo=result.path.parent.parent, backend="onnx") as server:
-        status, body = rest(server, "POST", "/v1/models/rgb:predict",
-                            {"signature_name": "serving_bytes", "instances": [{"b64": data}]})
+        status, body = rest(
+            server,
+            "POST",
+            "/v1/models/rgb:predict",
+            {"signature_name": "serving_bytes", "instances": [{"b64": data}]},
+        )
     assert status == 400
     assert '"serving_bytes" not found' in body["error"] and "--backend tf" in body["error"]
 
@@ -173,7 +212,9 @@ def test_kerasdrop_predict_sends_file_bytes_to_serving_bytes(served, tmp_path, c
         paths.append(tmp_path / f"image{seed}.png")
         paths[-1].write_bytes(_encoded(_pixels(seed), "PNG"))
     serving, _ = _signatures(result.path)
-    expected = _run(serving, images=np.stack([_pixels(seed) for seed in (21, 22)]).astype("float32"))["class_ids"]
+    expected = _run(serving, images=np.stack([_pixels(seed) for seed in (21, 22)]).astype("float32"))[
+        "class_ids"
+    ]
 
     def floats_refused(*args, **kwargs):
         raise AssertionError("predict sent decoded floats although the model has serving_bytes")

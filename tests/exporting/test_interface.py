@@ -27,8 +27,14 @@ def two_outputs():
     import keras
 
     inputs, x = _features()
-    return keras.Model(inputs, [keras.layers.Dense(2, name="value")(x),
-                                keras.layers.Dense(3, activation="softmax", name="species")(x)], name="two_outputs")
+    return keras.Model(
+        inputs,
+        [
+            keras.layers.Dense(2, name="value")(x),
+            keras.layers.Dense(3, activation="softmax", name="species")(x),
+        ],
+        name="two_outputs",
+    )
 
 
 def test_a_zoo_classifier_is_published_as_before():
@@ -36,14 +42,24 @@ def test_a_zoo_classifier_is_published_as_before():
 
     interface = serving_interface(kerasdrop.create_model("mlp", input_shape=(8, 8, 1), num_classes=10))
     assert (interface.classifier, interface.input_names, interface.published_outputs) == (
-        True, ["images"], ["probabilities", "class_ids"])
+        True,
+        ["images"],
+        ["probabilities", "class_ids"],
+    )
     assert "softmax classifier" in interface.describe()
 
 
 def test_a_regressor_keeps_its_names_and_gets_no_class_ids():
     interface = serving_interface(regressor())
-    assert (interface.classifier, interface.input_names, interface.published_outputs) == (False, ["features"], ["value"])
-    assert interface.describe() == "features -> value (the model's own names; no softmax output, so no class_ids)"
+    assert (interface.classifier, interface.input_names, interface.published_outputs) == (
+        False,
+        ["features"],
+        ["value"],
+    )
+    assert (
+        interface.describe()
+        == "features -> value (the model's own names; no softmax output, so no class_ids)"
+    )
 
 
 def test_only_the_softmax_output_of_two_gets_class_ids():
@@ -52,7 +68,9 @@ def test_only_the_softmax_output_of_two_gets_class_ids():
     assert interface.softmax_outputs == ("species",)
 
 
-@pytest.mark.filterwarnings("ignore:When providing `inputs` as a dict")  # keys unlike the tensor names, on purpose
+@pytest.mark.filterwarnings(
+    "ignore:When providing `inputs` as a dict"
+)  # keys unlike the tensor names, on purpose
 def test_dict_inputs_and_outputs_are_named_by_their_keys_and_unnamed_inputs_by_their_layer():
     import keras
 
@@ -71,7 +89,9 @@ def test_a_sequential_model_is_named_by_its_layers():
 
     from kerasdrop.exporting.interface import keras_reference
 
-    model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax", name="out")])
+    model = keras.Sequential(
+        [keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax", name="out")]
+    )
     assert serving_interface(model).published_outputs == ["probabilities", "class_ids"]
     regressor = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(2, name="value")])
     assert serving_interface(regressor).input_names == ["x"]
@@ -95,21 +115,27 @@ def test_a_subclassed_model_without_declared_inputs_is_refused():
         def call(self, inputs):
             return inputs
 
-    with pytest.raises(ValueError, match="^Invalid value received for argument `model`. Expected a functional or "
-                                         "Sequential Keras model"):
+    with pytest.raises(
+        ValueError,
+        match="^Invalid value received for argument `model`. Expected a functional or Sequential Keras model",
+    ):
         serving_interface(Bare())
 
 
 def test_mc_samples_on_a_two_output_model_is_refused_before_anything_is_written(tmp_path):
     from kerasdrop.exporting import export
 
-    with pytest.raises(ValueError, match="^Invalid value received for argument `mc_samples`. Expected None for a "
-                                         "model with several inputs or outputs"):
+    with pytest.raises(
+        ValueError,
+        match="^Invalid value received for argument `mc_samples`. Expected None for a "
+        "model with several inputs or outputs",
+    ):
         export(two_outputs(), name="two", repo=tmp_path / "export", mc_samples=4)
     assert not (tmp_path / "export" / "two").exists()
 
 
 # --- end to end: exported, verified, served over both backends, predicted --------------------------
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
@@ -128,8 +154,21 @@ def exported(tmp_path_factory):
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main(["export", str(base / "regressor.keras"), "--name", "regressor", "--repo", str(repo),
-                     "--mc-samples", "4"]) == 0
+        assert (
+            main(
+                [
+                    "export",
+                    str(base / "regressor.keras"),
+                    "--name",
+                    "regressor",
+                    "--repo",
+                    str(repo),
+                    "--mc-samples",
+                    "4",
+                ]
+            )
+            == 0
+        )
     result = export(models["two"], name="two", repo=repo)
     return repo, models, printed.getvalue(), result
 
@@ -137,8 +176,10 @@ def exported(tmp_path_factory):
 @pytest.mark.slow
 def test_export_says_which_names_it_published(exported):
     _, _, printed, result = exported
-    assert "signatures serving_default: features -> value (the model's own names; no softmax output, so no " \
-           "class_ids); mc_dropout: features -> mean, stddev over 4 passes" in printed
+    assert (
+        "signatures serving_default: features -> value (the model's own names; no softmax output, so no "
+        "class_ids); mc_dropout: features -> mean, stddev over 4 passes" in printed
+    )
     assert result.interface.published_outputs == ["value", "species", "species_class_ids"]
 
 
@@ -155,16 +196,22 @@ def test_savedmodel_onnx_warmup_and_card_use_the_models_own_names(exported):
         signature = tf.saved_model.load(str(version)).signatures["serving_default"]
         assert set(signature.structured_input_signature[1]) == {"features"}
         assert set(signature.structured_outputs) == outputs
-        session = onnxruntime.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(version / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
         assert [i.name for i in session.get_inputs()] == ["features"]
         assert {o.name for o in session.get_outputs()} == outputs
-        assert {key for log in read_warmup(version / "assets.extra" / "tf_serving_warmup_requests")
-                for key in log.predict_log.request.inputs} == {"features"}
+        assert {
+            key
+            for log in read_warmup(version / "assets.extra" / "tf_serving_warmup_requests")
+            for key in log.predict_log.request.inputs
+        } == {"features"}
         golden = json.loads((version / "golden.json").read_text())
         assert set(golden["outputs"][0]) == set(golden["dtypes"]) == outputs
         card = json.loads((version / "model_card.json").read_text())
-        assert card["export"]["signatures"]["serving_default"]["outputs"] == sorted(outputs, key=["value", "species",
-                                                                                                 "species_class_ids"].index)
+        assert card["export"]["signatures"]["serving_default"]["outputs"] == sorted(
+            outputs, key=["value", "species", "species_class_ids"].index
+        )
         assert card["input"]["name"] == "features"
         assert "classify" not in card["intended_use"]["primary_use"]
 
@@ -180,7 +227,9 @@ def test_the_written_artefacts_pass_the_verifier_with_parity_on_every_output(exp
         parity = [f for f in report.findings if f.check == "parity" and "onnxruntime agree" in f.message]
         assert parity, "the SavedModel and ONNX outputs were compared"
     recorded = json.loads((repo / "two" / "1" / "verification.json").read_text())
-    assert any(c["check"] == "parity" and c["target"].startswith("keras vs savedmodel") for c in recorded["checks"])
+    assert any(
+        c["check"] == "parity" and c["target"].startswith("keras vs savedmodel") for c in recorded["checks"]
+    )
 
 
 def _expected(model, features):
@@ -201,9 +250,13 @@ def test_served_over_rest_and_grpc_by_their_own_names(exported, backend):
     value, species = (np.asarray(t) for t in _expected(models["two"], features))
     (regressed,) = (np.asarray(t) for t in _expected(models["regressor"], features))
     with running_server(repo=repo, backend=backend) as server:
-        status, body = rest(server, "POST", "/v1/models/regressor:predict", {"inputs": {"features": features.tolist()}})
+        status, body = rest(
+            server, "POST", "/v1/models/regressor:predict", {"inputs": {"features": features.tolist()}}
+        )
         assert status == 200, body
-        np.testing.assert_allclose(body["outputs"], regressed, atol=1e-5)  # one output: TF Serving omits its name
+        np.testing.assert_allclose(
+            body["outputs"], regressed, atol=1e-5
+        )  # one output: TF Serving omits its name
         status, body = rest(server, "POST", "/v1/models/two:predict", {"instances": features.tolist()})
         assert status == 200, body
         assert set(body["predictions"][0]) == {"value", "species", "species_class_ids"}
@@ -216,12 +269,16 @@ def test_served_over_rest_and_grpc_by_their_own_names(exported, backend):
         response = prediction.Predict(request, timeout=30)
         assert set(response.outputs) == {"value", "species", "species_class_ids"}
         np.testing.assert_allclose(tf.make_ndarray(response.outputs["species"]), species, atol=1e-5)
-        status, body = rest(server, "POST", "/v1/models/two:predict", {"inputs": {"images": features.tolist()}})
+        status, body = rest(
+            server, "POST", "/v1/models/two:predict", {"inputs": {"images": features.tolist()}}
+        )
         assert status == 400 and "features" in body["error"], body
 
 
 @pytest.mark.slow
-def test_kerasdrop_predict_sends_rows_to_the_models_own_input_and_prints_its_outputs(exported, tmp_path, capsys):
+def test_kerasdrop_predict_sends_rows_to_the_models_own_input_and_prints_its_outputs(
+    exported, tmp_path, capsys
+):
     from kerasdrop.cli import main
     from tests.serving.conftest import running_server
 
@@ -234,8 +291,23 @@ def test_kerasdrop_predict_sends_rows_to_the_models_own_input_and_prints_its_out
         for url in (f"http://127.0.0.1:{server.rest_port}", f"grpc://127.0.0.1:{server.grpc_port}"):
             assert main(["predict", "--url", url, "--model", "regressor", str(tmp_path / "rows.npy")]) == 0
             lines = capsys.readouterr().out.splitlines()
-            assert lines == [f"{tmp_path / 'rows.npy'}[{row}]: value " + " ".join(f"{v:.3f}" for v in regressed[row])
-                             for row in range(2)]
-        assert main(["predict", "--url", f"http://127.0.0.1:{server.rest_port}", "--model", "two",
-                     "--signature", "serving_default", str(tmp_path / "rows.npy")]) == 0
+            assert lines == [
+                f"{tmp_path / 'rows.npy'}[{row}]: value " + " ".join(f"{v:.3f}" for v in regressed[row])
+                for row in range(2)
+            ]
+        assert (
+            main(
+                [
+                    "predict",
+                    "--url",
+                    f"http://127.0.0.1:{server.rest_port}",
+                    "--model",
+                    "two",
+                    "--signature",
+                    "serving_default",
+                    str(tmp_path / "rows.npy"),
+                ]
+            )
+            == 0
+        )
         assert "species_class_ids" in capsys.readouterr().out

@@ -60,10 +60,14 @@ def test_card_values_equal_the_runs_metrics_and_the_verification_report(carded):
     assert card["calibration"] == metrics["calibration"]
     assert card["verification"]["summary"] == verification["summary"]
     assert card["verification"]["ok"] is verification["ok"] is True
-    assert [c["check"] for c in card["verification"]["checks"]] == [c["check"] for c in verification["checks"]]
-    assert card["training_data"]["split_sizes"] == {"train": metrics["dataset"]["num_train"],
-                                                    "validation": metrics["dataset"]["num_validation"],
-                                                    "test": metrics["dataset"]["num_test"]}
+    assert [c["check"] for c in card["verification"]["checks"]] == [
+        c["check"] for c in verification["checks"]
+    ]
+    assert card["training_data"]["split_sizes"] == {
+        "train": metrics["dataset"]["num_train"],
+        "validation": metrics["dataset"]["num_validation"],
+        "test": metrics["dataset"]["num_test"],
+    }
     assert card["training_data"]["classes"] == metrics["dataset"]["class_names"]
     assert card["recipe"]["model"] == {"name": "mlp", "dense_units": [32], "dropout": 0.5, "options": {}}
     assert card["provenance"]["tensorflow"] and card["unknown"] == {}
@@ -87,8 +91,16 @@ def test_card_describes_the_model_and_its_interface(carded):
 def test_markdown_has_mitchell_sections_and_the_cli_prints_it(carded, capsys):
     _, result, card = carded
     markdown = (result.path / "MODEL_CARD.md").read_text()
-    for section in ("## Model details", "## Intended use", "## Training data", "## Metrics (dropout off)",
-                    "## Quantitative analyses", "## Ethical considerations", "## Verification", "## Unknown fields"):
+    for section in (
+        "## Model details",
+        "## Intended use",
+        "## Training data",
+        "## Metrics (dropout off)",
+        "## Quantitative analyses",
+        "## Ethical considerations",
+        "## Verification",
+        "## Unknown fields",
+    ):
         assert section in markdown, section
     assert f"| test_accuracy | {card['evaluation']['test_accuracy']:.4f} |" in markdown
     assert main(["card", str(result.path.parent)]) == 0  # the model directory: its latest version
@@ -112,9 +124,13 @@ def test_bare_keras_file_gets_what_is_known_and_names_the_unknowns(calibrated_ru
 
 def test_best_checkpoint_is_not_given_the_final_models_metrics(calibrated_run, tmp_path):
     run, _ = calibrated_run
-    result = export(run.directory / "best.keras", name="best", repo=tmp_path, formats=["savedmodel"], models_config=None)
+    result = export(
+        run.directory / "best.keras", name="best", repo=tmp_path, formats=["savedmodel"], models_config=None
+    )
     card = load_model_card(result.path)
-    assert card["evaluation"] is None and "measures model.keras, not best.keras" in card["unknown"]["evaluation"]
+    assert (
+        card["evaluation"] is None and "measures model.keras, not best.keras" in card["unknown"]["evaluation"]
+    )
 
 
 @pytest.mark.parametrize("content", ["{", "[]", '{"model_details": {}}'])

@@ -52,7 +52,10 @@ def test_merge_keeps_every_hand_written_entry_and_field(tmp_path):
     assert dict(lenet5.version_labels) == {"stable": 7, "canary": 8}
     assert list(lenet5.model_version_policy.specific.versions) == [7, 8]
     assert entries["from_another_repository"].base_path == "/other/from_another_repository"
-    assert (entries["new_model"].base_path, entries["new_model"].model_platform) == ("/models/new_model", "tensorflow")
+    assert (entries["new_model"].base_path, entries["new_model"].model_platform) == (
+        "/models/new_model",
+        "tensorflow",
+    )
     assert config.read_text().startswith("# Our cluster's models: edited by hand, keep the labels.\n")
     before = config.read_text()
     write_models_config(repo, config)
@@ -66,8 +69,9 @@ def tiny_model():
     return kerasdrop.create_model("mlp", num_classes=3, input_shape=(4, 4, 1), dense_units=(4,))
 
 
-def test_export_writes_the_config_beside_the_repository_not_in_the_current_directory(tiny_model, tmp_path,
-                                                                                     monkeypatch):
+def test_export_writes_the_config_beside_the_repository_not_in_the_current_directory(
+    tiny_model, tmp_path, monkeypatch
+):
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     result = export(tiny_model, name="tiny", repo=tmp_path / "elsewhere", formats=["savedmodel"])
@@ -113,7 +117,10 @@ def test_comments_anywhere_in_the_file_survive_a_merge_that_adds_a_model(tmp_pat
         assert line in text, f"lost: {line!r}"
     entries = {entry.name: entry for entry in _parse(config).model_config_list.config}
     assert list(entries) == ["lenet5", "other", "new_model"]
-    assert (entries["new_model"].base_path, entries["new_model"].model_platform) == ("/models/new_model", "tensorflow")
+    assert (entries["new_model"].base_path, entries["new_model"].model_platform) == (
+        "/models/new_model",
+        "tensorflow",
+    )
     assert text.index('name: "new_model"') < text.index("# end of the hand-written part")
     before = text
     write_models_config(repo, config)
@@ -123,7 +130,7 @@ def test_comments_anywhere_in_the_file_survive_a_merge_that_adds_a_model(tmp_pat
 def test_filling_a_field_into_a_hand_written_entry_keeps_the_leading_comments_as_documented(tmp_path):
     repo = _fake_repository(tmp_path / "repo", lenet5=[1])
     config = tmp_path / "models.config"
-    config.write_text("# leading\nmodel_config_list {\n  # inner\n  config { name: \"lenet5\" }\n}\n")
+    config.write_text('# leading\nmodel_config_list {\n  # inner\n  config { name: "lenet5" }\n}\n')
     write_models_config(repo, config)
     text = config.read_text()
     assert text.startswith("# leading\n") and "# inner" not in text
@@ -140,7 +147,9 @@ def test_an_explicit_base_path_moves_the_exported_models_entry_and_no_other(tmp_
     assert paths == {"lenet5": "/srv/models/lenet5", "mlp": "/models/mlp"}
     # Without --base-path, an export keeps what the entry says (a hand-set path is not reset to /models).
     write_models_config(repo, config, exported="lenet5")
-    assert {e.name: e.base_path for e in _parse(config).model_config_list.config}["lenet5"] == "/srv/models/lenet5"
+    assert {e.name: e.base_path for e in _parse(config).model_config_list.config}[
+        "lenet5"
+    ] == "/srv/models/lenet5"
 
 
 def _export_many(repo, config, prefix, count, barrier):
@@ -171,7 +180,9 @@ def test_two_exports_at_once_lose_no_entry(tmp_path):
     repo.mkdir()
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
-    workers = [context.Process(target=_export_many, args=(repo, config, prefix, 15, barrier)) for prefix in "ab"]
+    workers = [
+        context.Process(target=_export_many, args=(repo, config, prefix, 15, barrier)) for prefix in "ab"
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -179,4 +190,6 @@ def test_two_exports_at_once_lose_no_entry(tmp_path):
         assert worker.exitcode == 0
     paths = {entry.name: entry.base_path for entry in _parse(config).model_config_list.config}
     # Each entry as its own export wrote it: none overwritten by the other process's stale copy.
-    assert paths == {f"{prefix}{index}": f"/{prefix}/{prefix}{index}" for prefix in "ab" for index in range(15)}
+    assert paths == {
+        f"{prefix}{index}": f"/{prefix}/{prefix}{index}" for prefix in "ab" for index in range(15)
+    }

@@ -14,7 +14,10 @@ def test_tf_servings_own_config_files_parse(shared_testdata):
     batching = parse_text(shared_testdata / "batching_config.txt", "BatchingParameters")
     assert batching.max_batch_size.value == 128 and batching.num_batch_threads.value == 8
     monitoring = parse_text(shared_testdata / "monitoring_config.txt", "MonitoringConfig")
-    assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+    assert (
+        monitoring.prometheus_config.enable
+        and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+    )
 
 
 def test_serve_configs_parse_with_tf_serving_messages():
@@ -71,17 +74,25 @@ def test_kubernetes_manifests():
     deployment = kinds["Deployment"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"] == labels == kinds["Service"]["spec"]["selector"]
-    assert kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert (
+        kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    )
     config = kinds["ConfigMap"]["data"]
     for name in ("batching.config", "monitoring.config"):  # the ConfigMap carries the same files
-        assert config[name].strip() == "\n".join(
-            line for line in (SERVE / name).read_text().splitlines() if not line.startswith("#")).strip()
+        assert (
+            config[name].strip()
+            == "\n".join(
+                line for line in (SERVE / name).read_text().splitlines() if not line.startswith("#")
+            ).strip()
+        )
     (inference,) = yaml.safe_load_all((SERVE / "k8s" / "inferenceservice.yaml").read_text())
     assert inference["kind"] == "InferenceService" and "tensorflow" in inference["spec"]["predictor"]
 
 
 def _compose_healthcheck(port: int, model: str) -> list[str]:
-    test = yaml.safe_load((SERVE / "docker-compose.yml").read_text())["services"]["tf-serving"]["healthcheck"]["test"]
+    test = yaml.safe_load((SERVE / "docker-compose.yml").read_text())["services"]["tf-serving"][
+        "healthcheck"
+    ]["test"]
     assert test[0] == "CMD"
     return [part.replace("8501", str(port)).replace("lenet5", model) for part in test[1:]]
 
@@ -102,7 +113,10 @@ def test_compose_healthcheck_needs_only_what_the_tensorflow_serving_image_ships(
         port = server.rest_port
     assert healthy.returncode == 0
     assert unknown_model.returncode != 0
-    assert subprocess.run(_compose_healthcheck(port, "lenet5"), timeout=10, stderr=subprocess.DEVNULL).returncode != 0
+    assert (
+        subprocess.run(_compose_healthcheck(port, "lenet5"), timeout=10, stderr=subprocess.DEVNULL).returncode
+        != 0
+    )
 
 
 def test_compose_tls_override_adds_only_the_ssl_config_file_from_a_mounted_directory():
@@ -120,15 +134,25 @@ def test_compose_tls_override_adds_only_the_ssl_config_file_from_a_mounted_direc
 
 def test_kubernetes_mounts_the_ssl_config_from_a_secret_not_in_the_manifests():
     documents = list(yaml.safe_load_all((SERVE / "k8s" / "tf-serving.yaml").read_text()))
-    assert "Secret" not in {document["kind"] for document in documents}, "keys are created in the cluster, not committed"
-    spec = next(document for document in documents if document["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "Secret" not in {document["kind"] for document in documents}, (
+        "keys are created in the cluster, not committed"
+    )
+    spec = next(document for document in documents if document["kind"] == "Deployment")["spec"]["template"][
+        "spec"
+    ]
     (container,) = spec["containers"]
     flags = dict(arg.lstrip("-").split("=", 1) for arg in container["args"])
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
     directory = flags["ssl_config_file"].rsplit("/", 1)[0]
     volume = next(volume for volume in spec["volumes"] if volume["name"] == mounts[directory])
-    assert volume["secret"]["secretName"] == "kerasdrop-tf-serving-tls" and volume["secret"]["defaultMode"] == 0o400
+    assert (
+        volume["secret"]["secretName"] == "kerasdrop-tf-serving-tls"
+        and volume["secret"]["defaultMode"] == 0o400
+    )
     # Not nested in another mount: the ConfigMap's /config is read-only, where a mount point cannot be made.
     assert not any(directory.startswith(path + "/") for path in mounts)
     # TF Serving's REST has no TLS: the probes keep plain HTTP on 8501 (and gRPC's liveness is a TCP check).
-    assert container["readinessProbe"]["httpGet"]["port"] == 8501 and "scheme" not in container["readinessProbe"]["httpGet"]
+    assert (
+        container["readinessProbe"]["httpGet"]["port"] == 8501
+        and "scheme" not in container["readinessProbe"]["httpGet"]
+    )

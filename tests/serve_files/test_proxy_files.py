@@ -41,10 +41,14 @@ def test_envoy_closes_rapid_reset_connections_and_bounds_connections():
 
 def test_envoy_forwards_http2_to_the_grpc_port():
     (cluster,) = _envoy()["static_resources"]["clusters"]
-    protocol = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    protocol = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
     assert "http2_protocol_options" in protocol["explicit_http_config"]
     (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    assert endpoint["endpoint"]["address"]["socket_address"]["port_value"] == 8500  # `kerasdrop serve` --grpc-port
+    assert (
+        endpoint["endpoint"]["address"]["socket_address"]["port_value"] == 8500
+    )  # `kerasdrop serve` --grpc-port
 
 
 def test_nginx_bounds_streams_requests_per_connection_and_bodies():

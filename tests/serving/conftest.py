@@ -53,7 +53,9 @@ def grpc_stubs(server):
     )
 
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
-    return prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
+    return prediction_service_pb2_grpc.PredictionServiceStub(
+        channel
+    ), model_service_pb2_grpc.ModelServiceStub(channel)
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +86,21 @@ def write_golden(version_dir, *, backend="tf", edit=None):
     may change it before it is written (a tampered copy)."""
     import pathlib
 
-    from kerasdrop.serving.models.backends import load_backend
     from kerasdrop.layout import WARMUP_PATH as DEFAULT_REQUESTS
+    from kerasdrop.serving.models.backends import load_backend
     from kerasdrop.serving.models.golden import replay
     from kerasdrop.verification.numerical import TOLERANCE
 
     version_dir = pathlib.Path(version_dir)
     answers = replay(version_dir / DEFAULT_REQUESTS, load_backend(backend, version_dir), "serving_default")
-    document = {"format": 1, "requests": DEFAULT_REQUESTS, "signature": "serving_default",
-                "outputs": [{key: value.tolist() for key, value in answer.items()} for answer in answers],
-                "dtypes": {key: str(value.dtype) for key, value in answers[0].items()},
-                "tolerance": dict(TOLERANCE)}
+    document = {
+        "format": 1,
+        "requests": DEFAULT_REQUESTS,
+        "signature": "serving_default",
+        "outputs": [{key: value.tolist() for key, value in answer.items()} for answer in answers],
+        "dtypes": {key: str(value.dtype) for key, value in answers[0].items()},
+        "tolerance": dict(TOLERANCE),
+    }
     if edit is not None:
         edit(document)
     (version_dir / "golden.json").write_text(json.dumps(document))

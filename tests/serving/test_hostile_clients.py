@@ -21,8 +21,15 @@ from tests.serving.conftest import grpc_stubs, make_slow, rest, running_server
 SHAPE = (16, 16, 3)
 
 
-LIMITS = {"max_header_bytes": 4096, "max_header_count": 20, "header_timeout_seconds": 1.0, "keep_alive_seconds": 1.0,
-          "body_timeout_seconds": 1.0, "max_image_pixels": 64 * 64, "max_concurrent_requests": 4}
+LIMITS = {
+    "max_header_bytes": 4096,
+    "max_header_count": 20,
+    "header_timeout_seconds": 1.0,
+    "keep_alive_seconds": 1.0,
+    "body_timeout_seconds": 1.0,
+    "max_image_pixels": 64 * 64,
+    "max_concurrent_requests": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +41,32 @@ def server(rgb_export):  # noqa: F811  (the imported fixture, by name)
 
 def _png(width, height, idat=b""):
     """A PNG whose header declares `width` x `height` (its pixel data need not be all there)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat or zlib.compress(b"\0" * 1024)) \
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", idat or zlib.compress(b"\0" * 1024))
         + chunk(b"IEND", b"")
+    )
 
 
 def _encoded(fmt, size=(16, 16)):
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (*size, 3)).astype("uint8")).save(buffer, format=fmt)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (*size, 3)).astype("uint8")).save(
+        buffer, format=fmt
+    )
     return buffer.getvalue()
 
 
 def _bytes_request(*images):
-    return {"signature_name": "serving_bytes", "instances": [{"b64": base64.b64encode(i).decode()} for i in images]}
+    return {
+        "signature_name": "serving_bytes",
+        "instances": [{"b64": base64.b64encode(i).decode()} for i in images],
+    }
 
 
 def _raw(server, data: bytes, *, read_seconds: float = 10) -> bytes:
@@ -56,13 +74,16 @@ def _raw(server, data: bytes, *, read_seconds: float = 10) -> bytes:
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=read_seconds) as sock:
         try:
             sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):  # cut off while sending: what it answered is still there
+        except (
+            BrokenPipeError,
+            ConnectionResetError,
+        ):  # cut off while sending: what it answered is still there
             pass
         answer = b""
         try:
             while chunk := sock.recv(65536):
                 answer += chunk
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
     return answer
 
@@ -73,6 +94,7 @@ def _status_and_error(answer: bytes) -> tuple[int, str]:
 
 
 # --- images -------------------------------------------------------------------------------------
+
 
 def test_an_image_bomb_is_refused_from_its_header_before_it_is_decoded(server):
     import resource
@@ -92,13 +114,16 @@ def test_images_are_counted_together_against_the_pixel_limit(server):
     assert status == 413 and "4800 pixels" in body["error"] and "--max-image-pixels" in body["error"], body
 
 
-@pytest.mark.parametrize("data, expected", [
-    (_encoded("JPEG")[:300], "Truncated JPEG"),
-    (_encoded("JPEG")[:-40], "Truncated JPEG"),
-    (_encoded("PNG")[:-30], "Truncated PNG"),
-    (b"GIF89a" + bytes(20), "not a JPEG or PNG"),
-    (b"plain text", "not a JPEG or PNG"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (_encoded("JPEG")[:300], "Truncated JPEG"),
+        (_encoded("JPEG")[:-40], "Truncated JPEG"),
+        (_encoded("PNG")[:-30], "Truncated PNG"),
+        (b"GIF89a" + bytes(20), "not a JPEG or PNG"),
+        (b"plain text", "not a JPEG or PNG"),
+    ],
+)
 def test_a_bad_image_is_answered_with_what_is_wrong_with_it(server, data, expected):
     status, body = rest(server, "POST", "/v1/models/rgb:predict", _bytes_request(data))
     assert status == 400 and expected in body["error"], body
@@ -112,23 +137,33 @@ def test_grpc_gets_the_same_image_limits(server):
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name, request.model_spec.signature_name = "rgb", "serving_bytes"
-    request.inputs["images_bytes"].CopyFrom(tf.make_tensor_proto(np.array([_png(20000, 20000)], dtype=object)))
+    request.inputs["images_bytes"].CopyFrom(
+        tf.make_tensor_proto(np.array([_png(20000, 20000)], dtype=object))
+    )
     with pytest.raises(grpc.RpcError) as raised:
         grpc_stubs(server)[0].Predict(request, timeout=30)
-    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-image-pixels" in raised.value.details()
+    assert (
+        raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        and "--max-image-pixels" in raised.value.details()
+    )
 
 
 # --- request heads --------------------------------------------------------------------------------
 
+
 def test_a_header_over_the_size_limit_is_431_before_it_is_all_read(server):
-    answer = _raw(server, b"GET /v1/models/rgb HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000_000 + b"\r\n\r\n")
+    answer = _raw(
+        server, b"GET /v1/models/rgb HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000_000 + b"\r\n\r\n"
+    )
     status, error = _status_and_error(answer)
     assert status == 431 and "--max-header-bytes" in error
 
 
 def test_too_many_header_fields_is_431(server):
     headers = b"".join(b"X-%d: 1\r\n" % index for index in range(500))
-    status, error = _status_and_error(_raw(server, b"GET /v1/models/rgb HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"))
+    status, error = _status_and_error(
+        _raw(server, b"GET /v1/models/rgb HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    )
     assert status == 431 and "--max-header-count" in error
 
 
@@ -145,7 +180,7 @@ def test_a_client_trickling_its_header_is_cut_at_the_header_timeout(server):
         try:
             while chunk := sock.recv(65536):
                 answer += chunk
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
     status, error = _status_and_error(answer)
     assert status == 408 and "--header-timeout-seconds" in error
@@ -160,12 +195,16 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time(ser
 
 
 def test_a_body_that_stalls_is_408_and_holds_no_request_slot(server):
-    head = b"POST /v1/models/rgb:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"instances\": "
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:  # more stalled bodies than --max-concurrent-requests
+    head = b'POST /v1/models/rgb:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"instances": '
+    with concurrent.futures.ThreadPoolExecutor(
+        8
+    ) as pool:  # more stalled bodies than --max-concurrent-requests
         stalled = [pool.submit(_raw, server, head) for _ in range(8)]
         time.sleep(0.3)
         assert rest(server, "GET", "/v1/models/rgb")[0] == 200
-        status, body = rest(server, "POST", "/v1/models/rgb:predict", {"instances": np.zeros((1, *SHAPE)).tolist()})
+        status, body = rest(
+            server, "POST", "/v1/models/rgb:predict", {"instances": np.zeros((1, *SHAPE)).tolist()}
+        )
         assert status == 200, body  # the stalled bodies took no slot of the 4
         answers = [future.result() for future in stalled]
     for answer in answers:
@@ -197,6 +236,7 @@ def test_ordinary_requests_pass_the_head_limits(server):
 
 # --- concurrency ----------------------------------------------------------------------------------
 
+
 def test_rest_requests_beyond_the_concurrency_limit_get_429_naming_the_flag(server):
     loaded = server.manager.resolve("rgb")
     run = loaded.backend.run
@@ -204,7 +244,9 @@ def test_rest_requests_beyond_the_concurrency_limit_get_429_naming_the_flag(serv
     try:
         body = {"instances": np.zeros((1, *SHAPE)).tolist()}
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
-            answers = list(pool.map(lambda _: rest(server, "POST", "/v1/models/rgb:predict", body), range(12)))
+            answers = list(
+                pool.map(lambda _: rest(server, "POST", "/v1/models/rgb:predict", body), range(12))
+            )
     finally:
         loaded.backend.run, loaded.cheap = run, False
     statuses = sorted(status for status, _ in answers)
@@ -248,21 +290,28 @@ def test_grpc_calls_beyond_the_concurrency_limit_are_resource_exhausted_never_ca
 
 # --- work linear in a request's size --------------------------------------------------------------
 
+
 def test_open_inference_inputs_beyond_the_signatures_are_refused_before_per_input_work(server):
-    inputs = [{"name": f"x{index}", "datatype": "FP32", "shape": [1], "data": [0.0]} for index in range(40_000)]
+    inputs = [
+        {"name": f"x{index}", "datatype": "FP32", "shape": [1], "data": [0.0]} for index in range(40_000)
+    ]
     status, body = rest(server, "POST", "/v2/models/rgb/infer", {"inputs": inputs})
     assert status == 400 and "40000 inputs" in body["error"], body
 
 
 def test_open_inference_duplicate_inputs_are_refused(server):
     tensor = {"name": "images", "datatype": "FP32", "shape": [1, *SHAPE], "data": [0.0] * int(np.prod(SHAPE))}
-    with running_server(repo=str(server.config.repo)) as other:  # default limits: two inputs are allowed to parse
+    with running_server(
+        repo=str(server.config.repo)
+    ) as other:  # default limits: two inputs are allowed to parse
         status, body = rest(other, "POST", "/v2/models/rgb/infer", {"inputs": [tensor, tensor]})
     assert status == 400 and ("more than once" in body["error"] or "2 inputs" in body["error"]), body
 
 
 def test_a_tf_serving_request_naming_thousands_of_inputs_is_refused_at_once(server):
-    status, body = rest(server, "POST", "/v1/models/rgb:predict", {"inputs": {f"x{i}": [0] for i in range(40_000)}})
+    status, body = rest(
+        server, "POST", "/v1/models/rgb:predict", {"inputs": {f"x{i}": [0] for i in range(40_000)}}
+    )
     assert status == 400 and "40000 inputs" in body["error"], body
 
 
@@ -325,7 +374,9 @@ def test_a_progressive_jpeg_with_thousands_of_scans_is_refused():
     data = progressive.getvalue()
     assert declared_size(data, images_only=True)[:2] == (64, 64)
     last_scan = data.rindex(b"\xff\xda")
-    padded = data[:-2] + data[last_scan:-2] * (MAX_JPEG_SCANS + 5) + b"\xff\xd9"  # the last scan again and again
+    padded = (
+        data[:-2] + data[last_scan:-2] * (MAX_JPEG_SCANS + 5) + b"\xff\xd9"
+    )  # the last scan again and again
     with pytest.raises(ServingError, match="scans"):
         declared_size(padded, images_only=True)
 

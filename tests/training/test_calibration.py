@@ -37,7 +37,11 @@ def test_ece_averages_within_a_bin_by_hand():
     assert calibration.expected_calibration_error(probabilities, [0, 1, 0]) == pytest.approx(0.16, abs=1e-12)
     rows = calibration.reliability_bins(probabilities, [0, 1, 0])
     assert len(rows) == 15 and [row["count"] for row in rows].count(0) == 13
-    assert rows[10]["count"] == 2 and rows[10]["accuracy"] == 0.5 and rows[10]["confidence"] == pytest.approx(0.715)
+    assert (
+        rows[10]["count"] == 2
+        and rows[10]["accuracy"] == 0.5
+        and rows[10]["confidence"] == pytest.approx(0.715)
+    )
 
 
 def test_confidence_on_a_bin_boundary_goes_to_the_lower_bin():
@@ -62,13 +66,22 @@ def test_temperature_one_is_the_identity_and_fitting_recovers_a_known_temperatur
     fitted = calibration.fit_temperature(overconfident, labels)
     assert fitted == pytest.approx(true_temperature, rel=0.05)
     scaled = calibration.temperature_scaled(overconfident, fitted)
-    assert calibration.negative_log_likelihood(scaled, labels) < calibration.negative_log_likelihood(overconfident, labels)
-    assert calibration.expected_calibration_error(scaled, labels) < calibration.expected_calibration_error(overconfident, labels)
+    assert calibration.negative_log_likelihood(scaled, labels) < calibration.negative_log_likelihood(
+        overconfident, labels
+    )
+    assert calibration.expected_calibration_error(scaled, labels) < calibration.expected_calibration_error(
+        overconfident, labels
+    )
 
 
-@pytest.mark.parametrize("probabilities, labels, argument", [
-    ([0.5, 0.5], [0], "probabilities"), ([[0.5, 0.5]], [0, 1], "probabilities"), ([[0.5, 0.5]], [2], "labels"),
-])
+@pytest.mark.parametrize(
+    "probabilities, labels, argument",
+    [
+        ([0.5, 0.5], [0], "probabilities"),
+        ([[0.5, 0.5]], [0, 1], "probabilities"),
+        ([[0.5, 0.5]], [2], "labels"),
+    ],
+)
 def test_bad_shapes_and_labels_are_refused(probabilities, labels, argument):
     with pytest.raises(ValueError, match=f"^Invalid value received for argument `{argument}`"):
         calibration.calibration_metrics(probabilities, labels)

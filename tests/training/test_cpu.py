@@ -31,7 +31,11 @@ def test_cpuinfo_flags_decide_native_bfloat16_and_the_peak():
     # Zen 4 runs AVX-512 on 256-bit units: 32 float32 FLOP/cycle; Intel's AVX-512 has two 512-bit FMA units: 64.
     assert zen4.peak_flops("float32") == pytest.approx(zen4.usable_cpus * 32 * 2596.142e6)
     assert zen4.peak_flops("bfloat16") == pytest.approx(2 * zen4.peak_flops("float32"))
-    assert intel.peak_flops("bfloat16") == intel.peak_flops("float32") == pytest.approx(intel.usable_cpus * 64 * 2e9)
+    assert (
+        intel.peak_flops("bfloat16")
+        == intel.peak_flops("float32")
+        == pytest.approx(intel.usable_cpus * 64 * 2e9)
+    )
     assert cpu.cpu_info("").peak_flops() is None and cpu.cpu_info("").to_dict()["flags"] == []
 
 
@@ -53,8 +57,11 @@ def test_cpu_threads_after_tensorflow_started_warns_and_provenance_says_what_ran
     running = cpu.training_threads()
     wanted = running["intra_op"] + 1
     with pytest.warns(UserWarning, match=f"^training.cpu_threads = {wanted} is ignored"):
-        run = train({"model": "mlp", "dataset": "synthetic", "epochs": 1, "dense_units": [8], "cpu_threads": wanted},
-                    out=tmp_path / "run", verbose=0)
+        run = train(
+            {"model": "mlp", "dataset": "synthetic", "epochs": 1, "dense_units": [8], "cpu_threads": wanted},
+            out=tmp_path / "run",
+            verbose=0,
+        )
     provenance = tomllib.loads((run.directory / "recipe.toml").read_text())["provenance"]
     assert provenance["cpu"]["tensorflow_threads"] == running
     assert provenance["cpu"]["bfloat16"] == "not used"
@@ -78,10 +85,20 @@ def test_mixed_bfloat16_reaches_float32_accuracy_on_digits_within_seed_noise(tmp
     accuracies = {}
     for precision in ("float32", "mixed_bfloat16"):
         accuracies[precision] = [
-            train("models/lenet5_digits.toml", out=tmp_path / f"{precision}-{seed}", verbose=0, backup=False,
-                  session=session, overrides=[("training.epochs", 15), ("training.seed", seed),
-                                              ("training.precision", precision)]).metrics["test_accuracy"]
-            for seed in range(3)]
+            train(
+                "models/lenet5_digits.toml",
+                out=tmp_path / f"{precision}-{seed}",
+                verbose=0,
+                backup=False,
+                session=session,
+                overrides=[
+                    ("training.epochs", 15),
+                    ("training.seed", seed),
+                    ("training.precision", precision),
+                ],
+            ).metrics["test_accuracy"]
+            for seed in range(3)
+        ]
     means = {precision: statistics.fmean(values) for precision, values in accuracies.items()}
     spread = max(statistics.stdev(values) for values in accuracies.values())
     assert means["float32"] > 0.9, accuracies  # both learnt digits: the comparison means something

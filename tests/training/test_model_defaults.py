@@ -25,7 +25,9 @@ def test_each_familys_defaults_are_its_digits_recipes_training(path):
 
 
 def test_every_zoo_family_has_training_defaults():
-    families = {model_info(name).family for name in list_models()} | {model_info("keras_app:MobileNetV2").family}
+    families = {model_info(name).family for name in list_models()} | {
+        model_info("keras_app:MobileNetV2").family
+    }
     assert all(training_defaults(name) for name in list_models())
     assert families == {"lenet", "mlp", "simple_cnn", "resnet", "vgg", "alexnet", "keras_app"}
 
@@ -43,9 +45,13 @@ def test_bare_defaults_are_the_recipe_for_models_whose_recipe_changes_only_train
 
 def test_given_keys_win_and_the_final_model_picks_the_defaults():
     assert resolve_recipe({"model": "lenet5", "epochs": 3}).training.epochs == 3
-    assert resolve_recipe({"model": "lenet5"}, [("training.learning_rate", 0.01)]).training.learning_rate == 0.01
+    assert (
+        resolve_recipe({"model": "lenet5"}, [("training.learning_rate", 0.01)]).training.learning_rate == 0.01
+    )
     from_file = resolve_recipe(MODELS / "lenet5_digits.toml", [("model.name", "alexnet")])
-    assert _training(from_file) == _training(load_recipe(MODELS / "lenet5_digits.toml")), "the file set them: they stay"
+    assert _training(from_file) == _training(load_recipe(MODELS / "lenet5_digits.toml")), (
+        "the file set them: they stay"
+    )
     bare = resolve_recipe({"model": "lenet5"}, [("model.name", "alexnet")])
     assert _training(bare) == training_defaults("alexnet")
 
@@ -55,11 +61,15 @@ def test_cli_says_which_defaults_it_starts_from(capsys):
 
     args = argparse.Namespace(recipe=None, no_recipe=True, model="lenet5", dataset="digits")
     assert recipe_or_shipped(args) is None
-    assert capsys.readouterr().out == ("--no-recipe: starting from lenet5's training defaults (epochs 40, batch_size 32, "
-                                       "learning_rate 0.002); flags override them\n")
+    assert capsys.readouterr().out == (
+        "--no-recipe: starting from lenet5's training defaults (epochs 40, batch_size 32, "
+        "learning_rate 0.002); flags override them\n"
+    )
     args = argparse.Namespace(recipe=None, no_recipe=False, model="mlp", dataset="synthetic")
     assert recipe_or_shipped(args) is None
-    assert capsys.readouterr().out.startswith("no recipe for mlp on synthetic: starting from mlp's training defaults")
+    assert capsys.readouterr().out.startswith(
+        "no recipe for mlp on synthetic: starting from mlp's training defaults"
+    )
 
 
 @pytest.mark.slow

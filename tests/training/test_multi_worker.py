@@ -40,14 +40,37 @@ def test_only_the_chief_writes(monkeypatch, config, chief):
 def test_two_local_workers_train_one_model(tmp_path):
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "kerasdrop.cli", "train", "--strategy", "multi_worker", "--model", "mlp",
-               "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32", "--dense-units", "16",
-               "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "kerasdrop.cli",
+        "train",
+        "--strategy",
+        "multi_worker",
+        "--model",
+        "mlp",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--dense-units",
+        "16",
+        "--out",
+        str(out),
+    ]
     processes = []
     for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
-                                                     "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(
+                {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            ),
+        )
+        processes.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
     outputs = []
     for process in processes:
         try:
@@ -61,5 +84,5 @@ def test_two_local_workers_train_one_model(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 2 and metrics["status"] == "complete"
     assert sorted(path.name for path in out.iterdir()) == sorted(RUN_FILES)
-    assert "strategy = \"multi_worker\"" in (out / "recipe.toml").read_text()
+    assert 'strategy = "multi_worker"' in (out / "recipe.toml").read_text()
     assert "run saved to" in outputs[0] and "the chief writes the run to" in outputs[1]

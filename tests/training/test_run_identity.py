@@ -122,8 +122,22 @@ def test_train_overwrite_replaces_a_run_and_only_a_run(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    assert main(["train", "--no-recipe", *FAST_FLAGS, "--epochs", "1", "--out", str(mine), "--quiet",
-                 "--overwrite"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--no-recipe",
+                *FAST_FLAGS,
+                "--epochs",
+                "1",
+                "--out",
+                str(mine),
+                "--quiet",
+                "--overwrite",
+            ]
+        )
+        == 2
+    )
     assert (mine / "notes.txt").read_text() == "keep"
 
 

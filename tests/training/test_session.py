@@ -5,7 +5,14 @@ import pytest
 from kerasdrop.training import train
 from kerasdrop.training.session import TrainingSession
 
-BASE = {"model": "mlp", "dataset": "synthetic", "epochs": 2, "batch_size": 32, "dense_units": [16], "dropout": 0.5}
+BASE = {
+    "model": "mlp",
+    "dataset": "synthetic",
+    "epochs": 2,
+    "batch_size": 32,
+    "dense_units": [16],
+    "dropout": 0.5,
+}
 
 
 def _overrides(size, seed):
@@ -37,8 +44,14 @@ def test_runs_of_a_session_trace_fit_and_evaluate_once(tmp_path, traces):
     session = TrainingSession()
     after_each_run = []
     for index, (size, seed) in enumerate([(20, 0), (40, 1), (None, 2)]):  # other sizes and seeds, one model
-        train(dict(BASE), out=tmp_path / str(index), verbose=0, backup=False, session=session,
-              overrides=_overrides(size, seed))
+        train(
+            dict(BASE),
+            out=tmp_path / str(index),
+            verbose=0,
+            backup=False,
+            session=session,
+            overrides=_overrides(size, seed),
+        )
         after_each_run.append(dict(traces))
     assert after_each_run[0]["train"] > 0 and after_each_run[0]["test"] > 0
     assert after_each_run[1:] == [after_each_run[0]] * 2, "a later run of the session traced its steps again"
@@ -51,6 +64,12 @@ def test_runs_of_a_session_trace_fit_and_evaluate_once(tmp_path, traces):
 def test_a_session_compiles_one_model_per_architecture(tmp_path):
     session = TrainingSession()
     for index, dropout in enumerate([0.0, 0.5, 0.0]):
-        train(dict(BASE), out=tmp_path / str(index), verbose=0, backup=False, session=session,
-              overrides=[("model.dropout", dropout)])
+        train(
+            dict(BASE),
+            out=tmp_path / str(index),
+            verbose=0,
+            backup=False,
+            session=session,
+            overrides=[("model.dropout", dropout)],
+        )
     assert session.models_compiled == 2

@@ -7,8 +7,8 @@ import pytest
 
 from kerasdrop.cli import main
 from kerasdrop.training import calibration
-from kerasdrop.training.studies import _arrays, _deterministic, calibrate
 from kerasdrop.training.build import recipe_datasets
+from kerasdrop.training.studies import _arrays, _deterministic, calibrate
 
 
 def test_calibrate_writes_files_and_metrics(calibrated_run):
@@ -51,7 +51,9 @@ def test_calibrate_reproduces_its_figures(calibrated_run):
     run, results = calibrated_run
     again = calibrate(run.directory, mc_samples=8, ks=(1, 2, 8), repeats=3)
     assert again["calibration"]["methods"] == results["calibration"]["methods"]
-    assert [row["errors"] for row in again["mc_averaging"]["ks"]] == [row["errors"] for row in results["mc_averaging"]["ks"]]
+    assert [row["errors"] for row in again["mc_averaging"]["ks"]] == [
+        row["errors"] for row in results["mc_averaging"]["ks"]
+    ]
 
 
 def test_calibrate_refuses_a_directory_without_a_run(tmp_path, capsys):

@@ -56,7 +56,10 @@ def test_finished_runs_are_reused(finished_sweep, monkeypatch):
     assert again.summary["rates"][1]["mean"] == finished_sweep.summary["rates"][1]["mean"]
 
 
-@pytest.mark.parametrize("rates, seeds, argument", [([1.0], 1, "rates"), ([], 1, "rates"), ([0.1, 0.1], 1, "rates"), ([0.1], 0, "seeds")])
+@pytest.mark.parametrize(
+    "rates, seeds, argument",
+    [([1.0], 1, "rates"), ([], 1, "rates"), ([0.1, 0.1], 1, "rates"), ([0.1], 0, "seeds")],
+)
 def test_bad_sweep_arguments(tmp_path, rates, seeds, argument):
     with pytest.raises(ValueError, match=f"^Invalid value received for argument `{argument}`"):
         sweep(dict(BASE), rates=rates, seeds=seeds, out=tmp_path)
@@ -65,8 +68,14 @@ def test_bad_sweep_arguments(tmp_path, rates, seeds, argument):
 @pytest.fixture(scope="module")
 def datasize_sweep(tmp_path_factory):
     # One process: the runs then reproduce bit for bit when trained again alone in this process.
-    return sweep(dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None],
-                 out=tmp_path_factory.mktemp("datasize"), workers=1)
+    return sweep(
+        dict(BASE),
+        rates=[0.0, 0.5],
+        seeds=2,
+        train_sizes=[20, None],
+        out=tmp_path_factory.mktemp("datasize"),
+        workers=1,
+    )
 
 
 @pytest.mark.slow
@@ -86,7 +95,9 @@ def test_datasize_sweep_trains_every_size_rate_and_seed_on_fixed_splits(datasize
                 assert dataset["num_train"] == (20 if size == "20" else dataset["num_train"])
                 tests.add((dataset["num_validation"], dataset["num_test"]))
                 # As complete as a run of `kerasdrop train`, although the runs of a rate share one model.
-                assert all((run / name).is_file() for name in RUN_FILES), sorted(p.name for p in run.iterdir())
+                assert all((run / name).is_file() for name in RUN_FILES), sorted(
+                    p.name for p in run.iterdir()
+                )
                 assert recipe["provenance"]["seed"] == seed and "tensorflow" in recipe["provenance"]
     assert len(tests) == 1  # every run validated and tested on the same whole splits
     assert datasize_sweep.summary["compiled_models"] == 2  # one per rate, reused by every size and seed
@@ -107,14 +118,19 @@ def test_a_study_run_trained_again_alone_from_its_recipe_measures_the_same(datas
     assert alone.history == in_study.history
     for key in ("test_accuracy", "test_loss", "train_accuracy", "validation_accuracy", "best_epoch"):
         assert alone.metrics[key] == in_study.metrics[key], key
-    for name in ("model.keras", "best.keras"):  # best.keras: written once in the study, at each improvement alone
+    for name in (
+        "model.keras",
+        "best.keras",
+    ):  # best.keras: written once in the study, at each improvement alone
         study_weights = keras.saving.load_model(run_dir / name).get_weights()
         alone_weights = keras.saving.load_model(tmp_path / "alone" / name).get_weights()
         assert all(np.array_equal(a, b) for a, b in zip(study_weights, alone_weights)), name
 
 
 @pytest.mark.slow
-def test_a_study_in_worker_processes_matches_one_process_and_reproduces_from_its_recipe(datasize_sweep, tmp_path):
+def test_a_study_in_worker_processes_matches_one_process_and_reproduces_from_its_recipe(
+    datasize_sweep, tmp_path
+):
     import os
     import subprocess
     import sys
@@ -122,23 +138,39 @@ def test_a_study_in_worker_processes_matches_one_process_and_reproduces_from_its
 
     from kerasdrop.training.run import Run
 
-    in_workers = sweep(dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None], out=tmp_path / "study",
-                       workers=2)
+    in_workers = sweep(
+        dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None], out=tmp_path / "study", workers=2
+    )
     assert in_workers.summary["worker_processes"] == 2
     assert in_workers.summary["compiled_models"] >= 2  # one per rate in each worker that trained it
     one_process = datasize_sweep.summary
     for workers_entry, one_entry in zip(in_workers.summary["sizes"], one_process["sizes"]):
         for workers_rate, one_rate in zip(workers_entry["rates"], one_entry["rates"]):
             # One thread per op instead of TensorFlow's default changes float rounding, not the result.
-            assert workers_rate["mean"]["test_accuracy"] == pytest.approx(one_rate["mean"]["test_accuracy"], abs=0.05)
+            assert workers_rate["mean"]["test_accuracy"] == pytest.approx(
+                one_rate["mean"]["test_accuracy"], abs=0.05
+            )
     # A worker's run records its threads, and trained again alone from its recipe it measures the same.
     run_dir = tmp_path / "study" / "size-all" / "rate-0.5" / "seed-1"
     saved = tomllib.loads((run_dir / "recipe.toml").read_text())
     assert saved["training"]["cpu_threads"] == 1
     assert saved["provenance"]["cpu"]["tensorflow_threads"] == {"intra_op": 1, "inter_op": 1}
     environment = {key: value for key, value in os.environ.items() if not key.startswith("TF_NUM_")}
-    subprocess.run([sys.executable, "-c", "import sys; from kerasdrop.cli import main; sys.exit(main(sys.argv[1:]))", "train", str(run_dir / "recipe.toml"), "--out",
-                    str(tmp_path / "alone"), "--quiet"], env=environment, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from kerasdrop.cli import main; sys.exit(main(sys.argv[1:]))",
+            "train",
+            str(run_dir / "recipe.toml"),
+            "--out",
+            str(tmp_path / "alone"),
+            "--quiet",
+        ],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
     alone = Run.load(tmp_path / "alone")
     assert alone.history == Run.load(run_dir).history
 
@@ -154,7 +186,10 @@ def test_datasize_summary_table_and_figure(datasize_sweep):
             accuracies = [run["test_accuracy"] for run in rate["runs"]]
             assert rate["mean"]["test_accuracy"] == pytest.approx(sum(accuracies) / 2)
     table = (datasize_sweep.directory / "sweep.md").read_text()
-    assert "| train examples | test acc, dropout 0 | gap, dropout 0 | test acc, dropout 0.5 | gap, dropout 0.5 |" in table
+    assert (
+        "| train examples | test acc, dropout 0 | gap, dropout 0 | test acc, dropout 0.5 | gap, dropout 0.5 |"
+        in table
+    )
     assert "\n| 20 | " in table and " (all) | " in table
     assert datasize_sweep.table() + "\n" == table  # what `kerasdrop sweep --train-sizes` prints
     assert (datasize_sweep.directory / "sweep.png").read_bytes()[:4] == b"\x89PNG"
@@ -183,11 +218,16 @@ def test_datasize_runs_skip_the_backup_and_an_interrupted_run_is_trained_again(d
     finished = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").unlink()  # as if killed before the end
     lines = []
-    again = sweep(dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None], out=out, progress=lines.append)
+    again = sweep(
+        dict(BASE), rates=[0.0, 0.5], seeds=2, train_sizes=[20, None], out=out, progress=lines.append
+    )
     runs = [line for line in lines if line.startswith("run ")]
     assert runs[0].startswith("run 1/8: size 20, rate 0, seed 0: training 2 epochs")
     assert len(runs) == 8 and sum("finished earlier, reused" in line for line in runs) == 7
     retrained = json.loads((run / "metrics.json").read_text())
     # Seeded and deterministic: the retrained run measures what the first one did.
     assert retrained["test_accuracy"] == finished["test_accuracy"]
-    assert again.summary["sizes"][0]["rates"][0]["mean"] == datasize_sweep.summary["sizes"][0]["rates"][0]["mean"]
+    assert (
+        again.summary["sizes"][0]["rates"][0]["mean"]
+        == datasize_sweep.summary["sizes"][0]["rates"][0]["mean"]
+    )

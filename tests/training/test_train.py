@@ -10,7 +10,14 @@ from kerasdrop.errors import RunDirectoryError, TrainingDivergedError
 from kerasdrop.training import RecipeError, Run, load_recipe, train
 from kerasdrop.training.artifacts import RUN_FILES
 
-FAST = {"model": "mlp", "dataset": "synthetic", "epochs": 3, "batch_size": 32, "dense_units": [32], "dropout": 0.2}
+FAST = {
+    "model": "mlp",
+    "dataset": "synthetic",
+    "epochs": 3,
+    "batch_size": 32,
+    "dense_units": [32],
+    "dropout": 0.2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,10 @@ def test_recipe_toml_is_fully_resolved_with_versions(finished_run):
     saved = tomllib.loads((finished_run.directory / "recipe.toml").read_text())
     assert saved["training"]["seed"] == 0 and saved["training"]["epochs"] == 3
     assert saved["model"]["dense_units"] == [32] and saved["model"]["dropout"] == 0.2
-    assert saved["provenance"]["tensorflow"] == tf.__version__ and saved["provenance"]["keras"] == keras.__version__
+    assert (
+        saved["provenance"]["tensorflow"] == tf.__version__
+        and saved["provenance"]["keras"] == keras.__version__
+    )
     assert saved["provenance"]["dataset"]["input_shape"] == [16, 16, 1]
     assert load_recipe(finished_run.directory / "recipe.toml") == finished_run.recipe
 
@@ -46,7 +56,9 @@ def test_metrics_match_the_saved_model(finished_run):
 
     metrics = json.loads((finished_run.directory / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["epochs_completed"] == 3
-    assert metrics["generalization_gap"] == pytest.approx(metrics["train_accuracy"] - metrics["validation_accuracy"])
+    assert metrics["generalization_gap"] == pytest.approx(
+        metrics["train_accuracy"] - metrics["validation_accuracy"]
+    )
     assert metrics["test_accuracy"] > 0.9, "the synthetic task is learnable in 3 epochs"
     model = finished_run.model
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -14,24 +14,33 @@ def _head(inputs, x, name="model"):
 
 # --- Keras: stochastic layers active under model(x) ----------------------------------------------
 
+
 def dropout_in_sub_model_pinned():
     """`block(x, training=True)` where block is a Sequential holding Dropout."""
-    block = keras.Sequential([keras.layers.Dense(16, activation="relu", name="block_fc"),
-                              keras.layers.Dropout(0.5, name="block_dropout")], name="block")
+    block = keras.Sequential(
+        [
+            keras.layers.Dense(16, activation="relu", name="block_fc"),
+            keras.layers.Dropout(0.5, name="block_dropout"),
+        ],
+        name="block",
+    )
     inputs = keras.Input((8,), name="images")
     return _head(inputs, block(inputs, training=True))
 
 
 def dropout_in_time_distributed_pinned():
     inputs = keras.Input((4, 8), name="images")
-    x = keras.layers.TimeDistributed(keras.layers.Dropout(0.5, name="step_dropout"), name="steps")(inputs,
-                                                                                                 training=True)
+    x = keras.layers.TimeDistributed(keras.layers.Dropout(0.5, name="step_dropout"), name="steps")(
+        inputs, training=True
+    )
     return _head(inputs, x)
 
 
 def rnn_dropout_in_bidirectional_pinned():
     inputs = keras.Input((4, 8), name="images")
-    rnn = keras.layers.Bidirectional(keras.layers.GRU(8, dropout=0.5, recurrent_dropout=0.5, name="gru"), name="bi")
+    rnn = keras.layers.Bidirectional(
+        keras.layers.GRU(8, dropout=0.5, recurrent_dropout=0.5, name="gru"), name="bi"
+    )
     return _head(inputs, rnn(inputs, training=True))
 
 
@@ -45,14 +54,18 @@ def batch_statistics_only_at_pixel_range(first: str = "rescaling"):
     """BatchNorm on batch statistics after a threshold only raw pixels in 0..255 cross; the range is
     declared by a Rescaling(1/255) or a Normalization(mean 128, std 64) layer."""
     inputs = keras.Input((8,), name="images")
-    x = keras.layers.Rescaling(1 / 255, name="input_rescaling")(inputs) if first == "rescaling" else \
-        keras.layers.Normalization(mean=128.0, variance=64.0 ** 2, name="input_normalization")(inputs)
+    x = (
+        keras.layers.Rescaling(1 / 255, name="input_rescaling")(inputs)
+        if first == "rescaling"
+        else keras.layers.Normalization(mean=128.0, variance=64.0**2, name="input_normalization")(inputs)
+    )
     x = keras.layers.ReLU(threshold=0.5, name="threshold")(x)
     x = keras.layers.BatchNormalization(name="bn")(x, training=True)
     return _head(inputs, x)
 
 
 # --- Keras: clean ----------------------------------------------------------------------------------
+
 
 def zero_rate_dropout_pinned():
     inputs = keras.Input((8,), name="images")
@@ -62,7 +75,9 @@ def zero_rate_dropout_pinned():
 
 def rnn_dropout_at_default():
     inputs = keras.Input((4, 8), name="images")
-    x = keras.layers.Bidirectional(keras.layers.LSTM(8, dropout=0.5, recurrent_dropout=0.5), name="bi")(inputs)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(8, dropout=0.5, recurrent_dropout=0.5), name="bi")(
+        inputs
+    )
     return _head(inputs, keras.layers.Dropout(0.5, name="fc_dropout")(x))
 
 
@@ -89,6 +104,7 @@ def string_input():
 
 
 # --- SavedModels written with tf.saved_model.save ------------------------------------------------
+
 
 def save_module(module, directory, signatures):
     import tensorflow as tf
@@ -165,7 +181,9 @@ def write_file_saved_model(directory, written_path):
 
     @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="images")])
     def serve(images):
-        with tf.control_dependencies([tf.io.write_file(str(written_path), tf.strings.as_string(images[0, 0]))]):
+        with tf.control_dependencies(
+            [tf.io.write_file(str(written_path), tf.strings.as_string(images[0, 0]))]
+        ):
             return {"probabilities": tf.nn.softmax(tf.matmul(images, module.kernel))}
 
     return save_module(module, directory, {"serving_default": serve})
@@ -184,7 +202,11 @@ def random_extra_signature(directory):
 
     @tf.function(input_signature=spec)
     def noisy(images):
-        return {"probabilities": tf.nn.softmax(tf.matmul(images + tf.random.normal(tf.shape(images)), module.kernel))}
+        return {
+            "probabilities": tf.nn.softmax(
+                tf.matmul(images + tf.random.normal(tf.shape(images)), module.kernel)
+            )
+        }
 
     return save_module(module, directory, {"serving_default": serve, "noisy": noisy})
 
@@ -217,8 +239,12 @@ def mixed_dtypes_saved_model(directory):
     module = tf.Module()
     module.weights = tf.Variable(np.linspace(-1, 1, 4), dtype=tf.float64)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float64, name="measurements"),
-                                  tf.TensorSpec([None], tf.int64, name="bucket")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 4], tf.float64, name="measurements"),
+            tf.TensorSpec([None], tf.int64, name="bucket"),
+        ]
+    )
     def serve(measurements, bucket):
         score = tf.reduce_sum(measurements * module.weights, axis=1) + tf.cast(bucket, tf.float64)
         label = tf.cast(score > 0, tf.int64)
@@ -244,13 +270,17 @@ def warmup_file(directory, images):
 
 # --- ONNX ---------------------------------------------------------------------------------------------
 
+
 def _onnx_save(path, nodes, inputs, outputs, initializers=(), functions=()):
     import onnx
     from onnx import helper
 
     graph = helper.make_graph(nodes, "artefact", inputs, outputs, initializer=list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
-                              functions=list(functions))
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+        functions=list(functions),
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -262,31 +292,60 @@ def onnx_random_in_local_function(path):
     from onnx import TensorProto, helper
 
     function = helper.make_function(
-        "local", "Noisy", ["x"], ["y"],
-        [helper.make_node("RandomUniformLike", ["x"], ["noise"]), helper.make_node("Add", ["x", "noise"], ["y"])],
-        opset_imports=[helper.make_opsetid("", 17)])
-    nodes = [helper.make_node("Noisy", ["images"], ["noisy"], domain="local", name="noisy"),
-             helper.make_node("Softmax", ["noisy"], ["probabilities"], name="softmax", axis=-1)]
-    return _onnx_save(path, nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8])],
-                      [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 8])],
-                      functions=[function])
+        "local",
+        "Noisy",
+        ["x"],
+        ["y"],
+        [
+            helper.make_node("RandomUniformLike", ["x"], ["noise"]),
+            helper.make_node("Add", ["x", "noise"], ["y"]),
+        ],
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    nodes = [
+        helper.make_node("Noisy", ["images"], ["noisy"], domain="local", name="noisy"),
+        helper.make_node("Softmax", ["noisy"], ["probabilities"], name="softmax", axis=-1),
+    ]
+    return _onnx_save(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 8])],
+        functions=[function],
+    )
 
 
 def onnx_random_in_if_branch(path):
     from onnx import TensorProto, helper, numpy_helper
 
     def branch(name, random):
-        op = helper.make_node("RandomNormalLike", ["images"], [f"{name}_out"]) if random else \
-            helper.make_node("Identity", ["images"], [f"{name}_out"])
-        return helper.make_graph([op], name, [], [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT,
-                                                                                ["batch", 8])])
+        op = (
+            helper.make_node("RandomNormalLike", ["images"], [f"{name}_out"])
+            if random
+            else helper.make_node("Identity", ["images"], [f"{name}_out"])
+        )
+        return helper.make_graph(
+            [op], name, [], [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, ["batch", 8])]
+        )
 
-    nodes = [helper.make_node("If", ["flag"], ["chosen"], name="branch", then_branch=branch("then", True),
-                              else_branch=branch("else", False)),
-             helper.make_node("Softmax", ["chosen"], ["probabilities"], name="softmax", axis=-1)]
-    return _onnx_save(path, nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8])],
-                      [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 8])],
-                      initializers=[numpy_helper.from_array(np.array(True), "flag")])
+    nodes = [
+        helper.make_node(
+            "If",
+            ["flag"],
+            ["chosen"],
+            name="branch",
+            then_branch=branch("then", True),
+            else_branch=branch("else", False),
+        ),
+        helper.make_node("Softmax", ["chosen"], ["probabilities"], name="softmax", axis=-1),
+    ]
+    return _onnx_save(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 8])],
+        initializers=[numpy_helper.from_array(np.array(True), "flag")],
+    )
 
 
 def onnx_dropout_with_folded_training_mode(path, folds_to: bool):
@@ -294,28 +353,51 @@ def onnx_dropout_with_folded_training_mode(path, folds_to: bool):
     from onnx import TensorProto, helper, numpy_helper
 
     one = numpy_helper.from_array(np.array(1.0, dtype="float32"))
-    fold = [helper.make_node("Constant", [], ["one"], value=one),
-            helper.make_node("Equal", ["one", "one"], ["training_mode"], name="fold")] if folds_to else \
-        [helper.make_node("Constant", [], ["false"], value=numpy_helper.from_array(np.array(False))),
-         helper.make_node("Identity", ["false"], ["training_mode"], name="fold")]
-    nodes = fold + [helper.make_node("Dropout", ["images", "ratio", "training_mode"], ["dropped"], name="dropout"),
-                    helper.make_node("Softmax", ["dropped"], ["probabilities"], name="softmax", axis=-1)]
-    return _onnx_save(path, nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8])],
-                      [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 8])],
-                      initializers=[numpy_helper.from_array(np.array(0.5, dtype="float32"), "ratio")])
+    fold = (
+        [
+            helper.make_node("Constant", [], ["one"], value=one),
+            helper.make_node("Equal", ["one", "one"], ["training_mode"], name="fold"),
+        ]
+        if folds_to
+        else [
+            helper.make_node("Constant", [], ["false"], value=numpy_helper.from_array(np.array(False))),
+            helper.make_node("Identity", ["false"], ["training_mode"], name="fold"),
+        ]
+    )
+    nodes = fold + [
+        helper.make_node("Dropout", ["images", "ratio", "training_mode"], ["dropped"], name="dropout"),
+        helper.make_node("Softmax", ["dropped"], ["probabilities"], name="softmax", axis=-1),
+    ]
+    return _onnx_save(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 8])],
+        initializers=[numpy_helper.from_array(np.array(0.5, dtype="float32"), "ratio")],
+    )
 
 
 def onnx_two_inputs_double_and_int64(path):
     """Clean: float64 features and int64 ids in; a float64 score and an int64 label out."""
     from onnx import TensorProto, helper
 
-    nodes = [helper.make_node("Cast", ["ids"], ["ids_double"], to=TensorProto.DOUBLE),
-             helper.make_node("Add", ["features", "ids_double"], ["score"], name="add"),
-             helper.make_node("ArgMax", ["score"], ["label"], name="argmax", axis=1, keepdims=0)]
-    return _onnx_save(path, nodes, [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", 3]),
-                                    helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3])],
-                      [helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["batch", 3]),
-                       helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])])
+    nodes = [
+        helper.make_node("Cast", ["ids"], ["ids_double"], to=TensorProto.DOUBLE),
+        helper.make_node("Add", ["features", "ids_double"], ["score"], name="add"),
+        helper.make_node("ArgMax", ["score"], ["label"], name="argmax", axis=1, keepdims=0),
+    ]
+    return _onnx_save(
+        path,
+        nodes,
+        [
+            helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", 3]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3]),
+        ],
+        [
+            helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["batch", 3]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ],
+    )
 
 
 def onnx_string_in_and_out(path):
@@ -323,5 +405,9 @@ def onnx_string_in_and_out(path):
     from onnx import TensorProto, helper
 
     nodes = [helper.make_node("Identity", ["words"], ["echo"], name="echo")]
-    return _onnx_save(path, nodes, [helper.make_tensor_value_info("words", TensorProto.STRING, ["batch", 2])],
-                      [helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch", 2])])
+    return _onnx_save(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("words", TensorProto.STRING, ["batch", 2])],
+        [helper.make_tensor_value_info("echo", TensorProto.STRING, ["batch", 2])],
+    )

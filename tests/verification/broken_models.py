@@ -100,16 +100,24 @@ def onnx_model(path, *, dropout_training_mode=None, random_op=False):
             inputs.append(helper.make_tensor_value_info("training_mode", TensorProto.BOOL, []))
         else:
             initializers.append(numpy_helper.from_array(np.array(dropout_training_mode), "training_mode"))
-        nodes.append(helper.make_node("Dropout", [current, "ratio", "training_mode"], ["dropped"], name="dropout"))
+        nodes.append(
+            helper.make_node("Dropout", [current, "ratio", "training_mode"], ["dropped"], name="dropout")
+        )
         current = "dropped"
     if random_op:
-        nodes.append(helper.make_node("RandomUniformLike", [current], ["noise"], name="noise", dtype=TensorProto.FLOAT))
+        nodes.append(
+            helper.make_node("RandomUniformLike", [current], ["noise"], name="noise", dtype=TensorProto.FLOAT)
+        )
         nodes.append(helper.make_node("Add", [current, "noise"], ["noisy"], name="add_noise"))
         current = "noisy"
     nodes.append(helper.make_node("Softmax", [current], ["probabilities"], name="softmax", axis=-1))
-    graph = helper.make_graph(nodes, "broken", inputs,
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
-                              initializer=initializers)
+    graph = helper.make_graph(
+        nodes,
+        "broken",
+        inputs,
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
+        initializer=initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)

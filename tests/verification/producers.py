@@ -19,13 +19,16 @@ def require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        reason = f"{PRODUCER_PACKAGES.get(module, module)} is not installed ({error}): pip install -e '.[dev]'"
+        reason = (
+            f"{PRODUCER_PACKAGES.get(module, module)} is not installed ({error}): pip install -e '.[dev]'"
+        )
         if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
             pytest.fail(f"{reason} (CI=true: every producer must be tested in CI)", pytrace=False)
         pytest.skip(reason)
 
 
 # --- tf-keras (Keras 2) ------------------------------------------------------------------------------
+
 
 def legacy_keras_model(kind: str):
     """A tf-keras functional classifier: `clean`, `dropout_pinned` or `batch_norm_pinned`."""
@@ -34,26 +37,39 @@ def legacy_keras_model(kind: str):
     x = tf_keras.layers.Dense(16, activation="relu", name="fc1")(inputs)
     if kind == "batch_norm_pinned":
         x = tf_keras.layers.BatchNormalization(name="fc1_bn")(x, training=True)
-    x = tf_keras.layers.Dropout(0.5, name="fc1_dropout")(x, training=True if kind == "dropout_pinned" else None)
+    x = tf_keras.layers.Dropout(0.5, name="fc1_dropout")(
+        x, training=True if kind == "dropout_pinned" else None
+    )
     outputs = tf_keras.layers.Dense(3, activation="softmax", name="predictions")(x)
     return tf_keras.Model(inputs, outputs)
 
 
 # --- keras.applications backbones with a head ---------------------------------------------------------
 
+
 def _efficientnet(shape):
     # EfficientNet's own builder at a quarter of B0's width and half its depth: three residual blocks
     # keep their stochastic-depth Dropout(noise_shape=(None, 1, 1, 1)); B0 itself takes ~40 s here.
     from keras.src.applications import efficientnet
 
-    return efficientnet.EfficientNet(0.25, 0.5, shape[0], drop_connect_rate=0.4, include_top=False, weights=None,
-                                     input_shape=shape, name="efficientnet_small")
+    return efficientnet.EfficientNet(
+        0.25,
+        0.5,
+        shape[0],
+        drop_connect_rate=0.4,
+        include_top=False,
+        weights=None,
+        input_shape=shape,
+        name="efficientnet_small",
+    )
 
 
 def _densenet(shape):
     from keras.src.applications import densenet
 
-    return densenet.DenseNet([1, 1, 1, 1], include_top=False, weights=None, input_shape=shape, name="densenet_small")
+    return densenet.DenseNet(
+        [1, 1, 1, 1], include_top=False, weights=None, input_shape=shape, name="densenet_small"
+    )
 
 
 def _convnext(shape):
@@ -61,15 +77,24 @@ def _convnext(shape):
     # StochasticDepth draws unseeded random numbers and its branches start scaled by 1e-6.
     from keras.src.applications import convnext
 
-    return convnext.ConvNeXt([1, 1, 2, 1], [8, 16, 32, 64], drop_path_rate=0.3, default_size=shape[0],
-                             include_top=False, weights=None, input_shape=shape, name="convnext_small")
+    return convnext.ConvNeXt(
+        [1, 1, 2, 1],
+        [8, 16, 32, 64],
+        drop_path_rate=0.3,
+        default_size=shape[0],
+        include_top=False,
+        weights=None,
+        input_shape=shape,
+        name="convnext_small",
+    )
 
 
 # Each family's own keras.applications builder; all but MobileNetV3Small at a small config (the
 # public B0/121/Tiny entry points build the same graphs, 5-30x larger, too slow for a unit test).
 APPLICATIONS = {
-    "MobileNetV3Small": lambda shape: keras.applications.MobileNetV3Small(input_shape=shape, include_top=False,
-                                                                          weights=None),
+    "MobileNetV3Small": lambda shape: keras.applications.MobileNetV3Small(
+        input_shape=shape, include_top=False, weights=None
+    ),
     "EfficientNet": _efficientnet,
     "DenseNet": _densenet,
     "ConvNeXt": _convnext,
@@ -78,8 +103,9 @@ APPLICATIONS = {
 _NEEDS_RESCALING = ("DenseNet",)
 
 
-def application_classifier(name: str, *, frozen: bool = False, backbone_training=None, head_pinned: bool = False,
-                           side: int = 32):
+def application_classifier(
+    name: str, *, frozen: bool = False, backbone_training=None, head_pinned: bool = False, side: int = 32
+):
     """`name` backbone (weights=None) + pooling + Dropout + softmax Dense, the transfer-learning recipe.
 
     `frozen`: `backbone.trainable = False`; `backbone_training`: the flag the backbone is called with;
@@ -89,7 +115,11 @@ def application_classifier(name: str, *, frozen: bool = False, backbone_training
     backbone = APPLICATIONS[name](shape)
     backbone.trainable = not frozen
     inputs = keras.Input(shape, name="images")
-    x = keras.layers.Rescaling(1 / 255, name="input_rescaling")(inputs) if name in _NEEDS_RESCALING else inputs
+    x = (
+        keras.layers.Rescaling(1 / 255, name="input_rescaling")(inputs)
+        if name in _NEEDS_RESCALING
+        else inputs
+    )
     x = backbone(x, training=backbone_training) if backbone_training is not None else backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(0.5, name="fc_dropout")(x, training=True if head_pinned else None)
@@ -106,14 +136,26 @@ def call_once(model):
 
 # --- keras-hub backbones from small configs ------------------------------------------------------------
 
+
 def hub_classifier(*, backbone_training=None):
     """A two-layer GPT-2 backbone (token_ids + padding_mask inputs) with a Dropout + softmax head."""
     keras_hub = require("keras_hub")
-    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=40, num_layers=1, num_heads=2, hidden_dim=8,
-                                             intermediate_dim=16, max_sequence_length=16, dropout=0.1)
-    inputs = {tensor.name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name)
-              for tensor in backbone.inputs}
-    sequence = backbone(inputs, training=backbone_training) if backbone_training is not None else backbone(inputs)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=40,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+        dropout=0.1,
+    )
+    inputs = {
+        tensor.name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name)
+        for tensor in backbone.inputs
+    }
+    sequence = (
+        backbone(inputs, training=backbone_training) if backbone_training is not None else backbone(inputs)
+    )
     x = keras.layers.GlobalAveragePooling1D(name="pool")(sequence)
     x = keras.layers.Dropout(0.5, name="fc_dropout")(x)
     outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
@@ -125,13 +167,29 @@ def hub_classifier(*, backbone_training=None):
 # Node models from onnx.backend.test.case.node, by expected verdict. Inference mode: Dropout without
 # training_mode (or opset < 12, no such input), BatchNormalization's default. Training mode or random:
 # training_mode a graph input, BatchNormalization training_mode=1, Bernoulli (also with a seed).
-ONNX_BACKEND_CLEAN = ("test_dropout_default", "test_dropout_default_ratio", "test_dropout_default_mask",
-                      "test_dropout_default_mask_ratio", "test_dropout_default_old", "test_dropout_random_old",
-                      "test_batchnorm_example", "test_batchnorm_epsilon", "test_relu", "test_softmax_example")
-ONNX_BACKEND_BROKEN = ("test_training_dropout", "test_training_dropout_default", "test_training_dropout_mask",
-                       "test_training_dropout_zero_ratio", "test_batchnorm_example_training_mode",
-                       "test_batchnorm_epsilon_training_mode", "test_bernoulli", "test_bernoulli_seed",
-                       "test_bernoulli_expanded")
+ONNX_BACKEND_CLEAN = (
+    "test_dropout_default",
+    "test_dropout_default_ratio",
+    "test_dropout_default_mask",
+    "test_dropout_default_mask_ratio",
+    "test_dropout_default_old",
+    "test_dropout_random_old",
+    "test_batchnorm_example",
+    "test_batchnorm_epsilon",
+    "test_relu",
+    "test_softmax_example",
+)
+ONNX_BACKEND_BROKEN = (
+    "test_training_dropout",
+    "test_training_dropout_default",
+    "test_training_dropout_mask",
+    "test_training_dropout_zero_ratio",
+    "test_batchnorm_example_training_mode",
+    "test_batchnorm_epsilon_training_mode",
+    "test_bernoulli",
+    "test_bernoulli_seed",
+    "test_bernoulli_expanded",
+)
 
 
 def onnx_backend_models() -> dict:
@@ -143,7 +201,9 @@ def onnx_backend_models() -> dict:
 
 # --- models that saturate far outside their operating range ----------------------------------------------
 
-SATURATION_THRESHOLD = 5000.0  # 0.8 * |row mean| only the large (+-1e4) probes' darkest rows reach; 0..255: <= 204
+SATURATION_THRESHOLD = (
+    5000.0  # 0.8 * |row mean| only the large (+-1e4) probes' darkest rows reach; 0..255: <= 204
+)
 
 
 def saturating_pair(images):
@@ -202,8 +262,9 @@ def saturating_legacy_keras_saved_model(directory, kind: str = "noise"):
     tf_keras = require("tf_keras")
     kernel = np.random.default_rng(0).normal(size=(8, 3)).astype("float32") * 0.01
     inputs = tf_keras.Input((8,), name="images")
-    outputs = tf_keras.layers.Lambda(lambda images: _saturating_outputs(images, kernel, kind),
-                                     name="probabilities")(inputs)
+    outputs = tf_keras.layers.Lambda(
+        lambda images: _saturating_outputs(images, kernel, kind), name="probabilities"
+    )(inputs)
     tf_keras.Model(inputs, outputs).save(str(directory))
     return directory
 

@@ -23,12 +23,16 @@ def _messages(findings):
 
 # --- Keras: stochastic layers that model(x) and model.export leave active --------------------------
 
-@pytest.mark.parametrize("build, location", [
-    (artefacts.dropout_in_sub_model_pinned, "block/block_dropout"),
-    (artefacts.dropout_in_time_distributed_pinned, "steps/step_dropout"),
-    (artefacts.rnn_dropout_in_bidirectional_pinned, "bi/forward_gru/gru_cell"),
-    (artefacts.augmentation_at_default, "translate"),
-])
+
+@pytest.mark.parametrize(
+    "build, location",
+    [
+        (artefacts.dropout_in_sub_model_pinned, "block/block_dropout"),
+        (artefacts.dropout_in_time_distributed_pinned, "steps/step_dropout"),
+        (artefacts.rnn_dropout_in_bidirectional_pinned, "bi/forward_gru/gru_cell"),
+        (artefacts.augmentation_at_default, "translate"),
+    ],
+)
 def test_nested_or_default_stochastic_layers_are_errors(build, location):
     report = verify(build())
     structure = _errors(report, "structure")
@@ -49,23 +53,33 @@ def test_batch_dependence_at_the_declared_pixel_range_is_caught(first):
     at_unit_range = verify(model, probe_range=(0.0, 1.0))
     assert not _errors(at_unit_range, "numerical"), "probes in [0, 1] never cross the threshold"
     report = verify(model)  # the first layer declares 0..255
-    assert any("batch dependent" in f.message for f in _errors(report, "numerical")), _messages(report.findings)
+    assert any("batch dependent" in f.message for f in _errors(report, "numerical")), _messages(
+        report.findings
+    )
 
 
 def test_a_training_run_s_recorded_pixel_range_is_the_probe_range(tmp_path):
     from kerasdrop.verification.probes import run_recorded_range
 
     # What `kerasdrop train` writes beside model.keras (recipe.toml, [provenance.dataset]).
-    (tmp_path / "recipe.toml").write_text('[provenance.dataset]\npixel_range = [0.0, 16.0]\n')
+    (tmp_path / "recipe.toml").write_text("[provenance.dataset]\npixel_range = [0.0, 16.0]\n")
     assert run_recorded_range(tmp_path / "model.keras") == (0.0, 16.0)
     assert run_recorded_range(tmp_path / "elsewhere" / "model.keras") is None
 
 
 # --- Keras: clean classes ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("build", [artefacts.zero_rate_dropout_pinned, artefacts.rnn_dropout_at_default,
-                                   artefacts.two_inputs_int_and_float64, artefacts.uint8_images,
-                                   artefacts.string_input])
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        artefacts.zero_rate_dropout_pinned,
+        artefacts.rnn_dropout_at_default,
+        artefacts.two_inputs_int_and_float64,
+        artefacts.uint8_images,
+        artefacts.string_input,
+    ],
+)
 def test_clean_keras_classes_pass_and_are_judged(build):
     report = verify(build())
     assert report.ok, _messages(report.errors)
@@ -78,7 +92,9 @@ def test_rnn_dropout_at_default_passes_in_its_model_export(tmp_path):
     artefacts.rnn_dropout_at_default().export(tmp_path / "sm", verbose=False)
     report = verify(tmp_path / "sm")
     assert report.ok, _messages(report.errors)
-    assert any("advances random-number state" in f.message for f in report.findings if f.severity == "warning")
+    assert any(
+        "advances random-number state" in f.message for f in report.findings if f.severity == "warning"
+    )
 
 
 def test_zero_rate_dropout_pinned_is_info():
@@ -96,22 +112,35 @@ def test_two_input_model_with_pinned_dropout_is_caught():
 def test_export_neutralises_augmentation_and_says_so(tmp_path):
     from kerasdrop.exporting import export
 
-    result = export(artefacts.augmentation_at_default(), name="augmented", repo=tmp_path / "repo",
-                    formats=("savedmodel",), models_config=None)
+    result = export(
+        artefacts.augmentation_at_default(),
+        name="augmented",
+        repo=tmp_path / "repo",
+        formats=("savedmodel",),
+        models_config=None,
+    )
     written = json.loads((result.path / "verification.json").read_text())
-    assert written["neutralised"] == [{"layer": "translate", "class": "RandomTranslation",
-                                       "reason": "it defaults to training=True"}]
-    assert any(f["location"] == "translate" and "plain `model.export` would not" in f["message"]
-               for f in written["findings"] if f["severity"] == "warning")
+    assert written["neutralised"] == [
+        {"layer": "translate", "class": "RandomTranslation", "reason": "it defaults to training=True"}
+    ]
+    assert any(
+        f["location"] == "translate" and "plain `model.export` would not" in f["message"]
+        for f in written["findings"]
+        if f["severity"] == "warning"
+    )
 
 
 # --- SavedModel: ops and signatures --------------------------------------------------------------
 
-@pytest.mark.parametrize("kind, message", [
-    ("fractional_max_pool_with_seed", "stateful random op FractionalMaxPool"),
-    ("strided_slice_assign", "ResourceStridedSliceAssign writes a variable"),
-    ("scatter_update", "ResourceScatterAdd writes a variable"),
-])
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("fractional_max_pool_with_seed", "stateful random op FractionalMaxPool"),
+        ("strided_slice_assign", "ResourceStridedSliceAssign writes a variable"),
+        ("scatter_update", "ResourceScatterAdd writes a variable"),
+    ],
+)
 def test_tf_ops_outside_any_name_list_are_caught(tmp_path, kind, message):
     report = verify(artefacts.saved_model(tmp_path / kind, kind))
     assert any(message in f.message for f in _errors(report, "graph")), _messages(report.findings)
@@ -150,7 +179,9 @@ def test_batch_dependence_shown_by_warmup_requests_is_caught(tmp_path):
     rows = np.linspace(0, 255, 8 * 4, dtype="float32").reshape(4, 8)
     artefacts.warmup_file(directory, rows)
     report = verify(directory)
-    assert any("batch dependent" in f.message for f in _errors(report, "numerical")), _messages(report.findings)
+    assert any("batch dependent" in f.message for f in _errors(report, "numerical")), _messages(
+        report.findings
+    )
 
 
 def test_mixed_dtype_signature_is_judged_in_both_loaders(tmp_path):
@@ -170,14 +201,19 @@ def test_tf_example_signatures_of_tf_serving_servables_are_run(shared_testdata):
 
 # --- ONNX ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("build, location", [
-    (artefacts.onnx_random_in_local_function, "function local:Noisy/"),
-    (artefacts.onnx_random_in_if_branch, "onnx node branch/"),
-])
+
+@pytest.mark.parametrize(
+    "build, location",
+    [
+        (artefacts.onnx_random_in_local_function, "function local:Noisy/"),
+        (artefacts.onnx_random_in_if_branch, "onnx node branch/"),
+    ],
+)
 def test_onnx_random_ops_in_functions_and_subgraphs_are_caught(tmp_path, build, location):
     report = verify(build(tmp_path / "model.onnx"))
-    assert any(location in f.location and "random op" in f.message for f in _errors(report, "graph")), \
+    assert any(location in f.location and "random op" in f.message for f in _errors(report, "graph")), (
         _messages(report.findings)
+    )
 
 
 @pytest.mark.parametrize("folds_to", [False, True])
@@ -188,7 +224,9 @@ def test_onnx_dropout_training_mode_is_constant_folded(tmp_path, folds_to):
         assert any("training_mode constant true" in f.message for f in _errors(report, "graph"))
 
 
-@pytest.mark.parametrize("build", [artefacts.onnx_two_inputs_double_and_int64, artefacts.onnx_string_in_and_out])
+@pytest.mark.parametrize(
+    "build", [artefacts.onnx_two_inputs_double_and_int64, artefacts.onnx_string_in_and_out]
+)
 def test_onnx_inputs_of_other_dtypes_are_judged(tmp_path, build):
     report = verify(build(tmp_path / "model.onnx"))
     assert report.ok, _messages(report.errors)
@@ -196,6 +234,7 @@ def test_onnx_inputs_of_other_dtypes_are_judged(tmp_path, build):
 
 
 # --- never a traceback ---------------------------------------------------------------------------
+
 
 def test_cli_reports_any_failure_in_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "empty").mkdir()

@@ -15,20 +15,28 @@ def onnx_runtime_cannot_load(path, *, random_op: bool = False):
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 3)).astype("float32"), "weight")
-    nodes = [helper.make_node("MatMul", ["images", "weight"], ["logits"], name="matmul"),
-             helper.make_node("FancySoftmax", ["logits"], ["scores"], name="fancy", domain="com.example.runtime")]
+    nodes = [
+        helper.make_node("MatMul", ["images", "weight"], ["logits"], name="matmul"),
+        helper.make_node("FancySoftmax", ["logits"], ["scores"], name="fancy", domain="com.example.runtime"),
+    ]
     current = "scores"
     if random_op:
-        nodes += [helper.make_node("RandomUniformLike", [current], ["noise"], name="noise"),
-                  helper.make_node("Add", [current, "noise"], ["noisy"], name="add_noise")]
+        nodes += [
+            helper.make_node("RandomUniformLike", [current], ["noise"], name="noise"),
+            helper.make_node("Add", [current, "noise"], ["noisy"], name="add_noise"),
+        ]
         current = "noisy"
     nodes.append(helper.make_node("Identity", [current], ["probabilities"], name="out"))
-    graph = helper.make_graph(nodes, "other_runtime", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
-                                                                                     ["batch", 8])],
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
-                              initializer=[weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("com.example.runtime", 1)])
+    graph = helper.make_graph(
+        nodes,
+        "other_runtime",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
+        initializer=[weight],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example.runtime", 1)]
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)  # valid ONNX: the checker accepts ops of domains it does not know
     onnx.save(model, str(path))

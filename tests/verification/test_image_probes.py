@@ -25,7 +25,11 @@ def _image_bytes_model(directory, batch_statistics: bool):
 
 
 def _messages(report, severity):
-    return [f.message for f in report.findings if f.severity == severity and f.location == "signature serving_default"]
+    return [
+        f.message
+        for f in report.findings
+        if f.severity == severity and f.location == "signature serving_default"
+    ]
 
 
 def test_an_image_bytes_signature_is_probed_with_pngs_and_proven(tmp_path):

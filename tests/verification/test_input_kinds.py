@@ -32,11 +32,15 @@ def onnx_with_scalar_temperature(path):
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 3)).astype("float32"), "weight")
-    nodes = [helper.make_node("MatMul", ["images", "weight"], ["logits"]),
-             helper.make_node("Div", ["logits", "temperature"], ["scaled"]),
-             helper.make_node("Softmax", ["scaled"], ["probabilities"], axis=-1)]
-    inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8]),
-              helper.make_tensor_value_info("temperature", TensorProto.FLOAT, [])]
+    nodes = [
+        helper.make_node("MatMul", ["images", "weight"], ["logits"]),
+        helper.make_node("Div", ["logits", "temperature"], ["scaled"]),
+        helper.make_node("Softmax", ["scaled"], ["probabilities"], axis=-1),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8]),
+        helper.make_tensor_value_info("temperature", TensorProto.FLOAT, []),
+    ]
     return _onnx(path, nodes, inputs, [weight])
 
 
@@ -46,11 +50,13 @@ def onnx_rescaled_by_batch_maximum(path):
 
     weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 3)).astype("float32"), "weight")
     one = numpy_helper.from_array(np.array(1.0, dtype="float32"), "one")
-    nodes = [helper.make_node("ReduceMax", ["images"], ["batch_max"], keepdims=0),
-             helper.make_node("Max", ["one", "batch_max"], ["divisor"]),
-             helper.make_node("Div", ["images", "divisor"], ["rescaled"]),
-             helper.make_node("MatMul", ["rescaled", "weight"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]
+    nodes = [
+        helper.make_node("ReduceMax", ["images"], ["batch_max"], keepdims=0),
+        helper.make_node("Max", ["one", "batch_max"], ["divisor"]),
+        helper.make_node("Div", ["images", "divisor"], ["rescaled"]),
+        helper.make_node("MatMul", ["rescaled", "weight"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
     inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 8])]
     return _onnx(path, nodes, inputs, [weight, one])
 
@@ -60,15 +66,23 @@ def test_scalar_boolean_graph_input_is_probed_and_the_graph_still_refuses(tmp_pa
     broken_models.onnx_model(path, dropout_training_mode="input")
     report = verify(path)
     assert any("training_mode a runtime input" in f.message for f in _errors(report, "graph"))
-    ran = [f.message for f in report.findings if f.check == "numerical" and f.location == "onnxruntime model.onnx"]
-    assert any("repeatable" in m for m in ran) and any("batch independent" in m for m in ran), report.to_json()
+    ran = [
+        f.message
+        for f in report.findings
+        if f.check == "numerical" and f.location == "onnxruntime model.onnx"
+    ]
+    assert any("repeatable" in m for m in ran) and any("batch independent" in m for m in ran), (
+        report.to_json()
+    )
     assert main(["verify", str(path)]) == 1  # a verdict, not "could not verify" (2)
 
 
 def test_scalar_float_input_is_passed_whole_to_every_row(tmp_path):
     report = verify(onnx_with_scalar_temperature(tmp_path / "model.onnx"))
     assert report.ok, report.to_json()
-    assert any("batch independent: each row alone matches it in a batch of 6" in f.message for f in report.findings)
+    assert any(
+        "batch independent: each row alone matches it in a batch of 6" in f.message for f in report.findings
+    )
 
 
 def test_scalar_input_of_a_saved_model_is_probed(tmp_path):
@@ -86,7 +100,9 @@ def test_scalar_input_of_a_saved_model_is_probed(tmp_path):
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
     report = verify(tmp_path / "sm")
     assert report.ok, report.to_json()
-    assert any("batch independent" in f.message for f in report.findings if f.location == "signature serving_default")
+    assert any(
+        "batch independent" in f.message for f in report.findings if f.location == "signature serving_default"
+    )
 
 
 def test_batch_maximum_rescaling_is_caught_without_a_declared_range(tmp_path, capsys):
@@ -100,15 +116,19 @@ def test_batch_maximum_rescaling_is_caught_without_a_declared_range(tmp_path, ca
 
 def test_batch_maximum_rescaling_in_keras_is_caught_at_pixel_magnitude():
     inputs = keras.Input((8,), name="images")
-    x = keras.layers.Lambda(lambda t: t / keras.ops.maximum(1.0, keras.ops.max(t)), name="batch_rescale")(inputs)
+    x = keras.layers.Lambda(lambda t: t / keras.ops.maximum(1.0, keras.ops.max(t)), name="batch_rescale")(
+        inputs
+    )
     report = verify(keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(x)))
     assert any("[0..255 pixels probes]" in f.location for f in _errors(report, "numerical")), report.to_json()
 
 
 def test_undeclared_range_probes_span_every_magnitude():
     spec = probes.InputSpec("images", np.dtype("float32"), (8,))
-    seen = {m.name: probes.probe_inputs([spec], m.low, m.high, distribution=m.distribution)["images"]
-            for m in probes.magnitudes(None, [spec])}
+    seen = {
+        m.name: probes.probe_inputs([spec], m.low, m.high, distribution=m.distribution)["images"]
+        for m in probes.magnitudes(None, [spec])
+    }
     assert seen["unit interval"].max() <= 1.0 and seen["0..255 pixels"].max() > 100
     assert seen["standard normal"].min() < 0 < seen["standard normal"].max()
     assert np.abs(seen["large"]).max() > 1000
@@ -158,11 +178,18 @@ def test_inputs_of_different_ranks_are_judged(pinned):
     images = keras.Input((4, 4, 1), name="images")
     scale = keras.Input((), name="scale")
     sequence = keras.Input((3, 2), name="sequence")
-    x = keras.layers.Concatenate(name="joined")([keras.layers.Flatten(name="flat_images")(images),
-                                                 keras.layers.Reshape((1,), name="scale_column")(scale),
-                                                 keras.layers.Flatten(name="flat_sequence")(sequence)])
-    x = keras.layers.Dropout(0.5, name="fc_dropout")(keras.layers.Dense(8, name="fc1")(x),
-                                                     training=True if pinned else None)
-    model = keras.Model([images, scale, sequence], keras.layers.Dense(3, activation="softmax", name="predictions")(x))
+    x = keras.layers.Concatenate(name="joined")(
+        [
+            keras.layers.Flatten(name="flat_images")(images),
+            keras.layers.Reshape((1,), name="scale_column")(scale),
+            keras.layers.Flatten(name="flat_sequence")(sequence),
+        ]
+    )
+    x = keras.layers.Dropout(0.5, name="fc_dropout")(
+        keras.layers.Dense(8, name="fc1")(x), training=True if pinned else None
+    )
+    model = keras.Model(
+        [images, scale, sequence], keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    )
     report = verify(model)
     assert report.ok is (not pinned), report.to_json()

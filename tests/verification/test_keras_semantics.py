@@ -19,8 +19,11 @@ def _head(inputs, x):
 
 
 def _backbone(*, dropout: bool = False):
-    layers = [keras.Input((8,)), keras.layers.Dense(16, name="backbone_fc"),
-              keras.layers.BatchNormalization(name="backbone_bn")]
+    layers = [
+        keras.Input((8,)),
+        keras.layers.Dense(16, name="backbone_fc"),
+        keras.layers.BatchNormalization(name="backbone_bn"),
+    ]
     if dropout:
         layers.append(keras.layers.Dropout(0.5, name="backbone_dropout"))
     return keras.Sequential(layers, name="backbone")
@@ -83,7 +86,9 @@ def test_structure_error_contradicted_by_the_numbers_is_a_warning_that_says_so()
 def test_numbers_the_structure_cannot_explain_are_an_error_that_says_so():
     # A Lambda (built-in, so not flagged as custom) rescaling by the batch's maximum.
     inputs = keras.Input((8,), name="images")
-    x = keras.layers.Lambda(lambda t: t / keras.ops.maximum(1.0, keras.ops.max(t)), name="batch_rescale")(inputs)
+    x = keras.layers.Lambda(lambda t: t / keras.ops.maximum(1.0, keras.ops.max(t)), name="batch_rescale")(
+        inputs
+    )
     report = verify(_head(inputs, keras.layers.Dense(16, name="fc1")(x)))
     assert any("batch dependent" in f.message for f in _errors(report, "numerical"))
     assert any("structure and numerical evidence disagree" in f.message for f in report.findings)

@@ -66,7 +66,7 @@ def test_float_noise_flipping_a_saturated_softmax_only_at_large_probes_is_discou
     report = verify(directory)
     assert report.ok, _messages(report)
     (finding,) = [f for f in _large(report) if "discounted" in f.message]
-    assert finding.severity == "info" and f"signature serving_default [large probes]" == finding.location
+    assert finding.severity == "info" and "signature serving_default [large probes]" == finding.location
     assert "by up to 1 in 'probabilities', but only 1 of 6 rows differ" in finding.message
     assert (
         "(in range, and judged batch independent first: unit interval, 0..255 pixels, standard normal)"

@@ -15,10 +15,13 @@ def _errors(report, check=None):
 
 
 def _messages(report):
-    return [f"{f.severity} {f.check} {f.location}: {f.message}" for f in report.findings if f.severity != "info"]
+    return [
+        f"{f.severity} {f.check} {f.location}: {f.message}" for f in report.findings if f.severity != "info"
+    ]
 
 
 # --- tf-keras (Keras 2) SavedModels ----------------------------------------------------------------
+
 
 def _legacy_save(model, directory, how):
     import tensorflow as tf
@@ -31,11 +34,14 @@ def _legacy_save(model, directory, how):
 
 
 @pytest.mark.parametrize("how", ["model.save", "tf.saved_model.save"])
-@pytest.mark.parametrize("kind, message", [
-    ("clean", None),
-    ("dropout_pinned", "stateful random op RandomUniform"),
-    ("batch_norm_pinned", "writes a variable while serving"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("clean", None),
+        ("dropout_pinned", "stateful random op RandomUniform"),
+        ("batch_norm_pinned", "writes a variable while serving"),
+    ],
+)
 def test_legacy_keras_saved_models(tmp_path, how, kind, message):
     report = verify(_legacy_save(producers.legacy_keras_model(kind), tmp_path / "sm", how))
     if message is None:
@@ -46,6 +52,7 @@ def test_legacy_keras_saved_models(tmp_path, how, kind, message):
 
 
 # --- keras.applications backbones with a head ----------------------------------------------------
+
 
 def test_frozen_mobilenet_fine_tuning_recipe_passes_as_keras_runs_it(tmp_path):
     model = producers.application_classifier("MobileNetV3Small", frozen=True, backbone_training=True)
@@ -94,7 +101,9 @@ def test_efficientnet_stochastic_depth_is_caught_though_the_outputs_hide_it(tmp_
     report = verify(producers.application_classifier("EfficientNet", frozen=True, backbone_training=True))
     dropped = [f for f in _errors(report, "structure") if f.location.endswith("_drop")]
     assert len(dropped) == 3, _messages(report)
-    assert any("draws random numbers" in f.message and "block" in f.message for f in _errors(report, "numerical"))
+    assert any(
+        "draws random numbers" in f.message and "block" in f.message for f in _errors(report, "numerical")
+    )
     assert not any("numbers disagree" in f.message for f in report.findings)
 
 
@@ -123,11 +132,14 @@ def test_densenet_frozen_in_training_mode_passes_and_trainable_is_refused(tmp_pa
     model.save(tmp_path / "model.keras")
     assert verify(tmp_path / "model.keras").ok
     report = verify(producers.application_classifier("DenseNet", backbone_training=True))
-    assert any(f.location.startswith("densenet_small/") and "BatchNormalization" in f.message
-               for f in _errors(report, "structure")), _messages(report)
+    assert any(
+        f.location.startswith("densenet_small/") and "BatchNormalization" in f.message
+        for f in _errors(report, "structure")
+    ), _messages(report)
 
 
 # --- keras-hub backbones ----------------------------------------------------------------------------
+
 
 def test_keras_hub_backbone_with_token_ids_and_padding_mask(tmp_path):
     model = producers.hub_classifier()
@@ -143,7 +155,9 @@ def test_keras_hub_backbone_with_token_ids_and_padding_mask(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("broken", [False, True])
 def test_keras_hub_backbone_saved_model(tmp_path, broken):
-    producers.hub_classifier(backbone_training=True if broken else None).export(tmp_path / "sm", verbose=False)
+    producers.hub_classifier(backbone_training=True if broken else None).export(
+        tmp_path / "sm", verbose=False
+    )
     report = verify(tmp_path / "sm")
     assert report.ok is not broken, _messages(report)
     if broken:
@@ -151,6 +165,7 @@ def test_keras_hub_backbone_saved_model(tmp_path, broken):
 
 
 # --- ONNX's backend test models ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def onnx_backend_models():

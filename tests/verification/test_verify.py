@@ -41,15 +41,19 @@ def test_pinned_batch_norm_is_named():
 
 def test_custom_layer_that_ignores_training_is_caught_by_structure_and_numerically():
     report = verify(broken_models.custom_layer_always_dropping())
-    assert any(f.location == "always_dropout" and "takes no `training` argument" in f.message
-               for f in _errors(report, "structure"))
+    assert any(
+        f.location == "always_dropout" and "takes no `training` argument" in f.message
+        for f in _errors(report, "structure")
+    )
     assert any("inference is random" in f.message for f in _errors(report, "numerical"))
 
 
 def test_augmentation_layer_at_its_default_is_an_error_for_verify():
     report = verify(broken_models.augmentation_inside())
     assert any(f.location == "flip" and "model.export" in f.message for f in _errors(report, "structure"))
-    assert any("without training" in f.location for f in _errors(report, "numerical")), "model(x) must be random"
+    assert any("without training" in f.location for f in _errors(report, "numerical")), (
+        "model(x) must be random"
+    )
     assert report.exit_code == 1
 
 
@@ -76,9 +80,12 @@ def test_augmentation_left_active_by_model_export_is_caught(tmp_path):
 def test_fixed_mask_passes_repeat_calls_but_not_the_graph_scan(tmp_path):
     broken_models.fixed_mask_saved_model(tmp_path / "sm")
     report = verify(tmp_path / "sm")
-    assert any("repeatable" in f.message for f in report.findings if f.severity == "info"), \
+    assert any("repeatable" in f.message for f in report.findings if f.severity == "info"), (
         "the fixed mask gives identical repeat calls"
-    assert any("stateless" in f.message and "StatelessRandomUniformV2" in f.message for f in _errors(report, "graph"))
+    )
+    assert any(
+        "stateless" in f.message and "StatelessRandomUniformV2" in f.message for f in _errors(report, "graph")
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,10 +155,13 @@ def test_tf_serving_test_servables_pass(shared_testdata):
     for servable in ("saved_model_half_plus_two_cpu/00000123", "saved_model_half_plus_two_tf2_cpu/00000123"):
         report = verify(shared_testdata / servable)
         assert report.ok, report.to_json()
-        assert any(f.location == "signature serving_default" and "no random op" in f.message for f in report.findings)
+        assert any(
+            f.location == "signature serving_default" and "no random op" in f.message for f in report.findings
+        )
 
 
 # --- the command line ------------------------------------------------------------------------
+
 
 def test_cli_exit_codes(tmp_path, capsys):
     clean = kerasdrop.create_model("mlp", num_classes=3, input_shape=(4, 4, 1), dense_units=(8,))

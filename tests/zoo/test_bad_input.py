@@ -93,7 +93,10 @@ def test_unknown_keras_app_lists_close_matches(no_layers_built):
 def test_missing_keras_app_weights_file_is_refused(tmp_path, no_layers_built):
     with pytest.raises(ValueError, match=f"^{TEMPLATE} `weights`"):
         kerasdrop.create_model(
-            "keras_app:MobileNetV2", num_classes=10, input_shape=(32, 32, 3), weights=str(tmp_path / "missing.h5")
+            "keras_app:MobileNetV2",
+            num_classes=10,
+            input_shape=(32, 32, 3),
+            weights=str(tmp_path / "missing.h5"),
         )
 
 

@@ -8,7 +8,12 @@ from kerasdrop.zoo import model_info
 from kerasdrop.zoo.rewire import head_dropout_layers
 
 # Backbones chosen to cover each preprocessing mode of keras_app (model, tf, caffe, torch).
-KERAS_APPS = ["keras_app:EfficientNetB0", "keras_app:MobileNetV2", "keras_app:ResNet50", "keras_app:DenseNet121"]
+KERAS_APPS = [
+    "keras_app:EfficientNetB0",
+    "keras_app:MobileNetV2",
+    "keras_app:ResNet50",
+    "keras_app:DenseNet121",
+]
 MODEL_NAMES = kerasdrop.list_models() + KERAS_APPS
 BATCH = 4
 
@@ -39,7 +44,9 @@ def built(request):
 def test_registry_lists_every_family():
     families = {model_info(name).family for name in kerasdrop.list_models()}
     assert families == {"mlp", "simple_cnn", "lenet", "alexnet", "vgg", "resnet"}
-    assert {"vgg11", "vgg13", "vgg16", "resnet18", "lenet5", "alexnet", "simple_cnn", "mlp"} <= set(kerasdrop.list_models())
+    assert {"vgg11", "vgg13", "vgg16", "resnet18", "lenet5", "alexnet", "simple_cnn", "mlp"} <= set(
+        kerasdrop.list_models()
+    )
 
 
 def test_forward_pass_gives_probabilities_without_nan(built):
@@ -71,7 +78,9 @@ def test_every_hidden_dense_is_followed_by_its_dropout_layer(built):
     name, model, _ = built
     info = model_info(name)
     layers = model.layers
-    hidden = [layer for layer in layers if layer.name.startswith("fc") and isinstance(layer, keras.layers.Dense)]
+    hidden = [
+        layer for layer in layers if layer.name.startswith("fc") and isinstance(layer, keras.layers.Dense)
+    ]
     assert [layer.units for layer in hidden] == list(info.default_dense_units)
     for index, dense in enumerate(hidden, start=1):
         assert dense.name == f"fc{index}"
@@ -99,8 +108,9 @@ def test_set_dropout_keeps_weights_and_changes_rates(built):
     name, model, images = built
     rewired = kerasdrop.set_dropout(model, 0.0)
     assert [layer.rate for layer in head_dropout_layers(rewired)] == [0.0] * len(head_dropout_layers(model))
-    assert [layer.rate for layer in head_dropout_layers(model)] != [0.0] * len(head_dropout_layers(model)), \
+    assert [layer.rate for layer in head_dropout_layers(model)] != [0.0] * len(head_dropout_layers(model)), (
         "the original model must be left unchanged"
+    )
     for layer in model.layers:
         for before, after in zip(layer.get_weights(), rewired.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(before, after)
@@ -123,4 +133,6 @@ def test_one_training_step_gives_a_finite_loss_and_changes_the_weights(built):
     after = [np.array(weight) for weight in model.trainable_weights]
     assert np.isfinite(loss), f"{name}: loss {loss}"
     changed = sum(not np.array_equal(old, new) for old, new in zip(before, after))
-    assert changed == len(before), f"{name}: {len(before) - changed} of {len(before)} trainable weights did not change"
+    assert changed == len(before), (
+        f"{name}: {len(before) - changed} of {len(before)} trainable weights did not change"
+    )

@@ -31,21 +31,26 @@ def builds(monkeypatch):
 def test_listing_every_model_builds_none(builds, capsys):
     assert main(["models"]) == 0
     assert main(["models", "keras_app:*"]) == 0
-    assert builds == [], ("the shipped kerasdrop/zoo/param_counts.json is stale for these models; regenerate its stale "
-                          "entries with `python -m kerasdrop.zoo.param_counts`")
+    assert builds == [], (
+        "the shipped kerasdrop/zoo/param_counts.json is stale for these models; regenerate its stale "
+        "entries with `python -m kerasdrop.zoo.param_counts`"
+    )
 
 
 @pytest.mark.parametrize("name", ["lenet5", "mlp", "simple_cnn"])
 def test_shipped_counts_are_what_building_gives(name):
     for num_classes in (10, 3):  # other class counts follow from the head, without a build
-        assert param_counts.parameter_counts([name], num_classes)[name] == \
-            param_counts.count_by_building(name, num_classes)
+        assert param_counts.parameter_counts([name], num_classes)[name] == param_counts.count_by_building(
+            name, num_classes
+        )
 
 
 def test_a_changed_default_invalidates_the_cached_count(builds, monkeypatch):
     before = param_counts.parameter_counts(["lenet5"])["lenet5"]
     changed = {**registry._model_info}
-    changed["lenet5"] = registry.dataclasses.replace(registry._model_info["lenet5"], default_dense_units=(60, 42))
+    changed["lenet5"] = registry.dataclasses.replace(
+        registry._model_info["lenet5"], default_dense_units=(60, 42)
+    )
     monkeypatch.setattr(registry, "_model_info", changed)
     after = param_counts.parameter_counts(["lenet5"])["lenet5"]
     assert builds == ["lenet5"] and after != before

@@ -23,7 +23,9 @@ def test_register_model_adds_an_entry_with_its_family_and_defaults(monkeypatch):
     monkeypatch.setattr(registry, "_model_entrypoints", dict(registry._model_entrypoints))
     monkeypatch.setattr(registry, "_model_info", dict(registry._model_info))
 
-    @registry.register_model(default_input_shape=(8, 8, 1), default_dense_units=(4,), default_dropout=0.3, min_spatial_size=1)
+    @registry.register_model(
+        default_input_shape=(8, 8, 1), default_dense_units=(4,), default_dropout=0.3, min_spatial_size=1
+    )
     def tiny_mlp(**kwargs):
         """A test entry."""
         from kerasdrop.zoo.mlp import _create_mlp
@@ -38,4 +40,6 @@ def test_register_model_adds_an_entry_with_its_family_and_defaults(monkeypatch):
     assert model.get_layer("fc1_dropout").rate == pytest.approx(0.3)
 
     with pytest.raises(ValueError, match="already registered"):
-        registry.register_model(default_input_shape=(8, 8, 1), default_dense_units=(), default_dropout=0.0, min_spatial_size=1)(tiny_mlp)
+        registry.register_model(
+            default_input_shape=(8, 8, 1), default_dense_units=(), default_dropout=0.0, min_spatial_size=1
+        )(tiny_mlp)

@@ -8,7 +8,9 @@ import kerasdrop
 
 @pytest.fixture
 def mlp():
-    return kerasdrop.create_model("mlp", num_classes=4, input_shape=(6, 6, 1), dense_units=(64, 32), dropout=0.0)
+    return kerasdrop.create_model(
+        "mlp", num_classes=4, input_shape=(6, 6, 1), dense_units=(64, 32), dropout=0.0
+    )
 
 
 @pytest.fixture
@@ -45,7 +47,9 @@ def test_works_on_a_model_loaded_from_keras_file(mlp, images, tmp_path):
     assert rewired.get_layer("fc2_dropout").rate == pytest.approx(0.25)
     np.testing.assert_array_equal(rewired(images, training=False), mlp(images, training=False))
     rewired.save(tmp_path / "rewired.keras")
-    assert keras.saving.load_model(tmp_path / "rewired.keras").get_layer("fc1_dropout").rate == pytest.approx(0.25)
+    assert keras.saving.load_model(tmp_path / "rewired.keras").get_layer("fc1_dropout").rate == pytest.approx(
+        0.25
+    )
 
 
 def test_rewired_model_trains(mlp, images):

@@ -19,8 +19,13 @@ class Admission:
     """`shared`: a SharedCounters table that every worker process of the server uses, so that the
     limit holds for all of them together (`--workers N` does not multiply it)."""
 
-    def __init__(self, max_inflight: int = DEFAULT_MAX_INFLIGHT, max_elements: int = DEFAULT_MAX_ELEMENTS,
-                 shared=None, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS):
+    def __init__(
+        self,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
+        shared=None,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    ):
         self.max_inflight = max_inflight
         self.max_elements = max_elements
         self.max_image_pixels = max_image_pixels
@@ -79,5 +84,9 @@ class Admission:
 
 
 def too_many_elements(name: str, count: int, limit: int) -> ServingError:
-    return ServingError("RESOURCE_EXHAUSTED", f"Input {name!r} has {count} elements; the limit is {limit} per "
-                                              "request (--max-elements). Send fewer rows per request", http_status=413)
+    return ServingError(
+        "RESOURCE_EXHAUSTED",
+        f"Input {name!r} has {count} elements; the limit is {limit} per "
+        "request (--max-elements). Send fewer rows per request",
+        http_status=413,
+    )

@@ -47,7 +47,13 @@ def signature_def_map(backend):
     return signature_map
 
 
-_CONTEXT_LINES = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "Traceback", "File ")
+_CONTEXT_LINES = (
+    "Graph execution error",
+    "Detected at node",
+    "<stack traces unavailable>",
+    "Traceback",
+    "File ",
+)
 
 
 def error_cause(error: Exception) -> str:
@@ -62,7 +68,11 @@ def error_cause(error: Exception) -> str:
     cause = causes[0] if causes else (lines[0] if lines else type(error).__name__)
     node = re.search(r"\{\{node ([^}]+)\}\}", text)
     cause = re.sub(r"\s*\[\[\{\{.*$|\s*\[Op:[^\]]*\]$", "", cause).rstrip(":") or type(error).__name__
-    return f"{cause} (in op {node.group(1).rsplit('/', 1)[-1]})" if node and node.group(1) not in cause else cause
+    return (
+        f"{cause} (in op {node.group(1).rsplit('/', 1)[-1]})"
+        if node and node.group(1) not in cause
+        else cause
+    )
 
 
 class TensorFlowBackend:
@@ -101,12 +111,16 @@ class OnnxBackend:
     def __init__(self, version_dir: pathlib.Path):
         path = pathlib.Path(version_dir) / self.filename
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: the {self.name} backend serves versions exported with "
-                                    f"{self.exported_with}")
+            raise FileNotFoundError(
+                f"{path} not found: the {self.name} backend serves versions exported with "
+                f"{self.exported_with}"
+            )
         all_defs = read_signature_defs(version_dir)
         self.signature_defs = {"serving_default": all_defs["serving_default"]}
-        self.missing_hint = (set(all_defs) - {"serving_default"},
-                             " (the onnx backend serves serving_default only; it needs --backend tf)")
+        self.missing_hint = (
+            set(all_defs) - {"serving_default"},
+            " (the onnx backend serves serving_default only; it needs --backend tf)",
+        )
         self._session = _onnx_session(path, threads=1)  # one thread per request when several run
         self._outputs = [output.name for output in self._session.get_outputs()]
         self._alone_session = self._parallel_if_faster(path)
@@ -144,8 +158,11 @@ class OnnxBackend:
             self._running += 1
             alone = self._running == 1
         try:
-            session = self._alone_session if alone and self._alone_session is not self._session \
-                and not self.crowded() else self._session
+            session = (
+                self._alone_session
+                if alone and self._alone_session is not self._session and not self.crowded()
+                else self._session
+            )
             try:
                 results = session.run(self._outputs, inputs)
             except Exception as error:  # onnxruntime raises its own exception types for bad feeds
@@ -165,8 +182,9 @@ def row_seconds(backend) -> float | None:
     for signature in backend.signature_names():
         signature_def = backend.signature_defs[signature]
         feed = _zero_row(signature_def)
-        if feed is None or any(dim.size < 0 for info in signature_def.inputs.values()
-                               for dim in info.tensor_shape.dim[1:]):
+        if feed is None or any(
+            dim.size < 0 for info in signature_def.inputs.values() for dim in info.tensor_shape.dim[1:]
+        ):
             return None
         try:
             slowest = max(slowest, _median_of(lambda s=signature, f=feed: backend.run(s, f)))
@@ -222,8 +240,9 @@ class OnnxInt8Backend(OnnxBackend):
 
     name = "onnx-int8"
     filename = INT8_ONNX_FILE
-    exported_with = (f"--int8 whose accuracy gate passed ({VERIFICATION_FILE}'s int8 section says why not "
-                     "otherwise)")
+    exported_with = (
+        f"--int8 whose accuracy gate passed ({VERIFICATION_FILE}'s int8 section says why not otherwise)"
+    )
 
 
 class OpenVinoBackend:
@@ -241,14 +260,20 @@ class OpenVinoBackend:
         from kerasdrop.layout import ONNX_FILE, OPENVINO_XML_FILE
 
         version_dir = pathlib.Path(version_dir)
-        path = next((version_dir / name for name in (OPENVINO_XML_FILE, ONNX_FILE) if (version_dir / name).is_file()),
-                    None)
+        path = next(
+            (version_dir / name for name in (OPENVINO_XML_FILE, ONNX_FILE) if (version_dir / name).is_file()),
+            None,
+        )
         if path is None:
-            raise FileNotFoundError(f"neither {OPENVINO_XML_FILE} nor {ONNX_FILE} in {version_dir}: the openvino "
-                                    f"backend serves versions exported with {self.exported_with}")
+            raise FileNotFoundError(
+                f"neither {OPENVINO_XML_FILE} nor {ONNX_FILE} in {version_dir}: the openvino "
+                f"backend serves versions exported with {self.exported_with}"
+            )
         self.signature_defs = read_signature_defs(version_dir)
         core = openvino.Core()
-        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self._compiled = core.compile_model(
+            core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
         self._outputs = [port.any_name for port in self._compiled.outputs]
         self._requests = threading.local()  # an infer request is not shared between threads
 
@@ -266,9 +291,12 @@ class OpenVinoBackend:
         return {name: results[port] for name, port in zip(self._outputs, self._compiled.outputs)}
 
 
-
-
-BACKENDS = {"tf": TensorFlowBackend, "onnx": OnnxBackend, "onnx-int8": OnnxInt8Backend, "openvino": OpenVinoBackend}
+BACKENDS = {
+    "tf": TensorFlowBackend,
+    "onnx": OnnxBackend,
+    "onnx-int8": OnnxInt8Backend,
+    "openvino": OpenVinoBackend,
+}
 AUTO = "auto"
 # `kerasdrop serve`'s default. bench/serve_latency.py measures it beside each explicit backend
 # (docs/speed.md): for LeNet-5 a request costs the TF backend several times what ONNX Runtime takes,
@@ -295,11 +323,18 @@ def choose_backend(version_dir: pathlib.Path) -> tuple[str, str]:
     if not isinstance(report, dict) or report.get("ok") is not True:
         return "tf", f"{VERIFICATION_FILE} does not report a pass"
     checks = report.get("checks") if isinstance(report.get("checks"), list) else []
-    if not any(isinstance(check, dict) and check.get("check") == "parity"
-               and "onnxruntime" in str(check.get("target")) for check in checks):
+    if not any(
+        isinstance(check, dict)
+        and check.get("check") == "parity"
+        and "onnxruntime" in str(check.get("target"))
+        for check in checks
+    ):
         return "tf", f"{VERIFICATION_FILE} records no parity check of {ONNX_FILE}"
-    others = [name for name in read_signature_defs(version_dir) if not name.startswith("__") and
-              name != "serving_default"]
+    others = [
+        name
+        for name in read_signature_defs(version_dir)
+        if not name.startswith("__") and name != "serving_default"
+    ]
     if others:
         return "tf", f"signatures {', '.join(sorted(others))} run only in TensorFlow"
     return "onnx", f"{ONNX_FILE} verified at parity with the SavedModel ({VERIFICATION_FILE})"
@@ -309,8 +344,9 @@ def load_backend(kind: str, version_dir: pathlib.Path):
     """The backend `kind` over `version_dir`; for `auto`, the one choose_backend picks. Every backend
     returned has `chosen`: why it serves this version (a sentence for the start line and the log)."""
     if kind not in BACKEND_CHOICES:
-        raise ServingError("INVALID_ARGUMENT",
-                           f"Unknown backend {kind!r}; expected one of {', '.join(BACKEND_CHOICES)}")
+        raise ServingError(
+            "INVALID_ARGUMENT", f"Unknown backend {kind!r}; expected one of {', '.join(BACKEND_CHOICES)}"
+        )
     why = "--backend " + kind
     if kind == AUTO:
         kind, why = choose_backend(version_dir)

@@ -114,7 +114,7 @@ class Batcher:
                 self._on_batch(sum(item[1] for item in batch))
             start = 0
             for _, rows, future, _ in batch:
-                future.set_result({key: value[start:start + rows] for key, value in outputs.items()})
+                future.set_result({key: value[start : start + rows] for key, value in outputs.items()})
                 start += rows
         except BaseException as error:  # every waiting request gets the error, none hangs
             for _, _, future, _ in batch:

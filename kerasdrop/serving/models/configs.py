@@ -24,37 +24,65 @@ def _messages():
 
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    proto = descriptor_pb2.FileDescriptorProto(name="kerasdrop/tf_serving_configs.proto", package="tensorflow.serving",
-                                               syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="kerasdrop/tf_serving_configs.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
     F = descriptor_pb2.FieldDescriptorProto
 
     def message(name, fields):
         msg = proto.message_type.add(name=name)
         for field_name, number, kind, type_name, repeated in fields:
-            msg.field.add(name=field_name, number=number, type=kind, type_name=type_name or None,
-                          label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL)
+            msg.field.add(
+                name=field_name,
+                number=number,
+                type=kind,
+                type_name=type_name or None,
+                label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL,
+            )
 
-    message("PrometheusConfig", [("enable", 1, F.TYPE_BOOL, "", False), ("path", 2, F.TYPE_STRING, "", False)])
-    message("MonitoringConfig", [("prometheus_config", 1, F.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig", False)])
+    message(
+        "PrometheusConfig", [("enable", 1, F.TYPE_BOOL, "", False), ("path", 2, F.TYPE_STRING, "", False)]
+    )
+    message(
+        "MonitoringConfig",
+        [("prometheus_config", 1, F.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig", False)],
+    )
     int64 = ".google.protobuf.Int64Value"
-    message("BatchingParameters", [
-        ("max_batch_size", 1, F.TYPE_MESSAGE, int64, False),
-        ("batch_timeout_micros", 2, F.TYPE_MESSAGE, int64, False),
-        ("max_enqueued_batches", 3, F.TYPE_MESSAGE, int64, False),
-        ("num_batch_threads", 4, F.TYPE_MESSAGE, int64, False),
-        ("thread_pool_name", 5, F.TYPE_MESSAGE, ".google.protobuf.StringValue", False),
-        ("allowed_batch_sizes", 6, F.TYPE_INT64, "", True),
-        ("pad_variable_length_inputs", 7, F.TYPE_BOOL, "", False),
-    ])
-    message("SSLConfig", [
-        ("server_key", 1, F.TYPE_STRING, "", False),  # PEM text inline, not a path (as TF Serving reads it)
-        ("server_cert", 2, F.TYPE_STRING, "", False),
-        ("custom_ca", 3, F.TYPE_STRING, "", False),
-        ("client_verify", 4, F.TYPE_BOOL, "", False),
-    ])
+    message(
+        "BatchingParameters",
+        [
+            ("max_batch_size", 1, F.TYPE_MESSAGE, int64, False),
+            ("batch_timeout_micros", 2, F.TYPE_MESSAGE, int64, False),
+            ("max_enqueued_batches", 3, F.TYPE_MESSAGE, int64, False),
+            ("num_batch_threads", 4, F.TYPE_MESSAGE, int64, False),
+            ("thread_pool_name", 5, F.TYPE_MESSAGE, ".google.protobuf.StringValue", False),
+            ("allowed_batch_sizes", 6, F.TYPE_INT64, "", True),
+            ("pad_variable_length_inputs", 7, F.TYPE_BOOL, "", False),
+        ],
+    )
+    message(
+        "SSLConfig",
+        [
+            (
+                "server_key",
+                1,
+                F.TYPE_STRING,
+                "",
+                False,
+            ),  # PEM text inline, not a path (as TF Serving reads it)
+            ("server_cert", 2, F.TYPE_STRING, "", False),
+            ("custom_ca", 3, F.TYPE_STRING, "", False),
+            ("client_verify", 4, F.TYPE_BOOL, "", False),
+        ],
+    )
     pool.Add(proto)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
-            for name in ("MonitoringConfig", "BatchingParameters", "SSLConfig")}
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+        for name in ("MonitoringConfig", "BatchingParameters", "SSLConfig")
+    }
 
 
 def parse_text(path: str | pathlib.Path, kind: str):

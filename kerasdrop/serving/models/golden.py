@@ -38,7 +38,9 @@ class Golden:
 def _field(document: dict, key: str, kind, path: pathlib.Path):
     value = document.get(key)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise GoldenMismatch(f"{path}: {key!r} must be a {getattr(kind, '__name__', kind)}; received {value!r:.80}")
+        raise GoldenMismatch(
+            f"{path}: {key!r} must be a {getattr(kind, '__name__', kind)}; received {value!r:.80}"
+        )
     return value
 
 
@@ -46,7 +48,9 @@ def _tolerance(document: dict, path: pathlib.Path) -> tuple[float, float]:
     tolerance = _field(document, "tolerance", dict, path)
     values = [tolerance.get(key) for key in ("atol", "rtol")]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
-        raise GoldenMismatch(f"{path}: 'tolerance' must hold non-negative numbers atol and rtol; received {tolerance}")
+        raise GoldenMismatch(
+            f"{path}: 'tolerance' must hold non-negative numbers atol and rtol; received {tolerance}"
+        )
     return float(values[0]), float(values[1])
 
 
@@ -74,17 +78,20 @@ def golden_for(version_dir: pathlib.Path, backend: str) -> Golden | None:
 def require_passing_verification(version_dir: pathlib.Path) -> None:
     path = pathlib.Path(version_dir) / VERIFICATION_FILE
     if not path.is_file():
-        raise VerificationRequired(f"{path} not found; --require-verification serves only versions that "
-                                   "`kerasdrop export` verified")
+        raise VerificationRequired(
+            f"{path} not found; --require-verification serves only versions that `kerasdrop export` verified"
+        )
     try:
         report = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise VerificationRequired(f"{path} cannot be read as JSON: {error}") from None
     if not isinstance(report, dict) or report.get("ok") is not True:
         summary = report.get("summary") if isinstance(report, dict) else None
-        raise VerificationRequired(f"{path} does not report a passing verification (expected \"ok\": true; "
-                                   f"received ok={report.get('ok') if isinstance(report, dict) else None!r}, "
-                                   f"summary {summary})")
+        raise VerificationRequired(
+            f'{path} does not report a passing verification (expected "ok": true; '
+            f"received ok={report.get('ok') if isinstance(report, dict) else None!r}, "
+            f"summary {summary})"
+        )
 
 
 def replay(requests: pathlib.Path, backend, signature: str | None = None) -> list[dict]:
@@ -114,29 +121,39 @@ def _difference(key: str, expected, actual: np.ndarray, dtype, golden: Golden) -
         if np.allclose(a, e, atol=golden.atol, rtol=golden.rtol, equal_nan=True):
             return None
         worst = float(np.nanmax(np.abs(a - e))) if a.size else 0.0
-        return (f"output {key!r}: max |difference| {worst:.6g} exceeds atol {golden.atol:g} + rtol {golden.rtol:g} "
-                "x |golden|")
+        return (
+            f"output {key!r}: max |difference| {worst:.6g} exceeds atol {golden.atol:g} + rtol {golden.rtol:g} "
+            "x |golden|"
+        )
     if actual.dtype.kind in "iub":
         unequal = int(np.count_nonzero(actual.astype("int64") != expected.astype("int64")))
         if not unequal:
             return None
         worst = int(np.max(np.abs(actual.astype("int64") - expected.astype("int64"))))
-        return f"output {key!r}: {unequal} of {actual.size} integer values differ (max |difference| {worst}); " \
-               "integers must match exactly"
-    equal = actual.reshape(-1).tolist() == [v.encode() if isinstance(v, str) else v for v in expected.reshape(-1)]
+        return (
+            f"output {key!r}: {unequal} of {actual.size} integer values differ (max |difference| {worst}); "
+            "integers must match exactly"
+        )
+    equal = actual.reshape(-1).tolist() == [
+        v.encode() if isinstance(v, str) else v for v in expected.reshape(-1)
+    ]
     return None if equal else f"output {key!r}: values differ from the golden ones"
 
 
 def check(golden: Golden, answers: list[dict]) -> None:
     """Raises GoldenMismatch naming the first request and output that differ, and by how much."""
     if len(answers) != len(golden.outputs):
-        raise GoldenMismatch(f"{golden.requests.name} holds {len(answers)} {golden.signature} requests the backend "
-                             f"answered; {GOLDEN_FILE} has outputs for {len(golden.outputs)}")
+        raise GoldenMismatch(
+            f"{golden.requests.name} holds {len(answers)} {golden.signature} requests the backend "
+            f"answered; {GOLDEN_FILE} has outputs for {len(golden.outputs)}"
+        )
     for index, (expected, actual) in enumerate(zip(golden.outputs, answers)):
         for key, values in expected.items():
             if key not in actual:
-                raise GoldenMismatch(f"golden request {index}: output {key!r} missing from the answer "
-                                     f"(it has {sorted(actual)})")
+                raise GoldenMismatch(
+                    f"golden request {index}: output {key!r} missing from the answer "
+                    f"(it has {sorted(actual)})"
+                )
             reason = _difference(key, values, np.asarray(actual[key]), golden.dtypes.get(key), golden)
             if reason:
                 raise GoldenMismatch(f"golden request {index} ({golden.signature}): {reason}")
@@ -154,7 +171,9 @@ def warm_up(version_dir: pathlib.Path, backend, backend_name: str) -> Golden | N
     if not golden.requests.is_file():
         raise GoldenMismatch(f"{golden.requests} (the golden requests) not found")
     if golden.signature not in backend.signature_names():
-        raise GoldenMismatch(f"golden signature {golden.signature!r} is not served by the {backend_name} backend "
-                             f"(it serves {backend.signature_names()})")
+        raise GoldenMismatch(
+            f"golden signature {golden.signature!r} is not served by the {backend_name} backend "
+            f"(it serves {backend.signature_names()})"
+        )
     check(golden, replay(golden.requests, backend, golden.signature))
     return golden

@@ -29,7 +29,7 @@ MAX_JPEG_SCANS = 100
 
 
 def _be16(data: bytes, at: int) -> int:
-    return int.from_bytes(data[at:at + 2], "big")
+    return int.from_bytes(data[at : at + 2], "big")
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int, int]:
@@ -56,13 +56,17 @@ def _jpeg_size(data: bytes) -> tuple[int, int, int]:
             if size is None:
                 raise invalid("Corrupt JPEG: no frame header (SOF) before the image data")
             if data.rfind(b"\xff\xd9", position) < 0:
-                raise invalid(f"Truncated JPEG: no end-of-image marker after the image data ({len(data)} bytes)")
+                raise invalid(
+                    f"Truncated JPEG: no end-of-image marker after the image data ({len(data)} bytes)"
+                )
             # In entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so every
             # FF DA after here starts a scan.
             scans = 1 + data.count(b"\xff\xda", position)
             if scans > MAX_JPEG_SCANS:
-                raise invalid(f"JPEG with {scans} scans; at most {MAX_JPEG_SCANS} are decoded (a progressive JPEG "
-                              "has about 10)")
+                raise invalid(
+                    f"JPEG with {scans} scans; at most {MAX_JPEG_SCANS} are decoded (a progressive JPEG "
+                    "has about 10)"
+                )
             return _checked_size("JPEG", *size)
         position += length
 
@@ -70,11 +74,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int, int]:
 def _png_size(data: bytes) -> tuple[int, int, int]:
     """Width x height from IHDR; refuses a file whose chunks run past its end before IEND."""
     if len(data) < 33 or data[12:16] != b"IHDR":
-        raise invalid("Truncated PNG: no complete IHDR header" if len(data) < 33 else "Corrupt PNG: IHDR is not first")
+        raise invalid(
+            "Truncated PNG: no complete IHDR header" if len(data) < 33 else "Corrupt PNG: IHDR is not first"
+        )
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     position = 8
     while position + 8 <= len(data):
-        length, kind = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8]
+        length, kind = int.from_bytes(data[position : position + 4], "big"), data[position + 4 : position + 8]
         position += 12 + length
         if kind == b"IEND":
             return _checked_size("PNG", width, height)
@@ -156,8 +162,10 @@ def declared_size(data: bytes, images_only: bool) -> tuple[int, int, int] | None
     `images_only` is off)."""
     kind = image_format(data)
     if images_only and kind not in ("JPEG", "PNG"):
-        raise invalid(f"not a JPEG or PNG image (it starts with {data[:8]!r}); "
-                      f"the {IMAGE_SIGNATURE} signature decodes JPEG and PNG{_base64_hint(data)}")
+        raise invalid(
+            f"not a JPEG or PNG image (it starts with {data[:8]!r}); "
+            f"the {IMAGE_SIGNATURE} signature decodes JPEG and PNG{_base64_hint(data)}"
+        )
     return None if kind is None else _SIZES[kind](data)
 
 
@@ -174,8 +182,10 @@ def _base64_hint(data: bytes) -> str:
         return ""
     if image_format(decoded) is None:
         return ""
-    return ('. It looks like base64 text of an image sent as a plain string: over REST, wrap it as '
-            '{"b64": "<the base64 text>"} (TF Serving decodes only a b64 object; a string is taken as the bytes)')
+    return (
+        ". It looks like base64 text of an image sent as a plain string: over REST, wrap it as "
+        '{"b64": "<the base64 text>"} (TF Serving decodes only a b64 object; a string is taken as the bytes)'
+    )
 
 
 def check_encoded_images(signature: str, inputs: dict[str, np.ndarray], max_pixels: int | None) -> None:
@@ -200,11 +210,19 @@ def check_encoded_images(signature: str, inputs: dict[str, np.ndarray], max_pixe
                     raise _too_many_pixels(key, index, size, total, max_pixels)
 
 
-def _too_many_pixels(key: str, index: int, size: tuple[int, int, int], total: int, limit: int) -> ServingError:
+def _too_many_pixels(
+    key: str, index: int, size: tuple[int, int, int], total: int, limit: int
+) -> ServingError:
     width, height, frames = size
     image = f"{width}x{height}" + (f" x {frames} frames" if frames > 1 else "")
-    what = (f"image of {image} pixels" if width * height * frames == total else
-            f"image of {image} pixels brings the request's images to {total} pixels, which")
-    return ServingError("RESOURCE_EXHAUSTED", f"Input {key!r}[{index}]: {what} exceeds the limit of {limit} decoded "
-                        "pixels per request (--max-image-pixels); send smaller images or fewer per request",
-                        http_status=413)
+    what = (
+        f"image of {image} pixels"
+        if width * height * frames == total
+        else f"image of {image} pixels brings the request's images to {total} pixels, which"
+    )
+    return ServingError(
+        "RESOURCE_EXHAUSTED",
+        f"Input {key!r}[{index}]: {what} exceeds the limit of {limit} decoded "
+        "pixels per request (--max-image-pixels); send smaller images or fewer per request",
+        http_status=413,
+    )

@@ -19,8 +19,12 @@ def _scalar_rows(dims: list[int], received: tuple) -> bool:
     Allowed only for vector/matrix inputs (rank <= 2) whose missing trailing dims are 1: elementwise
     and MatMul ops reject what they cannot take, unlike image kernels.
     """
-    return (len(dims) <= 2 and len(received) < len(dims) and all(d == 1 for d in dims[len(received):])
-            and all(d in (-1, r) for d, r in zip(dims, received)))
+    return (
+        len(dims) <= 2
+        and len(received) < len(dims)
+        and all(d == 1 for d in dims[len(received) :])
+        and all(d in (-1, r) for d, r in zip(dims, received))
+    )
 
 
 def nested_size(value) -> int:
@@ -52,8 +56,10 @@ def _as_array(key: str, value, dtype: tuple, max_elements: int | None) -> np.nda
     try:
         return np.asarray(value, dtype=dtype[0])
     except (ValueError, TypeError, OverflowError) as error:
-        raise invalid(f"Input {key!r} expects a rectangular array of {dtype[2]} values; received values "
-                      f"that cannot be converted ({str(error).split('.')[0]})") from None
+        raise invalid(
+            f"Input {key!r} expects a rectangular array of {dtype[2]} values; received values "
+            f"that cannot be converted ({str(error).split('.')[0]})"
+        ) from None
 
 
 def _check_shape(key: str, info, array: np.ndarray) -> None:
@@ -67,8 +73,10 @@ def _check_shape(key: str, info, array: np.ndarray) -> None:
             raise invalid(f"Input {key!r} expects shape {pretty}; received shape {list(array.shape)}")
     elif not _scalar_rows(dims, array.shape):
         # A wrong rank must never reach the graph: convolution kernels abort the process on it.
-        raise invalid(f"Input {key!r} expects shape {pretty} (rank {len(dims)}); received shape "
-                      f"{list(array.shape)} (rank {array.ndim})")
+        raise invalid(
+            f"Input {key!r} expects shape {pretty} (rank {len(dims)}); received shape "
+            f"{list(array.shape)} (rank {array.ndim})"
+        )
     if array.ndim and array.shape[0] == 0 and dims and dims[0] == -1:
         raise invalid(f"Input {key!r} has no rows; send at least one")
 

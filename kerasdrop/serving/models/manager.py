@@ -83,11 +83,22 @@ def _fingerprint(path: pathlib.Path) -> tuple:
 
 
 class ModelManager:
-    def __init__(self, repo, *, backend: str = "tf", policy: VersionPolicy = VersionPolicy(),
-                 models: dict[str, pathlib.Path] | None = None, models_config=None, batching: dict | None = None,
-                 metrics: Metrics | None = None, admission: Admission | None = None, request_timeout: float = 30.0,
-                 require_verification: bool = False, cheap_row_seconds: float = CHEAP_ROW_SECONDS,
-                 request_log_limits: LogLimits | None = None):
+    def __init__(
+        self,
+        repo,
+        *,
+        backend: str = "tf",
+        policy: VersionPolicy = VersionPolicy(),
+        models: dict[str, pathlib.Path] | None = None,
+        models_config=None,
+        batching: dict | None = None,
+        metrics: Metrics | None = None,
+        admission: Admission | None = None,
+        request_timeout: float = 30.0,
+        require_verification: bool = False,
+        cheap_row_seconds: float = CHEAP_ROW_SECONDS,
+        request_log_limits: LogLimits | None = None,
+    ):
         """`repo`: a directory of model directories; `models`: explicit `{name: model_dir}` instead;
         neither, with `models_config`: exactly the models that file lists, from their base paths (as TF
         Serving's --model_config_file; with `repo` or `models` the file gives only policies and labels).
@@ -130,8 +141,9 @@ class ModelManager:
     def backends_chosen(self) -> dict[str, str]:
         """`{name: "backend (why)"}` for each model's newest loaded version (the start line's)."""
         with self._lock:
-            newest = {name: versions[max(versions)].backend
-                      for name, versions in self._loaded.items() if versions}
+            newest = {
+                name: versions[max(versions)].backend for name, versions in self._loaded.items() if versions
+            }
         return {name: f"{backend.name} ({backend.chosen})" for name, backend in sorted(newest.items())}
 
     def loaded_versions(self) -> dict[str, list[int]]:
@@ -153,7 +165,9 @@ class ModelManager:
                 self._broken_config = str(error)
                 log.error("%s; keeping the last good models config until the file is fixed", error)
 
-    def wanted(self, available: dict[str, dict[int, pathlib.Path]] | None = None) -> dict[str, dict[int, pathlib.Path]]:
+    def wanted(
+        self, available: dict[str, dict[int, pathlib.Path]] | None = None
+    ) -> dict[str, dict[int, pathlib.Path]]:
         """`{model: {version: path}}` that the version policies select from what the repository has."""
         wanted = {}
         for name, versions in (self.scanner.scan() if available is None else available).items():
@@ -186,13 +200,20 @@ class ModelManager:
                         version_before = before[label]
                         if (name, label, version) not in self._waiting_labels:
                             self._waiting_labels.add((name, label, version))
-                            log.warning("label %r of %s stays on version %s until version %s serves", label,
-                                        name, version_before, version)
+                            log.warning(
+                                "label %r of %s stays on version %s until version %s serves",
+                                label,
+                                name,
+                                version_before,
+                                version,
+                            )
                         version = version_before
                     targets.setdefault(name, {})[label] = version
             self._label_targets = targets
 
-    def _fall_back(self, name: str, wanted: dict[int, pathlib.Path], available: dict[int, pathlib.Path]) -> None:
+    def _fall_back(
+        self, name: str, wanted: dict[int, pathlib.Path], available: dict[int, pathlib.Path]
+    ) -> None:
         """With no version of `name` serving and none of its wanted ones loadable (a new version still
         being copied in, file by file, when this process starts), the newest older version that loads
         serves until a wanted one does: version-less requests keep their answers. Only under a
@@ -216,15 +237,27 @@ class ModelManager:
             attempts = failure.attempts + 1 if failure else 1
             delay = min(RETRY_FIRST_SECONDS * 2 ** (attempts - 1), RETRY_MAX_SECONDS)
             self._failures[path] = _Failure(attempts, time.monotonic() + delay, fingerprint)
-            log.error("failed to load %s version %s from %s: %s: %s (attempt %d; next try in %g s)",
-                      name, version, path, type(error).__name__, str(error).splitlines()[0] if str(error) else "",
-                      attempts, delay)
+            log.error(
+                "failed to load %s version %s from %s: %s: %s (attempt %d; next try in %g s)",
+                name,
+                version,
+                path,
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+                attempts,
+                delay,
+            )
             return
         self._failures.pop(path, None)
         with self._lock:
             self._loaded.setdefault(name, {})[version] = loaded
-        log.info("serving %s version %s (%s backend: %s)", name, version, loaded.backend.name,
-                 loaded.backend.chosen)
+        log.info(
+            "serving %s version %s (%s backend: %s)",
+            name,
+            version,
+            loaded.backend.name,
+            loaded.backend.chosen,
+        )
 
     def _retire(self, wanted: dict[str, dict[int, pathlib.Path]]) -> None:
         """Unloads versions no longer wanted, but never the last ones serving a model whose wanted
@@ -247,8 +280,12 @@ class ModelManager:
             require_passing_verification(path)
         loaded = LoadedVersion(name, version, path, load_backend(self.backend, path))
         if warm_up(path, loaded.backend, loaded.backend.name) is not None:
-            log.info("%s version %s answered its golden requests within tolerance (%s backend)", name, version,
-                     loaded.backend.name)
+            log.info(
+                "%s version %s answered its golden requests within tolerance (%s backend)",
+                name,
+                version,
+                loaded.backend.name,
+            )
         check_isolation(path, loaded.backend)  # IsolationError: the version stays out, the old one serves
         loaded.row_seconds = row_seconds(loaded.backend) if self.cheap_row_seconds > 0 else None
         loaded.cheap = loaded.row_seconds is not None and loaded.row_seconds < self.cheap_row_seconds
@@ -256,9 +293,14 @@ class ModelManager:
             admission = self.admission  # (not self: no reference cycle through the manager)
             loaded.backend.crowded = lambda n=name: admission.inflight(n) > admission.local_inflight(n)
         if self.batching and loaded.cheap:
-            log.info("%s version %s runs one row in %.0f us: its requests are answered as they come, unbatched "
-                     "(--cheap-model-micros %d)", name, version, loaded.row_seconds * 1e6,
-                     self.cheap_row_seconds * 1e6)
+            log.info(
+                "%s version %s runs one row in %.0f us: its requests are answered as they come, unbatched "
+                "(--cheap-model-micros %d)",
+                name,
+                version,
+                loaded.row_seconds * 1e6,
+                self.cheap_row_seconds * 1e6,
+            )
         elif self.batching:
             for signature in loaded.backend.signature_names():
                 if _batchable(loaded.backend.signature_defs[signature]):
@@ -328,7 +370,9 @@ class ModelManager:
         """Metrics for one request; a model that is not loaded is counted under one fixed label."""
         with self._lock:
             known = name in self._loaded
-        self.metrics.record_request(name if known else UNKNOWN_MODEL, version if known else "", api, code, seconds)
+        self.metrics.record_request(
+            name if known else UNKNOWN_MODEL, version if known else "", api, code, seconds
+        )
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> LoadedVersion:
         with self._lock:
@@ -344,9 +388,11 @@ class ModelManager:
                 return versions[max(versions)]
             if version not in versions:
                 served = ", ".join(str(v) for v in sorted(versions)[:SERVED_LISTED])
-                raise not_found(f"Servable not found for request: Specific({name}, {version}) ({name} serves "
-                                f"version{'s' if len(versions) > 1 else ''} {served}"
-                                f"{', ...' if len(versions) > SERVED_LISTED else ''})")
+                raise not_found(
+                    f"Servable not found for request: Specific({name}, {version}) ({name} serves "
+                    f"version{'s' if len(versions) > 1 else ''} {served}"
+                    f"{', ...' if len(versions) > SERVED_LISTED else ''})"
+                )
             return versions[version]
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[dict]:
@@ -358,8 +404,10 @@ class ModelManager:
                 hint = self._served_hint_locked()
             if not versions:
                 raise not_found(f"Could not find any versions of model {name}{hint}")
-        return [{"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-                for v in versions]
+        return [
+            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            for v in versions
+        ]
 
     def _served_hint_locked(self) -> str:
         """` (served: a, b, ... and N more)` after TF Serving's own words, which clients may match on;
@@ -370,15 +418,24 @@ class ModelManager:
         more = f" and {len(names) - SERVED_LISTED} more" if len(names) > SERVED_LISTED else ""
         return f" (served: {', '.join(names[:SERVED_LISTED])}{more})"
 
-    def run(self, loaded: LoadedVersion, signature: str, inputs: dict, protocol: str = "rest",
-            timeout: float | None = None, validated: bool = False) -> dict[str, np.ndarray]:
+    def run(
+        self,
+        loaded: LoadedVersion,
+        signature: str,
+        inputs: dict,
+        protocol: str = "rest",
+        timeout: float | None = None,
+        validated: bool = False,
+    ) -> dict[str, np.ndarray]:
         """Validates `inputs` against the signature (unless the caller passes what `validate_inputs`
         returned for it: `validated`), then runs them (batched when batching is on) within the
         model's admission limit and the request's deadline."""
         if not validated:
             signature_def = find_signature(loaded.backend, signature, protocol)
             inputs = validate_inputs(signature_def, inputs, self.admission.max_elements)
-        check_encoded_images(signature, inputs, self.admission.max_image_pixels)  # before any decoder sees them
+        check_encoded_images(
+            signature, inputs, self.admission.max_image_pixels
+        )  # before any decoder sees them
         with self.admission.slot(loaded.name):
             batcher = loaded.batchers.get(signature)
             if batcher is not None:
@@ -394,4 +451,6 @@ class ModelManager:
 def _batchable(signature_def) -> bool:
     tensors = list(signature_def.inputs.values()) + list(signature_def.outputs.values())
     return len(signature_def.inputs) == 1 and all(
-        not t.tensor_shape.unknown_rank and t.tensor_shape.dim and t.tensor_shape.dim[0].size == -1 for t in tensors)
+        not t.tensor_shape.unknown_rank and t.tensor_shape.dim and t.tensor_shape.dim[0].size == -1
+        for t in tensors
+    )

@@ -76,15 +76,19 @@ class Metrics:
 
     def request_count(self, model: str, api: str, status: str = "OK") -> int:
         with self._lock:
-            return sum(count for (m, _, a, s), count in self._requests.items() if (m, a, s) == (model, api, status))
+            return sum(
+                count for (m, _, a, s), count in self._requests.items() if (m, a, s) == (model, api, status)
+            )
 
     def snapshot(self) -> dict:
         """This process's values as plain JSON-able lists (what a peer sends)."""
         with self._lock:
-            return {"requests": [[*key, count] for key, count in self._requests.items()],
-                    "latency": [[*key, h.counts, h.total, h.count] for key, h in self._latency.items()],
-                    "batch_sizes": [[*key, h.counts, h.total, h.count] for key, h in self._batch_sizes.items()],
-                    "counters": [[name, help_text, count] for name, (help_text, count) in self._counters.items()]}
+            return {
+                "requests": [[*key, count] for key, count in self._requests.items()],
+                "latency": [[*key, h.counts, h.total, h.count] for key, h in self._latency.items()],
+                "batch_sizes": [[*key, h.counts, h.total, h.count] for key, h in self._batch_sizes.items()],
+                "counters": [[name, help_text, count] for name, (help_text, count) in self._counters.items()],
+            }
 
     def render(self) -> str:
         snapshots = [self.snapshot()] + (self.peers.snapshots() if self.peers is not None else [])
@@ -93,21 +97,34 @@ class Metrics:
         for snapshot in snapshots:
             for name, help_text, count in snapshot.get("counters", ()):
                 counters[name] = (help_text, counters.get(name, ("", 0))[1] + count)
-        lines = ["# HELP :tensorflow:serving:request_count Total requests, by model, version, API and status.",
-                 "# TYPE :tensorflow:serving:request_count counter"]
+        lines = [
+            "# HELP :tensorflow:serving:request_count Total requests, by model, version, API and status.",
+            "# TYPE :tensorflow:serving:request_count counter",
+        ]
         for (model, version, api, status), count in sorted(requests.items()):
-            lines.append(f":tensorflow:serving:request_count"
-                         f"{_labels(model_name=model, version=version, API=api, status=status)} {count}")
-        lines += ["# HELP :tensorflow:serving:request_latency Request latency in microseconds.",
-                  "# TYPE :tensorflow:serving:request_latency histogram"]
+            lines.append(
+                f":tensorflow:serving:request_count"
+                f"{_labels(model_name=model, version=version, API=api, status=status)} {count}"
+            )
+        lines += [
+            "# HELP :tensorflow:serving:request_latency Request latency in microseconds.",
+            "# TYPE :tensorflow:serving:request_latency histogram",
+        ]
         for (model, version, api), histogram in sorted(latency.items()):
-            lines += _histogram_lines(":tensorflow:serving:request_latency", histogram,
-                                      model_name=model, version=version, API=api)
-        lines += ["# HELP :tensorflow:serving:batching_session:batch_size Rows per executed batch.",
-                  "# TYPE :tensorflow:serving:batching_session:batch_size histogram"]
+            lines += _histogram_lines(
+                ":tensorflow:serving:request_latency", histogram, model_name=model, version=version, API=api
+            )
+        lines += [
+            "# HELP :tensorflow:serving:batching_session:batch_size Rows per executed batch.",
+            "# TYPE :tensorflow:serving:batching_session:batch_size histogram",
+        ]
         for (model, version), histogram in sorted(batch_sizes.items()):
-            lines += _histogram_lines(":tensorflow:serving:batching_session:batch_size", histogram,
-                                      model_name=model, version=version)
+            lines += _histogram_lines(
+                ":tensorflow:serving:batching_session:batch_size",
+                histogram,
+                model_name=model,
+                version=version,
+            )
         for name, (help_text, count) in sorted(counters.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {count}"]
         return "\n".join(lines) + "\n"
@@ -120,8 +137,10 @@ def _merge(snapshots: list[dict]) -> tuple[dict, dict, dict]:
     for snapshot in snapshots:
         for *key, count in snapshot["requests"]:
             requests[tuple(key)] += count
-        for table, entries, buckets in ((latency, snapshot["latency"], LATENCY_BUCKETS_US),
-                                        (batch_sizes, snapshot["batch_sizes"], BATCH_BUCKETS)):
+        for table, entries, buckets in (
+            (latency, snapshot["latency"], LATENCY_BUCKETS_US),
+            (batch_sizes, snapshot["batch_sizes"], BATCH_BUCKETS),
+        ):
             for *key, counts, total, count in entries:
                 histogram = table.setdefault(tuple(key), _Histogram(buckets))
                 histogram.counts = [a + b for a, b in zip(histogram.counts, counts)]

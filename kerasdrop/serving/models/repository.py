@@ -29,7 +29,7 @@ class VersionPolicy:
     num_versions: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> "VersionPolicy":
+    def parse(cls, text: str) -> VersionPolicy:
         if text in ("latest", "all"):
             return cls(text)
         kind, _, numbers = text.partition(":")
@@ -41,11 +41,13 @@ class VersionPolicy:
             return cls("specific", values)
         if kind == "latest" and len(values) == 1 and values[0] > 0:
             return cls("latest", num_versions=values[0])
-        raise InvalidArgumentError(f"Invalid value received for --version-policy. Expected latest, latest:N, all or "
-                         f"specific:1,2. Received: {text!r}")
+        raise InvalidArgumentError(
+            f"Invalid value received for --version-policy. Expected latest, latest:N, all or "
+            f"specific:1,2. Received: {text!r}"
+        )
 
     @classmethod
-    def from_proto(cls, policy) -> "VersionPolicy | None":
+    def from_proto(cls, policy) -> VersionPolicy | None:
         """From a ModelServerConfig entry's `model_version_policy`; None when it sets none."""
         kind = policy.WhichOneof("policy_choice")
         if kind == "all":
@@ -58,7 +60,7 @@ class VersionPolicy:
 
     def select(self, available: list[int]) -> list[int]:
         if self.kind == "latest":
-            return available[-self.num_versions:]
+            return available[-self.num_versions :]
         if self.kind == "all":
             return list(available)
         return [version for version in available if version in self.versions]
@@ -109,12 +111,16 @@ def listed_model_dirs(config: ModelsConfig, source) -> dict[str, pathlib.Path]:
     found = {}
     for name, base_path in config.base_paths.items():
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", base_path):
-            raise ConfigError(f"{source}: model {name} has base_path {base_path}; kerasdrop serve reads local "
-                              "directories only (mount the bucket, or serve it with TF Serving)")
+            raise ConfigError(
+                f"{source}: model {name} has base_path {base_path}; kerasdrop serve reads local "
+                "directories only (mount the bucket, or serve it with TF Serving)"
+            )
         if not pathlib.PurePosixPath(base_path).is_absolute():
-            raise ConfigError(f"{source}: expected model {name} to have an absolute path or URI; got "
-                              f"base_path()={base_path!r} (as TF Serving requires; e.g. `kerasdrop export "
-                              f"--base-path $PWD/export` writes absolute base paths for serving from this machine)")
+            raise ConfigError(
+                f"{source}: expected model {name} to have an absolute path or URI; got "
+                f"base_path()={base_path!r} (as TF Serving requires; e.g. `kerasdrop export "
+                f"--base-path $PWD/export` writes absolute base paths for serving from this machine)"
+            )
         found[name] = pathlib.Path(base_path)
     return found
 
@@ -128,19 +134,26 @@ def not_a_repository(path) -> str | None:
         return None
     if (path / SAVED_MODEL_FILE).is_file():
         model_dir = path.parent.absolute()
-        return (f"{path} is a version directory ({SAVED_MODEL_FILE} is in it), not a repository of model "
-                "directories: "
-                f"serve its repository with `kerasdrop serve --repo {model_dir.parent}`, or this model alone with "
-                f"`kerasdrop serve --model_name {model_dir.name} --model_base_path {model_dir}`")
-    versions = [version for version, directory in version_directories(path).items()
-                if (directory / SAVED_MODEL_FILE).is_file()]
+        return (
+            f"{path} is a version directory ({SAVED_MODEL_FILE} is in it), not a repository of model "
+            "directories: "
+            f"serve its repository with `kerasdrop serve --repo {model_dir.parent}`, or this model alone with "
+            f"`kerasdrop serve --model_name {model_dir.name} --model_base_path {model_dir}`"
+        )
+    versions = [
+        version
+        for version, directory in version_directories(path).items()
+        if (directory / SAVED_MODEL_FILE).is_file()
+    ]
     if not versions:
         return None
     model_dir = path.absolute()
-    return (f"{path} is the model directory of {model_dir.name!r} (version{'s' if len(versions) > 1 else ''} "
-            f"{', '.join(map(str, versions))}), not a repository of model directories: serve its repository with "
-            f"`kerasdrop serve --repo {model_dir.parent}`, or this model alone with `kerasdrop serve --model_name "
-            f"{model_dir.name} --model_base_path {model_dir}`")
+    return (
+        f"{path} is the model directory of {model_dir.name!r} (version{'s' if len(versions) > 1 else ''} "
+        f"{', '.join(map(str, versions))}), not a repository of model directories: serve its repository with "
+        f"`kerasdrop serve --repo {model_dir.parent}`, or this model alone with `kerasdrop serve --model_name "
+        f"{model_dir.name} --model_base_path {model_dir}`"
+    )
 
 
 class RepositoryScanner:
@@ -166,8 +179,11 @@ class RepositoryScanner:
             return {name: pathlib.Path(path) for name, path in self.explicit_models.items()}
         if not self.repo.is_dir():
             return {}
-        return {entry.name: entry for entry in sorted(self.repo.iterdir())
-                if entry.is_dir() and not entry.name.startswith(".")}
+        return {
+            entry.name: entry
+            for entry in sorted(self.repo.iterdir())
+            if entry.is_dir() and not entry.name.startswith(".")
+        }
 
     def versions(self, model_dir: pathlib.Path) -> dict[int, pathlib.Path]:
         """Complete versions only: a directory without saved_model.pb is still being copied."""
@@ -181,8 +197,11 @@ class RepositoryScanner:
         available = {}
         for name, model_dir in self.model_dirs().items():
             if self.explicit_models is not None and not model_dir.is_dir():
-                self._skip(model_dir, f"the base path of model {name} does not exist (TF Serving: \"Could not find "
-                                      "base path\"); polling for it")
+                self._skip(
+                    model_dir,
+                    f'the base path of model {name} does not exist (TF Serving: "Could not find '
+                    'base path"); polling for it',
+                )
                 continue
             try:
                 versions = self.versions(model_dir)

@@ -76,7 +76,7 @@ class _AsyncServicer:
     hop costs more than the work; any other runs on `executor` and the loop waits for it. Methods
     the servicer leaves to its generated base answer UNIMPLEMENTED, as grpcio's threaded server did."""
 
-    def __init__(self, servicer, manager, executor, calls: "_CallLimit"):
+    def __init__(self, servicer, manager, executor, calls: _CallLimit):
         self._servicer, self._manager, self._executor, self._calls = servicer, manager, executor, calls
 
     def __getattr__(self, name: str):
@@ -88,15 +88,18 @@ class _AsyncServicer:
         async def call(request, context):
             import asyncio
 
-            if calls.limit and calls.active >= calls.limit:  # before it queues for a thread (grpcio would CANCEL it much later)
+            if (
+                calls.limit and calls.active >= calls.limit
+            ):  # before it queues for a thread (grpcio would CANCEL it much later)
                 del request
                 await calls.refuse(context)
             calls.active += 1
             try:
                 if manager.cheap(_request_model(request)) and request.ByteSize() <= INLINE_MAX_BODY_BYTES:
                     return method(request, _SyncContext(context))
-                return await asyncio.get_running_loop().run_in_executor(executor, method, request,
-                                                                        _SyncContext(context))
+                return await asyncio.get_running_loop().run_in_executor(
+                    executor, method, request, _SyncContext(context)
+                )
             except _Abort as abort:
                 code, details = abort.code, abort.details
             finally:
@@ -122,9 +125,11 @@ class _CallLimit:
     async def refuse(self, context) -> None:
         import grpc
 
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            f"This worker already has {self.limit} gRPC calls in flight "
-                            "(--max-concurrent-requests); retry later")
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"This worker already has {self.limit} gRPC calls in flight "
+            "(--max-concurrent-requests); retry later",
+        )
 
 
 class GrpcServer:
@@ -137,8 +142,16 @@ class GrpcServer:
     flight are answered (at most `grace` seconds).
     """
 
-    def __init__(self, manager, address: str, services: list, threads: int, options: list,
-                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS, credentials=None):
+    def __init__(
+        self,
+        manager,
+        address: str,
+        services: list,
+        threads: int,
+        options: list,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+        credentials=None,
+    ):
         import asyncio
         import threading
 
@@ -170,8 +183,11 @@ class GrpcServer:
         for add_to_server, servicer in services:
             add_to_server(_AsyncServicer(servicer, manager, self._executor, self._calls), server)
         try:
-            port = (server.add_insecure_port(address) if credentials is None
-                    else server.add_secure_port(address, credentials))
+            port = (
+                server.add_insecure_port(address)
+                if credentials is None
+                else server.add_secure_port(address, credentials)
+            )
         except RuntimeError:  # grpcio raises RuntimeError("Failed to bind to address ...")
             port = 0
         return server, port
@@ -213,8 +229,9 @@ class GrpcServer:
                 self._loop.call_soon(self._loop.stop)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop)
-        threading.Thread(target=lambda: (self._thread.join(), done.set()), name="kerasdrop-grpc-stopped",
-                         daemon=True).start()
+        threading.Thread(
+            target=lambda: (self._thread.join(), done.set()), name="kerasdrop-grpc-stopped", daemon=True
+        ).start()
         return done
 
 
@@ -229,7 +246,10 @@ def _pending_call_options(max_concurrent: int) -> list:
     if not max_concurrent:
         return []
     soft = max(10_000, 16 * max_concurrent)
-    return [("grpc.server.max_pending_requests", soft), ("grpc.server.max_pending_requests_hard_limit", 2 * soft)]
+    return [
+        ("grpc.server.max_pending_requests", soft),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * soft),
+    ]
 
 
 def _http2_options(max_concurrent_streams: int, max_connection_age: float, grace: float) -> list:
@@ -254,19 +274,32 @@ def _http2_options(max_concurrent_streams: int, max_connection_age: float, grace
     """
     options = []
     if max_concurrent_streams:
-        options += [("grpc.max_concurrent_streams", max_concurrent_streams), ("grpc.http.overload_protection", 1),
-                    ("grpc.http2.max_deallocating_streams", max_concurrent_streams)]
+        options += [
+            ("grpc.max_concurrent_streams", max_concurrent_streams),
+            ("grpc.http.overload_protection", 1),
+            ("grpc.http2.max_deallocating_streams", max_concurrent_streams),
+        ]
     if max_connection_age:
-        options += [("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
-                    ("grpc.max_connection_age_grace_ms", int(grace * 1000))]
+        options += [
+            ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(grace * 1000)),
+        ]
     return options
 
 
-def make_grpc_server(manager, address: str, *, services: list | None = None, threads: int = 16,
-                     reuse_port: bool = False, max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
-                     max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
-                     max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE_SECONDS, connection_age_grace: float = 10.0,
-                     credentials=None):
+def make_grpc_server(
+    manager,
+    address: str,
+    *,
+    services: list | None = None,
+    threads: int = 16,
+    reuse_port: bool = False,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+    max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+    max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE_SECONDS,
+    connection_age_grace: float = 10.0,
+    credentials=None,
+):
     """A started-later gRPC server (GrpcServer: grpc.aio) on `address` with `services` (default: TF
     Serving's) registered: the one registration point for every protocol's gRPC services
     (protocols/registry.py lists them).
@@ -279,11 +312,14 @@ def make_grpc_server(manager, address: str, *, services: list | None = None, thr
     Returns `(server, port)`.
     """
     options = [
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         # gRPC turns SO_REUSEPORT on by default: a second server would then bind the same port and
         # silently take part of the traffic. Only this server's own workers share it (bind_grpc_guard).
-        ("grpc.so_reuseport", 1 if reuse_port else 0), *_pending_call_options(max_concurrent),
-        *_http2_options(max_concurrent_streams, max_connection_age, connection_age_grace)]
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        *_pending_call_options(max_concurrent),
+        *_http2_options(max_concurrent_streams, max_connection_age, connection_age_grace),
+    ]
     if services is None:
         from kerasdrop.serving.protocols.tfserving.grpc_service import (
             tf_serving_services,
@@ -293,6 +329,8 @@ def make_grpc_server(manager, address: str, *, services: list | None = None, thr
     server = GrpcServer(manager, address, services, threads, options, max_concurrent, credentials)
     if server.port == 0:
         server.stop(0)
-        raise PortInUseError(f"gRPC port {address.rsplit(':', 1)[1]} on {address.rsplit(':', 1)[0]} is already in "
-                             "use (or cannot be bound); choose another with --grpc-port")
+        raise PortInUseError(
+            f"gRPC port {address.rsplit(':', 1)[1]} on {address.rsplit(':', 1)[0]} is already in "
+            "use (or cannot be bound); choose another with --grpc-port"
+        )
     return server, server.port

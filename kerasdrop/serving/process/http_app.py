@@ -27,7 +27,12 @@ from kerasdrop.serving.protocols.registry import RestRouter
 def _json_error(status: int, message: str, close: bool = False) -> tuple[int, bytes, str, list]:
     """An answer `(status, body, content type, extra headers)` of `{"error": message}`; `close` ends
     the connection after it."""
-    return status, orjson.dumps({"error": message}), "application/json", [(b"connection", b"close")] if close else []
+    return (
+        status,
+        orjson.dumps({"error": message}),
+        "application/json",
+        [(b"connection", b"close")] if close else [],
+    )
 
 
 class BodyTooLarge(Exception):
@@ -40,8 +45,14 @@ class ClientGone(Exception):
 
 
 class HttpApp:
-    def __init__(self, routers: list[RestRouter], *, max_body_bytes: int, threads: int = 8,
-                 max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
+    def __init__(
+        self,
+        routers: list[RestRouter],
+        *,
+        max_body_bytes: int,
+        threads: int = 8,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+    ):
         self.routers = list(routers)
         self.max_body_bytes = max_body_bytes
         # Requests being answered (all on this app's event loop, so a plain count). Taken once the
@@ -61,9 +72,17 @@ class HttpApp:
         if scope["type"] != "http":
             return
         status, body, content_type, headers = await self._answer(scope, receive)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", content_type.encode()),
-                                (b"content-length", str(len(body)).encode()), *headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope, receive):
@@ -79,8 +98,11 @@ class HttpApp:
         except ClientGone:  # the answer goes nowhere (uvicorn drops it); sent so the cycle ends as usual
             return _json_error(400, "The connection closed before the request body was complete")
         if self.max_concurrent and self.concurrent >= self.max_concurrent:  # before it queues for a thread
-            return _json_error(429, f"This worker already has {self.max_concurrent} requests in flight "
-                                    "(--max-concurrent-requests); retry later")
+            return _json_error(
+                429,
+                f"This worker already has {self.max_concurrent} requests in flight "
+                "(--max-concurrent-requests); retry later",
+            )
         self.concurrent += 1
         try:
             return await self._run(router, method, path, body, scope)
@@ -110,8 +132,9 @@ class HttpApp:
                 raise ClientGone()
             chunk = message.get("body", b"")
             if size + len(chunk) > limit:
-                raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes (read {size + len(chunk)} "
-                                   "so far)")
+                raise BodyTooLarge(
+                    f"Request body exceeds the limit of {limit} bytes (read {size + len(chunk)} so far)"
+                )
             if body is None and declared and 2 * (size + len(chunk)) >= declared:
                 body = bytearray(max(declared, size + len(chunk)))
                 body[:size] = b"".join(pieces)
@@ -119,7 +142,7 @@ class HttpApp:
             if body is None:
                 pieces.append(chunk)
             elif size + len(chunk) <= len(body):
-                body[size:size + len(chunk)] = chunk
+                body[size : size + len(chunk)] = chunk
             else:
                 body += chunk
             size += len(chunk)
@@ -146,7 +169,7 @@ class HttpApp:
 
         try:
             await asyncio.wait_for(drain(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _lifespan(self, receive, send):

@@ -29,7 +29,7 @@ class MetricsPeers:
         self.path = peer_socket(directory, os.getpid())
         self._listener = None
 
-    def start(self) -> "MetricsPeers":
+    def start(self) -> MetricsPeers:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(self.path))
         self._listener.listen(16)

@@ -63,9 +63,13 @@ class ServeConfig:
     max_concurrent_requests: int = limits.DEFAULT_MAX_CONCURRENT_REQUESTS  # per worker, REST and gRPC each
     max_header_bytes: int = limits.DEFAULT_MAX_HEADER_BYTES  # a REST request's line and headers
     max_header_count: int = limits.DEFAULT_MAX_HEADER_COUNT
-    header_timeout_seconds: float = limits.DEFAULT_HEADER_TIMEOUT_SECONDS  # from a request's first byte to its head's end
+    header_timeout_seconds: float = (
+        limits.DEFAULT_HEADER_TIMEOUT_SECONDS
+    )  # from a request's first byte to its head's end
     keep_alive_seconds: float = limits.DEFAULT_KEEP_ALIVE_SECONDS  # an idle REST connection is closed
-    body_timeout_seconds: float = limits.DEFAULT_BODY_TIMEOUT_SECONDS  # the longest wait for the next piece of a body
+    body_timeout_seconds: float = (
+        limits.DEFAULT_BODY_TIMEOUT_SECONDS
+    )  # the longest wait for the next piece of a body
     max_concurrent_streams: int = limits.DEFAULT_MAX_CONCURRENT_STREAMS  # per gRPC (HTTP/2) connection
     max_connection_age_seconds: float = limits.DEFAULT_MAX_CONNECTION_AGE_SECONDS  # then GOAWAY; 0: never
     request_timeout: float = 30.0  # a request not answered by then gets DEADLINE_EXCEEDED / 504
@@ -77,10 +81,16 @@ class ServeConfig:
     request_log_file_bytes: int = limits.DEFAULT_REQUEST_LOG_FILE_BYTES
     request_log_total_bytes: int = limits.DEFAULT_REQUEST_LOG_TOTAL_BYTES
     models: dict | None = None  # {name: model_dir} instead of scanning `repo`
-    workers: int = 1  # processes serving REST and gRPC, each with its own sockets (one SO_REUSEPORT group a port)
-    worker_index: int = 0  # set in a worker: its index (1..workers-1), kept by its replacement; the parent is 0
+    workers: int = (
+        1  # processes serving REST and gRPC, each with its own sockets (one SO_REUSEPORT group a port)
+    )
+    worker_index: int = (
+        0  # set in a worker: its index (1..workers-1), kept by its replacement; the parent is 0
+    )
     rest_fd: int | None = None  # set in a worker: the inherited REST socket
-    shared_dir: str | None = None  # set in a worker: the parent's directory of shared admission counts and metrics
+    shared_dir: str | None = (
+        None  # set in a worker: the parent's directory of shared admission counts and metrics
+    )
     # TLS (tls.py): paths of SSLConfig files (TF Serving's --ssl_config_file), never their contents, so a
     # worker's command line (ps) shows no key. None: plaintext, as TF Serving without the flag.
     ssl_config_file: str | None = None  # gRPC, and REST unless one of the two below
@@ -139,18 +149,28 @@ class Server:
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        batching = ({"max_batch_size": config.max_batch_size, "batch_timeout_micros": config.batch_timeout_micros}
-                    if config.enable_batching else None)
+        batching = (
+            {"max_batch_size": config.max_batch_size, "batch_timeout_micros": config.batch_timeout_micros}
+            if config.enable_batching
+            else None
+        )
         self.manager = ModelManager(
             pathlib.Path(config.repo) if config.models is None and config.repo is not None else None,
             backend=config.backend,
-            policy=VersionPolicy.parse(config.version_policy), models=config.models,
-            models_config=config.models_config, batching=batching,
-            admission=Admission(config.max_inflight, config.max_elements, max_image_pixels=config.max_image_pixels), request_timeout=config.request_timeout,
+            policy=VersionPolicy.parse(config.version_policy),
+            models=config.models,
+            models_config=config.models_config,
+            batching=batching,
+            admission=Admission(
+                config.max_inflight, config.max_elements, max_image_pixels=config.max_image_pixels
+            ),
+            request_timeout=config.request_timeout,
             cheap_row_seconds=config.cheap_model_micros / 1e6,
             require_verification=config.require_verification,
-            request_log_limits=LogLimits(config.request_log_queue, config.request_log_file_bytes,
-                                         config.request_log_total_bytes))
+            request_log_limits=LogLimits(
+                config.request_log_queue, config.request_log_file_bytes, config.request_log_total_bytes
+            ),
+        )
         self.rest_port = None
         self.grpc_port = None
         self.grpc = None
@@ -168,16 +188,21 @@ class Server:
         self._watchdog = None
         self._worker_sockets: list[socket.socket] = []  # the workers' REST sockets, until each is handed over
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         if not 1 <= self.config.workers <= MAX_WORKERS:  # one column each in the shared admission table
-            raise InvalidArgumentError(f"Invalid value received for workers. Expected a number from 1 to "
-                                       f"{MAX_WORKERS}. Received: workers={self.config.workers}")
-        if self.config.rest_fd is not None:  # a worker: the parent bound its REST socket and guards gRPC's port
+            raise InvalidArgumentError(
+                f"Invalid value received for workers. Expected a number from 1 to "
+                f"{MAX_WORKERS}. Received: workers={self.config.workers}"
+            )
+        if (
+            self.config.rest_fd is not None
+        ):  # a worker: the parent bound its REST socket and guards gRPC's port
             self._rest_socket = socket.socket(fileno=self.config.rest_fd)
             grpc_port = self.config.grpc_port
         else:
-            self._rest_socket, *self._worker_sockets = bind_rest_sockets(self.config.host, self.config.rest_port,
-                                                                         self.config.workers)
+            self._rest_socket, *self._worker_sockets = bind_rest_sockets(
+                self.config.host, self.config.rest_port, self.config.workers
+            )
             try:
                 self._grpc_guard = bind_grpc_guard(self.config.host, self.config.grpc_port)
             except BaseException:
@@ -186,7 +211,9 @@ class Server:
             grpc_port = self._grpc_guard.getsockname()[1]
         try:
             self._start(grpc_port)
-        except BaseException:  # (a gRPC port taken meanwhile, a model that does not load...): nothing left open
+        except (
+            BaseException
+        ):  # (a gRPC port taken meanwhile, a model that does not load...): nothing left open
             try:
                 self.stop(grace=0)
             except Exception:  # the first error is the one to report
@@ -204,22 +231,29 @@ class Server:
         # loaded, so that a worker still loading takes no connection; the claim above already
         # made a port in use an error before the load.
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host  # an IPv6 address
-        self.grpc, self.grpc_port = make_grpc_server(self.manager, f"{host}:{grpc_port}",
-                                                     services=grpc_services(self.manager), reuse_port=True,
-                                                     threads=self._request_threads(16),
-                                                     max_concurrent=self.config.max_concurrent_requests,
-                                                     max_concurrent_streams=self.config.max_concurrent_streams,
-                                                     max_connection_age=self.config.max_connection_age_seconds,
-                                                     connection_age_grace=self.config.drain_seconds,
-                                                     credentials=grpc_server_credentials(self.config))
+        self.grpc, self.grpc_port = make_grpc_server(
+            self.manager,
+            f"{host}:{grpc_port}",
+            services=grpc_services(self.manager),
+            reuse_port=True,
+            threads=self._request_threads(16),
+            max_concurrent=self.config.max_concurrent_requests,
+            max_concurrent_streams=self.config.max_concurrent_streams,
+            max_connection_age=self.config.max_connection_age_seconds,
+            connection_age_grace=self.config.drain_seconds,
+            credentials=grpc_server_credentials(self.config),
+        )
         _tune_gc()
         self._start_rest()
         self.grpc.start()
         if self.config.poll_seconds > 0:
             self.manager.start_polling(self.config.poll_seconds)
-        self._watchdog = Watchdog({"REST (uvicorn)": lambda: self._rest_thread,
-                                   "gRPC event loop": lambda: self.grpc.loop_thread},
-                                  self._stopping, self._fail, exit_after=self.config.drain_seconds + 30).start()
+        self._watchdog = Watchdog(
+            {"REST (uvicorn)": lambda: self._rest_thread, "gRPC event loop": lambda: self.grpc.loop_thread},
+            self._stopping,
+            self._fail,
+            exit_after=self.config.drain_seconds + 30,
+        ).start()
         install_crash_signals({signal.SIGUSR1: lambda: self.grpc.loop, signal.SIGUSR2: lambda: self._loop})
         if self.config.rest_fd is None and self._worker_sockets:
             self._supervise_workers()
@@ -234,13 +268,23 @@ class Server:
         """Starts workers 1..N-1 (this process is 0) under a Supervisor, which replaces one that
         dies, and returns once every worker serves. A replacement's REST socket joins the port's
         group (the claim still listens here); its gRPC server joins through the guard, as the first did."""
+
         def spawn(index: int):
-            rest_socket = (self._worker_sockets.pop(0) if self._worker_sockets
-                           else join_port(self._rest_socket, "REST", "--rest-port"))
+            rest_socket = (
+                self._worker_sockets.pop(0)
+                if self._worker_sockets
+                else join_port(self._rest_socket, "REST", "--rest-port")
+            )
             return self._spawn_worker(rest_socket, index)
 
-        self._supervisor = Supervisor(spawn, shared_dir=self._shared_dir, counters=self.manager.admission.shared,
-                                      metrics=self.manager.metrics, stopping=self._stopping, give_up=self._fail)
+        self._supervisor = Supervisor(
+            spawn,
+            shared_dir=self._shared_dir,
+            counters=self.manager.admission.shared,
+            metrics=self.manager.metrics,
+            stopping=self._stopping,
+            give_up=self._fail,
+        )
         self._supervisor.start(range(1, self.config.workers))
         self._supervisor.wait_ready()
 
@@ -273,8 +317,9 @@ class Server:
             self._shared_dir = tempfile.mkdtemp(prefix="kerasdrop-serve-")
         if self._shared_dir is None:
             return
-        self.manager.admission.shared = SharedCounters(f"{self._shared_dir}/admission", create=owner,
-                                                       worker=self.config.worker_index)
+        self.manager.admission.shared = SharedCounters(
+            f"{self._shared_dir}/admission", create=owner, worker=self.config.worker_index
+        )
         self._peers = MetricsPeers(self._shared_dir, self.manager.metrics).start()
 
     def _spawn_worker(self, rest_socket: socket.socket, index: int):
@@ -284,14 +329,27 @@ class Server:
         import subprocess
         import sys
 
-        fields = dataclasses.asdict(self.config) | {"rest_fd": rest_socket.fileno(), "workers": 1,
-                                                    "rest_port": self.rest_port, "grpc_port": self.grpc_port,
-                                                    "shared_dir": self._shared_dir, "worker_index": index}
+        fields = dataclasses.asdict(self.config) | {
+            "rest_fd": rest_socket.fileno(),
+            "workers": 1,
+            "rest_port": self.rest_port,
+            "grpc_port": self.grpc_port,
+            "shared_dir": self._shared_dir,
+            "worker_index": index,
+        }
         if fields["models"] is not None:
             fields["models"] = {name: str(path) for name, path in fields["models"].items()}
         try:
-            return subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.process.worker", json.dumps(fields),
-                                     str(os.getpid())], pass_fds=[rest_socket.fileno()])
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kerasdrop.serving.process.worker",
+                    json.dumps(fields),
+                    str(os.getpid()),
+                ],
+                pass_fds=[rest_socket.fileno()],
+            )
         finally:
             rest_socket.close()
 
@@ -301,16 +359,30 @@ class Server:
         from kerasdrop.serving.process.http_app import HttpApp
         from kerasdrop.serving.process.uvicorn_protocol import guarded_protocol
 
-        app = HttpApp(rest_routers(self.manager), max_body_bytes=self.config.max_body_bytes,
-                      threads=self._request_threads(8), max_concurrent=self.config.max_concurrent_requests)
-        protocol = guarded_protocol(max_header_bytes=self.config.max_header_bytes,
-                                    max_header_count=self.config.max_header_count,
-                                    header_timeout=self.config.header_timeout_seconds,
-                                    body_timeout=self.config.body_timeout_seconds)
+        app = HttpApp(
+            rest_routers(self.manager),
+            max_body_bytes=self.config.max_body_bytes,
+            threads=self._request_threads(8),
+            max_concurrent=self.config.max_concurrent_requests,
+        )
+        protocol = guarded_protocol(
+            max_header_bytes=self.config.max_header_bytes,
+            max_header_count=self.config.max_header_count,
+            header_timeout=self.config.header_timeout_seconds,
+            body_timeout=self.config.body_timeout_seconds,
+        )
         with rest_ssl_options(self.config) as ssl_options:  # the PEM files exist only inside this block
-            config = uvicorn.Config(app, http=protocol, loop="asyncio", lifespan="off", access_log=False,
-                                    log_level="warning", timeout_keep_alive=self.config.keep_alive_seconds,
-                                    timeout_graceful_shutdown=self.config.drain_seconds, **ssl_options)
+            config = uvicorn.Config(
+                app,
+                http=protocol,
+                loop="asyncio",
+                lifespan="off",
+                access_log=False,
+                log_level="warning",
+                timeout_keep_alive=self.config.keep_alive_seconds,
+                timeout_graceful_shutdown=self.config.drain_seconds,
+                **ssl_options,
+            )
             config.load()  # reads the certificate files now (uvicorn.Server.serve would load it later)
         self._uvicorn = uvicorn.Server(config)
         started = threading.Event()
@@ -341,7 +413,9 @@ class Server:
         self._stopped = True
         self.manager.draining = True  # readiness answers false from now on
         grace = self.config.drain_seconds if grace is None else grace
-        workers = self._supervisor.stop() if self._supervisor is not None else []  # none replaced from here on
+        workers = (
+            self._supervisor.stop() if self._supervisor is not None else []
+        )  # none replaced from here on
         for worker in workers:  # they drain in parallel with this process
             worker.send_signal(signal.SIGTERM)
         grpc_done = self._stop_grpc(grace)
@@ -349,7 +423,9 @@ class Server:
             self._uvicorn.config.timeout_graceful_shutdown = grace
             self._uvicorn.should_exit = True  # uvicorn sees it within 0.1 s; close the listeners now
             try:
-                self._loop.call_soon_threadsafe(lambda: [listener.close() for listener in self._uvicorn.servers])
+                self._loop.call_soon_threadsafe(
+                    lambda: [listener.close() for listener in self._uvicorn.servers]
+                )
             except RuntimeError:  # its loop ended (the watchdog saw it): take no more connections
                 self._rest_socket.close()
         if self._rest_thread:
@@ -379,7 +455,7 @@ class Server:
         except RuntimeError:  # its loop ended (the watchdog saw it): nothing to drain
             return None
 
-    def handle_signals(self) -> "Server":
+    def handle_signals(self) -> Server:
         """SIGTERM and SIGINT end `serve_forever` with a drain; called before `start()`, so that a
         signal while workers are still starting drains too (instead of killing the process)."""
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -29,8 +29,10 @@ class SharedCounters:
         """Opens the table at `path`; the parent process (worker 0) creates it (zeroed) before
         starting workers. `worker`: this process's column, 0 to MAX_WORKERS - 1."""
         if not 0 <= worker < MAX_WORKERS:
-            raise ValueError(f"Invalid value received for worker. Expected an index from 0 to {MAX_WORKERS - 1}. "
-                             f"Received: worker={worker}")
+            raise ValueError(
+                f"Invalid value received for worker. Expected an index from 0 to {MAX_WORKERS - 1}. "
+                f"Received: worker={worker}"
+            )
         self.worker = worker
         flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0)
         self._fd = os.open(path, flags, 0o600)
@@ -38,7 +40,9 @@ class SharedCounters:
             os.ftruncate(self._fd, SLOTS * _ENTRY_SIZE)
         self._map = mmap.mmap(self._fd, SLOTS * _ENTRY_SIZE)
         self._threads = threading.Lock()  # flock excludes other processes, not this one's threads
-        self._keys: dict[str, bytes] = {}  # name -> its digest (slots are never freed, so a digest finds one slot)
+        self._keys: dict[
+            str, bytes
+        ] = {}  # name -> its digest (slots are never freed, so a digest finds one slot)
 
     @contextlib.contextmanager
     def _locked(self):
@@ -107,7 +111,7 @@ class SharedCounters:
         with self._locked():
             for slot in range(SLOTS):
                 offset = slot * _ENTRY_SIZE
-                if self._map[offset:offset + 16] == bytes(16):
+                if self._map[offset : offset + 16] == bytes(16):
                     continue
                 offset += _KEY.size + 8 * worker
                 (count,) = struct.unpack_from("<q", self._map, offset)

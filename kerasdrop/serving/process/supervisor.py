@@ -70,8 +70,19 @@ class Supervisor:
     workers died MAX_DEATHS times (see above), after which nothing more is replaced.
     """
 
-    def __init__(self, spawn, *, shared_dir: str, counters, metrics, stopping, give_up,
-                 max_deaths: int = MAX_DEATHS, window: float = DEATH_WINDOW_SECONDS, poll_seconds: float = 0.2):
+    def __init__(
+        self,
+        spawn,
+        *,
+        shared_dir: str,
+        counters,
+        metrics,
+        stopping,
+        give_up,
+        max_deaths: int = MAX_DEATHS,
+        window: float = DEATH_WINDOW_SECONDS,
+        poll_seconds: float = 0.2,
+    ):
         self._spawn, self._shared_dir, self._counters, self._metrics = spawn, shared_dir, counters, metrics
         self._stopping, self._give_up = stopping, give_up
         self._max_deaths, self._window, self._poll_seconds = max_deaths, window, poll_seconds
@@ -82,7 +93,7 @@ class Supervisor:
         self._stopped = threading.Event()
         self.failure: str | None = None
 
-    def start(self, indices) -> "Supervisor":
+    def start(self, indices) -> Supervisor:
         self._metrics.count(RESTARTS_METRIC, RESTARTS_HELP, by=0)  # on the page from the start, at 0
         with self._lock:
             for index in indices:  # each in _workers at once: a failed spawn still stops the others
@@ -142,24 +153,40 @@ class Supervisor:
         for path in (ready_path(self._shared_dir, worker.pid), peer_socket(self._shared_dir, worker.pid)):
             path.unlink(missing_ok=True)  # a dead peer's metrics socket would be asked at every scrape
         now = time.monotonic()
-        self._deaths = [death for death in self._deaths if not (death.recovered and now - death.time > self._window)]
+        self._deaths = [
+            death for death in self._deaths if not (death.recovered and now - death.time > self._window)
+        ]
         self._deaths.append(_Death(now, index))
         if len(self._deaths) >= self._max_deaths:
-            hint = " (with no such line, SIGKILL is often the kernel's out-of-memory killer: see dmesg)" \
-                if worker.returncode == -signal.SIGKILL else ""
+            hint = (
+                " (with no such line, SIGKILL is often the kernel's out-of-memory killer: see dmesg)"
+                if worker.returncode == -signal.SIGKILL
+                else ""
+            )
             return self._fail(
                 f"Worker processes died {len(self._deaths)} times within {self._window:g} s (the last: worker "
                 f"{index}, pid {worker.pid}, {how}); stopping the server. The cause is in the log lines of "
-                f"kerasdrop.serve[worker {worker.pid}] above{hint}")
-        log.error("worker %d (pid %d) %s; %d admission slot(s) it held are free again; starting a replacement "
-                  "(%d of %d deaths within %g s before the server stops)", index, worker.pid, how, freed,
-                  len(self._deaths), self._max_deaths, self._window)
+                f"kerasdrop.serve[worker {worker.pid}] above{hint}"
+            )
+        log.error(
+            "worker %d (pid %d) %s; %d admission slot(s) it held are free again; starting a replacement "
+            "(%d of %d deaths within %g s before the server stops)",
+            index,
+            worker.pid,
+            how,
+            freed,
+            len(self._deaths),
+            self._max_deaths,
+            self._window,
+        )
         try:
             self._workers[index] = self._spawn(index)
         except Exception as error:  # (out of file descriptors, processes): the server cannot heal itself
             del self._workers[index]
-            return self._fail(f"Could not start a replacement for worker {index}, which {how}: "
-                              f"{type(error).__name__}: {error}; stopping the server")
+            return self._fail(
+                f"Could not start a replacement for worker {index}, which {how}: "
+                f"{type(error).__name__}: {error}; stopping the server"
+            )
         self._starting.add(index)
         self._metrics.count(RESTARTS_METRIC, RESTARTS_HELP)
         return True
@@ -181,7 +208,7 @@ class Watchdog:
         self._exit_after, self._interval = exit_after, interval
         self.timer = None  # the exit after a failure, once started
 
-    def start(self) -> "Watchdog":
+    def start(self) -> Watchdog:
         threading.Thread(target=self._watch, name="kerasdrop-watchdog", daemon=True).start()
         return self
 
@@ -193,8 +220,10 @@ class Watchdog:
                 if self._stopping():  # checked after is_alive: a stop ends the threads after it is set
                     return
                 if ended:
-                    message = (f"The {name} thread of process {os.getpid()} ended while serving; stopping the "
-                               "process so that it does not serve the other protocol alone (see the error above)")
+                    message = (
+                        f"The {name} thread of process {os.getpid()} ended while serving; stopping the "
+                        "process so that it does not serve the other protocol alone (see the error above)"
+                    )
                     self.timer = threading.Timer(self._exit_after, os._exit, (3,))
                     self.timer.daemon = True
                     self.timer.start()
@@ -207,7 +236,10 @@ def install_crash_signals(loops: dict) -> None:
     """Test-only: with CRASH_SIGNALS_VARIABLE=1 in the environment, each signal in `loops`
     (signal -> a function returning an event loop) stops that loop, ending its thread as a crash
     would. Does nothing otherwise, or outside the main thread (where signals cannot be handled)."""
-    if os.environ.get(CRASH_SIGNALS_VARIABLE) != "1" or threading.current_thread() is not threading.main_thread():
+    if (
+        os.environ.get(CRASH_SIGNALS_VARIABLE) != "1"
+        or threading.current_thread() is not threading.main_thread()
+    ):
         return
     for signum, loop in loops.items():
         signal.signal(signum, lambda *_, loop=loop: loop().call_soon_threadsafe(loop().stop))

@@ -49,21 +49,27 @@ def load_ssl_config(path: str | pathlib.Path, flag: str = "--ssl-config-file") -
         return TlsConfigError(f"Invalid value received for {flag}. Expected {expected}. Received: {received}")
 
     if not pathlib.Path(path).is_file():
-        raise refuse("an SSLConfig file (TF Serving's ssl_config.proto in text format)", f"{path} (no such file)")
+        raise refuse(
+            "an SSLConfig file (TF Serving's ssl_config.proto in text format)", f"{path} (no such file)"
+        )
     try:
         message = parse_text(path, "SSLConfig")
     except (text_format.ParseError, UnicodeDecodeError) as error:
         detail = " ".join(str(error).split())  # one line, whatever the parser wrote
-        raise refuse("an SSLConfig text proto with server_key, server_cert, custom_ca, client_verify",
-                     f"{path}: {detail}") from None
+        raise refuse(
+            "an SSLConfig text proto with server_key, server_cert, custom_ca, client_verify",
+            f"{path}: {detail}",
+        ) from None
     except OSError as error:  # unreadable (permissions): still one line, not a traceback
         raise refuse("a readable SSLConfig file", f"{path} ({error.strerror or error})") from None
     missing = [name for name in ("server_key", "server_cert") if not getattr(message, name).strip()]
     if missing:
         raise refuse("server_key and server_cert as PEM text", f"{path} without {' and '.join(missing)}")
     if message.client_verify and not message.custom_ca.strip():
-        raise refuse("custom_ca (the CA that signs client certificates) when client_verify is true",
-                     f"{path} with client_verify and no custom_ca")
+        raise refuse(
+            "custom_ca (the CA that signs client certificates) when client_verify is true",
+            f"{path} with client_verify and no custom_ca",
+        )
     tls = ServerTls(message.server_key, message.server_cert, message.custom_ca, message.client_verify)
     try:
         _check_with_openssl(tls)
@@ -90,7 +96,9 @@ def _check_with_openssl(tls: ServerTls) -> None:
         except ssl.SSLError as error:
             reason = error.reason or str(error)
             if "MISMATCH" in str(reason).upper():
-                raise _PemError("server_key to be the private key of server_cert", "key values mismatch") from None
+                raise _PemError(
+                    "server_key to be the private key of server_cert", "key values mismatch"
+                ) from None
             raise _PemError("server_key and server_cert as PEM text", f"OpenSSL: {reason}") from None
     if tls.custom_ca.strip():
         try:
@@ -110,16 +118,22 @@ def pem_files(tls: ServerTls):
 
     directory = tempfile.mkdtemp(prefix="kerasdrop-tls-")  # mkdtemp makes it 0700, readable by this user only
     try:
+
         def write(name: str, text: str) -> str:
             path = os.path.join(directory, name)
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
                 file.write(text)
             return path
 
-        options = {"ssl_keyfile": write("server.key", tls.server_key),
-                   "ssl_certfile": write("server.crt", tls.server_cert)}
+        options = {
+            "ssl_keyfile": write("server.key", tls.server_key),
+            "ssl_certfile": write("server.crt", tls.server_cert),
+        }
         if tls.client_verify:
-            options |= {"ssl_ca_certs": write("custom_ca.crt", tls.custom_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+            options |= {
+                "ssl_ca_certs": write("custom_ca.crt", tls.custom_ca),
+                "ssl_cert_reqs": ssl.CERT_REQUIRED,
+            }
         yield options
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -136,11 +150,15 @@ def check_config(config) -> dict[str, ServerTls | None]:
     """Loads every ssl config file `config` names, before anything listens: `{"rest": ..., "grpc": ...}`,
     None for a plain port. Raises TlsConfigError."""
     if config.plain_rest and config.rest_ssl_config_file:
-        raise TlsConfigError("Invalid value received for --plain-rest. Expected it without --rest-ssl-config-file "
-                             "(REST is either plain or secured). Received: both")
+        raise TlsConfigError(
+            "Invalid value received for --plain-rest. Expected it without --rest-ssl-config-file "
+            "(REST is either plain or secured). Received: both"
+        )
     if config.plain_rest and not config.ssl_config_file:
-        raise TlsConfigError("Invalid value received for --plain-rest. Expected it with --ssl-config-file (it keeps "
-                             "REST plain while gRPC is secured). Received: --plain-rest alone")
+        raise TlsConfigError(
+            "Invalid value received for --plain-rest. Expected it with --ssl-config-file (it keeps "
+            "REST plain while gRPC is secured). Received: --plain-rest alone"
+        )
     rest_file = rest_ssl_config_file(config)
     grpc = load_ssl_config(config.ssl_config_file) if config.ssl_config_file else None
     if rest_file is None:
@@ -158,9 +176,11 @@ def grpc_server_credentials(config):
     import grpc
 
     tls = load_ssl_config(config.ssl_config_file)
-    return grpc.ssl_server_credentials([(tls.server_key.encode(), tls.server_cert.encode())],
-                                       root_certificates=tls.custom_ca.encode() if tls.client_verify else None,
-                                       require_client_auth=tls.client_verify)
+    return grpc.ssl_server_credentials(
+        [(tls.server_key.encode(), tls.server_cert.encode())],
+        root_certificates=tls.custom_ca.encode() if tls.client_verify else None,
+        require_client_auth=tls.client_verify,
+    )
 
 
 @contextlib.contextmanager

@@ -25,8 +25,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kerasdrop.serving import limits
 
-_MESSAGE = ("Invalid HTTP request received: expected an HTTP/1.1 request line, headers and a non-negative integer "
-            "Content-Length (or chunked body)")
+_MESSAGE = (
+    "Invalid HTTP request received: expected an HTTP/1.1 request line, headers and a non-negative integer "
+    "Content-Length (or chunked body)"
+)
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -42,9 +44,15 @@ class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str) -> None:
         """Answers `status` with a JSON error and closes the connection (its head is not read further)."""
         body = orjson.dumps({"error": message})
-        self.transport.write(b"".join([
-            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n" % (status, _REASONS[status]),
-            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n", body]))
+        self.transport.write(
+            b"".join(
+                [
+                    b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n" % (status, _REASONS[status]),
+                    b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
         self.transport.close()
 
 
@@ -63,7 +71,9 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
         self._head_bytes, self._header_count, self._head_exact = 0, 0, 0
         self._head_timer = self._body_timer = None
         # A connection that never sends a byte is idle, as a kept-alive one between requests is.
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
     def connection_lost(self, exc) -> None:
         self._cancel_timers()
@@ -72,7 +82,9 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
-        super().data_received(data)  # parser callbacks below; a refusal raised in one ends up in send_400_response
+        super().data_received(
+            data
+        )  # parser callbacks below; a refusal raised in one ends up in send_400_response
         if self.transport.is_closing():
             return
         # Timers only for what one read left incomplete: a request that arrives whole (nearly all of
@@ -80,8 +92,11 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
         # the parser skips, too); a body's restarts with every piece.
         if self._in_head and self._head_bytes:
             if self.max_header_bytes and self._head_bytes > self.max_header_bytes:
-                self._refuse(431, f"Request header is larger than the limit of {self.max_header_bytes} bytes "
-                                  "(--max-header-bytes)")
+                self._refuse(
+                    431,
+                    f"Request header is larger than the limit of {self.max_header_bytes} bytes "
+                    "(--max-header-bytes)",
+                )
             elif self._head_timer is None and self.header_timeout:
                 self._head_timer = self.loop.call_later(self.header_timeout, self._timed_out, "head")
         elif self._in_body and self.body_timeout:
@@ -100,8 +115,10 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         if self.max_header_count and self._header_count > self.max_header_count:
-            self._refusal = (431, f"Request has more than {self.max_header_count} header fields "
-                                  "(--max-header-count)")
+            self._refusal = (
+                431,
+                f"Request has more than {self.max_header_count} header fields (--max-header-count)",
+            )
             raise _Refused()  # stops the parser: httptools re-raises it as a parser error
         self._count_head(len(name) + len(value) + 4)
         super().on_header(name, value)
@@ -111,8 +128,11 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
         held to the limit too (the per-read count above bounds what is buffered before parsing)."""
         self._head_exact += size
         if self.max_header_bytes and self._head_exact > self.max_header_bytes:
-            self._refusal = (431, f"Request header is larger than the limit of {self.max_header_bytes} bytes "
-                                  "(--max-header-bytes)")
+            self._refusal = (
+                431,
+                f"Request header is larger than the limit of {self.max_header_bytes} bytes "
+                "(--max-header-bytes)",
+            )
             raise _Refused()
 
     def on_headers_complete(self) -> None:
@@ -129,13 +149,17 @@ class GuardedHttpToolsProtocol(JsonErrorHttpToolsProtocol):
         if part == "head":
             self._head_timer = None
             if self._in_head and not self.transport.is_closing():
-                self._refuse(408, f"Request header not received within {self.header_timeout:g} s "
-                                  "(--header-timeout-seconds)")
+                self._refuse(
+                    408,
+                    f"Request header not received within {self.header_timeout:g} s "
+                    "(--header-timeout-seconds)",
+                )
         else:
             self._body_timer = None
             if self._in_body and not self.transport.is_closing():
-                self._refuse(408, f"Request body stalled: no data for {self.body_timeout:g} s "
-                                  "(--body-timeout-seconds)")
+                self._refuse(
+                    408, f"Request body stalled: no data for {self.body_timeout:g} s (--body-timeout-seconds)"
+                )
 
     def _cancel_timers(self) -> None:
         for timer in (self._head_timer, self._body_timer):
@@ -152,15 +176,24 @@ class _Refused(Exception):
     pass
 
 
-def guarded_protocol(*, max_header_bytes: int = limits.DEFAULT_MAX_HEADER_BYTES,
-                     max_header_count: int = limits.DEFAULT_MAX_HEADER_COUNT,
-                     header_timeout: float = limits.DEFAULT_HEADER_TIMEOUT_SECONDS,
-                     body_timeout: float = limits.DEFAULT_BODY_TIMEOUT_SECONDS) -> type:
+def guarded_protocol(
+    *,
+    max_header_bytes: int = limits.DEFAULT_MAX_HEADER_BYTES,
+    max_header_count: int = limits.DEFAULT_MAX_HEADER_COUNT,
+    header_timeout: float = limits.DEFAULT_HEADER_TIMEOUT_SECONDS,
+    body_timeout: float = limits.DEFAULT_BODY_TIMEOUT_SECONDS,
+) -> type:
     """The protocol class for uvicorn's `http=` with these limits (0 turns one off; with all three off,
     uvicorn's own protocol with JSON errors, as before the limits: the benchmark's reference)."""
     if not (max_header_bytes or max_header_count or header_timeout or body_timeout):
         return JsonErrorHttpToolsProtocol
-    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {
-        "max_header_bytes": max_header_bytes, "max_header_count": max_header_count, "header_timeout": header_timeout,
-        "body_timeout": body_timeout})
-
+    return type(
+        "GuardedHttpToolsProtocol",
+        (GuardedHttpToolsProtocol,),
+        {
+            "max_header_bytes": max_header_bytes,
+            "max_header_count": max_header_count,
+            "header_timeout": header_timeout,
+            "body_timeout": body_timeout,
+        },
+    )

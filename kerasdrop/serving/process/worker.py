@@ -25,6 +25,7 @@ def _exit_with_parent(parent: int) -> None:
     `parent` is the pid the parent passed: a parent that died before the worker got this far (it
     imports TensorFlow for seconds) has already handed it to init, and `os.getppid()` would watch init.
     """
+
     def watch():
         while os.getppid() == parent:
             time.sleep(1)
@@ -34,7 +35,9 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    _exit_with_parent(int(argv[1]) if len(argv) > 1 else os.getppid())  # first: TensorFlow's import takes seconds
+    _exit_with_parent(
+        int(argv[1]) if len(argv) > 1 else os.getppid()
+    )  # first: TensorFlow's import takes seconds
     from kerasdrop._quiet import import_tensorflow_quietly
     from kerasdrop.serving.process.server import ServeConfig, Server
     from kerasdrop.serving.process.supervisor import ServingStoppedError, ready_path

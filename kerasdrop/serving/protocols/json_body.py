@@ -25,8 +25,9 @@ def parse_json(body: bytes):
     except orjson.JSONDecodeError as error:
         token = _NON_FINITE.search(body)
         if token:
-            raise invalid(f"JSON value {token.group(1).decode()} is not allowed: inputs must be finite numbers") \
-                from None
+            raise invalid(
+                f"JSON value {token.group(1).decode()} is not allowed: inputs must be finite numbers"
+            ) from None
         raise invalid(f"JSON Parse error: {error}") from None
 
 

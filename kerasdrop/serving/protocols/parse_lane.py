@@ -86,8 +86,11 @@ class ParseLane:
         with self._lock:
             try:
                 if self._process is None or self._process.poll() is not None:
-                    self._process = subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.protocols.parse_lane"],
-                                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                    self._process = subprocess.Popen(
+                        [sys.executable, "-m", "kerasdrop.serving.protocols.parse_lane"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                    )
                 _write_frame(self._process.stdin, body)
                 answer = _read_frame(self._process.stdout)
             except (OSError, ValueError) as error:  # a broken pipe, a closed stream

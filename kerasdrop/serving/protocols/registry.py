@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Callable
+from collections.abc import Callable
 
 
 class RestRouter(typing.Protocol):
@@ -65,8 +65,10 @@ def _open_inference_grpc(manager) -> list:
     return open_inference_services(manager)
 
 
-PROTOCOLS: list[Protocol] = [Protocol("tf-serving", _tf_serving_rest, _tf_serving_grpc),
-                             Protocol("open-inference", _open_inference_rest, _open_inference_grpc)]
+PROTOCOLS: list[Protocol] = [
+    Protocol("tf-serving", _tf_serving_rest, _tf_serving_grpc),
+    Protocol("open-inference", _open_inference_rest, _open_inference_grpc),
+]
 
 
 def rest_routers(manager) -> list:

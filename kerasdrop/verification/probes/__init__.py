@@ -44,15 +44,22 @@ class Magnitude:
 # With no range declared anywhere, probes take each of these in turn, so a rescaling that depends on
 # the batch (`x / max(1, max(batch))`) shows whatever numbers the users send. Images arrive in [0, 1],
 # 0..255 or standardised; nobody sends +-1e4, so `large` only stresses (a threshold only it crosses).
-UNDECLARED_MAGNITUDES = (Magnitude("unit interval", 0.0, 1.0), Magnitude("0..255 pixels", 0.0, 255.0),
-                         Magnitude("standard normal", -1.0, 1.0, "normal"),
-                         Magnitude("large", -1e4, 1e4, in_range=False))
+UNDECLARED_MAGNITUDES = (
+    Magnitude("unit interval", 0.0, 1.0),
+    Magnitude("0..255 pixels", 0.0, 255.0),
+    Magnitude("standard normal", -1.0, 1.0, "normal"),
+    Magnitude("large", -1e4, 1e4, in_range=False),
+)
 
 
 def magnitudes(declared: tuple[float, float] | None, specs=None) -> list[Magnitude]:
     """The declared range alone; else every magnitude (one when no input is a float: they do not apply)."""
     if declared is not None:
-        return [Magnitude(f"declared range {declared[0]:g}..{declared[1]:g}", float(declared[0]), float(declared[1]))]
+        return [
+            Magnitude(
+                f"declared range {declared[0]:g}..{declared[1]:g}", float(declared[0]), float(declared[1])
+            )
+        ]
     if specs is not None and not any(spec.kind == "float" for spec in specs):
         return [UNDECLARED_MAGNITUDES[0]]
     return list(UNDECLARED_MAGNITUDES)
@@ -107,7 +114,9 @@ def _one_input(spec: InputSpec, low: float, high: float, batch: int, rng, distri
     brightness = (np.arange(1, rows + 1) / rows).reshape((-1,) + (1,) * (len(shape) - 1)) if shape else 1.0
     unit = rng.uniform(0.0, 1.0, size=shape) * brightness
     if spec.kind == "bool":
-        return np.asarray(unit > 0.5 * brightness)  # an array even when 0-d: runtimes refuse numpy.bool scalars
+        return np.asarray(
+            unit > 0.5 * brightness
+        )  # an array even when 0-d: runtimes refuse numpy.bool scalars
     if spec.kind == "string":
         if spec.tokens:
             picks = np.asarray(np.floor(unit * len(spec.tokens)).astype("int64") % len(spec.tokens))
@@ -128,8 +137,14 @@ def _one_input(spec: InputSpec, low: float, high: float, batch: int, rng, distri
     return np.asarray(values).astype(spec.dtype)
 
 
-def probe_inputs(specs: list[InputSpec], low: float, high: float, batch: int = BATCH,
-                 seed: int = 0, distribution: str = "uniform") -> dict[str, np.ndarray]:
+def probe_inputs(
+    specs: list[InputSpec],
+    low: float,
+    high: float,
+    batch: int = BATCH,
+    seed: int = 0,
+    distribution: str = "uniform",
+) -> dict[str, np.ndarray]:
     """`{input name: array}`: `batch` rows per batched input, uniform within [low, high] per row brightness
     (`distribution="normal"`: standard normal floats, rows of different spread)."""
     rng = np.random.default_rng(seed)
@@ -147,14 +162,19 @@ def integer_range(specs: list[InputSpec], low: float, high: float) -> tuple[floa
 
 def batch_size(inputs: dict[str, np.ndarray], batched=None) -> int:
     """Rows of the batched inputs (`batched`: their names; default every input that is not 0-d)."""
-    sizes = [len(value) for name, value in inputs.items()
-             if np.ndim(value) and (batched is None or name in batched)]
+    sizes = [
+        len(value)
+        for name, value in inputs.items()
+        if np.ndim(value) and (batched is None or name in batched)
+    ]
     return min(sizes) if sizes else 0
 
 
 def row(inputs: dict[str, np.ndarray], index: int, batched=None) -> dict[str, np.ndarray]:
-    return {name: value[index:index + 1] if np.ndim(value) and (batched is None or name in batched) else value
-            for name, value in inputs.items()}
+    return {
+        name: value[index : index + 1] if np.ndim(value) and (batched is None or name in batched) else value
+        for name, value in inputs.items()
+    }
 
 
 def keras_input_specs(model) -> list[InputSpec]:
@@ -170,9 +190,16 @@ def keras_input_specs(model) -> list[InputSpec]:
         dtype = object if str(tensor.dtype) == "string" else np.dtype(str(tensor.dtype))
         shape = tuple(tensor.shape)
         ids = by_input.get(tensor.name, vocabulary) if np.issubdtype(dtype, np.integer) else None
-        specs.append(InputSpec(tensor.name, dtype, shape[1:], batched=bool(shape) and shape[0] is None,
-                               vocabulary=ids,
-                               tokens=tokens if dtype == object else None))
+        specs.append(
+            InputSpec(
+                tensor.name,
+                dtype,
+                shape[1:],
+                batched=bool(shape) and shape[0] is None,
+                vocabulary=ids,
+                tokens=tokens if dtype == object else None,
+            )
+        )
     return specs
 
 
@@ -190,7 +217,8 @@ def input_vocabularies(model) -> dict[str, int]:
         for tensor in tensors:
             for consumer in layer.layers:
                 if isinstance(consumer, keras.layers.Embedding) and any(
-                        any(x is tensor for x in node.input_tensors) for node in consumer._inbound_nodes):
+                    any(x is tensor for x in node.input_tensors) for node in consumer._inbound_nodes
+                ):
                     found.setdefault(tensor.name, int(consumer.input_dim))
     return found
 
@@ -206,7 +234,9 @@ def keras_vocabulary(model) -> tuple[int | None, tuple | None]:
             sizes.append(int(layer.input_dim))
         elif isinstance(layer, keras.layers.StringLookup) and tokens is None:
             try:
-                vocabulary = [token for token in layer.get_vocabulary() if token != layer.oov_token and token != ""]
+                vocabulary = [
+                    token for token in layer.get_vocabulary() if token != layer.oov_token and token != ""
+                ]
             except (AttributeError, ValueError, RuntimeError):
                 vocabulary = []
             tokens = tuple(vocabulary) or None
@@ -295,8 +325,12 @@ def warmup_probes(directory: pathlib.Path) -> dict[str, list[dict[str, np.ndarra
 
 
 def warmup_range(requests: list[dict[str, np.ndarray]]) -> tuple[float, float] | None:
-    values = [value.astype("float64").ravel() for inputs in requests for value in inputs.values()
-              if value.dtype != object and value.size]
+    values = [
+        value.astype("float64").ravel()
+        for inputs in requests
+        for value in inputs.values()
+        if value.dtype != object and value.size
+    ]
     if not values:
         return None
     joined = np.concatenate(values)

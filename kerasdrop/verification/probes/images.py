@@ -10,7 +10,15 @@ import numpy as np
 
 from kerasdrop.verification import probes
 
-DECODE_OPS = ("DecodeImage", "DecodePng", "DecodeJpeg", "DecodeAndCropJpeg", "DecodeBmp", "DecodeGif", "DecodeWebP")
+DECODE_OPS = (
+    "DecodeImage",
+    "DecodePng",
+    "DecodeJpeg",
+    "DecodeAndCropJpeg",
+    "DecodeBmp",
+    "DecodeGif",
+    "DecodeWebP",
+)
 # Probe images are small and of another size than any model input, so the in-graph resize runs too.
 PROBE_SIZE = (probes.OPEN_DIMENSION, probes.OPEN_DIMENSION + 2, 3)
 
@@ -34,9 +42,15 @@ def image_probes(specs: list[probes.InputSpec], batch: int, seed: int) -> dict[s
             found.update(probes.probe_inputs([spec], 0.0, 1.0, batch=batch, seed=seed + offset))
             continue
         rows = batch if spec.batched else 1
-        shape = ((batch,) if spec.batched else ()) + tuple(1 if dim is None else dim for dim in spec.row_shape)
+        shape = ((batch,) if spec.batched else ()) + tuple(
+            1 if dim is None else dim for dim in spec.row_shape
+        )
         count = int(np.prod(shape)) if shape else 1
-        images = probes.probe_inputs([pixels_spec], 0.0, 255.0, batch=max(count, rows), seed=seed + offset)["pixels"]
+        images = probes.probe_inputs([pixels_spec], 0.0, 255.0, batch=max(count, rows), seed=seed + offset)[
+            "pixels"
+        ]
         encoded = [png(np.round(image)) for image in images[:count]]
-        found[spec.name] = np.array(encoded, dtype=object).reshape(shape) if shape else np.array(encoded[0], dtype=object)
+        found[spec.name] = (
+            np.array(encoded, dtype=object).reshape(shape) if shape else np.array(encoded[0], dtype=object)
+        )
     return found

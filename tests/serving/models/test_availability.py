@@ -78,22 +78,32 @@ def test_bad_entries_are_skipped_with_a_log_naming_them(exported_repo, tmp_path,
 
 def test_models_config_version_policy_is_honoured(shared_testdata, tmp_path):
     config = tmp_path / "models.config"
-    config.write_text('model_config_list { config { name: "default" base_path: "/models/default" '
-                      'model_platform: "tensorflow" model_version_policy { specific { versions: 123 versions: 124 } } '
-                      'version_labels { key: "stable" value: 123 } version_labels { key: "canary" value: 124 } } }')
-    with running_server(models={"default": shared_testdata / "saved_model_half_plus_two_2_versions"},
-                        models_config=str(config)) as server:
+    config.write_text(
+        'model_config_list { config { name: "default" base_path: "/models/default" '
+        'model_platform: "tensorflow" model_version_policy { specific { versions: 123 versions: 124 } } '
+        'version_labels { key: "stable" value: 123 } version_labels { key: "canary" value: 124 } } }'
+    )
+    with running_server(
+        models={"default": shared_testdata / "saved_model_half_plus_two_2_versions"},
+        models_config=str(config),
+    ) as server:
         status, body = rest(server, "GET", "/v1/models/default")
         assert [entry["version"] for entry in body["model_version_status"]] == ["123", "124"]
         for label in ("stable", "canary"):
-            status, body = rest(server, "POST", f"/v1/models/default/labels/{label}:predict", {"instances": [2.0]})
+            status, body = rest(
+                server, "POST", f"/v1/models/default/labels/{label}:predict", {"instances": [2.0]}
+            )
             assert status == 200 and body == {"predictions": [3.0]}, body
 
 
 def test_latest_n_policy(shared_testdata):
     assert VersionPolicy.parse("latest:2").select([1, 5, 7]) == [5, 7]
-    manager = ModelManager(None, models={"default": shared_testdata / "saved_model_half_plus_two_2_versions"},
-                           policy=VersionPolicy.parse("latest:2"), backend="tf")
+    manager = ModelManager(
+        None,
+        models={"default": shared_testdata / "saved_model_half_plus_two_2_versions"},
+        policy=VersionPolicy.parse("latest:2"),
+        backend="tf",
+    )
     manager.sync()
     assert manager.loaded_versions() == {"default": [123, 124]}
     manager.stop()
@@ -111,7 +121,7 @@ def test_serve_exits_2_on_a_bad_models_config_at_start_up(exported_repo, tmp_pat
 
     repo, _ = exported_repo
     config = tmp_path / "models.config"
-    config.write_text("model_config_list { config { name: \"lenet5\" ")
+    config.write_text('model_config_list { config { name: "lenet5" ')
     assert main(["serve", "--models-config", str(config), "--rest-port", "0", "--grpc-port", "0"]) == 2
     assert f"{config}:1" in capsys.readouterr().err
 
@@ -119,7 +129,9 @@ def test_serve_exits_2_on_a_bad_models_config_at_start_up(exported_repo, tmp_pat
 def test_a_broken_models_config_at_runtime_keeps_the_last_good_one(exported_repo, tmp_path, caplog):
     repo, _ = exported_repo
     config = tmp_path / "models.config"
-    config.write_text('model_config_list { config { name: "lenet5" version_labels { key: "stable" value: 1 } } }')
+    config.write_text(
+        'model_config_list { config { name: "lenet5" version_labels { key: "stable" value: 1 } } }'
+    )
     manager = ModelManager(repo, backend="onnx", models_config=config)
     manager.sync()
     config.write_text("model_config_list { config { name: ")
@@ -131,16 +143,21 @@ def test_a_broken_models_config_at_runtime_keeps_the_last_good_one(exported_repo
 
 
 def test_a_label_moved_to_a_version_not_yet_serving_stays_on_the_old_one_until_it_does(
-        exported_repo, tmp_path):
+    exported_repo, tmp_path
+):
     repo, _ = _copy(exported_repo, tmp_path)
     config = tmp_path / "models.config"
-    policy = 'model_version_policy { specific { versions: 1 versions: 2 } }'
-    config.write_text(f'model_config_list {{ config {{ name: "lenet5" {policy} '
-                      'version_labels { key: "stable" value: 1 } } }')
+    policy = "model_version_policy { specific { versions: 1 versions: 2 } }"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "lenet5" {policy} '
+        'version_labels { key: "stable" value: 1 } } }'
+    )
     manager = ModelManager(repo, backend="onnx", models_config=config)
     manager.sync()
-    config.write_text(f'model_config_list {{ config {{ name: "lenet5" {policy} '
-                      'version_labels { key: "stable" value: 2 } } }')
+    config.write_text(
+        f'model_config_list {{ config {{ name: "lenet5" {policy} '
+        'version_labels { key: "stable" value: 2 } } }'
+    )
     manager.sync()  # version 2 is not in the repository yet: the label keeps answering from version 1
     assert manager.resolve("lenet5", label="stable").version == 1
     shutil.copytree(repo / "lenet5" / "1", repo / "lenet5" / "2")

@@ -49,8 +49,11 @@ def test_an_exported_version_answers_its_own_golden_requests_on_both_backends(ex
     with caplog.at_level(logging.INFO, logger="kerasdrop.serve"):
         manager.sync()
     assert manager.loaded_versions() == {"lenet5": [1]} and manager.readiness() == (True, "")
-    assert any(f"lenet5 version 1 answered its golden requests within tolerance ({backend} backend)"
-               in r.getMessage() for r in caplog.records)
+    assert any(
+        f"lenet5 version 1 answered its golden requests within tolerance ({backend} backend)"
+        in r.getMessage()
+        for r in caplog.records
+    )
     manager.stop()
 
 
@@ -123,8 +126,12 @@ def test_a_backends_entry_overrides_the_golden_outputs_for_that_backend(golden_r
     repo, _ = golden_repo
 
     def onnx_entry_right_top_level_wrong(document):
-        document["backends"] = {"onnx": {"outputs": json.loads(json.dumps(document["outputs"])),
-                                         "tolerance": document["tolerance"]}}
+        document["backends"] = {
+            "onnx": {
+                "outputs": json.loads(json.dumps(document["outputs"])),
+                "tolerance": document["tolerance"],
+            }
+        }
         _nudge_probability(document)
 
     onnx_manager, tf_manager = ModelManager(repo, backend="onnx"), ModelManager(repo, backend="tf")
@@ -158,7 +165,10 @@ def test_not_ready_until_the_golden_requests_match_then_ready(exported_repo, tmp
         write_golden(version)  # the right answers: retried at once, since golden.json changed
         server.manager.sync()
         assert rest(server, "GET", "/v2/health/ready") == (200, {"ready": True})
-        assert rest(server, "GET", "/v2/models/lenet5/versions/1/ready") == (200, {"name": "lenet5", "ready": True})
+        assert rest(server, "GET", "/v2/models/lenet5/versions/1/ready") == (
+            200,
+            {"name": "lenet5", "ready": True},
+        )
         assert rest(server, "GET", "/v1/models/lenet5")[1]["model_version_status"][0]["state"] == "AVAILABLE"
 
 
@@ -185,15 +195,32 @@ def test_with_zero_models_the_server_is_not_ready(tmp_path):
     assert manager.readiness() == (False, "no model is loaded")
 
 
-@pytest.mark.parametrize("content, reason", [
-    ("{not json", "cannot be read as JSON"),
-    (json.dumps({"format": 2}), "expected 'format': 1; received 2"),
-    (json.dumps({"format": 1, "requests": "../../elsewhere", "outputs": [], "tolerance": {"atol": 0, "rtol": 0}}),
-     "'requests' must name a file inside the version directory"),
-    (json.dumps({"format": 1, "outputs": [], "tolerance": {"atol": -1, "rtol": 0}}), "non-negative numbers"),
-    (json.dumps({"format": 1, "outputs": [], "tolerance": {"atol": 0, "rtol": 0}}),
-     "holds 2 serving_default requests the backend answered; golden.json has outputs for 0"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("{not json", "cannot be read as JSON"),
+        (json.dumps({"format": 2}), "expected 'format': 1; received 2"),
+        (
+            json.dumps(
+                {
+                    "format": 1,
+                    "requests": "../../elsewhere",
+                    "outputs": [],
+                    "tolerance": {"atol": 0, "rtol": 0},
+                }
+            ),
+            "'requests' must name a file inside the version directory",
+        ),
+        (
+            json.dumps({"format": 1, "outputs": [], "tolerance": {"atol": -1, "rtol": 0}}),
+            "non-negative numbers",
+        ),
+        (
+            json.dumps({"format": 1, "outputs": [], "tolerance": {"atol": 0, "rtol": 0}}),
+            "holds 2 serving_default requests the backend answered; golden.json has outputs for 0",
+        ),
+    ],
+)
 def test_an_unusable_golden_json_keeps_the_version_out_with_a_reason(golden_repo, caplog, content, reason):
     repo, _ = golden_repo
     manager = ModelManager(repo)
@@ -222,14 +249,18 @@ def test_require_verification_refuses_versions_without_a_passing_report(golden_r
     report = json.loads((failed / "verification.json").read_text())
     (failed / "verification.json").write_text(json.dumps(report | {"ok": False}))
     (repo / "half_plus_two").mkdir()
-    shutil.copytree(shared_testdata / "saved_model_half_plus_two_cpu" / "00000123", repo / "half_plus_two" / "123")
+    shutil.copytree(
+        shared_testdata / "saved_model_half_plus_two_cpu" / "00000123", repo / "half_plus_two" / "123"
+    )
     strict = ModelManager(repo, require_verification=True, policy=VersionPolicy("all"))
     with caplog.at_level(logging.ERROR, logger="kerasdrop.serve"):
         strict.sync()
     assert strict.loaded_versions() == {"lenet5": [1]}
     failures = _failures(caplog)
-    assert any("VerificationRequired" in f and "half_plus_two" in f and "verification.json not found" in f
-               for f in failures), failures
+    assert any(
+        "VerificationRequired" in f and "half_plus_two" in f and "verification.json not found" in f
+        for f in failures
+    ), failures
     assert any("does not report a passing verification" in f and "ok=False" in f for f in failures), failures
     assert strict.readiness()[0] is False, "a model with no verified version keeps the server not ready"
     default = ModelManager(repo)  # off by default: any TF Serving repository serves

@@ -87,8 +87,10 @@ def test_a_version_deleted_under_load_is_404_only_for_requests_naming_it(repo):
 
 def test_a_broken_models_config_keeps_the_last_good_one_and_is_logged_once(repo, caplog):
     config = repo / "models.config"
-    config.write_text('model_config_list { config { name: "lenet5" base_path: "/models/lenet5" '
-                      'version_labels { key: "stable" value: 1 } } }\n')
+    config.write_text(
+        'model_config_list { config { name: "lenet5" base_path: "/models/lenet5" '
+        'version_labels { key: "stable" value: 1 } } }\n'
+    )
     with running_server(repo=str(repo), models_config=str(config), poll_seconds=0.1) as server:
         assert rest(server, "GET", "/v1/models/lenet5/labels/stable/metadata")[0] == 200
         with caplog.at_level(logging.ERROR, logger="kerasdrop.serve"):

@@ -11,9 +11,14 @@ from tests.serving.conftest import rest, running_server
 
 
 def _config(path, **models):
-    path.write_text("model_config_list {\n" + "".join(
-        f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" }}\n'
-        for name, base in models.items()) + "}\n")
+    path.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" }}\n'
+            for name, base in models.items()
+        )
+        + "}\n"
+    )
     return path
 
 
@@ -48,8 +53,9 @@ def test_a_relative_base_path_is_refused_as_tf_serving_refuses_it(tmp_path, caps
 
 def test_a_model_listed_twice_is_refused(tmp_path):
     config = tmp_path / "models.config"
-    config.write_text('model_config_list { config { name: "a" base_path: "/x/a" } config { name: "a" '
-                      'base_path: "/x/b" } }')
+    config.write_text(
+        'model_config_list { config { name: "a" base_path: "/x/a" } config { name: "a" base_path: "/x/b" } }'
+    )
     with pytest.raises(ConfigError, match="illegal to list model a multiple times"):
         ModelManager(None, models_config=config)
 
@@ -70,6 +76,20 @@ def test_a_missing_base_path_is_logged_once_and_the_others_serve(exported_repo, 
 def test_repo_and_models_config_together_are_refused(exported_repo, tmp_path, capsys):
     repo, _ = exported_repo
     config = _config(tmp_path / "models.config", lenet5=repo / "lenet5")
-    assert main(["serve", "--repo", str(repo), "--models-config", str(config), "--rest-port", "0",
-                 "--grpc-port", "0"]) == 2
+    assert (
+        main(
+            [
+                "serve",
+                "--repo",
+                str(repo),
+                "--models-config",
+                str(config),
+                "--rest-port",
+                "0",
+                "--grpc-port",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "name different sets of models; give one" in capsys.readouterr().err

@@ -20,14 +20,21 @@ def _slow_double(seconds):
     def run(inputs):
         time.sleep(seconds)
         return {"y": inputs["x"] * 2}
+
     return run
 
 
 def test_stopping_a_batcher_answers_what_is_queued_and_later_submits():
     batcher = Batcher(_slow_double(0.2), max_batch_size=2, batch_timeout_micros=1000)
     results = [None] * 6
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(
-        i, batcher.submit({"x": np.array([float(i)])}, timeout=10)["y"][0])) for i in range(6)]
+    threads = [
+        threading.Thread(
+            target=lambda i=i: results.__setitem__(
+                i, batcher.submit({"x": np.array([float(i)])}, timeout=10)["y"][0]
+            )
+        )
+        for i in range(6)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(0.05)
@@ -64,8 +71,14 @@ def test_hot_swap_under_batching_answers_every_request(exported_repo, tmp_path):
     source, _ = exported_repo
     repo = tmp_path / "export"
     shutil.copytree(source, repo)
-    with running_server(repo=str(repo), backend="onnx", poll_seconds=0.1, enable_batching=True,
-                        batch_timeout_micros=20000, cheap_model_micros=0) as server:
+    with running_server(
+        repo=str(repo),
+        backend="onnx",
+        poll_seconds=0.1,
+        enable_batching=True,
+        batch_timeout_micros=20000,
+        cheap_model_micros=0,
+    ) as server:
         client = ServingClient(f"grpc://127.0.0.1:{server.grpc_port}", timeout=10)
         answers, failures, stop = [], [], threading.Event()
 
@@ -97,9 +110,26 @@ def test_hot_swap_under_batching_answers_every_request(exported_repo, tmp_path):
 
 
 def _start_server(repo, rest_port, grpc_port, *extra):
-    server = subprocess.Popen([sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend",
-                               "onnx", "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), *extra],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kerasdrop.cli",
+            "serve",
+            "--repo",
+            str(repo),
+            "--backend",
+            "onnx",
+            "--rest-port",
+            str(rest_port),
+            "--grpc-port",
+            str(grpc_port),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = []
     while "kerasdrop serve: REST" not in (line := server.stdout.readline()):  # once every worker serves
         output.append(line)
@@ -115,8 +145,20 @@ def test_sigterm_drains_in_flight_requests_on_both_protocols_and_exits_0(exporte
     repo, _ = exported_repo
     rest_port, grpc_port = _free_port(), _free_port()
     # Each batch waits 1 s for company, so requests are surely in flight when SIGTERM comes.
-    server = _start_server(repo, rest_port, grpc_port, "--enable-batching", "--max-batch-size", "64",
-                           "--batch-timeout-micros", "1000000", "--drain-seconds", "10", "--cheap-model-micros", "0")
+    server = _start_server(
+        repo,
+        rest_port,
+        grpc_port,
+        "--enable-batching",
+        "--max-batch-size",
+        "64",
+        "--batch-timeout-micros",
+        "1000000",
+        "--drain-seconds",
+        "10",
+        "--cheap-model-micros",
+        "0",
+    )
     try:
         results, lock = [], threading.Lock()
 
@@ -207,7 +249,9 @@ def test_workers_share_the_rest_port_and_stop_together(exported_repo):
         try:
             time.sleep(0.5)
             accepted = [len(_tcp_sockets(pid, rest_port, "01")) for pid in (server.pid, worker)]
-            assert sum(accepted) == 16 and min(accepted) > 0, f"connections held by the two processes: {accepted}"
+            assert sum(accepted) == 16 and min(accepted) > 0, (
+                f"connections held by the two processes: {accepted}"
+            )
         finally:
             for connection in burst:
                 connection.close()
@@ -225,21 +269,30 @@ def test_workers_share_the_rest_port_and_stop_together(exported_repo):
             thread.join()
         assert shapes == {(1,)}
         for _ in range(6):  # a channel each: the kernel spreads them over both workers' gRPC listeners
-            assert ServingClient(f"grpc://127.0.0.1:{grpc_port}").predict("lenet5", IMAGE)["class_ids"].shape == (1,)
+            assert ServingClient(f"grpc://127.0.0.1:{grpc_port}").predict("lenet5", IMAGE)[
+                "class_ids"
+            ].shape == (1,)
         for _ in range(4):  # whichever worker answers the scrape, the page counts both workers' requests
-            page = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics").read()
+            page = urllib.request.urlopen(
+                f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics"
+            ).read()
             assert b'model_name="lenet5",version="1",API="rest:predict",status="OK"} 40\n' in page
             assert b'model_name="lenet5",version="1",API="grpc:predict",status="OK"} 6\n' in page
         # The workers share the gRPC port through SO_REUSEPORT; a second server must not join them.
         with pytest.raises(PortInUseError) as raised:
-            Server(ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, rest_port=0, grpc_port=grpc_port)).start()
+            Server(
+                ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, rest_port=0, grpc_port=grpc_port)
+            ).start()
         assert f"gRPC port {grpc_port} on 127.0.0.1 is already in use" in str(raised.value)
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
     assert code == 0
     time.sleep(0.5)
-    assert not pathlib_exists(f"/proc/{worker}/stat") or "Z" in open(f"/proc/{worker}/stat").read().split(")")[1][:3]
+    assert (
+        not pathlib_exists(f"/proc/{worker}/stat")
+        or "Z" in open(f"/proc/{worker}/stat").read().split(")")[1][:3]
+    )
 
 
 def pathlib_exists(path: str) -> bool:
@@ -257,7 +310,9 @@ def test_a_lone_request_is_not_held_back_for_company():
     expecting = Batcher(_slow_double(0), max_batch_size=8, batch_timeout_micros=500_000, in_flight=lambda: 2)
     started = time.perf_counter()
     assert expecting.submit({"x": np.array([3.0])}, timeout=10)["y"][0] == 6.0
-    assert time.perf_counter() - started >= 0.45, "another request is on its way: wait for it, up to the timeout"
+    assert time.perf_counter() - started >= 0.45, (
+        "another request is on its way: wait for it, up to the timeout"
+    )
     expecting.stop()
 
 
@@ -283,7 +338,10 @@ def test_a_lone_request_runs_on_every_core_only_while_no_other_worker_has_reques
                 used.append(self.name)
                 return [np.zeros((1, 10), np.float32) for _ in outputs]
 
-        loaded.backend._alone_session, loaded.backend._session = Recorder("every core"), Recorder("one thread")
+        loaded.backend._alone_session, loaded.backend._session = (
+            Recorder("every core"),
+            Recorder("one thread"),
+        )
         manager.run(loaded, "serving_default", {"images": IMAGE})
         other_worker = SharedCounters(path)  # another process's table: a request of its own in flight
         other_worker.add("lenet5", 1)
@@ -295,8 +353,9 @@ def test_a_lone_request_runs_on_every_core_only_while_no_other_worker_has_reques
         manager.stop()
 
 
-def test_onnx_runs_a_lone_request_on_every_core_if_faster_and_concurrent_ones_on_one_each(exported_repo,
-                                                                                           monkeypatch):
+def test_onnx_runs_a_lone_request_on_every_core_if_faster_and_concurrent_ones_on_one_each(
+    exported_repo, monkeypatch
+):
     import os
 
     from kerasdrop.serving.models import backends
@@ -305,8 +364,13 @@ def test_onnx_runs_a_lone_request_on_every_core_if_faster_and_concurrent_ones_on
     repo, _ = exported_repo
     version = next((repo / "lenet5").iterdir())
     for parallel_faster in (True, False):
-        monkeypatch.setattr(backends, "_median_seconds", lambda session, *_, faster=parallel_faster: (
-            1.0 if session.get_session_options().intra_op_num_threads == 1 else (0.5 if faster else 0.95)))
+        monkeypatch.setattr(
+            backends,
+            "_median_seconds",
+            lambda session, *_, faster=parallel_faster: (
+                1.0 if session.get_session_options().intra_op_num_threads == 1 else (0.5 if faster else 0.95)
+            ),
+        )
         backend = OnnxBackend(version)
         assert backend._session.get_session_options().intra_op_num_threads == 1
         alone_threads = backend._alone_session.get_session_options().intra_op_num_threads
@@ -327,7 +391,9 @@ def test_onnx_runs_a_lone_request_on_every_core_if_faster_and_concurrent_ones_on
     backend.run("serving_default", {"images": IMAGE})
     assert used == ["alone"]
     backend._alone_session, backend._session = Recorder("alone", True), Recorder("one thread", True)
-    threads = [threading.Thread(target=backend.run, args=("serving_default", {"images": IMAGE})) for _ in range(2)]
+    threads = [
+        threading.Thread(target=backend.run, args=("serving_default", {"images": IMAGE})) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -42,8 +42,16 @@ def _grpc_predict(server, images):
 
 
 def _oip_infer(server, images):
-    body = {"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32",
-                        "data": images.reshape(-1).tolist()}]}
+    body = {
+        "inputs": [
+            {
+                "name": "images",
+                "shape": list(images.shape),
+                "datatype": "FP32",
+                "data": images.reshape(-1).tolist(),
+            }
+        ]
+    }
     return rest(server, "POST", "/v2/models/lenet5/infer", body)
 
 
@@ -65,9 +73,14 @@ def test_a_cheap_model_is_answered_on_the_event_loops_and_a_large_body_on_a_thre
         status, answer = rest(server, "POST", "/v1/models/lenet5:predict", {"instances": many.tolist()})
         assert status == 200 and len(answer["predictions"]) == 200
         assert re.fullmatch(r"kerasdrop-http_\d+", threads[-1]), threads[-1]
-        assert _grpc_predict(server, np.repeat(IMAGE, 300, axis=0)).outputs["class_ids"].tensor_shape.dim[0].size == 300
+        assert (
+            _grpc_predict(server, np.repeat(IMAGE, 300, axis=0)).outputs["class_ids"].tensor_shape.dim[0].size
+            == 300
+        )
         assert re.fullmatch(r"kerasdrop-grpc_\d+", threads[-1]), threads[-1]
-        assert gc.get_threshold() == (100_000, 50, 100), "the server collects garbage rarely (server.GC_THRESHOLDS)"
+        assert gc.get_threshold() == (100_000, 50, 100), (
+            "the server collects garbage rarely (server.GC_THRESHOLDS)"
+        )
 
 
 def test_a_model_over_the_threshold_runs_on_threads(exported_repo):
@@ -96,8 +109,9 @@ def test_a_slow_request_on_a_thread_does_not_hold_up_a_cheap_one(exported_repo):
         shutil.copytree(repo / "lenet5", both / "slow")
     with running_server(repo=str(both), backend="onnx") as server:
         make_slow(server.manager.resolve("slow"), 1.5)
-        waiting = threading.Thread(target=rest, args=(server, "POST", "/v1/models/slow:predict",
-                                                      {"instances": IMAGE.tolist()}))
+        waiting = threading.Thread(
+            target=rest, args=(server, "POST", "/v1/models/slow:predict", {"instances": IMAGE.tolist()})
+        )
         waiting.start()
         time.sleep(0.3)
         started = time.perf_counter()
@@ -125,20 +139,38 @@ def test_a_lone_request_runs_in_its_own_thread_and_company_goes_to_the_batcher()
 
     for in_flight, expected in ((1, threading.current_thread().name), (2, "kerasdrop-batcher")):
         batches = []
-        batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=1000, in_flight=lambda n=in_flight: n,
-                          on_batch=batches.append)
+        batcher = Batcher(
+            run,
+            max_batch_size=8,
+            batch_timeout_micros=1000,
+            in_flight=lambda n=in_flight: n,
+            on_batch=batches.append,
+        )
         assert batcher.submit({"x": np.array([3.0])}, timeout=10)["y"][0] == 6.0
         batcher.stop()
         assert ran_in[-1] == expected and batches == [1], "either way it is one batch of one row"
 
 
-@pytest.mark.parametrize("array", [np.random.default_rng(0).random((2, 10), np.float32), np.arange(6).reshape(2, 3),
-                                   np.arange(4, dtype=np.int32), np.random.default_rng(1).random((3, 1)),
-                                   np.random.default_rng(2).random((4, 4))[:, ::2], np.zeros((0, 3), np.float32),
-                                   np.float32(1.5).reshape(()), np.array([b"a", b"bc"], dtype=object),
-                                   np.array([True, False]), np.array([2.5], np.float32), np.array([[0.7]], np.float32),
-                                   np.array([3]), np.array([7], np.int32), np.array([[0.25]]),
-                                   np.zeros((2, 0), np.int64)])  # one value: TF writes float_val etc., not tensor_content
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.random.default_rng(0).random((2, 10), np.float32),
+        np.arange(6).reshape(2, 3),
+        np.arange(4, dtype=np.int32),
+        np.random.default_rng(1).random((3, 1)),
+        np.random.default_rng(2).random((4, 4))[:, ::2],
+        np.zeros((0, 3), np.float32),
+        np.float32(1.5).reshape(()),
+        np.array([b"a", b"bc"], dtype=object),
+        np.array([True, False]),
+        np.array([2.5], np.float32),
+        np.array([[0.7]], np.float32),
+        np.array([3]),
+        np.array([7], np.int32),
+        np.array([[0.25]]),
+        np.zeros((2, 0), np.int64),
+    ],
+)  # one value: TF writes float_val etc., not tensor_content
 def test_tensor_protos_are_tensorflows_own(array):
     import tensorflow as tf
     from tensorflow.core.framework import tensor_pb2
@@ -152,7 +184,9 @@ def test_tensor_protos_are_tensorflows_own(array):
     proto = array_to_proto(array)
     assert proto == tf.make_tensor_proto(array), "byte for byte what TensorFlow writes"
     into = tensor_pb2.TensorProto()
-    assert array_to_proto(array, into) is into and into == proto, "written in place, as into a response's outputs"
+    assert array_to_proto(array, into) is into and into == proto, (
+        "written in place, as into a response's outputs"
+    )
     used = tf.make_tensor_proto(np.arange(3, dtype=np.int64).reshape(1, 3))
     assert array_to_proto(array, used) is used and used == proto, "written whole over what was there"
     signature_input = meta_graph_pb2.TensorInfo(dtype=proto.dtype)
@@ -175,10 +209,20 @@ def test_large_json_bodies_become_arrays_one_at_a_time_and_run_without_the_lock(
     with running_server(repo=str(repo), backend="onnx") as server:
         loaded = server.manager.resolve("lenet5")
         run = loaded.backend.run
-        loaded.backend.run = lambda *args: (held_while_running.append(rest_module._CONVERTING.locked()), run(*args))[1]
+        loaded.backend.run = lambda *args: (
+            held_while_running.append(rest_module._CONVERTING.locked()),
+            run(*args),
+        )[1]
         for rows in (1, 200):  # ~1 KB, then ~200 KB of JSON
-            assert rest(server, "POST", "/v1/models/lenet5:predict",
-                        {"instances": np.repeat(IMAGE, rows, axis=0).tolist()})[0] == 200
+            assert (
+                rest(
+                    server,
+                    "POST",
+                    "/v1/models/lenet5:predict",
+                    {"instances": np.repeat(IMAGE, rows, axis=0).tolist()},
+                )[0]
+                == 200
+            )
     assert held_while_parsing == [False, True], "only the large body takes the lock"
     assert held_while_running == [False, False], "the run never holds it: runs overlap"
 
@@ -195,7 +239,10 @@ def test_a_tensor_content_of_the_wrong_length_is_invalid_argument():
     proto.tensor_shape.dim.add(size=3)
     with pytest.raises(ServingError) as raised:
         tensor_to_array("x", 0, proto, meta_graph_pb2.TensorInfo(dtype=1), 1 << 20)
-    assert raised.value.code == "INVALID_ARGUMENT" and "holds 26 bytes, not 6 values of 4 bytes" in raised.value.message
+    assert (
+        raised.value.code == "INVALID_ARGUMENT"
+        and "holds 26 bytes, not 6 values of 4 bytes" in raised.value.message
+    )
 
 
 class _NoModels:
@@ -221,7 +268,9 @@ def test_grpc_drain_answers_a_call_accepted_before_the_stop_and_a_second_stop_is
     from kerasdrop.serving.protocols.oip.messages import messages
 
     manager = _NoModels()
-    server = GrpcServer(manager, "127.0.0.1:0", open_inference_services(manager), 4, [("grpc.so_reuseport", 0)])
+    server = GrpcServer(
+        manager, "127.0.0.1:0", open_inference_services(manager), 4, [("grpc.so_reuseport", 0)]
+    )
     server.start()
     release, result = threading.Event(), {}
 
@@ -230,10 +279,14 @@ def test_grpc_drain_answers_a_call_accepted_before_the_stop_and_a_second_stop_is
         yield messages.ServerLiveRequest()
 
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        call = channel.stream_unary("/inference.GRPCInferenceService/ServerLive",
-                                    request_serializer=messages.ServerLiveRequest.SerializeToString,
-                                    response_deserializer=messages.ServerLiveResponse.FromString)
-        caller = threading.Thread(target=lambda: result.setdefault("live", call(request_later(), timeout=10).live))
+        call = channel.stream_unary(
+            "/inference.GRPCInferenceService/ServerLive",
+            request_serializer=messages.ServerLiveRequest.SerializeToString,
+            response_deserializer=messages.ServerLiveResponse.FromString,
+        )
+        caller = threading.Thread(
+            target=lambda: result.setdefault("live", call(request_later(), timeout=10).live)
+        )
         caller.start()
         time.sleep(0.5)
         stopped = server.stop(5)
@@ -257,21 +310,31 @@ def test_grpc_methods_left_to_the_generated_base_answer_unimplemented_streaming_
     from kerasdrop.serving.protocols.tfserving.grpc_service import tf_serving_services
 
     manager = _NoModels()
-    server = GrpcServer(manager, "127.0.0.1:0", tf_serving_services(manager) + open_inference_services(manager), 4,
-                        [("grpc.so_reuseport", 0)])
+    server = GrpcServer(
+        manager,
+        "127.0.0.1:0",
+        tf_serving_services(manager) + open_inference_services(manager),
+        4,
+        [("grpc.so_reuseport", 0)],
+    )
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             oip = GRPCInferenceServiceStub(channel)
-            calls = [lambda: list(oip.ModelStreamInfer(iter([messages.ModelInferRequest()]), timeout=10)),
-                     lambda: oip.RepositoryIndex(messages.RepositoryIndexRequest(), timeout=10),
-                     lambda: prediction_service_pb2_grpc.PredictionServiceStub(channel).MultiInference(
-                         inference_pb2.MultiInferenceRequest(), timeout=10)]
+            calls = [
+                lambda: list(oip.ModelStreamInfer(iter([messages.ModelInferRequest()]), timeout=10)),
+                lambda: oip.RepositoryIndex(messages.RepositoryIndexRequest(), timeout=10),
+                lambda: prediction_service_pb2_grpc.PredictionServiceStub(channel).MultiInference(
+                    inference_pb2.MultiInferenceRequest(), timeout=10
+                ),
+            ]
             for call in calls:
                 with pytest.raises(grpc.RpcError) as raised:
                     call()
-                assert (raised.value.code(), raised.value.details()) == (grpc.StatusCode.UNIMPLEMENTED,
-                                                                         "Method not implemented!")
+                assert (raised.value.code(), raised.value.details()) == (
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    "Method not implemented!",
+                )
     finally:
         server.stop(0).wait(10)
 
@@ -304,9 +367,20 @@ def test_a_model_is_timed_on_its_slowest_signature_and_untimeable_ones_make_it_n
     from kerasdrop.serving.models.backends import row_seconds
 
     float_rows = (1, [-1, 4])
-    timed = row_seconds(_Timed({"serving_default": 0.0, "mc_dropout": 0.01},
-                               {"serving_default": float_rows, "mc_dropout": float_rows}))
+    timed = row_seconds(
+        _Timed(
+            {"serving_default": 0.0, "mc_dropout": 0.01},
+            {"serving_default": float_rows, "mc_dropout": float_rows},
+        )
+    )
     assert 0.01 <= timed < 0.1, "the slowest signature (mc_dropout's N passes) decides"
     for untimeable in ((7, [-1]), (1, [-1, -1, -1, 3])):  # strings (image bytes); an image of any size
-        assert row_seconds(_Timed({"serving_default": 0.0, "other": 0.0},
-                                  {"serving_default": float_rows, "other": untimeable})) is None
+        assert (
+            row_seconds(
+                _Timed(
+                    {"serving_default": 0.0, "other": 0.0},
+                    {"serving_default": float_rows, "other": untimeable},
+                )
+            )
+            is None
+        )

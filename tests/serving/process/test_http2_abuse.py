@@ -29,8 +29,19 @@ def served(exported_repo):
 
     repo, _ = exported_repo
     grpc_port = _free_port()
-    process = _start_server(repo, _free_port(), grpc_port, "--workers", "1", "--poll-seconds", "0",
-                            "--max-connection-age-seconds", str(AGE_SECONDS), "--drain-seconds", "1")
+    process = _start_server(
+        repo,
+        _free_port(),
+        grpc_port,
+        "--workers",
+        "1",
+        "--poll-seconds",
+        "0",
+        "--max-connection-age-seconds",
+        str(AGE_SECONDS),
+        "--drain-seconds",
+        "1",
+    )
     # Its log is read to the end, so that a full pipe never blocks the server mid-attack.
     threading.Thread(target=process.stdout.read, daemon=True).start()
     request = predict_pb2.PredictRequest()
@@ -54,8 +65,18 @@ def _attacked(served, tmp_path, attack: str, seconds: float, *extra: str) -> tup
     message = request.SerializeToString()
     body = tmp_path / "grpc.bin"
     body.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
-    command = [sys.executable, str(ATTACKERS), str(port), attack, str(seconds), "--body", str(body),
-               "--watch-pid", str(process.pid), *extra]
+    command = [
+        sys.executable,
+        str(ATTACKERS),
+        str(port),
+        attack,
+        str(seconds),
+        "--body",
+        str(body),
+        "--watch-pid",
+        str(process.pid),
+        *extra,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 180, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
@@ -67,7 +88,9 @@ def _attacked(served, tmp_path, attack: str, seconds: float, *extra: str) -> tup
 @pytest.mark.slow
 def test_rapid_reset_fails_no_other_call_holds_memory_and_ends_in_goaway(served, tmp_path):
     attacker, seen = _attacked(served, tmp_path, "rapid-reset", 2 * AGE_SECONDS)
-    assert attacker["streams"] > 10_000, attacker  # the attack ran at full speed (~90,000 streams a second here)
+    assert attacker["streams"] > 10_000, (
+        attacker
+    )  # the attack ran at full speed (~90,000 streams a second here)
     assert not seen["failed"] and seen["calls"] > 20, seen
     assert seen["p99"] < 1.0, seen
     assert seen["grown_mb"] < MEMORY_BOUND_MB, seen
@@ -75,7 +98,9 @@ def test_rapid_reset_fails_no_other_call_holds_memory_and_ends_in_goaway(served,
     assert attacker["resets"].get("REFUSED_STREAM", 0) > attacker["streams"] // 2, attacker
     # ...and the connection was closed with GOAWAY at its age (gRPC core has no reset-rate trigger).
     assert attacker["goaway"] is not None and attacker["goaway"]["debug"] == "max_age", attacker
-    assert attacker["goaway"]["after_seconds"] < 2 * AGE_SECONDS, attacker  # late under load: 4.5 s seen for 3
+    assert attacker["goaway"]["after_seconds"] < 2 * AGE_SECONDS, (
+        attacker
+    )  # late under load: 4.5 s seen for 3
     assert attacker["closed_by_server_after_seconds"] is not None, attacker
 
 
@@ -102,8 +127,8 @@ def _advertised_settings(port: int) -> dict:
         while len(data) < 9 or len(data) < 9 + int.from_bytes(data[:3], "big"):
             data += sock.recv(65536)
     assert data[3] == 4, "the server's first frame is its SETTINGS"
-    payload = data[9:9 + int.from_bytes(data[:3], "big")]
-    return dict(struct.unpack(">HI", payload[offset:offset + 6]) for offset in range(0, len(payload), 6))
+    payload = data[9 : 9 + int.from_bytes(data[:3], "big")]
+    return dict(struct.unpack(">HI", payload[offset : offset + 6]) for offset in range(0, len(payload), 6))
 
 
 def test_the_grpc_port_advertises_max_concurrent_streams_and_0_advertises_none(exported_repo):
@@ -124,7 +149,10 @@ def test_http2_bounds_are_grpc_core_arguments_and_0_turns_each_off():
     options = dict(_http2_options(100, 300, 10))
     assert options["grpc.max_concurrent_streams"] == options["grpc.http2.max_deallocating_streams"] == 100
     assert options["grpc.http.overload_protection"] == 1
-    assert (options["grpc.max_connection_age_ms"], options["grpc.max_connection_age_grace_ms"]) == (300_000, 10_000)
+    assert (options["grpc.max_connection_age_ms"], options["grpc.max_connection_age_grace_ms"]) == (
+        300_000,
+        10_000,
+    )
 
 
 @pytest.mark.parametrize("flag", ["--max-concurrent-streams", "--max-connection-age-seconds"])
@@ -132,7 +160,10 @@ def test_a_negative_http2_bound_is_a_clear_error(tmp_path, capsys, flag):
     from kerasdrop.cli import main
 
     assert main(["serve", "--repo", str(tmp_path), flag, "-1"]) == 2
-    assert f"Invalid value received for {flag}. Expected 0 or a positive number. Received: -1" in capsys.readouterr().err
+    assert (
+        f"Invalid value received for {flag}. Expected 0 or a positive number. Received: -1"
+        in capsys.readouterr().err
+    )
 
 
 def test_serve_help_lists_the_http2_bounds_with_their_defaults(capsys):

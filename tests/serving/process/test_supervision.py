@@ -73,8 +73,11 @@ def test_a_dead_workers_admission_slots_are_reclaimed_and_the_limit_holds_over_t
     finally:
         if worker.is_alive():
             worker.kill()
-    with pytest.raises(ValueError, match=f"Invalid value received for worker. Expected an index from 0 to "
-                                         f"{MAX_WORKERS - 1}. Received: worker={MAX_WORKERS}"):
+    with pytest.raises(
+        ValueError,
+        match=f"Invalid value received for worker. Expected an index from 0 to "
+        f"{MAX_WORKERS - 1}. Received: worker={MAX_WORKERS}",
+    ):
         SharedCounters(path, worker=MAX_WORKERS)
 
 
@@ -82,16 +85,21 @@ def test_workers_beyond_the_tables_columns_are_a_clear_error(tmp_path, capsys):
     from kerasdrop.cli import main
 
     assert main(["serve", "--repo", str(tmp_path), "--workers", str(MAX_WORKERS + 1)]) == 2
-    assert (f"Invalid value received for --workers. Expected a number from 1 to {MAX_WORKERS}. "
-            f"Received: {MAX_WORKERS + 1}") in capsys.readouterr().err
+    assert (
+        f"Invalid value received for --workers. Expected a number from 1 to {MAX_WORKERS}. "
+        f"Received: {MAX_WORKERS + 1}"
+    ) in capsys.readouterr().err
 
 
 def test_a_server_refuses_more_workers_than_the_table_has_columns_before_binding_anything():
     from kerasdrop.errors import InvalidArgumentError
     from kerasdrop.serving.process.server import ServeConfig, Server
 
-    with pytest.raises(InvalidArgumentError, match=f"Invalid value received for workers. Expected a number from 1 "
-                                                   f"to {MAX_WORKERS}. Received: workers={MAX_WORKERS + 1}"):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=f"Invalid value received for workers. Expected a number from 1 "
+        f"to {MAX_WORKERS}. Received: workers={MAX_WORKERS + 1}",
+    ):
         Server(ServeConfig(rest_port=0, grpc_port=0, workers=MAX_WORKERS + 1, models={})).start()
 
 
@@ -130,8 +138,15 @@ def _supervisor(tmp_path, command, **options):
         spawned.append(subprocess.Popen([sys.executable, "-c", command, str(tmp_path)]))
         return spawned[-1]
 
-    supervisor = Supervisor(spawn, shared_dir=str(tmp_path), counters=counters, metrics=metrics,
-                            stopping=stopping.is_set, give_up=failures.append, **options)
+    supervisor = Supervisor(
+        spawn,
+        shared_dir=str(tmp_path),
+        counters=counters,
+        metrics=metrics,
+        stopping=stopping.is_set,
+        give_up=failures.append,
+        **options,
+    )
     return supervisor, counters, metrics, failures, stopping, spawned
 
 
@@ -157,7 +172,9 @@ def test_a_dead_worker_is_replaced_with_its_index_and_its_column_zeroed(tmp_path
         _wait_for(lambda: len(spawned) == 3, 30, "a replacement is started")
         supervisor.wait_ready(60)
         assert counters.columns("m")[:3] == [0, 0, 0], "the dead worker's count is reclaimed"
-        assert sorted(worker.pid for worker in supervisor.workers()) == sorted([spawned[0].pid, spawned[2].pid])
+        assert sorted(worker.pid for worker in supervisor.workers()) == sorted(
+            [spawned[0].pid, spawned[2].pid]
+        )
         assert not ready_path(str(tmp_path), first.pid).exists()
         assert _restarts(metrics) == f"{RESTARTS_METRIC} 1"
         stopping.set()  # the server stops: a worker that exits now is not replaced
@@ -176,8 +193,10 @@ def test_workers_that_keep_dying_while_starting_stop_the_server_with_one_line(tm
         with pytest.raises(ServingStoppedError) as raised:
             supervisor.wait_ready(120)
         message = str(raised.value)
-        assert message.startswith("Worker processes died 5 times within 60 s (the last: worker 1, pid "
-                                  f"{spawned[-1].pid}, exited with status 3 while starting); stopping the server.")
+        assert message.startswith(
+            "Worker processes died 5 times within 60 s (the last: worker 1, pid "
+            f"{spawned[-1].pid}, exited with status 3 while starting); stopping the server."
+        )
         assert "\n" not in message and failures == [message]
         assert len(spawned) == 5 and _restarts(metrics) == f"{RESTARTS_METRIC} 4"
         time.sleep(1)
@@ -208,18 +227,31 @@ def test_the_watchdog_reports_a_protocol_thread_that_ended_unless_stopping():
         thread.join()
         return thread
 
-    alive, stopping, failures = threading.Thread(target=time.sleep, args=(30,), daemon=True), threading.Event(), []
+    alive, stopping, failures = (
+        threading.Thread(target=time.sleep, args=(30,), daemon=True),
+        threading.Event(),
+        [],
+    )
     alive.start()
-    watchdog = Watchdog({"REST (uvicorn)": lambda: alive, "gRPC event loop": ended}, stopping.is_set,
-                        failures.append, exit_after=3600, interval=0.05).start()
+    watchdog = Watchdog(
+        {"REST (uvicorn)": lambda: alive, "gRPC event loop": ended},
+        stopping.is_set,
+        failures.append,
+        exit_after=3600,
+        interval=0.05,
+    ).start()
     try:
         _wait_for(lambda: failures, 10, "the watchdog reports the gRPC loop thread")
-        assert failures == [f"The gRPC event loop thread of process {os.getpid()} ended while serving; stopping the "
-                            "process so that it does not serve the other protocol alone (see the error above)"]
+        assert failures == [
+            f"The gRPC event loop thread of process {os.getpid()} ended while serving; stopping the "
+            "process so that it does not serve the other protocol alone (see the error above)"
+        ]
     finally:
         watchdog.timer.cancel()  # (its exit, had the process not stopped)
     stopping.set()
-    quiet = Watchdog({"gRPC event loop": ended}, stopping.is_set, failures.append, exit_after=3600, interval=0.05)
+    quiet = Watchdog(
+        {"gRPC event loop": ended}, stopping.is_set, failures.append, exit_after=3600, interval=0.05
+    )
     quiet.start()
     time.sleep(0.5)
     assert len(failures) == 1 and quiet.timer is None, "a thread that ends while stopping is no failure"
@@ -265,12 +297,36 @@ class _Served:
         self.log = tmp_path / f"serve-{self.rest_port}.log"
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend", "tf",
-                 "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port), "--workers", "2",
-                 "--poll-seconds", "0", "--cheap-model-micros", "0", *extra],
-                stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        _wait_for(lambda: "kerasdrop serve: REST" in self.output() or self.process.poll() is not None, 300,
-                  "the server starts")
+                [
+                    sys.executable,
+                    "-m",
+                    "kerasdrop.cli",
+                    "serve",
+                    "--repo",
+                    str(repo),
+                    "--backend",
+                    "tf",
+                    "--rest-port",
+                    str(self.rest_port),
+                    "--grpc-port",
+                    str(self.grpc_port),
+                    "--workers",
+                    "2",
+                    "--poll-seconds",
+                    "0",
+                    "--cheap-model-micros",
+                    "0",
+                    *extra,
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+        _wait_for(
+            lambda: "kerasdrop serve: REST" in self.output() or self.process.poll() is not None,
+            300,
+            "the server starts",
+        )
         assert self.process.poll() is None, self.output()
 
     def output(self) -> str:
@@ -286,11 +342,14 @@ class _Served:
             except (OSError, IndexError, ValueError):
                 continue
             if parent == self.process.pid and b"kerasdrop.serving.process.worker" in command:
-                found[int(stat.parent.name)] = json.loads(command[command.index(b"kerasdrop.serving.process.worker") + 1])
+                found[int(stat.parent.name)] = json.loads(
+                    command[command.index(b"kerasdrop.serving.process.worker") + 1]
+                )
         return found
 
     def serving_worker(self, other_than: int | None = None) -> tuple[int, dict]:
         """The one worker (a new one, when `other_than` names the old), once it serves."""
+
         def ready():
             for pid, config in self.workers().items():
                 if pid != other_than and ready_path(config["shared_dir"], pid).exists():
@@ -351,6 +410,7 @@ def _answers(served) -> bool:
 
 def _hold(served, count: int, seconds: float) -> list[threading.Thread]:
     """`count` REST requests to `sleepy`, each in flight for `seconds` (or until its worker dies)."""
+
     def call():
         try:
             served.predict("http", "sleepy", seconds)
@@ -375,8 +435,9 @@ def test_a_killed_worker_is_replaced_its_slots_freed_and_sigterm_still_exits_0(s
         index = config["worker_index"]
         for _ in range(4):  # the kernel picks each connection's process: retry if none went to the worker
             holders = _hold(served, limit, 20)
-            columns = _wait_for(lambda: (c := table.columns("sleepy")) and sum(c) == limit and c, 60,
-                                "every slot is held")
+            columns = _wait_for(
+                lambda: (c := table.columns("sleepy")) and sum(c) == limit and c, 60, "every slot is held"
+            )
             if columns[index] > 0:
                 break
             for thread in holders:
@@ -400,8 +461,10 @@ def test_a_killed_worker_is_replaced_its_slots_freed_and_sigterm_still_exits_0(s
             thread.join(60)
         _wait_for(lambda: table.get("sleepy") == 0, 30, "no slot is held")
         results = []
-        threads = [threading.Thread(target=lambda: results.append(served.predict("http", "sleepy", 2.0)))
-                   for _ in range(limit)]
+        threads = [
+            threading.Thread(target=lambda: results.append(served.predict("http", "sleepy", 2.0)))
+            for _ in range(limit)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -416,7 +479,8 @@ def test_a_killed_worker_is_replaced_its_slots_freed_and_sigterm_still_exits_0(s
 
 @pytest.mark.slow
 def test_a_worker_whose_grpc_loop_or_rest_thread_ends_is_replaced_and_sigterm_during_a_restart_exits_0(
-        sleepy_repo, tmp_path):
+    sleepy_repo, tmp_path
+):
     served = _Served(sleepy_repo, tmp_path, env={"KERASDROP_SERVE_TEST_CRASH_SIGNALS": "1"})
     try:
         pid, _ = served.serving_worker()
@@ -452,10 +516,12 @@ def test_a_worker_that_keeps_dying_stops_the_server_and_its_workers_with_one_lin
         assert served.process.returncode == 2
         assert len(killed) == 5, killed
         errors = [line for line in served.output().splitlines() if line.startswith("kerasdrop serve: error:")]
-        assert errors == [f"kerasdrop serve: error: Worker processes died 5 times within 60 s (the last: worker 1, "
-                          f"pid {killed[-1]}, was killed by signal 9 (SIGKILL) while starting); stopping the server. "
-                          f"The cause is in the log lines of kerasdrop.serve[worker {killed[-1]}] above (with no "
-                          "such line, SIGKILL is often the kernel's out-of-memory killer: see dmesg)"]
+        assert errors == [
+            f"kerasdrop serve: error: Worker processes died 5 times within 60 s (the last: worker 1, "
+            f"pid {killed[-1]}, was killed by signal 9 (SIGKILL) while starting); stopping the server. "
+            f"The cause is in the log lines of kerasdrop.serve[worker {killed[-1]}] above (with no "
+            "such line, SIGKILL is often the kernel's out-of-memory killer: see dmesg)"
+        ]
         assert served.output().count("starting a replacement") == 4
         assert not any(_running(pid) for pid in killed)
     finally:
@@ -467,14 +533,17 @@ def test_a_process_whose_rest_thread_ends_stops_both_protocols_and_says_why(slee
     from kerasdrop.serving.process.server import ServeConfig, Server
 
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-    server = Server(ServeConfig(repo=str(sleepy_repo), rest_port=0, grpc_port=0, poll_seconds=0,
-                                cheap_model_micros=0)).start()
+    server = Server(
+        ServeConfig(repo=str(sleepy_repo), rest_port=0, grpc_port=0, poll_seconds=0, cheap_model_micros=0)
+    ).start()
     try:
         server._loop.call_soon_threadsafe(server._loop.stop)  # as a crash of the REST thread would end it
         started = time.monotonic()
         with pytest.raises(ServingStoppedError) as raised:
             server.serve_forever()
-        assert str(raised.value).startswith(f"The REST (uvicorn) thread of process {os.getpid()} ended while serving")
+        assert str(raised.value).startswith(
+            f"The REST (uvicorn) thread of process {os.getpid()} ended while serving"
+        )
         assert time.monotonic() - started < 60
         assert not server.grpc.loop_thread.is_alive(), "gRPC stopped with it"
     finally:

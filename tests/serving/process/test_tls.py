@@ -18,6 +18,7 @@ from tests.serving.conftest import running_server
 
 # --- a private CA, a server certificate for localhost/127.0.0.1, client certificates ---------------------------
 
+
 def _issue(name: str, issuer=None, *, ca: bool = False, usage=None):
     """`(key PEM, certificate PEM, key, certificate)`: EC P-256, signed by `issuer` ((key, cert)) or self-signed."""
     from cryptography import x509
@@ -28,27 +29,39 @@ def _issue(name: str, issuer=None, *, ca: bool = False, usage=None):
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     issuer_key, issuer_cert = issuer if issuer else (key, None)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(subject)
-               .issuer_name(issuer_cert.subject if issuer_cert else subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                              critical=False))
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject if issuer_cert else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
+    )
     if ca:
-        builder = builder.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                                        critical=True)
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
     else:
         oid = ExtendedKeyUsageOID.SERVER_AUTH if usage == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = builder.add_extension(x509.ExtendedKeyUsage([oid]), critical=False)
     if usage == "server":
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
     cert = builder.sign(issuer_key, hashes.SHA256())
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), key, cert
 
 
@@ -58,7 +71,9 @@ def ssl_config_text(key: str = "", cert: str = "", ca: str = "", client_verify: 
 
     from kerasdrop.serving.models.configs import _messages
 
-    message = _messages()["SSLConfig"](server_key=key, server_cert=cert, custom_ca=ca, client_verify=client_verify)
+    message = _messages()["SSLConfig"](
+        server_key=key, server_cert=cert, custom_ca=ca, client_verify=client_verify
+    )
     return text_format.MessageToString(message)
 
 
@@ -70,17 +85,28 @@ def pki(tmp_path_factory):
     client_key, client_cert, *_ = _issue("client", (ca_key, ca_cert), usage="client")
     _, _, rogue_ca_key, rogue_ca = _issue("another CA", ca=True)
     rogue_key, rogue_cert, *_ = _issue("intruder", (rogue_ca_key, rogue_ca), usage="client")
-    files = {"ca.crt": ca_pem, "client.crt": client_cert, "client.key": client_key,
-             "rogue.crt": rogue_cert, "rogue.key": rogue_key,
-             "tls.config": ssl_config_text(server_key, server_cert),
-             "mtls.config": ssl_config_text(server_key, server_cert, ca_pem, client_verify=True)}
+    files = {
+        "ca.crt": ca_pem,
+        "client.crt": client_cert,
+        "client.key": client_key,
+        "rogue.crt": rogue_cert,
+        "rogue.key": rogue_key,
+        "tls.config": ssl_config_text(server_key, server_cert),
+        "mtls.config": ssl_config_text(server_key, server_cert, ca_pem, client_verify=True),
+    }
     for name, text in files.items():
         (directory / name).write_text(text)
-    return {"dir": directory, "server_key": server_key, "server_cert": server_cert, "ca": ca_pem,
-            **{name: str(directory / name) for name in files}}
+    return {
+        "dir": directory,
+        "server_key": server_key,
+        "server_cert": server_cert,
+        "ca": ca_pem,
+        **{name: str(directory / name) for name in files},
+    }
 
 
 # --- clients --------------------------------------------------------------------------------------------------
+
 
 def _predict_request(model: str = "lenet5"):
     import tensorflow as tf
@@ -104,13 +130,16 @@ def grpc_predict(port: int, pki=None, client: str | None = None):
     else:
         read = lambda name: pathlib.Path(pki[name]).read_bytes()  # noqa: E731
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=read("ca.crt"), private_key=read(f"{client}.key") if client else None,
-            certificate_chain=read(f"{client}.crt") if client else None)
+            root_certificates=read("ca.crt"),
+            private_key=read(f"{client}.key") if client else None,
+            certificate_chain=read(f"{client}.crt") if client else None,
+        )
         channel = grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options)
     with channel:
         try:
-            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_predict_request(),
-                                                                                         timeout=10)
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                _predict_request(), timeout=10
+            )
         except grpc.RpcError as error:
             return error.code().name
     assert response.outputs["probabilities"].tensor_shape.dim[1].size == 10
@@ -147,12 +176,18 @@ def _free_port() -> int:
 
 # --- the config file ------------------------------------------------------------------------------------------
 
+
 def test_ssl_config_is_tf_servings_message():
     from kerasdrop.serving.models.configs import _messages
 
     fields = {field.name: (field.number, field.type) for field in _messages()["SSLConfig"].DESCRIPTOR.fields}
     # tensorflow_serving/config/ssl_config.proto: string server_key = 1; server_cert = 2; custom_ca = 3; bool client_verify = 4
-    assert fields == {"server_key": (1, 9), "server_cert": (2, 9), "custom_ca": (3, 9), "client_verify": (4, 8)}
+    assert fields == {
+        "server_key": (1, 9),
+        "server_cert": (2, 9),
+        "custom_ca": (3, 9),
+        "client_verify": (4, 8),
+    }
     assert _messages()["SSLConfig"].DESCRIPTOR.full_name == "tensorflow.serving.SSLConfig"
 
 
@@ -163,11 +198,17 @@ def test_a_hand_written_config_with_one_string_per_pem_line_parses(pki, tmp_path
     def literal(pem: str) -> str:
         return "\n".join(f'  "{line}\\n"' for line in pem.strip().splitlines())
 
-    (tmp_path / "ssl.config").write_text(f"server_key:\n{literal(pki['server_key'])}\nserver_cert:\n"
-                                         f"{literal(pki['server_cert'])}\ncustom_ca:\n{literal(pki['ca'])}\n"
-                                         "client_verify: true\n")
+    (tmp_path / "ssl.config").write_text(
+        f"server_key:\n{literal(pki['server_key'])}\nserver_cert:\n"
+        f"{literal(pki['server_cert'])}\ncustom_ca:\n{literal(pki['ca'])}\n"
+        "client_verify: true\n"
+    )
     tls = load_ssl_config(tmp_path / "ssl.config")
-    assert tls.server_cert.strip() == pki["server_cert"].strip() and tls.client_verify and tls.mode == "mutual TLS"
+    assert (
+        tls.server_cert.strip() == pki["server_cert"].strip()
+        and tls.client_verify
+        and tls.mode == "mutual TLS"
+    )
     assert "PRIVATE KEY" not in repr(tls), "the key never shows in a log line or traceback"
 
 
@@ -209,19 +250,38 @@ def _bad_configs(pki, tmp_path):
         "unparseable": ("server_key: 'unterminated\n", "Expected an SSLConfig text proto"),
         "unknown field": ('server_crt: "x"\n', 'no field named "server_crt"'),
         "no certificate": (ssl_config_text(pki["server_key"]), "without server_cert"),
-        "key of another certificate": (ssl_config_text(pki["server_key"], other_cert),
-                                       "Expected server_key to be the private key of server_cert"),
-        "client_verify without custom_ca": (ssl_config_text(pki["server_key"], pki["server_cert"], client_verify=True),
-                                            "Expected custom_ca (the CA that signs client certificates)"),
-        "not PEM": (ssl_config_text("not a key", "not a certificate"), "Expected server_key and server_cert as PEM"),
-        "custom_ca not PEM": (ssl_config_text(pki["server_key"], pki["server_cert"], "not a CA", client_verify=True),
-                              "Expected custom_ca as PEM certificates"),
+        "key of another certificate": (
+            ssl_config_text(pki["server_key"], other_cert),
+            "Expected server_key to be the private key of server_cert",
+        ),
+        "client_verify without custom_ca": (
+            ssl_config_text(pki["server_key"], pki["server_cert"], client_verify=True),
+            "Expected custom_ca (the CA that signs client certificates)",
+        ),
+        "not PEM": (
+            ssl_config_text("not a key", "not a certificate"),
+            "Expected server_key and server_cert as PEM",
+        ),
+        "custom_ca not PEM": (
+            ssl_config_text(pki["server_key"], pki["server_cert"], "not a CA", client_verify=True),
+            "Expected custom_ca as PEM certificates",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "unparseable", "unknown field", "no certificate",
-                                  "key of another certificate", "client_verify without custom_ca", "not PEM",
-                                  "custom_ca not PEM"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "unparseable",
+        "unknown field",
+        "no certificate",
+        "key of another certificate",
+        "client_verify without custom_ca",
+        "not PEM",
+        "custom_ca not PEM",
+    ],
+)
 def test_a_bad_ssl_config_is_one_line_and_exit_2_before_anything_listens(pki, tmp_path, capsys, case):
     from kerasdrop.cli import main
 
@@ -230,8 +290,19 @@ def test_a_bad_ssl_config_is_one_line_and_exit_2_before_anything_listens(pki, tm
     if case != "missing":
         path.write_text(text)
     rest_port, grpc_port = _free_port(), _free_port()
-    code = main(["serve", "--repo", str(tmp_path), "--rest-port", str(rest_port), "--grpc-port", str(grpc_port),
-                 "--ssl-config-file", str(path)])
+    code = main(
+        [
+            "serve",
+            "--repo",
+            str(tmp_path),
+            "--rest-port",
+            str(rest_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--ssl-config-file",
+            str(path),
+        ]
+    )
     error = capsys.readouterr().err
     assert code == 2
     assert error.startswith("kerasdrop serve: error: Invalid value received for --ssl-config-file.")
@@ -249,13 +320,22 @@ def test_an_unreadable_ssl_config_is_one_line_not_a_traceback(pki, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(configs, "parse_text", denied)  # (tests run as root here, who may read any file)
-    with pytest.raises(TlsConfigError, match=r"Expected a readable SSLConfig file\. Received: .*\(Permission denied\)"):
+    with pytest.raises(
+        TlsConfigError, match=r"Expected a readable SSLConfig file\. Received: .*\(Permission denied\)"
+    ):
         load_ssl_config(pki["tls.config"])
 
 
-@pytest.mark.parametrize("flags, expected", [(["--plain-rest"], "Expected it with --ssl-config-file"),
-                                             (["--plain-rest", "--ssl-config-file", "T", "--rest-ssl-config-file", "T"],
-                                              "Expected it without --rest-ssl-config-file")])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--plain-rest"], "Expected it with --ssl-config-file"),
+        (
+            ["--plain-rest", "--ssl-config-file", "T", "--rest-ssl-config-file", "T"],
+            "Expected it without --rest-ssl-config-file",
+        ),
+    ],
+)
 def test_plain_rest_misused_is_exit_2(pki, tmp_path, capsys, flags, expected):
     from kerasdrop.cli import main
 
@@ -265,6 +345,7 @@ def test_plain_rest_misused_is_exit_2(pki, tmp_path, capsys, flags, expected):
 
 
 # --- a server with TLS ----------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tls_server(exported_repo, pki):
@@ -300,7 +381,9 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_custom_ca(mtls_server, 
 
 
 def test_plain_rest_keeps_rest_plaintext_while_grpc_has_tls(exported_repo, pki):
-    with running_server(repo=str(exported_repo[0]), ssl_config_file=pki["mtls.config"], plain_rest=True) as server:
+    with running_server(
+        repo=str(exported_repo[0]), ssl_config_file=pki["mtls.config"], plain_rest=True
+    ) as server:
         assert rest_predict(server.rest_port)[0] == 200
         assert grpc_predict(server.grpc_port) == "UNAVAILABLE"
         assert grpc_predict(server.grpc_port, pki, client="client") == "OK"
@@ -308,8 +391,9 @@ def test_plain_rest_keeps_rest_plaintext_while_grpc_has_tls(exported_repo, pki):
 
 def test_rest_can_have_its_own_certificate(exported_repo, pki):
     """gRPC with mutual TLS, REST with TLS only (another SSLConfig)."""
-    with running_server(repo=str(exported_repo[0]), ssl_config_file=pki["mtls.config"],
-                        rest_ssl_config_file=pki["tls.config"]) as server:
+    with running_server(
+        repo=str(exported_repo[0]), ssl_config_file=pki["mtls.config"], rest_ssl_config_file=pki["tls.config"]
+    ) as server:
         assert rest_predict(server.rest_port, pki)[0] == 200
         assert grpc_predict(server.grpc_port, pki) == "UNAVAILABLE"
 
@@ -321,10 +405,35 @@ def test_kerasdrop_predict_over_mutual_tls(mtls_server, pki, tmp_path, capsys, s
     np.save(tmp_path / "digit.npy", np.ones((8, 8, 1), "float32"))
     port = mtls_server.rest_port if scheme == "https" else mtls_server.grpc_port
     url = f"{scheme}://127.0.0.1:{port}"
-    code = main(["predict", "--url", url, "--model", "lenet5", "--ca-cert", pki["ca.crt"], "--client-cert",
-                 pki["client.crt"], "--client-key", pki["client.key"], str(tmp_path / "digit.npy")])
+    code = main(
+        [
+            "predict",
+            "--url",
+            url,
+            "--model",
+            "lenet5",
+            "--ca-cert",
+            pki["ca.crt"],
+            "--client-cert",
+            pki["client.crt"],
+            "--client-key",
+            pki["client.key"],
+            str(tmp_path / "digit.npy"),
+        ]
+    )
     assert code == 0 and "digit.npy: class " in capsys.readouterr().out
-    code = main(["predict", "--url", url, "--model", "lenet5", "--ca-cert", pki["ca.crt"], str(tmp_path / "digit.npy")])
+    code = main(
+        [
+            "predict",
+            "--url",
+            url,
+            "--model",
+            "lenet5",
+            "--ca-cert",
+            pki["ca.crt"],
+            str(tmp_path / "digit.npy"),
+        ]
+    )
     assert code == 1, "without a client certificate the server refuses"
     if scheme == "https":  # TLS 1.3 refuses after the handshake: a hang-up, which the hint explains
         assert "(if the server verifies clients: --client-cert and --client-key)" in capsys.readouterr().err
@@ -333,10 +442,19 @@ def test_kerasdrop_predict_over_mutual_tls(mtls_server, pki, tmp_path, capsys, s
 def test_predict_refuses_tls_files_with_a_plaintext_url(pki, tmp_path, capsys):
     from kerasdrop.cli import main
 
-    assert main(["predict", "--url", "http://127.0.0.1:1", "--model", "m", "--ca-cert", pki["ca.crt"], "x.npy"]) == 2
+    assert (
+        main(["predict", "--url", "http://127.0.0.1:1", "--model", "m", "--ca-cert", pki["ca.crt"], "x.npy"])
+        == 2
+    )
     assert "Expected https:// or grpcs://" in capsys.readouterr().err
-    assert main(["predict", "--url", "https://127.0.0.1:1", "--model", "m", "--ca-cert", "nope.pem", "x.npy"]) == 2
-    assert "Invalid value received for --ca-cert. Expected a PEM file. Received: nope.pem" in capsys.readouterr().err
+    assert (
+        main(["predict", "--url", "https://127.0.0.1:1", "--model", "m", "--ca-cert", "nope.pem", "x.npy"])
+        == 2
+    )
+    assert (
+        "Invalid value received for --ca-cert. Expected a PEM file. Received: nope.pem"
+        in capsys.readouterr().err
+    )
 
 
 @pytest.mark.slow
@@ -348,16 +466,42 @@ def test_serve_with_workers_has_mutual_tls_on_both_ports_in_every_worker(exporte
     import shutil
     import tempfile
 
-    temp = pathlib.Path(tempfile.mkdtemp(prefix="kd-tls-test-"))  # short: the workers' Unix sockets go under it
-    server = subprocess.Popen([sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(exported_repo[0]),
-                               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--workers", "2",
-                               "--poll-seconds", "0", "--ssl-config-file", pki["mtls.config"]],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "TMPDIR": str(temp)})
+    temp = pathlib.Path(
+        tempfile.mkdtemp(prefix="kd-tls-test-")
+    )  # short: the workers' Unix sockets go under it
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kerasdrop.cli",
+            "serve",
+            "--repo",
+            str(exported_repo[0]),
+            "--rest-port",
+            str(rest_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--workers",
+            "2",
+            "--poll-seconds",
+            "0",
+            "--ssl-config-file",
+            pki["mtls.config"],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
     try:
         line = server.stdout.readline()  # printed once every worker serves
-        assert f"REST https://127.0.0.1:{rest_port} (mutual TLS)  gRPC 127.0.0.1:{grpc_port} (mutual TLS)" in line
-        workers = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        assert (
+            f"REST https://127.0.0.1:{rest_port} (mutual TLS)  gRPC 127.0.0.1:{grpc_port} (mutual TLS)"
+            in line
+        )
+        workers = subprocess.run(
+            ["pgrep", "-P", str(server.pid)], capture_output=True, text=True
+        ).stdout.split()
         assert len(workers) == 1  # the server itself is the first of the two
         command_line = pathlib.Path(f"/proc/{workers[0]}/cmdline").read_bytes().decode()
         assert pki["mtls.config"] in command_line and "PRIVATE KEY" not in command_line

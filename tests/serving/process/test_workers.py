@@ -75,19 +75,28 @@ def test_a_metrics_page_sums_every_workers_metrics(tmp_path):
             metrics.record_batch("lenet5", 1, 4)
         for metrics in workers:  # whichever worker answers the scrape
             page = metrics.render()
-            assert ':tensorflow:serving:request_count{model_name="lenet5",version="1",API="rest:predict",' \
-                   'status="OK"} 6' in page
-            assert ':tensorflow:serving:request_latency_count{model_name="lenet5",version="1",' \
-                   'API="rest:predict"} 6' in page
+            assert (
+                ':tensorflow:serving:request_count{model_name="lenet5",version="1",API="rest:predict",'
+                'status="OK"} 6' in page
+            )
+            assert (
+                ':tensorflow:serving:request_latency_count{model_name="lenet5",version="1",'
+                'API="rest:predict"} 6' in page
+            )
             assert 'le="2500"} 6' in page
-            assert ':tensorflow:serving:batching_session:batch_size_count{model_name="lenet5",version="1"} 3' in page
+            assert (
+                ':tensorflow:serving:batching_session:batch_size_count{model_name="lenet5",version="1"} 3'
+                in page
+            )
             assert 'model_name="evil\\"} 1\\n",version="",API="rest:predict",status="NOT_FOUND"} 3' in page
             # one merged series, escaped: a count line, the buckets with +Inf, _sum and _count
             assert page.count("evil") == 1 + len(LATENCY_BUCKETS_US) + 1 + 2
     finally:
         for peer in peers:
             peer.stop()
-    assert "} 1\n" in workers[0].render() and 'status="OK"} 1' in workers[0].render(), "alone again after stop"
+    assert "} 1\n" in workers[0].render() and 'status="OK"} 1' in workers[0].render(), (
+        "alone again after stop"
+    )
 
 
 _ORPHANING_PARENT = """
@@ -121,8 +130,13 @@ def test_a_worker_whose_parent_dies_while_it_starts_does_not_serve_on_alone(tmp_
     (tmp_path / "repo").mkdir()
     log = tmp_path / "log.txt"
     with open(log, "w") as output:  # a file, not a pipe: waiting for a pipe's end would wait for the worker
-        subprocess.run([sys.executable, "-c", _ORPHANING_PARENT, str(tmp_path / "repo"), str(tmp_path)],
-                       stdout=output, stderr=subprocess.STDOUT, timeout=60, check=True)
+        subprocess.run(
+            [sys.executable, "-c", _ORPHANING_PARENT, str(tmp_path / "repo"), str(tmp_path)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+            check=True,
+        )
     pid = int(log.read_text().split()[0])
     try:
         deadline = time.monotonic() + 60

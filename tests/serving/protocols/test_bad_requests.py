@@ -15,7 +15,9 @@ IMAGE = np.random.default_rng(2).uniform(0, 16, (1, 8, 8, 1)).astype("float32")
 @pytest.fixture(scope="module")
 def onnx_server(exported_repo):
     repo, _ = exported_repo
-    with running_server(repo=str(repo), backend="onnx", max_body_bytes=200_000, max_elements=100_000) as server:
+    with running_server(
+        repo=str(repo), backend="onnx", max_body_bytes=200_000, max_elements=100_000
+    ) as server:
         yield server
 
 
@@ -30,15 +32,19 @@ def _raw(server, data: bytes, timeout=10) -> bytes:
 
 
 def _post(path: str, body: bytes, extra: str = "") -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def test_a_request_hidden_in_a_chunked_body_is_not_answered(onnx_server):
     hidden = _post("/v1/models/lenet5", b"")  # a GET-like request smuggled inside the body
     body = b'{"inputs": [1.0]}' + hidden
-    chunked = (b"POST /v1/models/lenet5:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-               b"Connection: close\r\n\r\n" + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    chunked = (
+        b"POST /v1/models/lenet5:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n" + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    )
     answer = _raw(onnx_server, chunked)
     assert answer.count(b"HTTP/1.1 ") == 1, answer
     assert answer.startswith(b"HTTP/1.1 400") and b"JSON Parse error" in answer
@@ -52,11 +58,14 @@ def test_a_chunked_body_over_the_limit_is_cut_off_with_413(onnx_server):
     assert answer.startswith(b"HTTP/1.1 413") and b"exceeds the limit of 200000 bytes" in answer
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"[" * 100_000 + b"]" * 100_000, "JSON Parse error"),
-    (b'{"inputs": [' + b"7" * 5000 + b"]}", "JSON Parse error"),
-    (b'{"inputs": [[[[1e999]]]]}', "infinity"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "JSON Parse error"),
+        (b'{"inputs": [' + b"7" * 5000 + b"]}", "JSON Parse error"),
+        (b'{"inputs": [[[[1e999]]]]}', "infinity"),
+    ],
+)
 def test_hostile_json_is_a_400_not_a_500(onnx_server, body, message):
     status, answer = rest(onnx_server, "POST", "/v1/models/lenet5:predict", raw=body)
     assert status == 400 and message in answer["error"], answer
@@ -88,7 +97,12 @@ def test_elements_over_the_limit_are_refused_before_any_array_is_built(onnx_serv
     with pytest.raises(ServingError) as raised:
         validate_inputs(signature_def, {"images": rows}, max_elements=1000)
     assert raised.value.status == 413 and "1280 elements; the limit is 1000" in raised.value.message
-    assert validate_inputs(signature_def, {"images": rows}, max_elements=1280)["images"].shape == (20, 8, 8, 1)
+    assert validate_inputs(signature_def, {"images": rows}, max_elements=1280)["images"].shape == (
+        20,
+        8,
+        8,
+        1,
+    )
 
 
 def test_metrics_labels_are_escaped_and_unknown_models_share_one_label(onnx_server):
@@ -115,8 +129,9 @@ def _dtype_request(array, name="images", signature=""):
     return request
 
 
-@pytest.mark.parametrize("dtype, name", [("float64", "double"), ("int64", "int64"), ("bool", "bool"),
-                                         ("complex64", "complex64")])
+@pytest.mark.parametrize(
+    "dtype, name", [("float64", "double"), ("int64", "int64"), ("bool", "bool"), ("complex64", "complex64")]
+)
 def test_grpc_rejects_another_dtype_as_tf_serving_does(onnx_server, dtype, name):
     import grpc
 
@@ -147,9 +162,13 @@ def test_grpc_output_filter_is_checked_as_tf_serving_checks_it(onnx_server):
     assert len(outputs) > 1, outputs
     request.output_filter.append(outputs[-1])
     answer = stub.Predict(request, timeout=30)
-    assert list(answer.outputs) == [outputs[-1]] and tf.make_ndarray(answer.outputs[outputs[-1]]).shape[0] == 1
-    for extra, message in (("nope", "output tensor alias not found in signature: nope"),
-                           (outputs[-1], f"duplicate output tensor alias: {outputs[-1]}")):
+    assert (
+        list(answer.outputs) == [outputs[-1]] and tf.make_ndarray(answer.outputs[outputs[-1]]).shape[0] == 1
+    )
+    for extra, message in (
+        ("nope", "output tensor alias not found in signature: nope"),
+        (outputs[-1], f"duplicate output tensor alias: {outputs[-1]}"),
+    ):
         request.output_filter.append(extra)
         with pytest.raises(grpc.RpcError) as raised:
             stub.Predict(request, timeout=30)
@@ -164,8 +183,11 @@ def test_grpc_shape_is_checked_against_the_values_sent(onnx_server):
     stub, _ = grpc_stubs(onnx_server)
     request = _dtype_request(IMAGE)
     for dims, limit in (([100000, 8, 8, 1], True), ([2, 8, 8, 1], False)):
-        tiny = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0], tensor_shape=tensor_shape_pb2.
-                                      TensorShapeProto(dim=[{"size": d} for d in dims]))
+        tiny = tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT,
+            float_val=[1.0],
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[{"size": d} for d in dims]),
+        )
         request.inputs["images"].CopyFrom(tiny)
         started = time.perf_counter()
         with pytest.raises(grpc.RpcError) as raised:
@@ -185,8 +207,9 @@ def test_max_inflight_refuses_at_once_with_429_and_resource_exhausted(exported_r
     repo, _ = exported_repo
     with running_server(repo=str(repo), backend="onnx", max_inflight=1) as server:
         make_slow(server.manager.resolve("lenet5"), 1.5)  # the first request holds the one slot meanwhile
-        first = threading.Thread(target=rest, args=(server, "POST", "/v1/models/lenet5:predict",
-                                                    {"inputs": IMAGE.tolist()}))
+        first = threading.Thread(
+            target=rest, args=(server, "POST", "/v1/models/lenet5:predict", {"inputs": IMAGE.tolist()})
+        )
         first.start()
         time.sleep(0.5)
         started = time.perf_counter()
@@ -207,8 +230,10 @@ def test_ports_in_use_are_errors_that_name_the_port(exported_repo):
 
     repo, _ = exported_repo
     with running_server(repo=str(repo), backend="onnx") as first:
-        for ports, flag in (({"rest_port": first.rest_port, "grpc_port": 0}, "--rest-port"),
-                            ({"rest_port": 0, "grpc_port": first.grpc_port}, "--grpc-port")):
+        for ports, flag in (
+            ({"rest_port": first.rest_port, "grpc_port": 0}, "--rest-port"),
+            ({"rest_port": 0, "grpc_port": first.grpc_port}, "--grpc-port"),
+        ):
             with pytest.raises(PortInUseError) as raised:
                 Server(ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, **ports)).start()
             port = ports["rest_port"] or ports["grpc_port"]
@@ -234,10 +259,14 @@ def test_an_ipv6_host_serves_both_protocols_and_a_foreign_address_names_host(exp
     repo, _ = exported_repo
     with running_server(repo=str(repo), backend="onnx", host="::1") as server:
         body = json.dumps({"instances": IMAGE.tolist()}).encode()
-        with urllib.request.urlopen(urllib.request.Request(
-                f"http://[::1]:{server.rest_port}/v1/models/lenet5:predict", data=body), timeout=30) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"http://[::1]:{server.rest_port}/v1/models/lenet5:predict", data=body),
+            timeout=30,
+        ) as answer:
             assert answer.status == 200
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"[::1]:{server.grpc_port}"))
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"[::1]:{server.grpc_port}")
+        )
         assert stub.Predict(_dtype_request(IMAGE), timeout=30).outputs
     for host in ("192.0.2.1", "no-such-host.invalid"):  # TEST-NET-1: an address this machine does not have
         try:
@@ -247,9 +276,14 @@ def test_an_ipv6_host_serves_both_protocols_and_a_foreign_address_names_host(exp
         except OSError:
             pass
         with pytest.raises(PortInUseError) as raised:
-            Server(ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, host=host, rest_port=0,
-                               grpc_port=0)).start()
-        assert str(raised.value).startswith(f"Cannot listen for REST on {host}:0: ") and "check --host" in str(raised.value)
+            Server(
+                ServeConfig(
+                    repo=str(repo), backend="onnx", poll_seconds=0, host=host, rest_port=0, grpc_port=0
+                )
+            ).start()
+        assert str(raised.value).startswith(
+            f"Cannot listen for REST on {host}:0: "
+        ) and "check --host" in str(raised.value)
 
 
 def test_a_server_that_fails_to_start_leaves_no_port_bound(exported_repo, monkeypatch):
@@ -264,8 +298,16 @@ def test_a_server_that_fails_to_start_leaves_no_port_bound(exported_repo, monkey
     repo, _ = exported_repo
     rest_port, grpc_port = _free_port(), _free_port()
     with pytest.raises(RuntimeError, match="mid-start"):
-        Server(ServeConfig(repo=str(repo), backend="onnx", poll_seconds=0, rest_port=rest_port, grpc_port=grpc_port,
-                           workers=2)).start()
+        Server(
+            ServeConfig(
+                repo=str(repo),
+                backend="onnx",
+                poll_seconds=0,
+                rest_port=rest_port,
+                grpc_port=grpc_port,
+                workers=2,
+            )
+        ).start()
     for port in (rest_port, grpc_port):  # nothing of the failed server still holds them
         with socket.socket() as again:
             again.bind(("127.0.0.1", port))

@@ -41,19 +41,29 @@ def test_row_format_returns_one_object_per_image(served):
 
 def test_repeated_requests_give_identical_answers(served):
     server, _, _ = served
-    answers = {json.dumps(rest(server, "POST", "/v1/models/lenet5:predict", {"inputs": IMAGES.tolist()})[1])
-               for _ in range(5)}
+    answers = {
+        json.dumps(rest(server, "POST", "/v1/models/lenet5:predict", {"inputs": IMAGES.tolist()})[1])
+        for _ in range(5)
+    }
     assert len(answers) == 1
 
 
 def test_mc_dropout_only_on_the_tf_backend(served):
     server, _, backend = served
-    status, body = rest(server, "POST", "/v1/models/lenet5:predict",
-                        {"signature_name": "mc_dropout", "inputs": IMAGES.tolist()})
+    status, body = rest(
+        server,
+        "POST",
+        "/v1/models/lenet5:predict",
+        {"signature_name": "mc_dropout", "inputs": IMAGES.tolist()},
+    )
     if backend == "tf":
         assert status == 200 and set(body["outputs"]) == {"mean", "stddev"}
-        again = rest(server, "POST", "/v1/models/lenet5:predict",
-                     {"signature_name": "mc_dropout", "inputs": IMAGES.tolist()})[1]
+        again = rest(
+            server,
+            "POST",
+            "/v1/models/lenet5:predict",
+            {"signature_name": "mc_dropout", "inputs": IMAGES.tolist()},
+        )[1]
         assert again != body, "mc_dropout is stochastic"
     else:
         assert status == 400 and "mc_dropout" in body["error"] and "--backend tf" in body["error"]
@@ -61,23 +71,59 @@ def test_mc_dropout_only_on_the_tf_backend(served):
 
 BAD_REQUESTS = [
     ("/v1/models/lenet5:predict", b"{not json", 400, "JSON Parse error"),
-    ("/v1/models/lenet5:predict", json.dumps({"instances": [[0]], "inputs": [[0]]}).encode(), 400, "exactly one of"),
-    ("/v1/models/lenet5:predict", json.dumps({"inputs": np.zeros((2, 7, 8, 1)).tolist()}).encode(), 400,
-     "expects shape [?, 8, 8, 1]; received shape [2, 7, 8, 1]"),
-    ("/v1/models/lenet5:predict", json.dumps({"inputs": [[["a"] * 1] * 8] * 8}).encode(), 400, "expects a rectangular array of float32 values"),
-    ("/v1/models/lenet5:predict", json.dumps({"inputs": {"pixels": [[0.0]]}}).encode(), 400,
-     "missing ['images'], unexpected ['pixels']"),
+    (
+        "/v1/models/lenet5:predict",
+        json.dumps({"instances": [[0]], "inputs": [[0]]}).encode(),
+        400,
+        "exactly one of",
+    ),
+    (
+        "/v1/models/lenet5:predict",
+        json.dumps({"inputs": np.zeros((2, 7, 8, 1)).tolist()}).encode(),
+        400,
+        "expects shape [?, 8, 8, 1]; received shape [2, 7, 8, 1]",
+    ),
+    (
+        "/v1/models/lenet5:predict",
+        json.dumps({"inputs": [[["a"] * 1] * 8] * 8}).encode(),
+        400,
+        "expects a rectangular array of float32 values",
+    ),
+    (
+        "/v1/models/lenet5:predict",
+        json.dumps({"inputs": {"pixels": [[0.0]]}}).encode(),
+        400,
+        "missing ['images'], unexpected ['pixels']",
+    ),
     ("/v1/models/lenet5:predict", b'{"inputs": [[[[NaN]]]]}', 400, "NaN is not allowed"),
     ("/v1/models/lenet5:predict", json.dumps({}).encode(), 400, "Missing 'instances' or 'inputs'"),
     ("/v1/models/nope:predict", json.dumps({"inputs": [1.0]}).encode(), 404, "Servable not found"),
-    ("/v1/models/lenet5/versions/99:predict", json.dumps({"inputs": [1.0]}).encode(), 404, "Specific(lenet5, 99)"),
+    (
+        "/v1/models/lenet5/versions/99:predict",
+        json.dumps({"inputs": [1.0]}).encode(),
+        404,
+        "Specific(lenet5, 99)",
+    ),
     ("/v1/models/lenet5/labels/stable:predict", json.dumps({"inputs": [1.0]}).encode(), 400, "version label"),
-    ("/v1/models/lenet5:classify", json.dumps({"examples": [{"x": 1.0}]}).encode(), 400,
-     "tensorflow/serving/classify"),
-    ("/v1/models/lenet5:regress", json.dumps({"examples": [{"x": 1.0}]}).encode(), 400, "tensorflow/serving/regress"),
+    (
+        "/v1/models/lenet5:classify",
+        json.dumps({"examples": [{"x": 1.0}]}).encode(),
+        400,
+        "tensorflow/serving/classify",
+    ),
+    (
+        "/v1/models/lenet5:regress",
+        json.dumps({"examples": [{"x": 1.0}]}).encode(),
+        400,
+        "tensorflow/serving/regress",
+    ),
     # TF Serving's REST handler: INVALID_ARGUMENT (400), its exact words.
-    ("/v1/models/lenet5:predict", json.dumps({"signature_name": "nope", "inputs": [1.0]}).encode(), 400,
-     "Serving signature name: \"nope\" not found in signature def"),
+    (
+        "/v1/models/lenet5:predict",
+        json.dumps({"signature_name": "nope", "inputs": [1.0]}).encode(),
+        400,
+        'Serving signature name: "nope" not found in signature def',
+    ),
 ]
 
 
@@ -136,14 +182,21 @@ def test_bad_grpc_requests_get_the_matching_status(served):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=20,
 )
 bodies = st.one_of(
     json_values,
-    st.dictionaries(st.sampled_from(["instances", "inputs", "signature_name", "examples"]), json_values, max_size=3),
+    st.dictionaries(
+        st.sampled_from(["instances", "inputs", "signature_name", "examples"]), json_values, max_size=3
+    ),
 )
 
 
@@ -177,24 +230,34 @@ def teardown_module():
 def test_version_labels_from_models_config(exported_repo, tmp_path):
     repo, _ = exported_repo
     config = tmp_path / "models.config"
-    config.write_text('model_config_list { config { name: "lenet5" base_path: "/models/lenet5" '
-                      'model_platform: "tensorflow" version_labels { key: "stable" value: 1 } } }')
+    config.write_text(
+        'model_config_list { config { name: "lenet5" base_path: "/models/lenet5" '
+        'model_platform: "tensorflow" version_labels { key: "stable" value: 1 } } }'
+    )
     with running_server(repo=str(repo), models_config=str(config)) as server:
         status, body = rest(server, "GET", "/v1/models/lenet5/labels/stable")
         assert status == 200 and body["model_version_status"][0]["version"] == "1"
-        assert rest(server, "POST", "/v1/models/lenet5/labels/stable:predict", {"inputs": IMAGES.tolist()})[0] == 200
+        assert (
+            rest(server, "POST", "/v1/models/lenet5/labels/stable:predict", {"inputs": IMAGES.tolist()})[0]
+            == 200
+        )
 
 
 def test_batching_merges_concurrent_requests(exported_repo):
     repo, model = exported_repo
-    with running_server(repo=str(repo), enable_batching=True, max_batch_size=16, batch_timeout_micros=20000,
-                        cheap_model_micros=0) as server:  # batch it although a lone row runs in microseconds
+    with running_server(
+        repo=str(repo),
+        enable_batching=True,
+        max_batch_size=16,
+        batch_timeout_micros=20000,
+        cheap_model_micros=0,
+    ) as server:  # batch it although a lone row runs in microseconds
         client = ServingClient(f"grpc://127.0.0.1:{server.grpc_port}")
         results, errors = [None] * 12, []
 
         def call(index):
             try:
-                results[index] = client.predict("lenet5", IMAGES[index % 3:index % 3 + 1])["probabilities"]
+                results[index] = client.predict("lenet5", IMAGES[index % 3 : index % 3 + 1])["probabilities"]
             except Exception as error:  # collected for the assertion below
                 errors.append(error)
 
@@ -208,8 +271,11 @@ def test_batching_merges_concurrent_requests(exported_repo):
         for index, result in enumerate(results):
             np.testing.assert_allclose(result[0], expected[index % 3], atol=1e-5)
         metrics = rest(server, "GET", "/monitoring/prometheus/metrics")[1]
-        count = [line for line in metrics.splitlines() if line.startswith(
-            ":tensorflow:serving:batching_session:batch_size_count")]
+        count = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith(":tensorflow:serving:batching_session:batch_size_count")
+        ]
         batches = int(count[0].rsplit(" ", 1)[1])
         assert batches < 12, f"12 concurrent requests ran in {batches} batches: none were merged"
 

@@ -28,7 +28,10 @@ def test_an_unknown_model_lists_the_served_ones(server):
 
 def test_an_unknown_version_lists_the_served_versions(server):
     status, body = rest(server, "POST", "/v1/models/lenet5/versions/7:predict", {"inputs": [[0.0]]})
-    assert status == 404 and body["error"] == "Servable not found for request: Specific(lenet5, 7) (lenet5 serves version 1)"
+    assert (
+        status == 404
+        and body["error"] == "Servable not found for request: Specific(lenet5, 7) (lenet5 serves version 1)"
+    )
 
 
 def _png() -> bytes:

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.serving.conftest import write_golden
 from tests.cli.test_serve import _free_port
+from tests.serving.conftest import write_golden
 
 IMAGES = np.random.default_rng(11).uniform(0, 16, (3, 8, 8, 1)).astype("float32")
 
@@ -27,10 +27,26 @@ def served(request, exported_repo, tmp_path_factory):
     shutil.copytree(source, repo)
     write_golden(repo / "lenet5" / "1")
     rest_port, grpc_port = _free_port(), _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "kerasdrop.cli", "serve", "--repo", str(repo), "--backend",
-                               request.param, "--rest-port", str(rest_port), "--grpc-port", str(grpc_port),
-                               "--require-verification"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kerasdrop.cli",
+            "serve",
+            "--repo",
+            str(repo),
+            "--backend",
+            request.param,
+            "--rest-port",
+            str(rest_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--require-verification",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     client = tritonclient.http.InferenceServerClient(f"127.0.0.1:{rest_port}")
     try:
         deadline = time.monotonic() + 120
@@ -74,7 +90,9 @@ def test_tritonclient_http_infer_equals_the_tf_serving_protocol(served):
     assert result.get_response()["id"] == "r1"
     json_input = http.InferInput("images", list(IMAGES.shape), "FP32")
     json_input.set_data_from_numpy(IMAGES, binary_data=False)
-    only = client.infer("lenet5", [json_input], outputs=[http.InferRequestedOutput("class_ids", binary_data=False)])
+    only = client.infer(
+        "lenet5", [json_input], outputs=[http.InferRequestedOutput("class_ids", binary_data=False)]
+    )
     assert only.as_numpy("probabilities") is None
     np.testing.assert_array_equal(only.as_numpy("class_ids"), expected["class_ids"])
     client.close()

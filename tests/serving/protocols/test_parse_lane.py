@@ -14,10 +14,15 @@ from kerasdrop.serving.protocols.parse_lane import (
 from tests.serving.conftest import rest, running_server
 
 
-@pytest.mark.parametrize("body", [
-    {"instances": [[1.5, 2], [3, 4]]}, {"inputs": [[1, 2]], "signature_name": "x"},
-    {"inputs": {"a": [1.0], "b": [[2, 3]]}}, {"instances": [[-1e30, 0.0]]},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": [[1.5, 2], [3, 4]]},
+        {"inputs": [[1, 2]], "signature_name": "x"},
+        {"inputs": {"a": [1.0], "b": [[2, 3]]}},
+        {"instances": [[-1e30, 0.0]]},
+    ],
+)
 def test_numeric_bodies_become_the_arrays_orjson_gives(body):
     parsed = parse_numeric_request(json.dumps(body).encode())
     key = "instances" if "instances" in body else "inputs"
@@ -28,11 +33,21 @@ def test_numeric_bodies_become_the_arrays_orjson_gives(body):
         assert isinstance(values[name], np.ndarray) and np.array_equal(values[name], np.asarray(value))
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"instances": [[1, 2], [3]]}', b'{"instances": [["a"]]}', b'{"instances": [1, 2', b'[1, 2]',
-    b'{"instances": [1], "inputs": [1]}', b'{"instances": []}', b'{"instances": [{"b64": "AA=="}]}',
-    b'{"instances": [NaN]}', b'{"instances": [true]}', b'{"instances": [[1, "2"]]}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"instances": [[1, 2], [3]]}',
+        b'{"instances": [["a"]]}',
+        b'{"instances": [1, 2',
+        b"[1, 2]",
+        b'{"instances": [1], "inputs": [1]}',
+        b'{"instances": []}',
+        b'{"instances": [{"b64": "AA=="}]}',
+        b'{"instances": [NaN]}',
+        b'{"instances": [true]}',
+        b'{"instances": [[1, "2"]]}',
+    ],
+)
 def test_anything_else_is_left_to_the_in_process_parse(raw):
     assert parse_numeric_request(raw) is None
 

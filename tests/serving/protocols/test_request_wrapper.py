@@ -13,13 +13,18 @@ from kerasdrop.serving.models.metrics import UNKNOWN_MODEL
 from tests.serving.conftest import grpc_stubs
 
 _TRANSPORTS = ("tf-serving-rest", "tf-serving-grpc", "oip-rest", "oip-grpc")
-_API = {"tf-serving-rest": "rest:predict", "tf-serving-grpc": "grpc:predict", "oip-rest": "rest:v2_infer",
-        "oip-grpc": "grpc:v2_infer"}
+_API = {
+    "tf-serving-rest": "rest:predict",
+    "tf-serving-grpc": "grpc:predict",
+    "oip-rest": "rest:v2_infer",
+    "oip-grpc": "grpc:v2_infer",
+}
 
 
 def _post(server, path: str, body: dict) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}",
-                                     data=json.dumps(body).encode(), method="POST")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.rest_port}{path}", data=json.dumps(body).encode(), method="POST"
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status
@@ -42,8 +47,11 @@ def _send(server, transport: str, model: str, input_name: str) -> object:
     if transport == "tf-serving-rest":
         return _post(server, f"/v1/models/{model}:predict", {"inputs": {input_name: [[2.0]]}})
     if transport == "oip-rest":
-        return _post(server, f"/v2/models/{model}/infer",
-                     {"inputs": [{"name": input_name, "datatype": "FP32", "shape": [1, 1], "data": [2.0]}]})
+        return _post(
+            server,
+            f"/v2/models/{model}/infer",
+            {"inputs": [{"name": input_name, "datatype": "FP32", "shape": [1, 1], "data": [2.0]}]},
+        )
     import grpc
 
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
@@ -67,6 +75,7 @@ def _send(server, transport: str, model: str, input_name: str) -> object:
 
 def _recorded(server, send) -> list[tuple]:
     """The request counts (model, version, API, status) that `send()` added to the server's metrics."""
+
     def counts():
         return {tuple(key): count for *key, count in server.manager.metrics.snapshot()["requests"]}
 
@@ -76,16 +85,22 @@ def _recorded(server, send) -> list[tuple]:
 
 
 @pytest.mark.parametrize("transport", _TRANSPORTS)
-@pytest.mark.parametrize("failure, status, expected", [
-    ("unknown model", {"rest": 404, "grpc": "NOT_FOUND"}, (UNKNOWN_MODEL, "", "NOT_FOUND")),
-    ("unknown input", {"rest": 400, "grpc": "INVALID_ARGUMENT"}, ("default", "123", "INVALID_ARGUMENT")),
-    ("server bug", {"rest": 500, "grpc": "INTERNAL"}, ("default", "123", "INTERNAL")),
-    ("none", {"rest": 200, "grpc": "OK"}, ("default", "123", "OK")),
-])
-def test_each_protocol_records_the_same_metric_for_the_same_failure(half_plus_two, monkeypatch, transport,
-                                                                     failure, status, expected):
-    model, input_name = ("nope" if failure == "unknown model" else "default"), (
-        "nope" if failure == "unknown input" else "x")
+@pytest.mark.parametrize(
+    "failure, status, expected",
+    [
+        ("unknown model", {"rest": 404, "grpc": "NOT_FOUND"}, (UNKNOWN_MODEL, "", "NOT_FOUND")),
+        ("unknown input", {"rest": 400, "grpc": "INVALID_ARGUMENT"}, ("default", "123", "INVALID_ARGUMENT")),
+        ("server bug", {"rest": 500, "grpc": "INTERNAL"}, ("default", "123", "INTERNAL")),
+        ("none", {"rest": 200, "grpc": "OK"}, ("default", "123", "OK")),
+    ],
+)
+def test_each_protocol_records_the_same_metric_for_the_same_failure(
+    half_plus_two, monkeypatch, transport, failure, status, expected
+):
+    model, input_name = (
+        ("nope" if failure == "unknown model" else "default"),
+        ("nope" if failure == "unknown input" else "x"),
+    )
     if failure == "server bug":
         backend = half_plus_two.manager.resolve("default").backend
 
@@ -94,8 +109,9 @@ def test_each_protocol_records_the_same_metric_for_the_same_failure(half_plus_tw
 
         monkeypatch.setattr(backend, "run", broken)
     answers = []
-    recorded = _recorded(half_plus_two,
-                         lambda: answers.append(_send(half_plus_two, transport, model, input_name)))
+    recorded = _recorded(
+        half_plus_two, lambda: answers.append(_send(half_plus_two, transport, model, input_name))
+    )
     assert answers == [status["rest" if transport.endswith("rest") else "grpc"]]
     model_label, version, code = expected
     assert recorded == [(model_label, version, _API[transport], code)]
@@ -105,8 +121,10 @@ def test_a_server_bug_is_internal_with_the_exception_named_over_rest_and_grpc(ha
     import grpc
     from tensorflow_serving.apis import get_model_metadata_pb2
 
-    monkeypatch.setattr("kerasdrop.serving.protocols.tfserving.core.signature_def_map",
-                        lambda backend: (_ for _ in ()).throw(KeyError("lost")))
+    monkeypatch.setattr(
+        "kerasdrop.serving.protocols.tfserving.core.signature_def_map",
+        lambda backend: (_ for _ in ()).throw(KeyError("lost")),
+    )
     request = urllib.request.Request(f"http://127.0.0.1:{half_plus_two.rest_port}/v1/models/default/metadata")
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(request, timeout=30)
@@ -116,8 +134,10 @@ def test_a_server_bug_is_internal_with_the_exception_named_over_rest_and_grpc(ha
     metadata.model_spec.name = "default"
     with pytest.raises(grpc.RpcError) as raised:
         grpc_stubs(half_plus_two)[0].GetModelMetadata(metadata, timeout=30)
-    assert (raised.value.code(), raised.value.details()) == (grpc.StatusCode.INTERNAL,
-                                                             "Internal error: KeyError: 'lost'")
+    assert (raised.value.code(), raised.value.details()) == (
+        grpc.StatusCode.INTERNAL,
+        "Internal error: KeyError: 'lost'",
+    )
 
 
 @pytest.mark.parametrize("path", ["/v1/models/default/versions/%C2%B2", "/v2/models/default/versions/%C2%B2"])
@@ -137,8 +157,11 @@ def test_no_protocol_adapter_times_or_records_a_request_itself():
 
     protocols = pathlib.Path(__file__).resolve().parents[2] / "kerasdrop" / "serving" / "protocols"
     spelled = ("perf_counter", "record_request", "grpc_status_code")
-    found = [str(path.relative_to(protocols)) for path in sorted(protocols.rglob("*.py"))
-             if path.name != "recorded.py" and any(text in path.read_text() for text in spelled)]
+    found = [
+        str(path.relative_to(protocols))
+        for path in sorted(protocols.rglob("*.py"))
+        if path.name != "recorded.py" and any(text in path.read_text() for text in spelled)
+    ]
     assert found == []
 
 

@@ -8,18 +8,28 @@ from tests.serving.conftest import grpc_stubs, rest, running_server
 
 
 def test_rest_predict_row_format(half_plus_two):
-    assert rest(half_plus_two, "POST", "/v1/models/default:predict", {"instances": [2.0, 3.0, 4.0]}) == \
-        (200, {"predictions": [3.0, 3.5, 4.0]})
+    assert rest(half_plus_two, "POST", "/v1/models/default:predict", {"instances": [2.0, 3.0, 4.0]}) == (
+        200,
+        {"predictions": [3.0, 3.5, 4.0]},
+    )
 
 
 def test_rest_predict_columnar_format(half_plus_two):
-    assert rest(half_plus_two, "POST", "/v1/models/default:predict", {"inputs": [2.0, 3.0, 4.0]}) == \
-        (200, {"outputs": [3.0, 3.5, 4.0]})
+    assert rest(half_plus_two, "POST", "/v1/models/default:predict", {"inputs": [2.0, 3.0, 4.0]}) == (
+        200,
+        {"outputs": [3.0, 3.5, 4.0]},
+    )
 
 
 def test_rest_model_status(half_plus_two):
-    assert rest(half_plus_two, "GET", "/v1/models/default") == (200, {"model_version_status": [
-        {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+    assert rest(half_plus_two, "GET", "/v1/models/default") == (
+        200,
+        {
+            "model_version_status": [
+                {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            ]
+        },
+    )
     assert rest(half_plus_two, "GET", "/v1/models/default/versions/123")[0] == 200
 
 
@@ -31,10 +41,18 @@ def test_rest_metadata_matches_tf_serving_exactly(half_plus_two, shared_testdata
 
 
 def test_rest_classify_and_regress(half_plus_two):
-    assert rest(half_plus_two, "POST", "/v1/models/default:classify",
-                {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}) == (200, {"results": [[["", 3.0]]]})
-    assert rest(half_plus_two, "POST", "/v1/models/default:regress",
-                {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]}) == (200, {"results": [3.0]})
+    assert rest(
+        half_plus_two,
+        "POST",
+        "/v1/models/default:classify",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]},
+    ) == (200, {"results": [[["", 3.0]]]})
+    assert rest(
+        half_plus_two,
+        "POST",
+        "/v1/models/default:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]},
+    ) == (200, {"results": [3.0]})
 
 
 def test_prometheus_metrics(half_plus_two):
@@ -42,7 +60,10 @@ def test_prometheus_metrics(half_plus_two):
     status, text = rest(half_plus_two, "GET", "/monitoring/prometheus/metrics")
     assert status == 200 and "# TYPE" in text
     # The version that answered, not the one asked for (the request asked for the latest).
-    assert ':tensorflow:serving:request_count{model_name="default",version="123",API="rest:predict",status="OK"}' in text
+    assert (
+        ':tensorflow:serving:request_count{model_name="default",version="123",API="rest:predict",status="OK"}'
+        in text
+    )
     assert ":tensorflow:serving:request_latency_bucket" in text
 
 
@@ -67,20 +88,26 @@ def test_grpc_classify(half_plus_two):
     from tensorflow_serving.apis import classification_pb2
 
     stub, _ = grpc_stubs(half_plus_two)
-    response = stub.Classify(_examples_request(classification_pb2.ClassificationRequest, "classify_x_to_y", 2.0),
-                             timeout=30)
+    response = stub.Classify(
+        _examples_request(classification_pb2.ClassificationRequest, "classify_x_to_y", 2.0), timeout=30
+    )
     assert len(response.result.classifications) == 1
     assert len(response.result.classifications[0].classes) == 1
     assert response.result.classifications[0].classes[0].score == pytest.approx(3.0)
-    assert (response.model_spec.name, response.model_spec.signature_name, response.model_spec.version.value) == \
-        ("default", "classify_x_to_y", 123)
+    assert (
+        response.model_spec.name,
+        response.model_spec.signature_name,
+        response.model_spec.version.value,
+    ) == ("default", "classify_x_to_y", 123)
 
 
 def test_grpc_regress(half_plus_two):
     from tensorflow_serving.apis import regression_pb2
 
     stub, _ = grpc_stubs(half_plus_two)
-    response = stub.Regress(_examples_request(regression_pb2.RegressionRequest, "regress_x_to_y", 2.0), timeout=30)
+    response = stub.Regress(
+        _examples_request(regression_pb2.RegressionRequest, "regress_x_to_y", 2.0), timeout=30
+    )
     assert len(response.result.regressions) == 1
     assert response.result.regressions[0].value == pytest.approx(3.0)
 
@@ -119,21 +146,33 @@ def test_grpc_predict_and_model_status(half_plus_two):
 
 def test_tf2_servable(shared_testdata):
     with running_server(models={"half": shared_testdata / "saved_model_half_plus_two_tf2_cpu"}) as server:
-        assert rest(server, "POST", "/v1/models/half:predict", {"instances": [4.0]}) == (200, {"predictions": [4.0]})
+        assert rest(server, "POST", "/v1/models/half:predict", {"instances": [4.0]}) == (
+            200,
+            {"predictions": [4.0]},
+        )
         # TF2 writes every signature with method tensorflow/serving/predict, so :regress is refused clearly.
-        status, body = rest(server, "POST", "/v1/models/half:regress",
-                            {"signature_name": "regress_x_to_y", "examples": [{"x": 4.0}]})
+        status, body = rest(
+            server,
+            "POST",
+            "/v1/models/half:regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"x": 4.0}]},
+        )
         assert status == 400 and "tensorflow/serving/regress" in body["error"]
 
 
-@pytest.mark.parametrize("policy, versions", [("latest", ["124"]), ("all", ["123", "124"]), ("specific:123", ["123"])])
+@pytest.mark.parametrize(
+    "policy, versions", [("latest", ["124"]), ("all", ["123", "124"]), ("specific:123", ["123"])]
+)
 def test_version_policies_on_zero_padded_versions(shared_testdata, policy, versions):
-    with running_server(models={"two": shared_testdata / "saved_model_half_plus_two_2_versions"},
-                        version_policy=policy) as server:
+    with running_server(
+        models={"two": shared_testdata / "saved_model_half_plus_two_2_versions"}, version_policy=policy
+    ) as server:
         status, body = rest(server, "GET", "/v1/models/two")
         assert [entry["version"] for entry in body["model_version_status"]] == versions
-        assert rest(server, "GET", f"/v1/models/two/versions/{versions[0]}/metadata")[1]["model_spec"]["version"] == \
-            versions[0]
+        assert (
+            rest(server, "GET", f"/v1/models/two/versions/{versions[0]}/metadata")[1]["model_spec"]["version"]
+            == versions[0]
+        )
 
 
 def test_grpc_metrics_name_the_version_that_answered(half_plus_two):
@@ -142,4 +181,7 @@ def test_grpc_metrics_name_the_version_that_answered(half_plus_two):
     stub, _ = grpc_stubs(half_plus_two)
     stub.Regress(_examples_request(regression_pb2.RegressionRequest, "regress_x_to_y", 1.0), timeout=30)
     text = rest(half_plus_two, "GET", "/monitoring/prometheus/metrics")[1]
-    assert ':tensorflow:serving:request_count{model_name="default",version="123",API="grpc:regress",status="OK"}' in text
+    assert (
+        ':tensorflow:serving:request_count{model_name="default",version="123",API="grpc:regress",status="OK"}'
+        in text
+    )

@@ -21,8 +21,12 @@ from kerasdrop.serving.protocols.recorded import parse_version
 
 SERVER_NAME = "kerasdrop"
 EXTENSIONS = ["binary_tensor_data"]  # Triton's binary tensor extension over REST (tritonclient's default)
-PLATFORMS = {"tf": "tensorflow_savedmodel", "onnx": "onnx_onnxv1", "onnx-int8": "onnx_onnxv1",  # the spec's names
-             "openvino": "openvino_ir"}
+PLATFORMS = {
+    "tf": "tensorflow_savedmodel",
+    "onnx": "onnx_onnxv1",
+    "onnx-int8": "onnx_onnxv1",  # the spec's names
+    "openvino": "openvino_ir",
+}
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -76,9 +80,12 @@ def resolve(call, name: str, version: str | None):
     except ServingError as error:
         manager = call.manager
         if error.code == "NOT_FOUND" and manager.offers(name) and not manager.model_ready(name):
-            raise ServingError("UNAVAILABLE", f"Model {name!r} is in the repository but no version of it is ready "
-                               "(loading, or it failed to load or to answer its golden requests: see the server "
-                               "log)") from None
+            raise ServingError(
+                "UNAVAILABLE",
+                f"Model {name!r} is in the repository but no version of it is ready "
+                "(loading, or it failed to load or to answer its golden requests: see the server "
+                "log)",
+            ) from None
         raise
 
 
@@ -94,31 +101,42 @@ def _signature_name(parameters: dict) -> str:
 
 
 def _tensor_metadata(tensors) -> list[dict]:
-    return [{"name": key, "datatype": datatypes.from_signature(info.dtype), "shape": datatypes.shape_of(info)}
-            for key, info in sorted(tensors.items())]
+    return [
+        {"name": key, "datatype": datatypes.from_signature(info.dtype), "shape": datatypes.shape_of(info)}
+        for key, info in sorted(tensors.items())
+    ]
 
 
 def model_metadata(call, name: str, version: str | None) -> dict:
     loaded = resolve(call, name, version)
     signature_def = find_signature(loaded.backend, DEFAULT_SIGNATURE, "rest")
-    return {"name": loaded.name, "versions": [str(v) for v in call.manager.loaded_versions().get(name, [])],
-            "platform": PLATFORMS.get(getattr(loaded.backend, "name", ""), "tensorflow_savedmodel"),
-            "inputs": _tensor_metadata(signature_def.inputs), "outputs": _tensor_metadata(signature_def.outputs)}
+    return {
+        "name": loaded.name,
+        "versions": [str(v) for v in call.manager.loaded_versions().get(name, [])],
+        "platform": PLATFORMS.get(getattr(loaded.backend, "name", ""), "tensorflow_savedmodel"),
+        "inputs": _tensor_metadata(signature_def.inputs),
+        "outputs": _tensor_metadata(signature_def.outputs),
+    }
 
 
 def check_input_header(tensor: Tensor, signature_def, max_elements: int) -> int:
     """The element count of a request input, after checking its name, datatype and shape header
     (before any array is built from its data)."""
     if tensor.name not in signature_def.inputs:
-        raise invalid(f"Unexpected input {tensor.name!r}; the model's inputs are {sorted(signature_def.inputs)}")
+        raise invalid(
+            f"Unexpected input {tensor.name!r}; the model's inputs are {sorted(signature_def.inputs)}"
+        )
     expected = datatypes.from_signature(signature_def.inputs[tensor.name].dtype)
     datatypes.numpy_dtype(tensor.datatype)  # an unknown datatype names the known ones
     if tensor.datatype != expected:
         raise invalid(f"Input {tensor.name!r} expects datatype {expected}; received {tensor.datatype}")
     shape = tensor.shape
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
-        raise invalid(f"Input {tensor.name!r}: 'shape' must be a list of non-negative integers; received {shape!r}")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise invalid(
+            f"Input {tensor.name!r}: 'shape' must be a list of non-negative integers; received {shape!r}"
+        )
     count = int(np.prod(shape, dtype=object)) if shape else 1
     if count > max_elements:
         raise too_many_elements(tensor.name, count, max_elements)
@@ -129,7 +147,9 @@ def _requested_outputs(request: InferRequest, outputs: dict) -> list[Tensor]:
     if request.outputs is None:
         return [Tensor(name, "", []) for name in sorted(outputs)]
     if len(request.outputs) > len(outputs):
-        raise invalid(f"{len(request.outputs)} outputs requested; the model has {len(outputs)}: {sorted(outputs)}")
+        raise invalid(
+            f"{len(request.outputs)} outputs requested; the model has {len(outputs)}: {sorted(outputs)}"
+        )
     unknown = [o.name for o in request.outputs if o.name not in outputs]
     if unknown:
         raise invalid(f"Unknown output {unknown[0]!r} requested; the model's outputs are {sorted(outputs)}")
@@ -139,15 +159,19 @@ def _requested_outputs(request: InferRequest, outputs: dict) -> list[Tensor]:
 def _decoded(tensor: Tensor, count: int) -> np.ndarray:
     flat = np.asarray(tensor.data(count) if callable(tensor.data) else tensor.data)
     if flat.size != count:
-        raise invalid(f"Input {tensor.name!r} has shape {tensor.shape} ({count} elements) but carries "
-                      f"{flat.size} values")
+        raise invalid(
+            f"Input {tensor.name!r} has shape {tensor.shape} ({count} elements) but carries "
+            f"{flat.size} values"
+        )
     return flat.reshape(tensor.shape)
 
 
 def _inputs(manager, request: InferRequest, signature_def) -> dict[str, np.ndarray]:
     if len(request.inputs) > len(signature_def.inputs):  # before any per-input work
-        raise invalid(f"Request has {len(request.inputs)} inputs; the model takes {len(signature_def.inputs)}: "
-                      f"{sorted(signature_def.inputs)}")
+        raise invalid(
+            f"Request has {len(request.inputs)} inputs; the model takes {len(signature_def.inputs)}: "
+            f"{sorted(signature_def.inputs)}"
+        )
     seen = set()
     for tensor in request.inputs:
         if tensor.name in seen:
@@ -173,6 +197,9 @@ def infer(call, request: InferRequest, protocol: str, timeout: float | None = No
     answered = []
     for wanted in _requested_outputs(request, outputs):
         array = np.asarray(outputs[wanted.name])
-        answered.append(Tensor(wanted.name, datatypes.from_numpy(array), list(array.shape), array,
-                               dict(wanted.parameters)))
+        answered.append(
+            Tensor(
+                wanted.name, datatypes.from_numpy(array), list(array.shape), array, dict(wanted.parameters)
+            )
+        )
     return InferResponse(loaded.name, str(loaded.version), request.id or "", answered)

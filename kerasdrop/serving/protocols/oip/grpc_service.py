@@ -22,15 +22,28 @@ from kerasdrop.serving.protocols.oip.messages import messages as pb2
 from kerasdrop.serving.protocols.recorded import Call, grpc_answer, grpc_timeout
 
 # The InferTensorContents field that carries each datatype (FP16 travels only as raw contents).
-_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
-             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 def _parameters(parameters) -> dict:
-    return {key: getattr(value, value.WhichOneof("parameter_choice")) for key, value in parameters.items()
-            if value.WhichOneof("parameter_choice")}
+    return {
+        key: getattr(value, value.WhichOneof("parameter_choice"))
+        for key, value in parameters.items()
+        if value.WhichOneof("parameter_choice")
+    }
 
 
 def _from_contents(tensor, count: int) -> np.ndarray:
@@ -39,8 +52,10 @@ def _from_contents(tensor, count: int) -> np.ndarray:
         raise invalid(f"Input {tensor.name!r}: {tensor.datatype} data must be sent as raw_input_contents")
     values = getattr(tensor.contents, field)
     if len(values) != count:
-        raise invalid(f"Input {tensor.name!r} has shape {list(tensor.shape)} ({count} elements) but its "
-                      f"contents.{field} carries {len(values)} values")
+        raise invalid(
+            f"Input {tensor.name!r} has shape {list(tensor.shape)} ({count} elements) but its "
+            f"contents.{field} carries {len(values)} values"
+        )
     dtype = datatypes.numpy_dtype(tensor.datatype)
     return np.array(list(values), dtype=dtype)
 
@@ -54,22 +69,40 @@ def _decoder(tensor, raw: bytes | None):
 def infer_request(message) -> core.InferRequest:
     raw = list(message.raw_input_contents)
     if raw and len(raw) != len(message.inputs):
-        raise invalid(f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; send one "
-                      "per input, in the inputs' order")
+        raise invalid(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; send one "
+            "per input, in the inputs' order"
+        )
     if raw and any(tensor.HasField("contents") for tensor in message.inputs):
         raise invalid("Send every input either as raw_input_contents or as contents, not both")
-    inputs = [core.Tensor(tensor.name, tensor.datatype, list(tensor.shape),
-                          _decoder(tensor, raw[index] if raw else None), _parameters(tensor.parameters))
-              for index, tensor in enumerate(message.inputs)]
-    outputs = [core.Tensor(output.name, "", [], None, _parameters(output.parameters)) for output in message.outputs]
-    return core.InferRequest(message.model_name, message.model_version, message.id,
-                             _parameters(message.parameters), inputs, outputs or None)
+    inputs = [
+        core.Tensor(
+            tensor.name,
+            tensor.datatype,
+            list(tensor.shape),
+            _decoder(tensor, raw[index] if raw else None),
+            _parameters(tensor.parameters),
+        )
+        for index, tensor in enumerate(message.inputs)
+    ]
+    outputs = [
+        core.Tensor(output.name, "", [], None, _parameters(output.parameters)) for output in message.outputs
+    ]
+    return core.InferRequest(
+        message.model_name,
+        message.model_version,
+        message.id,
+        _parameters(message.parameters),
+        inputs,
+        outputs or None,
+    )
 
 
 def infer_response(response: core.InferResponse, raw: bool):
     """The response message; every output raw, or every one in typed contents (the spec allows no mix)."""
-    message = pb2.ModelInferResponse(model_name=response.model_name, model_version=response.model_version,
-                                     id=response.id)
+    message = pb2.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=response.id
+    )
     raw = raw or any(tensor.datatype not in _CONTENTS for tensor in response.outputs)
     for tensor in response.outputs:
         output = message.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
@@ -78,7 +111,8 @@ def infer_response(response: core.InferResponse, raw: bool):
         else:
             values = tensor.data.reshape(-1)
             getattr(output.contents, _CONTENTS[tensor.datatype]).extend(
-                list(values) if tensor.datatype == "BYTES" else values.tolist())
+                list(values) if tensor.datatype == "BYTES" else values.tolist()
+            )
     return message
 
 
@@ -90,9 +124,12 @@ def _model_infer(call, request, context):
 def _model_metadata(call, request, context):
     metadata = core.model_metadata(call, request.name, request.version)
     return pb2.ModelMetadataResponse(
-        name=metadata["name"], versions=metadata["versions"], platform=metadata["platform"],
+        name=metadata["name"],
+        versions=metadata["versions"],
+        platform=metadata["platform"],
         inputs=[pb2.ModelMetadataResponse.TensorMetadata(**tensor) for tensor in metadata["inputs"]],
-        outputs=[pb2.ModelMetadataResponse.TensorMetadata(**tensor) for tensor in metadata["outputs"]])
+        outputs=[pb2.ModelMetadataResponse.TensorMetadata(**tensor) for tensor in metadata["outputs"]],
+    )
 
 
 def _model_ready(call, request, context):
@@ -109,8 +146,9 @@ def _server_ready(call, request, context):
 
 def _server_metadata(call, request, context):
     metadata = core.server_metadata()
-    return pb2.ServerMetadataResponse(name=metadata["name"], version=metadata["version"],
-                                      extensions=metadata["extensions"])
+    return pb2.ServerMetadataResponse(
+        name=metadata["name"], version=metadata["version"], extensions=metadata["extensions"]
+    )
 
 
 class InferenceService(GRPCInferenceServiceServicer):
@@ -129,19 +167,22 @@ class InferenceService(GRPCInferenceServiceServicer):
         return grpc_answer(Call(self._manager, None, "grpc:ServerReady"), _server_ready, request, context)
 
     def ServerMetadata(self, request, context):
-        return grpc_answer(Call(self._manager, None, "grpc:ServerMetadata"), _server_metadata, request,
-                           context)
+        return grpc_answer(
+            Call(self._manager, None, "grpc:ServerMetadata"), _server_metadata, request, context
+        )
 
     def ModelReady(self, request, context):
         return grpc_answer(Call(self._manager, request.name, "grpc:v2_ready"), _model_ready, request, context)
 
     def ModelMetadata(self, request, context):
-        return grpc_answer(Call(self._manager, request.name, "grpc:v2_metadata"), _model_metadata, request,
-                           context)
+        return grpc_answer(
+            Call(self._manager, request.name, "grpc:v2_metadata"), _model_metadata, request, context
+        )
 
     def ModelInfer(self, request, context):
-        return grpc_answer(Call(self._manager, request.model_name, "grpc:v2_infer"), _model_infer, request,
-                           context)
+        return grpc_answer(
+            Call(self._manager, request.model_name, "grpc:v2_infer"), _model_infer, request, context
+        )
 
 
 def make_servicer(manager) -> InferenceService:

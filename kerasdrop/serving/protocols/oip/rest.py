@@ -24,8 +24,10 @@ from kerasdrop.serving.protocols.json_body import converting, parse_json
 from kerasdrop.serving.protocols.oip import core, datatypes
 from kerasdrop.serving.protocols.recorded import JSON, NO_HEADERS, Call, rest_answer
 
-_PATH = re.compile(r"^/v2(?:/health/(?P<health>live|ready)|/models/(?P<name>[^/]+)"
-                   r"(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer))?)?/?$")
+_PATH = re.compile(
+    r"^/v2(?:/health/(?P<health>live|ready)|/models/(?P<name>[^/]+)"
+    r"(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer))?)?/?$"
+)
 HEADER_LENGTH = "inference-header-content-length"
 
 
@@ -56,8 +58,10 @@ def _json_values(name: str, datatype: str, data, count: int) -> np.ndarray:
             raise ValueError(f"received {received.dtype.name} values")
         return received.astype(dtype).reshape(-1)
     except (ValueError, TypeError, OverflowError) as error:
-        raise invalid(f"Input {name!r} expects {datatype} values; received values that cannot be converted "
-                      f"({str(error).splitlines()[0]})") from None
+        raise invalid(
+            f"Input {name!r} expects {datatype} values; received values that cannot be converted "
+            f"({str(error).splitlines()[0]})"
+        ) from None
 
 
 class _Binary:
@@ -68,18 +72,25 @@ class _Binary:
 
     def take(self, name: str, size) -> memoryview:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise invalid(f"Input {name!r}: 'binary_data_size' must be a non-negative integer; received {size!r}")
+            raise invalid(
+                f"Input {name!r}: 'binary_data_size' must be a non-negative integer; received {size!r}"
+            )
         if self.offset + size > len(self.data):
-            raise invalid(f"Input {name!r} declares {size} bytes of binary data but only "
-                          f"{len(self.data) - self.offset} remain after the JSON header")
-        chunk = self.data[self.offset:self.offset + size]
+            raise invalid(
+                f"Input {name!r} declares {size} bytes of binary data but only "
+                f"{len(self.data) - self.offset} remain after the JSON header"
+            )
+        chunk = self.data[self.offset : self.offset + size]
         self.offset += size
         return chunk
 
 
 def _input(item, binary: _Binary) -> core.Tensor:
-    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(
-            item.get("datatype"), str):
+    if (
+        not isinstance(item, dict)
+        or not isinstance(item.get("name"), str)
+        or not isinstance(item.get("datatype"), str)
+    ):
         raise invalid("Each input must be an object with string 'name' and 'datatype', 'shape' and 'data'")
     name, datatype, parameters = item["name"], item["datatype"], item.get("parameters", {})
     if not isinstance(parameters, dict):
@@ -103,8 +114,10 @@ def _requested(item) -> core.Tensor:
     if not isinstance(parameters, dict):
         raise invalid(f"Output {item['name']!r}: 'parameters' must be a JSON object")
     if parameters.get("class_count"):
-        raise invalid(f"Output {item['name']!r}: 'class_count' (Triton's classification extension) is not "
-                      "supported; request the output itself")
+        raise invalid(
+            f"Output {item['name']!r}: 'class_count' (Triton's classification extension) is not "
+            "supported; request the output itself"
+        )
     return core.Tensor(item["name"], "", [], None, parameters)
 
 
@@ -113,25 +126,35 @@ def parse_infer(name: str, version: str | None, body, headers: dict) -> core.Inf
     if HEADER_LENGTH in headers:
         text = headers[HEADER_LENGTH]
         if not text.isdigit() or int(text) > len(body):
-            raise invalid(f"Inference-Header-Content-Length must be a byte count within the body's {len(body)} "
-                          f"bytes; received {text!r}")
-        header, binary = bytes(body[:int(text)]), _Binary(body)
+            raise invalid(
+                f"Inference-Header-Content-Length must be a byte count within the body's {len(body)} "
+                f"bytes; received {text!r}"
+            )
+        header, binary = bytes(body[: int(text)]), _Binary(body)
         binary.offset = int(text)
     request = parse_json(header)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise invalid("The request must be a JSON object with an 'inputs' list")
     inputs = [_input(item, binary) for item in request["inputs"]]
     if binary.offset != len(binary.data):
-        raise invalid(f"{len(binary.data) - binary.offset} bytes of binary data follow the inputs' "
-                      "'binary_data_size' total")
+        raise invalid(
+            f"{len(binary.data) - binary.offset} bytes of binary data follow the inputs' "
+            "'binary_data_size' total"
+        )
     outputs = request.get("outputs")
     if outputs is not None and not isinstance(outputs, list):
         raise invalid("'outputs' must be a list of requested outputs")
     request_id = request.get("id", "")
     if not isinstance(request_id, str):
         raise invalid(f"'id' must be a string; received {request_id!r}")
-    return core.InferRequest(name, version or "", request_id, request.get("parameters", {}), inputs,
-                             None if outputs is None else [_requested(item) for item in outputs])
+    return core.InferRequest(
+        name,
+        version or "",
+        request_id,
+        request.get("parameters", {}),
+        inputs,
+        None if outputs is None else [_requested(item) for item in outputs],
+    )
 
 
 def _json_data(tensor: core.Tensor) -> list:
@@ -141,8 +164,10 @@ def _json_data(tensor: core.Tensor) -> list:
     try:
         return [value.decode() if isinstance(value, bytes) else str(value) for value in flat]
     except UnicodeDecodeError:
-        raise invalid(f"Output {tensor.name!r} holds bytes that are not UTF-8 text; request it with "
-                      "\"parameters\": {\"binary_data\": true}") from None
+        raise invalid(
+            f"Output {tensor.name!r} holds bytes that are not UTF-8 text; request it with "
+            '"parameters": {"binary_data": true}'
+        ) from None
 
 
 def encode_infer(response: core.InferResponse, binary_default) -> tuple[bytes, str, list | tuple]:
@@ -159,13 +184,21 @@ def encode_infer(response: core.InferResponse, binary_default) -> tuple[bytes, s
         else:
             entry["data"] = _json_data(tensor)
         outputs.append(entry)
-    document = {"model_name": response.model_name, "model_version": response.model_version, "outputs": outputs}
+    document = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "outputs": outputs,
+    }
     if response.id:
         document["id"] = response.id
     header = orjson.dumps(document)
     if not blobs:
         return header, JSON, NO_HEADERS
-    return header + b"".join(blobs), "application/octet-stream", [(b"Inference-Header-Content-Length", str(len(header)).encode())]
+    return (
+        header + b"".join(blobs),
+        "application/octet-stream",
+        [(b"Inference-Header-Content-Length", str(len(header)).encode())],
+    )
 
 
 def _health(manager, which: str) -> tuple[int, dict]:
@@ -178,8 +211,12 @@ def _health(manager, which: str) -> tuple[int, dict]:
 def _model(call, method: str, match, body, headers: dict) -> tuple[int, bytes, str, tuple]:
     name, version, action = match["name"], match["version"], match["action"]
     if method != ("POST" if action == "infer" else "GET"):
-        raise ServingError("INVALID_ARGUMENT", f"Method {method} is not allowed on {match.string}; expected "
-                           f"{'POST' if action == 'infer' else 'GET'}", http_status=405)
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Method {method} is not allowed on {match.string}; expected "
+            f"{'POST' if action == 'infer' else 'GET'}",
+            http_status=405,
+        )
     if action == "ready":
         ready = core.model_ready(call, name, version)
         return (200 if ready else 400), orjson.dumps({"name": name, "ready": ready}), JSON, NO_HEADERS
@@ -188,8 +225,9 @@ def _model(call, method: str, match, body, headers: dict) -> tuple[int, bytes, s
     core.resolve(call, name, version)  # an unknown model is a 404 whatever the body holds
     with converting(body):  # one large JSON body at a time becomes arrays (json_body.py)
         request = parse_infer(name, version, body, headers)
-    binary_default = request.parameters.get("binary_data_output", False) if isinstance(
-        request.parameters, dict) else False
+    binary_default = (
+        request.parameters.get("binary_data_output", False) if isinstance(request.parameters, dict) else False
+    )
     response = core.infer(call, request, "rest")
     return (200, *encode_infer(response, binary_default))
 
@@ -201,8 +239,9 @@ def _route(call, method: str, path: str, match, body, raw_headers) -> tuple[int,
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in raw_headers}
         return _model(call, method, match, body, headers)
     if method != "GET":
-        raise ServingError("INVALID_ARGUMENT", f"Method {method} is not allowed on {path}; expected GET",
-                           http_status=405)
+        raise ServingError(
+            "INVALID_ARGUMENT", f"Method {method} is not allowed on {path}; expected GET", http_status=405
+        )
     if match["health"]:
         status, document = _health(call.manager, match["health"])
         return status, orjson.dumps(document), JSON, NO_HEADERS

@@ -24,8 +24,15 @@ def resolve(call, name: str, version: int | None, label: str | None):
     return call.resolve(name, version, label)
 
 
-def predict(call, loaded, signature: str, inputs: dict, protocol: str, timeout: float | None = None,
-            validated: bool = False) -> dict:
+def predict(
+    call,
+    loaded,
+    signature: str,
+    inputs: dict,
+    protocol: str,
+    timeout: float | None = None,
+    validated: bool = False,
+) -> dict:
     """`{output: array}` of the signature run on `inputs` (within admission, batching and the deadline)."""
     return call.manager.run(loaded, signature, inputs, protocol, timeout, validated=validated)
 

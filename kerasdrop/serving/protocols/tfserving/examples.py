@@ -20,8 +20,9 @@ def example_from_json(features: dict, context: dict | None = None):
     for name, value in {**(context or {}), **features}.items():
         values = value if isinstance(value, list) else [value]
         feature = example.features.feature[name]
-        if all(isinstance(v, bool) for v in values) or all(isinstance(v, int) and not isinstance(v, bool)
-                                                          for v in values):
+        if all(isinstance(v, bool) for v in values) or all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values
+        ):
             feature.int64_list.value.extend(int(v) for v in values)
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             feature.float_list.value.extend(float(v) for v in values)
@@ -30,8 +31,10 @@ def example_from_json(features: dict, context: dict | None = None):
         elif all(isinstance(v, dict) and set(v) == {"b64"} for v in values):
             feature.bytes_list.value.extend(base64.b64decode(v["b64"]) for v in values)
         else:
-            raise invalid(f"Feature {name!r} must be numbers, strings or {{\"b64\": ...}} values of one kind; "
-                          f"received {value!r}")
+            raise invalid(
+                f'Feature {name!r} must be numbers, strings or {{"b64": ...}} values of one kind; '
+                f"received {value!r}"
+            )
     return example
 
 
@@ -56,8 +59,10 @@ def _elements(value) -> int:
 def json_context_values(context) -> int:
     if not isinstance(context, dict):
         return 0
-    return sum(sum(map(_elements, value)) if isinstance(value, list) else _elements(value)
-               for value in context.values())
+    return sum(
+        sum(map(_elements, value)) if isinstance(value, list) else _elements(value)
+        for value in context.values()
+    )
 
 
 def proto_context_values(context) -> int:
@@ -70,9 +75,11 @@ def serialized_examples(examples) -> np.ndarray:
 
 def check_method(signature_def, signature_name: str, expected: str) -> None:
     if signature_def.method_name != expected:
-        raise invalid(f"Expected {expected.rsplit('/', 1)[-1]} signature method_name to be {expected}. Was: "
-                      f"{signature_def.method_name or '(none)'} (signature {signature_name!r}); this model has no "
-                      f"{expected.rsplit('/', 1)[-1]} signature under that name")
+        raise invalid(
+            f"Expected {expected.rsplit('/', 1)[-1]} signature method_name to be {expected}. Was: "
+            f"{signature_def.method_name or '(none)'} (signature {signature_name!r}); this model has no "
+            f"{expected.rsplit('/', 1)[-1]} signature under that name"
+        )
 
 
 def classification_results(outputs: dict) -> list[list[tuple[str, float]]]:
@@ -87,8 +94,11 @@ def classification_results(outputs: dict) -> list[list[tuple[str, float]]]:
         row_scores = np.asarray(scores[row]).reshape(-1) if scores is not None else None
         row_classes = np.asarray(classes[row]).reshape(-1) if classes is not None else None
         width = len(row_scores) if row_scores is not None else len(row_classes)
-        labels = [(c.decode() if isinstance(c, bytes) else str(c)) for c in row_classes] if row_classes is not None \
+        labels = (
+            [(c.decode() if isinstance(c, bytes) else str(c)) for c in row_classes]
+            if row_classes is not None
             else [""] * width
+        )
         values = [float(v) for v in row_scores] if row_scores is not None else [0.0] * width
         results.append(list(zip(labels, values)))
     return results

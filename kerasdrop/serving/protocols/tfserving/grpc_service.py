@@ -36,8 +36,9 @@ def _examples(request_input, max_elements: int):
         return list(request_input.example_list.examples)
     if kind == "example_list_with_context":
         with_context = request_input.example_list_with_context
-        examples.check_context_size(len(with_context.examples), examples.proto_context_values(with_context.context),
-                                    max_elements)
+        examples.check_context_size(
+            len(with_context.examples), examples.proto_context_values(with_context.context), max_elements
+        )
         merged = []
         for example in request_input.example_list_with_context.examples:
             combined = type(example)()
@@ -54,8 +55,9 @@ def _predict_inputs(manager, signature_def, request) -> dict:
     for key, proto in request.inputs.items():
         if key not in signature_def.inputs:
             continue  # validate_inputs names every unexpected input in one message
-        inputs[key] = tensor_to_array(key, order.index(key), proto, signature_def.inputs[key],
-                                      manager.admission.max_elements)
+        inputs[key] = tensor_to_array(
+            key, order.index(key), proto, signature_def.inputs[key], manager.admission.max_elements
+        )
     return inputs | {key: None for key in request.inputs if key not in signature_def.inputs}
 
 
@@ -163,20 +165,24 @@ class PredictionService:
         self.manager = manager
 
     def Predict(self, request, context):
-        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:predict"), _predict, request,
-                           context)
+        return grpc_answer(
+            Call(self.manager, request.model_spec.name, "grpc:predict"), _predict, request, context
+        )
 
     def Classify(self, request, context):
-        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:classify"), _classify, request,
-                           context)
+        return grpc_answer(
+            Call(self.manager, request.model_spec.name, "grpc:classify"), _classify, request, context
+        )
 
     def Regress(self, request, context):
-        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:regress"), _regress, request,
-                           context)
+        return grpc_answer(
+            Call(self.manager, request.model_spec.name, "grpc:regress"), _regress, request, context
+        )
 
     def GetModelMetadata(self, request, context):
-        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:metadata"), _metadata, request,
-                           context)
+        return grpc_answer(
+            Call(self.manager, request.model_spec.name, "grpc:metadata"), _metadata, request, context
+        )
 
 
 class ModelService:
@@ -187,8 +193,9 @@ class ModelService:
         self.manager = manager
 
     def GetModelStatus(self, request, context):
-        return grpc_answer(Call(self.manager, request.model_spec.name, "grpc:status"), _model_status, request,
-                           context)
+        return grpc_answer(
+            Call(self.manager, request.model_spec.name, "grpc:status"), _model_status, request, context
+        )
 
 
 def tf_serving_services(manager) -> list:
@@ -199,5 +206,7 @@ def tf_serving_services(manager) -> list:
         prediction_service_pb2_grpc,
     )
 
-    return [(prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server, PredictionService(manager)),
-            (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(manager))]
+    return [
+        (prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server, PredictionService(manager)),
+        (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(manager)),
+    ]

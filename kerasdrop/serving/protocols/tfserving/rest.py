@@ -43,7 +43,7 @@ def _decode_values(value):
         try:
             return base64.b64decode(value["b64"], validate=True)
         except (ValueError, TypeError):
-            raise invalid("Invalid base64 in a {\"b64\": ...} value") from None
+            raise invalid('Invalid base64 in a {"b64": ...} value') from None
     if isinstance(value, list):
         return [_decode_values(item) for item in value]
     return value
@@ -51,8 +51,14 @@ def _decode_values(value):
 
 def _to_json(array: np.ndarray):
     if array.dtype == object or array.dtype.kind in "SU":
-        flat = [({"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) and not _is_text(v) else
-                 (v.decode() if isinstance(v, bytes) else v)) for v in array.reshape(-1)]
+        flat = [
+            (
+                {"b64": base64.b64encode(v).decode()}
+                if isinstance(v, bytes) and not _is_text(v)
+                else (v.decode() if isinstance(v, bytes) else v)
+            )
+            for v in array.reshape(-1)
+        ]
         return np.array(flat, dtype=object).reshape(array.shape).tolist()
     return array.tolist()
 
@@ -78,33 +84,51 @@ def _decoded(signature_def, key: str, value):
 def predict_inputs(body: dict, signature_def) -> tuple[dict, str]:
     """`(inputs, "row" | "columnar")` from a predict request body."""
     if "instances" in body and "inputs" in body:
-        raise invalid("Request body must have exactly one of 'instances' (row format) or 'inputs' (columnar "
-                      "format); received both")
+        raise invalid(
+            "Request body must have exactly one of 'instances' (row format) or 'inputs' (columnar "
+            "format); received both"
+        )
     names = list(signature_def.inputs)
-    named = body.get("inputs") if isinstance(body.get("inputs"), dict) else \
-        (body["instances"][0] if isinstance(body.get("instances"), list) and body["instances"]
-         and isinstance(body["instances"][0], dict) else {})
-    if len(named) > max(len(names), 1):  # before any per-input work: a request may not name more inputs than exist
+    named = (
+        body.get("inputs")
+        if isinstance(body.get("inputs"), dict)
+        else (
+            body["instances"][0]
+            if isinstance(body.get("instances"), list)
+            and body["instances"]
+            and isinstance(body["instances"][0], dict)
+            else {}
+        )
+    )
+    if len(named) > max(
+        len(names), 1
+    ):  # before any per-input work: a request may not name more inputs than exist
         raise invalid(f"Request names {len(named)} inputs; the signature takes {len(names)}: {sorted(names)}")
     if "instances" in body:
         instances = body["instances"]  # a list, or an array from the parse lane
         if not isinstance(instances, (list, np.ndarray)) or len(instances) == 0:
             raise invalid("'instances' must be a non-empty JSON list, one element per input row")
-        if all(isinstance(row, dict) for row in instances) and not all(set(row) == {"b64"} for row in instances):
+        if all(isinstance(row, dict) for row in instances) and not all(
+            set(row) == {"b64"} for row in instances
+        ):
             keys = set(instances[0])
             if any(set(row) != keys for row in instances):
                 raise invalid("Every instance must name the same inputs")
             return {key: _decoded(signature_def, key, [row[key] for row in instances]) for key in keys}, "row"
         if len(names) != 1:
-            raise invalid(f"The signature has {len(names)} inputs {names}: each instance must be a JSON object "
-                          "naming them")
+            raise invalid(
+                f"The signature has {len(names)} inputs {names}: each instance must be a JSON object "
+                "naming them"
+            )
         return {names[0]: _decoded(signature_def, names[0], instances)}, "row"
     if "inputs" in body:
         inputs = body["inputs"]
         if isinstance(inputs, dict) and not set(inputs) == {"b64"}:
             return {key: _decoded(signature_def, key, value) for key, value in inputs.items()}, "columnar"
         if len(names) != 1:
-            raise invalid(f"The signature has {len(names)} inputs {names}: 'inputs' must be a JSON object naming them")
+            raise invalid(
+                f"The signature has {len(names)} inputs {names}: 'inputs' must be a JSON object naming them"
+            )
         return {names[0]: _decoded(signature_def, names[0], inputs)}, "columnar"
     raise invalid("Missing 'instances' or 'inputs' in the request body")
 
@@ -130,8 +154,11 @@ def metadata_response(loaded) -> dict:
     signature_map = core.metadata(loaded)
     return {
         "model_spec": {"name": loaded.name, "signature_name": "", "version": str(loaded.version)},
-        "metadata": {"signature_def": json_format.MessageToDict(
-            signature_map, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)},
+        "metadata": {
+            "signature_def": json_format.MessageToDict(
+                signature_map, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+        },
     }
 
 
@@ -155,9 +182,14 @@ def _decode(manager, loaded, verb: str, request: dict) -> tuple[str, dict, str |
     if not isinstance(rows, list) or not rows:
         raise invalid("'examples' must be a non-empty JSON list of feature objects")
     context = request.get("context")
-    examples.check_context_size(len(rows), examples.json_context_values(context), manager.admission.max_elements)
-    return signature, core.examples_inputs(signature_def, (examples.example_from_json(row, context)
-                                                           for row in rows)), None
+    examples.check_context_size(
+        len(rows), examples.json_context_values(context), manager.admission.max_elements
+    )
+    return (
+        signature,
+        core.examples_inputs(signature_def, (examples.example_from_json(row, context) for row in rows)),
+        None,
+    )
 
 
 def _run(call, loaded, verb: str, signature: str, inputs: dict, layout: str | None) -> dict:
@@ -165,8 +197,12 @@ def _run(call, loaded, verb: str, signature: str, inputs: dict, layout: str | No
     if verb == "predict":
         return predict_response(core.predict(call, loaded, signature, inputs, "rest", validated=True), layout)
     if verb == "classify":
-        return {"results": [[[label, score] for label, score in row]
-                            for row in core.classify(call, loaded, signature, inputs, "rest")]}
+        return {
+            "results": [
+                [[label, score] for label, score in row]
+                for row in core.classify(call, loaded, signature, inputs, "rest")
+            ]
+        }
     return {"results": core.regress(call, loaded, signature, inputs, "rest")}
 
 
@@ -187,8 +223,11 @@ def handle(call, method: str, path: str, body: bytes, match=None, lane=None) -> 
             return metadata_response(core.resolve(call, name, version, label))
         return {"model_version_status": core.model_status(call, name, version, label)}
     if method != "POST" or verb is None:
-        raise ServingError("INVALID_ARGUMENT" if method == "POST" else "NOT_FOUND",
-                           f"Malformed request: {method} {path}", http_status=None if method in ("GET", "POST") else 405)
+        raise ServingError(
+            "INVALID_ARGUMENT" if method == "POST" else "NOT_FOUND",
+            f"Malformed request: {method} {path}",
+            http_status=None if method in ("GET", "POST") else 405,
+        )
     with converting(body):
         request = parse_body(body, lane)
         if isinstance(body, bytearray):

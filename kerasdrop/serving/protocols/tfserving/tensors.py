@@ -13,11 +13,22 @@ from kerasdrop.serving.models.admission import too_many_elements
 # The repeated field that carries each dtype's values when tensor_content is empty, and how many
 # field entries one element takes (complex numbers are stored as real, imaginary pairs).
 _VALUE_FIELDS = {
-    "DT_FLOAT": ("float_val", 1), "DT_DOUBLE": ("double_val", 1), "DT_INT32": ("int_val", 1),
-    "DT_UINT8": ("int_val", 1), "DT_INT16": ("int_val", 1), "DT_INT8": ("int_val", 1), "DT_UINT16": ("int_val", 1),
-    "DT_INT64": ("int64_val", 1), "DT_UINT32": ("uint32_val", 1), "DT_UINT64": ("uint64_val", 1),
-    "DT_BOOL": ("bool_val", 1), "DT_STRING": ("string_val", 1), "DT_HALF": ("half_val", 1),
-    "DT_BFLOAT16": ("half_val", 1), "DT_COMPLEX64": ("scomplex_val", 2), "DT_COMPLEX128": ("dcomplex_val", 2),
+    "DT_FLOAT": ("float_val", 1),
+    "DT_DOUBLE": ("double_val", 1),
+    "DT_INT32": ("int_val", 1),
+    "DT_UINT8": ("int_val", 1),
+    "DT_INT16": ("int_val", 1),
+    "DT_INT8": ("int_val", 1),
+    "DT_UINT16": ("int_val", 1),
+    "DT_INT64": ("int64_val", 1),
+    "DT_UINT32": ("uint32_val", 1),
+    "DT_UINT64": ("uint64_val", 1),
+    "DT_BOOL": ("bool_val", 1),
+    "DT_STRING": ("string_val", 1),
+    "DT_HALF": ("half_val", 1),
+    "DT_BFLOAT16": ("half_val", 1),
+    "DT_COMPLEX64": ("scomplex_val", 2),
+    "DT_COMPLEX128": ("dcomplex_val", 2),
 }
 
 
@@ -26,7 +37,12 @@ _VALUE_FIELDS = {
 # cost ~60 us a request in Python (a numpy version check on every call, among others).
 _RAW_DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 9: np.dtype("<i8")}
 _RAW_ENUMS = {dtype: enum for enum, dtype in _RAW_DTYPES.items()}
-_ONE_VALUE_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 9: "int64_val"}  # TF's field for <= 1 value
+_ONE_VALUE_FIELDS = {
+    1: "float_val",
+    2: "double_val",
+    3: "int_val",
+    9: "int64_val",
+}  # TF's field for <= 1 value
 
 
 def array_to_proto(array: np.ndarray, proto=None):
@@ -88,8 +104,10 @@ def tensor_to_array(key: str, index: int, proto, signature_input, max_elements: 
 
     if proto.dtype != signature_input.dtype:
         # TF's session feed check, which TF Serving returns as INVALID_ARGUMENT (it never casts).
-        raise invalid(f"Expects arg[{index}] to be {dtype_name(signature_input.dtype)} but "
-                      f"{dtype_name(proto.dtype)} is provided")
+        raise invalid(
+            f"Expects arg[{index}] to be {dtype_name(signature_input.dtype)} but "
+            f"{dtype_name(proto.dtype)} is provided"
+        )
     dims = [dim.size for dim in proto.tensor_shape.dim]
     if any(d < 0 for d in dims):
         raise invalid(f"Input {key!r} has a negative dimension in its shape {dims}")
@@ -98,13 +116,17 @@ def tensor_to_array(key: str, index: int, proto, signature_input, max_elements: 
         raise too_many_elements(key, size, max_elements)
     count = _value_count(proto)
     if count != size:
-        raise invalid(f"Input {key!r} declares shape {dims} ({size} values) but carries {count} values; send "
-                      "every value (a TensorProto is not expanded from fewer values here)")
+        raise invalid(
+            f"Input {key!r} declares shape {dims} ({size} values) but carries {count} values; send "
+            "every value (a TensorProto is not expanded from fewer values here)"
+        )
     raw = _RAW_DTYPES.get(proto.dtype)
     if raw is not None and proto.tensor_content:
         if len(proto.tensor_content) != size * raw.itemsize:
-            raise invalid(f"Cannot read input tensor {key!r}: its tensor_content holds {len(proto.tensor_content)} "
-                          f"bytes, not {size} values of {raw.itemsize} bytes")
+            raise invalid(
+                f"Cannot read input tensor {key!r}: its tensor_content holds {len(proto.tensor_content)} "
+                f"bytes, not {size} values of {raw.itemsize} bytes"
+            )
         return np.frombuffer(proto.tensor_content, raw).reshape(dims)
     try:
         return tf.make_ndarray(proto)
