@@ -110,7 +110,8 @@ def main() -> None:
     print(
         f"input pipeline alone (kerasdrop's train pipeline: cold = 1st epoch, cached = best later epoch) vs the "
         f"training step of the recipe's model on an in-memory batch ({args.steps} steps after {args.steps} warm-up); "
-        f"TFDS prepared {args.images + args.images // 5} MNIST-format images from local files in {prepare_seconds:.1f} s"
+        f"TFDS prepared {args.images + args.images // 5} MNIST-format images from local files in "
+        f"{prepare_seconds:.1f} s"
     )
     print(
         f"  {'source':30} {'batch':>5} {'pipeline 1st epoch':>19} {'pipeline cached':>16} {'training step':>14} "

@@ -99,10 +99,10 @@ def main() -> None:
         images = np.random.default_rng(batch).uniform(0, 16, (batch, 8, 8, 1)).astype("float32")
         tensor = tf.constant(images)
         rows = [
-            latency_ms(lambda: signature(images=tensor), repeats),
-            latency_ms(lambda: session.run(None, {"images": images}), repeats),
-            latency_ms(lambda: model.predict(images, verbose=0), max(repeats // 5, 20)),
-            latency_ms(lambda: model(images, training=False), repeats),
+            latency_ms(lambda tensor=tensor: signature(images=tensor), repeats),
+            latency_ms(lambda images=images: session.run(None, {"images": images}), repeats),
+            latency_ms(lambda images=images: model.predict(images, verbose=0), max(repeats // 5, 20)),
+            latency_ms(lambda images=images: model(images, training=False), repeats),
         ]
         print(f"  {batch:>5}  " + "  ".join(f"{median:7.3f} / {p99:6.3f}" for median, p99 in rows))
     every_format(model, work, tf, np)
@@ -133,7 +133,7 @@ def every_format(model, work: pathlib.Path, tf, np) -> None:
     }
     # Interleaved rounds, so a neighbour's load falls on every runtime alike; the median of all rounds.
     samples = {name: [] for name in calls}
-    for name, call in calls.items():
+    for call in calls.values():
         call()  # warm-up
     for _ in range(30):
         for name, call in calls.items():

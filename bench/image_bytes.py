@@ -3,7 +3,8 @@
 Models: LeNet-5 at 32x32x1 and resnet18 at 224x224x3, exported with `kerasdrop export --image-bytes`
 and served by `kerasdrop serve` (tf backend: serving_bytes decodes in the TensorFlow graph). One
 image per request, the bodies built once: float JSON (`instances`, what a client sends for the
-decoded pixels) and, as `{"b64": ...}`, PNG and JPEG (quality 90) of a smooth picture and of noise. Each is sent sequentially over
+decoded pixels) and, as `{"b64": ...}`, PNG and JPEG (quality 90) of a smooth picture and of noise. Each is
+sent sequentially over
 one keep-alive connection, interleaved round by round, so machine load hits them alike; the figures
 to read are the ratios to float JSON.
 

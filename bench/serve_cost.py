@@ -218,7 +218,10 @@ def report(name: str, results: dict, essential: dict, load: str) -> list[bool]:
         f"decode {essential['decode'] * 1e3:.3f} ms + run {essential['run'] * 1e3:.3f} ms + encode "
         f"{essential['encode'] * 1e3:.3f} ms = {essential_total * 1e3:.3f} ms"
     )
-    default = lambda cell: results[(DEFAULT, cell)]
+
+    def default(cell):
+        return results[(DEFAULT, cell)]
+
     cheap = name == "lenet5"
     floor = 0.8 if cheap else 1.0  # the performance issue's decision: a cheap model's gRPC >= 0.8x REST
     checks = [

@@ -1,7 +1,8 @@
 """Serving throughput and latency of `kerasdrop serve` against a bare app, side by side in one run.
 
 Models: LeNet-5 at 32x32x1 and resnet18 at 224x224x3, exported with `kerasdrop export`, batch-1
-requests; gRPC in two shapes, 16 clients with a connection each and 4 connections x 4 streams. Servers: a bare Starlette + onnxruntime + orjson app (bench/_support/bare_app.py, the
+requests; gRPC in two shapes, 16 clients with a connection each and 4 connections x 4 streams. Servers: a
+bare Starlette + onnxruntime + orjson app (bench/_support/bare_app.py, the
 reference) and `kerasdrop serve --backend onnx` with batching off and on. Load comes from C load
 generators, not Python clients: wrk (REST, a Lua script POSTs the JSON body) and h2load (gRPC, a
 raw length-prefixed PredictRequest body). Every figure is a ratio measured in this one run; the
@@ -53,7 +54,7 @@ def wait_until_up(process, url: str, seconds: float = 180) -> None:
             return  # it answers (the bare app has no status route)
         except OSError:
             if process.poll() is not None:
-                raise SystemExit(f"server exited early: {process.args}")
+                raise SystemExit(f"server exited early: {process.args}") from None
             time.sleep(0.3)
     raise SystemExit(f"server did not start: {process.args}")
 

@@ -1,4 +1,5 @@
-"""Training throughput: plain `model.fit` vs the kerasdrop training path, each in its own process, in interleaved rounds.
+"""Training throughput: plain `model.fit` vs the kerasdrop training path, each in its own process, in
+interleaved rounds.
 
 Two cases: simple_cnn (the keras-io MNIST convnet) on 28x28x1 at keras-io's batch 128, and lenet5 on
 the digits recipe's 8x8x1 at its batch 32; 10,000 synthetic images each. Configurations:

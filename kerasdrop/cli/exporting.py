@@ -162,7 +162,10 @@ def run_export(args: argparse.Namespace) -> int:
                 f"{', '.join(interface.published_outputs)}"
             )
         if args.mc_samples:
-            signatures += f"; mc_dropout: {', '.join(interface.input_names)} -> mean, stddev over {args.mc_samples} passes"
+            signatures += (
+                f"; mc_dropout: {', '.join(interface.input_names)} -> mean, stddev over "
+                f"{args.mc_samples} passes"
+            )
         print(f"signatures {signatures}")
         for name, figures in result.formats.items():
             difference = (

@@ -104,7 +104,8 @@ REQUEST_LIMITS = [
         float,
         limits.DEFAULT_MAX_CONNECTION_AGE_SECONDS,
         True,
-        "a gRPC connection this old (give or take a tenth) is closed with GOAWAY, its calls in flight given --drain-seconds; "
+        "a gRPC connection this old (give or take a tenth) is closed with GOAWAY, its calls in "
+        "flight given --drain-seconds; "
         "clients reconnect",
     ),
     (

@@ -48,7 +48,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print("| method | accuracy | NLL | Brier | ECE (15 bins) |\n|---|---:|---:|---:|---:|")
     for method, scores in summary["methods"].items():
         print(
-            f"| {method} | {scores['accuracy']:.4f} | {scores['nll']:.4f} | {scores['brier']:.4f} | {scores['ece']:.4f} |"
+            f"| {method} | {scores['accuracy']:.4f} | {scores['nll']:.4f} | {scores['brier']:.4f} | "
+            f"{scores['ece']:.4f} |"
         )
     print(
         f"\nMC averaging ({averaging['repeats']} repeats; weight scaling test error "

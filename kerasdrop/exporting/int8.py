@@ -185,7 +185,8 @@ def judge_int8(
             figures["ece_increase"],
             limits.max_ece_increase,
             "max_ece_increase",
-            f"ECE rises by {figures['ece_increase']:.4f} ({figures['fp32_ece']:.4f} fp32 -> {figures['int8_ece']:.4f} int8)",
+            f"ECE rises by {figures['ece_increase']:.4f} ({figures['fp32_ece']:.4f} fp32 -> "
+            f"{figures['int8_ece']:.4f} int8)",
         ),
         (
             "probability_sum_error",

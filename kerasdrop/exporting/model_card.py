@@ -359,11 +359,8 @@ def load_model_card(path) -> dict:
         )
     try:
         card = json.loads(path.read_text())
-        problem = (
-            ""
-            if isinstance(card, dict) and set(card) >= set(CARD_SECTIONS)
-            else f"missing sections: {', '.join(sorted(set(CARD_SECTIONS) - set(card if isinstance(card, dict) else ())))}"
-        )
+        missing = sorted(set(CARD_SECTIONS) - set(card if isinstance(card, dict) else ()))
+        problem = "" if isinstance(card, dict) and not missing else f"missing sections: {', '.join(missing)}"
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         problem = str(error)
     if problem:

@@ -1,4 +1,5 @@
-"""Studies of a finished run's inference: calibration (Guo et al. 2017) and MC averaging (Srivastava et al. 2014, fig. 11).
+"""Studies of a finished run's inference: calibration (Guo et al. 2017) and MC averaging (Srivastava et al.
+2014, fig. 11).
 
 `calibrate(run_dir)` writes `calibration.json`, `reliability.png`, `mc_averaging.json` and
 `mc_averaging.png` into the run directory and adds the calibration figures to its `metrics.json`.

@@ -223,13 +223,13 @@ def test_version_flag_uses_that_versions_signatures(two_versions, tmp_path, caps
     top, score = _top(capsys.readouterr().out)
     assert int(top) == int(np.argmax(expected)) and abs(float(score) - expected.max()) < 2e-3
     # Its mc_dropout signature is found, although the latest version (2) has none.
-    for url in (url, f"grpc://127.0.0.1:{server.grpc_port}"):
+    for address in (url, f"grpc://127.0.0.1:{server.grpc_port}"):
         assert (
             main(
                 [
                     "predict",
                     "--url",
-                    url,
+                    address,
                     "--model",
                     "lenet5",
                     "--version",

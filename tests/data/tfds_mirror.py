@@ -26,7 +26,7 @@ def write_mirror_files(root: pathlib.Path) -> None:
     import numpy as np
 
     root.mkdir(parents=True, exist_ok=True)
-    for split, (images_file, labels_file, count) in FILES.items():
+    for images_file, labels_file, count in FILES.values():
         labels = (np.arange(count) % 10).astype(np.uint8)
         images = np.repeat(labels * 25, 28 * 28).astype(np.uint8)
         # IDX headers: 16 bytes for images, 8 for labels (TFDS's reader skips them).

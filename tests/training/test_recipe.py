@@ -83,7 +83,8 @@ def test_unknown_key_names_the_key_and_the_close_match(tmp_path):
     [
         (
             "[training]\nepochs = 'ten'\n",
-            "Invalid value received for recipe key `training.epochs`. Expected an integer. Received: training.epochs='ten'",
+            "Invalid value received for recipe key `training.epochs`. Expected an integer. "
+            "Received: training.epochs='ten'",
         ),
         ("[model]\ndropout = [0.5, 'x']\n", "Expected a number or a list of numbers"),
         ("[training]\nepochs = true\n", "Expected an integer"),

@@ -82,13 +82,16 @@ def _fingerprint(path: pathlib.Path) -> tuple:
     return tuple(stats)
 
 
+DEFAULT_POLICY = VersionPolicy()  # TF Serving's default: the latest version (frozen, so one is shared)
+
+
 class ModelManager:
     def __init__(
         self,
         repo,
         *,
         backend: str = "tf",
-        policy: VersionPolicy = VersionPolicy(),
+        policy: VersionPolicy = DEFAULT_POLICY,
         models: dict[str, pathlib.Path] | None = None,
         models_config=None,
         batching: dict | None = None,

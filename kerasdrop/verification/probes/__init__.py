@@ -197,7 +197,7 @@ def keras_input_specs(model) -> list[InputSpec]:
                 shape[1:],
                 batched=bool(shape) and shape[0] is None,
                 vocabulary=ids,
-                tokens=tokens if dtype == object else None,
+                tokens=tokens if dtype is object else None,
             )
         )
     return specs

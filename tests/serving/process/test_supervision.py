@@ -211,7 +211,7 @@ def test_deaths_stop_counting_once_the_window_passed_and_a_replacement_serves(tm
         supervisor.start([1]).wait_ready(60)
         for restart in range(1, 4):  # one death at a time, each recovered and older than the window
             spawned[-1].kill()
-            _wait_for(lambda: len(spawned) == restart + 1, 30, "a replacement is started")
+            _wait_for(lambda restart=restart: len(spawned) == restart + 1, 30, "a replacement is started")
             supervisor.wait_ready(60)
             time.sleep(0.6)
         assert failures == [] and _restarts(metrics) == f"{RESTARTS_METRIC} 3"

@@ -181,7 +181,8 @@ def test_ssl_config_is_tf_servings_message():
     from kerasdrop.serving.models.configs import _messages
 
     fields = {field.name: (field.number, field.type) for field in _messages()["SSLConfig"].DESCRIPTOR.fields}
-    # tensorflow_serving/config/ssl_config.proto: string server_key = 1; server_cert = 2; custom_ca = 3; bool client_verify = 4
+    # tensorflow_serving/config/ssl_config.proto: string server_key = 1; server_cert = 2; custom_ca = 3;
+    # bool client_verify = 4
     assert fields == {
         "server_key": (1, 9),
         "server_cert": (2, 9),

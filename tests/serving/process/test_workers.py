@@ -107,8 +107,8 @@ rest = socket.socket(); rest.bind(("127.0.0.1", 0)); rest.listen()
 probe = socket.socket(); probe.bind(("127.0.0.1", 0)); grpc_port = probe.getsockname()[1]; probe.close()
 config = dict(repo=sys.argv[1], shared_dir=sys.argv[2], backend="onnx", rest_fd=rest.fileno(),
               rest_port=rest.getsockname()[1], grpc_port=grpc_port, poll_seconds=60)
-worker = subprocess.Popen([sys.executable, "-m", "kerasdrop.serving.process.worker", json.dumps(config), str(os.getpid())],
-                          pass_fds=[rest.fileno()])
+command = [sys.executable, "-m", "kerasdrop.serving.process.worker", json.dumps(config), str(os.getpid())]
+worker = subprocess.Popen(command, pass_fds=[rest.fileno()])
 print(worker.pid, flush=True)
 os._exit(0)  # dies while the worker still imports TensorFlow
 """
