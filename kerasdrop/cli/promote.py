@@ -8,6 +8,7 @@ import pathlib
 
 from kerasdrop.cli._options import UsageError, quiet_tensorflow
 from kerasdrop.layout import MODELS_CONFIG_FILE
+from kerasdrop.serving.models.backends import BACKEND_CHOICES, DEFAULT_BACKEND
 
 
 def register(commands) -> None:
@@ -40,9 +41,9 @@ def register(commands) -> None:
     )
     promote.add_argument(
         "--backend",
-        choices=("tf", "onnx", "onnx-int8"),
-        default="tf",
-        help="the backend `kerasdrop serve` runs them on (default: tf)",
+        choices=BACKEND_CHOICES,
+        default=DEFAULT_BACKEND,
+        help=f"the backend `kerasdrop serve` runs them on (default: {DEFAULT_BACKEND}, as serve's)",
     )
     promote.add_argument(
         "--data",

@@ -11,6 +11,7 @@ import pytest
 from kerasdrop import cli
 from kerasdrop.layout import MODELS_CONFIG_FILE, PROMOTION_HISTORY_FILE
 from kerasdrop.serving.models import labels, promotion
+from kerasdrop.serving.models.backends import DEFAULT_BACKEND
 from kerasdrop.serving.models.repository import models_config_settings
 
 CONFIG = """# kept by hand: the labels of lenet5
@@ -167,4 +168,6 @@ def test_a_candidate_that_cannot_load_is_a_clear_error(two_versions, capsys):
     repo = two_versions
     (repo / "lenet5" / "2" / "saved_model.pb").write_bytes(b"\x08\x01 not a SavedModel")
     assert cli.main(["promote", "lenet5", "--label", "stable", "--to", "2", "--repo", str(repo)]) == 2
-    assert "version 2 of 'lenet5' cannot be loaded on the tf backend" in capsys.readouterr().err
+    assert (
+        f"version 2 of 'lenet5' cannot be loaded on the {DEFAULT_BACKEND} backend" in capsys.readouterr().err
+    )
