@@ -190,6 +190,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise _type_error(key, annotation, value)
     if origin is list:
         (item_type,) = typing.get_args(annotation)
+        if item_type is int and isinstance(value, str):
+            from kerasdrop._validation import parse_shape
+
+            # A shape as text, as the CLI flags and `kerasdrop models` write it: "32x32" or "32,32".
+            value = parse_shape(value) or value
         if not isinstance(value, (list, tuple)):
             raise _type_error(key, annotation, value)
         return [_coerce(item, item_type, key) for item in value]

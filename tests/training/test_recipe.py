@@ -263,3 +263,14 @@ def test_find_recipe_matches_a_data_set_by_any_of_its_names():
     assert find_recipe("simple_cnn", "tfds:mnist").name == "simple_cnn_mnist.toml"
     assert find_recipe("resnet18", "cifar10").name == "resnet18_cifar10.toml"
     assert find_recipe("simple_cnn", "cifar100") is None
+
+
+@pytest.mark.parametrize("text", ["16x16", "16,16", "16X16"])
+def test_an_image_size_written_as_a_shape_is_the_list_it_names(text):
+    recipe = recipe_from_dict({"data": {"image_size": text}})
+    assert recipe.data.image_size == [16, 16]
+
+
+def test_a_list_of_integers_written_as_words_is_refused():
+    with pytest.raises(RecipeError, match="data.image_size"):
+        recipe_from_dict({"data": {"image_size": "sixteen"}})
