@@ -15,7 +15,7 @@ import pytest
 from tests.cli.test_serve import _free_port
 from tests.serving.process.test_draining import _start_server
 
-ATTACKERS = pathlib.Path(__file__).resolve().parents[2] / "bench" / "_support" / "h2_attackers.py"
+ATTACKERS = pathlib.Path(__file__).resolve().parents[3] / "bench" / "_support" / "h2_attackers.py"
 AGE_SECONDS = 3  # --max-connection-age-seconds for these tests: the attacks outlast it (2 * AGE_SECONDS)
 MEMORY_BOUND_MB = 150  # the target is 100 MB; headroom for a shared CI machine (bounds off: +385, +372 MiB)
 
