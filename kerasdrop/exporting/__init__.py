@@ -7,11 +7,14 @@ which refuses to publish anything the verifier has not passed; what a version ca
 atomic publish, `models_config.py`). Imports verification, training, zoo and data; never serving or cli.
 """
 
-from kerasdrop.exporting.pipeline import (
-    FORMATS,
-    ExportRefusedError,
-    ExportResult,
-    export,
-)
-
 __all__ = ["FORMATS", "ExportRefusedError", "ExportResult", "export"]
+
+
+def __getattr__(name):
+    # Lazily, so that the CLI can read the format list (formats.py) at start-up without importing the
+    # pipeline, and with it the verifier, numpy and TensorFlow's helpers.
+    if name in __all__:
+        from kerasdrop.exporting import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'kerasdrop.exporting' has no attribute {name!r}")

@@ -13,8 +13,7 @@ import json
 import math
 import pathlib
 import time
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from kerasdrop.layout import GOLDEN_FILE, MODELS_CONFIG_FILE, WARMUP_PATH
 from kerasdrop.serving.models.backends import load_backend
@@ -39,6 +38,9 @@ DEFAULT_MIN_AGREEMENT = 0.95
 # than a candidate that learned nothing (10 classes: ~90 points lower) could hide in.
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 DEFAULT_MAX_REQUESTS = 1000  # the newest logged requests replayed: enough for agreement to 0.1%
+
+if TYPE_CHECKING:  # numpy where used: `kerasdrop --help` reads promote's defaults from this module
+    import numpy as np
 
 
 @dataclasses.dataclass
@@ -86,6 +88,8 @@ def mcnemar_p_value(baseline_only: int, candidate_only: int) -> float:
 def top1(outputs: dict) -> np.ndarray | None:
     """The predicted class of each row: argmax of `probabilities` (or of the one 2-D float output),
     else a `*class_ids` output; None for a model without one (a regression)."""
+    import numpy as np
+
     arrays = {key: np.asarray(value) for key, value in outputs.items()}
     scores = [
         key
@@ -177,6 +181,8 @@ def replay(comparison: Comparison, baseline, candidate, requests: list) -> None:
     """Runs every request on both backends (alternating which goes first), filling agreement, the
     largest output difference and latency. A signature only one version serves, or a stochastic one
     (mc_dropout: its answers change on every call), is skipped and said so."""
+    import numpy as np
+
     times = {comparison.baseline: [], comparison.candidate: []}
     usable: dict[str, bool] = {}
     for index, (signature, inputs) in enumerate(requests):
@@ -206,6 +212,8 @@ def replay(comparison: Comparison, baseline, candidate, requests: list) -> None:
 
 
 def _compare(comparison: Comparison, old: dict, new: dict) -> None:
+    import numpy as np
+
     for key in sorted(set(old) & set(new)):  # float outputs: a class id's "difference" means nothing
         a, b = np.asarray(old[key]), np.asarray(new[key])
         if a.shape == b.shape and a.dtype.kind == "f" and b.dtype.kind == "f" and a.size:
@@ -221,6 +229,8 @@ def _compare(comparison: Comparison, old: dict, new: dict) -> None:
 def measure_accuracy(comparison: Comparison, baseline, candidate, dataset: str) -> None:
     """Each version's top-1 accuracy on the test split of `dataset` (any `kerasdrop train --dataset`)
     through serving_default, and McNemar's paired test of the difference."""
+    import numpy as np
+
     from kerasdrop.data import load_dataset
 
     signature = baseline.signature_defs["serving_default"]
