@@ -31,12 +31,19 @@ demo: $(STAMP)
 	@echo "--- serve the exported model over TF Serving's REST and gRPC APIs, ask it about a test digit:"
 	$(BIN)/python -m kerasdrop.demo serve-and-predict export lenet5
 
+# pytest-xdist workers; each takes a whole test file at a time (--dist loadfile), so a module's
+# fixtures (an export, a running server) are still built once; measured against one process in
+# docs/speed.md, section 5. TEST_WORKERS=0 runs the suite in one process; the slowest tests are
+# listed at the end either way.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The inner loop: everything but the end-to-end tests marked slow (CI runs them all, through `make test`).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # `make docs` and `make lint` need no TensorFlow: a venv of their own holds only the `docs` and `lint`
 # extras of pyproject.toml (read from it, so the versions are written once), installed in seconds.

@@ -12,7 +12,13 @@ cost of the same request measured alone in this process: JSON decode of the body
 row on the default backend, JSON encode of the answer. It also prints how the gRPC 4x4 run's CPU
 fell on the worker processes (4 connections on 2 workers can land 3:1 or 4:0).
 
-    .venv/bin/python bench/serve_cost.py [--seconds 4] [--rounds 3] [--models lenet5]
+With --profile, after the rounds it samples the servers with py-spy (the `bench` extra) during one
+more load run of each cell in PROFILED and prints each profile's top entries
+(bench/_support/pyspy_top.py): one request at a time (REST 1 conn), REST 16 (where the CPU per
+request beyond the essential cost goes) and gRPC 4x4 (the gRPC path), on the default backend and
+on --backend tf.
+
+    .venv/bin/python bench/serve_cost.py [--seconds 4] [--rounds 3] [--models lenet5] [--profile]
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ from serve_latency import (
 DEFAULT = "default"  # `kerasdrop serve` without --backend
 SERVERS = ("bare", DEFAULT, "tf", "onnx")
 CELLS = ("rest1", "rest16", "grpc16", "grpc4x4")
+PROFILED = [(DEFAULT, "rest1"), (DEFAULT, "rest16"), (DEFAULT, "grpc4x4"), ("tf", "grpc4x4")]
+CELL_NAMES = {"rest1": "REST 1 conn", "rest16": "REST 16", "grpc16": "gRPC 16x1", "grpc4x4": "gRPC 4x4"}
 
 
 def serve_command(repo, rest_port: int, grpc_port: int, backend: str, workers: int) -> list[str]:
@@ -147,7 +155,32 @@ def essential_seconds(version_dir: pathlib.Path, rest_body: pathlib.Path, runs: 
     return result
 
 
-def measure(name: str, bodies, repo, seconds: float, rounds: int, workers: int) -> dict:
+def profile_cell(name: str, server: str, cell: str, ports, bodies, seconds: float, pid: int) -> str:
+    """py-spy's top entries for the server process `pid` and its workers over one load run of `cell`."""
+    import subprocess
+
+    sys.path.insert(0, str(HERE / "_support"))
+    from pyspy_top import top
+
+    raw = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-profile-")) / "profile.raw"
+    spy = pathlib.Path(sys.executable).with_name("py-spy")
+    sampler = subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--subprocesses", "-d", str(int(seconds) + 2), "-r", "200"]
+        + ["--format", "raw", "-o", str(raw), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches to every process first
+    load_cell(name, cell, ports, bodies, seconds, pid)
+    if sampler.wait() != 0 or not raw.exists():
+        return f"py-spy could not sample the server (exit {sampler.returncode}; it needs ptrace permission)"
+    label = "default backend" if server == DEFAULT else f"--backend {server}"
+    return f"\n{name}, {label}, {CELL_NAMES[cell]}: py-spy at 200 Hz over the server's processes\n{top(str(raw), 12)}"
+
+
+def measure(
+    name: str, bodies, repo, seconds: float, rounds: int, workers: int, profile: bool = False
+) -> dict:
     seconds *= DURATION[name]
     ports, pids, samples = {}, {}, {}
     with contextlib.ExitStack() as stack:
@@ -178,12 +211,17 @@ def measure(name: str, bodies, repo, seconds: float, rounds: int, workers: int) 
                     samples.setdefault((server, cell), []).append(
                         load_cell(name, cell, ports[server], bodies, seconds, pids[server])
                     )
+        profiles = [
+            profile_cell(name, server, cell, ports[server], bodies, seconds, pids[server])
+            for server, cell in (PROFILED if profile else [])
+        ]
     results = {key: median_sample(values) for key, values in samples.items()}
     for key, values in samples.items():  # per request: CPU of each round over its requests, median
         if key[1].startswith("rest"):
             results[key]["cpu_per_request"] = statistics.median(
                 v["cpu_seconds"] / max(v["requests"], 1) for v in values
             )
+    results["profiles"] = profiles
     return results
 
 
@@ -282,6 +320,9 @@ def main() -> None:
     parser.add_argument(
         "--models", default="lenet5", help="comma-separated, of lenet5,resnet18 (default: lenet5)"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="also print py-spy profiles of the servers under load"
+    )
     args = parser.parse_args()
     names = args.models.split(",")
     unknown = [name for name in names if name not in MODELS]
@@ -302,9 +343,13 @@ def main() -> None:
     )
     passed, started = [], cpu_times()
     for name in names:
-        results = measure(name, bodies[name], workdir / "export", args.seconds, args.rounds, workers)
+        results = measure(
+            name, bodies[name], workdir / "export", args.seconds, args.rounds, workers, args.profile
+        )
         essential = essential_seconds(bodies[name][0].parent, bodies[name][1])
         passed += report(name, results, essential, machine_load())
+        for profile in results["profiles"]:
+            print(profile)
     spent = [after - before for before, after in zip(started, cpu_times())]
     print(
         f"\n{sum(passed)} of {len(passed)} targets met; CPU time stolen by other guests of this host "

@@ -51,10 +51,16 @@ CONFIGURATIONS = {
     # Tried for the matmul-rate target (simple_cnn only): bigger GEMMs per op, and XLA's fused kernels.
     "float32, batch x4": {"batch_scale": 4, "cases": ("simple_cnn",)},
     "float32, XLA": {"jit_compile": True, "cases": ("simple_cnn",)},
+    # The data layout: NCHW, which only oneDNN's kernels take on a CPU (TensorFlow's own need NHWC).
+    "float32, NCHW": {"channels_first": True, "cases": ("simple_cnn",)},
+    # The primitives: TensorFlow's own Eigen kernels instead of oneDNN's, and oneDNN limited to its
+    # AVX2 implementations (its choice among primitives follows the instruction set it may use).
+    "float32, oneDNN off": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}, "cases": ("simple_cnn",)},
+    "float32, oneDNN AVX2": {"env": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "cases": ("simple_cnn",)},
 }
 # name, goal, configurations whose best median ratio to plain is judged
 TARGETS = [
-    ("float32", 1.5, ("float32", "float32, 1 thread", "float32, batch x4", "float32, XLA")),
+    ("float32", 1.5, tuple(name for name in CONFIGURATIONS if name.startswith("float32"))),
     ("mixed_bfloat16", 2.0, ("mixed_bfloat16", "mixed_bfloat16, 1 thread")),
 ]
 MATMUL_SIZE = 1024
@@ -72,6 +78,8 @@ def _worker(spec: dict) -> None:
 
     if spec.get("profile"):
         return _profile_worker(spec, keras, tf)
+    if spec.get("onednn"):
+        return _onednn_worker(spec, keras, tf)
     if spec.get("matmul"):
         run_epoch, examples = _matmul_reference(tf), MATMUL_SIZE
     else:
@@ -102,6 +110,8 @@ def _training_epoch(spec: dict, keras, tf):
     keras.utils.set_random_seed(0)
     with precision_policy(spec.get("precision", "float32")):
         model = create_model(spec["model"], num_classes=10, input_shape=shape)
+    if spec.get("channels_first"):
+        model, images = _channels_first(model, keras), images.transpose(0, 3, 1, 2)
     if spec.get("plain"):  # Keras' defaults everywhere: jit_compile="auto", steps_per_execution=1
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         fit_arguments = {"x": images, "y": labels, "batch_size": batch}
@@ -120,6 +130,22 @@ def _training_epoch(spec: dict, keras, tf):
 
     run_epoch.model = model
     return run_epoch, len(labels)
+
+
+def _channels_first(model, keras):
+    """The same model (layers, sizes, initial weights) with its convolutions, poolings and Flatten
+    in NCHW, taking NCHW images: the data layout tried for the matmul-rate target."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            batch, height, width, channels = layer["config"]["batch_shape"]
+            layer["config"]["batch_shape"] = [batch, channels, height, width]
+        elif "data_format" in layer["config"]:
+            layer["config"]["data_format"] = "channels_first"
+    nchw = keras.Model.from_config(config)
+    for source, target in zip(model.layers, nchw.layers):
+        target.set_weights(source.get_weights())  # Conv2D kernels are HWIO in both layouts
+    return nchw
 
 
 # Op types of TensorFlow's CPU kernels (oneDNN's `_MklNative...` and TF's own), by what they compute.
@@ -242,6 +268,179 @@ def _profile_worker(spec: dict, keras, tf) -> None:
         ),
         flush=True,
     )
+
+
+def _onednn_worker(spec: dict, keras, tf) -> None:
+    """One epoch of PROFILED_EXAMPLES after a warm-up epoch, with oneDNN timing each primitive (the
+    parent set ONEDNN_VERBOSE); then the matmul reference and two read bandwidths. Its last line is
+    `RESULT {json}`: the epoch's start and end (ms since the epoch, oneDNN's clock), steps, the
+    model's layers (to name each primitive's layer), the matmul's GFLOP/s and the bandwidths."""
+    run_epoch, examples = _training_epoch({**spec, "examples": PROFILED_EXAMPLES}, keras, tf)
+    run_epoch()
+    window = [time.time() * 1e3]
+    run_epoch()
+    window.append(time.time() * 1e3)
+    batch = spec["batch"] * spec.get("batch_scale", 1)
+    result = {
+        "window": window,
+        "steps": -(-examples // batch),
+        "batch": batch,
+        "layers": _layer_sizes(run_epoch.model, keras),
+        "matmul_gflops": max(_matmul_rate(tf), _matmul_rate(tf)),
+        "read_gbytes": {f"{mib} MiB": max(_read_rate(tf, mib), _read_rate(tf, mib)) for mib in READ_MIB},
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+READ_MIB = (8, 256)  # arrays read for the bandwidth: one that fits in this CPU's caches, one that does not
+
+
+def _read_rate(tf, mib: int, seconds: float = 1.0) -> float:
+    """GB/s of summing a float32 array of `mib` MiB on TensorFlow's default threads."""
+    data = tf.random.uniform((mib * 2**20 // 4,))
+    total = tf.function(lambda: tf.reduce_sum(data))
+    total().numpy()
+    started, calls = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        total().numpy()
+        calls += 1
+    return calls * mib * 2**20 / (time.perf_counter() - started) / 1e9
+
+
+def _layer_sizes(model, keras) -> list[dict]:
+    """Each Conv2D, Dense and pooling layer's name and sizes (NHWC), to match oneDNN's problems."""
+    layers = []
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.MaxPooling2D | keras.layers.AveragePooling2D):
+            _, height_in, _, channels_in = layer.input.shape
+            _, height_out, _, channels_out = layer.output.shape
+            kind = "convolution" if isinstance(layer, keras.layers.Conv2D) else "pooling"
+            sizes = [channels_in, channels_out, height_in, height_out]
+            layers.append({"name": layer.name, "kind": kind, "sizes": sizes})
+        elif isinstance(layer, keras.layers.Dense):
+            layers.append({"name": layer.name, "kind": "dense", "sizes": list(layer.kernel.shape)})
+    return layers
+
+
+def _onednn(case: dict) -> dict:
+    """The oneDNN worker's result for `case` (float32 configuration), with its primitives of the
+    timed epoch."""
+    from _support import onednn_verbose
+
+    environment = dict(os.environ, ONEDNN_VERBOSE="1", ONEDNN_VERBOSE_TIMESTAMP="1")
+    process = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps({**case, "onednn": True})],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+    )
+    lines = process.stdout.splitlines()
+    result = json.loads(
+        next(line for line in reversed(lines) if line.startswith("RESULT "))[len("RESULT ") :]
+    )
+    start, end = result["window"]
+    result["primitives"] = [p for p in onednn_verbose.parse(lines) if start <= p.timestamp_ms <= end]
+    return result
+
+
+PASS_NAMES = {
+    "forward_training": "forward",
+    "forward_inference": "forward",
+    "backward_data": "data gradient",
+    "backward_weights": "weight gradient",
+    "backward": "backward",
+}
+
+
+def _primitive_label(primitive, layers: list[dict], batch: int) -> str:
+    """`block1_conv1 weight gradient`, `fc1 data gradient`, `block1_pool backward`, or the kind."""
+    from _support import onednn_verbose
+
+    sizes, pass_name = onednn_verbose.shape(primitive), PASS_NAMES.get(primitive.pass_, primitive.pass_)
+    for layer in layers:
+        if sizes and layer["kind"] == "convolution" and primitive.kind == "convolution":
+            if layer["sizes"] == [sizes["in"][2], sizes["out"][2], sizes["in"][0], sizes["out"][0]]:
+                return f"{layer['name']} {pass_name}"
+        elif sizes and layer["kind"] == "dense" and primitive.kind in ("inner_product", "gemm_api", "matmul"):
+            inputs, units = layer["sizes"]
+            rows, inner, columns = sizes["batch"], sizes["in"][0], sizes["out"][0]  # M, K, N of a GEMM
+            if primitive.kind == "inner_product" and (inner, columns) == (inputs, units):
+                return f"{layer['name']} {pass_name}"
+            if (rows, columns) == (inputs, units) and inner <= batch:  # inputs' x output gradient
+                return f"{layer['name']} weight gradient"
+            if (inner, columns) == (units, inputs):  # output gradient x kernel'
+                return f"{layer['name']} data gradient"
+            if (inner, columns) == (inputs, units):  # a batch smaller than the others: the last
+                return f"{layer['name']} forward"
+        elif layer["kind"] == "pooling" and primitive.kind == "pooling":
+            channels, height_in, height_out = layer["sizes"][0], layer["sizes"][2], layer["sizes"][3]
+            if f"ic{channels}_ih{height_in}oh{height_out}" in primitive.problem:
+                return f"{layer['name']} {pass_name}"
+    return f"{primitive.kind} ({pass_name})" if pass_name != "undef" else primitive.kind
+
+
+def _report_onednn(name: str, result: dict) -> str:
+    """Prints oneDNN's time per layer and pass with GFLOP/s, FLOP/byte and the best rate the
+    operands' bytes allow; returns a sentence naming the primitive that costs the most time beyond
+    the matmul rate, and whether arithmetic or memory bounds it."""
+    from _support import onednn_verbose
+
+    steps, matmul = result["steps"], result["matmul_gflops"]
+    bandwidth = max(result["read_gbytes"].values())  # the cache-resident read: the optimistic bound
+    rows: dict[str, list] = {}
+    for primitive in result["primitives"]:
+        row = rows.setdefault(
+            _primitive_label(primitive, result["layers"], result["batch"]), [0, 0.0, 0, 0, set()]
+        )
+        row[0] += 1
+        row[1] += primitive.milliseconds
+        row[2] += onednn_verbose.flops(primitive)
+        row[3] += onednn_verbose.minimum_bytes(primitive)
+        row[4].add(primitive.implementation)
+    total = sum(row[1] for row in rows.values())
+    wall = (result["window"][1] - result["window"][0]) / steps
+    reads = ", ".join(f"{size} {rate:.1f} GB/s" for size, rate in result["read_gbytes"].items())
+    print(
+        f"\n{name}, float32: oneDNN's own timing of each primitive (ONEDNN_VERBOSE), one epoch of "
+        f"{steps} steps: {total / steps:.1f} ms/step in oneDNN of {wall:.1f} ms/step wall; float32 matmul "
+        f"{matmul:.1f} GFLOP/s, read bandwidth {reads} (same process)"
+    )
+    print(
+        f"  {'layer and pass':30s} {'calls/step':>10s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s} "
+        f"{'% matmul':>8s} {'FLOP/byte':>9s} {'% bound':>7s}  implementation"
+    )
+    worst, worst_loss = None, 0.0
+    for label, (calls, milliseconds, flops, moved, implementations) in sorted(
+        rows.items(), key=lambda r: -r[1][1]
+    ):
+        cells = f"{'-':>8s} {'-':>8s} {'-':>9s} {'-':>7s}"
+        if flops:
+            rate, intensity = flops / milliseconds / 1e6, flops / moved
+            bound = min(matmul, intensity * bandwidth)
+            cells = f"{rate:8.1f} {100 * rate / matmul:7.1f}% {intensity:9.1f} {100 * rate / bound:6.0f}%"
+            loss = milliseconds - flops / (matmul * 1e6)  # ms beyond what the matmul rate would take
+            if loss > worst_loss:
+                worst, worst_loss = (label, rate, intensity, bound, milliseconds / total), loss
+        print(
+            f"  {label:30s} {calls / steps:10.1f} {milliseconds / steps:8.2f} {100 * milliseconds / total:5.1f}% "
+            f"{cells}  {' '.join(sorted(implementations))}"
+        )
+    if worst is None:
+        return "no primitive with counted FLOPs ran"
+    label, rate, intensity, bound, share = worst
+    limit = (
+        f"memory: at {intensity:.1f} FLOP/byte even the cache-resident read bandwidth ({bandwidth:.1f} GB/s) "
+        f"allows only {intensity * bandwidth:.0f} GFLOP/s"
+        if intensity * bandwidth < matmul
+        else f"its kernel: at {intensity:.1f} FLOP/byte its operands allow the matmul rate"
+    )
+    summary = (
+        f"{label} costs the most time beyond the matmul rate: {rate:.1f} GFLOP/s = {rate / matmul:.0%} of "
+        f"the matmul, {share:.0%} of oneDNN's time; bounded by {limit}"
+    )
+    print(f"  {summary}")
+    return summary
 
 
 def _matmul_reference(tf):
@@ -476,7 +675,10 @@ def main() -> None:
             measured["matmul"]["rate"],
         )
     bounds = {case_name: _report_profile(case_name, _profile(case)) for case_name, case in CASES.items()}
-    _report_targets(ratios, matmul_shares["simple_cnn"], bounds["simple_cnn"])
+    primitives = {case_name: _report_onednn(case_name, _onednn(case)) for case_name, case in CASES.items()}
+    _report_targets(
+        ratios, matmul_shares["simple_cnn"], f"{bounds['simple_cnn']}; {primitives['simple_cnn']}"
+    )
     print(
         f"\nload average after the run: {' '.join(f'{load:.1f}' for load in os.getloadavg())} "
         f"on {os.cpu_count()} CPUs"

@@ -32,33 +32,37 @@ def short(frame: str) -> str:
     return f"{function} ({path})"
 
 
+def top(profile: str, count: int = 15) -> str:
+    """The two tables of `profile` (py-spy's raw output) as text."""
+    own, inclusive, busy = collections.Counter(), collections.Counter(), 0
+    with open(profile) as lines:
+        for line in lines:
+            stack, _, samples = line.rstrip("\n").rpartition(" ")
+            frames = [short(frame) for frame in stack.split(";") if not frame.startswith("process ")]
+            if not frames or IDLE_LEAF.search(frames[-1]):
+                continue
+            busy += int(samples)
+            own[frames[-1]] += int(samples)
+            for frame in set(frames):
+                inclusive[frame] += int(samples)
+    lines = [f"{busy} busy samples; self time (leaf frame), top {count}:"]
+    lines += [f"  {100 * n / max(busy, 1):5.1f}%  {frame}" for frame, n in own.most_common(count)]
+    lines.append(f"inclusive time, top {count} below the threads' entry points:")
+    entries = [
+        (frame, n)
+        for frame, n in inclusive.most_common()
+        if not re.search(r"\((threading|asyncio/|runpy|<frozen)", frame)
+    ]
+    lines += [f"  {100 * n / max(busy, 1):5.1f}%  {frame}" for frame, n in entries[:count]]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", help="py-spy's --format raw output (collapsed stacks)")
     parser.add_argument("--top", type=int, default=15, help="entries per table (default: 15)")
     args = parser.parse_args()
-    own, inclusive, busy = collections.Counter(), collections.Counter(), 0
-    with open(args.profile) as lines:
-        for line in lines:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
-            frames = [short(frame) for frame in stack.split(";") if not frame.startswith("process ")]
-            if not frames or IDLE_LEAF.search(frames[-1]):
-                continue
-            busy += int(count)
-            own[frames[-1]] += int(count)
-            for frame in set(frames):
-                inclusive[frame] += int(count)
-    print(f"{busy} busy samples; self time (leaf frame), top {args.top}:")
-    for frame, count in own.most_common(args.top):
-        print(f"  {100 * count / max(busy, 1):5.1f}%  {frame}")
-    print(f"inclusive time, top {args.top} below the threads' entry points:")
-    entries = [
-        (frame, count)
-        for frame, count in inclusive.most_common()
-        if not re.search(r"\((threading|asyncio/|runpy|<frozen)", frame)
-    ]
-    for frame, count in entries[: args.top]:
-        print(f"  {100 * count / max(busy, 1):5.1f}%  {frame}")
+    print(top(args.profile, args.top))
 
 
 if __name__ == "__main__":
