@@ -137,6 +137,7 @@ def _channels_first(model, keras):
     in NCHW, taking NCHW images: the data layout tried for the matmul-rate target."""
     config = model.get_config()
     for layer in config["layers"]:
+        layer.pop("build_config", None)  # NHWC shapes; each layer is built anew from the new input
         if layer["class_name"] == "InputLayer":
             batch, height, width, channels = layer["config"]["batch_shape"]
             layer["config"]["batch_shape"] = [batch, channels, height, width]
