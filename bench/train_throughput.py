@@ -10,19 +10,28 @@ the digits recipe's 8x8x1 at its batch 32; 10,000 synthetic images each. Configu
                      (and its 1-thread variant)
   float32, batch x4  simple_cnn only: the float32 configuration at 4x the batch (larger GEMMs per op)
   float32, XLA       simple_cnn only: the float32 configuration compiled with XLA (jit_compile=True)
+  float32, NCHW      simple_cnn only: the same model in channels-first layout (oneDNN's NCHW kernels)
+  float32, oneDNN off   simple_cnn only: TensorFlow's own Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0)
+  float32, oneDNN AVX2  simple_cnn only: oneDNN limited to its AVX2 primitives (ONEDNN_MAX_CPU_ISA=AVX2)
 Thread pools are fixed when TensorFlow starts, so each configuration is a worker process; the driver
 warms them all, then asks each in turn for one epoch per round. This shared machine switches between
-speed regimes (the CPU/wall column shows how much CPU a process got), so each round's ratio is taken
-between neighbours in time, and medians and ranges over rounds are printed. FLOP/s are training FLOPs
-(3 forward passes, kerasdrop/training/epoch_time.py) per image times images/s, against the CPU's peak
-(kerasdrop/training/cpu.py states the assumptions) and, round by round, a float32 matmul timed in the same round.
+speed regimes within seconds (one regime gives a process about half the CPU of the other; the
+CPU/wall column shows how much it got), so every epoch is bracketed by a float32 matmul timed just
+before and just after it in the matmul worker, and each figure is taken against that bracket: "%
+matmul" is the epoch's GFLOP/s over the bracket's, and "ratio to plain" compares those shares within
+a round. Medians and ranges over rounds are printed. FLOP/s are training FLOPs (3 forward passes,
+kerasdrop/training/epoch_time.py) per image times images/s, also against the CPU's peak
+(kerasdrop/training/cpu.py states the assumptions).
 
-Then, per case, where a float32 step's time goes: one more process trains the float32 configuration
+Then, per case, where a float32 step's time goes, twice: one more process trains the float32 configuration
 for one epoch under TensorFlow's profiler and prints each op type's share of the ops' time with its
 own GFLOP/s (the FLOPs the op type computes, from the model's Conv2D and Dense layers, over its
-time) against a float32 matmul timed in the same process just after. Target: the best float32
-configuration of simple_cnn >= 60% of the matmul's GFLOP/s; otherwise the profile names the op
-type that bounds it and its efficiency.
+time) against a float32 matmul timed in the same process just after; and one more trains it with
+oneDNN timing each primitive it runs (ONEDNN_VERBOSE, bench/_support/onednn_verbose.py), printed
+per layer and pass with its GFLOP/s, its FLOP per byte (the least its operands must move) and which
+oneDNN implementation ran. Target: the best float32 configuration of simple_cnn >= 60% of the
+matmul's GFLOP/s; otherwise the bench names the layer and pass that costs the most time beyond
+the matmul rate, its efficiency, and whether its FLOP/byte lets memory or its kernel bound it.
 
     .venv/bin/python bench/train_throughput.py [--rounds 5] [--examples 10000]
 """
@@ -474,18 +483,33 @@ def _start(spec: dict) -> subprocess.Popen:
 
 
 def _measure(workers: dict, rounds: int) -> dict:
+    """Per configuration and round: images/s, CPU/wall, and the matmul's GFLOP/s timed just before
+    and just after it (their mean is the configuration's reference: this machine switches between
+    speed regimes within seconds, and a reference taken a round earlier can be in another)."""
     for name, process in workers.items():
         line = process.stdout.readline().strip()
         if line != "ready":
             raise RuntimeError(f"worker {name} failed to start (exit {process.wait()})")
-    measured = {name: {"rate": [], "cpu": []} for name in workers}
+
+    def epoch(process) -> tuple[float, float]:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        rate, cpu = map(float, process.stdout.readline().split())
+        return rate, cpu
+
+    matmul = workers["matmul"]
+    measured = {name: {"rate": [], "cpu": [], "reference": []} for name in workers}
     for _ in range(rounds):
         for name, process in workers.items():
-            process.stdin.write("go\n")
-            process.stdin.flush()
-            rate, cpu = map(float, process.stdout.readline().split())
+            if process is matmul:
+                continue
+            before = epoch(matmul)[0]
+            rate, cpu = epoch(process)
+            after = epoch(matmul)[0]
             measured[name]["rate"].append(rate)
             measured[name]["cpu"].append(cpu)
+            measured[name]["reference"].append((before + after) / 2)
+            measured["matmul"]["rate"] += [before, after]
     for process in workers.values():
         process.stdin.close()
         process.wait()
@@ -511,7 +535,7 @@ def _spread(values) -> str:
     return f"{statistics.median(values):8.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
-def _report_case(name: str, case: dict, measured: dict, cpu, matmul_gflops: list[float]) -> dict:
+def _report_case(name: str, case: dict, measured: dict, cpu) -> dict:
     flops = _training_flops_per_image(case)
     print(
         f"\n{name}: {case['examples']} synthetic {'x'.join(map(str, case['shape']))} images, batch "
@@ -522,23 +546,23 @@ def _report_case(name: str, case: dict, measured: dict, cpu, matmul_gflops: list
         f"{'GFLOP/s':>8s} {'% peak':>7s} {'% matmul':>8s} {'CPU/wall':>8s}"
     )
     ratios, shares = {}, {}
-    plain = measured["plain"]["rate"]
+    plain = measured["plain"]
     for configuration, values in measured.items():
         rates = values["rate"]
-        per_round = [rate / base for rate, base in zip(rates, plain)]
+        # Each epoch against the matmul timed around it, so both ran in the same regime of the machine;
+        # the ratio to plain compares those shares, round by round.
+        of_matmul = [rate * flops / 1e9 / reference for rate, reference in zip(rates, values["reference"])]
+        plain_of_matmul = [rate * flops / 1e9 / ref for rate, ref in zip(plain["rate"], plain["reference"])]
+        per_round = [share / base for share, base in zip(of_matmul, plain_of_matmul)]
         ratios[configuration] = statistics.median(per_round)
         gflops = statistics.median(rates) * flops / 1e9
-        # Against the matmul of the same round, so both ran in the same regime of the machine.
-        share_of_matmul = statistics.median(
-            rate * flops / 1e9 / reference for rate, reference in zip(rates, matmul_gflops)
-        )
-        shares[configuration] = share_of_matmul
+        shares[configuration] = statistics.median(of_matmul)
         peak = cpu.peak_flops("bfloat16" if configuration.startswith("mixed_bfloat16") else "float32")
         share_of_peak = f"{100 * gflops * 1e9 / peak:6.1f}%" if peak else "    n/a"
         print(
             f"  {configuration:24s} {_spread(rates):>26s} {ratios[configuration]:13.2f} "
             f"({min(per_round):.2f}-{max(per_round):.2f}){'':5s} {gflops:8.1f} {share_of_peak} "
-            f"{100 * share_of_matmul:7.1f}% {statistics.median(values['cpu']):8.2f}"
+            f"{100 * shares[configuration]:7.1f}% {statistics.median(values['cpu']):8.2f}"
         )
     return ratios, shares
 
@@ -673,7 +697,6 @@ def main() -> None:
             {**case, "examples": args.examples},
             {name: measured[(case_name, name)] for name in configurations if (case_name, name) in measured},
             cpu,
-            measured["matmul"]["rate"],
         )
     bounds = {case_name: _report_profile(case_name, _profile(case)) for case_name, case in CASES.items()}
     primitives = {case_name: _report_onednn(case_name, _onednn(case)) for case_name, case in CASES.items()}
@@ -698,8 +721,8 @@ def _report_cpu(cpu, matmul_rates, rounds: int) -> None:
             f"reported clock; boost is higher): float32 {peak32 / 1e9:.0f} GFLOP/s, bfloat16 {peak16 / 1e9:.0f} GFLOP/s"
         )
     print(
-        f"float32 matmul {MATMUL_SIZE}x{MATMUL_SIZE}, default threads, same rounds: {_spread(matmul_rates)} GFLOP/s; "
-        f"{rounds} interleaved rounds, one epoch per configuration each"
+        f"float32 matmul {MATMUL_SIZE}x{MATMUL_SIZE}, default threads, around every epoch: {_spread(matmul_rates)} "
+        f"GFLOP/s; {rounds} interleaved rounds, one epoch per configuration each"
     )
 
 
