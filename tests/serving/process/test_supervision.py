@@ -448,8 +448,12 @@ def test_a_killed_worker_is_replaced_its_slots_freed_and_sigterm_still_exits_0(s
         assert refused.value.status == 429
 
         os.kill(pid, signal.SIGKILL)
-        _wait_for(lambda: not _running(pid), 30, "the killed worker is gone")
-        # A connection the kernel had queued for the dead worker's socket at the kill is reset
+        # Not "no longer running": a killed process's main thread turns zombie while its other
+        # threads (TensorFlow has dozens) are still exiting, and its listening sockets stay open,
+        # taking their share of new connections, until the last one has. Reaped (the server's
+        # supervisor waits for it) means every thread is gone, and with them the sockets.
+        _wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30, "the server reaped the killed worker")
+        # A connection the kernel had queued for the dead worker's socket before it closed is reset
         # (net.ipv4.tcp_migrate_req is off by default); from the first answer on, every one answers.
         _wait_for(lambda: _answers(served), 30, "the parent answers")
         served.both_answer()  # the parent serves both protocols meanwhile
