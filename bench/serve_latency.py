@@ -3,7 +3,8 @@
 Models: LeNet-5 at 32x32x1 and resnet18 at 224x224x3, exported with `kerasdrop export`, batch-1
 requests; gRPC in two shapes, 16 clients with a connection each and 4 connections x 4 streams. Servers: a
 bare Starlette + onnxruntime + orjson app (bench/_support/bare_app.py, the
-reference) and `kerasdrop serve --backend onnx` with batching off and on. Load comes from C load
+reference), `kerasdrop serve --backend onnx` with batching off and on, and `kerasdrop serve` with no
+--backend and no --workers (what a user gets: the default backend, auto). Load comes from C load
 generators, not Python clients: wrk (REST, a Lua script POSTs the JSON body) and h2load (gRPC, a
 raw length-prefixed PredictRequest body). Every figure is a ratio measured in this one run; the
 machine is shared, so absolute req/s vary from run to run. All servers of a model run at once,
@@ -191,7 +192,10 @@ class Running:
             self.process.kill()
 
 
-def kerasdrop_serve(repo, rest_port, grpc_port, batching: bool, workers: int):
+def kerasdrop_serve(
+    repo, rest_port, grpc_port, batching: bool, workers: int | None, backend: str | None = "onnx"
+):
+    """The server's command line; `workers` or `backend` None: the flag is left out (serve's default)."""
     command = [
         sys.executable,
         "-m",
@@ -199,23 +203,24 @@ def kerasdrop_serve(repo, rest_port, grpc_port, batching: bool, workers: int):
         "serve",
         "--repo",
         str(repo),
-        "--backend",
-        "onnx",
         "--rest-port",
         str(rest_port),
         "--grpc-port",
         str(grpc_port),
         "--poll-seconds",
         "0",
-        "--workers",
-        str(workers),
     ]
+    command += ["--backend", backend] if backend is not None else []
+    command += ["--workers", str(workers)] if workers is not None else []
     if batching:
         command += ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "1000"]
     return command
 
 
-SERVERS = [("bare",)] + [(batching, workers) for workers in (1, 2) for batching in (False, True)]
+# ("default",): `kerasdrop serve` as a user starts it, no --backend and no --workers.
+SERVERS = (
+    [("bare",)] + [(batching, workers) for workers in (1, 2) for batching in (False, True)] + [("default",)]
+)
 CELLS = (1, 16, 64, "grpc16", "grpc4x4")  # gRPC: 16 clients with a connection each; 4 connections x 4 streams
 
 
@@ -244,7 +249,10 @@ def measure_model(name, bodies, repo, seconds, rounds: int) -> dict:
                 ]
                 probe = f"http://127.0.0.1:{rest_port}/"
             else:
-                command = kerasdrop_serve(repo, rest_port, grpc_port, *server)
+                if server == ("default",):
+                    command = kerasdrop_serve(repo, rest_port, grpc_port, False, None, backend=None)
+                else:
+                    command = kerasdrop_serve(repo, rest_port, grpc_port, *server)
                 probe = f"http://127.0.0.1:{rest_port}/v1/models/{name}"
             running[server] = stack.enter_context(Running(command, probe)).pid
             ports[server] = (rest_port, grpc_port)
@@ -457,6 +465,7 @@ def report(name, results, big, workers: int) -> list[bool]:
                     (batching, count),
                 )
             )
+    rows.append(("kerasdrop serve as started, no flags", lambda c: results[("default", c)], ("default",)))
     for label, row, grpc in rows:
         cells = [f"{row(c)['rps']:8.0f} ({row(c)['p50'] * 1000:5.1f})" for c in (1, 16, 64)]
         grpc_cells = [
