@@ -18,7 +18,16 @@ import time
 
 import numpy as np
 
-from kerasdrop.layout import GOLDEN_FILE, ONNX_FILE, SAVED_MODEL_FILE, VARIABLES_DIR, VERIFICATION_FILE
+from kerasdrop.layout import (
+    GOLDEN_FILE,
+    INT8_ONNX_FILE,
+    ONNX_FILE,
+    OPENVINO_BIN_FILE,
+    OPENVINO_XML_FILE,
+    SAVED_MODEL_FILE,
+    VARIABLES_DIR,
+    VERIFICATION_FILE,
+)
 from kerasdrop.serving.errors import invalid, not_found
 from kerasdrop.serving.models.admission import Admission
 from kerasdrop.serving.models.backends import find_signature, load_backend, row_seconds
@@ -71,9 +80,21 @@ class _Failure:
     fingerprint: tuple  # the files as they were; a change (the copy finished) retries at once
 
 
+# What a version's load reads, by any backend: a change in any of them (a copy that finished) retries
+# a failed load at once instead of after its backoff.
+_LOADED_FILES = (
+    SAVED_MODEL_FILE,
+    VARIABLES_DIR,
+    ONNX_FILE,
+    INT8_ONNX_FILE,
+    OPENVINO_XML_FILE,
+    OPENVINO_BIN_FILE,
+)
+
+
 def _fingerprint(path: pathlib.Path) -> tuple:
     stats = []
-    for name in (SAVED_MODEL_FILE, ONNX_FILE, VARIABLES_DIR, GOLDEN_FILE, VERIFICATION_FILE):
+    for name in (*_LOADED_FILES, GOLDEN_FILE, VERIFICATION_FILE):
         try:
             stat = (path / name).stat()
             stats.append((name, stat.st_size, stat.st_mtime_ns))

@@ -6,7 +6,14 @@ import shutil
 import numpy as np
 import pytest
 
-from kerasdrop.serving.models.manager import ModelManager
+from kerasdrop.layout import (
+    INT8_ONNX_FILE,
+    ONNX_FILE,
+    OPENVINO_BIN_FILE,
+    OPENVINO_XML_FILE,
+    SAVED_MODEL_FILE,
+)
+from kerasdrop.serving.models.manager import ModelManager, _fingerprint
 from kerasdrop.serving.models.repository import (
     ConfigError,
     VersionPolicy,
@@ -58,6 +65,18 @@ def test_a_version_that_fails_to_load_keeps_the_old_one_serving(exported_repo, t
     manager.sync()
     assert manager.loaded_versions() == {"lenet5": [2]}
     manager.stop()
+
+
+@pytest.mark.parametrize(
+    "name", [SAVED_MODEL_FILE, ONNX_FILE, INT8_ONNX_FILE, OPENVINO_XML_FILE, OPENVINO_BIN_FILE]
+)
+def test_a_change_to_the_file_any_backend_loads_retries_a_failed_load_at_once(tmp_path, name):
+    """A failed load is retried before its backoff ends when the version's files changed (the copy
+    finished): for every backend's file, --backend onnx-int8's and openvino's included."""
+    (tmp_path / name).write_bytes(b"the first part")
+    before = _fingerprint(tmp_path)
+    (tmp_path / name).write_bytes(b"the first part, then the rest")
+    assert _fingerprint(tmp_path) != before
 
 
 def test_bad_entries_are_skipped_with_a_log_naming_them(exported_repo, tmp_path, caplog):
