@@ -1,7 +1,6 @@
 """`kerasdrop serve` and `kerasdrop predict` as a user runs them: separate processes on loopback."""
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,17 +9,13 @@ import urllib.request
 import numpy as np
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.ports import free_port
 
 
 @pytest.mark.slow
 def test_serve_predict_and_graceful_shutdown(exported_repo, tmp_path):
     repo, model = exported_repo
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     server = subprocess.Popen(
         [
             sys.executable,

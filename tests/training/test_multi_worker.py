@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,12 +9,7 @@ import pytest
 
 from kerasdrop.training.artifacts import RUN_FILES
 from kerasdrop.training.distribute import is_chief
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.ports import free_port
 
 
 @pytest.mark.parametrize(
@@ -38,7 +32,7 @@ def test_only_the_chief_writes(monkeypatch, config, chief):
 
 @pytest.mark.slow
 def test_two_local_workers_train_one_model(tmp_path):
-    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     out = tmp_path / "run"
     command = [
         sys.executable,

@@ -140,10 +140,10 @@ def _start_server(repo, rest_port, grpc_port, *extra):
 @pytest.mark.slow
 def test_sigterm_drains_in_flight_requests_on_both_protocols_and_exits_0(exported_repo):
     from kerasdrop.cli.client import ServingClient
-    from tests.cli.test_serve import _free_port
+    from tests.ports import free_port
 
     repo, _ = exported_repo
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     # Each batch waits 1 s for company, so requests are surely in flight when SIGTERM comes.
     server = _start_server(
         repo,
@@ -231,10 +231,10 @@ def test_workers_share_the_rest_port_and_stop_together(exported_repo):
     from kerasdrop.cli.client import ServingClient
     from kerasdrop.serving.process.ports import PortInUseError
     from kerasdrop.serving.process.server import ServeConfig, Server
-    from tests.cli.test_serve import _free_port
+    from tests.ports import free_port
 
     repo, _ = exported_repo
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     server = _start_server(repo, rest_port, grpc_port, "--workers", "2")
     try:
         (worker,) = _children(server.pid)

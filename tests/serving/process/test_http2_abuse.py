@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from tests.cli.test_serve import _free_port
+from tests.ports import free_port
 from tests.serving.process.test_draining import _start_server
 
 ATTACKERS = pathlib.Path(__file__).resolve().parents[3] / "bench" / "_support" / "h2_attackers.py"
@@ -28,10 +28,10 @@ def served(exported_repo):
     from tensorflow_serving.apis import predict_pb2
 
     repo, _ = exported_repo
-    grpc_port = _free_port()
+    grpc_port = free_port()
     process = _start_server(
         repo,
-        _free_port(),
+        free_port(),
         grpc_port,
         "--workers",
         "1",

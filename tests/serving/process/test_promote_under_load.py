@@ -14,7 +14,7 @@ import pytest
 
 from kerasdrop.layout import MODELS_CONFIG_FILE
 from kerasdrop.serving.models.request_log import log_files
-from tests.cli.test_serve import _free_port
+from tests.ports import free_port
 
 CONFIG = """model_config_list {
   config {
@@ -99,7 +99,7 @@ def test_promote_and_rollback_under_load_fail_no_request(exported_repo, tmp_path
     shutil.copytree(repo / "lenet5" / "1", repo / "lenet5" / "2")
     # The file alone names what is served (as TF Serving reads it): an absolute base_path.
     (repo / MODELS_CONFIG_FILE).write_text(CONFIG.replace("{base_path}", str(repo / "lenet5")))
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     server = subprocess.Popen(
         [
             sys.executable,

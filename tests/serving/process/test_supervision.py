@@ -24,6 +24,7 @@ from kerasdrop.serving.process.supervisor import (
     Watchdog,
     ready_path,
 )
+from tests.ports import free_port
 
 
 def _wait_for(condition, seconds: float, what: str):
@@ -283,17 +284,11 @@ def sleepy_repo(tmp_path_factory):
     return repo
 
 
-def _free_port() -> int:
-    from tests.cli.test_serve import _free_port as free_port
-
-    return free_port()
-
-
 class _Served:
     """`kerasdrop serve` in a subprocess, its output in a file (a pipe nobody reads would fill)."""
 
     def __init__(self, repo, tmp_path, *extra, env=None):
-        self.rest_port, self.grpc_port = _free_port(), _free_port()
+        self.rest_port, self.grpc_port = free_port(), free_port()
         self.log = tmp_path / f"serve-{self.rest_port}.log"
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.ports import free_port
 from tests.serving.conftest import running_server
 
 # --- a private CA, a server certificate for localhost/127.0.0.1, client certificates ---------------------------
@@ -168,12 +169,6 @@ def rest_predict(port: int, pki=None, client: str | None = None):
         connection.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # --- the config file ------------------------------------------------------------------------------------------
 
 
@@ -290,7 +285,7 @@ def test_a_bad_ssl_config_is_one_line_and_exit_2_before_anything_listens(pki, tm
     path = text if case == "missing" else tmp_path / "ssl.config"
     if case != "missing":
         path.write_text(text)
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     code = main(
         [
             "serve",
@@ -463,7 +458,7 @@ def test_serve_with_workers_has_mutual_tls_on_both_ports_in_every_worker(exporte
     """A real `kerasdrop serve --workers 2`: the start line says mutual TLS; 16 fresh connections a
     port (the kernel spreads them over both workers by hash) all need a client certificate; the
     workers' command lines carry the config's path, never a key; no PEM file is left on disk."""
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     import shutil
     import tempfile
 

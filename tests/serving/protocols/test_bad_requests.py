@@ -289,14 +289,14 @@ def test_an_ipv6_host_serves_both_protocols_and_a_foreign_address_names_host(exp
 def test_a_server_that_fails_to_start_leaves_no_port_bound(exported_repo, monkeypatch):
     from kerasdrop.serving.models.manager import ModelManager
     from kerasdrop.serving.process.server import ServeConfig, Server
-    from tests.cli.test_serve import _free_port
+    from tests.ports import free_port
 
     def broken_sync(self):
         raise RuntimeError("the repository broke mid-start")
 
     monkeypatch.setattr(ModelManager, "sync", broken_sync)
     repo, _ = exported_repo
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     with pytest.raises(RuntimeError, match="mid-start"):
         Server(
             ServeConfig(

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.cli.test_serve import _free_port
+from tests.ports import free_port
 from tests.serving.conftest import write_golden
 
 IMAGES = np.random.default_rng(11).uniform(0, 16, (3, 8, 8, 1)).astype("float32")
@@ -26,7 +26,7 @@ def served(request, exported_repo, tmp_path_factory):
     repo = tmp_path_factory.mktemp("oip") / "export"
     shutil.copytree(source, repo)
     write_golden(repo / "lenet5" / "1")
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     server = subprocess.Popen(
         [
             sys.executable,
