@@ -118,10 +118,21 @@ def read_backup(directory: pathlib.Path) -> dict | None:
 
 
 def epoch_record_callbacks() -> tuple:
-    """Callbacks to put first and last: a signal between them (an epoch's record) waits for all of it."""
+    """Callbacks to put first and last: a signal between them (an epoch's record) waits for all of it,
+    and a signal that waited through fit (interrupts.deferred) is raised at the first one's hooks."""
     import keras
 
     class OpenRecord(keras.callbacks.Callback):
+        # Keras' hooks are where a signal that waited through fit is raised (interrupts.deferred).
+        def on_epoch_begin(self, epoch, logs=None):
+            interrupts.raise_pending()
+
+        def on_train_batch_end(self, batch, logs=None):
+            interrupts.raise_pending()
+
+        def on_test_batch_end(self, batch, logs=None):
+            interrupts.raise_pending()
+
         def on_epoch_end(self, epoch, logs=None):
             interrupts.hold()
 

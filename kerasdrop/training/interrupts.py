@@ -3,6 +3,15 @@
 An orchestrator stops a job with SIGTERM, whose default ends the process with nothing written; here it
 is handled as Ctrl-C is. While an epoch's files are written (`hold` ... `release`), a signal waits, so
 the epoch is either recorded whole (backup, history, best.keras) or not at all.
+
+Inside `model.fit` (`deferred`), a signal is not raised where it lands either: a Python signal
+handler runs at whatever bytecode the main thread reaches next, which inside fit is often
+TensorFlow's own Python (an epoch's tf.data iterator being made or torn down). A CI run once saw
+SIGTERM end training in glibc's "free(): invalid next size" (SIGABRT) before the interrupted line was
+printed, which an exception raised there would explain (not reproduced).
+It is raised at the next of Keras' callback hooks instead (`raise_pending`: after each step, each
+validation step, each epoch's start), where an exception is an ordinary one for fit; a second signal
+while one waits is raised at once, for a fit that never reaches a hook.
 """
 
 from __future__ import annotations
@@ -23,8 +32,9 @@ class Interrupted(KeyboardInterrupt):
         return type(self), (self.signal_number,)
 
 
-_pending: list[int] = []  # a signal received while held, raised at `release`
+_pending: list[int] = []  # a signal received while held or deferred, raised at `release` / `raise_pending`
 _held = threading.Event()
+_deferred = threading.Event()
 
 
 @contextlib.contextmanager
@@ -46,6 +56,7 @@ def interrupts_raised():
         yield
     finally:
         _held.clear()  # a block left by an exception between `hold` and `release` holds no more signals
+        _deferred.clear()
         for number, handler in replaced.items():
             signal.signal(number, handler)
         if replaced:
@@ -66,8 +77,29 @@ def release() -> None:
         raise Interrupted(number)
 
 
+@contextlib.contextmanager
+def deferred():
+    """Within the block (a `model.fit`), a signal waits for `raise_pending` (or `release`); one still
+    waiting when the block ends is raised then."""
+    _deferred.set()
+    try:
+        yield
+    finally:
+        _deferred.clear()
+    raise_pending()
+
+
+def raise_pending() -> None:
+    """Raises `Interrupted` for a signal that waits, unless an epoch's record holds it."""
+    if _pending and not _held.is_set():
+        number = _pending.pop()
+        _pending.clear()
+        raise Interrupted(number)
+
+
 def _raise_or_hold(number, frame) -> None:
-    if _held.is_set():
+    if _held.is_set() or (_deferred.is_set() and not _pending):
         _pending.append(number)
         return
+    _pending.clear()
     raise Interrupted(number)

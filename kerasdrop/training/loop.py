@@ -246,14 +246,15 @@ def _train_in(
     # --- fit ----------------------------------------------------------------------------------
     with _distributed_fit_context(recipe.training.strategy, strategy, model, data.train):
         started = time.perf_counter()
-        model.fit(
-            data.train,
-            validation_data=data.validation,
-            epochs=recipe.training.epochs,
-            callbacks=run_callbacks,
-            verbose=verbose,
-            shuffle=False,
-        )  # the pipeline shuffles, seeded
+        with interrupts.deferred():  # a signal is raised at a callback hook, not inside TensorFlow
+            model.fit(
+                data.train,
+                validation_data=data.validation,
+                epochs=recipe.training.epochs,
+                callbacks=run_callbacks,
+                verbose=verbose,
+                shuffle=False,
+            )  # the pipeline shuffles, seeded
         seconds = time.perf_counter() - started
 
         # --- final model, history, metrics, curves --------------------------------------------
