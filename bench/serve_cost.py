@@ -35,6 +35,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _support.pyspy_top import top
 from serve_latency import (
     DURATION,
     MODELS,
@@ -158,9 +159,6 @@ def essential_seconds(version_dir: pathlib.Path, rest_body: pathlib.Path, runs: 
 def profile_cell(name: str, server: str, cell: str, ports, bodies, seconds: float, pid: int) -> str:
     """py-spy's top entries for the server process `pid` and its workers over one load run of `cell`."""
     import subprocess
-
-    sys.path.insert(0, str(HERE / "_support"))
-    from pyspy_top import top
 
     raw = pathlib.Path(tempfile.mkdtemp(prefix="kerasdrop-profile-")) / "profile.raw"
     spy = pathlib.Path(sys.executable).with_name("py-spy")

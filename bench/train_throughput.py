@@ -309,12 +309,12 @@ def _read_rate(tf, mib: int, seconds: float = 1.0) -> float:
     """GB/s of summing a float32 array of `mib` MiB on TensorFlow's default threads."""
     data = tf.random.uniform((mib * 2**20 // 4,))
     total = tf.function(lambda: tf.reduce_sum(data))
-    total().numpy()
-    started, calls = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
+
+    def read() -> float:
         total().numpy()
-        calls += 1
-    return calls * mib * 2**20 / (time.perf_counter() - started) / 1e9
+        return mib * 2**20 / 1e9  # GB per call, so the rate is GB/s
+
+    return _per_second(read, seconds)
 
 
 def _layer_sizes(model, keras) -> list[dict]:
@@ -546,17 +546,21 @@ def _report_case(name: str, case: dict, measured: dict, cpu) -> dict:
         f"{'GFLOP/s':>8s} {'% peak':>7s} {'% matmul':>8s} {'CPU/wall':>8s}"
     )
     ratios, shares = {}, {}
-    plain = measured["plain"]
+
+    # Each epoch against the matmul timed around it, so both ran in the same regime of the machine;
+    # the ratio to plain compares those shares, round by round.
+    def of_matmul(values) -> list[float]:
+        return [
+            rate * flops / 1e9 / reference for rate, reference in zip(values["rate"], values["reference"])
+        ]
+
+    plain = of_matmul(measured["plain"])
     for configuration, values in measured.items():
-        rates = values["rate"]
-        # Each epoch against the matmul timed around it, so both ran in the same regime of the machine;
-        # the ratio to plain compares those shares, round by round.
-        of_matmul = [rate * flops / 1e9 / reference for rate, reference in zip(rates, values["reference"])]
-        plain_of_matmul = [rate * flops / 1e9 / ref for rate, ref in zip(plain["rate"], plain["reference"])]
-        per_round = [share / base for share, base in zip(of_matmul, plain_of_matmul)]
+        rates, shares_of_matmul = values["rate"], of_matmul(values)
+        per_round = [share / base for share, base in zip(shares_of_matmul, plain)]
         ratios[configuration] = statistics.median(per_round)
         gflops = statistics.median(rates) * flops / 1e9
-        shares[configuration] = statistics.median(of_matmul)
+        shares[configuration] = statistics.median(shares_of_matmul)
         peak = cpu.peak_flops("bfloat16" if configuration.startswith("mixed_bfloat16") else "float32")
         share_of_peak = f"{100 * gflops * 1e9 / peak:6.1f}%" if peak else "    n/a"
         print(
@@ -569,12 +573,17 @@ def _report_case(name: str, case: dict, measured: dict, cpu) -> dict:
 
 def _matmul_rate(tf, seconds: float = 2.0) -> float:
     """GFLOP/s of the matmul reference over `seconds`, after one call to trace it."""
-    matmul = _matmul_reference(tf)
-    matmul()
-    started, gflop = time.perf_counter(), 0.0
+    return _per_second(_matmul_reference(tf), seconds)
+
+
+def _per_second(step, seconds: float) -> float:
+    """The work `step()` reports doing, summed over `seconds` of calls, per second; after one call
+    that traces it."""
+    step()
+    started, done = time.perf_counter(), 0.0
     while time.perf_counter() - started < seconds:
-        gflop += matmul()
-    return gflop / (time.perf_counter() - started)
+        done += step()
+    return done / (time.perf_counter() - started)
 
 
 def _profile(case: dict) -> dict:

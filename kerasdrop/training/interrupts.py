@@ -56,7 +56,6 @@ def interrupts_raised():
         yield
     finally:
         _held.clear()  # a block left by an exception between `hold` and `release` holds no more signals
-        _deferred.clear()
         for number, handler in replaced.items():
             signal.signal(number, handler)
         if replaced:
@@ -71,10 +70,7 @@ def hold() -> None:
 def release() -> None:
     """Ends `hold`; raises `Interrupted` if a signal came meanwhile."""
     _held.clear()
-    if _pending:
-        number = _pending.pop()
-        _pending.clear()
-        raise Interrupted(number)
+    raise_pending()
 
 
 @contextlib.contextmanager
